@@ -1,0 +1,173 @@
+"""The syntax tree of a .seq file: frozen, plain data, every node with its span.
+
+Produced by `seqdsl.syntax`, read by `seqdsl.elaborate`; never mutated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from .diagnostics import Span
+
+
+# ---------------------------------------------------------------- expressions
+@dataclass(frozen=True)
+class Literal:
+    value: object  # int | float | bool | str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Name:
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str  # + - * / // % **
+    left: "Expr"
+    right: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True)
+class FuncCall:
+    func: str  # min max ceil floor
+    args: tuple["Expr", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class ListExpr:
+    items: tuple["Expr", ...]
+    span: Span
+
+
+Expr = Union[Literal, Name, BinOp, Neg, FuncCall, ListExpr]
+
+
+# ---------------------------------------------------------------- stages
+@dataclass(frozen=True)
+class Arg:
+    key: str | None  # None for a positional argument
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call:
+    """`name(args)`: a layer or a block call."""
+
+    name: str
+    args: tuple[Arg, ...]
+    span: Span
+    name_span: Span
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
+class Repeat:
+    args: tuple[Arg, ...]
+    body: tuple["Stage", ...]
+    span: Span
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
+class Residual:
+    body: tuple["Stage", ...]
+    span: Span
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
+class Segments:
+    args: tuple[Arg, ...]
+    body: tuple["Stage", ...]
+    span: Span
+    alias: str | None = None
+
+
+Stage = Union[Call, Repeat, Residual, Segments]
+
+
+# ---------------------------------------------------------------- statements
+@dataclass(frozen=True)
+class Let:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Input:
+    name: str
+    dtype: str
+    dtype_span: Span
+    dims: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Bind:
+    name: str
+    source: Name
+    stages: tuple[Stage, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Output:
+    names: tuple[Name, ...]
+    span: Span
+
+
+Statement = Union[Let, Input, Bind, Output]
+
+
+# ---------------------------------------------------------------- top level
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class BlockDef:
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Stage, ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class ModelDef:
+    name: str
+    statements: tuple[Statement, ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class Import:
+    path: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Module:
+    """One parsed .seq file."""
+
+    imports: tuple[Import, ...]
+    blocks: tuple[BlockDef, ...]
+    models: tuple[ModelDef, ...]
+    source: object  # SourceFile

@@ -1,0 +1,95 @@
+"""The `seqdsl` command.
+
+Exit codes: 0 success, 1 a refused spec (diagnostics on stderr), 2 a usage
+error (bad flag or value). Never a traceback: unexpected failures print one
+line and exit 3 (set SEQDSL_DEBUG=1 to see the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import __version__
+from .diagnostics import SpecError
+
+
+class UsageError(Exception):
+    """A bad flag value: one line on stderr, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line + exit 2, as argparse does, without the usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="path to a .seq file")
+    p.add_argument("--model", help="which model, when the file defines several")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="seqdsl", description="Declare hybrid sequence models, check, cost and compile them.")
+    parser.add_argument("--version", action="version", version=f"seqdsl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("check", help="parse and check a spec; print its shapes and parameters")
+    _add_spec_args(p)
+
+    p = sub.add_parser("graph", help="print the checked graph as dot, mermaid or json")
+    _add_spec_args(p)
+    p.add_argument("--format", choices=("dot", "mermaid", "json"), default="dot")
+
+    from .commands import add_compile_parser
+    add_compile_parser(sub)
+    return parser
+
+
+def cmd_check(args) -> int:
+    from .elaborate import load
+    from .render import summary
+    program = load(args.spec)
+    models = [program.model(args.model)] if args.model or len(program.models) == 1 else list(program.models.values())
+    print("\n\n".join(summary(m, args.spec) for m in models))
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from .elaborate import load
+    from .render import to_dot, to_json, to_mermaid
+    model = load(args.spec).model(args.model)
+    print({"dot": to_dot, "mermaid": to_mermaid, "json": to_json}[args.format](model))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handlers = {"check": cmd_check, "graph": cmd_graph}
+    from .commands import COMMANDS
+    handlers.update(COMMANDS)
+    try:
+        return handlers[args.command](args)
+    except SpecError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    except UsageError as exc:
+        print(f"seqdsl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
+        if os.environ.get("SEQDSL_DEBUG"):
+            raise
+        print(f"seqdsl: internal error: {type(exc).__name__}: {exc} "
+              "(please report it; SEQDSL_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,637 @@
+"""AST -> checked graph (`seqdsl.ir`).
+
+Loads a spec and its imports, checks blocks for recursion, then elaborates
+each model: evaluates `let`s, declares inputs with symbolic dims, expands
+blocks and repeats, validates every layer's arguments against its pydantic
+schema, infers every tensor type, and builds the networkx graph. Every
+refusal is a `SpecError` at the exact span.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+import pydantic
+import sympy
+
+from . import ast
+from .diagnostics import SourceFile, Span, SpecError, error, suggest
+from .ir import ModelGraph, Node, Program, Ref, Scope, TensorType
+from .layers import LAYERS, LayerError
+from .limits import (MAX_DIM, MAX_FILE_BYTES, MAX_IMPORTS, MAX_LIST, MAX_NESTING, MAX_NODES,
+                     MAX_REPEAT, MAX_VALUE)
+from .symbolic import dim_symbol, dims_equal, fmt_dim
+from .syntax import parse_module
+
+COMBINATORS = ("repeat", "residual", "segments")
+FUNCTIONS = ("min", "max", "ceil", "floor")
+
+
+class Word(str):
+    """A bare identifier used as a value that is not a bound name (`act=gelu`)."""
+
+
+# ====================================================================== loading
+def read_source(path: str | Path, display: str | None = None, span: Span | None = None) -> SourceFile:
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if not p.is_file():
+            raise error(f"'{path}' is not a file", span)
+        if size > MAX_FILE_BYTES:
+            raise error(f"'{path}' is {size} bytes, past the limit of {MAX_FILE_BYTES}", span,
+                        help="split the spec into files joined with import")
+        text = p.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise error(f"cannot find '{path}'", span) from None
+    except UnicodeDecodeError as exc:
+        raise error(f"'{path}' is not UTF-8 text ({exc.reason} at byte {exc.start})", span) from None
+    except OSError as exc:
+        raise error(f"cannot read '{path}': {exc.strerror}", span) from None
+    return SourceFile(display or str(path), text)
+
+
+def load(path: str | Path) -> Program:
+    """Read, parse and check a .seq file and the files it imports."""
+    source = read_source(path)
+    return check_source(source, Path(path).resolve().parent)
+
+
+def parse(text: str, path: str = "<string>", base_dir: str | Path | None = None) -> Program:
+    """Parse and check spec text; imports resolve against base_dir (default: cwd)."""
+    if len(text.encode("utf-8")) > MAX_FILE_BYTES:
+        raise error(f"spec text is past the limit of {MAX_FILE_BYTES} bytes")
+    root = Path(base_dir).resolve() if base_dir else Path.cwd().resolve()
+    return check_source(SourceFile(path, text), root)
+
+
+def check_source(source: SourceFile, root_dir: Path) -> Program:
+    module = parse_module(source)
+    blocks = _collect_blocks(module, root_dir)
+    _check_block_recursion(blocks)
+    models: dict[str, ModelGraph] = {}
+    for model in module.models:
+        if model.name in models:
+            raise error(f"model '{model.name}' is defined twice", model.name_span,
+                        help=f"first defined at line {models[model.name].span.line}")
+        models[model.name] = _ModelBuilder(model, blocks).build()
+    if not models:
+        raise error(f"{source.path} defines no model", None,
+                    help="add `model NAME { input ... output ... }`")
+    return Program(source.path, models)
+
+
+def _collect_blocks(root: ast.Module, root_dir: Path) -> dict[str, ast.BlockDef]:
+    blocks: dict[str, ast.BlockDef] = {}
+    seen: set[Path] = set()
+    pending = [(root, root_dir)]
+    while pending:
+        module, here = pending.pop(0)
+        for block in module.blocks:
+            if block.name in LAYERS or block.name in COMBINATORS:
+                raise error(f"block '{block.name}' has the name of a built-in layer", block.name_span,
+                            help="rename the block")
+            if block.name in blocks:
+                first = blocks[block.name].span
+                raise error(f"block '{block.name}' is defined twice", block.name_span,
+                            help=f"first defined at {first.path}:{first.line}")
+            blocks[block.name] = block
+        for imp in module.imports:
+            target = (here / imp.path).resolve()
+            if not target.is_relative_to(root_dir):
+                raise error(f"import of '{imp.path}' leaves the spec's folder {root_dir}", imp.span,
+                            help="imports must name files inside the importing spec's folder")
+            if target in seen:
+                continue
+            seen.add(target)
+            if len(seen) > MAX_IMPORTS:
+                raise error(f"more than {MAX_IMPORTS} imported files", imp.span)
+            src = read_source(target, display=imp.path, span=imp.span)
+            pending.append((parse_module(src), target.parent))
+    return blocks
+
+
+def _called_blocks(stages, blocks):
+    for stage in stages:
+        if isinstance(stage, ast.Call):
+            if stage.name in blocks:
+                yield stage
+        else:
+            yield from _called_blocks(stage.body, blocks)
+
+
+def _check_block_recursion(blocks: dict[str, ast.BlockDef]) -> None:
+    """Refuse a block that calls itself, directly or through other blocks."""
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+
+    def visit(name: str, path: list[str]):
+        state[name] = 1
+        for call in _called_blocks(blocks[name].body, blocks):
+            if state.get(call.name) == 1:
+                cycle = path[path.index(call.name):] + [call.name]
+                via = "" if len(cycle) == 2 else " through " + " -> ".join(cycle[1:-1])
+                raise error(f"block '{call.name}' calls itself recursively{via}", call.span,
+                            help="a block cannot contain itself; use repeat(N) { ... } to stack copies")
+            if call.name not in state:
+                visit(call.name, path + [call.name])
+        state[name] = 2
+
+    for name in blocks:
+        if name not in state:
+            visit(name, [name])
+
+
+# ====================================================================== values
+def _check_magnitude(value, span):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise error("value is not finite", span)
+        if abs(value) > MAX_VALUE:
+            raise error(f"value {value:.3g} is past the limit of {MAX_VALUE:.0e}", span)
+    return value
+
+
+def _number(value, span, what="operand"):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise error(f"{what} must be a number, got {_describe(value)}", span)
+    return value
+
+
+def _describe(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Word):
+        return f"the word '{value}'"
+    if isinstance(value, Ref):
+        return f"the value '{value.name}'"
+    if isinstance(value, str):
+        return f'string "{value}"'
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, float):
+        return f"float {value:g}"
+    return f"int {value}"
+
+
+def _binop(op, a, b, span):
+    a, b = _number(a, span), _number(b, span)
+    if op == "+":
+        r = a + b
+    elif op == "-":
+        r = a - b
+    elif op == "*":
+        r = a * b
+    elif op in ("/", "//", "%"):
+        if b == 0:
+            raise error("division by zero", span)
+        if op == "/":
+            r = a // b if isinstance(a, int) and isinstance(b, int) and a % b == 0 else a / b
+        elif op == "//":
+            r = a // b
+        else:
+            r = a % b
+    elif op == "**":
+        if isinstance(b, int) and b < 0 or abs(b) > 256:
+            raise error(f"exponent {b} is out of range (0..256)", span)
+        if abs(a) > 1 and b * math.log2(abs(a)) > 110:
+            raise error(f"{a} ** {b} is past the limit of {MAX_VALUE:.0e}", span)
+        r = a ** b
+    else:  # pragma: no cover - the grammar has no other operators
+        raise error(f"unknown operator {op}", span)
+    return _check_magnitude(r, span)
+
+
+@dataclass
+class _LayerContext:
+    """What a layer's infer_shape may ask of its surroundings."""
+
+    builder: "_ModelBuilder"
+    in_segments: bool
+
+    def lookup_alias(self, name: str, arg: str | None = None) -> Node:
+        if name in self.builder.aliases:
+            return self.builder.graph.nodes[self.builder.aliases[name]]["node"]
+        raise LayerError(f"unknown layer name '{name}'", arg=arg,
+                         help=suggest(name, self.builder.aliases) or "name a layer earlier in the model with `as NAME`")
+
+
+# ====================================================================== models
+class _ModelBuilder:
+    def __init__(self, model: ast.ModelDef, blocks: dict[str, ast.BlockDef]):
+        self.model = model
+        self.blocks = blocks
+        self.graph = nx.DiGraph()
+        self.lets: dict[str, object] = {}
+        self.values: dict[str, tuple[str, TensorType]] = {}
+        self.bound_at: dict[str, Span] = {}
+        self.inputs: dict[str, TensorType] = {}
+        self.symbols: list[str] = []
+        self.aliases: dict[str, str] = {}
+        self.outputs: dict[str, TensorType] = {}
+
+    # ------------------------------------------------------------ statements
+    def build(self) -> ModelGraph:
+        output_stmt = None
+        for st in self.model.statements:
+            if isinstance(st, ast.Let):
+                self._claim(st.name, st.span)
+                self.lets[st.name] = self.eval(st.value, self.lets, "let")
+            elif isinstance(st, ast.Input):
+                self._declare_input(st)
+            elif isinstance(st, ast.Bind):
+                self._bind(st)
+            elif isinstance(st, ast.Output):
+                if output_stmt is not None:
+                    raise error("a model has one output statement", st.span,
+                                help=f"list every output in the one at line {output_stmt.span.line}")
+                output_stmt = st
+        if output_stmt is None:
+            raise error(f"model '{self.model.name}' has no output statement", self.model.name_span,
+                        help="add `output NAME` naming the value the model returns")
+        for name in output_stmt.names:
+            if name.name not in self.values:
+                raise error(f"output '{name.name}' is never bound", name.span,
+                            help=suggest(name.name, self.values) or "bind it with `NAME = SOURCE -> ...`")
+            if name.name in self.outputs:
+                raise error(f"output '{name.name}' is listed twice", name.span)
+            self.outputs[name.name] = self.values[name.name][1]
+        return ModelGraph(self.model.name, self.graph, self.inputs, self.outputs,
+                          {k: v[0] for k, v in self.values.items()}, tuple(self.symbols),
+                          self.model.span)
+
+    def _claim(self, name: str, span: Span) -> None:
+        if name in self.bound_at:
+            raise error(f"name '{name}' is already bound (at line {self.bound_at[name].line})", span,
+                        help="a name is bound once; choose a new name")
+        if name in self.symbols:
+            raise error(f"name '{name}' is already a symbolic dim of an input", span)
+        self.bound_at[name] = span
+
+    def _declare_input(self, st: ast.Input) -> None:
+        self._claim(st.name, st.span)
+        if st.dtype not in ("float", "int"):
+            raise error(f"unknown input dtype '{st.dtype}'", st.dtype_span,
+                        help=suggest(st.dtype, ("float", "int")) or "use float or int (token ids)")
+        dims = []
+        for expr in st.dims:
+            if isinstance(expr, ast.Name) and expr.name not in self.lets:
+                if expr.name in self.bound_at:
+                    raise error(f"'{expr.name}' is a bound value, not a dim", expr.span)
+                if expr.name not in self.symbols:
+                    self.symbols.append(expr.name)
+                dims.append(dim_symbol(expr.name))
+                continue
+            value = self.eval(expr, self.lets, "let")
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise error(f"a dim must be an integer or a symbolic name, got {_describe(value)}", expr.span)
+            if not 1 <= value <= MAX_DIM:
+                raise error(f"dim {value} is out of range (1 to {MAX_DIM})", expr.span,
+                            help="sizes past 2**40 cannot be allocated; use a symbolic name for lengths")
+            dims.append(sympy.Integer(value))
+        if st.dtype == "int" and len(dims) < 1:
+            raise error("an input needs at least one dim", st.span)
+        if not dims:
+            raise error("an input needs at least one dim", st.span)
+        t = TensorType(st.dtype, tuple(dims))
+        self.inputs[st.name] = t
+        self._add_node(Node(st.name, "input", None, (), t, 0, st.span), ())
+        self.values[st.name] = (st.name, t)
+
+    def _bind(self, st: ast.Bind) -> None:
+        self._claim(st.name, st.span)
+        if st.source.name not in self.values:
+            hint = suggest(st.source.name, self.values)
+            what = "a let constant, not a tensor" if st.source.name in self.lets else "not bound"
+            raise error(f"'{st.source.name}' is {what}", st.source.span,
+                        help=hint or "a pipeline starts from an input or an earlier bound value")
+        x = self.values[st.source.name]
+        if st.stages:
+            x = self.run_stages(st.stages, x, st.name, (), self.lets, 0, ())
+        self.values[st.name] = x
+
+    # ------------------------------------------------------------ expressions
+    def eval(self, e, env: dict, mode: str):
+        """Evaluate an expression. mode 'let': names must be constants; 'arg':
+        bound values become Refs and other bare names enum Words."""
+        if isinstance(e, ast.Literal):
+            return _check_magnitude(e.value, e.span)
+        if isinstance(e, ast.Name):
+            if e.name in env:
+                return env[e.name]
+            if mode == "arg":
+                if e.name in self.values:
+                    return Ref(e.name, e.span)
+                return Word(e.name)
+            raise error(f"unknown name '{e.name}'", e.span,
+                        help=suggest(e.name, env) or "a let may use numbers and earlier lets")
+        if isinstance(e, ast.BinOp):
+            return _binop(e.op, self.eval(e.left, env, mode), self.eval(e.right, env, mode), e.span)
+        if isinstance(e, ast.Neg):
+            return -_number(self.eval(e.operand, env, mode), e.span)
+        if isinstance(e, ast.FuncCall):
+            if e.func not in FUNCTIONS:
+                raise error(f"unknown function '{e.func}'", e.span,
+                            help=suggest(e.func, FUNCTIONS) or "functions: " + ", ".join(FUNCTIONS))
+            args = [_number(self.eval(a, env, mode), a.span, "argument") for a in e.args]
+            if e.func in ("ceil", "floor"):
+                if len(args) != 1:
+                    raise error(f"{e.func} takes one argument, got {len(args)}", e.span)
+                return (math.ceil if e.func == "ceil" else math.floor)(args[0])
+            if not args:
+                raise error(f"{e.func} needs at least one argument", e.span)
+            return (min if e.func == "min" else max)(args)
+        if isinstance(e, ast.ListExpr):
+            if len(e.items) > MAX_LIST:
+                raise error(f"list of {len(e.items)} items is past the limit of {MAX_LIST}", e.span)
+            return [self.eval(i, env, mode) for i in e.items]
+        raise error("unsupported expression", getattr(e, "span", None))  # pragma: no cover
+
+    # ------------------------------------------------------------ stages
+    @staticmethod
+    def stage_keys(stages) -> list[str]:
+        kinds = []
+        for s in stages:
+            kinds.append(s.name if isinstance(s, ast.Call) else type(s).__name__.lower())
+        counts: dict[str, int] = {}
+        for k in kinds:
+            counts[k] = counts.get(k, 0) + 1
+        seen: dict[str, int] = {}
+        keys = []
+        for s, k in zip(stages, kinds):
+            if s.alias:
+                keys.append(s.alias)
+                continue
+            if counts[k] > 1:
+                keys.append(f"{k}[{seen.get(k, 0)}]")
+                seen[k] = seen.get(k, 0) + 1
+            else:
+                keys.append(k)
+        return keys
+
+    def run_stages(self, stages, x, prefix: str, scope: tuple, env: dict, depth: int, stack: tuple):
+        if depth > MAX_NESTING:
+            raise error(f"combinators and blocks nested more than {MAX_NESTING} deep", stages[0].span)
+        for stage, key in zip(stages, self.stage_keys(stages)):
+            name = f"{prefix}.{key}"
+            if isinstance(stage, ast.Call):
+                if stage.name in LAYERS:
+                    x = self._layer(stage, x, name, scope, env)
+                elif stage.name in self.blocks:
+                    x = self._block(stage, x, name, scope, env, depth, stack)
+                else:
+                    candidates = list(LAYERS) + list(self.blocks) + list(COMBINATORS)
+                    raise error(f"unknown layer '{stage.name}'", stage.name_span,
+                                help=suggest(stage.name, candidates)
+                                or "see the layer library in LANGUAGE.md, or define a block")
+            elif isinstance(stage, ast.Repeat):
+                x = self._repeat(stage, x, name, scope, env, depth, stack)
+            elif isinstance(stage, ast.Residual):
+                x = self._residual(stage, x, name, scope, env, depth, stack)
+            else:
+                x = self._segments(stage, x, name, scope, env, depth, stack)
+        return x
+
+    def _combinator_args(self, stage, env, schema: list[tuple[str, bool]]) -> dict:
+        """Bind a combinator's args to `schema` [(name, required)], all ints."""
+        kind = type(stage).__name__.lower()
+        names = [n for n, _ in schema]
+        bound: dict[str, object] = {}
+        for i, arg in enumerate(stage.args):
+            key = arg.key if arg.key is not None else (names[i] if i < len(names) else None)
+            if key is None:
+                raise error(f"{kind} takes at most {len(names)} positional argument(s)", arg.span)
+            if key not in names:
+                raise error(f"unknown argument '{key}' for {kind}", arg.span,
+                            help=suggest(key, names) or f"{kind} takes " + ", ".join(names))
+            if key in bound:
+                raise error(f"argument '{key}' given twice", arg.span)
+            value = self.eval(arg.value, env, "arg")
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise error(f"{kind} argument '{key}' must be an int, got {_describe(value)}", arg.span)
+            bound[key] = (value, arg.span)
+        for n, required in schema:
+            if required and n not in bound:
+                raise error(f"{kind} needs the argument '{n}'", stage.span)
+        return bound
+
+    def _repeat(self, stage: ast.Repeat, x, name, scope, env, depth, stack):
+        count, span = self._combinator_args(stage, env, [("count", True)])["count"]
+        if not 1 <= count <= MAX_REPEAT:
+            raise error(f"repeat count {count} is out of range (1 to {MAX_REPEAT})", stage.span,
+                        help=f"the limit of {MAX_REPEAT} copies keeps the compiler's memory bounded")
+        if not stage.body:
+            raise error("repeat body is empty", stage.span)
+        projected = self.graph.number_of_nodes() + count * self._size(stage.body, env, stack)
+        if projected > MAX_NODES:
+            raise error(f"repeat({count}) would expand the model to {projected} layers, "
+                        f"past the limit of {MAX_NODES}", stage.span)
+        for i in range(count):
+            inner = f"{name}[{i}]"
+            x = self.run_stages(stage.body, x, inner, scope + (Scope("repeat", inner, stage.span, i),),
+                                env, depth + 1, stack)
+        return x
+
+    def _size(self, stages, env, stack) -> int:
+        """Layers the stages expand to, computed without expanding them."""
+        total = 0
+        for s in stages:
+            if isinstance(s, ast.Call):
+                if s.name in self.blocks and s.name not in stack:
+                    block = self.blocks[s.name]
+                    total += self._size(block.body, self._block_env(block, s, env), stack + (s.name,))
+                else:
+                    total += 1
+            elif isinstance(s, ast.Repeat):
+                count, _ = self._combinator_args(s, env, [("count", True)])["count"]
+                count = max(0, min(count, MAX_NODES + 1))
+                total += count * self._size(s.body, env, stack)
+            else:
+                total += self._size(s.body, env, stack) + (1 if isinstance(s, ast.Residual) else 0)
+            if total > MAX_NODES:
+                return total
+        return total
+
+    def _residual(self, stage: ast.Residual, x, name, scope, env, depth, stack):
+        if not stage.body:
+            raise error("residual body is empty", stage.span)
+        inner = scope + (Scope("residual", name, stage.span),)
+        y = self.run_stages(stage.body, x, name, inner, env, depth + 1, stack)
+        tx, ty = x[1], y[1]
+        if tx.dtype != ty.dtype or tx.rank != ty.rank or not all(
+                dims_equal(a, b) for a, b in zip(tx.dims, ty.dims)):
+            raise error(f"residual body changes the shape from {tx} to {ty}", stage.span,
+                        help="x + body(x) needs the body to keep the shape; "
+                             f"end the body with a layer back to {fmt_dim(tx.dims[-1])} channels")
+        add = Node(f"{name}.add", "add", None, (tx, ty), tx, 0, stage.span, inner, None, (x[0], y[0]))
+        self._add_node(add, (x[0], y[0]))
+        return (add.name, tx)
+
+    def _segments(self, stage: ast.Segments, x, name, scope, env, depth, stack):
+        if any(s.kind == "segments" for s in scope):
+            raise error("segments cannot be nested", stage.span)
+        args = self._combinator_args(stage, env, [("length", True), ("memory", True)])
+        length, lspan = args["length"]
+        memory, mspan = args["memory"]
+        if not 1 <= length <= MAX_DIM:
+            raise error(f"segment length must be positive, got {length}", lspan)
+        if not 0 <= memory <= MAX_DIM:
+            raise error(f"segment memory must be 0 or more, got {memory}", mspan)
+        tx = x[1]
+        if tx.dtype != "float" or tx.rank != 3:
+            raise error(f"segments expects a float [B, T, C] input, got {tx}", stage.span)
+        if not stage.body:
+            raise error("segments body is empty", stage.span)
+        inner = scope + (Scope("segments", name, stage.span, None, (("length", length), ("memory", memory))),)
+        y = self.run_stages(stage.body, x, name, inner, env, depth + 1, stack)
+        ty = y[1]
+        if ty.rank != 3 or not dims_equal(ty.dims[1], tx.dims[1]):
+            raise error(f"segments body must keep the time axis, but it maps {tx} to {ty}", stage.span)
+        return y
+
+    def _block_env(self, block: ast.BlockDef, call: ast.Call, env: dict) -> dict:
+        params = [p.name for p in block.params]
+        values: dict[str, object] = {}
+        for i, arg in enumerate(call.args):
+            key = arg.key if arg.key is not None else (params[i] if i < len(params) else None)
+            if key is None:
+                raise error(f"block '{block.name}' takes {len(params)} argument(s), got more", arg.span)
+            if key not in params:
+                raise error(f"unknown argument '{key}' for block '{block.name}'", arg.span,
+                            help=suggest(key, params) or "parameters: " + ", ".join(params))
+            if key in values:
+                raise error(f"argument '{key}' given twice", arg.span)
+            values[key] = self.eval(arg.value, env, "arg")
+        for p in block.params:
+            if p.name not in values:
+                if p.default is None:
+                    raise error(f"block '{block.name}' needs the argument '{p.name}'", call.span,
+                                help=f"defined at {block.span.path}:{block.span.line}")
+                values[p.name] = self.eval(p.default, dict(values), "arg")
+        return values
+
+    def _block(self, stage: ast.Call, x, name, scope, env, depth, stack):
+        block = self.blocks[stage.name]
+        if stage.name in stack:  # also caught statically; kept as a guard
+            raise error(f"block '{stage.name}' calls itself recursively", stage.span)
+        body_env = self._block_env(block, stage, env)
+        if not block.body:
+            return x
+        inner = scope + (Scope("block", name, stage.span),)
+        try:
+            return self.run_stages(block.body, x, name, inner, body_env, depth + 1, stack + (stage.name,))
+        except SpecError as exc:
+            d = exc.diagnostics[0]
+            inside = (d.span is not None and d.span.source is block.span.source
+                      and block.span.line <= d.span.line <= block.span.end_line)
+            if inside and not d.notes:
+                exc.diagnostics[0] = type(d)(d.message, d.span, d.help,
+                                             (f"in block '{block.name}' called at {stage.span}",))
+            raise
+
+    # ------------------------------------------------------------ layers
+    def _layer(self, call: ast.Call, x, name, scope, env):
+        rule = LAYERS[call.name]
+        fields = list(rule.Args.model_fields)
+        raw: dict[str, object] = {}
+        spans: dict[str, Span] = {}
+        for i, arg in enumerate(call.args):
+            if arg.key is None:
+                if i >= len(fields):
+                    raise error(f"{call.name} takes at most {len(fields)} positional argument(s), got {i + 1}",
+                                arg.span, help="order: " + ", ".join(fields) if fields else f"{call.name} takes no arguments")
+                key = fields[i]
+            else:
+                key = arg.key
+                if key not in fields:
+                    raise error(f"unknown argument '{key}' for {call.name}", arg.span,
+                                help=suggest(key, fields) or ("arguments: " + ", ".join(fields) if fields
+                                                              else f"{call.name} takes no arguments"))
+            if key in raw:
+                raise error(f"argument '{key}' of {call.name} is given twice", arg.span)
+            raw[key] = self.eval(arg.value, env, "arg")
+            spans[key] = arg.span
+        sources = [x[0]]
+        inputs = [x[1]]
+        for key in rule.context_args():
+            value = raw.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, Ref):
+                shown = value if isinstance(value, str) else _describe(value)
+                raise error(f"unknown name '{shown}': {key}= must name a value bound earlier in the model",
+                            spans[key], help=suggest(str(value), self.values) if isinstance(value, str) else None)
+            sources.append(self.values[value.name][0])
+            inputs.append(self.values[value.name][1])
+        args = self._validate(call, rule, raw, spans)
+        ctx = _LayerContext(self, any(s.kind == "segments" for s in scope))
+        try:
+            out = rule.infer_shape(args, inputs, ctx)
+            params = rule.count_params(args, inputs, out)
+        except LayerError as exc:
+            where = spans.get(exc.arg, call.span) if exc.arg else call.span
+            message = exc.message if exc.message.startswith(call.name) else f"{call.name}: {exc.message}"
+            raise error(message, where, help=exc.help) from None
+        if call.alias:
+            if call.alias in self.aliases:
+                raise error(f"layer name '{call.alias}' is already used", call.span,
+                            help="`as NAME` names one layer instance")
+            self.aliases[call.alias] = name
+        node = Node(name, call.name, args, tuple(inputs), out, params, call.span, scope, call.alias,
+                    tuple(sources))
+        self._add_node(node, sources)
+        return (name, out)
+
+    def _validate(self, call, rule, raw, spans):
+        clean = {k: (None if isinstance(v, Word) and v == "none" else
+                     str(v) if isinstance(v, Word) else v) for k, v in raw.items()}
+        try:
+            return rule.Args.model_validate(clean)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else None
+            if first["type"] == "missing":
+                raise error(f"{call.name} needs the argument '{field}'", call.span,
+                            help=f"{call.name}({', '.join(f for f, i in rule.Args.model_fields.items() if i.is_required())})") from None
+            value = raw.get(field)
+            expected = _expected(rule.Args, field, first)
+            raise error(f"argument '{field}' of {call.name} expects {expected}, got {_describe(value)}",
+                        spans.get(field, call.span)) from None
+
+    def _add_node(self, node: Node, sources) -> None:
+        if node.name in self.graph:
+            raise error(f"layer name '{node.name}' is used twice", node.span,
+                        help="give one of them another name with `as NAME`")
+        if self.graph.number_of_nodes() >= MAX_NODES:
+            raise error(f"the model expands to more than {MAX_NODES} layers", node.span)
+        self.graph.add_node(node.name, node=node)
+        for port, src in enumerate(sources):
+            self.graph.add_edge(src, node.name, port=port)
+
+
+def _expected(schema, field: str, err: dict) -> str:
+    """Words for what a field accepts, from the pydantic error."""
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bounds = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}",
+                  "less_than": "< {lt}", "less_than_equal": "<= {le}"}[kind].format(**ctx)
+        return f"a value {bounds}"
+    if kind == "literal_error":
+        return "one of " + str(ctx.get("expected", "")).replace("'", "")
+    annotation = str(schema.model_fields[field].annotation) if field in schema.model_fields else ""
+    words = []
+    for token, word in (("int", "an int"), ("float", "a number"), ("bool", "true or false"),
+                        ("list", "a list of ints"), ("Literal", "a word"), ("str", "a name"),
+                        ("Ref", "a bound value")):
+        if token in annotation and word not in words:
+            words.append(word)
+    if "Literal" in annotation:
+        import typing
+        opts = []
+        for arg in typing.get_args(schema.model_fields[field].annotation) or ():
+            opts += list(typing.get_args(arg))
+        if opts:
+            return "one of " + ", ".join(str(o) for o in opts if o is not None)
+    return " or ".join(words) or err.get("msg", "another value")

@@ -1,0 +1,137 @@
+"""The checked intermediate representation: plain data over a networkx DiGraph.
+
+A `ModelGraph` holds one model after elaboration: blocks and repeats expanded,
+every node a layer instance (or an `input` / residual `add`), with its
+validated arguments, tensor types, source span and hierarchical name. Later
+stages (cost, torch lowering, source emission) walk `ModelGraph.nodes` in
+order and read; they never mutate it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from .diagnostics import Span
+from .symbolic import as_int, fmt_dim
+
+
+@dataclass(frozen=True)
+class TensorType:
+    dtype: str                 # "float" | "int"
+    dims: tuple                # sympy expressions, batch first, channels last
+
+    @property
+    def rank(self) -> int:
+        return len(self.dims)
+
+    @property
+    def channels(self) -> int | None:
+        return as_int(self.dims[-1]) if self.dims else None
+
+    def __str__(self) -> str:
+        return f"{self.dtype}[{', '.join(fmt_dim(d) for d in self.dims)}]"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A bound value named as an argument (`context=memory`)."""
+
+    name: str
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One enclosing combinator or block instance of a node."""
+
+    kind: str                  # "repeat" | "residual" | "segments" | "block"
+    path: str                  # hierarchical name of the combinator instance
+    span: Span | None = field(default=None, compare=False)
+    index: int | None = None   # copy number inside a repeat
+    args: tuple = ()           # (("length", 64), ("memory", 64)) for segments
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str                  # hierarchical, e.g. "encoded.repeat[2].residual[0].attention"
+    kind: str                  # layer kind, or "input" / "add"
+    args: Any                  # the layer's validated pydantic Args, or None
+    inputs: tuple              # TensorTypes: main input first, then context
+    output: TensorType
+    params: int
+    span: Span | None = field(default=None, compare=False)
+    scope: tuple = ()          # tuple[Scope, ...], outermost first
+    alias: str | None = None   # `as NAME`
+    sources: tuple = ()        # node names feeding `inputs`, in the same order
+
+    @property
+    def line(self) -> int | None:
+        return self.span.line if self.span else None
+
+    def segments_scope(self) -> Scope | None:
+        for s in self.scope:
+            if s.kind == "segments":
+                return s
+        return None
+
+
+@dataclass
+class ModelGraph:
+    name: str
+    graph: nx.DiGraph
+    inputs: dict[str, TensorType]          # declaration order
+    outputs: dict[str, TensorType]         # `output` order
+    values: dict[str, str]                 # bound value name -> producing node name
+    symbols: tuple[str, ...]               # symbolic dims, first-seen order
+    span: Span | None = None
+
+    @property
+    def nodes(self) -> list[Node]:
+        """Nodes in construction order, which is a topological order."""
+        return [data["node"] for _, data in self.graph.nodes(data=True)]
+
+    def node(self, name: str) -> Node:
+        return self.graph.nodes[name]["node"]
+
+    @property
+    def layers(self) -> list[Node]:
+        return [n for n in self.nodes if n.kind not in ("input", "add")]
+
+    @property
+    def params(self) -> int:
+        return sum(n.params for n in self.nodes)
+
+    @property
+    def batch_symbol(self) -> str | None:
+        """The symbol used as batch: the first dim of the inputs, by convention `B`."""
+        firsts = {str(t.dims[0]) for t in self.inputs.values() if t.dims and as_int(t.dims[0]) is None}
+        if "B" in firsts:
+            return "B"
+        return next(iter(firsts)) if len(firsts) == 1 else None
+
+    @property
+    def seq_symbols(self) -> tuple[str, ...]:
+        return tuple(s for s in self.symbols if s != self.batch_symbol)
+
+
+@dataclass
+class Program:
+    """A checked .seq file: its models by name, in file order."""
+
+    path: str
+    models: dict[str, ModelGraph]
+
+    def model(self, name: str | None = None) -> ModelGraph:
+        from .diagnostics import error, suggest
+        if name is None:
+            if len(self.models) == 1:
+                return next(iter(self.models.values()))
+            raise error(f"{self.path} defines {len(self.models)} models ("
+                        + ", ".join(self.models) + "); choose one",
+                        help="pass --model NAME (or model=NAME)")
+        if name not in self.models:
+            raise error(f"no model named '{name}' in {self.path}",
+                        help=suggest(name, self.models) or "models: " + ", ".join(self.models))
+        return self.models[name]

@@ -1,0 +1,49 @@
+"""The layer library: one registry, kind -> rule object.
+
+Adding a layer: write its class (Args, infer_shape, count_params, cost,
+lower) in a module here and add one line below.
+"""
+from __future__ import annotations
+
+from .activation import Activation, Dropout
+from .attention import Attention, CrossAttention
+from .base import Layer, LayerArgs, LayerError
+from .conv import Conv
+from .dense import Linear, Mlp, Swiglu
+from .embed import Embed, Posenc
+from .norm import Norm
+from .recurrent import Recurrent
+from .shape_ops import Flatten, SpatialPool, TimePool, Unsqueeze
+
+LAYERS: dict[str, Layer] = {
+    "conv1d": Conv(1),
+    "conv2d": Conv(2),
+    "conv3d": Conv(3),
+    "unsqueeze": Unsqueeze(),
+    "flatten": Flatten(),
+    "spatial_mean": SpatialPool("mean"),
+    "spatial_max": SpatialPool("max"),
+    "time_mean": TimePool("mean"),
+    "time_last": TimePool("last"),
+    "embed": Embed(),
+    "posenc": Posenc(),
+    "linear": Linear(),
+    "mlp": Mlp(),
+    "swiglu": Swiglu(),
+    "layernorm": Norm("layernorm", 2),
+    "rmsnorm": Norm("rmsnorm", 1),
+    "batchnorm": Norm("batchnorm", 2),
+    "relu": Activation("relu"),
+    "gelu": Activation("gelu"),
+    "silu": Activation("silu"),
+    "tanh": Activation("tanh"),
+    "sigmoid": Activation("sigmoid"),
+    "dropout": Dropout(),
+    "attention": Attention(),
+    "cross_attention": CrossAttention(),
+    "lstm": Recurrent("lstm"),
+    "gru": Recurrent("gru"),
+    "rnn": Recurrent("rnn"),
+}
+
+__all__ = ["LAYERS", "Layer", "LayerArgs", "LayerError"]

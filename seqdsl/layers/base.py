@@ -1,0 +1,94 @@
+"""What every layer kind declares, and helpers its rules share.
+
+A layer kind is one class with, side by side:
+
+* `Args`         – a pydantic model: the argument schema, in positional order;
+* `infer_shape`  – output TensorType from the input types (raises LayerError);
+* `count_params` – exact parameter count, PyTorch's conventions;
+* `cost`         – closed-form cost (seqdsl.cost), added by the cost model;
+* `lower`        – the torch module (seqdsl.backend), imported lazily.
+
+Rules raise `LayerError`; the elaborator turns it into a diagnostic at the
+offending argument (when `arg` is given) or the stage.
+"""
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..ir import TensorType
+from ..limits import MAX_DIM
+from ..symbolic import as_int, fmt_dim
+
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_DIM)]
+NonNegInt = Annotated[int, Field(ge=0, le=MAX_DIM)]
+Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+
+
+class LayerArgs(BaseModel):
+    """Strict: `hidden="big"` is an error, not a coercion; unknown keys are refused."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True,
+                              arbitrary_types_allowed=True)
+
+
+class NoArgs(LayerArgs):
+    pass
+
+
+class LayerError(Exception):
+    def __init__(self, message: str, arg: str | None = None, help: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.arg = arg
+        self.help = help
+
+
+class Layer:
+    kind: ClassVar[str]
+    Args: ClassVar[type[LayerArgs]] = NoArgs
+    #: True when output position t depends only on inputs at positions <= t.
+    causal_by_default: ClassVar[bool] = True
+
+    def infer_shape(self, args, inputs: list[TensorType], ctx) -> TensorType:
+        raise NotImplementedError
+
+    def count_params(self, args, inputs: list[TensorType], out: TensorType) -> int:
+        return 0
+
+    def is_causal(self, args, inputs=None) -> bool:
+        """Whether the layer can stream: no output looks at later inputs."""
+        return self.causal_by_default
+
+    def context_args(self) -> tuple[str, ...]:
+        """Argument names that refer to other bound values (extra inputs)."""
+        return ()
+
+
+# ------------------------------------------------------------------ helpers
+def require_rank(x: TensorType, rank: int | None = None, *, at_least: int | None = None,
+                 what: str = "") -> None:
+    if rank is not None and x.rank != rank:
+        raise LayerError(f"expects a rank-{rank} input{what}, got {x}")
+    if at_least is not None and x.rank < at_least:
+        raise LayerError(f"expects an input of rank {at_least} or more{what}, got {x}")
+
+
+def require_float(x: TensorType, kind: str) -> None:
+    if x.dtype != "float":
+        raise LayerError(f"{kind} expects a float input, got int {x} (token ids)",
+                         help="embed token ids first: -> embed(vocab, dim)")
+
+
+def channels(x: TensorType) -> int:
+    c = as_int(x.dims[-1]) if x.dims else None
+    if c is None:
+        raise LayerError(f"the channel (last) dim of {x} must be a number, not '{fmt_dim(x.dims[-1])}'")
+    return c
+
+
+def with_channels(x: TensorType, c: int) -> TensorType:
+    import sympy
+    return TensorType("float", x.dims[:-1] + (sympy.Integer(c),))

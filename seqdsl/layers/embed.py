@@ -1,0 +1,62 @@
+"""Token embeddings and absolute position encodings."""
+from __future__ import annotations
+
+from typing import Literal
+
+import sympy
+
+from ..ir import TensorType
+from .base import Layer, LayerArgs, LayerError, PositiveInt, channels, require_float, require_rank
+
+
+class EmbedArgs(LayerArgs):
+    vocab: PositiveInt
+    dim: PositiveInt
+
+
+class Embed(Layer):
+    """int[B, T] -> float[B, T, dim]; weight vocab x dim (nn.Embedding)."""
+
+    kind = "embed"
+    Args = EmbedArgs
+
+    def infer_shape(self, args, inputs, ctx):
+        (x,) = inputs
+        if x.dtype != "int":
+            raise LayerError(f"embed expects int token ids, got float {x}",
+                             help="declare the input as int[B, T], or use linear(dim) on float features")
+        require_rank(x, at_least=1)
+        return TensorType("float", x.dims + (sympy.Integer(args.dim),))
+
+    def count_params(self, args, inputs, out):
+        return args.vocab * args.dim
+
+
+class PosencArgs(LayerArgs):
+    kind: Literal["sinusoidal", "learned"] = "sinusoidal"
+    max_len: PositiveInt | None = None
+
+
+class Posenc(Layer):
+    """Adds absolute positions: fixed sinusoids, or a learned max_len x C table."""
+
+    kind = "posenc"
+    Args = PosencArgs
+
+    def infer_shape(self, args, inputs, ctx):
+        (x,) = inputs
+        require_float(x, "posenc")
+        require_rank(x, 3, what=" [B, T, C]")
+        c = channels(x)
+        if args.kind == "learned" and args.max_len is None:
+            raise LayerError("posenc(learned) needs max_len, the number of positions it learns",
+                             arg="kind", help="posenc(learned, max_len=1024)")
+        if args.kind == "sinusoidal" and c % 2:
+            raise LayerError(f"sinusoidal posenc needs an even channel count, got {c}")
+        if ctx.in_segments:
+            raise LayerError("posenc cannot run inside segments (positions restart per segment)",
+                             help="add positions before segments, or use attention(pos=relative)")
+        return x
+
+    def count_params(self, args, inputs, out):
+        return args.max_len * channels(inputs[0]) if args.kind == "learned" else 0
