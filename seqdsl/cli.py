@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_spec_args(p)
     p.add_argument("--format", choices=("dot", "mermaid", "json"), default="dot")
 
+    p = sub.add_parser("fmt", help="rewrite .seq files in canonical form (comments kept)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if any file would change; write nothing")
+    mode.add_argument("--stdout", action="store_true", help="print the formatted text instead of writing")
+
     from .commands import add_compile_parser
     add_compile_parser(sub)
     return parser
@@ -62,13 +68,47 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def cmd_fmt(args) -> int:
+    from .elaborate import read_source
+    from .printer import format_text
+    changed = []
+    for path in args.files:
+        source = read_source(path)
+        formatted = format_text(source.text, path)
+        if args.stdout:
+            sys.stdout.write(formatted)
+        elif formatted != source.text:
+            changed.append(path)
+            if not args.check:
+                _write_atomic(path, formatted)
+    for path in changed:
+        print(f"{'would reformat' if args.check else 'reformatted'} {path}", file=sys.stderr)
+    return 1 if args.check and changed else 0
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write via a temporary file and rename, so a failure leaves the old file whole."""
+    import tempfile
+    from pathlib import Path
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"check": cmd_check, "graph": cmd_graph}
+    handlers = {"check": cmd_check, "graph": cmd_graph, "fmt": cmd_fmt}
     from .commands import COMMANDS
     handlers.update(COMMANDS)
     try:

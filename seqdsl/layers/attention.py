@@ -12,7 +12,7 @@ import math
 from typing import Literal
 
 from ..ir import Ref, TensorType
-from .base import (Layer, LayerArgs, LayerError, PositiveInt, Probability, channels,
+from .base import (Layer, LayerArgs, LayerError, PositiveInt, Probability, ValueRef, channels,
                    require_float, require_rank)
 
 
@@ -126,7 +126,7 @@ class Attention(Layer):
 
 class CrossAttentionArgs(LayerArgs):
     heads: PositiveInt
-    context: Ref
+    context: ValueRef
     kv_heads: PositiveInt | None = None
     bias: bool = True
 

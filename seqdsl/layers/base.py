@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from ..ir import TensorType
+from ..ir import Ref, TensorType
 from ..limits import MAX_DIM
 from ..symbolic import as_int, fmt_dim
 
@@ -25,6 +25,8 @@ PositiveInt = Annotated[int, Field(gt=0, le=MAX_DIM)]
 NonNegInt = Annotated[int, Field(ge=0, le=MAX_DIM)]
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
+#: An argument naming another bound value (`context=memory`); dumps as the name.
+ValueRef = Annotated[Ref, PlainSerializer(lambda r: r.name, return_type=str)]
 
 
 class LayerArgs(BaseModel):
