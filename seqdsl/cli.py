@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--check", action="store_true", help="exit 1 if any file would change; write nothing")
     mode.add_argument("--stdout", action="store_true", help="print the formatted text instead of writing")
 
+    p = sub.add_parser("calibrate", help="measure this machine's GEMM throughput, bandwidth and step floor")
+    p.add_argument("-o", "--output", required=True, help="profile JSON to write (use with --hw FILE)")
+    p.add_argument("--quick", action="store_true", help="smaller measurements (seconds, noisier)")
+
     from .commands import add_compile_parser
     add_compile_parser(sub)
     return parser
@@ -86,6 +90,16 @@ def cmd_fmt(args) -> int:
     return 1 if args.check and changed else 0
 
 
+def cmd_calibrate(args) -> int:
+    from .hardware import calibrate
+    profile = calibrate(quick=args.quick)
+    _write_atomic(args.output, profile.model_dump_json(indent=2) + "\n")
+    print(f"wrote {args.output}: float32 {profile.peak_flops['float32'] / 1e9:.1f} GFLOP/s, "
+          f"bfloat16 {profile.peak_flops['bfloat16'] / 1e9:.1f} GFLOP/s, "
+          f"bandwidth {profile.bandwidth / 1e9:.1f} GB/s, step {profile.step_latency * 1e6:.1f} us")
+    return 0
+
+
 def _write_atomic(path: str, text: str) -> None:
     """Write via a temporary file and rename, so a failure leaves the old file whole."""
     import tempfile
@@ -108,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"check": cmd_check, "graph": cmd_graph, "fmt": cmd_fmt}
+    handlers = {"check": cmd_check, "graph": cmd_graph, "fmt": cmd_fmt, "calibrate": cmd_calibrate}
     from .commands import COMMANDS
     handlers.update(COMMANDS)
     try:

@@ -1,0 +1,110 @@
+"""Hardware profiles and the roofline latency model (COST_MODEL.md).
+
+    time = Σ_ops max(FLOPs / (η_c·peak), bytes / (η_m·bandwidth)) + steps · step_latency
+
+Bundled profiles (seqdsl/profiles/*.json) carry vendor peaks; `seqdsl
+calibrate -o cpu.json` measures this machine's GEMM throughput, memory
+bandwidth and per-step floor and writes a profile of the same shape.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PROFILES = Path(__file__).resolve().parent / "profiles"
+
+
+class HardwareProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    peak_flops: dict[str, float] = Field(description="dtype -> FLOP/s (dense)")
+    bandwidth: float = Field(gt=0, description="bytes/s of main memory")
+    compute_efficiency: float = Field(0.6, gt=0, le=1)
+    memory_efficiency: float = Field(0.8, gt=0, le=1)
+    step_latency: float = Field(ge=0, description="seconds: floor of one sequential step (kernel launch, loop)")
+
+    def peak(self, dtype: str) -> float:
+        if dtype in self.peak_flops:
+            return self.peak_flops[dtype]
+        return min(self.peak_flops.values())
+
+    def op_time(self, flops: int, bytes_moved: int, dtype: str) -> float:
+        """Roofline time of one op: bound by compute or by memory traffic."""
+        return max(flops / (self.compute_efficiency * self.peak(dtype)),
+                   bytes_moved / (self.memory_efficiency * self.bandwidth))
+
+    def latency(self, ops, dtype: str) -> float:
+        """ops: iterable of (flops, bytes_moved, sequential_steps)."""
+        return sum(self.op_time(f, b, dtype) + s * self.step_latency for f, b, s in ops)
+
+
+def bundled_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILES.glob("*.json"))
+
+
+def load_profile(name_or_path: str) -> HardwareProfile:
+    """A bundled profile by name (h100, h200, a100, cpu) or a JSON file."""
+    from .cli import UsageError
+    path = PROFILES / f"{name_or_path}.json"
+    if not path.is_file():
+        path = Path(name_or_path)
+    if not path.is_file():
+        raise UsageError(f"unknown hardware profile '{name_or_path}': use one of "
+                         f"{', '.join(bundled_profiles())} or a JSON file from `seqdsl calibrate`")
+    try:
+        return HardwareProfile.model_validate(json.loads(path.read_text()))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        first = str(exc).splitlines()[0]
+        raise UsageError(f"{path} is not a valid hardware profile: {first}") from None
+
+
+# ------------------------------------------------------------------ calibrate
+def calibrate(quick: bool = False) -> HardwareProfile:
+    """Measure this machine (CPU) with torch: GEMM FLOP/s per dtype, copy
+    bandwidth, and the per-step floor of a tiny recurrent loop."""
+    import os
+    import time
+
+    import torch
+
+    def best(fn, repeat):
+        fn()  # warm up
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    n = 512 if quick else 1024
+    peaks = {}
+    for dtype in ("float32", "bfloat16"):
+        a = torch.randn(n, n, dtype=getattr(torch, dtype))
+        b = torch.randn(n, n, dtype=getattr(torch, dtype))
+        t = best(lambda: a @ b, 3 if quick else 10)
+        peaks[dtype] = 2 * n ** 3 / t
+    peaks["float16"] = peaks["bfloat16"]
+
+    size = (16 if quick else 64) * 2 ** 20 // 4  # floats
+    src = torch.ones(size)
+    dst = torch.empty_like(src)
+    t = best(lambda: dst.copy_(src), 3 if quick else 10)
+    bandwidth = 2 * src.numel() * 4 / t  # read + write
+
+    steps = 200 if quick else 1000
+    lstm = torch.nn.LSTM(8, 8, batch_first=True)
+    x = torch.randn(1, steps, 8)
+    with torch.no_grad():
+        t = best(lambda: lstm(x), 3)
+    step_latency = t / steps
+
+    return HardwareProfile(
+        name="cpu",
+        description=f"measured by `seqdsl calibrate` on {os.cpu_count()} CPU cores, torch {torch.__version__}",
+        peak_flops=peaks, bandwidth=bandwidth,
+        compute_efficiency=1.0, memory_efficiency=1.0,  # measured, not vendor peaks
+        step_latency=step_latency)
