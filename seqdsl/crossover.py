@@ -3,7 +3,10 @@
 Given two cost expressions of one length symbol, find every integer n in
 (lo, hi] at which the ranking of the two changes: sign(f(n) - g(n)) differs
 from sign(f(n-1) - g(n-1)). The answer is exact — every reported n is checked
-by direct integer evaluation at n - 1 and n — and complete where it matters:
+by direct integer evaluation at n - 1 and n — and complete where the smooth
+trends cross. (Where ceil steps make the order flip periodically, e.g. a
+blocked window cost against a linear one with nearly equal slopes, the
+first flips of each run are reported, not every one.) How:
 
 1. The smooth part of the difference (ceil/floor dropped) is a polynomial in
    n; its real roots are where crossings can be, so the integers around each
@@ -54,7 +57,8 @@ def _root_candidates(diff, symbol, lo: int, hi: int) -> list[int]:
 
 
 def crossings(f, g, symbol: str, lo: int, hi: int, fixed: dict | None = None) -> list[int]:
-    """Sorted integers n in (lo, hi] where sign(f - g) at n differs from n - 1.
+    """Sorted integers n in (lo, hi] where the strict order of f and g flips
+    (a tie keeps the order from below it).
 
     `f`, `g`: sympy expressions (or ints); `symbol`: the swept dim's name;
     `fixed`: values of the other symbols (batch, other lengths)."""
@@ -91,4 +95,12 @@ def crossings(f, g, symbol: str, lo: int, hi: int, fixed: dict | None = None) ->
                 else:
                     a = mid
             found.add(b)
-    return sorted(n for n in found if lo < n <= hi and s(n) != s(n - 1))
+    # Ties keep the previous ranking: a crossover is where the strict order flips.
+    out = []
+    before = None  # strict sign in force below the current candidate
+    for n in sorted(n for n in found if lo < n <= hi and s(n) != s(n - 1)):
+        prev = s(n - 1) if s(n - 1) != 0 else before
+        if s(n) != 0 and prev is not None and s(n) != prev:
+            out.append(n)
+        before = s(n) if s(n) != 0 else prev
+    return out
