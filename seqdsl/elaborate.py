@@ -45,11 +45,19 @@ def read_source(path: str | Path, display: str | None = None, span: Span | None 
         if size > MAX_FILE_BYTES:
             raise error(f"'{path}' is {size} bytes, past the limit of {MAX_FILE_BYTES}", span,
                         help="split the spec into files joined with import")
-        text = p.read_bytes().decode("utf-8")
+        data = p.read_bytes()
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise error(f"cannot find '{path}'", span) from None
     except UnicodeDecodeError as exc:
-        raise error(f"'{path}' is not UTF-8 text ({exc.reason} at byte {exc.start})", span) from None
+        # Point at the offending byte: line and column (in characters) of the decoded prefix.
+        line = data.count(b"\n", 0, exc.start) + 1
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        column = len(data[start:exc.start].decode("utf-8", "replace")) + 1
+        shown = SourceFile(display or str(path), data.decode("utf-8", "replace"))
+        raise error(f"'{path}' is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                    Span(shown, line, column, line, column + 1),
+                    help="save the spec as UTF-8") from None
     except OSError as exc:
         raise error(f"cannot read '{path}': {exc.strerror}", span) from None
     return SourceFile(display or str(path), text)
@@ -143,24 +151,32 @@ def _called_blocks(stages, blocks):
 
 
 def _check_block_recursion(blocks: dict[str, ast.BlockDef]) -> None:
-    """Refuse a block that calls itself, directly or through other blocks."""
-    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    """Refuse a block that calls itself, directly or through other blocks.
 
-    def visit(name: str, path: list[str]):
-        state[name] = 1
-        for call in _called_blocks(blocks[name].body, blocks):
+    Iterative depth-first search, so a chain of thousands of blocks cannot
+    exhaust Python's recursion limit (the elaborator refuses deep chains later)."""
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    for root in blocks:
+        if root in state:
+            continue
+        state[root] = 1
+        path = [root]
+        pending = [iter(list(_called_blocks(blocks[root].body, blocks)))]
+        while pending:
+            call = next(pending[-1], None)
+            if call is None:
+                state[path.pop()] = 2
+                pending.pop()
+                continue
             if state.get(call.name) == 1:
                 cycle = path[path.index(call.name):] + [call.name]
                 via = "" if len(cycle) == 2 else " through " + " -> ".join(cycle[1:-1])
                 raise error(f"block '{call.name}' calls itself recursively{via}", call.span,
                             help="a block cannot contain itself; use repeat(N) { ... } to stack copies")
             if call.name not in state:
-                visit(call.name, path + [call.name])
-        state[name] = 2
-
-    for name in blocks:
-        if name not in state:
-            visit(name, [name])
+                state[call.name] = 1
+                path.append(call.name)
+                pending.append(iter(list(_called_blocks(blocks[call.name].body, blocks))))
 
 
 # ====================================================================== values

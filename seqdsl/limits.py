@@ -8,6 +8,7 @@ refused in milliseconds instead of after eating memory.
 MAX_FILE_BYTES = 4 * 1024 * 1024      # one .seq file
 MAX_IMPORTS = 256                     # files reachable through imports
 MAX_NESTING = 64                      # brackets, bodies and block calls
+MAX_EXPR_DEPTH = 100                  # operators chained in one expression (1+1+...)
 MAX_REPEAT = 10_000                   # one repeat(N)
 MAX_NODES = 200_000                   # layer instances after expansion
 MAX_DIM = 2 ** 40                     # any concrete dimension, channel or size

@@ -12,6 +12,7 @@ from fractions import Fraction
 from functools import lru_cache
 
 import sympy
+from sympy.printing.str import StrPrinter
 
 Expr = sympy.Expr
 
@@ -52,14 +53,25 @@ def dims_equal(a, b) -> bool:
         return False
 
 
+class _DimPrinter(StrPrinter):
+    """sympy's str, with ceiling(..) written ceil(..) as the language writes it
+    (printer-level, so a dim *named* `ceiling` is left alone)."""
+
+    def _print_ceiling(self, e):
+        return f"ceil({self._print(e.args[0])})"
+
+
+_DIM_PRINTER = _DimPrinter()
+
+
 def fmt_dim(expr) -> str:
-    return str(expr).replace("ceiling", "ceil")
+    return _DIM_PRINTER.doprint(expr)
 
 
 # ------------------------------------------------------------------ evaluation
 def _exact(v):
     """Collapse an integral Fraction to int so results stay plain ints."""
-    if isinstance(v, Fraction) and v.denominator == 1:
+    if type(v) is Fraction and v.denominator == 1:  # type(), not isinstance: Fraction's ABC check is slow
         return v.numerator
     return v
 
@@ -76,9 +88,21 @@ def _compile(e):
         return lambda env: env[name]
     if e.is_Add:
         parts = [_compile(a) for a in e.args]
-        return lambda env: _exact(sum(p(env) for p in parts))
+        if len(parts) == 2:
+            p, q = parts
+            return lambda env: _exact(p(env) + q(env))
+
+        def add(env):
+            out = 0
+            for p in parts:
+                out = out + p(env)
+            return _exact(out)
+        return add
     if e.is_Mul:
         parts = [_compile(a) for a in e.args]
+        if len(parts) == 2:
+            p, q = parts
+            return lambda env: _exact(p(env) * q(env))
 
         def mul(env):
             out = 1
@@ -116,12 +140,19 @@ def _compile(e):
                     return value(env)
             raise ValueError(f"no branch of {e} holds")
         return piecewise
+    if isinstance(e, (sympy.core.relational.Relational, sympy.And, sympy.Or)):
+        return _compile_cond(e)   # a condition shared by several Piecewise (sympy.cse)
     raise ValueError(f"cannot evaluate {type(e).__name__} in {e}")
 
 
 def _compile_cond(c):
     if c is sympy.true or c == True:  # noqa: E712 - sympy's true
         return lambda env: True
+    if c is sympy.false or c == False:  # noqa: E712 - sympy's false
+        return lambda env: False
+    if isinstance(c, sympy.Symbol):   # a condition evaluated earlier (sympy.cse)
+        name = c.name
+        return lambda env: env[name]
     if isinstance(c, (sympy.StrictLessThan, sympy.LessThan, sympy.StrictGreaterThan,
                       sympy.GreaterThan, sympy.Equality, sympy.Unequality)):
         a, b = _compile(c.lhs), _compile(c.rhs)

@@ -17,7 +17,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .diagnostics import SourceFile, Span, SpecError, error
-from .limits import MAX_LITERAL_DIGITS, MAX_NESTING
+from .limits import MAX_EXPR_DEPTH, MAX_LITERAL_DIGITS, MAX_NESTING
 
 _GRAMMAR_CANDIDATES = (
     Path(__file__).resolve().parent / "grammars" / "seq.lark",          # installed wheel
@@ -102,6 +102,7 @@ class _ToAst(Transformer):
     def __init__(self):
         super().__init__(visit_tokens=False)
         self.source: SourceFile | None = None
+        self.expr_depth: dict[int, int] = {}  # id(operator node) -> depth, for the current parse
 
     # -- helpers
     def _span(self, children) -> Span:
@@ -177,10 +178,12 @@ class _ToAst(Transformer):
 
     def call(self, children):
         name, *args = self._nodes(children)
+        _check_arg_order(args)
         return ast.Call(str(name), tuple(args), self._span(children), self._tok_span(name))
 
     def repeat(self, children):
         *args, body = self._nodes(children)
+        _check_arg_order(args)
         return ast.Repeat(tuple(args), body.items, self._span(children))
 
     def residual(self, children):
@@ -189,6 +192,7 @@ class _ToAst(Transformer):
 
     def segments(self, children):
         *args, body = self._nodes(children)
+        _check_arg_order(args)
         return ast.Segments(tuple(args), body.items, self._span(children))
 
     def positional_arg(self, children):
@@ -199,14 +203,24 @@ class _ToAst(Transformer):
         return ast.Arg(str(key), value, self._span(children))
 
     # -- expressions
+    def _deeper(self, node, *operands):
+        """Record an operator node's depth; refuse chains the evaluator would
+        have to recurse through (`1+1+...+1`, `- - - 8`)."""
+        depth = 1 + max(self.expr_depth.get(id(o), 0) for o in operands)
+        if depth > MAX_EXPR_DEPTH:
+            raise error(f"expression nested more than {MAX_EXPR_DEPTH} operators deep", node.span,
+                        help="split it into several `let`s")
+        self.expr_depth[id(node)] = depth
+        return node
+
     def _binop(self, children):
         left, op, right = children
-        return ast.BinOp(str(op), left, right, self._span(children))
+        return self._deeper(ast.BinOp(str(op), left, right, self._span(children)), left, right)
 
     add = sub = mul = div = floordiv = mod = pow = _binop
 
     def neg(self, children):
-        return ast.Neg(children[1], self._span(children))
+        return self._deeper(ast.Neg(children[1], self._span(children)), children[1])
 
     def pos(self, children):
         return children[1]
@@ -249,6 +263,17 @@ class _ToAst(Transformer):
         return ast.ListExpr(tuple(self._nodes(children)), self._span(children))
 
 
+def _check_arg_order(args) -> None:
+    """Positional arguments come first (LANGUAGE.md), as in Python."""
+    seen_keyword = False
+    for arg in args:
+        if arg.key is not None:
+            seen_keyword = True
+        elif seen_keyword:
+            raise error("positional argument after keyword argument", arg.span,
+                        help="put positional arguments first, or name this one: key=value")
+
+
 def _with_alias(stage, alias, span):
     from dataclasses import replace
     return replace(stage, alias=alias)
@@ -289,12 +314,14 @@ def parse_module(source: SourceFile) -> ast.Module:
     parser = _parser()
     with _LOCK:  # the in-parser transformer carries the current SourceFile
         _TRANSFORMER.source = source
+        _TRANSFORMER.expr_depth = {}
         try:
             return parser.parse(source.text)
         except UnexpectedInput as exc:
             raise _syntax_error(source, exc) from None
         finally:
             _TRANSFORMER.source = None
+            _TRANSFORMER.expr_depth = {}
 
 
 def _check_nesting(source: SourceFile) -> None:
