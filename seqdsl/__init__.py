@@ -16,4 +16,16 @@ from .ir import ModelGraph, Node, Program, TensorType
 __version__ = "0.1.0"
 
 __all__ = ["Diagnostic", "ModelGraph", "Node", "Program", "SpecError", "TensorType",
-           "__version__", "load", "parse"]
+           "__version__", "build", "compile_model", "estimate", "load", "parse"]
+
+
+def __getattr__(name: str):
+    # Lazy: the cost model (sympy) loads on first use of seqdsl.estimate(...).
+    if name == "estimate":
+        import importlib
+        return importlib.import_module(".estimate", __name__)  # callable: seqdsl.estimate(...)
+    if name in ("build", "compile_model"):
+        # Lazy: torch loads only when the backend is first used.
+        import importlib
+        return getattr(importlib.import_module(".backend", __name__), name)
+    raise AttributeError(f"module 'seqdsl' has no attribute {name!r}")

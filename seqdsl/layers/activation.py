@@ -13,6 +13,13 @@ class Activation(Layer):
         require_float(x, self.kind)
         return x
 
+    def cost(self, args, inputs, out, ctx):
+        """No FLOPs. gelu and silu save their input, relu/tanh/sigmoid their output."""
+        from ..cost import LayerCost
+        if self.kind in ("gelu", "silu"):
+            return LayerCost(saves_inputs=(True,))
+        return LayerCost(saves_output=True)
+
 
 class DropoutArgs(LayerArgs):
     p: Probability
@@ -26,3 +33,11 @@ class Dropout(Layer):
         (x,) = inputs
         require_float(x, "dropout")
         return x
+
+    def cost(self, args, inputs, out, ctx):
+        """nn.Dropout on the CPU multiplies by a float mask it saves (x·e bytes);
+        p=0 returns the input itself; in inference it is the identity."""
+        from ..cost import LayerCost, numel
+        if args.p == 0:
+            return LayerCost(output_is_view=True, depth=0)
+        return LayerCost(saved_bytes=numel(inputs[0].dims) * ctx.elem, inference_view=True)

@@ -11,7 +11,10 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import sympy
+
 from ..ir import Ref, TensorType
+from ..symbolic import ceil_div
 from .base import (Layer, LayerArgs, LayerError, PositiveInt, Probability, ValueRef, channels,
                    require_float, require_rank)
 
@@ -123,6 +126,202 @@ class Attention(Layer):
     def is_causal(self, args, inputs=None) -> bool:
         return args.causal
 
+    def cost(self, args, inputs, out, ctx):
+        """The kernels of docs/lowering.md, counted (COST_MODEL.md): projections
+        as linears; softmax cores 4·B·C·pairs (C = heads·d_head) with the
+        fused-kernel backward 2.5x (aten._scaled_dot_product_flash_attention_for_cpu
+        saves q, k, v, its output and an fp32 logsumexp); the blocked window and
+        the Transformer-XL math path as their bmm's (backward 2x each)."""
+        from ..cost import matmul
+        x = inputs[0]
+        b, t, c = x.dims[0], x.dims[1], channels(x)
+        kvd = self.kv_heads(args) * (c // args.heads)
+        n = b * t
+        proj = {"q": matmul(n, c, c), "kv": 2 * matmul(n, c, kvd), "o": matmul(n, c, c)}
+        if ctx.segments is not None or args.pos == "relative":
+            return _segment_attention_cost(args, x, c, kvd, ctx)
+        if args.kind in ("linear", "performer"):
+            return _linear_attention_cost(args, x, c, proj, ctx)
+        if args.kind == "linformer":
+            return _linformer_cost(args, x, c, kvd, proj, ctx)
+        return _softmax_cost(args, x, c, kvd, proj, ctx)
+
+
+# ------------------------------------------------------------------ cost rules
+# Each returns a LayerCost for one self-attention layer (Attention.cost).
+def _pick(t, limit, small, big):
+    """small when t <= limit, else big; a Piecewise when t is symbolic."""
+    from ..symbolic import as_int
+    if as_int(t) is not None:
+        return small if as_int(t) <= limit else big
+    return sympy.Piecewise((small, sympy.LessThan(t, limit)), (big, True))
+
+
+def _softmax_cost(args, x, c, kvd, proj, ctx):
+    """SDPA on the T x T pairs (flash on the CPU), or the blocked band for
+    window=W < T: q blocks of W against 2W (causal) or 3W keys, one SDPA with a
+    5-D boolean mask, which the CPU runs on the math path (two bmm's forward,
+    four backward; it saves the scaled q and k blocks, the v blocks and the
+    probabilities)."""
+    from ..cost import STAT_BYTES, LayerCost, matmul
+    b, t = x.dims[0], x.dims[1]
+    h, dh, e = args.heads, c // args.heads, ctx.elem
+    n = b * t
+    weights = proj["q"] + proj["kv"] + proj["o"]
+    backward = weights + proj["o"]
+    input_grad = (proj["q"] + proj["kv"],)
+    rope = 2 * t * dh * e if args.pos == "rope" else 0
+    # q, k, v and the output: the CPU flash kernel writes it (B, T, H, dh)-contiguous,
+    # so merging the heads is a view and o's input is the saved output itself
+    heads_bytes = (2 * c + 2 * kvd) * n * e
+    dense_core = 2 * matmul(n, c, t)                  # 4·B·C·T² (all T x T pairs)
+    dense_saved = heads_bytes + b * h * t * STAT_BYTES + rope
+    dense_work = heads_bytes + (2 * n * c * e if args.pos == "rope" else 0)   # rotated copies
+    if args.pos == "alibi":                           # (1, H, T, T) float bias, saved by the kernel
+        dense_saved += h * t * t * e
+        dense_work += h * t * t * e
+    flops = weights + dense_core
+    bwd = backward + sympy.Rational(5, 2) * dense_core
+    saved, work = dense_saved, dense_work
+    keys = t
+    cache = t
+    if args.window is not None:
+        w = args.window
+        k_w = (2 if args.causal else 3) * w
+        nb = ceil_div(t, w)
+        band = 2 * matmul(b * nb * w, c, k_w)         # 4·B·C·nb·W·kW pairs
+        band_saved = (b * c * nb * (w + 2 * k_w) + b * h * nb * w * k_w + n * c) * e + rope
+        # padded q/k/v, their blocks, the scaled copies, scores and probabilities
+        band_work = (2 * b * h * nb * w * k_w + 2 * b * c * nb * (w + 2 * k_w) + 4 * n * c) * e
+        if args.pos == "alibi":
+            band_saved += h * nb * w * k_w * e
+            band_work += h * nb * w * k_w * e
+        flops = _pick(t, w, flops, weights + band)
+        bwd = _pick(t, w, bwd, backward + 2 * band)
+        saved = _pick(t, w, saved, band_saved)
+        work = _pick(t, w, work, band_work)
+        keys = sympy.Min(t, w + 1)
+        cache = sympy.Min(t, w)
+    step = 2 * matmul(b, c, c) + 2 * matmul(b, c, kvd) + 2 * matmul(b, c, keys)
+    return LayerCost(flops=flops, backward_flops=bwd, input_grad_flops=input_grad,
+                     saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work,
+                     step_flops=step, state_bytes=2 * b * kvd * cache * e, has_weights=True)
+
+
+CHUNK = 64   # causal linear attention chunk length (docs/lowering.md)
+
+
+def _linear_attention_cost(args, x, c, proj, ctx):
+    """Linear attention with V' = [V, 1] (d_head + 1 columns). Not causal:
+    KV = phi(K)^T V', out = phi(Q) KV: 4·B·H·T·m·(dh + 1). Causal, chunks of
+    64 over T padded to nc·64: intra tril(phi(Q_c) phi(K_c)^T) V'_c and the
+    chunk states phi(K_c)^T V'_c, phi(Q_c) S. Performer (FAVOR+) adds the
+    feature maps x W^T for Q and K (2·B·H·T·dh·m each; W is a buffer, so its
+    backward is the input gradient only). Every other product's backward is
+    2x (both operands need gradients)."""
+    from ..cost import STAT_BYTES, LayerCost, matmul
+    from ..symbolic import ceil_div as _ceil
+    b, t = x.dims[0], x.dims[1]
+    h, dh, e = args.heads, c // args.heads, ctx.elem
+    n = b * t
+    m = performer_features(args, dh) if args.kind == "performer" else dh
+    dv = dh + 1
+    bh = b * h
+    feat = 2 * matmul(bh * t, dh, m) if args.kind == "performer" else 0
+    weights = proj["q"] + proj["kv"] + proj["o"]
+    saved = (2 * n * c + n * c) * e                   # q, k (feature maps' inputs), merged output
+    if args.kind == "performer":
+        # exp results and their inputs (kept by the row max), the row maxima, the W buffer
+        saved += (4 * bh * t * m + m * dh) * e + 2 * bh * t * STAT_BYTES
+    if args.causal:
+        nc = _ceil(t, CHUNK)
+        tp = nc * CHUNK
+        core = matmul(bh * tp, m, CHUNK) + matmul(bh * tp, CHUNK, dv) + 2 * matmul(bh * tp, m, dv)
+        # the padded phi(Q), phi(K) chunks, V', the masked intra scores, the
+        # chunk states S, the numerator/denominator
+        saved += (2 * bh * tp * m + 2 * bh * tp * dv + bh * tp * CHUNK + bh * nc * m * dv) * e
+        work = (4 * bh * tp * m + 2 * bh * tp * dv + bh * tp * CHUNK + 2 * bh * nc * m * dv + 3 * n * c) * e
+    else:
+        core = 2 * matmul(bh * t, m, dv)
+        saved += (2 * bh * t * m + 2 * bh * t * dv + bh * m * dv) * e
+        work = (2 * bh * t * m + 2 * bh * t * dv + bh * m * dv + 3 * n * c) * e
+    step = 4 * matmul(b, c, c) + 2 * matmul(bh, dh, m) * (1 if args.kind == "performer" else 0) \
+        + 2 * matmul(bh, m, dv)
+    return LayerCost(flops=weights + feat + core, backward_flops=weights + proj["o"] + feat + 2 * core,
+                     input_grad_flops=(proj["q"] + proj["kv"],), saves_inputs=(True,),
+                     saved_bytes=saved, workspace_bytes=work, step_flops=step,
+                     state_bytes=bh * m * dv * e, has_weights=True)
+
+
+def _linformer_cost(args, x, c, kvd, proj, ctx):
+    """K' = E[:, :T] K, V' = F[:, :T] V over the sequence (2·B·proj·T·kvd each,
+    backward 2x: E and K both need gradients), then SDPA of T queries on proj keys."""
+    from ..cost import STAT_BYTES, LayerCost, matmul
+    b, t = x.dims[0], x.dims[1]
+    h, e, p = args.heads, ctx.elem, args.proj
+    n = b * t
+    eproj = 2 * matmul(b * p, t, kvd)
+    core = 2 * matmul(n, c, p)
+    weights = proj["q"] + proj["kv"] + proj["o"]
+    saved = (2 * n * c + 2 * n * kvd + 2 * b * p * kvd) * e + b * h * t * STAT_BYTES
+    return LayerCost(flops=weights + eproj + core,
+                     backward_flops=weights + proj["o"] + 2 * eproj + sympy.Rational(5, 2) * core,
+                     input_grad_flops=(proj["q"] + proj["kv"],), saves_inputs=(True,), saved_bytes=saved,
+                     workspace_bytes=(3 * n * c + 2 * n * kvd + 2 * b * p * kvd) * e, has_weights=True)
+
+
+def _segment_attention_cost(args, x, c, kvd, ctx):
+    """Inside segments(L, M) (docs/lowering.md): per segment, k/v are projected
+    from cat(mem, x_seg), and query i sees mem plus the segment: pairs
+    Σ len_s·(mem_s + len_s). Softmax: one SDPA with a boolean mask (the CPU
+    converts it to a float mask the kernel saves). pos=relative
+    (Transformer-XL, Dai et al. 2019): AC = (q+u)k^T, BD = (q+v)r^T with
+    r = r_proj(sinusoid(klen)), then probs @ v — three bmm's (backward 2x each),
+    r_proj once per segment. Outside segments pos=relative is one segment."""
+    from ..cost import STAT_BYTES, LayerCost, matmul, segment_sums
+    b, t = x.dims[0], x.dims[1]
+    h, e = args.heads, ctx.elem
+    n = b * t
+    if ctx.segments is not None:
+        length, memory = ctx.segments
+        _, sq, cross, mem_sum = segment_sums(t, length, memory)
+        pairs, klen = sq + cross, t + mem_sum
+        step_keys = memory + length
+        state = b * (memory + length) * c * e
+        # inference frees each segment's temporaries before the next: one segment's
+        # worth, plus the segment outputs held until they are concatenated
+        seg_len, seg_klen = sympy.Min(t, length), sympy.Min(t, length) + memory
+        held = n * c * e
+    else:
+        pairs, klen = t * t, t
+        step_keys = t
+        state = 2 * b * kvd * t * e
+        seg_len, seg_klen = t, t
+        held = 0
+    q = matmul(n, c, c)
+    kv = 2 * matmul(b * klen, c, kvd)
+    weights = 2 * q + kv
+    step = 2 * matmul(b, c, c) + 2 * matmul(b, c, kvd)
+    if args.pos == "relative":
+        r_proj = matmul(klen, c, c)
+        core = 3 * matmul(b * c, 1, pairs)            # AC, BD, probs @ v: 6·B·C·pairs
+        flops = weights + r_proj + core
+        backward = weights + r_proj + q + 2 * core
+        saved = (b * klen * c + 2 * b * klen * kvd + 2 * klen * c + 3 * n * c + b * h * pairs) * e + pairs
+        work = (b * seg_klen * c + 2 * b * seg_klen * kvd + 2 * seg_klen * c + 3 * b * seg_len * c
+                + 2 * b * h * seg_len * seg_klen) * e + held
+        step += 3 * matmul(b, c, step_keys) + matmul(1, c, c)
+    else:
+        core = 2 * matmul(b * c, 1, pairs)            # 4·B·C·pairs
+        flops = weights + core
+        backward = weights + q + sympy.Rational(5, 2) * core
+        saved = (b * klen * c + 2 * b * klen * kvd + 2 * n * c + pairs) * e + b * h * t * STAT_BYTES
+        work = (b * seg_klen * c + 2 * b * seg_klen * kvd + 3 * b * seg_len * c + seg_len * seg_klen) * e + held
+        step += 2 * matmul(b, c, step_keys)
+    return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(q + kv,),
+                     saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work,
+                     step_flops=step, state_bytes=state, has_weights=True)
+
 
 class CrossAttentionArgs(LayerArgs):
     heads: PositiveInt
@@ -167,3 +366,23 @@ class CrossAttention(Layer):
         if args.bias:
             n += 2 * c + 2 * kvd
         return n
+
+    def cost(self, args, inputs, out, ctx):
+        """q from x, k/v from the context (length S), one SDPA (flash on the CPU),
+        not causal. Generation: the context's k/v are cached once."""
+        from ..cost import STAT_BYTES, LayerCost, matmul
+        x, context = inputs
+        b, t, c = x.dims[0], x.dims[1], channels(x)
+        s, cc = context.dims[1], channels(context)
+        kvd = self.kv_heads(args) * (c // args.heads)
+        e = ctx.elem
+        q = matmul(b * t, c, c)
+        kv = 2 * matmul(b * s, cc, kvd)
+        core = 2 * matmul(b * t, c, s)       # 4·B·heads·d_head·T·S
+        saved = (2 * b * t * c + 2 * b * s * kvd) * e + b * args.heads * t * STAT_BYTES
+        return LayerCost(flops=2 * q + kv + core,
+                         backward_flops=2 * q + kv + q + sympy.Rational(5, 2) * core,
+                         input_grad_flops=(q, kv), saves_inputs=(True, True), saved_bytes=saved,
+                         workspace_bytes=(3 * b * t * c + 2 * b * s * kvd) * e,
+                         step_flops=2 * matmul(b, c, c) + 2 * matmul(b, c, s),
+                         state_bytes=2 * b * s * kvd * e, has_weights=True)

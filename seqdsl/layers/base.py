@@ -64,6 +64,11 @@ class Layer:
         """Whether the layer can stream: no output looks at later inputs."""
         return self.causal_by_default
 
+    def lower(self, node, ctx):
+        """The torch module for `node` (docs/lowering.md); torch imported lazily."""
+        from ..backend import modules
+        return modules.lower(node, ctx)
+
     def context_args(self) -> tuple[str, ...]:
         """Argument names that refer to other bound values (extra inputs)."""
         return ()

@@ -80,6 +80,45 @@ class Conv(Layer):
         weight = args.out * (c // args.groups) * math.prod(self.per_axis(args, "kernel"))
         return weight + (args.out if args.bias else 0)
 
+    def padding_total(self, args, n, k: int, s: int):
+        """Explicit F.pad total on one axis (docs/lowering.md): same pads
+        max((ceil(n/s) - 1)·s + k - n, 0) (TensorFlow's rule), causal k - 1."""
+        if args.padding == "valid":
+            return sympy.Integer(0)
+        if args.padding == "causal":
+            return sympy.Integer(k - 1)
+        total = (ceil_div(n, s) - 1) * s + k - n
+        return sympy.Integer(max(int(total), 0)) if as_int(n) is not None else sympy.Max(total, 0)
+
+    def cost(self, args, inputs, out, ctx):
+        """2·batch·out_positions·out·(C/groups)·prod(kernel) (aten.convolution);
+        weight and input gradients the same each (aten.convolution_backward,
+        whose FlopCounterMode formula over-counts groups > 1). Saves the
+        padded copy, or the input itself when nothing is padded."""
+        from ..cost import LayerCost, numel
+        x = inputs[0]
+        c = channels(x)
+        kernel, stride = self.per_axis(args, "kernel"), self.per_axis(args, "stride")
+        axes = list(self.conv_axes(x))
+        batch = numel([d for i, d in enumerate(x.dims[:-1]) if i not in axes])
+        out_positions = numel([out.dims[i] for i in axes])
+        f = 2 * batch * out_positions * args.out * (c // args.groups) * math.prod(kernel)
+        pads = [self.padding_total(args, x.dims[i], k, s) for i, k, s in zip(axes, kernel, stride)]
+        padded = all(p == 0 for p in pads) is False
+        copy = batch * c * numel([x.dims[i] + p for i, p in zip(axes, pads)]) * ctx.elem if padded else 0
+        time = 1 in axes
+        t_stride = stride[axes.index(1)] if time else 1
+        step = None
+        state = 0
+        if time:
+            # one output step per t_stride input steps; the last k - 1 inputs are the state
+            t_k = kernel[axes.index(1)]
+            step = f / out.dims[1] / t_stride
+            state = (t_k - 1) * batch * c * numel([x.dims[i] for i in axes if i != 1]) * ctx.elem
+        return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(not padded,),
+                         saved_bytes=copy, workspace_bytes=copy, step_flops=step, state_bytes=state,
+                         time_stride=t_stride, has_weights=True)
+
     def is_causal(self, args, inputs=None) -> bool:
         if args.padding == "causal":
             return True

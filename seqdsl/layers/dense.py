@@ -42,6 +42,14 @@ class Linear(Layer):
         weight = 0 if args.tie is not None else c * args.out
         return weight + (args.out if args.bias else 0)
 
+    def cost(self, args, inputs, out, ctx):
+        """F.linear (aten.addmm): 2·rows·C·out forward; the weight gradient and the
+        input gradient cost the same again; autograd saves the input."""
+        from ..cost import LayerCost, matmul, rows
+        f = matmul(rows(inputs[0]), channels(inputs[0]), args.out)
+        return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(True,),
+                         has_weights=True)
+
 
 class MlpArgs(LayerArgs):
     hidden: PositiveInt
@@ -67,6 +75,21 @@ class Mlp(Layer):
         o = args.out or c
         return c * args.hidden + args.hidden + args.hidden * o + o
 
+    def cost(self, args, inputs, out, ctx):
+        """fc1 -> act -> dropout -> fc2 (docs/lowering.md). Saved: x (fc1), the
+        act's input (gelu, silu) or output (relu, tanh, sigmoid), the dropout
+        mask and output, fc2's input — each tensor once."""
+        from ..cost import LayerCost, matmul, rows
+        n, c, h = rows(inputs[0]), channels(inputs[0]), args.hidden
+        o = args.out or c
+        f1, f2 = matmul(n, c, h), matmul(n, h, o)
+        act_saves_input = args.act in ("gelu", "silu")
+        hidden_tensors = int(act_saves_input) + int(not act_saves_input)
+        hidden_tensors += 2 if args.dropout > 0 else (1 if act_saves_input else 0)
+        return LayerCost(flops=f1 + f2, backward_flops=f1 + 2 * f2, input_grad_flops=(f1,),
+                         saves_inputs=(True,), saved_bytes=hidden_tensors * n * h * ctx.elem,
+                         workspace_bytes=2 * n * h * ctx.elem)
+
 
 class SwigluArgs(LayerArgs):
     hidden: PositiveInt
@@ -87,6 +110,16 @@ class Swiglu(Layer):
     def count_params(self, args, inputs, out):
         c = channels(inputs[0])
         return 2 * c * args.hidden + args.hidden * (args.out or c)
+
+    def cost(self, args, inputs, out, ctx):
+        """w2(silu(w1 x) * w3 x): saved x, w1 x (silu), silu(w1 x) and w3 x (mul),
+        the product (w2)."""
+        from ..cost import LayerCost, matmul, rows
+        n, c, h = rows(inputs[0]), channels(inputs[0]), args.hidden
+        f_in, f_out = 2 * matmul(n, c, h), matmul(n, h, args.out or c)
+        return LayerCost(flops=f_in + f_out, backward_flops=f_in + 2 * f_out, input_grad_flops=(f_in,),
+                         saves_inputs=(True,), saved_bytes=4 * n * h * ctx.elem,
+                         workspace_bytes=3 * n * h * ctx.elem)
 
 
 __all__ = ["Linear", "Mlp", "Swiglu", "LayerError"]

@@ -31,6 +31,11 @@ class Embed(Layer):
     def count_params(self, args, inputs, out):
         return args.vocab * args.dim
 
+    def cost(self, args, inputs, out, ctx):
+        """A gather: no FLOPs; saves the indices (the model's input)."""
+        from ..cost import LayerCost
+        return LayerCost(saves_inputs=(True,), has_weights=True)
+
 
 class PosencArgs(LayerArgs):
     kind: Literal["sinusoidal", "learned"] = "sinusoidal"
@@ -60,3 +65,11 @@ class Posenc(Layer):
 
     def count_params(self, args, inputs, out):
         return args.max_len * channels(inputs[0]) if args.kind == "learned" else 0
+
+    def cost(self, args, inputs, out, ctx):
+        """x + table[offset:offset+T]: an add, nothing saved; the sinusoid table
+        (T x C) is built per call."""
+        from ..cost import LayerCost
+        x = inputs[0]
+        table = 0 if args.kind == "learned" else x.dims[1] * channels(x) * ctx.elem
+        return LayerCost(workspace_bytes=table)

@@ -51,5 +51,62 @@ class Recurrent(Layer):
         per_direction = sum(g * h * (i + h) + 2 * g * h for i in self.layer_inputs(args, channels(inputs[0])))
         return per_direction * self.directions(args)
 
+    @staticmethod
+    def onednn_workspace(rows, h: int, i: int, e: int):
+        """Bytes of the workspace oneDNN's LSTM saves per layer and direction,
+        fitted on torch 2.13 (CPU): 4·(14h + 3in) a row at fp32 (within 3% once
+        B·T·h >= 16k; page rounding dominates below), about 42h + 11in at
+        bf16/fp16, whose gates stay partly fp32 (within 10%)."""
+        return rows * (4 * (14 * h + 3 * i) if e == 4 else 42 * h + 11 * i)
+
+    def cost(self, args, inputs, out, ctx):
+        """Per layer and direction 2·B·T·G·h·(in + h), G = 4 (LSTM), 3 (GRU), 1 (RNN)
+        (COST_MODEL.md). LSTM runs oneDNN (aten.mkldnn_rnn_layer): its backward
+        computes every gradient, 2x the forward. GRU/RNN decompose into mm:
+        weight gradients, hidden gradients for steps 1..T-1 (h0 needs none), and
+        the input gradient of the first layer only when its input needs one.
+        Saved per layer and direction: oneDNN keeps hx, cx, hy, cy, its output
+        and a workspace (`onednn_workspace`); GRU keeps 7 B x h tensors a
+        step, RNN one (plus h0). Time-major copies of the input (B > 1) and the
+        dropout masks between layers are counted too."""
+        import sympy
+
+        from ..cost import LayerCost
+        x = inputs[0]
+        b, t, c = x.dims[0], x.dims[1], channels(x)
+        g, h, d, e = self.gates, args.hidden, self.directions(args), ctx.elem
+        ins = self.layer_inputs(args, c)
+        per = [2 * b * t * g * h * (i + h) for i in ins]           # one direction
+        flops = d * sum(per)
+        many = sympy.Piecewise((1, sympy.StrictGreaterThan(b, 1)), (0, True)) \
+            if not isinstance(b, (int, sympy.Integer)) else int(b > 1)
+        if self.kind == "lstm":
+            # oneDNN's backward computes every gradient, the first input's too
+            backward, first_input = 2 * flops, (0,)
+            per_dir = [self.onednn_workspace(b * t, h, i, e) + 4 * b * h * e + t * b * h * e for i in ins]
+        else:
+            hidden_grad = 2 * b * (t - 1) * g * h * h
+            backward = d * sum(2 * b * t * g * h * (i + h) for i in ins) + d * len(ins) * hidden_grad
+            backward += d * sum(2 * b * t * g * h * i for i in ins[1:])
+            first_input = (d * 2 * b * t * g * h * ins[0],)
+            steps = 7 * t if self.kind == "gru" else t + 1
+            per_dir = [steps * b * h * e for _ in ins]
+        saved = d * sum(per_dir) + many * b * t * c * e
+        if d == 2 and args.layers > 1:          # cat of both directions feeds the next layer
+            saved += (args.layers - 1) * b * t * 2 * h * e
+        elif self.kind != "lstm" and args.layers > 1:   # stacked outputs feed the next layer
+            saved += (args.layers - 1) * b * t * h * e
+        if args.dropout > 0 and args.layers > 1:  # mask and dropped copy between layers
+            saved += (args.layers - 1) * 2 * b * t * d * h * e
+        # inference: the time-major input copy and one layer's output besides the
+        # result (oneDNN keeps its gates in its own scratchpad); the decomposed
+        # GRU/RNN also hold the gate activations
+        workspace = b * t * e * (c + d * h) if self.kind == "lstm" \
+            else b * t * e * (c + d * h * (g + 2))
+        return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=first_input,
+                         saved_bytes=saved, workspace_bytes=workspace,
+                         state_bytes=(2 if self.kind == "lstm" else 1) * args.layers * d * h * b * e,
+                         depth=args.layers * t, has_weights=True)
+
     def is_causal(self, args, inputs=None) -> bool:
         return not args.bidirectional

@@ -6,6 +6,7 @@ import math
 import sympy
 
 from ..ir import TensorType
+from ..limits import MAX_DIM
 from ..symbolic import as_int
 from .base import Layer, LayerError, require_float, require_rank
 
@@ -20,6 +21,11 @@ class Unsqueeze(Layer):
         require_rank(x, at_least=2)
         return TensorType(x.dtype, x.dims + (sympy.Integer(1),))
 
+    def cost(self, args, inputs, out, ctx):
+        """x.unsqueeze(-1): a view."""
+        from ..cost import LayerCost
+        return LayerCost(output_is_view=True, depth=0)
+
 
 class Flatten(Layer):
     """[B, T, .., C] -> [B, T, prod(..) * C]."""
@@ -32,9 +38,17 @@ class Flatten(Layer):
         merged = x.dims[2:]
         if all(as_int(d) is not None for d in merged):
             size = sympy.Integer(math.prod(as_int(d) for d in merged))
+            if size > MAX_DIM:
+                raise LayerError(f"flatten of {x} gives {size} channels, past the limit of {MAX_DIM}")
         else:
             size = sympy.Mul(*merged)
         return TensorType(x.dtype, x.dims[:2] + (size,))
+
+    def cost(self, args, inputs, out, ctx):
+        """x.flatten(2): it follows a convolution, whose channels-last output is a
+        permuted view, so flatten copies (a new tensor, the next layer saves it)."""
+        from ..cost import LayerCost
+        return LayerCost(depth=0)
 
 
 class SpatialPool(Layer):
@@ -49,6 +63,13 @@ class SpatialPool(Layer):
         require_float(x, self.kind)
         require_rank(x, at_least=4, what=" ([B, T, .., C] with axes to pool)")
         return TensorType("float", (x.dims[0], x.dims[1], x.dims[-1]))
+
+    def cost(self, args, inputs, out, ctx):
+        """mean saves nothing; amax saves its input and output (to route the gradient)."""
+        from ..cost import LayerCost
+        if self.reduce == "max":
+            return LayerCost(saves_inputs=(True,), saves_output=True)
+        return LayerCost()
 
 
 class TimePool(Layer):
@@ -67,3 +88,10 @@ class TimePool(Layer):
         if ctx.in_segments:
             raise LayerError(f"{self.kind} cannot run inside segments: it needs the whole sequence")
         return TensorType("float", (x.dims[0], x.dims[2]))
+
+    def cost(self, args, inputs, out, ctx):
+        """x.mean(1) saves nothing; x[:, -1] is a view."""
+        from ..cost import LayerCost
+        if self.reduce == "last":
+            return LayerCost(output_is_view=True, depth=0)
+        return LayerCost()

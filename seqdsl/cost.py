@@ -1,0 +1,371 @@
+"""Closed-form costs of a checked model (conventions: COST_MODEL.md).
+
+Each layer kind's `cost(args, inputs, out, ctx)` (in seqdsl/layers/) returns a
+`LayerCost` of sympy expressions in the model's symbolic dims, describing the
+kernels of docs/lowering.md. This module adds what is not a layer (inputs,
+residual adds, `segments` memory via `CostContext`) and walks the graph once
+for the model totals: FLOP sums with the backward counted op by op (an input
+gradient only where the input needs one), the bytes autograd saves (each
+storage once), the inference live set, generation step cost and state, and
+sequential depth. Nothing here imports torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+
+import sympy
+
+from .ir import ModelGraph, Node, TensorType
+from .symbolic import as_int, ceil_div
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+INDEX_BYTES = 8          # token ids are int64
+STAT_BYTES = 4           # per-row statistics (logsumexp, norm mean/rstd) stay fp32
+ZERO = sympy.Integer(0)
+ONE = sympy.Integer(1)
+
+
+@dataclass(frozen=True)
+class CostContext:
+    """What a cost rule may ask besides its args and input types."""
+
+    elem: int                              # bytes per float element at the model dtype
+    segments: tuple[int, int] | None = None  # (length, memory) inside `segments`
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """One layer instance's cost. FLOPs follow FlopCounterMode (2 per MAC);
+    bytes are at the context's dtype. Generation fields describe one step at
+    the layer's current length n = its input's time dim (the n-th position)."""
+
+    flops: object = ZERO                 # forward
+    backward_flops: object = ZERO        # backward work run whenever the layer is in the backward graph
+    input_grad_flops: tuple = ()         # extra backward work per input port, only if that input needs a grad
+    saved_bytes: object = ZERO           # saved for backward, other than the inputs/output themselves
+    saves_inputs: tuple = ()             # per input port: autograd keeps that tensor
+    saves_output: bool = False           # autograd keeps the output tensor
+    output_is_view: bool = False         # output shares the input's storage (no new memory)
+    inference_view: bool = False         # ... in an inference (eval, no_grad) pass: dropout is identity
+    workspace_bytes: object = ZERO       # transient inference memory besides inputs and output
+    step_flops: object | None = None     # one generation step; None: position-wise (flops / n)
+    state_bytes: object = ZERO           # generation state carried at length n
+    depth: object = ONE                  # sequential steps on the critical path
+    time_stride: int = 1                 # a later layer steps once per `time_stride` of this one's steps
+    has_weights: bool = False            # needs weight gradients even with params == 0 (tied head)
+
+
+# ------------------------------------------------------------------ helpers
+def numel(dims) -> sympy.Expr:
+    return reduce(lambda a, b: a * b, dims, ONE)
+
+
+def tensor_bytes(t: TensorType, elem: int) -> sympy.Expr:
+    return numel(t.dims) * (INDEX_BYTES if t.dtype == "int" else elem)
+
+
+def rows(x: TensorType) -> sympy.Expr:
+    """Positions a position-wise layer maps: every axis but channels."""
+    return numel(x.dims[:-1])
+
+
+def matmul(m, k, n) -> sympy.Expr:
+    """FLOPs of an (m x k)(k x n) product: 2·m·n·k (aten.mm / bmm convention)."""
+    return 2 * m * k * n
+
+
+def segment_sums(T, length: int, memory: int):
+    """Transformer-XL segments over T steps (docs/lowering.md): returns
+    (n, Σ len_s², Σ len_s·mem_s, Σ mem_s) with len_s = L except the last,
+    mem_s = min(M, s·L) (the last M inputs seen before segment s)."""
+    L, M = length, memory
+    n = ceil_div(T, L)
+    last = T - (n - 1) * L
+    sq = (n - 1) * L * L + last * last
+    if M == 0:
+        return n, sq, ZERO, ZERO
+    j = -(-M // L)  # segments before the memory is full
+    # n <= j: every earlier step is in memory; else the first j segments fill it.
+    cross_small = L * L * (n - 1) * (n - 2) / 2 + last * (n - 1) * L
+    cross_big = sympy.Integer(L * L * j * (j - 1) // 2) + M * (T - j * L)
+    mem_small = L * n * (n - 1) / 2
+    mem_big = sympy.Integer(L * j * (j - 1) // 2) + M * (n - j)
+    if as_int(n) is not None:
+        big = as_int(n) > j
+        return n, sq, (cross_big if big else cross_small), (mem_big if big else mem_small)
+    cond = sympy.LessThan(n, j)   # the last branch is the one long sequences take
+    return (n, sq, sympy.Piecewise((cross_small, cond), (cross_big, True)),
+            sympy.Piecewise((mem_small, cond), (mem_big, True)))
+
+
+# ------------------------------------------------------------------ per node
+@dataclass
+class NodeCost:
+    node: Node
+    cost: LayerCost
+    needs_grad: bool             # the output carries a gradient
+    in_backward: bool            # the layer takes part in the backward pass
+    train_flops: object          # forward + backward, as counted for this instance
+    rate: object = ONE           # steps of this layer per model input step (strided convs upstream)
+
+
+def _input_cost(node: Node, ctx: CostContext) -> LayerCost:
+    # the caller's tensor: never saved (COST_MODEL.md excludes inputs), no gradient
+    return LayerCost(depth=ZERO)
+
+
+def _add_cost(node: Node, ctx: CostContext) -> LayerCost:
+    # x + body(x): elementwise (not in FLOPs, COST_MODEL.md); aten.add saves nothing.
+    return LayerCost(depth=ZERO, saves_inputs=(False, False), step_flops=ZERO)
+
+
+def layer_cost(node: Node, elem: int) -> LayerCost:
+    """The node's LayerCost (inputs and residual adds handled here)."""
+    seg = node.segments_scope()
+    ctx = CostContext(elem, tuple(v for _, v in seg.args) if seg else None)
+    if node.kind == "input":
+        return _input_cost(node, ctx)
+    if node.kind == "add":
+        return _add_cost(node, ctx)
+    from .layers import LAYERS
+    return LAYERS[node.kind].cost(node.args, list(node.inputs), node.output, ctx)
+
+
+def _time_len(t: TensorType):
+    return t.dims[1] if t.rank >= 3 else None
+
+
+# ------------------------------------------------------------------ model totals
+@dataclass
+class ModelCost:
+    """Closed forms for one model at one dtype. Peak memory is a max over
+    candidate expressions (kept as a list: evaluating the max is cheaper than
+    asking sympy to compare them)."""
+
+    model: ModelGraph
+    dtype: str
+    elem: int
+    nodes: list[NodeCost]
+    params: int
+    flops_forward: object
+    flops_train: object
+    activation_bytes: object
+    inference_peak: list             # candidates; the peak is their max (weights included)
+    flops_per_token: object | None   # None when the model cannot stream
+    state_bytes: object | None
+    sequential_depth: object
+    streaming_blocker: Node | None
+    input_bytes: object = ZERO
+    limits: tuple = ()               # (length expr, max_len, layer node): lengths the module refuses
+
+
+def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
+    """Derive every closed form of `model` once (COST_MODEL.md)."""
+    elem = DTYPE_BYTES[dtype]
+    from .layers import LAYERS
+    nodes: list[NodeCost] = []
+    by_name: dict[str, NodeCost] = {}
+    cache: dict = {}
+    for node in model.nodes:
+        # repeats share one validated args object (the elaborator's rule cache)
+        key = (node.kind, id(node.args), node.inputs, tuple(s.args for s in node.scope if s.kind == "segments"))
+        c = cache.get(key)
+        if c is None:
+            c = cache[key] = layer_cost(node, elem)
+        srcs = [by_name[s] for s in node.sources]
+        in_grads = [s.needs_grad for s in srcs]
+        has_weights = node.params > 0 or c.has_weights
+        in_backward = node.kind != "input" and (has_weights or any(in_grads))
+        needs_grad = in_backward
+        train = c.flops
+        if in_backward:
+            train = train + c.backward_flops
+            for port, g in enumerate(in_grads):
+                if g and port < len(c.input_grad_flops):
+                    train = train + c.input_grad_flops[port]
+        # steps of this layer per model step: a time-strided conv upstream slows it down
+        rate = srcs[0].rate / srcs[0].cost.time_stride if srcs else ONE
+        nc = NodeCost(node, c, needs_grad, in_backward, train, rate)
+        nodes.append(nc)
+        by_name[node.name] = nc
+
+    flops_forward = sympy.Add(*[n.cost.flops for n in nodes])
+    flops_train = sympy.Add(*[n.train_flops for n in nodes])
+
+    # ---- storages: a view's storage is its source's (unsqueeze, flatten, time_last, p=0 dropout)
+    root: dict[str, str] = {}
+    for n in nodes:
+        root[n.node.name] = root[n.node.sources[0]] if n.cost.output_is_view else n.node.name
+    size = {n.node.name: tensor_bytes(n.node.output, elem) for n in nodes}
+
+    # ---- training: tensors autograd saves, each storage once; model inputs excluded
+    saved_roots: set[str] = set()
+    internal = []
+    for n in nodes:
+        if not n.in_backward:
+            continue
+        internal.append(n.cost.saved_bytes)
+        if n.cost.saves_output and not n.cost.output_is_view:
+            saved_roots.add(root[n.node.name])
+        for port, src in enumerate(n.node.sources):
+            if port < len(n.cost.saves_inputs) and n.cost.saves_inputs[port]:
+                saved_roots.add(root[src])
+    saved_roots -= {n.node.name for n in nodes if n.node.kind == "input"}
+    activation_bytes = sympy.Add(*internal, *[size[r] for r in sorted(saved_roots)])
+
+    # ---- inference: live storages along the graph (free after the last consumer)
+    iroot: dict[str, str] = {}
+    for n in nodes:
+        view = n.cost.output_is_view or n.cost.inference_view
+        iroot[n.node.name] = iroot[n.node.sources[0]] if view else n.node.name
+    root = iroot
+    last_use: dict[str, int] = {}
+    for i, n in enumerate(nodes):
+        for src in n.node.sources:
+            last_use[root[src]] = i
+    keep = {root[model.values[o]] for o in model.outputs}
+    live: dict[str, object] = {}
+    peaks = []
+    for i, n in enumerate(nodes):
+        r = root[n.node.name]
+        if r == n.node.name:
+            live[r] = size[r]
+        peaks.append(sympy.Add(*live.values(), n.cost.workspace_bytes))
+        for src in set(n.node.sources):
+            rs = root[src]
+            if last_use.get(rs) == i and rs not in keep and rs in live:
+                del live[rs]
+        if last_use.get(r) is None and r not in keep and r in live:
+            del live[r]
+    weights_bytes = model.params * elem
+    inference_peak = _dedupe([sympy.expand(p + weights_bytes) for p in peaks])
+
+    # ---- generation: only if every layer streams
+    blocker = None
+    for n in nodes:
+        if n.node.kind in ("input", "add"):
+            continue
+        if not LAYERS[n.node.kind].is_causal(n.node.args, list(n.node.inputs)):
+            blocker = n.node
+            break
+    flops_per_token = state_bytes = None
+    if blocker is None:
+        steps, states = [], []
+        for n in nodes:
+            c = n.cost
+            if n.node.kind in ("input", "add"):
+                continue
+            step = c.step_flops
+            if step is None:
+                tl = _time_len(n.node.inputs[0])
+                step = c.flops / tl if tl is not None else c.flops
+            steps.append(n.rate * step)
+            states.append(c.state_bytes)
+        flops_per_token = sympy.Add(*steps)
+        state_bytes = sympy.Add(*states)
+
+    # ---- sequential depth: longest path; segments with memory run one after another
+    depth = _sequential_depth(model, nodes)
+    input_bytes = sympy.Add(*[tensor_bytes(t, elem) for t in model.inputs.values()])
+    # learned positions and linformer projections exist for max_len steps only
+    limits = tuple((n.node.inputs[0].dims[1], n.node.args.max_len, n.node) for n in nodes
+                   if n.node.kind in ("posenc", "attention") and getattr(n.node.args, "max_len", None))
+    return ModelCost(model, dtype, elem, nodes, model.params, sympy.expand(flops_forward),
+                     sympy.expand(flops_train), sympy.expand(activation_bytes), inference_peak,
+                     None if flops_per_token is None else sympy.expand(flops_per_token),
+                     None if state_bytes is None else sympy.expand(state_bytes),
+                     depth, blocker, input_bytes, limits)
+
+
+def _dedupe(exprs):
+    seen, out = set(), []
+    for e in exprs:
+        if e not in seen:
+            seen.add(e)
+            out.append(e)
+    return out
+
+
+def _sequential_depth(model: ModelGraph, nodes: list[NodeCost]):
+    """Dependent steps of one training forward (COST_MODEL.md): recurrent
+    layers add T each, attention/conv/position-wise layers 1. A `segments`
+    body with memory runs its segments in order; as a wavefront (layer l of
+    segment s waits for layer l of s - 1 and layer l - 1 of s) its critical
+    path is depth(body) + ceil(T/L) - 1. Without memory the chunks are
+    independent: depth(body)."""
+    depth: dict[str, object] = {}
+    seg_info: dict[str, tuple] = {}
+    for n in nodes:
+        node = n.node
+        base = [depth[s] for s in node.sources]
+        start = base[0] if len(base) == 1 else (sympy.Max(*base) if base else ZERO)
+        seg = node.segments_scope()
+        if seg is not None and seg.path not in seg_info:
+            seg_info[seg.path] = (dict(seg.args), node.inputs[0].dims[1])
+        depth[node.name] = start + n.cost.depth
+    # add the segment wavefront once, after each segments block
+    extra = ZERO
+    for path, (args, T) in seg_info.items():
+        if args.get("memory", 0) > 0:
+            extra = extra + ceil_div(T, args["length"]) - 1
+    outs = [depth[model.values[o]] for o in model.outputs]
+    total = outs[0] if len(outs) == 1 else sympy.Max(*outs)
+    return sympy.expand(total + extra)
+
+
+def leading_terms(expr, symbols, keep: int = 3) -> str:
+    """`4.7e5·T² + 1.2e8·T`: the expression's monomials by degree, 2 significant digits."""
+    expr = sympy.expand(expr)
+    if expr.has(sympy.Piecewise) or expr.has(sympy.ceiling) or expr.has(sympy.floor) or expr.has(sympy.Max):
+        smooth = expr.replace(sympy.ceiling, lambda a: a).replace(sympy.floor, lambda a: a)
+        smooth = _last_branch(smooth)
+        approx = "≈ "
+    else:
+        smooth, approx = expr, ""
+    order = list(symbols)
+    syms = sorted((s for s in getattr(smooth, "free_symbols", ()) if s.name in symbols),
+                  key=lambda s: order.index(s.name))
+    try:
+        poly = sympy.Poly(sympy.expand(smooth), *syms) if syms else None
+    except sympy.PolynomialError:
+        poly = None
+    if poly is None:
+        try:
+            return approx + _num(float(smooth))
+        except TypeError:
+            return approx + str(smooth)
+    terms = sorted(poly.terms(), key=lambda t: (sum(t[0]), t[0]), reverse=True)
+    parts = []
+    for monom, coeff in terms[:keep]:
+        factors = [_num(float(coeff))] if (float(coeff) != 1 or not any(monom)) else []
+        for s, p in zip(syms, monom):
+            if p:
+                factors.append(s.name + ("" if p == 1 else _superscript(p)))
+        parts.append("·".join(factors))
+    more = " + …" if len(terms) > keep else ""
+    return approx + " + ".join(parts).replace("+ -", "- ") + more
+
+
+def _last_branch(expr):
+    """The Piecewise branch that holds for large lengths (the `True` one)."""
+    return expr.replace(lambda e: isinstance(e, sympy.Piecewise), lambda e: e.args[-1][0]) \
+        .replace(lambda e: isinstance(e, sympy.Max), lambda e: sympy.Add(*e.args)) \
+        .replace(lambda e: isinstance(e, sympy.Min), lambda e: e.args[0])
+
+
+def _num(v: float) -> str:
+    if v == int(v) and abs(v) < 1e4:
+        return str(int(v))
+    if 1e-2 <= abs(v) < 1e4:
+        return f"{v:.3g}"
+    m, e = f"{v:.1e}".split("e")
+    return f"{m}e{int(e)}"
+
+
+def _superscript(p: int) -> str:
+    return str(p).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
+
+
+__all__ = ["CostContext", "LayerCost", "ModelCost", "model_cost", "layer_cost", "segment_sums",
+           "DTYPE_BYTES", "leading_terms", "matmul", "rows", "numel", "tensor_bytes"]

@@ -1,0 +1,235 @@
+"""`seqdsl.estimate`: closed-form costs of a model at given lengths (issue 3).
+
+    est = seqdsl.estimate("specs/transformer_lm.seq", seq=[1024, 4096], batch=8)
+    est.points[0].flops_train, est.points[0].inference_peak_bytes
+
+The closed forms are derived once per (model, dtype) by `seqdsl.cost` and
+compiled to closures over Python ints (`seqdsl.symbolic.compile_expr`), so a
+sweep of any length costs microseconds a point and stays exact at T = 10**9.
+Torch is never imported.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from .cost import DTYPE_BYTES, ModelCost, model_cost
+from .ir import ModelGraph, Program
+from .symbolic import compile_expr
+
+OPTIMIZERS = ("adam", "sgd", "none")
+MAX_LENGTH = 10 ** 15
+
+
+class Point(BaseModel):
+    """Every figure at one (lengths, batch, dtype). Bytes and FLOPs are exact ints."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: dict[str, int]
+    batch: int
+    dtype: str
+    flops_forward: int
+    flops_train: int
+    flops_per_token: int | None          # None: the spec cannot stream
+    weights_bytes: int
+    grads_bytes: int
+    optimizer_bytes: int
+    activation_bytes: int                # saved for backward
+    training_bytes: int                  # weights + grads + optimizer + activations
+    inference_peak_bytes: int
+    state_bytes: int | None              # generation state at this length; None if it cannot stream
+    sequential_depth: int
+    warnings: list[str] = []             # e.g. a length past a layer's max_len (the module refuses it)
+
+
+class Estimate(BaseModel):
+    model: str
+    params: int
+    dtype: str
+    optimizer: str
+    streaming: bool
+    streaming_blocker: str | None        # which layer at which line prevents generation
+    points: list[Point]
+
+
+# ------------------------------------------------------------------ compiled forms
+class CompiledCost:
+    """A ModelCost with every figure compiled to exact evaluators. Shared
+    subexpressions (ceil(T/2), segment counts, ...) are factored out once with
+    sympy.cse and evaluated once a point (`bind`), then each figure reads them."""
+
+    def __init__(self, cost: ModelCost):
+        import sympy
+        self.cost = cost
+        figures = [cost.flops_forward, cost.flops_train, cost.activation_bytes, cost.sequential_depth,
+                   cost.flops_per_token if cost.flops_per_token is not None else 0,
+                   cost.state_bytes if cost.state_bytes is not None else 0, *cost.inference_peak]
+        shared, reduced = sympy.cse([sympy.sympify(f) for f in figures],
+                                    symbols=sympy.numbered_symbols("_cse"), order="none")
+        self.shared = [(sym.name, compile_expr(e)) for sym, e in shared]
+        f = [compile_expr(e) for e in reduced]
+        self.fwd, self.train, self.act, self.depth, token, state = f[:6]
+        self.token = None if cost.flops_per_token is None else token
+        self.state = None if cost.state_bytes is None else state
+        self.peaks = f[6:]
+        self.limits = [(compile_expr(length), max_len, node) for length, max_len, node in cost.limits]
+
+    def warnings(self, env: dict) -> list[str]:
+        out = []
+        for length, max_len, node in self.limits:
+            n = length(env)
+            if n > max_len:
+                out.append(f"{node.kind} '{node.alias or node.name}' at line {node.line} has max_len={max_len}, "
+                           f"but sees {n} steps: the module refuses this length")
+        return out
+
+    def bind(self, env: dict) -> dict:
+        """env with the shared subexpressions evaluated."""
+        for name, fn in self.shared:
+            env[name] = fn(env)
+        return env
+
+
+_CACHE: dict[tuple[int, str], tuple[ModelGraph, CompiledCost]] = {}
+
+
+def compiled(model: ModelGraph, dtype: str) -> CompiledCost:
+    """The compiled closed forms of `model` at `dtype`, derived once per model."""
+    key = (id(model), dtype)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    c = CompiledCost(model_cost(model, dtype))
+    _CACHE[key] = (model, c)
+    return c
+
+
+def _int(v) -> int:
+    """Exact values are ints; a fractional one (amortised strided steps) rounds up."""
+    if isinstance(v, Fraction):
+        return math.ceil(v)
+    return int(v)
+
+
+def optimizer_bytes(params: int, dtype: str, optimizer: str) -> int:
+    """Adam: two fp32 moments (8 bytes a parameter); sgd (no momentum): none;
+    under bf16/fp16 both keep an fp32 master copy (4 bytes) (COST_MODEL.md)."""
+    master = 4 * params if dtype != "float32" and optimizer != "none" else 0
+    return {"adam": 8 * params, "sgd": 0, "none": 0}[optimizer] + master
+
+
+# ------------------------------------------------------------------ arguments
+def _usage(message: str):
+    from .cli import UsageError
+    return UsageError(message)
+
+
+def resolve_points(model: ModelGraph, seq) -> list[dict[str, int]]:
+    """seq: an int or list of ints (every sequence dim), a {dim: int} dict, or a
+    list of such dicts. Returns one {dim: value} per point."""
+    dims = list(model.seq_symbols)
+    if seq is None:
+        seq = [2 ** k for k in range(6, 15)]
+    if isinstance(seq, (int, dict)):
+        seq = [seq]
+    points = []
+    for item in seq:
+        if isinstance(item, bool):
+            raise _usage(f"a length must be an integer, got {item!r}")
+        if isinstance(item, int):
+            point = {d: item for d in dims}
+        elif isinstance(item, dict):
+            unknown = [k for k in item if k not in dims]
+            if unknown:
+                have = ", ".join(dims) or "none"
+                raise _usage(f"model '{model.name}' has no sequence dim '{unknown[0]}' (its dims: {have})")
+            missing = [d for d in dims if d not in item]
+            if missing:
+                raise _usage(f"no length given for dim '{missing[0]}' of model '{model.name}'")
+            point = dict(item)
+        else:
+            raise _usage(f"a length must be an integer or {{dim: int}}, got {item!r}")
+        for d, v in point.items():
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_LENGTH:
+                raise _usage(f"length {d}={v!r} must be an integer from 1 to {MAX_LENGTH:.0e}")
+        points.append(point)
+    return points
+
+
+def estimate(program_or_path, seq=None, batch: int = 1, dtype: str = "float32",
+             optimizer: str = "adam", model: str | None = None) -> Estimate:
+    """Closed-form costs of one model (a path, a Program or a ModelGraph) at
+    each requested length. See COST_MODEL.md for what every figure counts."""
+    graph = _model_of(program_or_path, model)
+    if dtype not in DTYPE_BYTES:
+        raise _usage(f"unknown dtype '{dtype}': use float32, bfloat16 or float16")
+    if optimizer not in OPTIMIZERS:
+        raise _usage(f"unknown optimizer '{optimizer}': use adam, sgd or none")
+    if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_LENGTH:
+        raise _usage(f"batch must be a positive integer, got {batch!r}")
+    points = resolve_points(graph, seq)
+    return evaluate_points(graph, compiled(graph, dtype), points, batch, dtype, optimizer)
+
+
+def evaluate_points(graph: ModelGraph, cc: CompiledCost, points, batch: int, dtype: str,
+                    optimizer: str) -> Estimate:
+    params = graph.params
+    elem = DTYPE_BYTES[dtype]
+    weights = params * elem
+    opt = optimizer_bytes(params, dtype, optimizer)
+    batch_sym = graph.batch_symbol
+    out = []
+    make = Point.model_construct
+    for point in points:
+        env = dict(point)
+        if batch_sym is not None:
+            env[batch_sym] = batch
+        cc.bind(env)
+        act = _int(cc.act(env))
+        out.append(make(
+            seq=point, batch=batch, dtype=dtype,
+            flops_forward=_int(cc.fwd(env)), flops_train=_int(cc.train(env)),
+            flops_per_token=None if cc.token is None else _int(cc.token(env)),
+            weights_bytes=weights, grads_bytes=weights, optimizer_bytes=opt,
+            activation_bytes=act, training_bytes=2 * weights + opt + act,
+            inference_peak_bytes=max(_int(p(env)) for p in cc.peaks),
+            state_bytes=None if cc.state is None else _int(cc.state(env)),
+            sequential_depth=_int(cc.depth(env)), warnings=cc.warnings(env)))
+    blocker = cc.cost.streaming_blocker
+    why = None
+    if blocker is not None:
+        why = f"{blocker.kind} '{blocker.alias or blocker.name}' at line {blocker.line} is not causal"
+    return Estimate.model_construct(model=graph.name, params=params, dtype=dtype, optimizer=optimizer,
+                                    streaming=blocker is None, streaming_blocker=why, points=out)
+
+
+def _model_of(program_or_path, name: str | None) -> ModelGraph:
+    if isinstance(program_or_path, ModelGraph):
+        return program_or_path
+    if isinstance(program_or_path, (str, Path)):
+        from .elaborate import load
+        program_or_path = load(program_or_path)
+    if isinstance(program_or_path, Program):
+        return program_or_path.model(name)
+    raise TypeError(f"estimate() takes a path, Program or ModelGraph, not {type(program_or_path).__name__}")
+
+
+def _make_callable() -> None:
+    """`seqdsl.estimate` names both this module and the function: importing the
+    submodule rebinds the package attribute to the module, so the module itself
+    forwards calls to `estimate` and `seqdsl.estimate(...)` works either way."""
+    import sys
+    import types
+
+    class CallableModule(types.ModuleType):
+        def __call__(self, *args, **kwargs):
+            return estimate(*args, **kwargs)
+
+    sys.modules[__name__].__class__ = CallableModule
+
+
+_make_callable()

@@ -1,0 +1,243 @@
+"""`seqdsl compile SPEC --estimate` and `seqdsl.estimate`: flags, exit codes,
+JSON keys, exact big integers, no torch import, speed."""
+import json
+import subprocess
+import sys
+import time
+from fractions import Fraction
+
+import pytest
+
+import seqdsl
+from seqdsl.cli import UsageError, main
+
+GPT = """# a small GPT
+model gpt {
+    let d = 64
+    input tokens: int[B, T]
+    logits = tokens
+        -> embed(1000, d) as wte
+        -> repeat(2) {
+               residual { layernorm -> attention(4, causal=true) }
+               residual { layernorm -> mlp(4 * d) }
+           }
+        -> layernorm
+        -> linear(1000, bias=false, tie=wte)
+    output logits
+}
+"""
+
+SEQ2SEQ = """model s2s {
+    input src: int[B, S]
+    input tgt: int[B, T]
+    memory = src -> embed(100, 32) -> attention(4)
+    out = tgt -> embed(100, 32) -> attention(4, causal=true) -> cross_attention(4, context=memory)
+    output out
+}
+"""
+
+KEYS = {"seq", "batch", "dtype", "flops_forward", "flops_train", "flops_per_token", "weights_bytes",
+        "grads_bytes", "optimizer_bytes", "activation_bytes", "inference_peak_bytes", "state_bytes",
+        "sequential_depth"}
+
+
+@pytest.fixture
+def gpt(tmp_path):
+    p = tmp_path / "gpt.seq"
+    p.write_text(GPT)
+    return str(p)
+
+
+@pytest.fixture
+def s2s(tmp_path):
+    p = tmp_path / "s2s.seq"
+    p.write_text(SEQ2SEQ)
+    return str(p)
+
+
+def run(capsys, *argv):
+    code = main(["compile", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_has_exactly_the_promised_keys_as_ints(capsys, gpt):
+    code, out, _ = run(capsys, gpt, "--estimate", "--json", "--seq", "64,1024", "--batch", "4")
+    assert code == 0
+    obj = json.loads(out)
+    assert obj["model"] == "gpt" and obj["params"] == seqdsl.load(gpt).model().params
+    assert [p["seq"] for p in obj["points"]] == [{"T": 64}, {"T": 1024}]
+    for p in obj["points"]:
+        assert KEYS <= set(p)
+        for k in KEYS - {"seq", "dtype"}:
+            assert type(p[k]) is int, k
+        assert p["batch"] == 4 and p["dtype"] == "float32"
+        assert p["weights_bytes"] == p["grads_bytes"] == 4 * obj["params"]
+        assert p["optimizer_bytes"] == 8 * obj["params"]
+
+
+def test_default_lengths_are_powers_of_two_64_to_16384(capsys, gpt):
+    code, out, _ = run(capsys, gpt, "--estimate", "--json")
+    assert [p["seq"]["T"] for p in json.loads(out)["points"]] == [2 ** k for k in range(6, 15)]
+    assert all(p["batch"] == 1 for p in json.loads(out)["points"])
+
+
+def test_seq_ranges_and_named_dims(capsys, gpt, s2s):
+    _, out, _ = run(capsys, gpt, "--estimate", "--json", "--seq", "64..65536")
+    assert [p["seq"]["T"] for p in json.loads(out)["points"]] == [2 ** k for k in range(6, 17)]
+    _, out, _ = run(capsys, gpt, "--estimate", "--json", "--seq", "100..300")
+    assert [p["seq"]["T"] for p in json.loads(out)["points"]] == [128, 256]
+    _, out, _ = run(capsys, s2s, "--estimate", "--json", "--seq", "T=1024,S=256")
+    (point,) = json.loads(out)["points"]
+    assert point["seq"] == {"S": 256, "T": 1024}
+    _, out, _ = run(capsys, s2s, "--estimate", "--json", "--seq", "512")
+    assert json.loads(out)["points"][0]["seq"] == {"S": 512, "T": 512}
+
+
+def test_cross_attention_cost_follows_each_length(capsys, s2s):
+    def fwd(t, s):
+        return seqdsl.estimate(s2s, seq={"T": t, "S": s}).points[0].flops_forward
+    def by_hand(t, s):   # COST_MODEL.md: projections as linears, 4·B·C·pairs per attention core
+        encoder = 4 * 2 * s * 32 * 32 + 4 * 32 * s * s
+        decoder = 4 * 2 * t * 32 * 32 + 4 * 32 * t * t
+        cross = 2 * 2 * t * 32 * 32 + 2 * 2 * s * 32 * 32 + 4 * 32 * t * s
+        return encoder + decoder + cross
+    for t, s in ((64, 64), (64, 200), (300, 7)):
+        assert fwd(t, s) == by_hand(t, s)
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--seq", "0"], "at least 1"),
+    (["--seq", "abc"], "not a positive integer"),
+    (["--seq", "64,,128"], "not a positive integer"),
+    (["--seq", "X=64"], "dim 'X', which the model does not have"),
+    (["--dtype", "int3"], "dtype"),
+    (["--optimizer", "lion"], "optimizer"),
+    (["--batch", "0"], "at least 1"),
+    (["--batch", "two"], "not a positive integer"),
+    (["--seq", "512..64"], "empty"),
+    (["--hw", "h100"], "not implemented"),
+])
+def test_bad_flags_are_one_line_usage_errors(capsys, gpt, argv, words):
+    code, out, err = run(capsys, gpt, "--estimate", *argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and words.lower() in err.lower(), err
+    assert "Traceback" not in err
+
+
+def test_bad_arguments_to_the_api_raise_usage_errors(gpt):
+    for kw in (dict(seq=0), dict(seq=[64, "x"]), dict(seq={"Q": 3}), dict(batch=0), dict(dtype="int8"),
+               dict(optimizer="adagrad")):
+        with pytest.raises(UsageError):
+            seqdsl.estimate(gpt, **kw)
+
+
+def test_table_per_layer_and_formulas(capsys, gpt):
+    code, out, _ = run(capsys, gpt, "--estimate", "--seq", "64,1024", "--per-layer", "--formula")
+    assert code == 0
+    assert "FLOPs fwd" in out and "1,024" in out and "MiB" in out
+    assert "per layer at 1,024" in out and "logits.repeat[1].residual[0].attention" in out
+    assert "%" in out and "line" in out
+    assert "flops_forward" in out and "T²" in out
+    code, out, _ = run(capsys, gpt, "--estimate", "--seq", "64", "--json", "--per-layer", "--formula")
+    obj = json.loads(out)
+    assert {r["name"] for r in obj["layers"]} >= {"logits.wte", "logits.linear"}
+    assert "T²" in obj["formulas"]["flops_forward"]["leading"]
+
+
+def test_non_streaming_spec_says_which_layer_and_line(capsys, s2s):
+    code, out, _ = run(capsys, s2s, "--estimate", "--seq", "64")
+    assert code == 0 and "no generation figures" in out and "line 4" in out
+    _, out, _ = run(capsys, s2s, "--estimate", "--seq", "64", "--json")
+    p = json.loads(out)["points"][0]
+    assert p["flops_per_token"] is None and p["state_bytes"] is None
+
+
+def test_huge_lengths_stay_exact_integers(gpt):
+    """The forward FLOPs are a quadratic in T (batch fixed): its exact value at
+    10**9 follows from three small points by Lagrange interpolation."""
+    f = {t: seqdsl.estimate(gpt, seq=t, batch=3).points[0].flops_forward for t in (1, 2, 3)}
+    big = seqdsl.estimate(gpt, seq=10 ** 9, batch=3).points[0]
+    x = 10 ** 9
+    lagrange = sum(Fraction(f[a]) * Fraction((x - b) * (x - c), (a - b) * (a - c))
+                   for a, b, c in ((1, 2, 3), (2, 1, 3), (3, 1, 2)))
+    assert big.flops_forward == lagrange and type(big.flops_forward) is int
+    assert big.flops_forward > 2 ** 64
+    assert type(big.activation_bytes) is int and big.state_bytes == 3 * 2 * 2 * 64 * 10 ** 9 * 4
+
+
+def test_optimizer_and_dtype_memory(gpt):
+    p = seqdsl.estimate(gpt, seq=64, dtype="bfloat16", optimizer="adam").points[0]
+    n = seqdsl.load(gpt).model().params
+    assert p.weights_bytes == 2 * n and p.optimizer_bytes == 12 * n     # two fp32 moments + master
+    assert seqdsl.estimate(gpt, seq=64, optimizer="sgd").points[0].optimizer_bytes == 0
+    q = seqdsl.estimate(gpt, seq=64, optimizer="none").points[0]
+    assert q.training_bytes == 2 * q.weights_bytes + q.activation_bytes
+
+
+def test_estimating_does_not_import_torch(gpt):
+    code = ("import sys, json; from seqdsl.cli import main; "
+            f"rc = main(['compile', {gpt!r}, '--estimate', '--json', '--per-layer', '--formula']); "
+            "assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'; "
+            "import seqdsl; seqdsl.estimate(" + repr(gpt) + ", seq=[64]); assert 'torch' not in sys.modules")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_thousand_lengths_in_under_50_ms(gpt):
+    model = seqdsl.load(gpt).model()
+    lengths = sorted({int(64 * (10 ** 7 / 64) ** (i / 999)) for i in range(1000)})
+    seqdsl.estimate(model, seq=[64])                      # derive the closed forms once
+    best = min(_timed(lambda: seqdsl.estimate(model, seq=lengths)) for _ in range(3))
+    assert best < 0.05, best
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def test_api_accepts_program_and_graph(gpt):
+    program = seqdsl.load(gpt)
+    a = seqdsl.estimate(program, seq=[64, 128], batch=2)
+    b = seqdsl.estimate(program.model(), seq=[64, 128], batch=2)
+    assert a == b and a.points[1].flops_forward > a.points[0].flops_forward
+    from seqdsl.estimate import Estimate
+    assert isinstance(a, Estimate)
+
+
+def test_inference_peak_frees_each_tensor_after_its_last_consumer():
+    text = "model m {\n  input x: float[B, T, 16]\n  y = x -> linear(64) -> relu -> linear(8)\n  output y\n}\n"
+    model = seqdsl.parse(text).model()
+    p = seqdsl.estimate(model, seq=10, batch=3).points[0]
+    rows = 3 * 10 * 4
+    x, h, y = rows * 16, rows * 64, rows * 8
+    # linear1: x + h live; relu: h + relu(h); linear2: relu(h) + y (x and h freed)
+    assert p.inference_peak_bytes == 4 * model.params + max(x + h, h + h, h + y)
+    # training: relu saves its output, which linear2 saves too: counted once; x is the caller's
+    assert p.activation_bytes == h
+
+
+def test_model_flag_and_refused_specs(capsys, tmp_path):
+    two = tmp_path / "two.seq"
+    two.write_text(GPT + SEQ2SEQ)
+    code, out, _ = run(capsys, str(two), "--estimate", "--model", "s2s", "--json", "--seq", "64")
+    assert code == 0 and json.loads(out)["model"] == "s2s"
+    code, _, err = run(capsys, str(two), "--estimate", "--seq", "64")
+    assert code == 1 and "choose one" in err
+    bad = tmp_path / "bad.seq"
+    bad.write_text("model m {\n  input x: float[B, T, 30]\n  y = x -> attention(7)\n  output y\n}\n")
+    code, _, err = run(capsys, str(bad), "--estimate")
+    assert code == 1 and "bad.seq:3:" in err and "Traceback" not in err
+
+
+def test_lengths_past_max_len_are_flagged(capsys, tmp_path):
+    spec = tmp_path / "pos.seq"
+    spec.write_text("model m {\n  input tokens: int[B, T]\n  y = tokens -> embed(10, 8) -> posenc(learned, max_len=100)\n"
+                    "  output y\n}\n")
+    est = seqdsl.estimate(str(spec), seq=[100, 101])
+    assert est.points[0].warnings == []
+    assert "max_len=100" in est.points[1].warnings[0] and "line 3" in est.points[1].warnings[0]
+    code, out, _ = run(capsys, str(spec), "--estimate", "--seq", "64..256")
+    assert code == 0 and "from 128 on" in out and "refuses" in out
