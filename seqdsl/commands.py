@@ -3,6 +3,11 @@
 * `compile SPEC --estimate ...`  -> seqdsl.estimate_cli.run   (cost model, no torch)
 * `compile SPEC -o model.py`     -> seqdsl.backend.cli.run_compile
 * `export SPEC -o FILE`          -> seqdsl.backend.cli.run_export
+* `compare A.seq B.seq ...`      -> seqdsl.compare   (its own add_parser / run)
+* `verify SPEC`, `bench SPEC`    -> seqdsl.verify, seqdsl.bench
+
+Each module named here keeps torch out of its top-level imports, so building
+the parser (and `seqdsl --help`) stays fast.
 """
 from __future__ import annotations
 
@@ -29,6 +34,17 @@ def add_compile_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="FILE.pt2 or FILE.onnx")
     p.add_argument("--seq", help="example lengths for tracing, e.g. T=64")
 
+    for name in ADDED:
+        _added(name).add_parser(sub)
+
+
+ADDED: tuple[str, ...] = ()  # each added when its module lands: "compare", "verify", "bench"
+
+
+def _added(name: str):
+    from importlib import import_module
+    return import_module(f"seqdsl.{name}")
+
 
 def run_compile(args) -> int:
     from .cli import UsageError
@@ -46,4 +62,5 @@ def run_export(args) -> int:
     return export(args)
 
 
-COMMANDS = {"compile": run_compile, "export": run_export}
+COMMANDS = {"compile": run_compile, "export": run_export,
+            **{name: (lambda args, _n=name: _added(_n).run(args)) for name in ADDED}}

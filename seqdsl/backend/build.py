@@ -1,0 +1,306 @@
+"""ModelGraph -> nn.Module.
+
+The module holds one submodule per layer node in nested nn.ModuleDicts keyed by
+the node's hierarchical name, so `logits.repeat[0].residual[0].attention.q.weight`
+is a state_dict key. forward walks the graph's nodes in construction order (a
+topological order); nodes under a `segments` scope run segment by segment
+(Transformer-XL recurrence, docs/lowering.md).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..diagnostics import SpecError, error
+from ..ir import ModelGraph, Program
+
+
+def _seg_path(node):
+    s = node.segments_scope()
+    return s.path if s is not None else None
+
+
+class SeqModel(nn.Module):
+    def __init__(self, graph: ModelGraph):
+        super().__init__()
+        from ..layers import LAYERS
+        self.spec_name = graph.name
+        self.input_names = list(graph.inputs)
+        self.output_names = list(graph.outputs)
+        self._graph = graph
+        self.layers = nn.ModuleDict()
+        tied: dict[str, nn.Module] = {}
+        plan = []            # (kind, name, sources, segments path)
+        seg_args = {}
+        for node in graph.nodes:
+            if node.kind in ("input", "add"):
+                plan.append((node.kind, node.name, node.sources, _seg_path(node)))
+                continue
+            seg = node.segments_scope()
+            memory = None
+            if seg is not None:
+                args = dict(seg.args)
+                seg_args[seg.path] = (int(args["length"]), int(args.get("memory", 0)))
+                memory = seg_args[seg.path][1]
+            rule = LAYERS[node.kind]
+            module = rule.lower(node, {"tied": tied, "memory": memory})
+            if node.alias is not None:
+                tied[node.alias] = module
+            self._put(node.name, module)
+            plan.append(("layer", node.name, node.sources, _seg_path(node)))
+        self._plan = plan
+        self._seg_args = seg_args
+        self._out_nodes = [graph.values[o] for o in graph.outputs]
+        # which values are consumed outside their segments group
+        consumers: dict[str, set] = {}
+        for kind, name, sources, seg in plan:
+            for s in sources:
+                consumers.setdefault(s, set()).add(seg)
+        for o in self._out_nodes:
+            consumers.setdefault(o, set()).add(None)
+        self._consumers = consumers
+        self._mods = {name: self._get(name) for kind, name, _, _ in plan if kind == "layer"}
+
+    # ---------------------------------------------------------------- naming
+    @staticmethod
+    def _parts(name: str):
+        return name.split(".")
+
+    def _put(self, name, module):
+        d = self.layers
+        parts = self._parts(name)
+        for p in parts[:-1]:
+            if p not in d:
+                d[p] = nn.ModuleDict()
+            d = d[p]
+        d[parts[-1]] = module
+
+    def _get(self, name):
+        d = self.layers
+        for p in self._parts(name):
+            d = d[p]
+        return d
+
+    def named_layer(self, name: str) -> nn.Module:
+        return self._mods[name]
+
+    def state_dict(self, *args, **kwargs):
+        # keys read like the spec: drop the container prefix "layers."
+        sd = super().state_dict(*args, **kwargs)
+        return type(sd)((k[len("layers."):] if k.startswith("layers.") else k, v) for k, v in sd.items())
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        sd = {("layers." + k if not k.startswith("layers.") else k): v for k, v in state_dict.items()}
+        return super().load_state_dict(sd, strict=strict, assign=assign)
+
+    # ---------------------------------------------------------------- run
+    def _run(self, env, states, skip=frozenset(), seg_stream=None):
+        plan = self._plan
+        i = 0
+        while i < len(plan):
+            kind, name, sources, seg = plan[i]
+            if name in skip or kind == "input":
+                i += 1
+                continue
+            if seg is not None:
+                j = i
+                while j < len(plan) and plan[j][3] == seg:
+                    j += 1
+                self._run_segments(env, states, plan[i:j], seg)
+                i = j
+                continue
+            self._exec(env, states, kind, name, sources)
+            i += 1
+        outs = tuple(env[o] for o in self._out_nodes)
+        return outs[0] if len(outs) == 1 else outs
+
+    def _exec(self, env, states, kind, name, sources, x_override=None):
+        if kind == "add":
+            env[name] = env[sources[0]] + env[sources[1]]
+            return
+        args = [env[s] for s in sources]
+        mod = self._mods[name]
+        st = None if states is None else states.setdefault(name, {})
+        if st is not None or getattr(mod, "memory", None) is not None:
+            if st is None:
+                st = {}
+            try:
+                env[name] = mod(*args, state=st)
+            except TypeError:
+                env[name] = mod(*args)
+        else:
+            env[name] = mod(*args)
+
+    def _run_segments(self, env, states, group, seg):
+        length, memory = self._seg_args[seg]
+        names = {g[1] for g in group}
+        entry = next(s for s in group[0][2] if s not in names)
+        exported = [g[1] for g in group if self._consumers.get(g[1], set()) - {seg}]
+        x = env[entry]
+        t = x.shape[1]
+        streaming = states is not None
+        gstate = states.setdefault(seg, {"pos": 0}) if streaming else {"pos": 0}
+        layer_states = states if streaming else {}
+        pieces = {n: [] for n in exported}
+        start = 0
+        while start < t:
+            pos = gstate["pos"]
+            room = length - pos % length
+            n = min(room, t - start)
+            sub = dict(env)
+            sub[entry] = x[:, start:start + n]
+            for kind, name, sources, _ in group:
+                if kind == "add":
+                    sub[name] = sub[sources[0]] + sub[sources[1]]
+                    continue
+                mod = self._mods[name]
+                args = [sub[s] for s in sources]
+                if getattr(mod, "memory", None) is not None:
+                    sub[name] = mod(*args, state=layer_states.setdefault(name, {}))
+                elif streaming:
+                    try:
+                        sub[name] = mod(*args, state=layer_states.setdefault(name, {}))
+                    except TypeError:
+                        sub[name] = mod(*args)
+                else:
+                    sub[name] = mod(*args)
+            gstate["pos"] = pos + n
+            if gstate["pos"] % length == 0:
+                for kind, name, _, _ in group:
+                    mod = self._mods.get(name)
+                    if getattr(mod, "memory", None) is not None:
+                        mod.end_segment(layer_states.setdefault(name, {}))
+            for e in exported:
+                pieces[e].append(sub[e])
+            start += n
+        for e in exported:
+            env[e] = torch.cat(pieces[e], dim=1)
+
+    def forward(self, *inputs):
+        if len(inputs) != len(self.input_names):
+            raise TypeError(f"{self.spec_name} takes {len(self.input_names)} inputs "
+                            f"({', '.join(self.input_names)}), got {len(inputs)}")
+        env = dict(zip(self.input_names, inputs))
+        return self._run(env, None)
+
+    # ---------------------------------------------------------------- streaming
+    def _static_nodes(self, context_names):
+        """Nodes computed from context inputs only: run once at init_state."""
+        static = set(context_names)
+        for kind, name, sources, _ in self._plan:
+            if kind != "input" and sources and all(s in static for s in sources):
+                static.add(name)
+        return static
+
+    def check_streamable(self, context_names=()):
+        from ..layers import LAYERS
+        static = self._static_nodes(context_names)
+        for node in self._graph.nodes:
+            if node.kind in ("input", "add") or node.name in static:
+                continue
+            rule = LAYERS[node.kind]
+            ok = rule.is_causal(node.args, list(node.inputs))
+            if node.kind in ("time_mean", "time_last"):
+                ok = False
+            if node.kind.startswith("conv") and ok and node.args.padding == "causal":
+                ok = all(s == 1 for s in rule.per_axis(node.args, "stride"))
+            if node.kind == "batchnorm" and self.training:
+                ok = False
+            if not ok:
+                raise error(f"{self.spec_name} cannot stream: layer '{node.name}' ({node.kind}) "
+                            f"at line {node.line} looks ahead (it is not causal)",
+                            span=node.span,
+                            help="make every layer causal (attention causal=true, conv padding=causal, "
+                                 "unidirectional RNNs) to use step()")
+
+    def init_state(self, batch_size: int, **context_inputs):
+        missing = [c for c in context_inputs if c not in self.input_names]
+        if missing:
+            raise TypeError(f"unknown context input(s) {missing}; inputs: {self.input_names}")
+        self.check_streamable(tuple(context_inputs))
+        static = self._static_nodes(tuple(context_inputs))
+        env = dict(context_inputs)
+        for kind, name, sources, seg in self._plan:
+            if name in static and kind != "input" and name not in context_inputs:
+                self._exec(env, None, kind, name, sources)
+        return {"__static__": env, "__stream_inputs__": [n for n in self.input_names if n not in context_inputs],
+                "__batch__": batch_size}
+
+    def step(self, *chunks, state):
+        names = state["__stream_inputs__"]
+        if len(chunks) != len(names):
+            raise TypeError(f"step takes {len(names)} chunk(s) ({', '.join(names)}), got {len(chunks)}")
+        env = dict(state["__static__"])
+        env.update(zip(names, chunks))
+        skip = frozenset(state["__static__"])
+        out = self._run(env, state, skip=skip)
+        return out, state
+
+
+def _graph_of(program_or_path, model=None) -> ModelGraph:
+    from ..elaborate import load
+    if isinstance(program_or_path, ModelGraph):
+        return program_or_path
+    if isinstance(program_or_path, (str, Path)):
+        program_or_path = load(str(program_or_path))
+    if isinstance(program_or_path, Program):
+        return program_or_path.model(model)
+    raise TypeError(f"build() takes a path, a Program or a ModelGraph, not {type(program_or_path).__name__}")
+
+
+def mark_dynamic_inputs(graph: ModelGraph, inputs):
+    """Mark every symbolic non-batch dim of the inputs dynamic for torch.compile."""
+    import torch._dynamo
+    seq = set(graph.seq_symbols)
+    for x, t in zip(inputs, graph.inputs.values()):
+        for i, d in enumerate(t.dims):
+            if str(d) in seq:
+                torch._dynamo.mark_dynamic(x, i)
+
+
+class CompiledSeqModel(nn.Module):
+    """torch.compile around a SeqModel; marks the sequence dims dynamic on every call."""
+
+    def __init__(self, model: SeqModel, backend="inductor", fullgraph=False, **kw):
+        super().__init__()
+        self.model = model
+        self._compiled = torch.compile(model, backend=backend, fullgraph=fullgraph, dynamic=None, **kw)
+
+    def forward(self, *inputs):
+        mark_dynamic_inputs(self.model._graph, inputs)
+        return self._compiled(*inputs)
+
+    def init_state(self, *a, **k):
+        return self.model.init_state(*a, **k)
+
+    def step(self, *a, **k):
+        return self.model.step(*a, **k)
+
+    def state_dict(self, *a, **k):
+        return self.model.state_dict(*a, **k)
+
+    def load_state_dict(self, *a, **k):
+        return self.model.load_state_dict(*a, **k)
+
+
+def build(program_or_path, model=None, *, compile=False, device=None, dtype=None,
+          backend="inductor", fullgraph=False, seed=None):
+    graph = _graph_of(program_or_path, model)
+    if seed is not None:
+        torch.manual_seed(seed)
+    m = SeqModel(graph)
+    if device is not None or dtype is not None:
+        m = m.to(device=device, dtype=dtype)
+    if compile:
+        return CompiledSeqModel(m, backend=backend, fullgraph=fullgraph)
+    return m
+
+
+def compile_model(program_or_path, model=None, **kw):
+    kw.setdefault("compile", True)
+    return build(program_or_path, model, **kw)
+
+
+__all__ = ["SeqModel", "build", "compile_model", "SpecError"]

@@ -1,0 +1,260 @@
+"""Standalone PyTorch source for a model: `seqdsl compile SPEC -o model.py`.
+
+The file imports only torch. It carries the kernel modules of
+seqdsl/backend/modules.py verbatim (docs/lowering.md), then one class per model
+whose __init__ builds the same nested ModuleDicts as `seqdsl.build` and whose
+forward is straight-line code over the spec's graph. Nothing from the spec
+reaches the source unescaped: module paths and enum words are emitted with
+repr() of validated Python values, numbers as ints/floats/bools, and every
+identifier (class and local names) is generated or checked against
+[A-Za-z_][A-Za-z0-9_]* and Python's keywords.
+"""
+from __future__ import annotations
+
+import keyword
+import re
+from pathlib import Path
+
+from ..ir import ModelGraph
+from ..symbolic import as_int
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def safe_ident(name: str, prefix: str = "v") -> str:
+    name = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    if not name or not _IDENT.match(name) or keyword.iskeyword(name) or name[0].isdigit():
+        name = f"{prefix}_{name}"
+    if not _IDENT.match(name) or keyword.iskeyword(name):
+        raise ValueError(f"cannot make an identifier from {name!r}")
+    return name
+
+
+def class_name(model: str) -> str:
+    parts = re.split(r"[^A-Za-z0-9]+", model)
+    return safe_ident("".join(p[:1].upper() + p[1:] for p in parts if p) or "Model", "Model")
+
+
+def _lit(v):
+    """A Python literal for a validated value: only None, bool, int, float, str, tuples."""
+    if v is None or isinstance(v, (bool, int)):
+        return repr(v)
+    if isinstance(v, float):
+        return repr(v) if v == v and v not in (float("inf"), float("-inf")) else f"float({str(v)!r})"
+    if isinstance(v, str):
+        return repr(v)
+    if isinstance(v, (tuple, list)):
+        return "(" + "".join(_lit(x) + ", " for x in v) + ")"
+    raise TypeError(f"cannot emit a {type(v).__name__} literal")
+
+
+def _prelude() -> str:
+    src = (Path(__file__).parent / "modules.py").read_text()
+    src = src.split("# ------------------------------------------------------------------ the dispatcher")[0]
+    src = src.replace("from ..symbolic import as_int\n", "")
+    src = src.replace('"""One small nn.Module per layer concept', '"""Kernels (from seqdsl.backend.modules): one small nn.Module per layer concept', 1)
+    return src
+
+
+def _ctor(node, memory) -> str:
+    """Constructor expression of node's module, mirroring modules.lower."""
+    from ..layers import LAYERS
+    from ..layers.attention import performer_features
+    a, kind = node.args, node.kind
+    c = as_int(node.inputs[0].dims[-1]) if node.inputs and node.inputs[0].dims else None
+    L = _lit
+    if kind in ("relu", "gelu", "silu", "tanh", "sigmoid"):
+        return f"Act({L(kind)})"
+    if kind == "dropout":
+        return f"nn.Dropout({L(a.p)})"
+    if kind == "linear":
+        return f"Linear({L(c)}, {L(a.out)}, {L(a.bias)}{', TIED' if a.tie is not None else ''})"
+    if kind == "mlp":
+        return f"Mlp({L(c)}, {L(a.hidden)}, {L(a.out or c)}, {L(a.act)}, {L(a.dropout)})"
+    if kind == "swiglu":
+        return f"Swiglu({L(c)}, {L(a.hidden)}, {L(a.out or c)})"
+    if kind == "layernorm":
+        return f"nn.LayerNorm({L(c)}, eps={L(a.eps)})"
+    if kind == "rmsnorm":
+        return f"nn.RMSNorm({L(c)}, eps={L(a.eps)})"
+    if kind == "batchnorm":
+        return f"BatchNorm({L(c)}, eps={L(a.eps)})"
+    if kind == "embed":
+        return f"Embed({L(a.vocab)}, {L(a.dim)})"
+    if kind == "posenc":
+        return f"Posenc({L(c)}, {L(a.kind)}, {L(a.max_len)})"
+    if kind.startswith("conv"):
+        rule = LAYERS[kind]
+        return (f"Conv({L(rule.ndim)}, {L(c)}, {L(a.out)}, {L(rule.per_axis(a, 'kernel'))}, "
+                f"{L(rule.per_axis(a, 'stride'))}, {L(a.padding)}, {L(a.groups)}, {L(a.bias)})")
+    if kind == "attention":
+        feats = performer_features(a, c // a.heads) if a.kind == "performer" else None
+        return (f"Attention({L(c)}, heads={L(a.heads)}, kv_heads={L(a.kv_heads or a.heads)}, "
+                f"causal={L(a.causal)}, window={L(a.window)}, pos={L(a.pos)}, kind={L(a.kind)}, "
+                f"features={L(feats)}, proj={L(a.proj)}, max_len={L(a.max_len)}, "
+                f"dropout={L(a.dropout)}, bias={L(a.bias)}, memory={L(memory)})")
+    if kind == "cross_attention":
+        cc = as_int(node.inputs[1].dims[-1])
+        return f"CrossAttention({L(c)}, {L(cc)}, {L(a.heads)}, {L(a.kv_heads or a.heads)}, {L(a.bias)})"
+    if kind in ("lstm", "gru", "rnn"):
+        return (f"Recurrent({L(kind)}, {L(c)}, {L(a.hidden)}, {L(a.layers)}, {L(a.bidirectional)}, "
+                f"{L(a.dropout)}, {L(getattr(a, 'nonlinearity', 'tanh'))})")
+    if kind == "unsqueeze":
+        return "Unsqueeze()"
+    if kind == "flatten":
+        return "Flatten()"
+    if kind in ("spatial_mean", "spatial_max", "time_mean", "time_last"):
+        cls = "SpatialPool" if kind.startswith("spatial") else "TimePool"
+        return f"{cls}({L(kind.split('_')[1])})"
+    raise NotImplementedError(kind)
+
+
+def _path_expr(name: str) -> str:
+    return "self.layers" + "".join(f"[{_lit(p)}]" for p in name.split("."))
+
+
+def emit_model(graph: ModelGraph) -> str:
+    cls = class_name(graph.name)
+    init, fwd, methods = [], [], []
+    var: dict[str, str] = {}
+    args = []
+    for i, name in enumerate(graph.inputs):
+        v = safe_ident(name, "in")
+        if v in args or v == "self":
+            v = f"in{i}_{v}"
+        args.append(v)
+        var[name] = v
+    aliases: dict[str, str] = {}
+    nodes = [n for n in graph.nodes if n.kind != "input"]
+    counter = [0]
+
+    def new_var():
+        counter[0] += 1
+        return f"h{counter[0]}"
+
+    for n in nodes:
+        if n.kind == "add":
+            continue
+        seg = n.segments_scope()
+        memory = int(dict(seg.args).get("memory", 0)) if seg is not None else None
+        ctor = _ctor(n, memory)
+        if n.kind == "linear" and n.args.tie is not None:
+            ctor = ctor.replace("TIED", aliases[n.args.tie])   # the embed module, shared weight
+        init.append(f"self._put({_lit(n.name)}, {ctor})")
+        if n.alias is not None:
+            aliases[n.alias] = _path_expr(n.name)
+
+    i = 0
+    seg_count = 0
+    while i < len(nodes):
+        n = nodes[i]
+        seg = n.segments_scope()
+        if seg is None:
+            v = new_var()
+            if n.kind == "add":
+                fwd.append(f"{v} = {var[n.sources[0]]} + {var[n.sources[1]]}")
+            else:
+                fwd.append(f"{v} = {_path_expr(n.name)}({', '.join(var[s] for s in n.sources)})"
+                           f"  # {n.kind} -> {n.output}")
+            var[n.name] = v
+            i += 1
+            continue
+        j = i
+        while j < len(nodes) and nodes[j].segments_scope() is not None and nodes[j].segments_scope().path == seg.path:
+            j += 1
+        group = nodes[i:j]
+        names = {g.name for g in group}
+        entry = next(s for s in group[0].sources if s not in names)
+        consumed_outside = {s for m in nodes[j:] for s in m.sources} | set(graph.values[o] for o in graph.outputs)
+        exported = [g.name for g in group if g.name in consumed_outside]
+        sa = dict(seg.args)
+        length, mem = int(sa["length"]), int(sa.get("memory", 0))
+        attn = [g for g in group if g.kind == "attention"]
+        mname = f"_segments{seg_count}"
+        seg_count += 1
+        body = [f"    def {mname}(self, x, states):",
+                f"        \"\"\"One piece of segments(length={length}, memory={mem}); states: per attention layer.\"\"\""]
+        local = {entry: "x"}
+        k = 0
+        for g in group:
+            v = f"s{k}"
+            k += 1
+            if g.kind == "add":
+                body.append(f"        {v} = {local[g.sources[0]]} + {local[g.sources[1]]}")
+            elif g.kind == "attention":
+                body.append(f"        {v} = {_path_expr(g.name)}({', '.join(local.get(s, var.get(s)) for s in g.sources)}, "
+                            f"state=states[{attn.index(g)}])")
+            else:
+                body.append(f"        {v} = {_path_expr(g.name)}({', '.join(local.get(s, var.get(s)) for s in g.sources)})")
+            local[g.name] = v
+        body.append(f"        return ({''.join(local[e] + ', ' for e in exported)})")
+        methods.append("\n".join(body))
+        outs = [new_var() for _ in exported]
+        fwd.append(f"states = [{{}} for _ in range({len(attn)})]")
+        fwd.append("pieces = []")
+        fwd.append(f"for start in range(0, {var[entry]}.shape[1], {length}):")
+        fwd.append(f"    pieces.append(self.{mname}({var[entry]}[:, start:start + {length}], states))")
+        fwd.append(f"    for layer, st in zip(({''.join(_path_expr(a.name) + ', ' for a in attn)}), states):")
+        fwd.append("        layer.end_segment(st)")
+        for idx, (e, o) in enumerate(zip(exported, outs)):
+            fwd.append(f"{o} = torch.cat([p[{idx}] for p in pieces], dim=1)")
+            var[e] = o
+        i = j
+    outs = [var[graph.values[o]] for o in graph.outputs]
+    ret = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
+    lines = [f"class {cls}(SpecModule):",
+             f"    \"\"\"Model {graph.name!r}: inputs {', '.join(args)}; params {graph.params:,}.\"\"\"",
+             "",
+             "    def __init__(self):",
+             "        super().__init__()"]
+    lines += ["        " + s for s in init]
+    lines += ["", f"    def forward(self, {', '.join(args)}):"]
+    lines += ["        " + s for s in fwd]
+    lines += [f"        return {ret}", ""]
+    for m in methods:
+        lines += [m, ""]
+    return "\n".join(lines)
+
+
+SPEC_MODULE = '''
+
+class SpecModule(nn.Module):
+    """Nested ModuleDicts keyed by the spec's hierarchical names; the state_dict
+    keys read like the spec (no container prefix), as in seqdsl.build."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleDict()
+
+    def _put(self, name, module):
+        d = self.layers
+        parts = name.split(".")
+        for p in parts[:-1]:
+            if p not in d:
+                d[p] = nn.ModuleDict()
+            d = d[p]
+        d[parts[-1]] = module
+
+    def state_dict(self, *args, **kwargs):
+        sd = super().state_dict(*args, **kwargs)
+        return type(sd)((k[len("layers."):] if k.startswith("layers.") else k, v) for k, v in sd.items())
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        sd = {("layers." + k if not k.startswith("layers.") else k): v for k, v in state_dict.items()}
+        return super().load_state_dict(sd, strict=strict, assign=assign)
+
+'''
+
+
+def emit_program(graphs: list[ModelGraph], source_name: str = "") -> str:
+    head = (f"# Generated by seqdsl from {source_name!r}. Standalone: imports only torch.\n"
+            if source_name else "# Generated by seqdsl. Standalone: imports only torch.\n")
+    parts = [head, _prelude(), SPEC_MODULE]
+    seen = set()
+    for g in graphs:
+        cls = class_name(g.name)
+        if cls in seen:
+            raise ValueError(f"two models map to the class name {cls}")
+        seen.add(cls)
+        parts.append("\n" + emit_model(g) + "\n")
+    return "".join(parts)
