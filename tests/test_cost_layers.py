@@ -197,6 +197,11 @@ def test_saved_bytes_at_bfloat16(body, build, tol):
     """Half-size activations, but what stays fp32 stays fp32 (logsumexp,
     RMSNorm's upcast, part of oneDNN's workspace)."""
     import measure
+    if body.startswith("lstm") and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        # Without AVX512-BF16/AMX, torch runs a bf16 LSTM step by step in ATen
+        # instead of oneDNN's fused layer, which saves different tensors; the
+        # estimate describes the fused kernel (as cuDNN on a GPU).
+        pytest.skip("this CPU has no oneDNN bf16 support: bf16 LSTM is not the fused kernel")
     torch.manual_seed(0)
     module = nn.Sequential(nn.Linear(32, 32), build()).to(torch.bfloat16)
     model = seqdsl.parse(spec(32, f"linear(32) -> {body}"))
