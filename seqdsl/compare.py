@@ -1,0 +1,549 @@
+"""`seqdsl compare`: several specs side by side on one cost, and the exact
+lengths where their ranking changes.
+
+    seqdsl compare specs/transformer_lm.seq specs/lstm_lm.seq --metric flops_train
+    seqdsl compare examples/lm_sizes.seq specs/lstm_lm.seq --seq 64..65536 --json
+    seqdsl compare specs/lstm_lm.seq examples/lm_sizes.seq:gpt_small --plot cost.png
+    seqdsl compare a.seq b.seq --metric latency --hw h100 --dtype bfloat16
+
+    from seqdsl.compare import compare, plot
+    c = compare(["specs/lstm_lm.seq", "examples/lm_sizes.seq:gpt_small"], metric="flops_train")
+    c.crossovers[0].seq                       # {'T': 12598}
+
+Specs: `FILE.seq` is every model in the file; `FILE.seq:MODEL` picks one. A
+spec is shown by its model name, prefixed with the file stem (`stem:model`)
+where two names collide. At least two models in all.
+
+Metrics (closed forms from seqdsl.cost, exact integers, rounded up where
+seqdsl.estimate rounds): flops_forward, flops_train, flops_per_token (one
+generation step at position T), train_memory (weights + gradients + optimizer
++ saved activations, as `compile --estimate`'s training_bytes),
+inference_peak, state_bytes (generation state at T); with `--hw PROFILE`, the
+roofline latencies in seconds latency_forward, latency_train,
+latency_per_token (`latency` means latency_train). flops_per_token,
+state_bytes and latency_per_token are undefined for a model that cannot
+stream: it shows "—" (JSON null), is left out of the crossovers, and a note
+names the layer that blocks streaming.
+
+Lengths (--seq): a bare list or range (`64,1024`, `64..1048576`, the default:
+powers of two) is one length applied to every sequence dim of every model, so
+models that name their dims differently (T, S) are compared at equal lengths.
+Named dims (`T=64..65536,S=512`: at most one ranged dim, swept; the others
+held) are accepted only when every model has exactly those sequence dims.
+
+Crossovers are solved from the closed forms by seqdsl.crossover (exact
+integers, not a grid guess) within the swept [min, max]: `seq` is the first
+length at which the pair's strict order differs from the one below it;
+`between[0]` is the spec that costs more from there on. Torch is never
+imported; matplotlib only by `plot`.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import sympy
+from pydantic import BaseModel
+
+from .cli import UsageError
+from .ir import ModelGraph
+
+COUNT_METRICS = ("flops_forward", "flops_train", "flops_per_token", "train_memory",
+                 "inference_peak", "state_bytes")
+LATENCY_METRICS = {"latency_forward": "forward", "latency_train": "train", "latency_per_token": "per_token"}
+ALIASES = {"latency": "latency_train"}
+METRICS = COUNT_METRICS + tuple(LATENCY_METRICS)
+STREAMING_METRICS = ("flops_per_token", "state_bytes", "latency_per_token")
+DEFAULT_SEQ = "64..1048576"
+SWEEP = "_len"       # the one symbol every swept sequence dim becomes (no spec can name a dim `_len`)
+
+
+# ------------------------------------------------------------------ results
+class ComparePoint(BaseModel):
+    seq: dict[str, int]
+    values: dict[str, int | float | None]     # spec -> cost; None where the metric is undefined
+
+
+class Crossover(BaseModel):
+    """between[0] costs strictly more than between[1] at `seq`, and did not
+    at the length below it (`before`: the values there; `at`: at `seq`)."""
+
+    between: list[str]
+    seq: dict[str, int]
+    before: dict[str, int | float]
+    at: dict[str, int | float]
+
+
+class Comparison(BaseModel):
+    metric: str
+    specs: list[str]
+    points: list[ComparePoint]
+    crossovers: list[Crossover]
+    notes: list[str] = []
+    swept: list[str] = []          # the sequence dims set to each length
+    fixed: dict[str, int] = {}     # dims held at one length (named --seq)
+    batch: int = 1
+    dtype: str = "float32"
+    optimizer: str = "adam"
+    hw: str | None = None
+
+    def to_json(self) -> str:
+        """The `--json` object: exactly metric, specs, points, crossovers."""
+        obj = {"metric": self.metric, "specs": self.specs,
+               "points": [p.model_dump() for p in self.points],
+               "crossovers": [{"between": c.between, "seq": c.seq} for c in self.crossovers]}
+        return json.dumps(obj, separators=(",", ":"))
+
+
+# ------------------------------------------------------------------ API
+def compare(specs, metric: str = "flops_train", seq=None, batch: int = 1, dtype: str = "float32",
+            optimizer: str = "adam", hw=None) -> Comparison:
+    """Compare models on one metric over a sweep of lengths.
+
+    specs: paths (`FILE.seq`: all its models, `FILE.seq:MODEL`: one) or
+    ModelGraphs. seq: None (64..2**20, powers of two), an int or a list of
+    ints (every sequence dim), or {dim: int | [ints]} with at most one list
+    (the swept dim). hw: a profile name or file, or a HardwareProfile; needed
+    by (and only by) the latency metrics."""
+    metric = _metric_name(metric)
+    profile = _profile(metric, hw)
+    named = _load_specs(specs)
+    if len(named) < 2:
+        raise UsageError(f"compare needs at least two models, got {len(named)}"
+                         + (f" ({named[0][0]})" if named else ""))
+    swept, lengths, fixed = _sweep(seq, [g for _, g in named])
+    from .estimate import estimate
+    ests = {name: estimate(graph, seq=[_point(graph, swept, fixed, n) for n in lengths], batch=batch,
+                           dtype=dtype, optimizer=optimizer) for name, graph in named}  # validates the args
+    raw: dict[str, object] = {}     # latency: the roofline's expressions, before substitution
+    if metric in LATENCY_METRICS:
+        from .roofline import latency_exprs
+        raw = {name: latency_exprs(graph, profile, dtype)[LATENCY_METRICS[metric]] for name, graph in named}
+    scale = _latency_scale(e for e in raw.values() if e is not None)
+    notes: list[str] = []
+    exprs: dict[str, object] = {}
+    for name, graph in named:
+        est = ests[name]
+        exprs[name] = _metric_expr(graph, metric, batch, dtype, optimizer, swept, fixed, raw.get(name), scale)
+        if exprs[name] is None:
+            notes.append(f"{name}: no {metric}, it cannot stream: {est.streaming_blocker}")
+        for n, p in zip(lengths, est.points):
+            if p.warnings:
+                notes.append(f"{name}: from {_seq_text(_label(swept, fixed, n))} on, " + "; ".join(p.warnings))
+                break
+    names = [n for n, _ in named]
+    evals = {n: (None if e is None else _evaluator(e)) for n, e in exprs.items()}
+    points = [ComparePoint(seq=_label(swept, fixed, n),
+                           values={s: (None if evals[s] is None else _reported(evals[s](n), scale))
+                                   for s in names})
+              for n in lengths]
+    crossovers = _crossovers(names, exprs, evals, swept, fixed, min(lengths), max(lengths), scale)
+    return Comparison(metric=metric, specs=names, points=points, crossovers=crossovers, notes=notes,
+                      swept=list(swept), fixed=fixed, batch=batch, dtype=dtype, optimizer=optimizer,
+                      hw=None if profile is None else profile.name)
+
+
+def _metric_name(metric: str) -> str:
+    metric = ALIASES.get(metric, metric)
+    if metric not in METRICS:
+        raise UsageError(f"unknown metric '{metric}': use {', '.join(METRICS)} (latency = latency_train)")
+    return metric
+
+
+def _profile(metric: str, hw):
+    if metric in LATENCY_METRICS:
+        if hw is None:
+            raise UsageError(f"--metric {metric} needs a hardware profile: pass --hw h100 | h200 | a100 | cpu | FILE")
+        from .hardware import HardwareProfile, load_profile
+        return hw if isinstance(hw, HardwareProfile) else load_profile(str(hw))
+    if hw is not None:
+        raise UsageError(f"--hw applies to the latency metrics only, not to {metric}")
+    return None
+
+
+def _load_specs(specs) -> list[tuple[str, ModelGraph]]:
+    """(display name, model) for each model named. `FILE.seq` means all its
+    models, `FILE.seq:MODEL` one of them; names collide -> `stem:model`."""
+    if isinstance(specs, (str, Path, ModelGraph)):
+        specs = [specs]
+    from .elaborate import load
+    found: list[tuple[str, ModelGraph]] = []   # (file stem or "", model)
+    for spec in specs:
+        if isinstance(spec, ModelGraph):
+            found.append(("", spec))
+            continue
+        path, model = str(spec), None
+        file_part, sep, name_part = path.rpartition(":")
+        if sep and name_part.isidentifier() and not Path(path).exists():
+            path, model = file_part, name_part
+        program = load(path)
+        stem = Path(path).stem
+        graphs = [program.model(model)] if model else list(program.models.values())
+        found.extend((stem, g) for g in graphs)
+    out, used = [], set()
+    counts = {}
+    for _, g in found:
+        counts[g.name] = counts.get(g.name, 0) + 1
+    for stem, g in found:
+        name = g.name if counts[g.name] == 1 else f"{stem}:{g.name}"
+        if name in used:
+            raise UsageError(f"model '{name}' is given twice")
+        used.add(name)
+        out.append((name, g))
+    return out
+
+
+def _sweep(seq, graphs: list[ModelGraph]) -> tuple[tuple[str, ...], list[int], dict[str, int]]:
+    """(swept dims, lengths, fixed dims) from the `seq` argument (see compare)."""
+    all_dims = tuple(dict.fromkeys(d for g in graphs for d in g.seq_symbols))
+    if not all_dims:
+        raise UsageError("none of the models has a sequence dim to sweep")
+    if seq is None:
+        from .estimate_cli import parse_seq
+        seq = parse_seq(DEFAULT_SEQ, ())
+    if isinstance(seq, int) and not isinstance(seq, bool):
+        seq = [seq]
+    if isinstance(seq, dict):
+        for g in graphs:
+            if set(g.seq_symbols) != set(seq):
+                have = "; ".join(f"{g.name}: {', '.join(g.seq_symbols) or 'none'}" for g in graphs)
+                raise UsageError(f"--seq names dims {', '.join(seq)}, but the models' sequence dims differ "
+                                 f"({have}): name exactly the dims they all have, or give bare lengths, "
+                                 "which apply to every sequence dim")
+        ranged = [d for d, v in seq.items() if isinstance(v, list)]
+        if len(ranged) > 1:
+            raise UsageError(f"--seq sweeps {' and '.join(ranged)}: sweep one dim, hold the others")
+        swept = ranged[0] if ranged else next(iter(seq))
+        lengths = seq[swept] if ranged else [seq[swept]]
+        fixed = {d: v for d, v in seq.items() if d != swept}
+        for d, v in fixed.items():
+            _check_length(v, d)
+        out = (swept,), list(lengths), fixed
+    elif isinstance(seq, list):
+        out = all_dims, list(seq), {}
+    else:
+        raise UsageError(f"seq must be a length, a list of lengths or {{dim: length}}, got {seq!r}")
+    if not out[1]:
+        raise UsageError("--seq gives no lengths")
+    for v in out[1]:
+        _check_length(v, "length")
+    out[1].sort()
+    return out[0], list(dict.fromkeys(out[1])), out[2]
+
+
+def _check_length(v, what: str) -> None:
+    from .estimate import MAX_LENGTH
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_LENGTH:
+        raise UsageError(f"{what} {v!r} must be an integer from 1 to {MAX_LENGTH:.0e}")
+
+
+def _point(graph: ModelGraph, swept, fixed, n: int) -> dict[str, int]:
+    """The model's {dim: length} at sweep length n."""
+    return {d: (n if d in swept else fixed[d]) for d in graph.seq_symbols}
+
+
+def _label(swept, fixed, n: int) -> dict[str, int]:
+    """A point's `seq` as reported: every swept dim at n, the held dims."""
+    return {**{d: n for d in swept}, **fixed}
+
+
+# ------------------------------------------------------------------ closed forms
+def _metric_expr(graph: ModelGraph, metric: str, batch: int, dtype: str, optimizer: str, swept, fixed,
+                 latency=None, scale: int = 1):
+    """The metric as an expression of SWEEP alone (batch and held dims
+    substituted), or None where it is undefined (the model cannot stream).
+    Counts are rounded up as seqdsl.estimate rounds them (amortised strided
+    steps); a latency (`latency`: the roofline expression) is in seconds·scale."""
+    from .cost import DTYPE_BYTES
+    from .estimate import compiled, optimizer_bytes
+    from .symbolic import dim_symbol
+    c = compiled(graph, dtype).cost
+    env = {dim_symbol(d): (dim_symbol(SWEEP) if d in swept else sympy.Integer(fixed[d]))
+           for d in graph.seq_symbols}
+    if graph.batch_symbol:
+        env[dim_symbol(graph.batch_symbol)] = sympy.Integer(batch)
+    if metric in LATENCY_METRICS:
+        expr = None if latency is None else _substitute(sympy.sympify(latency), env, scale)
+    elif metric == "train_memory":
+        weights = graph.params * DTYPE_BYTES[dtype]
+        expr = sympy.ceiling(2 * weights + optimizer_bytes(graph.params, dtype, optimizer)
+                             + c.activation_bytes.xreplace(env))
+    elif metric == "inference_peak":
+        # Max built unevaluated from substituted candidates: sympy's pairwise
+        # comparison of the candidates costs seconds and decides nothing we need
+        expr = sympy.ceiling(sympy.Max(*[p.xreplace(env) for p in c.inference_peak], evaluate=False))
+    else:
+        expr = getattr(c, metric)
+        expr = None if expr is None else sympy.ceiling(sympy.sympify(expr).xreplace(env))
+    if expr is None:
+        return None
+    left = {s.name for s in expr.free_symbols} - {SWEEP}
+    if left:
+        raise UsageError(f"model '{graph.name}': {metric} depends on {', '.join(sorted(left))}, "
+                         "which is neither a sequence dim nor the batch")
+    return expr
+
+
+def _latency_scale(exprs) -> int:
+    """The least K that makes K·(every float constant) an integer: latency
+    expressions carry float constants (1/peak, 1/bandwidth, step latency);
+    scaled by K and made exact, they evaluate in Python ints, fast and exactly.
+    A common positive factor changes no ranking."""
+    k = 1
+    for e in exprs:
+        for f in sympy.sympify(e).atoms(sympy.Float):
+            k = math.lcm(k, int(sympy.Rational(f).q))
+    return k
+
+
+def _substitute(e, env: dict, scale: int):
+    """scale·e with env substituted and floats made exact rationals, rebuilt
+    without re-evaluating Max/Min (sympy's argument comparison is slow)."""
+    if not e.has(sympy.Max, sympy.Min, sympy.Piecewise):
+        e = e.xreplace({**env, **{f: sympy.Rational(f) for f in e.atoms(sympy.Float)}})
+        return scale * e
+    if e.is_Add:
+        return sympy.Add(*[_substitute(a, env, scale) for a in e.args])
+    if isinstance(e, (sympy.Max, sympy.Min)):
+        return type(e)(*[_substitute(a, env, scale) for a in e.args], evaluate=False)
+    if e.is_Mul:
+        coeff, rest = e.as_coeff_Mul()
+        return sympy.Rational(coeff) * scale * sympy.Mul(*[_substitute(a, env, 1) for a in sympy.Mul.make_args(rest)])
+    if isinstance(e, sympy.Piecewise):
+        return sympy.Piecewise(*[(_substitute(v, env, scale), c.xreplace(env)) for v, c in e.args])
+    raise UsageError(f"cannot evaluate {type(e).__name__} in a latency expression")
+
+
+def _evaluator(expr):
+    """n -> the exact value at sweep length n (an int or a Fraction)."""
+    from .symbolic import compile_expr
+    fn = compile_expr(expr)
+    return lambda n: fn({SWEEP: n})
+
+
+def _reported(v, scale: int):
+    """An exact value as reported: an int, or float seconds for a latency
+    (whose expression is scaled by `scale`)."""
+    if scale != 1:
+        return float(Fraction(v) / scale)
+    if isinstance(v, Fraction):
+        return v.numerator if v.denominator == 1 else float(v)
+    return v
+
+
+def _crossovers(names, exprs, evals, swept, fixed, lo: int, hi: int, scale: int) -> list[Crossover]:
+    from .crossover import crossings
+    out = []
+    for a, b in itertools.combinations(names, 2):
+        if exprs[a] is None or exprs[b] is None or lo == hi:
+            continue
+        for n in crossings(exprs[a], exprs[b], SWEEP, lo, hi):
+            va, vb = evals[a](n), evals[b](n)
+            hi_name, lo_name = (a, b) if va > vb else (b, a)
+            out.append(Crossover(between=[hi_name, lo_name], seq=_label(swept, fixed, n),
+                                 before={s: _reported(evals[s](n - 1), scale) for s in (hi_name, lo_name)},
+                                 at={s: _reported(evals[s](n), scale) for s in (hi_name, lo_name)}))
+    order = {n: i for i, n in enumerate(names)}
+    out.sort(key=lambda c: (c.seq[swept[0]], sorted(order[s] for s in c.between)))
+    return out
+
+
+# ------------------------------------------------------------------ text
+def _unit(metric: str):
+    from .estimate_cli import human_bytes, human_flops, human_seconds
+    if metric.startswith("flops"):
+        return human_flops
+    if metric.startswith("latency"):
+        return human_seconds
+    return human_bytes
+
+
+def _exact_texts(values: list) -> list[str]:
+    """Values at full precision: ints with separators; floats (seconds) with
+    the fewest digits (6 at least) that keep every two unequal values apart."""
+    if all(isinstance(v, int) for v in values):
+        return [f"{v:,}" for v in values]
+    for digits in range(6, 18):
+        text = [f"{v:.{digits}g} s" for v in values]
+        if len(set(text)) == len(set(values)):
+            return text
+    return [f"{v!r} s" for v in values]
+
+
+def _seq_text(seq: dict[str, int]) -> str:
+    """`T = 1,024`, `S = T = 1,024`, `T = 1,024 (S = 512)`: equal lengths share one `=`."""
+    by_value: dict[int, list[str]] = {}
+    for d, v in seq.items():
+        by_value.setdefault(v, []).append(d)
+    parts = [" = ".join(dims) + f" = {v:,}" for v, dims in by_value.items()]
+    return parts[0] + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
+
+
+def table(c: Comparison) -> str:
+    """Rows = lengths, columns = specs, `*` on the lowest cost of each row."""
+    from .estimate_cli import _grid
+    unit = _unit(c.metric)
+    head = [" = ".join(c.swept)] + c.specs
+    rows = []
+    for p in c.points:
+        defined = [v for v in p.values.values() if v is not None]
+        best = min(defined) if len(defined) > 1 else None
+        rows.append([f"{p.seq[c.swept[0]]:,}"] + [
+            "—" if v is None else unit(v) + (" *" if v == best else "  ") for v in p.values.values()])
+    title = f"{c.metric} at batch {c.batch}, {c.dtype}"
+    if c.metric == "train_memory":
+        title += f", optimizer {c.optimizer}"
+    if c.hw:
+        title += f", hardware {c.hw}"
+    if c.fixed:
+        title += ", " + ", ".join(f"{d} = {v:,}" for d, v in c.fixed.items())
+    title += "  (* lowest)"
+    return title + "\n" + "\n".join(line.rstrip() for line in _grid(head, rows).splitlines())
+
+
+def render(c: Comparison) -> str:
+    """The human report: the table, the crossovers, the notes."""
+    lines = [table(c), ""]
+    first, last = c.points[0].seq[c.swept[0]], c.points[-1].seq[c.swept[0]]
+    if not c.crossovers:
+        lines.append(f"Crossovers: none for {' = '.join(c.swept)} in [{first:,}, {last:,}]")
+    else:
+        lines.append("Crossovers (the first spec costs more from that length on):")
+        for x in c.crossovers:
+            hi, lo = x.between
+            n = x.seq[c.swept[0]]
+            below = _seq_text({**x.seq, **{d: n - 1 for d in c.swept}})
+            bh, bl, ah, al = _exact_texts([x.before[hi], x.before[lo], x.at[hi], x.at[lo]])
+            lines.append(f"  {hi} overtakes {lo} at {_seq_text(x.seq)} ({c.metric}: "
+                         f"{bh} vs {bl} at {below}; {ah} vs {al} at {_seq_text(x.seq)})")
+    lines.extend(f"note: {n}" for n in c.notes)
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ plot
+def plot(c: Comparison, path) -> None:
+    """Cost against length on log-log axes, one line per spec, a dashed
+    vertical line at each crossover. Written atomically: a failure leaves no file."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'seqdsl[plot]'") from None
+    matplotlib.use("Agg")
+    import io
+
+    import matplotlib.pyplot as plt
+    xs = [p.seq[c.swept[0]] for p in c.points]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    try:
+        for spec in c.specs:
+            pts = [(x, p.values[spec]) for x, p in zip(xs, c.points)
+                   if p.values[spec] is not None and p.values[spec] > 0]
+            if pts:
+                ax.plot([x for x, _ in pts], [float(v) for _, v in pts], marker="o", markersize=3, label=spec)
+        dim = " = ".join(c.swept)
+        for group in _clusters(c):
+            first, last = group[0].seq[c.swept[0]], group[-1].seq[c.swept[0]]
+            a, b = group[0].between
+            label = (f"{a} > {b}\n{dim} = {first:,}" if len(group) == 1 else
+                     f"{a} ⇄ {b}\n{dim} = {first:,}–{last:,} ({len(group)} flips)")
+            ax.axvline(first, color="grey", linestyle="--", linewidth=0.8)
+            ax.annotate(label, (first, 1), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
+                        ha="right", va="top", color="dimgrey")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(" = ".join(c.swept) + (" (" + ", ".join(f"{d} = {v:,}" for d, v in c.fixed.items()) + ")"
+                                            if c.fixed else ""))
+        unit = "FLOPs" if c.metric.startswith("flops") else "seconds" if c.metric.startswith("latency") else "bytes"
+        ax.set_ylabel(f"{c.metric} ({unit})")
+        ax.set_title(f"{c.metric}, batch {c.batch}, {c.dtype}")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    _write_bytes_atomic(path, buf.getvalue())
+
+
+def _clusters(c: Comparison) -> list[list[Crossover]]:
+    """Crossovers of one pair within 1% of each other (ceil steps flipping the
+    order back and forth next to one crossing) drawn as one marked line."""
+    groups: list[list[Crossover]] = []
+    for x in sorted(c.crossovers, key=lambda x: (sorted(x.between), x.seq[c.swept[0]])):
+        g = groups[-1] if groups else None
+        if g and set(g[-1].between) == set(x.between) and x.seq[c.swept[0]] <= 1.01 * g[-1].seq[c.swept[0]]:
+            g.append(x)
+        else:
+            groups.append([x])
+    return groups
+
+
+def _write_bytes_atomic(path, data: bytes) -> None:
+    import os
+    import tempfile
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+
+
+# ------------------------------------------------------------------ CLI
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="compare specs on one cost; exact crossover lengths")
+    p.add_argument("specs", nargs="+", metavar="SPEC",
+                   help="FILE.seq (all its models) or FILE.seq:MODEL; two models at least")
+    p.add_argument("--metric", default="flops_train",
+                   help=f"{' | '.join(METRICS)} | latency (= latency_train); default flops_train")
+    p.add_argument("--seq", help=f"lengths for every sequence dim: 64,1024 | 64..65536 (powers of two; "
+                                 f"default {DEFAULT_SEQ}) | T=64..65536,S=512 (dims all specs share)")
+    p.add_argument("--batch", default="1", help="batch size (default 1)")
+    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    p.add_argument("--optimizer", default="adam", help="adam | sgd | none (train_memory)")
+    p.add_argument("--hw", help="hardware profile for the latency metrics: h100 | h200 | a100 | cpu | FILE")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", metavar="FILE.png", help="draw cost against length (log-log; needs matplotlib)")
+
+
+def parse_compare_seq(text: str | None):
+    """--seq text -> compare()'s `seq`: None, a list of ints, or {dim: int | [ints]}."""
+    from .estimate_cli import parse_int, parse_seq
+    if text is None:
+        return None
+    if "=" not in text:
+        return parse_seq(text, ())
+    out: dict[str, int | list[int]] = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if not name.isidentifier() or not value.strip():
+            raise UsageError(f"--seq '{part}' is not DIM=LENGTH or DIM=LO..HI")
+        if name in out:
+            raise UsageError(f"--seq gives dim '{name}' twice")
+        out[name] = parse_seq(value, ()) if ".." in value else parse_int(value, f"--seq {name}")
+    return out
+
+
+def run(args) -> int:
+    """Entry point of `seqdsl compare`."""
+    from .estimate_cli import parse_int
+    metric = _metric_name(args.metric)      # flag errors before any file is read
+    batch = parse_int(args.batch, "--batch")
+    seq = parse_compare_seq(args.seq)
+    c = compare(args.specs, metric=metric, seq=seq, batch=batch, dtype=args.dtype,
+                optimizer=args.optimizer, hw=args.hw)
+    if args.plot:
+        plot(c, args.plot)
+    print(c.to_json() if args.json else render(c))
+    return 0
