@@ -44,6 +44,10 @@ class Point(BaseModel):
     state_bytes: int | None              # generation state at this length; None if it cannot stream
     sequential_depth: int
     warnings: list[str] = []             # e.g. a length past a layer's max_len (the module refuses it)
+    # roofline latency in seconds (seqdsl.roofline), only with hw=...; per token None if it cannot stream
+    latency_forward_s: float | None = None
+    latency_train_s: float | None = None
+    latency_per_token_s: float | None = None
 
 
 class Estimate(BaseModel):
@@ -54,6 +58,7 @@ class Estimate(BaseModel):
     streaming: bool
     streaming_blocker: str | None        # which layer at which line prevents generation
     points: list[Point]
+    hw: str | None = None                # the hardware profile of the latency figures
 
 
 # ------------------------------------------------------------------ compiled forms
@@ -161,9 +166,11 @@ def resolve_points(model: ModelGraph, seq) -> list[dict[str, int]]:
 
 
 def estimate(program_or_path, seq=None, batch: int = 1, dtype: str = "float32",
-             optimizer: str = "adam", model: str | None = None) -> Estimate:
+             optimizer: str = "adam", model: str | None = None, hw=None) -> Estimate:
     """Closed-form costs of one model (a path, a Program or a ModelGraph) at
-    each requested length. See COST_MODEL.md for what every figure counts."""
+    each requested length. See COST_MODEL.md for what every figure counts.
+    hw: a hardware profile (name, JSON path or HardwareProfile) adds roofline
+    latencies to each point (seqdsl.roofline)."""
     graph = _model_of(program_or_path, model)
     if dtype not in DTYPE_BYTES:
         raise _usage(f"unknown dtype '{dtype}': use float32, bfloat16 or float16")
@@ -171,12 +178,16 @@ def estimate(program_or_path, seq=None, batch: int = 1, dtype: str = "float32",
         raise _usage(f"unknown optimizer '{optimizer}': use adam, sgd or none")
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_LENGTH:
         raise _usage(f"batch must be a positive integer, got {batch!r}")
+    profile = None
+    if hw is not None:
+        from .hardware import HardwareProfile, load_profile
+        profile = hw if isinstance(hw, HardwareProfile) else load_profile(str(hw))
     points = resolve_points(graph, seq)
-    return evaluate_points(graph, compiled(graph, dtype), points, batch, dtype, optimizer)
+    return evaluate_points(graph, compiled(graph, dtype), points, batch, dtype, optimizer, profile)
 
 
 def evaluate_points(graph: ModelGraph, cc: CompiledCost, points, batch: int, dtype: str,
-                    optimizer: str) -> Estimate:
+                    optimizer: str, profile=None) -> Estimate:
     params = graph.params
     elem = DTYPE_BYTES[dtype]
     weights = params * elem
@@ -184,7 +195,13 @@ def evaluate_points(graph: ModelGraph, cc: CompiledCost, points, batch: int, dty
     batch_sym = graph.batch_symbol
     out = []
     make = Point.model_construct
-    for point in points:
+    times = [{}] * len(points)
+    if profile is not None:
+        from .roofline import latency
+        times = [{"latency_forward_s": t["forward"], "latency_train_s": t["train"],
+                  "latency_per_token_s": t["per_token"]}
+                 for t in latency(graph, profile, dtype, points, batch, cc.cost)]
+    for point, time in zip(points, times):
         env = dict(point)
         if batch_sym is not None:
             env[batch_sym] = batch
@@ -198,13 +215,14 @@ def evaluate_points(graph: ModelGraph, cc: CompiledCost, points, batch: int, dty
             activation_bytes=act, training_bytes=2 * weights + opt + act,
             inference_peak_bytes=max(_int(p(env)) for p in cc.peaks),
             state_bytes=None if cc.state is None else _int(cc.state(env)),
-            sequential_depth=_int(cc.depth(env)), warnings=cc.warnings(env)))
+            sequential_depth=_int(cc.depth(env)), warnings=cc.warnings(env), **time))
     blocker = cc.cost.streaming_blocker
     why = None
     if blocker is not None:
         why = f"{blocker.kind} '{blocker.alias or blocker.name}' at line {blocker.line} is not causal"
     return Estimate.model_construct(model=graph.name, params=params, dtype=dtype, optimizer=optimizer,
-                                    streaming=blocker is None, streaming_blocker=why, points=out)
+                                    streaming=blocker is None, streaming_blocker=why, points=out,
+                                    hw=None if profile is None else profile.name)
 
 
 def _model_of(program_or_path, name: str | None) -> ModelGraph:

@@ -12,6 +12,7 @@ from .cli import UsageError
 JSON_KEYS = ("seq", "batch", "dtype", "flops_forward", "flops_train", "flops_per_token",
              "weights_bytes", "grads_bytes", "optimizer_bytes", "activation_bytes",
              "training_bytes", "inference_peak_bytes", "state_bytes", "sequential_depth", "warnings")
+LATENCY_KEYS = ("latency_forward_s", "latency_train_s", "latency_per_token_s")   # with --hw
 _INT = re.compile(r"^[0-9][0-9_]*$")
 MAX_POINTS = 100_000
 
@@ -72,8 +73,6 @@ def parse_seq(text: str | None, dims: tuple[str, ...]):
 
 def run(args) -> int:
     """Entry point of `seqdsl compile SPEC --estimate`."""
-    if args.hw:
-        raise UsageError("--hw (roofline latency) is not implemented yet (issue 5)")
     if args.output:
         raise UsageError("--estimate and -o are separate commands: run them one at a time")
     from .cost import DTYPE_BYTES
@@ -83,18 +82,23 @@ def run(args) -> int:
     if args.optimizer not in OPTIMIZERS:
         raise UsageError(f"unknown --optimizer '{args.optimizer}': use adam, sgd or none")
     batch = parse_int(args.batch, "--batch")
+    profile = None
+    if args.hw:
+        from .hardware import load_profile
+        profile = load_profile(args.hw)
     from .elaborate import load
     model = load(args.spec).model(args.model)
     seq = parse_seq(args.seq, model.seq_symbols)
     from .estimate import compiled, estimate
-    est = estimate(model, seq=seq, batch=batch, dtype=args.dtype, optimizer=args.optimizer)
+    est = estimate(model, seq=seq, batch=batch, dtype=args.dtype, optimizer=args.optimizer,
+                   hw=profile)
     if args.json:
-        print(to_json(est, model, compiled(model, args.dtype), args))
+        print(to_json(est, model, compiled(model, args.dtype), args, profile))
         return 0
     print(table(est))
     if args.per_layer:
         print()
-        print(per_layer_table(model, compiled(model, args.dtype), est.points[-1], batch))
+        print(per_layer_table(model, compiled(model, args.dtype), est.points[-1], batch, profile))
     if args.formula:
         print()
         print(formulas(model, compiled(model, args.dtype), args.optimizer))
@@ -102,12 +106,15 @@ def run(args) -> int:
 
 
 # ------------------------------------------------------------------ rendering
-def to_json(est, model, cc, args) -> str:
+def to_json(est, model, cc, args, profile=None) -> str:
+    keys = JSON_KEYS + (LATENCY_KEYS if est.hw is not None else ())
     obj = {"model": est.model, "params": est.params, "dtype": est.dtype, "optimizer": est.optimizer,
            "streaming": est.streaming, "streaming_blocker": est.streaming_blocker,
-           "points": [{k: getattr(p, k) for k in JSON_KEYS} for p in est.points]}
+           "points": [{k: getattr(p, k) for k in keys} for p in est.points]}
+    if est.hw is not None:
+        obj["hw"] = est.hw
     if args.per_layer:
-        obj["layers"] = per_layer_rows(model, cc, est.points[-1], est.points[-1].batch)
+        obj["layers"] = per_layer_rows(model, cc, est.points[-1], est.points[-1].batch, profile)
     if args.formula:
         obj["formulas"] = formula_map(model, cc, args.optimizer)
     return json.dumps(obj, separators=(",", ":"))
@@ -128,9 +135,22 @@ def human_bytes(v) -> str:
         return "-"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if v < 1024 or unit == "PiB":
-            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.3g} {unit}"
+            if unit == "B":
+                return f"{v:.0f} B"
+            # 3 significant digits, but never "1.01e+03": 1000-1023 print whole
+            return f"{v:.0f} {unit}" if v >= 999.5 else f"{v:.3g} {unit}"
         v /= 1024
     return str(v)  # pragma: no cover
+
+
+def human_seconds(v) -> str:
+    """Seconds in the unit that keeps 1-3 digits before the point: ns, µs, ms, s."""
+    if v is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if v >= scale:
+            return f"{v / scale:.3g} {unit}"
+    return f"{v / 1e-9:.3g} ns"
 
 
 def _seq_label(seq: dict) -> str:
@@ -147,9 +167,16 @@ def table(est) -> str:
              human_flops(p.flops_per_token), human_bytes(p.weights_bytes), human_bytes(p.training_bytes),
              human_bytes(p.inference_peak_bytes), human_bytes(p.state_bytes), f"{p.sequential_depth:,}"]
             for p in est.points]
+    if est.hw is not None:
+        head += ["time fwd", "time train", "time/token"]
+        for row, p in zip(rows, est.points):
+            row += [human_seconds(p.latency_forward_s), human_seconds(p.latency_train_s),
+                    human_seconds(p.latency_per_token_s)]
     p0 = est.points[0]
     title = (f"model {est.model}: {est.params:,} parameters, batch {p0.batch}, {est.dtype}, "
              f"optimizer {est.optimizer}")
+    if est.hw is not None:
+        title += f", roofline on {est.hw} (train = forward + backward, no optimizer step)"
     lines = [title, _grid(head, rows)]
     for p in est.points:
         if p.warnings:
@@ -167,7 +194,9 @@ def _grid(head, rows) -> str:
     return "\n".join([fmt(head), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows])
 
 
-def per_layer_rows(model, cc, point, batch) -> list[dict]:
+def per_layer_rows(model, cc, point, batch, profile=None) -> list[dict]:
+    """One row per layer at `point`; with a hardware profile each row gains its
+    roofline forward seconds and what bounds it (seqdsl.roofline.node_latency)."""
     from .symbolic import compile_expr, fmt_dim
     env = dict(point.seq)
     if model.batch_symbol:
@@ -183,15 +212,25 @@ def per_layer_rows(model, cc, point, batch) -> list[dict]:
         rows.append({"name": n.node.name, "kind": n.node.kind, "line": n.node.line, "output": shape,
                      "output_symbolic": ", ".join(fmt_dim(d) for d in n.node.output.dims),
                      "params": n.node.params, "flops": f, "share": f / total})
+    if profile is not None:
+        from .roofline import node_latency
+        times = node_latency(model, profile, cc.cost.dtype, point.seq, batch)
+        for r in rows:
+            r["latency_forward_s"], r["bound"] = times.get(r["name"], (0.0, "-"))
     return rows
 
 
-def per_layer_table(model, cc, point, batch) -> str:
-    rows = per_layer_rows(model, cc, point, batch)
+def per_layer_table(model, cc, point, batch, profile=None) -> str:
+    rows = per_layer_rows(model, cc, point, batch, profile)
     head = ["layer", "kind", "line", "output shape", "params", "FLOPs fwd", "share"]
     body = [[r["name"], r["kind"], str(r["line"] or ""), r["output"], f"{r['params']:,}",
              human_flops(r["flops"]), f"{100 * r['share']:.1f}%"] for r in rows]
     body.append(["total", "", "", "", f"{model.params:,}", human_flops(point.flops_forward), "100.0%"])
+    if profile is not None:
+        head += ["time fwd", "bound"]
+        for line, r in zip(body, rows):
+            line += [human_seconds(r["latency_forward_s"]), r["bound"]]
+        body[-1] += [human_seconds(point.latency_forward_s), ""]
     return f"per layer at {_seq_label(point.seq)} (batch {batch}):\n" + _grid(head, body)
 
 
