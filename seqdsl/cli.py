@@ -100,19 +100,29 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
-def _write_atomic(path: str, text: str) -> None:
-    """Write via a temporary file and rename, so a failure leaves the old file whole."""
+def _write_atomic(path, data: str | bytes) -> None:
+    """Write via a temporary file and rename, so a failure leaves the old file
+    whole. An unwritable place is a usage error (one line, exit 2)."""
     import tempfile
     from pathlib import Path
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        # mkstemp makes the file 0600; give it the mode a plain open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
         raise
 
 

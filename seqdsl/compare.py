@@ -18,7 +18,8 @@ Metrics (closed forms from seqdsl.cost, exact integers, rounded up where
 seqdsl.estimate rounds): flops_forward, flops_train, flops_per_token (one
 generation step at position T), train_memory (weights + gradients + optimizer
 + saved activations, as `compile --estimate`'s training_bytes),
-inference_peak, state_bytes (generation state at T); with `--hw PROFILE`, the
+inference_peak, state_bytes (generation state at T), sequential_depth
+(steps on the critical path: the parallelism a length allows); with `--hw PROFILE`, the
 roofline latencies in seconds latency_forward, latency_train,
 latency_per_token (`latency` means latency_train). flops_per_token,
 state_bytes and latency_per_token are undefined for a model that cannot
@@ -48,11 +49,11 @@ from pathlib import Path
 import sympy
 from pydantic import BaseModel
 
-from .cli import UsageError
+from .cli import UsageError, _write_atomic
 from .ir import ModelGraph
 
 COUNT_METRICS = ("flops_forward", "flops_train", "flops_per_token", "train_memory",
-                 "inference_peak", "state_bytes")
+                 "inference_peak", "state_bytes", "sequential_depth")
 LATENCY_METRICS = {"latency_forward": "forward", "latency_train": "train", "latency_per_token": "per_token"}
 ALIASES = {"latency": "latency_train"}
 METRICS = COUNT_METRICS + tuple(LATENCY_METRICS)
@@ -358,6 +359,8 @@ def _unit(metric: str):
         return human_flops
     if metric.startswith("latency"):
         return human_seconds
+    if metric == "sequential_depth":
+        return lambda v: f"{v:,}"
     return human_bytes
 
 
@@ -465,7 +468,7 @@ def plot(c: Comparison, path) -> None:
         fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
-    _write_bytes_atomic(path, buf.getvalue())
+    _write_atomic(path, buf.getvalue())
 
 
 def _clusters(c: Comparison) -> list[list[Crossover]]:
@@ -479,24 +482,6 @@ def _clusters(c: Comparison) -> list[list[Crossover]]:
         else:
             groups.append([x])
     return groups
-
-
-def _write_bytes_atomic(path, data: bytes) -> None:
-    import os
-    import tempfile
-    target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
 
 
 # ------------------------------------------------------------------ CLI

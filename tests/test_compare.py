@@ -19,7 +19,7 @@ SPEECH = "specs/speech_recognizer.seq"
 # compare's metric -> the seqdsl.estimate Point field it must agree with
 FIELD = {"flops_forward": "flops_forward", "flops_train": "flops_train", "flops_per_token": "flops_per_token",
          "train_memory": "training_bytes", "inference_peak": "inference_peak_bytes",
-         "state_bytes": "state_bytes"}
+         "state_bytes": "state_bytes", "sequential_depth": "sequential_depth"}
 
 # Two streaming models whose generation state crosses: an LSTM's state is
 # constant, a causal attention layer's KV cache grows with T.
@@ -92,6 +92,7 @@ def run_compare(capsys, *argv):
     ((LSTM, TLM), "inference_peak", None, 1),
     ((LSTM, TRANSLATION), "inference_peak", [64, 1024, 4096], 1),   # dims T vs S, T: one length for all
     ((LSTM, SPOTTER), "train_memory", None, 3),                       # strided conv: ceil steps flip thrice
+    ((LSTM, TLM), "sequential_depth", [2 ** k for k in range(13)], 1),                  # T steps against a fixed depth
 ])
 def test_crossovers_are_exact_against_direct_evaluation(specs, metric, seq, expect):
     gs = [g for s in specs for g in graphs(s)]
