@@ -157,18 +157,23 @@ class SegmentAttention(nn.Module):
         outs = []
         for s in range(0, T, L):
             xs = x[:, s:s + L]
+            xs = xs.clone(memory_format=torch.contiguous_format) if L < T else xs  # as the lowering
             outs.append(self.segment(xs, mem))
             if self.memory:
-                mem = torch.cat([mem, xs], 1)[:, -self.memory:].detach()
+                mem = torch.cat([mem, xs], 1)[:, -self.memory:].detach().clone()  # compact, as the lowering
         return torch.cat(outs, 1) if len(outs) > 1 else outs[0]
 
     def segment(self, xs, mem):
         B, Ls, C = xs.shape
-        xcat = torch.cat([mem, xs], 1)
-        klen = xcat.shape[1]
+        klen = mem.shape[1] + Ls
         q = self.q(xs).view(B, Ls, self.h, self.dh).transpose(1, 2)
-        k = self.k(xcat).view(B, klen, self.h, self.dh).transpose(1, 2)
-        v = self.v(xcat).view(B, klen, self.h, self.dh).transpose(1, 2)
+        # memory rows are projected on their own: they are detached, so their
+        # projection needs no input gradient (as the lowering does it)
+        k, v = self.k(xs), self.v(xs)
+        if mem.shape[1]:
+            k, v = torch.cat([self.k(mem), k], 1), torch.cat([self.v(mem), v], 1)
+        k = k.view(B, klen, self.h, self.dh).transpose(1, 2)
+        v = v.view(B, klen, self.h, self.dh).transpose(1, 2)
         m = klen - Ls
         allowed = torch.ones(Ls, klen, dtype=torch.bool)
         if self.causal:

@@ -2,6 +2,7 @@
 exactly as the ModelGraph does, and runs to the symbolically inferred shapes."""
 from __future__ import annotations
 
+import functools
 import glob
 import os
 
@@ -36,12 +37,71 @@ def sizes(graph, seq=9):
     return env
 
 
-@pytest.mark.parametrize("path", SPECS, ids=os.path.basename)
-def test_spec_builds_params_and_shapes(path):
-    prog = seqdsl.load(path)
-    for graph in prog.models.values():
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are small and the 2-core machine is shared: intra-op threads
+    only add contention (10x slower streaming steps under load), so run on one."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _chunks(xs, n):
+    t = xs[0].shape[1]
+    for s in range(0, t, n):
+        yield [x[:, s:s + n] for x in xs]
+
+
+def check_stream(model, inputs, context=None, tol=1e-5):
+    """step() over chunks of 1, 3 and 17 positions reproduces forward()."""
+    context = context or {}
+    names = [n for n in model.input_names if n not in context]
+    stream_inputs = [x for n, x in zip(model.input_names, inputs) if n in names]
+    with torch.no_grad():
+        full = model(*inputs)
+        for n in (1, 3, 17):
+            state = model.init_state(inputs[0].shape[0], **context)
+            outs = []
+            for chunk in _chunks(stream_inputs, n):
+                y, state = model.step(*chunk, state=state)
+                outs.append(y)
+            got = torch.cat(outs, 1)
+            assert torch.allclose(got, full, atol=tol, rtol=tol), (n, (got - full).abs().max())
+
+
+def stream_context(model, graph):
+    """Input names given once to init_state so the rest can stream (the
+    encoder-decoder specs stream the last input), or None when it cannot."""
+    from seqdsl.diagnostics import SpecError
+    names = list(graph.inputs)
+    for context_names in ((), tuple(names[:-1])):
+        try:
+            model.check_streamable(context_names)
+            return context_names
+        except SpecError:
+            continue
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def built_models(path):
+    """{model name: (graph, seqdsl.build(graph) in eval mode, seed 0)}, built once
+    per session: the emit tests compare against the same modules."""
+    out = {}
+    for name, graph in seqdsl.load(path).models.items():
         torch.manual_seed(0)
-        model = seqdsl.build(graph).eval()
+        out[name] = (graph, seqdsl.build(graph).eval())
+    return out
+
+
+@pytest.mark.parametrize("path", SPECS, ids=os.path.basename)
+def test_spec_builds_params_shapes_and_streams(path):
+    """One build per model (the bundled LM has 100M parameters): parameter count,
+    output shapes at B=2, T=37, and, when the cost model says it streams, step()
+    over chunks reproducing forward (float32 to 1e-4, B=1, T=19)."""
+    from seqdsl.cost import model_cost
+    for graph, model in built_models(path).values():
         assert sum(p.numel() for p in model.parameters()) == graph.params
         env = sizes(graph, seq=5 if "video" in path else 37)
         with torch.no_grad():
@@ -51,6 +111,15 @@ def test_spec_builds_params_and_shapes(path):
         for y, t in zip(outs, graph.outputs.values()):
             assert tuple(y.shape) == tuple(int(evaluate(d, env)) for d in t.dims)
             assert torch.isfinite(y).all()
+        context_names = stream_context(model, graph)
+        # the backend streams exactly what the cost model says streams
+        assert (context_names == ()) == (model_cost(graph).streaming_blocker is None)
+        if context_names is None:
+            continue
+        env = {s: (1 if s == graph.batch_symbol else 19) for s in graph.symbols}
+        inputs = make_inputs(graph, env)
+        context = {n: x for n, x in zip(graph.inputs, inputs) if n in context_names}
+        check_stream(model, inputs, context=context, tol=1e-4)
 
 
 def test_state_dict_names_follow_spec():
@@ -83,3 +152,26 @@ def test_import_seqdsl_does_not_import_torch():
     import sys
     code = "import sys, seqdsl; seqdsl.load; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
+
+
+def test_every_layer_kind_lowers_beside_its_rules():
+    """Each layer class carries its own `lower` next to its shape and cost rules."""
+    from seqdsl.layers import LAYERS, Layer
+    missing = [kind for kind, rule in LAYERS.items() if type(rule).lower is Layer.lower]
+    assert not missing, missing
+
+
+def test_check_and_estimate_do_not_import_torch():
+    import subprocess
+    import sys
+    code = ("import sys\n"
+            "from seqdsl.cli import main\n"
+            "for argv in (['check', 'specs/transformer_lm.seq'], ['compile', 'specs/transformer_lm.seq', '--estimate']):\n"
+            "    try:\n"
+            "        rc = main(argv)\n"
+            "    except SystemExit as e:\n"
+            "        rc = e.code\n"
+            "    assert not rc, (argv, rc)\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -1,9 +1,7 @@
 """Backend: causal layers are causal, segments behave as Transformer-XL, and
-step() over chunks reproduces forward for every streamable spec."""
+step() over chunks reproduces forward (the bundled specs stream in
+test_backend_build, which builds each of them once)."""
 from __future__ import annotations
-
-import glob
-import os
 
 import pytest
 
@@ -12,7 +10,7 @@ torch = pytest.importorskip("torch")
 import seqdsl  # noqa: E402
 from seqdsl.diagnostics import SpecError  # noqa: E402
 
-from test_backend_build import SPECS, make_inputs  # noqa: E402
+from test_backend_build import check_stream, one_thread  # noqa: E402,F401  (one_thread: autouse)
 
 C = 16
 
@@ -101,28 +99,6 @@ def test_segment_memory_has_no_gradient():
     assert x.grad[0, 8:].abs().sum() > 0
 
 
-def _chunks(x_list, n):
-    t = x_list[0].shape[1]
-    for s in range(0, t, n):
-        yield [x[:, s:s + n] for x in x_list]
-
-
-def check_stream(model, inputs, context=None, tol=1e-5):
-    context = context or {}
-    names = [n for n in model.input_names if n not in context]
-    stream_inputs = [x for n, x in zip(model.input_names, inputs) if n in names]
-    with torch.no_grad():
-        full = model(*inputs)
-        for n in (1, 3, 17):
-            state = model.init_state(inputs[0].shape[0], **context)
-            outs = []
-            for chunk in _chunks(stream_inputs, n):
-                y, state = model.step(*chunk, state=state)
-                outs.append(y)
-            got = torch.cat(outs, 1)
-            assert torch.allclose(got, full, atol=tol, rtol=tol), (n, (got - full).abs().max())
-
-
 @pytest.mark.parametrize("name", sorted(CAUSAL))
 def test_step_matches_forward_small(name):
     model = build(spec(CAUSAL[name]))
@@ -151,34 +127,58 @@ def test_non_causal_spec_refuses_to_stream_naming_the_layer():
     msg = str(e.value)
     assert "conv1d" in msg and "line 5" in msg
 
+STRIDED = {
+    "stride<kernel": "conv1d(16, 4, stride=2, padding=causal)",
+    "stride=kernel": "conv1d(16, 3, stride=3, padding=causal) -> attention(2, causal=true) -> lstm(16)",
+    "stride>kernel": "conv1d(16, 1, stride=4, padding=causal) -> residual { attention(2, causal=true, window=3) } "
+                     "-> linear(8)",
+    "two strided": "conv1d(16, 5, stride=2, padding=causal) -> gelu -> conv1d(16, 2, stride=2, padding=causal) "
+                   "-> posenc -> attention(2, causal=true, kind=performer) -> gru(16)",
+    "into segments": "conv1d(16, 3, stride=2, padding=causal) -> segments(length=4, memory=3) "
+                     "{ residual { attention(2, causal=true) } -> mlp(16) } -> linear(4)",
+}
 
-def _streamable(graph):
-    model = seqdsl.build(graph)
-    try:
-        model.eval().check_streamable()
-        return True
-    except SpecError:
-        return False
+
+@pytest.mark.parametrize("name", sorted(STRIDED))
+def test_step_strided_causal_conv_matches_forward(name):
+    """A strided causal conv emits an output only once a full stride has arrived,
+    so chunks of 1 and 3 give empty outputs in between; layers after it step
+    through those empty chunks."""
+    model = build(spec(STRIDED[name]))
+    for t in (29, 32):
+        check_stream(model, [torch.randn(2, t, C, dtype=torch.float64)])
 
 
-@pytest.mark.parametrize("path", SPECS, ids=os.path.basename)
-def test_step_matches_forward_bundled(path):
-    prog = seqdsl.load(path)
-    for graph in prog.models.values():
-        torch.manual_seed(0)
-        model = seqdsl.build(graph).eval()
-        names = list(graph.inputs)
-        # encoder-decoder specs stream the last input with the others as context
-        for context_names in ((), tuple(names[:-1])):
-            try:
-                model.check_streamable(context_names)
-                break
-            except SpecError:
-                continue
-        else:
-            continue
-        model = model.double()
-        env = {s: (2 if s == graph.batch_symbol else 21) for s in graph.symbols}
-        inputs = [x.double() if x.is_floating_point() else x for x in make_inputs(graph, env)]
-        context = {n: x for n, x in zip(names, inputs) if n in context_names}
-        check_stream(model, inputs, context=context)
+def test_strided_causal_conv_is_causal():
+    """Output j of conv1d(k=4, stride=2, causal) reads inputs 2j-3 .. 2j only."""
+    model = build(spec("conv1d(16, 4, stride=2, padding=causal)"))
+    torch.manual_seed(1)
+    x = torch.randn(1, 20, C, dtype=torch.float64)
+    with torch.no_grad():
+        base = model(x)
+        for p in range(20):
+            x2 = x.clone()
+            x2[0, p] += 1.0
+            changed = ((model(x2) - base).abs().amax(-1)[0] > 1e-9).nonzero().flatten().tolist()
+            assert changed == [j for j in range(10) if 2 * j - 3 <= p <= 2 * j], (p, changed)
+
+
+STREAM_VERDICT = [spec(b) for b in list(STRIDED.values()) + list(CAUSAL.values())] + [
+    spec("attention(2, causal=true) -> conv1d(16, 3)"),
+    spec("conv1d(16, 3, stride=2, padding=same)"),
+    spec("lstm(16, bidirectional=true)"),
+    spec("attention(2) -> linear(4)"),
+]
+
+
+@pytest.mark.parametrize("text", STREAM_VERDICT)
+def test_backend_streams_exactly_what_the_cost_model_streams(text):
+    from seqdsl.cost import model_cost
+    graph = seqdsl.parse(text).model()
+    blocker = model_cost(graph).streaming_blocker
+    model = seqdsl.build(graph).eval()
+    if blocker is None:
+        model.check_streamable()
+    else:
+        with pytest.raises(SpecError, match=f"line {blocker.line}"):
+            model.check_streamable()

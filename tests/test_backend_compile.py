@@ -8,6 +8,8 @@ torch = pytest.importorskip("torch")
 
 import seqdsl  # noqa: E402
 
+from test_backend_build import one_thread  # noqa: E402,F401  (autouse)
+
 SMALL = """
 model small {
     input tokens: int[B, T]
@@ -39,22 +41,62 @@ def test_compiled_matches_eager_and_compiles_at_most_twice():
     assert counters["stats"]["unique_graphs"] <= 2, dict(counters["stats"])
 
 
-def test_compiled_graph_breaks_around_rnn_but_matches():
+def test_rnn_specs_compile_stage_by_stage():
+    """The runs of nodes between RNN calls are separate full graphs (fullgraph=True
+    would raise on a graph break), each compiled once for all lengths; the RNN
+    runs eagerly in between. Train mode adds one graph per stage."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+    text = """
+model m {
+    input x: float[B, T, 8]
+    y = x -> conv1d(16, 3, padding=causal) -> lstm(16) -> attention(2, causal=true, window=4)
+        -> residual { layernorm -> gru(16) } -> linear(4)
+    output y
+}"""
+    graph = seqdsl.parse(text).model()
+    torch.manual_seed(0)
+    eager = seqdsl.build(graph).eval()
+    compiled = seqdsl.compile_model(graph, backend="aot_eager", fullgraph=True)
+    compiled.load_state_dict(eager.state_dict())
+    compiled.eval()
+    assert compiled.stage_modes == ["compiled", "rnn", "compiled", "rnn", "compiled"]
+    with torch.no_grad():
+        for t in (7, 13, 21, 30, 41):
+            x = torch.randn(2, t, 8)
+            assert torch.allclose(compiled(x), eager(x), atol=1e-4, rtol=1e-4)
+    assert counters["stats"]["unique_graphs"] == 3, dict(counters["stats"])
+    compiled.train()
+    eager.train()
+    x = torch.randn(2, 9, 8, requires_grad=True)
+    compiled(x).square().sum().backward()
+    g = x.grad.clone()
+    x.grad = None
+    eager(x).square().sum().backward()
+    assert torch.allclose(g, x.grad, atol=1e-4, rtol=1e-4)
+    assert counters["stats"]["unique_graphs"] == 6, dict(counters["stats"])
+
+
+def test_segments_run_eagerly_between_compiled_stages():
     import torch._dynamo
     torch._dynamo.reset()
     text = """
 model m {
     input x: float[B, T, 8]
-    y = x -> conv1d(16, 3, padding=causal) -> lstm(16) -> attention(2, causal=true, window=4) -> linear(4)
+    y = x -> linear(16) -> segments(length=5, memory=3) { residual { attention(2, causal=true) } } -> linear(4)
     output y
 }"""
+    graph = seqdsl.parse(text).model()
     torch.manual_seed(0)
-    eager = seqdsl.build(seqdsl.parse(text).model()).eval()
-    compiled = seqdsl.compile_model(seqdsl.parse(text).model(), backend="eager")
+    eager = seqdsl.build(graph).eval()
+    compiled = seqdsl.compile_model(graph, backend="eager", fullgraph=True)
     compiled.load_state_dict(eager.state_dict())
     compiled.eval()
+    assert compiled.stage_modes == ["compiled", "segments", "compiled"]
     with torch.no_grad():
-        for t in (7, 13, 21):
+        for t in (7, 13):
             x = torch.randn(2, t, 8)
             assert torch.allclose(compiled(x), eager(x), atol=1e-4, rtol=1e-4)
 

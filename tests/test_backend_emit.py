@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 import seqdsl  # noqa: E402
 from seqdsl.backend.emit import class_name, emit_program  # noqa: E402
 
-from test_backend_build import ROOT, SPECS, make_inputs  # noqa: E402
+from test_backend_build import ROOT, SPECS, built_models, make_inputs, one_thread  # noqa: E402,F401
 
 
 def _import(path, name="gen_model"):
@@ -32,9 +32,7 @@ def test_emitted_source_matches_build(path, tmp_path):
     imports = {line.split()[1] for line in src.splitlines() if line.startswith(("import ", "from "))}
     assert imports <= {"torch", "torch.nn.functional", "__future__", "math"}, imports
     mod = _import(out)
-    for graph in prog.models.values():
-        torch.manual_seed(0)
-        built = seqdsl.build(graph).eval()
+    for graph, built in built_models(path).values():
         emitted = getattr(mod, class_name(graph.name))().eval()
         emitted.load_state_dict(built.state_dict())
         env = {s: (2 if s == graph.batch_symbol else (4 if "video" in path else 21)) for s in graph.symbols}
@@ -131,3 +129,68 @@ def test_export_pt2_in_subprocess(tmp_path):
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "refused-ok" in r.stdout and "export-ok" in r.stdout
+
+
+ONNX_SCRIPT = r"""
+import sys, numpy as np, onnx, torch, seqdsl
+from onnx.reference import ReferenceEvaluator
+from seqdsl.backend.build import SeqModel
+from seqdsl.backend.cli import export_model
+texts = ['''
+model att {
+    input x: float[B, T, 16]
+    y = x -> residual { layernorm -> attention(2, kv_heads=1, causal=true, pos=rope) } -> swiglu(32)
+    output y
+}''', '''
+model r {
+    input x: float[B, T, 8]
+    y = x -> conv1d(8, 3, padding=causal) -> lstm(8) -> linear(4)
+    output y
+}''']
+for i, text in enumerate(texts):
+    g = seqdsl.parse(text).model()
+    path = sys.argv[1] + f".{i}.onnx"
+    torch.manual_seed(0)
+    export_model(g, path, "T=12")
+    torch.manual_seed(0)
+    model = SeqModel(g).eval()          # export_model builds the same weights from the same seed
+    proto = onnx.load(path)
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert isinstance(dims[1], str), dims          # T stayed symbolic
+    ref = ReferenceEvaluator(proto)
+    for t in (7, 20):
+        x = torch.randn(2, t, g.inputs['x'].dims[-1])
+        (got,) = ref.run(None, {proto.graph.input[0].name: x.numpy()})
+        with torch.no_grad():
+            want = model(x).numpy()
+        assert np.allclose(got, want, atol=1e-4), (i, t, abs(got - want).max())
+print("onnx-ok")
+"""
+
+
+def test_export_onnx_in_subprocess(tmp_path):
+    """torch.onnx.export(dynamo=True) with a dynamic T; onnx's reference evaluator
+    matches the module at two other lengths. Its own process: an earlier
+    torch.export of an RNN in the same process can make a later ONNX export static."""
+    import importlib.util
+    if importlib.util.find_spec("onnxscript") is None or importlib.util.find_spec("onnx") is None:
+        pytest.skip("onnxscript/onnx not installed (pip install onnxscript onnx)")
+    r = subprocess.run([sys.executable, "-c", ONNX_SCRIPT, str(tmp_path / "m")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "onnx-ok" in r.stdout
+
+
+def test_export_onnx_without_onnxscript_is_a_usage_error(tmp_path):
+    """Without the packages: one line naming the missing package, exit 2, no file."""
+    import importlib.util
+    if importlib.util.find_spec("onnxscript") is not None:
+        pytest.skip("onnxscript is installed")
+    out = tmp_path / "m.onnx"
+    r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "seqdsl"), "export",
+                        os.path.join(ROOT, "specs", "transformer_lm.seq"), "-o", str(out)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "onnx" in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists() and not list(tmp_path.iterdir())

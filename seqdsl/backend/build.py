@@ -4,7 +4,8 @@ The module holds one submodule per layer node in nested nn.ModuleDicts keyed by
 the node's hierarchical name, so `logits.repeat[0].residual[0].attention.q.weight`
 is a state_dict key. forward walks the graph's nodes in construction order (a
 topological order); nodes under a `segments` scope run segment by segment
-(Transformer-XL recurrence, docs/lowering.md).
+(Transformer-XL recurrence, docs/lowering.md). `CompiledSeqModel` runs the same
+plan with the stretches between RNN calls compiled as separate graphs.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from ..diagnostics import SpecError, error
-from ..ir import ModelGraph, Program
+from ..ir import ModelGraph, Program, TensorType
 
 
 def _seg_path(node):
@@ -62,6 +63,23 @@ class SeqModel(nn.Module):
             consumers.setdefault(o, set()).add(None)
         self._consumers = consumers
         self._mods = {name: self._get(name) for kind, name, _, _ in plan if kind == "layer"}
+        # Free each value after its last use, as a hand-written forward's locals
+        # go out of scope: the inference peak is the live set the estimate counts.
+        # A segments group reads its sources until the group ends.
+        group_end = {}
+        for i, (_, _, _, seg) in enumerate(plan):
+            if seg is not None:
+                group_end[seg] = i
+        last: dict[str, int] = {}
+        for i, (_, _, sources, seg) in enumerate(plan):
+            for src in sources:
+                last[src] = group_end[seg] if seg is not None else i
+        keep = set(self._out_nodes)
+        frees: dict[int, list[str]] = {}
+        for name, i in last.items():
+            if name not in keep:
+                frees.setdefault(i, []).append(name)
+        self._frees = {i: tuple(names) for i, names in frees.items()}
 
     # ---------------------------------------------------------------- naming
     @staticmethod
@@ -109,12 +127,18 @@ class SeqModel(nn.Module):
                 while j < len(plan) and plan[j][3] == seg:
                     j += 1
                 self._run_segments(env, states, plan[i:j], seg)
+                self._free(env, j - 1)
                 i = j
                 continue
             self._exec(env, states, kind, name, sources)
+            self._free(env, i)
             i += 1
         outs = tuple(env[o] for o in self._out_nodes)
         return outs[0] if len(outs) == 1 else outs
+
+    def _free(self, env, i) -> None:
+        for name in self._frees.get(i, ()):
+            env.pop(name, None)
 
     def _exec(self, env, states, kind, name, sources, x_override=None):
         if kind == "add":
@@ -134,6 +158,10 @@ class SeqModel(nn.Module):
             env[name] = mod(*args)
 
     def _run_segments(self, env, states, group, seg):
+        """Run a segments group piece by piece: each piece ends at a segment
+        boundary or the end of the input; a layer with memory closes its segment
+        (`end_segment`) at every boundary. An empty streaming chunk (a strided
+        conv upstream is mid-stride) runs once as an empty piece."""
         length, memory = self._seg_args[seg]
         names = {g[1] for g in group}
         entry = next(s for s in group[0][2] if s not in names)
@@ -145,12 +173,15 @@ class SeqModel(nn.Module):
         layer_states = states if streaming else {}
         pieces = {n: [] for n in exported}
         start = 0
-        while start < t:
+        while start < t or (start == 0 and t == 0):
             pos = gstate["pos"]
-            room = length - pos % length
-            n = min(room, t - start)
+            n = min(length - pos % length, t - start)
             sub = dict(env)
-            sub[entry] = x[:, start:start + n]
+            # A fresh copy per piece when there are several: the q/k/v linears
+            # would each copy a strided slice, and a contiguous slice would keep
+            # the whole input alive for backward.
+            piece = x[:, start:start + n]
+            sub[entry] = piece.clone(memory_format=torch.contiguous_format) if n < t else piece
             for kind, name, sources, _ in group:
                 if kind == "add":
                     sub[name] = sub[sources[0]] + sub[sources[1]]
@@ -167,14 +198,14 @@ class SeqModel(nn.Module):
                 else:
                     sub[name] = mod(*args)
             gstate["pos"] = pos + n
-            if gstate["pos"] % length == 0:
+            if n and gstate["pos"] % length == 0:
                 for kind, name, _, _ in group:
                     mod = self._mods.get(name)
                     if getattr(mod, "memory", None) is not None:
                         mod.end_segment(layer_states.setdefault(name, {}))
             for e in exported:
                 pieces[e].append(sub[e])
-            start += n
+            start += max(n, 1)
         for e in exported:
             env[e] = torch.cat(pieces[e], dim=1)
 
@@ -202,10 +233,6 @@ class SeqModel(nn.Module):
                 continue
             rule = LAYERS[node.kind]
             ok = rule.is_causal(node.args, list(node.inputs))
-            if node.kind in ("time_mean", "time_last"):
-                ok = False
-            if node.kind.startswith("conv") and ok and node.args.padding == "causal":
-                ok = all(s == 1 for s in rule.per_axis(node.args, "stride"))
             if node.kind == "batchnorm" and self.training:
                 ok = False
             if not ok:
@@ -250,27 +277,121 @@ def _graph_of(program_or_path, model=None) -> ModelGraph:
     raise TypeError(f"build() takes a path, a Program or a ModelGraph, not {type(program_or_path).__name__}")
 
 
-def mark_dynamic_inputs(graph: ModelGraph, inputs):
-    """Mark every symbolic non-batch dim of the inputs dynamic for torch.compile."""
-    import torch._dynamo
+def _dynamic_dims(ttype: TensorType, seq_symbols: set) -> list[int]:
+    """Axes of a value whose symbolic size involves a sequence symbol (T, S, ceil(T/2), ...)."""
+    return [i for i, d in enumerate(ttype.dims)
+            if getattr(d, "free_symbols", None) and {str(s) for s in d.free_symbols} & seq_symbols]
+
+
+_RNN_KINDS = ("lstm", "gru", "rnn")
+
+
+class _Stage:
+    """One step of the compiled forward: a run of nodes between RNN calls compiled
+    as one graph (`compiled`), or a node group run eagerly (`rnn`: dynamo breaks
+    the graph around nn.LSTM/GRU/RNN; `segments`: a loop over a data-dependent
+    number of segments with growing memory, which would recompile per length).
+
+    Each compiled stage traces `_run_nodes` through its own copy of that
+    function's code object: dynamo keeps its cache and recompile limit per code
+    object, so stages sharing one would evict each other's graphs.
+    """
+
+    def __init__(self, model: "SeqModel", mode: str, entries, needs, gives, frees, types, seq, **compile_kw):
+        import types as pytypes
+        self.model, self.mode, self.entries = model, mode, entries
+        self.needs, self.gives = tuple(needs), tuple(gives)
+        self.frees = tuple(frees)          # values last read here: dropped after the stage
+        self.dynamic = [_dynamic_dims(types[n], seq) for n in self.needs]
+        self.compiled = None
+        if mode == "compiled":
+            code = _Stage._run_nodes.__code__.replace()          # a distinct code object
+            fn = pytypes.FunctionType(code, _Stage._run_nodes.__globals__, "_run_nodes")
+            self.compiled = torch.compile(pytypes.MethodType(fn, self), dynamic=None, **compile_kw)
+
+    def _run_nodes(self, *xs):
+        env = dict(zip(self.needs, xs))
+        for kind, name, sources, _ in self.entries:
+            if kind == "add":
+                env[name] = env[sources[0]] + env[sources[1]]
+            else:
+                env[name] = self.model._mods[name](*[env[s] for s in sources])
+        return tuple(env[n] for n in self.gives)
+
+    def __call__(self, env):
+        import torch._dynamo
+        if self.mode == "segments":
+            self.model._run_segments(env, None, self.entries, self.entries[0][3])
+        elif self.mode == "rnn":
+            kind, name, sources, _ = self.entries[0]
+            self.model._exec(env, None, kind, name, sources)
+        else:
+            xs = [env[n] for n in self.needs]
+            for x, dims in zip(xs, self.dynamic):
+                for i in dims:
+                    torch._dynamo.maybe_mark_dynamic(x, i)
+            env.update(zip(self.gives, self.compiled(*xs)))
+            del xs
+        for name in self.frees:
+            env.pop(name, None)
+
+
+def plan_stages(model: "SeqModel", **compile_kw) -> list[_Stage]:
+    """Split the model's plan into compiled runs, RNN calls and segments groups."""
+    graph = model._graph
+    types = {n.name: n.output for n in graph.nodes}
     seq = set(graph.seq_symbols)
-    for x, t in zip(inputs, graph.inputs.values()):
-        for i, d in enumerate(t.dims):
-            if str(d) in seq:
-                torch._dynamo.mark_dynamic(x, i)
+    groups: list[tuple[str, list]] = []
+    for entry in model._plan:
+        kind, name, _, seg = entry
+        if kind == "input":
+            continue
+        mode = ("segments" if seg is not None else
+                "rnn" if kind == "layer" and graph.node(name).kind in _RNN_KINDS else "compiled")
+        last = groups[-1] if groups else None
+        if last and last[0] == mode and mode != "rnn" and (mode == "compiled" or last[1][0][3] == seg):
+            last[1].append(entry)
+        else:
+            groups.append((mode, [entry]))
+    stages = []
+    for i, (mode, entries) in enumerate(groups):
+        made = {e[1] for e in entries}
+        needs = list(dict.fromkeys(s for e in entries for s in e[2] if s not in made))
+        later = {s for _, es in groups[i + 1:] for e in es for s in e[2]} | set(model._out_nodes)
+        gives = [e[1] for e in entries if e[1] in later]
+        frees = [n for n in needs if n not in later]
+        stages.append(_Stage(model, mode, entries, needs, gives, frees, types, seq, **compile_kw))
+    return stages
 
 
 class CompiledSeqModel(nn.Module):
-    """torch.compile around a SeqModel; marks the sequence dims dynamic on every call."""
+    """torch.compile for a SeqModel, stage by stage (see `_Stage`): the nodes
+    between RNN calls compile to one graph each, with the sequence dims of
+    every stage input marked dynamic so one compile serves all lengths; the
+    RNNs (cuDNN/oneDNN kernels) and segments loops run eagerly in between.
+    Without RNNs or segments the whole model is one compiled stage.
+    """
 
     def __init__(self, model: SeqModel, backend="inductor", fullgraph=False, **kw):
         super().__init__()
         self.model = model
-        self._compiled = torch.compile(model, backend=backend, fullgraph=fullgraph, dynamic=None, **kw)
+        self.__dict__["_stages"] = plan_stages(model, backend=backend, fullgraph=fullgraph, **kw)
 
     def forward(self, *inputs):
-        mark_dynamic_inputs(self.model._graph, inputs)
-        return self._compiled(*inputs)
+        m = self.model
+        if len(inputs) != len(m.input_names):
+            raise TypeError(f"{m.spec_name} takes {len(m.input_names)} inputs "
+                            f"({', '.join(m.input_names)}), got {len(inputs)}")
+        env = dict(zip(m.input_names, inputs))
+        for stage in self._stages:
+            stage(env)
+        outs = tuple(env[o] for o in m._out_nodes)
+        return outs[0] if len(outs) == 1 else outs
+
+    @property
+    def stage_modes(self) -> list[str]:
+        """How each stage runs ("compiled", "rnn", "segments"), for tests and docs."""
+        return [s.mode for s in self._stages]
 
     def init_state(self, *a, **k):
         return self.model.init_state(*a, **k)
@@ -287,6 +408,8 @@ class CompiledSeqModel(nn.Module):
 
 def build(program_or_path, model=None, *, compile=False, device=None, dtype=None,
           backend="inductor", fullgraph=False, seed=None):
+    """The spec's model as an nn.Module (eager `SeqModel`), or with compile=True a
+    `CompiledSeqModel` (torch.compile stage by stage, dynamic sequence dims)."""
     graph = _graph_of(program_or_path, model)
     if seed is not None:
         torch.manual_seed(seed)
@@ -299,6 +422,7 @@ def build(program_or_path, model=None, *, compile=False, device=None, dtype=None
 
 
 def compile_model(program_or_path, model=None, **kw):
+    """`build(..., compile=True)`."""
     kw.setdefault("compile", True)
     return build(program_or_path, model, **kw)
 

@@ -57,6 +57,13 @@ def export_model(graph, output: str, seq: str | None = None) -> str:
     suffix = Path(output).suffix
     if suffix not in (".pt2", ".onnx"):
         raise UsageError(f"-o {output}: export writes FILE.pt2 (torch.export) or FILE.onnx")
+    if suffix == ".onnx":      # before building anything
+        for package in ("onnx", "onnxscript"):
+            try:
+                __import__(package)
+            except ImportError:
+                raise UsageError(f"ONNX export needs the {package} package (pip install onnxscript onnx); "
+                                 "or export to FILE.pt2") from None
     env = _parse_seq(seq, graph)
     model = SeqModel(graph).eval()
     inputs = []
@@ -85,15 +92,29 @@ def export_model(graph, output: str, seq: str | None = None) -> str:
             ep = torch.export.export(model, tuple(inputs), dynamic_shapes=(dynamic,))
         except Exception as e:  # torch's own message, with the spec's name on it
             raise error(f"torch.export failed for {graph.name}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
-        torch.export.save(ep, output)
+        _save_atomic(output, lambda tmp: torch.export.save(ep, tmp))
         return output
     try:
-        import onnxscript  # noqa: F401
-    except ImportError:
-        raise UsageError("ONNX export needs the onnxscript package (pip install onnxscript); "
-                         "or export to FILE.pt2") from None
-    torch.onnx.export(model, tuple(inputs), output, dynamo=True, dynamic_shapes=(dynamic,))
+        program = torch.onnx.export(model, tuple(inputs), dynamo=True, dynamic_shapes=(dynamic,),
+                                    verbose=False)
+    except Exception as e:
+        raise error(f"ONNX export failed for {graph.name}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+    _save_atomic(output, program.save)
     return output
+
+
+def _save_atomic(output: str, save) -> None:
+    """save(tmp) into a temporary file beside `output`, then rename: a failed
+    export leaves no half-written file."""
+    path = Path(output)
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent or "."), prefix=".seqdsl-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def run_export(args) -> int:

@@ -50,14 +50,12 @@ def _lit(v):
 
 def _prelude() -> str:
     src = (Path(__file__).parent / "modules.py").read_text()
-    src = src.split("# ------------------------------------------------------------------ the dispatcher")[0]
-    src = src.replace("from ..symbolic import as_int\n", "")
     src = src.replace('"""One small nn.Module per layer concept', '"""Kernels (from seqdsl.backend.modules): one small nn.Module per layer concept', 1)
     return src
 
 
 def _ctor(node, memory) -> str:
-    """Constructor expression of node's module, mirroring modules.lower."""
+    """Constructor expression of node's module, mirroring its layer's `lower` (seqdsl/layers)."""
     from ..layers import LAYERS
     from ..layers.attention import performer_features
     a, kind = node.args, node.kind

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..symbolic import as_int
 
 ACTS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 
@@ -28,6 +27,14 @@ class Act(nn.Module):
         return self.fn(x)
 
 
+def _dense(x):
+    """x made contiguous once. A strided input (a conv's or an RNN's
+    channels-last view) sends every nn.Linear on it down matmul: a copy of the
+    input per linear and a separate bias add (two outputs alive at once). One
+    copy up front keeps each projection a single addmm, as the cost model counts."""
+    return x if x.is_contiguous() else x.contiguous()
+
+
 class Linear(nn.Module):
     def __init__(self, c: int, out: int, bias: bool, tied: nn.Module | None = None):
         super().__init__()
@@ -40,7 +47,7 @@ class Linear(nn.Module):
 
     def forward(self, x):
         w = self.weight if "tied" not in self.__dict__ else self.__dict__["tied"].weight
-        return F.linear(x, w, self.bias)
+        return F.linear(_dense(x), w, self.bias)
 
 
 class Mlp(nn.Module):
@@ -52,7 +59,7 @@ class Mlp(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x):
-        return self.fc2(self.dropout(self.act(self.fc1(x))))
+        return self.fc2(self.dropout(self.act(self.fc1(_dense(x)))))
 
 
 class Swiglu(nn.Module):
@@ -63,6 +70,7 @@ class Swiglu(nn.Module):
         self.w3 = nn.Linear(c, hidden, bias=False)
 
     def forward(self, x):
+        x = _dense(x)
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
@@ -130,27 +138,43 @@ class Conv(nn.Module):
         lead = x.shape[:x.dim() - 1 - nd]          # B and folded axes
         conv_sizes = list(x.shape[x.dim() - 1 - nd:-1])
         c = x.shape[-1]
-        y = x.reshape(-1, *conv_sizes, c)          # (B*folded, *conv, C)
+        y = x.reshape(math.prod(lead), *conv_sizes, c)   # (B*folded, *conv, C)
         y = y.movedim(-1, 1)                       # (N, C, *conv)
-        if state is not None and self.padding == "causal":
-            # stream: keep the last k-1 inputs (stride 1 streaming)
-            k = self.kernel[0]
-            prev = state.get("buf")
-            if prev is None:
-                prev = y.new_zeros(y.shape[0], y.shape[1], k - 1)
-            y = torch.cat([prev, y], dim=-1)
-            state["buf"] = y[..., y.shape[-1] - (k - 1):] if k > 1 else y[..., :0]
+        if state is not None and self.padding == "causal" and x.dim() == 3:
+            y = self._stream(y, state)             # conv1d over time: a chunk of the stream
         else:
-            y = F.pad(y, self._pads(conv_sizes))
-        y = self.conv(y)                           # (N, out, *conv')
-        y = y.movedim(1, -1)                       # (N, *conv', out)
-        return y.reshape(*lead, *y.shape[1:])      # (B, folded.., *conv', out)
+            y = self.conv(F.pad(y, self._pads(conv_sizes)))   # (N, out, *conv')
+        y = y.movedim(1, -1)                       # (N, *conv', out), a strided view
+        # channels-last made dense here, once, not by each consumer (see _dense)
+        return _dense(y.reshape(*lead, *y.shape[1:]))   # (B, folded.., *conv', out)
+
+    def _stream(self, y, state):
+        """Causal conv1d on a chunk y (N, C, t) of a stream. Output j of the whole
+        sequence reads padded positions j·s .. j·s + k - 1 (k - 1 zeros first).
+        state["buf"] holds the padded stream from the next output's window start,
+        so a chunk yields floor((len - k) / s) + 1 outputs (possibly none) and
+        keeps the rest; when stride > kernel the next window starts beyond the
+        data seen so far, and state["skip"] counts the inputs to drop first."""
+        k, s = self.kernel[0], self.stride[0]
+        prev = state.get("buf")
+        if prev is None:
+            prev = y.new_zeros(y.shape[0], y.shape[1], k - 1)
+        skip = state.get("skip", 0)
+        drop = min(skip, y.shape[-1])
+        y = torch.cat([prev, y[..., drop:]], dim=-1)     # (N, C, buffered + t - drop)
+        n = y.shape[-1]
+        n_out = (n - k) // s + 1 if n >= k else 0
+        state["skip"] = skip - drop + max(n_out * s - n, 0)
+        state["buf"] = y[..., min(n_out * s, n):]
+        if n_out == 0:
+            return y.new_zeros(y.shape[0], self.conv.out_channels, 0)
+        return self.conv(y[..., :(n_out - 1) * s + k])  # (N, out, n_out)
 
 
 # ------------------------------------------------------------------ attention helpers
 def split_heads(x, h):
-    b, t, _ = x.shape
-    return x.view(b, t, h, -1).transpose(1, 2)    # (B, T, H, dh) -> (B, H, T, dh)
+    b, t, c = x.shape
+    return x.view(b, t, h, c // h).transpose(1, 2)    # (B, T, H, dh) -> (B, H, T, dh)
 
 
 def merge_heads(x):
@@ -261,6 +285,7 @@ class Attention(nn.Module):
 
     def forward(self, x, state=None):
         b, t, _ = x.shape
+        x = _dense(x)
         q = split_heads(self.q(x), self.h)
         k = split_heads(self.k(x), self.kvh)
         v = split_heads(self.v(x), self.kvh)
@@ -294,7 +319,8 @@ class Attention(nn.Module):
             bias = -self.slopes.to(q.dtype)[:, None, None] * (dist if self.causal else dist.abs())
             if self.causal:
                 bias = bias.masked_fill(dist < 0, float("-inf"))
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop,
+            # (1, H, T, T): a 4-D bias keeps the CPU on the fused kernel (3-D falls to math)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None], dropout_p=drop,
                                                enable_gqa=self.kvh != self.h)
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=drop,
@@ -317,6 +343,10 @@ class Attention(nn.Module):
         out = intra + fq @ s
         state["S"] = s + fk.transpose(-2, -1) @ vp
         return self.o(merge_heads(out[..., :-1] / out[..., -1:]))
+
+    def _drop(self) -> float:
+        """Dropout on the attention probabilities: training only."""
+        return self.dropout if self.training else 0.0
 
     def _windowed(self, q, k, v):
         """Blocked sliding window: O(T·W)."""
@@ -342,7 +372,7 @@ class Attention(nn.Module):
         else:
             mask = (kpos - qpos).abs() <= w
         mask = mask & (kpos >= 0) & (kpos < t)                           # (nb, W, nk·W)
-        y = F.scaled_dot_product_attention(qb, kk, vv, attn_mask=mask)
+        y = F.scaled_dot_product_attention(qb, kk, vv, attn_mask=mask, dropout_p=self._drop())
         return y.reshape(b, h, nb * w, d)[:, :, :t]
 
     def _relative(self, q, k, v, mask):
@@ -357,7 +387,10 @@ class Attention(nn.Module):
             mask = _seg_mask(tq, tk - tq, True, q.device) if self.causal else None
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
-        return scores.softmax(-1) @ v
+        probs = scores.softmax(-1)
+        if self._drop():
+            probs = F.dropout(probs, self._drop())
+        return probs @ v
 
     def _segment(self, x, q, k, v, state):
         """One (piece of a) segment with per-layer memory: `mem` holds the last M
@@ -377,7 +410,8 @@ class Attention(nn.Module):
         else:
             if self.pos == "rope":
                 q, k = rope(q, m), rope(k, 0)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.kvh != self.h)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self._drop(),
+                                               enable_gqa=self.kvh != self.h)
         state["cur"] = x.detach() if cur is None else torch.cat([cur, x.detach()], 1)
         return self.o(merge_heads(y))
 
@@ -385,7 +419,8 @@ class Attention(nn.Module):
         """After a segment: mem = cat(mem, segment)[-M:] (no gradient)."""
         mem, cur = state.get("mem"), state.get("cur")
         full = cur if mem is None else torch.cat([mem, cur], 1)
-        state["mem"] = full[:, max(full.shape[1] - self.memory, 0):] if self.memory else None
+        # a compact copy: a view would keep all of `full` alive (and saved) for backward
+        state["mem"] = full[:, max(full.shape[1] - self.memory, 0):].clone() if self.memory else None
         state["cur"] = None
 
     def _stream_softmax(self, q, k, v, state, start):
@@ -451,6 +486,9 @@ class Recurrent(nn.Module):
     def forward(self, x, state=None):
         if state is None:
             return self.rnn(x)[0]
+        if x.shape[1] == 0:   # an empty chunk (a strided conv upstream is mid-stride): nothing to step
+            r = self.rnn
+            return x.new_zeros(x.shape[0], 0, r.hidden_size * (2 if r.bidirectional else 1))
         y, h = self.rnn(x, state.get("h"))
         state["h"] = h
         return y
@@ -486,58 +524,3 @@ class TimePool(nn.Module):
 
     def forward(self, x):
         return x.mean(1) if self.reduce == "mean" else x[:, -1]
-
-
-# ------------------------------------------------------------------ the dispatcher
-def lower(node, ctx):
-    """Node -> nn.Module. ctx: {"tied": {alias: module}, "memory": M or None}."""
-    a, kind = node.args, node.kind
-    ins = node.inputs
-    c = as_int(ins[0].dims[-1]) if ins and ins[0].dims else None
-    if kind in ACTS:
-        return Act(kind)
-    if kind == "dropout":
-        return nn.Dropout(a.p)
-    if kind == "linear":
-        tied = ctx["tied"][a.tie] if a.tie is not None else None
-        return Linear(c, a.out, a.bias, tied)
-    if kind == "mlp":
-        return Mlp(c, a.hidden, a.out or c, a.act, a.dropout)
-    if kind == "swiglu":
-        return Swiglu(c, a.hidden, a.out or c)
-    if kind == "layernorm":
-        return nn.LayerNorm(c, eps=a.eps)
-    if kind == "rmsnorm":
-        return nn.RMSNorm(c, eps=a.eps)
-    if kind == "batchnorm":
-        return BatchNorm(c, eps=a.eps)
-    if kind == "embed":
-        return Embed(a.vocab, a.dim)
-    if kind == "posenc":
-        return Posenc(c, a.kind, a.max_len)
-    if kind.startswith("conv"):
-        from ..layers import LAYERS
-        rule = LAYERS[kind]
-        return Conv(rule.ndim, c, a.out, rule.per_axis(a, "kernel"), rule.per_axis(a, "stride"),
-                    a.padding, a.groups, a.bias)
-    if kind == "attention":
-        from ..layers.attention import performer_features
-        kvh = a.kv_heads or a.heads
-        feats = performer_features(a, c // a.heads) if a.kind == "performer" else None
-        return Attention(c, a.heads, kvh, a.causal, a.window, a.pos, a.kind, feats, a.proj,
-                         a.max_len, a.dropout, a.bias, memory=ctx.get("memory"))
-    if kind == "cross_attention":
-        cc = as_int(ins[1].dims[-1])
-        return CrossAttention(c, cc, a.heads, a.kv_heads or a.heads, a.bias)
-    if kind in ("lstm", "gru", "rnn"):
-        return Recurrent(kind, c, a.hidden, a.layers, a.bidirectional, a.dropout,
-                         getattr(a, "nonlinearity", "tanh"))
-    if kind == "unsqueeze":
-        return Unsqueeze()
-    if kind == "flatten":
-        return Flatten()
-    if kind in ("spatial_mean", "spatial_max"):
-        return SpatialPool(kind.split("_")[1])
-    if kind in ("time_mean", "time_last"):
-        return TimePool(kind.split("_")[1])
-    raise NotImplementedError(f"no lowering for layer kind {kind!r}")

@@ -20,6 +20,10 @@ class Activation(Layer):
             return LayerCost(saves_inputs=(True,))
         return LayerCost(saves_output=True)
 
+    def lower(self, node, ctx):
+        from ..backend import modules
+        return modules.Act(self.kind)
+
 
 class DropoutArgs(LayerArgs):
     p: Probability
@@ -41,3 +45,7 @@ class Dropout(Layer):
         if args.p == 0:
             return LayerCost(output_is_view=True, depth=0)
         return LayerCost(saved_bytes=numel(inputs[0].dims) * ctx.elem, inference_view=True)
+
+    def lower(self, node, ctx):
+        from torch import nn
+        return nn.Dropout(node.args.p)

@@ -146,6 +146,14 @@ class Attention(Layer):
             return _linformer_cost(args, x, c, kvd, proj, ctx)
         return _softmax_cost(args, x, c, kvd, proj, ctx)
 
+    def lower(self, node, ctx):
+        """ctx["memory"]: M inside segments(memory=M) (Transformer-XL cache), else None."""
+        from ..backend import modules
+        a, c = node.args, channels(node.inputs[0])
+        feats = performer_features(a, c // a.heads) if a.kind == "performer" else None
+        return modules.Attention(c, a.heads, self.kv_heads(a), a.causal, a.window, a.pos, a.kind, feats,
+                                 a.proj, a.max_len, a.dropout, a.bias, memory=ctx.get("memory"))
+
 
 # ------------------------------------------------------------------ cost rules
 # Each returns a LayerCost for one self-attention layer (Attention.cost).
@@ -182,6 +190,13 @@ def _softmax_cost(args, x, c, kvd, proj, ctx):
         dense_work += h * t * t * e
     flops = weights + dense_core
     bwd = backward + sympy.Rational(5, 2) * dense_core
+    if args.dropout > 0:
+        # Training with attention dropout runs SDPA's math path (the fused CPU
+        # kernel has no dropout): two bmm's backward each (2x, not 2.5x), and it
+        # saves the probabilities, the dropped probabilities and the mask (in the
+        # compute dtype) instead of a log-sum-exp; an additive bias is not kept.
+        bwd = backward + 2 * dense_core
+        dense_saved = heads_bytes + 3 * b * h * t * t * e + rope
     saved, work = dense_saved, dense_work
     keys = t
     cache = t
@@ -196,6 +211,8 @@ def _softmax_cost(args, x, c, kvd, proj, ctx):
         if args.pos == "alibi":
             band_saved += h * nb * w * k_w * e
             band_work += h * nb * w * k_w * e
+        if args.dropout > 0:      # training: the dropped probabilities and the mask too
+            band_saved += 2 * b * h * nb * w * k_w * e
         flops = _pick(t, w, flops, weights + band)
         bwd = _pick(t, w, bwd, backward + 2 * band)
         saved = _pick(t, w, saved, band_saved)
@@ -298,6 +315,7 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         state = 2 * b * kvd * t * e
         seg_len, seg_klen = t, t
         held = 0
+    mem_rows = klen - t      # memory rows, projected on their own (the k/v linears save them)
     q = matmul(n, c, c)
     kv = 2 * matmul(b * klen, c, kvd)
     weights = 2 * q + kv
@@ -307,18 +325,30 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         core = 3 * matmul(b * c, 1, pairs)            # AC, BD, probs @ v: 6·B·C·pairs
         flops = weights + r_proj + core
         backward = weights + r_proj + q + 2 * core
-        saved = (b * klen * c + 2 * b * klen * kvd + 2 * klen * c + 3 * n * c + b * h * pairs) * e + pairs
+        # r enters autograd twice: sinusoid and r saved by r_proj / the BD einsum, plus the
+        # einsum's contiguous copy of r: 3·klen·C
+        saved = (b * mem_rows * c + 2 * b * klen * kvd + 3 * klen * c + 3 * n * c + b * h * pairs) * e + pairs
         work = (b * seg_klen * c + 2 * b * seg_klen * kvd + 2 * seg_klen * c + 3 * b * seg_len * c
                 + 2 * b * h * seg_len * seg_klen) * e + held
         step += 3 * matmul(b, c, step_keys) + matmul(1, c, c)
+        if args.dropout > 0:      # training: the dropped probabilities and the mask too
+            saved += 2 * b * h * pairs * e
     else:
         core = 2 * matmul(b * c, 1, pairs)            # 4·B·C·pairs
         flops = weights + core
         backward = weights + q + sympy.Rational(5, 2) * core
-        saved = (b * klen * c + 2 * b * klen * kvd + 2 * n * c + pairs) * e + b * h * t * STAT_BYTES
+        saved = (b * mem_rows * c + 2 * b * klen * kvd + 2 * n * c + pairs) * e + b * h * t * STAT_BYTES
         work = (b * seg_klen * c + 2 * b * seg_klen * kvd + 3 * b * seg_len * c + seg_len * seg_klen) * e + held
         step += 2 * matmul(b, c, step_keys)
-    return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(q + kv,),
+        if args.dropout > 0:
+            # training with dropout: SDPA's math path (see _softmax_cost): backward 2x,
+            # probabilities, dropped probabilities and mask saved; no float mask, no lse
+            backward = weights + q + 2 * core
+            saved += 3 * b * h * pairs * e - pairs * e - b * h * t * STAT_BYTES
+    # The input gradient reaches k/v only through the segment's own rows: the
+    # memory rows are projected from detached activations (no gradient through them).
+    input_grad = q + 2 * matmul(n, c, kvd)
+    return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(input_grad,),
                      saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work,
                      step_flops=step, state_bytes=state, has_weights=True)
 
@@ -386,3 +416,9 @@ class CrossAttention(Layer):
                          workspace_bytes=(3 * b * t * c + 2 * b * s * kvd) * e,
                          step_flops=2 * matmul(b, c, c) + 2 * matmul(b, c, s),
                          state_bytes=2 * b * s * kvd * e, has_weights=True)
+
+    def lower(self, node, ctx):
+        from ..backend import modules
+        a = node.args
+        return modules.CrossAttention(channels(node.inputs[0]), channels(node.inputs[1]), a.heads,
+                                      self.kv_heads(a), a.bias)

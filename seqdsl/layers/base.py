@@ -65,9 +65,11 @@ class Layer:
         return self.causal_by_default
 
     def lower(self, node, ctx):
-        """The torch module for `node` (docs/lowering.md); torch imported lazily."""
-        from ..backend import modules
-        return modules.lower(node, ctx)
+        """The torch module for `node` (docs/lowering.md). Each kind overrides it,
+        importing its module class from seqdsl.backend.modules inside the method
+        so that torch loads only when a model is built. ctx: {"tied": {alias:
+        module}, "memory": M inside segments(memory=M) else None}."""
+        raise NotImplementedError(f"no lowering for layer kind {self.kind!r}")
 
     def context_args(self) -> tuple[str, ...]:
         """Argument names that refer to other bound values (extra inputs)."""

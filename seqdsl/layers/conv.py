@@ -115,11 +115,20 @@ class Conv(Layer):
             t_k = kernel[axes.index(1)]
             step = f / out.dims[1] / t_stride
             state = (t_k - 1) * batch * c * numel([x.dims[i] for i in axes if i != 1]) * ctx.elem
+        # the kernel writes channels-first; the channels-last result is a dense copy
+        # (docs/lowering.md), so the raw output is a transient beside it
+        raw = numel(out.dims) * ctx.elem
         return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(not padded,),
-                         saved_bytes=copy, workspace_bytes=copy, step_flops=step, state_bytes=state,
+                         saved_bytes=copy, workspace_bytes=copy + raw, step_flops=step, state_bytes=state,
                          time_stride=t_stride, has_weights=True)
 
     def is_causal(self, args, inputs=None) -> bool:
         if args.padding == "causal":
             return True
         return inputs is not None and not self.time_is_convolved(inputs[0])
+
+    def lower(self, node, ctx):
+        from ..backend import modules
+        a = node.args
+        return modules.Conv(self.ndim, channels(node.inputs[0]), a.out, self.per_axis(a, "kernel"),
+                            self.per_axis(a, "stride"), a.padding, a.groups, a.bias)

@@ -50,6 +50,13 @@ class Linear(Layer):
         return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(True,),
                          has_weights=True)
 
+    def lower(self, node, ctx):
+        """F.linear; `tie=NAME` shares the named embed's weight object (ctx["tied"])."""
+        from ..backend import modules
+        a = node.args
+        tied = ctx["tied"][a.tie] if a.tie is not None else None
+        return modules.Linear(channels(node.inputs[0]), a.out, a.bias, tied)
+
 
 class MlpArgs(LayerArgs):
     hidden: PositiveInt
@@ -90,6 +97,11 @@ class Mlp(Layer):
                          saves_inputs=(True,), saved_bytes=hidden_tensors * n * h * ctx.elem,
                          workspace_bytes=2 * n * h * ctx.elem)
 
+    def lower(self, node, ctx):
+        from ..backend import modules
+        a, c = node.args, channels(node.inputs[0])
+        return modules.Mlp(c, a.hidden, a.out or c, a.act, a.dropout)
+
 
 class SwigluArgs(LayerArgs):
     hidden: PositiveInt
@@ -120,6 +132,11 @@ class Swiglu(Layer):
         return LayerCost(flops=f_in + f_out, backward_flops=f_in + 2 * f_out, input_grad_flops=(f_in,),
                          saves_inputs=(True,), saved_bytes=4 * n * h * ctx.elem,
                          workspace_bytes=3 * n * h * ctx.elem)
+
+    def lower(self, node, ctx):
+        from ..backend import modules
+        a, c = node.args, channels(node.inputs[0])
+        return modules.Swiglu(c, a.hidden, a.out or c)
 
 
 __all__ = ["Linear", "Mlp", "Swiglu", "LayerError"]

@@ -36,6 +36,10 @@ class Embed(Layer):
         from ..cost import LayerCost
         return LayerCost(saves_inputs=(True,), has_weights=True)
 
+    def lower(self, node, ctx):
+        from ..backend import modules
+        return modules.Embed(node.args.vocab, node.args.dim)
+
 
 class PosencArgs(LayerArgs):
     kind: Literal["sinusoidal", "learned"] = "sinusoidal"
@@ -73,3 +77,8 @@ class Posenc(Layer):
         x = inputs[0]
         table = 0 if args.kind == "learned" else x.dims[1] * channels(x) * ctx.elem
         return LayerCost(workspace_bytes=table)
+
+    def lower(self, node, ctx):
+        from ..backend import modules
+        a = node.args
+        return modules.Posenc(channels(node.inputs[0]), a.kind, a.max_len)

@@ -42,3 +42,12 @@ class Norm(Layer):
                              saved_bytes=n * STAT_BYTES + n * c * STAT_BYTES * (2 if upcast else 1))
         extra = 2 * n * e if self.kind == "layernorm" else 4 * c * STAT_BYTES
         return LayerCost(saves_inputs=(True,), saved_bytes=extra, has_weights=True)
+
+    def lower(self, node, ctx):
+        from torch import nn
+
+        from ..backend import modules
+        c, eps = channels(node.inputs[0]), node.args.eps
+        if self.kind == "batchnorm":
+            return modules.BatchNorm(c, eps=eps)
+        return (nn.LayerNorm if self.kind == "layernorm" else nn.RMSNorm)(c, eps=eps)

@@ -110,3 +110,9 @@ class Recurrent(Layer):
 
     def is_causal(self, args, inputs=None) -> bool:
         return not args.bidirectional
+
+    def lower(self, node, ctx):
+        from ..backend import modules
+        a = node.args
+        return modules.Recurrent(self.kind, channels(node.inputs[0]), a.hidden, a.layers, a.bidirectional,
+                                 a.dropout, getattr(a, "nonlinearity", "tanh"))

@@ -26,6 +26,10 @@ class Unsqueeze(Layer):
         from ..cost import LayerCost
         return LayerCost(output_is_view=True, depth=0)
 
+    def lower(self, node, ctx):
+        from ..backend import modules
+        return modules.Unsqueeze()
+
 
 class Flatten(Layer):
     """[B, T, .., C] -> [B, T, prod(..) * C]."""
@@ -50,6 +54,10 @@ class Flatten(Layer):
         from ..cost import LayerCost
         return LayerCost(depth=0)
 
+    def lower(self, node, ctx):
+        from ..backend import modules
+        return modules.Flatten()
+
 
 class SpatialPool(Layer):
     """[B, T, .., C] -> [B, T, C], mean or max over the axes between T and C."""
@@ -70,6 +78,10 @@ class SpatialPool(Layer):
         if self.reduce == "max":
             return LayerCost(saves_inputs=(True,), saves_output=True)
         return LayerCost()
+
+    def lower(self, node, ctx):
+        from ..backend import modules
+        return modules.SpatialPool(self.reduce)
 
 
 class TimePool(Layer):
@@ -95,3 +107,7 @@ class TimePool(Layer):
         if self.reduce == "last":
             return LayerCost(output_is_view=True, depth=0)
         return LayerCost()
+
+    def lower(self, node, ctx):
+        from ..backend import modules
+        return modules.TimePool(self.reduce)
