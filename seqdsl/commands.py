@@ -38,7 +38,7 @@ def add_compile_parser(sub) -> None:
         _added(name).add_parser(sub)
 
 
-ADDED: tuple[str, ...] = ()  # each added when its module lands: "compare", "verify", "bench"
+ADDED: tuple[str, ...] = ("compare", "verify", "bench")  # each added when its module lands: "compare", "verify", "bench"
 
 
 def _added(name: str):

@@ -1,0 +1,258 @@
+"""`seqdsl verify SPEC`: build the module, measure it, compare with the estimate.
+
+COST_MODEL.md principle 2: the estimate describes the module seqdsl emits, so
+measuring that module must agree. At a few small lengths this measures the
+*built* module (seqdsl.build, seed 0) with seqdsl.measure and checks:
+
+* params: `sum(p.numel())`, tied weights once. Exact.
+* flops_forward: FlopCounterMode over the training forward, with formulas for
+  the kernels it misses or over-counts (seqdsl.measure.FORMULAS). 0.5%.
+* flops_train: forward + backward of `sum(outputs)` in train mode (dropout
+  on, as in training). 0.5%.
+* activation_bytes: saved_tensors_hooks, unique storages, weights and inputs
+  excluded. 10%.
+* inference_live_bytes: one eval, no_grad forward: the live-tensor tracker
+  (CPU) or max_memory_allocated (CUDA), plus the inputs. 15%.
+* latency_s (CUDA only): median eval forward, beside the roofline's forward
+  seconds when seqdsl.roofline and a profile for the device exist. Shown,
+  never enforced.
+
+`inference_live_bytes` is the estimate's `inference_peak_bytes -
+weights_bytes`: the inputs plus the most activations alive at once. Weights
+are left out on both sides because at verify's small lengths they dominate
+the total and would hide any error in the live-set walk. 15% is the bound
+docs/cost_model.md states for the live-set model against measured peaks: the
+walk charges each layer's transient workspace by rule, not allocation by
+allocation. Latency is a roofline estimate (an order-of-magnitude figure by
+design), so it is shown, not enforced.
+
+Torch is imported only inside the functions that measure.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from pydantic import BaseModel
+
+from .cli import UsageError
+
+DEFAULT_SEQ = (48, 64, 96)
+TOLERANCES = {"params": 0.0, "flops_forward": 0.005, "flops_train": 0.005, "activation_bytes": 0.10,
+              "inference_live_bytes": 0.15}
+
+
+class Row(BaseModel):
+    """One figure at one length: estimate vs measured. ratio = estimate / measured."""
+
+    figure: str
+    seq: dict[str, int] | None          # None: the figure does not depend on length (params)
+    estimate: float | int | None
+    measured: float | int
+    ratio: float | None
+    tolerance: float | None             # None: informational only
+    ok: bool
+
+
+class VerifyReport(BaseModel):
+    model: str
+    device: str
+    batch: int
+    dtype: str
+    rows: list[Row]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    @property
+    def failed(self) -> list[Row]:
+        return [r for r in self.rows if not r.ok]
+
+
+def _within(estimate, measured, tol: float) -> bool:
+    if measured == 0:
+        return estimate == 0
+    return abs(estimate - measured) <= tol * measured
+
+
+def _row(figure: str, seq, estimate, measured, tol) -> Row:
+    ratio = None if estimate is None or not measured else estimate / measured
+    ok = True if tol is None or estimate is None else _within(estimate, measured, tol)
+    return Row(figure=figure, seq=seq, estimate=estimate, measured=measured, ratio=ratio, tolerance=tol, ok=ok)
+
+
+def _check_device(device: str) -> None:
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"unknown device '{device}': use cpu or cuda")
+    if device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available here (torch sees none)")
+
+
+def _torch_dtype(dtype: str):
+    from .cost import DTYPE_BYTES
+    if dtype not in DTYPE_BYTES:
+        raise UsageError(f"unknown dtype '{dtype}': use float32, bfloat16 or float16")
+    import torch
+    return getattr(torch, dtype)
+
+
+def _roofline_latency(graph, env: dict, dtype: str, hw: str | None, device_name: str):
+    """Predicted forward seconds from seqdsl.roofline, or None when no profile
+    matches this device (and none was given)."""
+    from .hardware import bundled_profiles
+    name = hw or next((p for p in bundled_profiles() if p != "cpu" and p in device_name.lower()), None)
+    if name is None:
+        return None
+    from .bench import _predictions
+    return _predictions(graph, name, dtype)(env)[0]
+
+
+def _forward_latency(module, inputs, reps: int = 5) -> float:
+    """Median seconds of an eval forward (CUDA: synchronised), after one warm-up."""
+    import time
+
+    import torch
+    module.eval()
+    times = []
+    with torch.no_grad():
+        for i in range(reps + 1):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            module(*inputs)
+            torch.cuda.synchronize()
+            if i:
+                times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def verify(program_or_path, model: str | None = None, seq=DEFAULT_SEQ, batch: int = 2, device: str = "cpu",
+           dtype: str = "float32", tolerances: dict | None = None, hw: str | None = None) -> VerifyReport:
+    """Build the module (seed 0), measure it at each length and compare with
+    seqdsl.estimate. `seq` takes what seqdsl.estimate takes (ints or
+    {dim: int}); `tolerances` overrides TOLERANCES per figure."""
+    from .estimate import _model_of, estimate, resolve_points
+    graph = _model_of(program_or_path, model)
+    tol = dict(TOLERANCES)
+    for k, v in (tolerances or {}).items():
+        if k not in TOLERANCES:
+            raise UsageError(f"no figure '{k}' to set a tolerance for (figures: {', '.join(TOLERANCES)})")
+        tol[k] = v
+    _check_device(device)
+    torch_dtype = _torch_dtype(dtype)
+    points = resolve_points(graph, seq)
+    est = estimate(graph, seq=points, batch=batch, dtype=dtype)
+    for p in est.points:
+        if p.warnings:               # a length past a layer's max_len: the module would refuse it
+            raise UsageError(p.warnings[0])
+
+    import torch
+
+    from . import measure
+    from .backend import build
+    module = build(graph, device=device, dtype=torch_dtype, seed=0)
+    rows = [_row("params", None, graph.params, measure.params(module), tol["params"])]
+    device_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    for point, p in zip(points, est.points):
+        env = measure.input_env(graph, point, batch)
+        xs = measure.example_inputs(graph, env, device=device, dtype=torch_dtype)
+        fwd, train, saved = measure.training_pass(module, *xs)
+        live = measure.inference_live_bytes(module, *xs)
+        rows += [_row("flops_forward", point, p.flops_forward, fwd, tol["flops_forward"]),
+                 _row("flops_train", point, p.flops_train, train, tol["flops_train"]),
+                 _row("activation_bytes", point, p.activation_bytes, saved, tol["activation_bytes"]),
+                 _row("inference_live_bytes", point, p.inference_peak_bytes - p.weights_bytes, live,
+                      tol["inference_live_bytes"])]
+        if device == "cuda":
+            predicted = _roofline_latency(graph, env, dtype, hw, device_name)
+            rows.append(_row("latency_s", point, predicted, _forward_latency(module, xs), None))
+    return VerifyReport(model=graph.name, device=device_name, batch=batch, dtype=dtype, rows=rows)
+
+
+# ------------------------------------------------------------------ CLI
+def add_parser(sub) -> None:
+    p = sub.add_parser("verify", help="build the module, measure params/FLOPs/memory, compare with the estimate")
+    p.add_argument("spec", help="path to a .seq file")
+    p.add_argument("--model", help="which model, when the file defines several")
+    p.add_argument("--seq", help="lengths, as for compile --estimate (default 48,64,96)")
+    p.add_argument("--batch", default="2", help="batch size (default 2)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    p.add_argument("--tolerance", action="append", default=[], metavar="FIGURE=FRACTION",
+                   help=f"override a tolerance, e.g. activation_bytes=0.2 (figures: {', '.join(TOLERANCES)})")
+    p.add_argument("--hw", help="hardware profile for the predicted latency on cuda (default: from the device name)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def parse_tolerances(items) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        if not eq or name not in TOLERANCES:
+            raise UsageError(f"--tolerance '{item}' is not FIGURE=FRACTION with FIGURE one of {', '.join(TOLERANCES)}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise UsageError(f"--tolerance {name}: '{value}' is not a number") from None
+        if not 0 <= out[name] < 10:
+            raise UsageError(f"--tolerance {name}: {out[name]} must be a fraction from 0 to 10")
+    return out
+
+
+def run(args) -> int:
+    """Entry point of `seqdsl verify`: exit 0 when every figure is within
+    tolerance, 1 otherwise (the failing figures are named on stderr)."""
+    from .estimate_cli import parse_int, parse_seq
+    batch = parse_int(args.batch, "--batch")
+    tolerances = parse_tolerances(args.tolerance)
+    _check_device(args.device)
+    _torch_dtype(args.dtype)
+    if args.hw:
+        from .hardware import load_profile
+        load_profile(args.hw)            # an unknown name or a bad file: UsageError
+    from .elaborate import load
+    graph = load(args.spec).model(args.model)
+    seq = parse_seq(args.seq, graph.seq_symbols) or list(DEFAULT_SEQ)
+    report = verify(graph, seq=seq, batch=batch, device=args.device, dtype=args.dtype, tolerances=tolerances,
+                    hw=args.hw)
+    if args.json:
+        print(json.dumps({**report.model_dump(), "ok": report.ok}, separators=(",", ":")))
+    else:
+        print(table(report))
+    for r in report.failed:
+        where = "" if r.seq is None else " at " + ",".join(f"{k}={v}" for k, v in r.seq.items())
+        print(f"seqdsl verify: {r.figure}{where}: estimate {r.estimate:,} vs measured {r.measured:,} "
+              f"(ratio {_ratio(r)}), outside the {100 * r.tolerance:g}% tolerance", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _ratio(r: Row) -> str:
+    return "-" if r.ratio is None else f"{r.ratio:.4f}"
+
+
+def _value(figure: str, v) -> str:
+    from .estimate_cli import human_bytes, human_flops
+    if v is None:
+        return "-"
+    if figure.endswith("_bytes"):
+        return f"{human_bytes(v)} ({v:,})"
+    if figure.startswith("flops"):
+        return f"{human_flops(v)} ({v:,})"
+    if figure == "latency_s":
+        return f"{v * 1e3:.3f} ms"
+    return f"{v:,}"
+
+
+def table(report: VerifyReport) -> str:
+    from .estimate_cli import _grid, _seq_label
+    head = ["figure", "seq", "estimate", "measured", "ratio", "tolerance", ""]
+    body = [[r.figure, "-" if r.seq is None else _seq_label(r.seq), _value(r.figure, r.estimate),
+             _value(r.figure, r.measured), _ratio(r),
+             "info" if r.tolerance is None else f"{100 * r.tolerance:g}%", "ok" if r.ok else "FAIL"]
+            for r in report.rows]
+    verdict = "all figures within tolerance" if report.ok else f"{len(report.failed)} figure(s) outside tolerance"
+    title = f"verify {report.model} on {report.device}, batch {report.batch}, {report.dtype}: {verdict}"
+    return title + "\n" + _grid(head, body)
