@@ -127,7 +127,7 @@ class Conv(nn.Module):
         if any(pads):
             z = F.pad(z, pads)
         y = self.conv(z).movedim(1, -1)                                  # (N, *spatial', out)
-        return y.reshape(*lead, *y.shape[1:])
+        return y.reshape(*lead, *y.shape[1:]).contiguous()               # dense channels-last, as the lowering
 
 
 class Unsqueeze(nn.Module):

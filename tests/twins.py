@@ -198,7 +198,7 @@ class Conv(nn.Module):
         lead, sizes, C = x.shape[: -1 - self.ndim], x.shape[-1 - self.ndim: -1], x.shape[-1]
         x = x.reshape(-1, *sizes, C).movedim(-1, 1)                 # (N, C, *sizes)
         y = self.conv(F.pad(x, self.pads(sizes))).movedim(1, -1)    # (N, *sizes', out)
-        return y.reshape(*lead, *y.shape[1:])
+        return y.reshape(*lead, *y.shape[1:]).contiguous()          # dense channels-last
 
 
 class Unsqueeze(nn.Module):

@@ -115,9 +115,10 @@ class Conv(Layer):
             t_k = kernel[axes.index(1)]
             step = f / out.dims[1] / t_stride
             state = (t_k - 1) * batch * c * numel([x.dims[i] for i in axes if i != 1]) * ctx.elem
-        # the kernel writes channels-first; the channels-last result is a dense copy
-        # (docs/lowering.md), so the raw output is a transient beside it
-        raw = numel(out.dims) * ctx.elem
+        # conv1d writes channels-first, so its channels-last result is a dense copy
+        # (docs/lowering.md) and the raw output a transient beside it; conv2d/3d
+        # given a channels-last input write channels-last, already dense
+        raw = numel(out.dims) * ctx.elem if self.ndim == 1 else 0
         return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(not padded,),
                          saved_bytes=copy, workspace_bytes=copy + raw, step_flops=step, state_bytes=state,
                          time_stride=t_stride, has_weights=True)
