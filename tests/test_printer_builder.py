@@ -17,7 +17,8 @@ from seqdsl.printer import expr_text, format_text
 from seqdsl.syntax import parse_module
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = sorted((ROOT / "specs").glob("*.seq")) + sorted((ROOT.parent / "shared" / "conformance" / "specs").glob("*.seq"))
+SPECS = (sorted((ROOT / "specs").glob("*.seq")) + sorted((ROOT / "examples").rglob("*.seq"))
+         + sorted((ROOT.parent / "shared" / "conformance" / "specs").glob("*.seq")))
 
 
 def graph_signature(model):
