@@ -135,9 +135,9 @@ Notes. Eager: the generated module runs the same kernels as its twin, call for c
 27 layer_norm, 12 gelu, 24 add, 3 mm, 3 index_select in both); its only extra work is the
 Python walk over the graph (cProfile: 552 Python calls per forward against the twin's 376,
 tens of microseconds against hundreds of milliseconds of kernels). The remaining
-differences are run-to-run noise on this shared 2-core machine (other jobs kept its load
-average near 4; with torch's default 2 threads the cores are oversubscribed and times
-swing several-fold, hence --threads 1):
+differences are run-to-run noise on this shared 2-core machine (with torch's default
+2 threads the cores are oversubscribed when anything else runs and times swing
+several-fold, hence --threads 1):
 read each ratio with its interquartile range, which straddles 1.0 where the two are the
 same (an earlier, sequential run of 5 reps reported transformer fwd 1.077 for that reason;
 a --quick run the same day gave 0.94). Compiled: the nodes between RNN calls compile as
@@ -145,8 +145,13 @@ separate full graphs (one per stage, `CompiledSeqModel`), the RNN runs eagerly i
 like the twin, where dynamo breaks the graph at the same call; before this, dynamo resumed
 inside the generic per-node interpreter after the RNN and recompiled per node (hybrid
 compiled train step 1.214x the twin). The compiled hybrid forward is the one ratio whose
-range excludes 1.0 (about 1%): per forward it makes three guarded compiled calls from an
-eager driver where the twin makes one call that resumes after the GRU; not measured further.
+range excluded 1.0 in an earlier run (about 1%): per forward it makes three guarded
+compiled calls from an eager driver where the twin makes one call that resumes after the
+GRU. The compiled transformer's train step (1.125 in the run above; 0.98-1.68 over nine
+pairs in a separate run, median 1.05) compiles to the same two graphs (train, eval) with
+no graph break; the difference is that the generated module marks T dynamic, so one
+compile serves every length, while the twin is compiled for its one static shape, which
+inductor specialises. Compiled on this AVX2 CPU is often no faster than eager at all.
 """
 
 
