@@ -3,7 +3,8 @@
 Loads a spec and its imports, checks blocks for recursion, then elaborates
 each model: evaluates `let`s, declares inputs with symbolic dims, expands
 blocks and repeats, validates every layer's arguments against its pydantic
-schema, infers every tensor type, and builds the networkx graph. Every
+schema, infers every tensor type, and builds the graph (nodes and edges;
+`ModelGraph.graph` gives the networkx view). Every
 refusal is a `SpecError` at the exact span.
 """
 from __future__ import annotations
@@ -14,7 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import networkx as nx
 import pydantic
 import sympy
 
@@ -248,7 +248,7 @@ class _LayerContext:
 
     def lookup_alias(self, name: str, arg: str | None = None) -> Node:
         if name in self.builder.aliases:
-            return self.builder.graph.nodes[self.builder.aliases[name]]["node"]
+            return self.builder.node_map[self.builder.aliases[name]]
         raise LayerError(f"unknown layer name '{name}'", arg=arg,
                          help=suggest(name, self.builder.aliases) or "name a layer earlier in the model with `as NAME`")
 
@@ -258,7 +258,8 @@ class _ModelBuilder:
     def __init__(self, model: ast.ModelDef, blocks: dict[str, ast.BlockDef]):
         self.model = model
         self.blocks = blocks
-        self.graph = nx.DiGraph()
+        self.node_map: dict[str, Node] = {}
+        self.edges: list[tuple[str, str, int]] = []
         self.lets: dict[str, object] = {}
         self.values: dict[str, tuple[str, TensorType]] = {}
         self.bound_at: dict[str, Span] = {}
@@ -294,7 +295,7 @@ class _ModelBuilder:
             if name.name in self.outputs:
                 raise error(f"output '{name.name}' is listed twice", name.span)
             self.outputs[name.name] = self.values[name.name][1]
-        return ModelGraph(self.model.name, self.graph, self.inputs, self.outputs,
+        return ModelGraph(self.model.name, self.node_map, self.edges, self.inputs, self.outputs,
                           {k: v[0] for k, v in self.values.items()}, tuple(self.symbols),
                           self.model.span)
 
@@ -460,7 +461,7 @@ class _ModelBuilder:
                         help=f"the limit of {MAX_REPEAT} copies keeps the compiler's memory bounded")
         if not stage.body:
             raise error("repeat body is empty", stage.span)
-        projected = self.graph.number_of_nodes() + count * self._size(stage.body, env, stack)
+        projected = len(self.node_map) + count * self._size(stage.body, env, stack)
         if projected > MAX_NODES:
             raise error(f"repeat({count}) would expand the model to {projected} layers, "
                         f"past the limit of {MAX_NODES}", stage.span)
@@ -644,14 +645,14 @@ class _ModelBuilder:
                         spans.get(field, call.span)) from None
 
     def _add_node(self, node: Node, sources) -> None:
-        if node.name in self.graph:
+        if node.name in self.node_map:
             raise error(f"layer name '{node.name}' is used twice", node.span,
                         help="give one of them another name with `as NAME`")
-        if self.graph.number_of_nodes() >= MAX_NODES:
+        if len(self.node_map) >= MAX_NODES:
             raise error(f"the model expands to more than {MAX_NODES} layers", node.span)
-        self.graph.add_node(node.name, node=node)
+        self.node_map[node.name] = node
         for port, src in enumerate(sources):
-            self.graph.add_edge(src, node.name, port=port)
+            self.edges.append((src, node.name, port))
 
 
 def _freeze(value):

@@ -1,20 +1,23 @@
-"""The checked intermediate representation: plain data over a networkx DiGraph.
+"""The checked intermediate representation: plain data, viewed as a networkx DiGraph.
 
 A `ModelGraph` holds one model after elaboration: blocks and repeats expanded,
 every node a layer instance (or an `input` / residual `add`), with its
 validated arguments, tensor types, source span and hierarchical name. Later
 stages (cost, torch lowering, source emission) walk `ModelGraph.nodes` in
-order and read; they never mutate it.
+order and read; they never mutate it. `ModelGraph.graph` is the networkx
+DiGraph of the same nodes and edges, built on first use: networkx costs a
+quarter of a second to import, which `check` and `--estimate` need not pay.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from .diagnostics import Span
 from .symbolic import as_int, fmt_dim
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -80,20 +83,36 @@ class Node:
 @dataclass
 class ModelGraph:
     name: str
-    graph: nx.DiGraph
+    node_map: dict[str, Node]              # construction order, a topological order
+    edges: list[tuple[str, str, int]]      # (source node, node, input port)
     inputs: dict[str, TensorType]          # declaration order
     outputs: dict[str, TensorType]         # `output` order
     values: dict[str, str]                 # bound value name -> producing node name
     symbols: tuple[str, ...]               # symbolic dims, first-seen order
     span: Span | None = None
+    _graph: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def graph(self) -> "nx.DiGraph":
+        """The networkx DiGraph: node attribute `node` (the Node), edge attribute
+        `port` (which input of the consumer). Built once, on first use."""
+        if self._graph is None:
+            import networkx as nx
+            g = nx.DiGraph()
+            for name, node in self.node_map.items():
+                g.add_node(name, node=node)
+            for src, dst, port in self.edges:
+                g.add_edge(src, dst, port=port)
+            self._graph = g
+        return self._graph
 
     @property
     def nodes(self) -> list[Node]:
         """Nodes in construction order, which is a topological order."""
-        return [data["node"] for _, data in self.graph.nodes(data=True)]
+        return list(self.node_map.values())
 
     def node(self, name: str) -> Node:
-        return self.graph.nodes[name]["node"]
+        return self.node_map[name]
 
     @property
     def layers(self) -> list[Node]:
