@@ -104,7 +104,21 @@ def calibrate(quick: bool = False) -> HardwareProfile:
 
     return HardwareProfile(
         name="cpu",
-        description=f"measured by `seqdsl calibrate` on {os.cpu_count()} CPU cores, torch {torch.__version__}",
+        description=f"measured by `seqdsl calibrate` on {os.cpu_count()} cores of {_cpu_name()}, "
+                    f"torch {torch.__version__}",
         peak_flops=peaks, bandwidth=bandwidth,
         compute_efficiency=1.0, memory_efficiency=1.0,  # measured, not vendor peaks
         step_latency=step_latency)
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; else platform's guess)."""
+    import platform
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "an unknown CPU"
