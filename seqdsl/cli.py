@@ -96,7 +96,9 @@ def cmd_calibrate(args) -> int:
     _write_atomic(args.output, profile.model_dump_json(indent=2) + "\n")
     print(f"wrote {args.output}: float32 {profile.peak_flops['float32'] / 1e9:.1f} GFLOP/s, "
           f"bfloat16 {profile.peak_flops['bfloat16'] / 1e9:.1f} GFLOP/s, "
-          f"bandwidth {profile.bandwidth / 1e9:.1f} GB/s, step {profile.step_latency * 1e6:.1f} us")
+          f"bandwidth {profile.bandwidth / 1e9:.1f} GB/s, steps (us, forward/backward) "
+          + ", ".join(f"{k} {profile.step_floor(k) * 1e6:.1f}/{profile.step_floor(k + '.backward') * 1e6:.1f}"
+                      for k in ("lstm", "gru", "rnn")))
     return 0
 
 

@@ -26,6 +26,19 @@ class HardwareProfile(BaseModel):
     compute_efficiency: float = Field(0.6, gt=0, le=1)
     memory_efficiency: float = Field(0.8, gt=0, le=1)
     step_latency: float = Field(ge=0, description="seconds: floor of one sequential step (kernel launch, loop)")
+    step_latencies: dict[str, float] = Field(
+        default_factory=dict,
+        description="per-kind floors overriding step_latency: 'lstm', 'gru', 'rnn' (forward step) and "
+                    "'lstm.backward', ... (one backward-through-time step); a CPU runs GRU and RNN "
+                    "step by step in ATen but the LSTM as one fused oneDNN kernel")
+
+    def step_floor(self, key: str = "") -> float:
+        """The per-step floor for `key` ('gru', 'gru.backward', ...): its own
+        figure, else the forward kind's, else step_latency."""
+        if key in self.step_latencies:
+            return self.step_latencies[key]
+        base = key.removesuffix(".backward")
+        return self.step_latencies.get(base, self.step_latency)
 
     def peak(self, dtype: str) -> float:
         if dtype in self.peak_flops:
@@ -95,12 +108,20 @@ def calibrate(quick: bool = False) -> HardwareProfile:
     t = best(lambda: dst.copy_(src), 3 if quick else 10)
     bandwidth = 2 * src.numel() * 4 / t  # read + write
 
+    # Per-step floors of each recurrent kind, forward and backward through
+    # time, at a size where the step's arithmetic is negligible.
     steps = 200 if quick else 1000
-    lstm = torch.nn.LSTM(8, 8, batch_first=True)
     x = torch.randn(1, steps, 8)
-    with torch.no_grad():
-        t = best(lambda: lstm(x), 3)
-    step_latency = t / steps
+    floors = {}
+    for kind, cls in (("lstm", torch.nn.LSTM), ("gru", torch.nn.GRU), ("rnn", torch.nn.RNN)):
+        rnn = cls(8, 8, batch_first=True)
+        with torch.no_grad():
+            fwd = best(lambda: rnn(x), 3)
+        xg = x.clone().requires_grad_()
+        train = best(lambda: rnn(xg)[0].sum().backward(), 3)
+        floors[kind] = fwd / steps
+        floors[f"{kind}.backward"] = max(train - fwd, 0.0) / steps
+    step_latency = floors["lstm"]
 
     return HardwareProfile(
         name="cpu",
@@ -108,7 +129,7 @@ def calibrate(quick: bool = False) -> HardwareProfile:
                     f"torch {torch.__version__}",
         peak_flops=peaks, bandwidth=bandwidth,
         compute_efficiency=1.0, memory_efficiency=1.0,  # measured, not vendor peaks
-        step_latency=step_latency)
+        step_latency=step_latency, step_latencies=floors)
 
 
 def _cpu_name() -> str:

@@ -59,7 +59,8 @@ FIGURES = ("forward", "train", "per_token")
 @dataclass(frozen=True)
 class Op:
     """One kernel, run `count` times: time = count·max(flops / (η_c·peak),
-    bytes / (η_m·bandwidth)) + steps·step_latency. FLOPs and bytes are per run;
+    bytes / (η_m·bandwidth)) + steps·floor, the floor being the profile's
+    per-step latency for `floor` (HardwareProfile.step_floor). FLOPs and bytes are per run;
     `steps` counts the runs that wait on each other (sympy, ints)."""
 
     name: str
@@ -67,6 +68,7 @@ class Op:
     bytes: object
     steps: object = ZERO
     count: object = ONE
+    floor: str = ""                  # which per-step floor (HardwareProfile.step_floor): "gru", "gru.backward"
 
 
 @dataclass
@@ -109,12 +111,13 @@ def recurrent_step(node: Node, elem: int):
     return 2 * b * g * h * h * d, g * h * h * d * elem
 
 
-def _split_recurrent(node: Node, name: str, flops, moved, depth, elem: int) -> list[Op]:
+def _split_recurrent(node: Node, name: str, flops, moved, depth, elem: int, floor: str) -> list[Op]:
     """A recurrent pass as one parallel op (the input products, all of the
-    traffic but W_hh's per-step reads) plus `depth` = layers·T step ops."""
+    traffic but W_hh's per-step reads) plus `depth` = layers·T step ops, each
+    paying the kind's per-step floor (`floor`: "lstm", "gru.backward", ...)."""
     step_flops, step_bytes = recurrent_step(node, elem)
     return [Op(name, flops - depth * step_flops, moved),
-            Op(name + ".steps", step_flops, step_bytes, depth, depth)]
+            Op(name + ".steps", step_flops, step_bytes, depth, depth, floor)]
 
 
 def _forward_ops(n: NodeCost, elem: int, training: bool) -> list[Op]:
@@ -129,7 +132,7 @@ def _forward_ops(n: NodeCost, elem: int, training: bool) -> list[Op]:
         # dropout masks, logsumexp, norm statistics, oneDNN's gate workspace
         moved += sympy.Max(sympy.sympify(c.saved_bytes - c.workspace_bytes), ZERO)
     if node.kind in RECURRENT:
-        return _split_recurrent(node, node.name, c.flops, moved, c.depth, elem)
+        return _split_recurrent(node, node.name, c.flops, moved, c.depth, elem, node.kind)
     return [Op(node.name, c.flops, moved, _segment_steps(n))]
 
 
@@ -156,7 +159,8 @@ def _backward_ops(n: NodeCost, elem: int, needs_grad: dict[str, bool]) -> list[O
         if needs_grad[src]:
             moved += tensor_bytes(t, elem)
     if node.kind in RECURRENT:   # the hidden gradient runs backward through time, step by step
-        return _split_recurrent(node, name, n.train_flops - c.flops, moved, c.depth, elem)
+        return _split_recurrent(node, name, n.train_flops - c.flops, moved, c.depth, elem,
+                                node.kind + ".backward")
     return [Op(name, n.train_flops - c.flops, moved, _segment_steps(n))]
 
 
@@ -170,8 +174,8 @@ def _token_op(n: NodeCost, elem: int) -> Op:
         step = c.flops / t if t is not None else c.flops
     batch = node.inputs[0].dims[0]
     weights = batch * node.output.dims[-1] * elem if node.kind == "embed" else weight_bytes(node, elem)
-    steps = node.args.layers if node.kind in RECURRENT else ZERO
-    return Op(node.name, n.rate * step, n.rate * (weights + c.state_bytes), n.rate * steps)
+    steps, floor = (node.args.layers, node.kind) if node.kind in RECURRENT else (ZERO, "")
+    return Op(node.name, n.rate * step, n.rate * (weights + c.state_bytes), n.rate * steps, floor=floor)
 
 
 def roofline_ops(cost: ModelCost) -> RooflineOps:
@@ -197,7 +201,7 @@ def _op_expr(op: Op, profile: HardwareProfile, dtype: str):
         bound = compute * flops
     else:
         bound = sympy.Max(compute * flops, memory * moved)
-    return op.count * bound + sympy.Float(profile.step_latency) * op.steps
+    return op.count * bound + sympy.Float(profile.step_floor(op.floor)) * op.steps
 
 
 def latency_exprs(model: ModelGraph, profile: HardwareProfile, dtype: str) -> dict[str, sympy.Expr | None]:
@@ -232,10 +236,10 @@ class CompiledOps:
                 continue
             counts: dict[tuple, int] = {}
             for o in lst:
-                key = tuple(sympy.sympify(v) for v in (o.flops, o.bytes, o.steps, o.count))
+                key = (*(sympy.sympify(v) for v in (o.flops, o.bytes, o.steps, o.count)), o.floor)
                 counts[key] = counts.get(key, 0) + 1
             group = []
-            for (flops, moved, steps, runs), same in counts.items():
+            for (flops, moved, steps, runs, floor), same in counts.items():
                 at = len(exprs)
                 exprs += [flops, moved]
                 si = ri = None
@@ -245,7 +249,7 @@ class CompiledOps:
                 if runs != 1:
                     ri = len(exprs)
                     exprs.append(runs)
-                group.append((same, at, at + 1, si, ri))
+                group.append((same, at, at + 1, si, ri, floor))
             self.groups[fig] = group
         shared, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols("_rl"), order="none")
         self.shared = [(sym.name, compile_expr(e)) for sym, e in shared]
@@ -256,7 +260,6 @@ class CompiledOps:
         Same arithmetic as HardwareProfile.op_time, with its divisors hoisted."""
         compute = profile.compute_efficiency * profile.peak(dtype)
         memory = profile.memory_efficiency * profile.bandwidth
-        floor = profile.step_latency
         fns = self.fns
         for name, fn in self.shared:
             env[name] = fn(env)
@@ -266,12 +269,12 @@ class CompiledOps:
                 out[fig] = None
                 continue
             total = 0.0
-            for same, fi, bi, si, ri in group:
+            for same, fi, bi, si, ri, floor in group:
                 t = max(fns[fi](env) / compute, fns[bi](env) / memory)
                 if ri is not None:
                     t *= float(fns[ri](env))
                 if si is not None:
-                    t += float(fns[si](env)) * floor
+                    t += float(fns[si](env)) * profile.step_floor(floor)
                 total += same * t
             out[fig] = total
         return out
@@ -322,7 +325,7 @@ def node_latency(model: ModelGraph, profile: HardwareProfile, dtype: str, point:
         runs, steps = (float(compile_expr(e)(env)) for e in (op.count, op.steps))
         share = parts.setdefault(name, {"compute": 0.0, "memory": 0.0, "steps": 0.0})
         share["compute" if tc >= tm else "memory"] += runs * max(tc, tm)
-        share["steps"] += steps * profile.step_latency
+        share["steps"] += steps * profile.step_floor(op.floor)
     return {name: (sum(share.values()), max(share, key=share.get)) for name, share in parts.items()}
 
 

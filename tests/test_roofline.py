@@ -76,8 +76,8 @@ def test_tiny_matmul_is_memory_bound(tmp_path):
 def test_lstm_pays_its_steps_times_the_step_floor(tmp_path):
     graph = seqdsl.load(_model(tmp_path, LSTM)).model()
     cpu = load_profile("cpu")
-    no_floor = cpu.model_copy(update={"step_latency": 0.0})
-    slow = cpu.model_copy(update={"step_latency": 1e-3})
+    no_floor = cpu.model_copy(update={"step_latency": 0.0, "step_latencies": {}})
+    slow = cpu.model_copy(update={"step_latency": 1e-3, "step_latencies": {}})
     points = [{"T": 10}, {"T": 1000}]
     base = latency(graph, no_floor, "float32", points, 4)
     with_floor = latency(graph, slow, "float32", points, 4)
@@ -87,6 +87,27 @@ def test_lstm_pays_its_steps_times_the_step_floor(tmp_path):
         assert w["per_token"] - b["per_token"] == pytest.approx(2 * 1e-3)      # one step per layer
     # the floor dominates a long thin recurrence: latency grows linearly in T
     assert with_floor[1]["forward"] / with_floor[0]["forward"] == pytest.approx(100, rel=0.01)
+
+
+def test_each_recurrent_kind_pays_its_own_floor_forward_and_backward(tmp_path):
+    """A CPU runs GRU and RNN step by step but the LSTM fused: per-kind floors
+    (forward and backward through time) replace the default for that kind only."""
+    text = "model mix {\n input x: float[B, T, 16]\n y = x -> lstm(16) -> gru(16, layers=2)\n output y\n}\n"
+    graph = seqdsl.load(_model(tmp_path, text)).model()
+    base = load_profile("cpu").model_copy(update={"step_latency": 1e-6, "step_latencies": {}})
+    kinds = base.model_copy(update={"step_latencies": {"gru": 5e-5, "gru.backward": 3e-4}})
+    assert kinds.step_floor("gru") == 5e-5 and kinds.step_floor("gru.backward") == 3e-4
+    assert kinds.step_floor("lstm.backward") == kinds.step_floor("") == 1e-6
+    points = [{"T": 100}]
+    (b,), (k,) = latency(graph, base, "float32", points, 2), latency(graph, kinds, "float32", points, 2)
+    gru_steps = 2 * 100                                   # layers·T, the LSTM's steps unchanged
+    assert k["forward"] - b["forward"] == pytest.approx(gru_steps * (5e-5 - 1e-6))
+    assert k["train"] - b["train"] == pytest.approx(gru_steps * (5e-5 - 1e-6) + gru_steps * (3e-4 - 1e-6))
+    assert k["per_token"] - b["per_token"] == pytest.approx(2 * (5e-5 - 1e-6))
+    # the closed form agrees with the fast evaluator
+    exprs = latency_exprs(graph, kinds, "float32")
+    assert float(exprs["train"].subs({sympy.Symbol("T", integer=True, positive=True): 100,
+                                      sympy.Symbol("B", integer=True, positive=True): 2})) == pytest.approx(k["train"])
 
 
 def test_recurrent_steps_read_the_hidden_weights_each_step(tmp_path):
