@@ -14,6 +14,11 @@ from . import __version__
 from .diagnostics import SpecError
 
 
+# Packages only some commands need (build, compile -o, export, verify, bench,
+# calibrate, --plot), and the extra that installs each.
+OPTIONAL_PACKAGES = {"torch": "torch", "numpy": "torch", "matplotlib": "plot", "onnx": "onnx", "onnxscript": "onnx"}
+
+
 class UsageError(Exception):
     """A bad flag value: one line on stderr, exit 2."""
 
@@ -145,16 +150,27 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"seqdsl {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        extra = OPTIONAL_PACKAGES.get((exc.name or "").split(".")[0])
+        if extra is None:
+            return _internal_error(exc)
+        print(f"seqdsl {args.command}: error: this needs {exc.name.split('.')[0]}, which is not installed: "
+              f"pip install 'seqdsl[{extra}]'", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
-        if os.environ.get("SEQDSL_DEBUG"):
-            raise
-        print(f"seqdsl: internal error: {type(exc).__name__}: {exc} "
-              "(please report it; SEQDSL_DEBUG=1 shows the traceback)", file=sys.stderr)
-        return 3
+        return _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> int:
+    if os.environ.get("SEQDSL_DEBUG"):
+        raise exc
+    print(f"seqdsl: internal error: {type(exc).__name__}: {exc} "
+          "(please report it; SEQDSL_DEBUG=1 shows the traceback)", file=sys.stderr)
+    return 3
 
 
 if __name__ == "__main__":  # pragma: no cover
