@@ -18,6 +18,16 @@ from ..diagnostics import SpecError, error
 from ..ir import ModelGraph, Program, TensorType
 
 
+def instantiate(spec, tied: dict[str, nn.Module]) -> nn.Module:
+    """A layer's ModuleSpec made a module: `nn.X` from torch.nn, anything else
+    from seqdsl.backend.modules; a `Tied` argument is the aliased module."""
+    from ..layers.base import Tied
+    from . import modules
+    owner, name = (nn, spec.cls[3:]) if spec.cls.startswith("nn.") else (modules, spec.cls)
+    args = [tied[a.alias] if isinstance(a, Tied) else a for a in spec.args]
+    return getattr(owner, name)(*args, **spec.kwargs)
+
+
 def _seg_path(node):
     s = node.segments_scope()
     return s.path if s is not None else None

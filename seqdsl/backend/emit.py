@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 
 from ..ir import ModelGraph
-from ..symbolic import as_int
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -54,57 +53,17 @@ def _prelude() -> str:
     return src
 
 
-def _ctor(node, memory) -> str:
-    """Constructor expression of node's module, mirroring its layer's `lower` (seqdsl/layers)."""
+def _ctor(node, memory, aliases: dict[str, str]) -> str:
+    """Constructor expression of node's module: its layer's ModuleSpec (the one
+    `lower` instantiates) printed; a tied weight is the aliased module's path."""
     from ..layers import LAYERS
-    from ..layers.attention import performer_features
-    a, kind = node.args, node.kind
-    c = as_int(node.inputs[0].dims[-1]) if node.inputs and node.inputs[0].dims else None
-    L = _lit
-    if kind in ("relu", "gelu", "silu", "tanh", "sigmoid"):
-        return f"Act({L(kind)})"
-    if kind == "dropout":
-        return f"nn.Dropout({L(a.p)})"
-    if kind == "linear":
-        return f"Linear({L(c)}, {L(a.out)}, {L(a.bias)}{', TIED' if a.tie is not None else ''})"
-    if kind == "mlp":
-        return f"Mlp({L(c)}, {L(a.hidden)}, {L(a.out or c)}, {L(a.act)}, {L(a.dropout)})"
-    if kind == "swiglu":
-        return f"Swiglu({L(c)}, {L(a.hidden)}, {L(a.out or c)})"
-    if kind == "layernorm":
-        return f"nn.LayerNorm({L(c)}, eps={L(a.eps)})"
-    if kind == "rmsnorm":
-        return f"nn.RMSNorm({L(c)}, eps={L(a.eps)})"
-    if kind == "batchnorm":
-        return f"BatchNorm({L(c)}, eps={L(a.eps)})"
-    if kind == "embed":
-        return f"Embed({L(a.vocab)}, {L(a.dim)})"
-    if kind == "posenc":
-        return f"Posenc({L(c)}, {L(a.kind)}, {L(a.max_len)})"
-    if kind.startswith("conv"):
-        rule = LAYERS[kind]
-        return (f"Conv({L(rule.ndim)}, {L(c)}, {L(a.out)}, {L(rule.per_axis(a, 'kernel'))}, "
-                f"{L(rule.per_axis(a, 'stride'))}, {L(a.padding)}, {L(a.groups)}, {L(a.bias)})")
-    if kind == "attention":
-        feats = performer_features(a, c // a.heads) if a.kind == "performer" else None
-        return (f"Attention({L(c)}, heads={L(a.heads)}, kv_heads={L(a.kv_heads or a.heads)}, "
-                f"causal={L(a.causal)}, window={L(a.window)}, pos={L(a.pos)}, kind={L(a.kind)}, "
-                f"features={L(feats)}, proj={L(a.proj)}, max_len={L(a.max_len)}, "
-                f"dropout={L(a.dropout)}, bias={L(a.bias)}, memory={L(memory)})")
-    if kind == "cross_attention":
-        cc = as_int(node.inputs[1].dims[-1])
-        return f"CrossAttention({L(c)}, {L(cc)}, {L(a.heads)}, {L(a.kv_heads or a.heads)}, {L(a.bias)})"
-    if kind in ("lstm", "gru", "rnn"):
-        return (f"Recurrent({L(kind)}, {L(c)}, {L(a.hidden)}, {L(a.layers)}, {L(a.bidirectional)}, "
-                f"{L(a.dropout)}, {L(getattr(a, 'nonlinearity', 'tanh'))})")
-    if kind == "unsqueeze":
-        return "Unsqueeze()"
-    if kind == "flatten":
-        return "Flatten()"
-    if kind in ("spatial_mean", "spatial_max", "time_mean", "time_last"):
-        cls = "SpatialPool" if kind.startswith("spatial") else "TimePool"
-        return f"{cls}({L(kind.split('_')[1])})"
-    raise NotImplementedError(kind)
+    from ..layers.base import Tied
+    spec = LAYERS[node.kind].module(node, memory)
+    if not _IDENT.match(spec.cls.removeprefix("nn.")):
+        raise ValueError(f"cannot emit module class {spec.cls!r}")
+    args = [aliases[a.alias] if isinstance(a, Tied) else _lit(a) for a in spec.args]
+    args += [f"{safe_ident(k)}={_lit(v)}" for k, v in spec.kwargs.items()]
+    return f"{spec.cls}({', '.join(args)})"
 
 
 def _path_expr(name: str) -> str:
@@ -135,9 +94,7 @@ def emit_model(graph: ModelGraph) -> str:
             continue
         seg = n.segments_scope()
         memory = int(dict(seg.args).get("memory", 0)) if seg is not None else None
-        ctor = _ctor(n, memory)
-        if n.kind == "linear" and n.args.tie is not None:
-            ctor = ctor.replace("TIED", aliases[n.args.tie])   # the embed module, shared weight
+        ctor = _ctor(n, memory, aliases)
         init.append(f"self._put({_lit(n.name)}, {ctor})")
         if n.alias is not None:
             aliases[n.alias] = _path_expr(n.name)

@@ -1,7 +1,7 @@
 """Element-wise layers: activations and dropout. Shape unchanged, no weights."""
 from __future__ import annotations
 
-from .base import Layer, LayerArgs, Probability, require_float
+from .base import Layer, LayerArgs, ModuleSpec, Probability, require_float
 
 
 class Activation(Layer):
@@ -20,9 +20,8 @@ class Activation(Layer):
             return LayerCost(saves_inputs=(True,))
         return LayerCost(saves_output=True)
 
-    def lower(self, node, ctx):
-        from ..backend import modules
-        return modules.Act(self.kind)
+    def module(self, node, memory):
+        return ModuleSpec("Act", (self.kind,))
 
 
 class DropoutArgs(LayerArgs):
@@ -46,6 +45,5 @@ class Dropout(Layer):
             return LayerCost(output_is_view=True, depth=0)
         return LayerCost(saved_bytes=numel(inputs[0].dims) * ctx.elem, inference_view=True)
 
-    def lower(self, node, ctx):
-        from torch import nn
-        return nn.Dropout(node.args.p)
+    def module(self, node, memory):
+        return ModuleSpec("nn.Dropout", (node.args.p,))

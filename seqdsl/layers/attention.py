@@ -15,7 +15,7 @@ import sympy
 
 from ..ir import Ref, TensorType
 from ..symbolic import ceil_div
-from .base import (Layer, LayerArgs, LayerError, PositiveInt, Probability, ValueRef, channels,
+from .base import (Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, ValueRef, channels,
                    require_float, require_rank)
 
 
@@ -146,13 +146,14 @@ class Attention(Layer):
             return _linformer_cost(args, x, c, kvd, proj, ctx)
         return _softmax_cost(args, x, c, kvd, proj, ctx)
 
-    def lower(self, node, ctx):
-        """ctx["memory"]: M inside segments(memory=M) (Transformer-XL cache), else None."""
-        from ..backend import modules
+    def module(self, node, memory):
+        """memory: M inside segments(memory=M) (Transformer-XL cache), else None."""
         a, c = node.args, channels(node.inputs[0])
         feats = performer_features(a, c // a.heads) if a.kind == "performer" else None
-        return modules.Attention(c, a.heads, self.kv_heads(a), a.causal, a.window, a.pos, a.kind, feats,
-                                 a.proj, a.max_len, a.dropout, a.bias, memory=ctx.get("memory"))
+        return ModuleSpec("Attention", (c,), dict(
+            heads=a.heads, kv_heads=self.kv_heads(a), causal=a.causal, window=a.window, pos=a.pos,
+            kind=a.kind, features=feats, proj=a.proj, max_len=a.max_len, dropout=a.dropout, bias=a.bias,
+            memory=memory))
 
 
 # ------------------------------------------------------------------ cost rules
@@ -417,8 +418,7 @@ class CrossAttention(Layer):
                          step_flops=2 * matmul(b, c, c) + 2 * matmul(b, c, s),
                          state_bytes=2 * b * s * kvd * e, has_weights=True)
 
-    def lower(self, node, ctx):
-        from ..backend import modules
+    def module(self, node, memory):
         a = node.args
-        return modules.CrossAttention(channels(node.inputs[0]), channels(node.inputs[1]), a.heads,
-                                      self.kv_heads(a), a.bias)
+        return ModuleSpec("CrossAttention", (channels(node.inputs[0]), channels(node.inputs[1]), a.heads,
+                                             self.kv_heads(a), a.bias))

@@ -6,14 +6,17 @@ A layer kind is one class with, side by side:
 * `infer_shape`  – output TensorType from the input types (raises LayerError);
 * `count_params` – exact parameter count, PyTorch's conventions;
 * `cost`         – closed-form cost (seqdsl.cost), added by the cost model;
-* `lower`        – the torch module (seqdsl.backend), imported lazily.
+* `module`       – the torch module that runs it, as a `ModuleSpec` (class
+                   name and constructor arguments): `lower` instantiates it,
+                   `seqdsl compile -o` prints it, so the two cannot drift.
 
 Rules raise `LayerError`; the elaborator turns it into a diagnostic at the
 offending argument (when `arg` is given) or the stage.
 """
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -64,12 +67,17 @@ class Layer:
         """Whether the layer can stream: no output looks at later inputs."""
         return self.causal_by_default
 
-    def lower(self, node, ctx):
-        """The torch module for `node` (docs/lowering.md). Each kind overrides it,
-        importing its module class from seqdsl.backend.modules inside the method
-        so that torch loads only when a model is built. ctx: {"tied": {alias:
-        module}, "memory": M inside segments(memory=M) else None}."""
+    def module(self, node, memory: int | None) -> "ModuleSpec":
+        """The torch module for `node` (docs/lowering.md) as data: a class of
+        seqdsl.backend.modules (or `nn.X`) and its constructor arguments.
+        memory: M inside segments(memory=M), else None. Each kind overrides it."""
         raise NotImplementedError(f"no lowering for layer kind {self.kind!r}")
+
+    def lower(self, node, ctx):
+        """The torch module for `node`, built from `module` (torch loads here).
+        ctx: {"tied": {alias: module}, "memory": M inside segments, else None}."""
+        from ..backend.build import instantiate
+        return instantiate(self.module(node, ctx.get("memory")), ctx["tied"])
 
     def context_args(self) -> tuple[str, ...]:
         """Argument names that refer to other bound values (extra inputs)."""
@@ -77,6 +85,24 @@ class Layer:
 
 
 # ------------------------------------------------------------------ helpers
+@dataclass(frozen=True)
+class Tied:
+    """A constructor argument: the module of the layer named `alias` (`tie=`),
+    whose weight the new module shares."""
+
+    alias: str
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """A module constructor call: `cls` names a class of seqdsl.backend.modules
+    or of torch.nn (`nn.LayerNorm`); arguments are literals or `Tied`."""
+
+    cls: str
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
 def require_rank(x: TensorType, rank: int | None = None, *, at_least: int | None = None,
                  what: str = "") -> None:
     if rank is not None and x.rank != rank:

@@ -14,7 +14,7 @@ import sympy
 
 from ..ir import TensorType
 from ..symbolic import as_int, ceil_div, floor_div
-from .base import Layer, LayerArgs, LayerError, PositiveInt, channels, require_float, require_rank
+from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, require_float, require_rank
 
 
 class ConvArgs(LayerArgs):
@@ -128,8 +128,7 @@ class Conv(Layer):
             return True
         return inputs is not None and not self.time_is_convolved(inputs[0])
 
-    def lower(self, node, ctx):
-        from ..backend import modules
+    def module(self, node, memory):
         a = node.args
-        return modules.Conv(self.ndim, channels(node.inputs[0]), a.out, self.per_axis(a, "kernel"),
-                            self.per_axis(a, "stride"), a.padding, a.groups, a.bias)
+        return ModuleSpec("Conv", (self.ndim, channels(node.inputs[0]), a.out, self.per_axis(a, "kernel"),
+                                   self.per_axis(a, "stride"), a.padding, a.groups, a.bias))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import (Layer, LayerArgs, LayerError, PositiveInt, Probability, channels,
+from .base import (Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, Tied, channels,
                    require_float, with_channels)
 
 Activation = Literal["gelu", "relu", "silu", "tanh", "sigmoid"]
@@ -50,12 +50,11 @@ class Linear(Layer):
         return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(True,),
                          has_weights=True)
 
-    def lower(self, node, ctx):
-        """F.linear; `tie=NAME` shares the named embed's weight object (ctx["tied"])."""
-        from ..backend import modules
+    def module(self, node, memory):
+        """F.linear; `tie=NAME` shares the named embed's weight object."""
         a = node.args
-        tied = ctx["tied"][a.tie] if a.tie is not None else None
-        return modules.Linear(channels(node.inputs[0]), a.out, a.bias, tied)
+        tied = (Tied(a.tie),) if a.tie is not None else ()
+        return ModuleSpec("Linear", (channels(node.inputs[0]), a.out, a.bias, *tied))
 
 
 class MlpArgs(LayerArgs):
@@ -97,10 +96,9 @@ class Mlp(Layer):
                          saves_inputs=(True,), saved_bytes=hidden_tensors * n * h * ctx.elem,
                          workspace_bytes=2 * n * h * ctx.elem)
 
-    def lower(self, node, ctx):
-        from ..backend import modules
+    def module(self, node, memory):
         a, c = node.args, channels(node.inputs[0])
-        return modules.Mlp(c, a.hidden, a.out or c, a.act, a.dropout)
+        return ModuleSpec("Mlp", (c, a.hidden, a.out or c, a.act, a.dropout))
 
 
 class SwigluArgs(LayerArgs):
@@ -133,10 +131,9 @@ class Swiglu(Layer):
                          saves_inputs=(True,), saved_bytes=4 * n * h * ctx.elem,
                          workspace_bytes=3 * n * h * ctx.elem)
 
-    def lower(self, node, ctx):
-        from ..backend import modules
+    def module(self, node, memory):
         a, c = node.args, channels(node.inputs[0])
-        return modules.Swiglu(c, a.hidden, a.out or c)
+        return ModuleSpec("Swiglu", (c, a.hidden, a.out or c))
 
 
 __all__ = ["Linear", "Mlp", "Swiglu", "LayerError"]

@@ -6,7 +6,7 @@ from typing import Literal
 import sympy
 
 from ..ir import TensorType
-from .base import Layer, LayerArgs, LayerError, PositiveInt, channels, require_float, require_rank
+from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, require_float, require_rank
 
 
 class EmbedArgs(LayerArgs):
@@ -36,9 +36,8 @@ class Embed(Layer):
         from ..cost import LayerCost
         return LayerCost(saves_inputs=(True,), has_weights=True)
 
-    def lower(self, node, ctx):
-        from ..backend import modules
-        return modules.Embed(node.args.vocab, node.args.dim)
+    def module(self, node, memory):
+        return ModuleSpec("Embed", (node.args.vocab, node.args.dim))
 
 
 class PosencArgs(LayerArgs):
@@ -78,7 +77,6 @@ class Posenc(Layer):
         table = 0 if args.kind == "learned" else x.dims[1] * channels(x) * ctx.elem
         return LayerCost(workspace_bytes=table)
 
-    def lower(self, node, ctx):
-        from ..backend import modules
+    def module(self, node, memory):
         a = node.args
-        return modules.Posenc(channels(node.inputs[0]), a.kind, a.max_len)
+        return ModuleSpec("Posenc", (channels(node.inputs[0]), a.kind, a.max_len))

@@ -1,7 +1,7 @@
 """Normalisations over the channel axis."""
 from __future__ import annotations
 
-from .base import Layer, LayerArgs, PositiveFloat, channels, require_float
+from .base import Layer, LayerArgs, ModuleSpec, PositiveFloat, channels, require_float
 
 
 class NormArgs(LayerArgs):
@@ -43,11 +43,6 @@ class Norm(Layer):
         extra = 2 * n * e if self.kind == "layernorm" else 4 * c * STAT_BYTES
         return LayerCost(saves_inputs=(True,), saved_bytes=extra, has_weights=True)
 
-    def lower(self, node, ctx):
-        from torch import nn
-
-        from ..backend import modules
-        c, eps = channels(node.inputs[0]), node.args.eps
-        if self.kind == "batchnorm":
-            return modules.BatchNorm(c, eps=eps)
-        return (nn.LayerNorm if self.kind == "layernorm" else nn.RMSNorm)(c, eps=eps)
+    def module(self, node, memory):
+        cls = {"batchnorm": "BatchNorm", "layernorm": "nn.LayerNorm", "rmsnorm": "nn.RMSNorm"}[self.kind]
+        return ModuleSpec(cls, (channels(node.inputs[0]),), {"eps": node.args.eps})

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import (Layer, LayerArgs, LayerError, PositiveInt, Probability, channels,
+from .base import (Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, channels,
                    require_float, require_rank, with_channels)
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -111,8 +111,7 @@ class Recurrent(Layer):
     def is_causal(self, args, inputs=None) -> bool:
         return not args.bidirectional
 
-    def lower(self, node, ctx):
-        from ..backend import modules
+    def module(self, node, memory):
         a = node.args
-        return modules.Recurrent(self.kind, channels(node.inputs[0]), a.hidden, a.layers, a.bidirectional,
-                                 a.dropout, getattr(a, "nonlinearity", "tanh"))
+        return ModuleSpec("Recurrent", (self.kind, channels(node.inputs[0]), a.hidden, a.layers, a.bidirectional,
+                                        a.dropout, getattr(a, "nonlinearity", "tanh")))

@@ -8,7 +8,7 @@ import sympy
 from ..ir import TensorType
 from ..limits import MAX_DIM
 from ..symbolic import as_int
-from .base import Layer, LayerError, require_float, require_rank
+from .base import Layer, LayerError, ModuleSpec, require_float, require_rank
 
 
 class Unsqueeze(Layer):
@@ -26,9 +26,8 @@ class Unsqueeze(Layer):
         from ..cost import LayerCost
         return LayerCost(output_is_view=True, depth=0)
 
-    def lower(self, node, ctx):
-        from ..backend import modules
-        return modules.Unsqueeze()
+    def module(self, node, memory):
+        return ModuleSpec("Unsqueeze")
 
 
 class Flatten(Layer):
@@ -54,9 +53,8 @@ class Flatten(Layer):
         from ..cost import LayerCost
         return LayerCost(depth=0)
 
-    def lower(self, node, ctx):
-        from ..backend import modules
-        return modules.Flatten()
+    def module(self, node, memory):
+        return ModuleSpec("Flatten")
 
 
 class SpatialPool(Layer):
@@ -79,9 +77,8 @@ class SpatialPool(Layer):
             return LayerCost(saves_inputs=(True,), saves_output=True)
         return LayerCost()
 
-    def lower(self, node, ctx):
-        from ..backend import modules
-        return modules.SpatialPool(self.reduce)
+    def module(self, node, memory):
+        return ModuleSpec("SpatialPool", (self.reduce,))
 
 
 class TimePool(Layer):
@@ -108,6 +105,5 @@ class TimePool(Layer):
             return LayerCost(output_is_view=True, depth=0)
         return LayerCost()
 
-    def lower(self, node, ctx):
-        from ..backend import modules
-        return modules.TimePool(self.reduce)
+    def module(self, node, memory):
+        return ModuleSpec("TimePool", (self.reduce,))
