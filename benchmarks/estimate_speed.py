@@ -3,7 +3,8 @@
 Times, on this machine:
 
 1. `seqdsl compile SPEC --estimate --json --seq <1,000 lengths up to 10**7>`
-   as a cold process (interpreter start and imports included; best of 5);
+   as a cold process (interpreter start and imports included; best and
+   median of 7);
 2. the same 1,000-length sweep through `seqdsl.estimate` once the spec is
    loaded and its closed forms derived (best of 20);
 3. one `FlopCounterMode` measurement (forward + backward, with the CPU
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -80,7 +82,12 @@ def cold_process(spec: str, seq: str) -> tuple[float, int]:
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     import json
     points = len(json.loads(out.stdout)["points"])
-    return best(lambda: subprocess.run(cmd, capture_output=True, check=True), 5), points
+    times = []
+    for _ in range(7):
+        t = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True)
+        times.append(time.perf_counter() - t)
+    return (min(times), statistics.median(times)), points
 
 
 def imports_of_cold_process(spec: str) -> str:
@@ -170,11 +177,12 @@ def bundled_table(seq: list[int]) -> str:
         cold, _ = cold_process(str(path), seq_arg)
         warm, derive = in_process(str(path), seq)
         model = seqdsl.load(path).model()
-        rows.append(f"| {path.stem} | {model.params:,} | {cold * 1000:.0f} ms | {derive * 1000:.0f} ms "
+        rows.append(f"| {path.stem} | {model.params:,} | {cold[0] * 1000:.0f} ms ({cold[1] * 1000:.0f}) "
+                    f"| {derive * 1000:.0f} ms "
                     f"| {warm * 1000:.1f} ms |")
     where = specs[0].parent.relative_to(ROOT.parent) if ROOT.parent in specs[0].parents else specs[0].parent
     return ("\n## Every bundled spec (" + str(where) + "), the same 1,000 lengths\n\n"
-            "| spec | parameters | cold process | derive (once) | sweep after load |\n|---|---|---|---|---|\n"
+            "| spec | parameters | cold process, best (median) of 7 | derive (once) | sweep after load |\n|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n")
 
 
@@ -194,13 +202,13 @@ def main() -> None:
         measured_s, counting_s, measured_flops, what = flop_counter_measurement(spec)
         extra = bundled_table(seq)
     rows = [
-        f"| `seqdsl compile --estimate --json`, {points:,} lengths (64 .. 10^7), cold process | {cold * 1000:.0f} ms | target < 1 s |",
+        f"| `seqdsl compile --estimate --json`, {points:,} lengths (64 .. 10^7), cold process, best of 7 (median) | {cold[0] * 1000:.0f} ms ({cold[1] * 1000:.0f} ms) | target < 1 s |",
         f"| `seqdsl.estimate(model, seq=<same {points:,}>)` after load (closed forms cached) | {warm * 1000:.1f} ms | target < 50 ms |",
         f"| deriving and compiling the closed forms (once per model and dtype) | {derive * 1000:.0f} ms | |",
         f"| one FlopCounterMode measurement, forward + backward, T = 1,024 (import torch, build, count) | {measured_s:.1f} s | {what} |",
         f"| ... of which the counted forward + backward alone | {counting_s:.1f} s | |",
     ]
-    ratio_cold = measured_s / cold
+    ratio_cold = measured_s / cold[0]
     ratio_warm = measured_s / warm
     per_point = measured_s / (warm / points)
     agree = abs(est.flops_train - measured_flops) / measured_flops

@@ -13,6 +13,7 @@ import gc
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import pydantic
@@ -571,7 +572,7 @@ class _ModelBuilder:
     # ------------------------------------------------------------ layers
     def _layer(self, call: ast.Call, x, name, scope, env):
         rule = LAYERS[call.name]
-        fields = list(rule.Args.model_fields)
+        fields = _arg_names(rule)
         raw: dict[str, object] = {}
         spans: dict[str, Span] = {}
         for i, arg in enumerate(call.args):
@@ -653,6 +654,12 @@ class _ModelBuilder:
         self.node_map[node.name] = node
         for port, src in enumerate(sources):
             self.edges.append((src, node.name, port))
+
+
+@lru_cache(maxsize=None)
+def _arg_names(rule) -> tuple[str, ...]:
+    """A layer's argument names in positional order."""
+    return tuple(rule.Args.model_fields)
 
 
 def _freeze(value):

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import re
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -170,11 +171,9 @@ class _ToAst(Transformer):
     def body(self, children):
         return _Seq(tuple(self._nodes(children)), self._span(children))
 
-    def stage(self, children):
-        core, *alias = self._nodes(children)
-        if not alias:
-            return core
-        return _with_alias(core, str(alias[0]), self._span(children))
+    def aliased_stage(self, children):
+        core, alias = self._nodes(children)
+        return _with_alias(core, str(alias), self._span(children))
 
     def call(self, children):
         name, *args = self._nodes(children)
@@ -308,14 +307,27 @@ def _cache_path():
     return os.path.join(tempfile.gettempdir(), f"seqdsl-lark-{uid}.cache")
 
 
-def parse_module(source: SourceFile) -> ast.Module:
-    """Parse one file's text into an `ast.Module`, or raise SpecError."""
+def parse_module(source: SourceFile, fast: bool = True) -> ast.Module:
+    """Parse one file's text into an `ast.Module`, or raise SpecError.
+
+    A valid file goes through `_FastDriver`; a file it cannot take (any syntax
+    error) is parsed again by Lark's own parser, which reports the error.
+    fast=False skips the fast driver (the tests compare the two).
+    """
     _check_nesting(source)
     parser = _parser()
     with _LOCK:  # the in-parser transformer carries the current SourceFile
-        _TRANSFORMER.source = source
-        _TRANSFORMER.expr_depth = {}
         try:
+            if fast:
+                driver = _fast_driver()
+                if driver is not None:
+                    _TRANSFORMER.source = source
+                    _TRANSFORMER.expr_depth = {}
+                    tree = driver.parse(source.text)
+                    if tree is not None:
+                        return tree
+            _TRANSFORMER.source = source
+            _TRANSFORMER.expr_depth = {}
             return parser.parse(source.text)
         except UnexpectedInput as exc:
             raise _syntax_error(source, exc) from None
@@ -324,21 +336,188 @@ def parse_module(source: SourceFile) -> ast.Module:
             _TRANSFORMER.expr_depth = {}
 
 
+class _FastDriver:
+    """Lark's LALR table and rule callbacks, run by one tight loop.
+
+    Lark builds the parser (grammar, LALR table, the callbacks that call
+    `_ToAst`); this only replaces the per-token machinery around it, which is
+    most of the time on a large file: one compiled regex of the same
+    terminals in the same order as Lark's basic lexer, keywords resolved the
+    way Lark resolves them, `_Newlines`' rules inline, and the shift/reduce
+    loop of `lark.parsers.lalr_parser_state.ParserState.feed_token` without
+    a method call per token (benchmarks/check_speed.py measures both).
+
+    It accepts exactly what Lark accepts and builds the same tree: on any
+    input it cannot take (a character no terminal matches, a token the table
+    has no action for) `parse` returns None and the caller parses the text
+    with Lark itself, so every diagnostic still comes from Lark. The tests
+    check both paths give equal ASTs on every spec in the repository, the
+    conformance corpus and damaged specs (tests/test_syntax_fast.py).
+    """
+
+    def __init__(self, lark: Lark):
+        from lark.lexer import PatternRE, PatternStr
+        from lark.parsers.lalr_analysis import Shift
+
+        terminals = sorted(lark.terminals, key=lambda t: (-t.priority, -t.pattern.max_width,
+                                                          -len(t.pattern.value), t.name))
+        # Lark's basic lexer drops a string terminal that a regex terminal of the
+        # same priority matches whole (a keyword and NAME), and turns a regex
+        # match that equals the string back into the keyword.
+        keywords: dict[str, dict[str, str]] = {}
+        dropped = set()
+        for retok in terminals:
+            if not isinstance(retok.pattern, PatternRE):
+                continue
+            regex = re.compile(retok.pattern.to_regexp())
+            for strtok in terminals:
+                if (isinstance(strtok.pattern, PatternStr) and strtok.priority == retok.priority
+                        and regex.fullmatch(strtok.pattern.value)):
+                    keywords.setdefault(retok.name, {})[strtok.pattern.value] = strtok.name
+                    if strtok.pattern.flags <= retok.pattern.flags:
+                        dropped.add(strtok.name)
+        kept = [t for t in terminals if t.name not in dropped]
+        if any(t.pattern.flags for t in kept) or any(not t.name.isidentifier() for t in kept):
+            raise ValueError("terminal flags or names this driver does not handle")
+        alternatives = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in kept)
+        self.finditer = re.compile(alternatives + r"|(?P<_FAST_ERROR>[\s\S])").finditer
+        self.keywords = keywords
+        self.ignore = frozenset(lark.lexer_conf.ignore)
+        self.newline_types = frozenset(t.name for t in kept if _may_match_newline(t.pattern.to_regexp()))
+        core = lark.parser.parser.parser
+        table = core.parse_table
+        self.start_state = table.start_states["start"]
+        self.end_state = table.end_states["start"]
+        # Each rule once: (children to pop, goto symbol, callback), the callback
+        # None for a `?rule` that hands its single child up unchanged.
+        sentinel = object()
+        reductions = {}
+        for rule, callback in core.callbacks.items():
+            if isinstance(rule, str):
+                raise ValueError(f"terminal callback {rule}: not handled here")
+            size = len(rule.expansion)
+            identity = False
+            if size == 1 and rule.options.expand1 and not rule.alias:
+                try:
+                    identity = callback([sentinel]) is sentinel
+                except Exception:  # noqa: BLE001 - it does more than hand the child up
+                    identity = False
+            reductions[rule] = (size, rule.origin.name, None if identity else callback)
+        # state -> symbol -> next state (an int: shift or goto) or a reduction
+        # (a tuple), so the loop never hashes a Rule
+        self.table = {state: {symbol: arg if action is Shift else reductions[arg]
+                              for symbol, (action, arg) in actions.items()}
+                      for state, actions in table.states.items()}
+
+    def tokens(self, text: str):
+        """The tokens Lark's lexer and `_Newlines` yield for `text`, then
+        `$END`. Raises _Decline at a character no terminal matches."""
+        last = None
+        for last in _Newlines().process(self._lex(text)):
+            yield last
+        yield Token.new_borrow_pos("$END", "", last) if last is not None else Token("$END", "", 0, 1, 1)
+
+    def _lex(self, text: str):
+        """Lark's basic lexer: the same tokens with the same positions."""
+        keywords, ignore, newline_types = self.keywords, self.ignore, self.newline_types
+        make, Tok = str.__new__, Token
+        line, line_start = 1, 0
+        for m in self.finditer(text):
+            kind = m.lastgroup
+            if kind in ignore:
+                continue
+            if kind == "_FAST_ERROR":
+                raise _Decline
+            value = m.group()
+            start = m.start()
+            end = start + len(value)
+            # a Token with the fields Lark's lexer gives it (set directly: 3x faster)
+            tok = make(Tok, value)
+            tok.value, tok.start_pos, tok.line, tok.column = value, start, line, start - line_start + 1
+            if kind in newline_types:
+                count = value.count("\n")
+                if count:
+                    line += count
+                    line_start = start + value.rindex("\n") + 1
+            tok.end_line, tok.end_column, tok.end_pos = line, end - line_start + 1, end
+            tok.type = keywords[kind].get(value, kind) if kind in keywords else kind
+            yield tok
+
+    def parse(self, text: str):
+        """The AST of `text`, or None when Lark must parse it (a syntax error)."""
+        table, end_state = self.table, self.end_state
+        state_stack = [self.start_state]
+        value_stack = []
+        push_state, push_value = state_stack.append, value_stack.append
+        try:
+            for tok in self.tokens(text):
+                kind = tok.type
+                while True:  # ParserState.feed_token
+                    entry = table[state_stack[-1]].get(kind)
+                    if entry is None:
+                        return None
+                    if entry.__class__ is int:
+                        push_state(entry)
+                        push_value(tok)
+                        break
+                    size, origin, callback = entry
+                    if callback is None:   # a `?rule` handing its one child up: only the state changes
+                        state_stack[-1] = table[state_stack[-2]][origin]
+                        continue
+                    if size:
+                        children = value_stack[-size:]
+                        del state_stack[-size:]
+                        del value_stack[-size:]
+                    else:
+                        children = []
+                    push_value(callback(children))
+                    push_state(table[state_stack[-1]][origin])
+                    if kind == "$END" and state_stack[-1] == end_state:
+                        return value_stack[-1]
+        except _Decline:
+            pass
+        return None
+
+
+class _Decline(Exception):
+    """The fast driver leaves this text to Lark."""
+
+
+def _may_match_newline(regexp: str) -> bool:
+    """Lark's own test (lark.lexer._regexp_has_newline) for a terminal whose
+    tokens may span lines."""
+    return ("\n" in regexp or "\\n" in regexp or "\\s" in regexp or "[^" in regexp
+            or ("(?s" in regexp and "." in regexp))
+
+
+@lru_cache(maxsize=1)
+def _fast_driver() -> _FastDriver | None:
+    """The `_FastDriver` for `_parser()`, or None where this Lark's internals
+    differ from what it was written against (Lark alone is then used)."""
+    try:
+        return _FastDriver(_parser())
+    except Exception:  # noqa: BLE001 - any mismatch means: parse with Lark alone
+        return None
+
+
+_BRACKETS = re.compile(r"[({\[\]})]")
+
+
 def _check_nesting(source: SourceFile) -> None:
     """Refuse absurd bracket nesting before the parser recurses into it."""
+    text = source.text
     depth = 0
-    line, col = 1, 0
-    for ch in source.text:
-        col += 1
-        if ch == "\n":
-            line, col = line + 1, 0
-        elif ch in "({[":
+    for m in _BRACKETS.finditer(text):
+        if m.group() in "({[":
             depth += 1
             if depth > MAX_NESTING:
+                pos = m.start()
+                line = text.count("\n", 0, pos) + 1
+                col = pos - (text.rfind("\n", 0, pos) + 1) + 1
                 raise error(f"brackets nested more than {MAX_NESTING} deep",
                             Span(source, line, col, line, col + 1),
                             help="flatten the expression or split the model into blocks")
-        elif ch in ")}]" and depth:
+        elif depth:
             depth -= 1
 
 
