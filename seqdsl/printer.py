@@ -168,25 +168,32 @@ class _Printer:
     def fits(self, indent: int, text: str) -> bool:
         return len(INDENT * indent) + len(text) <= WIDTH
 
-    # A stage printed on lines of its own, starting with `prefix`.
-    def stage(self, indent: int, stage, prefix: str = "") -> None:
+    # A stage printed on lines of its own, starting with `prefix`. A comment
+    # after code belongs to the last stage that ends on its line.
+    def stage(self, indent: int, stage, prefix: str = "", last_on_line: bool = True) -> None:
         self.leading(indent, stage)
+        owner = stage if last_on_line else None
         inline = prefix + stage_inline(stage)
         if self.fits(indent, inline) and not _has_comments(stage, self.comments):
-            self.emit(indent, inline, stage)
+            self.emit(indent, inline, owner)
             return
         if isinstance(stage, ast.Call):
-            self.emit(indent, inline, stage)
+            self.emit(indent, inline, owner)
             return
         trailing = self.comments.after(_line(stage)) if self.comments and _line(stage) != _end_line(stage) else None
         self.out.append(INDENT * indent + prefix + _stage_head(stage) + " {" + (f"  {trailing}" if trailing else ""))
         self.body(indent + 1, stage.body)
-        self.emit(indent, "}" + _alias(stage), stage)
+        self.emit(indent, "}" + _alias(stage), owner)
+
+    def stages(self, indent: int, stages, prefix: str = "") -> None:
+        for i, s in enumerate(stages):
+            following = stages[i + 1] if i + 1 < len(stages) else None
+            last_on_line = following is None or _line(following) is None or _line(following) != _end_line(s)
+            self.stage(indent, s, prefix, last_on_line)
 
     def body(self, indent: int, stages) -> None:
         # Inside braces a newline separates stages: no arrows needed.
-        for s in stages:
-            self.stage(indent, s)
+        self.stages(indent, stages)
 
     def statement(self, indent: int, st) -> None:
         self.leading(indent, st)
@@ -204,8 +211,7 @@ class _Printer:
                 self.emit(indent, line, st)
                 return
             self.emit(indent, head)
-            for s in st.stages:
-                self.stage(indent + 1, s, "-> ")
+            self.stages(indent + 1, st.stages, "-> ")
 
     def module(self, module: ast.Module) -> str:
         items = sorted(list(module.imports) + list(module.blocks) + list(module.models),

@@ -9,22 +9,8 @@ import pytest
 
 import seqdsl
 from seqdsl.cli import UsageError, main
+from small_specs import GPT
 
-GPT = """# a small GPT
-model gpt {
-    let d = 64
-    input tokens: int[B, T]
-    logits = tokens
-        -> embed(1000, d) as wte
-        -> repeat(2) {
-               residual { layernorm -> attention(4, causal=true) }
-               residual { layernorm -> mlp(4 * d) }
-           }
-        -> layernorm
-        -> linear(1000, bias=false, tie=wte)
-    output logits
-}
-"""
 
 SEQ2SEQ = """model s2s {
     input src: int[B, S]

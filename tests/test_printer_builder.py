@@ -53,6 +53,17 @@ def test_fmt_is_idempotent_and_keeps_comments_and_meaning(path):
         assert graph_signature(a.models[name]) == graph_signature(b.models[name])
 
 
+def test_fmt_gives_a_trailing_comment_to_the_last_stage_on_its_line():
+    text = ("model m {\n    input x: float[B, T, 8]\n    y = x\n"
+            "        -> linear(8) -> gelu   # after both\n"
+            "        -> residual { layernorm -> linear(8) }  # after residual\n"
+            "    output y\n}\n")
+    lines = format_text(text).splitlines()
+    assert "        -> linear(8)" in lines
+    assert "        -> gelu  # after both" in lines
+    assert "        -> residual { layernorm -> linear(8) }  # after residual" in lines
+
+
 def test_fmt_cli_check_write_and_stdout(tmp_path):
     messy = tmp_path / "m.seq"
     messy.write_text("model m {  # the model\n  input x: float[B,T,8]\n  y = x->linear(8)   ->  relu # act\n"

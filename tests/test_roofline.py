@@ -12,23 +12,10 @@ import sympy
 
 import seqdsl
 from seqdsl.cli import UsageError, main
+from small_specs import GPT
 from seqdsl.hardware import HardwareProfile, load_profile
 from seqdsl.roofline import latency, latency_exprs
 
-GPT = """model gpt {
-    let d = 64
-    input tokens: int[B, T]
-    logits = tokens
-        -> embed(1000, d) as wte
-        -> repeat(2) {
-               residual { layernorm -> attention(4, causal=true) }
-               residual { layernorm -> mlp(4 * d) }
-           }
-        -> layernorm
-        -> linear(1000, bias=false, tie=wte)
-    output logits
-}
-"""
 BIG = "model big {\n input x: float[B, T, 4096]\n y = x -> linear(4096, bias=false)\n output y\n}\n"
 TINY = "model tiny {\n input x: float[B, T, 4]\n y = x -> linear(4)\n output y\n}\n"
 LSTM = "model rec {\n input x: float[B, T, 16]\n y = x -> lstm(32, layers=2)\n output y\n}\n"
