@@ -404,10 +404,14 @@ class _FastDriver:
                     identity = False
             reductions[rule] = (size, rule.origin.name, None if identity else callback)
         # state -> symbol -> next state (an int: shift or goto) or a reduction
-        # (a tuple), so the loop never hashes a Rule
-        self.table = {state: {symbol: arg if action is Shift else reductions[arg]
-                              for symbol, (action, arg) in actions.items()}
-                      for state, actions in table.states.items()}
+        # (a tuple), so the loop never hashes a Rule; a list, as Lark numbers
+        # its states 0..n-1
+        states = table.states
+        if sorted(states) != list(range(len(states))):
+            raise ValueError("parse states are not numbered 0..n-1")
+        self.table = [{symbol: arg if action is Shift else reductions[arg]
+                       for symbol, (action, arg) in states[state].items()}
+                      for state in range(len(states))]
 
     def tokens(self, text: str):
         """The tokens Lark's lexer and `_Newlines` yield for `text`, then
@@ -446,23 +450,25 @@ class _FastDriver:
     def parse(self, text: str):
         """The AST of `text`, or None when Lark must parse it (a syntax error)."""
         table, end_state = self.table, self.end_state
-        state_stack = [self.start_state]
+        state = self.start_state
+        state_stack = [state]
         value_stack = []
         push_state, push_value = state_stack.append, value_stack.append
         try:
             for tok in self.tokens(text):
                 kind = tok.type
                 while True:  # ParserState.feed_token
-                    entry = table[state_stack[-1]].get(kind)
+                    entry = table[state].get(kind)
                     if entry is None:
                         return None
                     if entry.__class__ is int:
-                        push_state(entry)
+                        state = entry
+                        push_state(state)
                         push_value(tok)
                         break
                     size, origin, callback = entry
                     if callback is None:   # a `?rule` handing its one child up: only the state changes
-                        state_stack[-1] = table[state_stack[-2]][origin]
+                        state = state_stack[-1] = table[state_stack[-2]][origin]
                         continue
                     if size:
                         children = value_stack[-size:]
@@ -471,8 +477,9 @@ class _FastDriver:
                     else:
                         children = []
                     push_value(callback(children))
-                    push_state(table[state_stack[-1]][origin])
-                    if kind == "$END" and state_stack[-1] == end_state:
+                    state = table[state_stack[-1]][origin]
+                    push_state(state)
+                    if state == end_state and kind == "$END":
                         return value_stack[-1]
         except _Decline:
             pass
