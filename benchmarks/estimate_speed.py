@@ -90,6 +90,22 @@ def cold_process(spec: str, seq: str) -> tuple[float, int]:
     return (min(times), statistics.median(times)), points
 
 
+def import_floor() -> tuple[float, float]:
+    """(best, median) of 7 for a process that only starts Python and imports
+    what every estimate needs (sympy, pydantic, lark): the part of the cold
+    process that is not seqdsl's own work."""
+    code = ("import gc, sympy, pydantic, lark\n"
+            "class M(pydantic.BaseModel):\n    x: int\n"
+            "sympy.Symbol('T') + 1\n"          # the first Add imports sympy.tensor
+            "gc.freeze()\n")                   # exits like seqdsl.cli.entry
+    times = []
+    for _ in range(7):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        times.append(time.perf_counter() - t)
+    return min(times), statistics.median(times)
+
+
 def imports_of_cold_process(spec: str) -> str:
     code = ("import sys, io, contextlib; from seqdsl.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
@@ -195,6 +211,7 @@ def main() -> None:
         seq = lengths()
         seq_arg = ",".join(map(str, seq))
         cold, points = cold_process(spec, seq_arg)
+        floor = import_floor()
         heavy = imports_of_cold_process(spec)
         warm, derive = in_process(spec, seq)
         import seqdsl
@@ -225,6 +242,8 @@ Command: `python benchmarks/estimate_speed.py`.
 - One FlopCounterMode measurement at a single length takes **{ratio_cold:.0f}x** as long
   as the cold-process estimate of all {points:,} lengths, and **{ratio_warm:,.0f}x** the
   in-process sweep ({per_point:,.0f}x per length).
+- Of the cold process, starting Python and importing sympy, pydantic and lark
+  alone take {floor[0] * 1000:.0f} ms ({floor[1] * 1000:.0f} ms median): seqdsl's own work is the rest.
 - Heavy modules imported by the estimating process: {heavy}.
 - At T = 1,024 the estimate's training FLOPs are {est.flops_train:,}; FlopCounterMode
   counted {measured_flops:,} (difference {100 * agree:.3f}%).
