@@ -500,7 +500,11 @@ def _may_match_newline(regexp: str) -> bool:
 @lru_cache(maxsize=1)
 def _fast_driver() -> _FastDriver | None:
     """The `_FastDriver` for `_parser()`, or None where this Lark's internals
-    differ from what it was written against (Lark alone is then used)."""
+    may differ from what it was written against (Lark 1.x; tested on 1.3):
+    Lark alone is then used."""
+    import lark
+    if not lark.__version__.startswith("1."):
+        return None
     try:
         return _FastDriver(_parser())
     except Exception:  # noqa: BLE001 - any mismatch means: parse with Lark alone
