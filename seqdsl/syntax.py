@@ -343,7 +343,7 @@ class _FastDriver:
     `_ToAst`); this only replaces the per-token machinery around it, which is
     most of the time on a large file: one compiled regex of the same
     terminals in the same order as Lark's basic lexer, keywords resolved the
-    way Lark resolves them, `_Newlines`' rules inline, and the shift/reduce
+    way Lark resolves them, the same `_Newlines` post-lexer, and the shift/reduce
     loop of `lark.parsers.lalr_parser_state.ParserState.feed_token` without
     a method call per token (benchmarks/check_speed.py measures both).
 
@@ -428,7 +428,13 @@ class _FastDriver:
         line, line_start = 1, 0
         for m in self.finditer(text):
             kind = m.lastgroup
-            if kind in ignore:
+            if kind in ignore:        # skipped, but lines still counted, as Lark does
+                if kind in newline_types:
+                    value = m.group()
+                    count = value.count("\n")
+                    if count:
+                        line += count
+                        line_start = m.start() + value.rindex("\n") + 1
                 continue
             if kind == "_FAST_ERROR":
                 raise _Decline

@@ -106,3 +106,24 @@ def test_damaged_specs_agree(text):
     ours = fast_only(source)
     if ours is not None:                           # whatever the driver accepts, Lark builds the same
         assert ours == syntax.parse_module(source, fast=False)
+
+
+def test_lines_are_counted_through_ignored_multiline_tokens():
+    """Positions stay Lark's even where an ignored token spans lines (our
+    grammar has none today; a block comment is the obvious future one)."""
+    from lark import Lark
+    grammar = r"""
+        start: _NL? (NAME (_NL NAME)*)? _NL?
+        NAME: /[a-z]+/
+        _NL: /(\r?\n)+/
+        BLOCK_COMMENT: /\/\*(.|\n)*?\*\//
+        %ignore BLOCK_COMMENT
+        %ignore " "
+    """
+    lark = Lark(grammar, parser="lalr", lexer="basic", postlex=syntax._Newlines())
+    driver = syntax._FastDriver(lark)
+    text = "a /* one\ntwo\n */ b\n\nc /* x */\nd\n"
+    ours = [(t.type, str(t), t.line, t.column, t.end_line, t.end_column) for t in driver.tokens(text)][:-1]
+    theirs = [(t.type, str(t), t.line, t.column, t.end_line, t.end_column) for t in lark.lex(text)]
+    assert ours == theirs
+    assert ("NAME", "b", 3, 5, 3, 6) in ours
