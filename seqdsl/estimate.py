@@ -4,8 +4,9 @@
     est.points[0].flops_train, est.points[0].inference_peak_bytes
 
 The closed forms are derived once per (model, dtype) by `seqdsl.cost` and
-compiled to closures over Python ints (`seqdsl.symbolic.compile_expr`), so a
-sweep of any length costs microseconds a point and stays exact at T = 10**9.
+compiled to column evaluators over Python ints (`seqdsl.symbolic.compile_columns`:
+every point of a sweep at once), so a sweep costs microseconds a point and stays
+exact at T = 10**9.
 Torch is never imported.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .cost import DTYPE_BYTES, ModelCost, model_cost
 from .ir import ModelGraph, Program
-from .symbolic import compile_expr
+from .symbolic import compile_columns
 
 OPTIMIZERS = ("adam", "sgd", "none")
 MAX_LENGTH = 10 ** 15
@@ -63,9 +64,10 @@ class Estimate(BaseModel):
 
 # ------------------------------------------------------------------ compiled forms
 class CompiledCost:
-    """A ModelCost with every figure compiled to exact evaluators. Shared
+    """A ModelCost with every figure compiled to exact column evaluators
+    (`seqdsl.symbolic.compile_columns`: all points of a sweep at once). Shared
     subexpressions (ceil(T/2), segment counts, ...) are factored out once with
-    sympy.cse and evaluated once a point (`bind`), then each figure reads them."""
+    sympy.cse and evaluated once a sweep (`bind`), then each figure reads them."""
 
     def __init__(self, cost: ModelCost):
         import sympy
@@ -75,28 +77,35 @@ class CompiledCost:
                    cost.state_bytes if cost.state_bytes is not None else 0, *cost.inference_peak]
         shared, reduced = sympy.cse([sympy.sympify(f) for f in figures],
                                     symbols=sympy.numbered_symbols("_cse"), order="none")
-        self.shared = [(sym.name, compile_expr(e)) for sym, e in shared]
-        f = [compile_expr(e) for e in reduced]
+        fractional: set[str] = set()
+        self.shared = []
+        for sym, e in shared:
+            fn, frac = compile_columns(e, fractional)
+            if frac:
+                fractional.add(sym.name)
+            self.shared.append((sym.name, fn))
+        f = [compile_columns(e, fractional)[0] for e in reduced]
         self.fwd, self.train, self.act, self.depth, token, state = f[:6]
         self.token = None if cost.flops_per_token is None else token
         self.state = None if cost.state_bytes is None else state
         self.peaks = f[6:]
-        self.limits = [(compile_expr(length), max_len, node) for length, max_len, node in cost.limits]
+        self.limits = [(compile_columns(length)[0], max_len, node) for length, max_len, node in cost.limits]
 
-    def warnings(self, env: dict) -> list[str]:
-        out = []
+    def warnings(self, cols: dict, n: int) -> list[list[str]]:
+        """For each point, the layers whose max_len it passes."""
+        out = [[] for _ in range(n)]
         for length, max_len, node in self.limits:
-            n = length(env)
-            if n > max_len:
-                out.append(f"{node.kind} '{node.alias or node.name}' at line {node.line} has max_len={max_len}, "
-                           f"but sees {n} steps: the module refuses this length")
+            for i, steps in enumerate(length(cols, n)):
+                if steps > max_len:
+                    out[i].append(f"{node.kind} '{node.alias or node.name}' at line {node.line} has "
+                                  f"max_len={max_len}, but sees {_int(steps)} steps: the module refuses this length")
         return out
 
-    def bind(self, env: dict) -> dict:
-        """env with the shared subexpressions evaluated."""
+    def bind(self, cols: dict, n: int) -> dict:
+        """cols with the shared subexpressions evaluated at every point."""
         for name, fn in self.shared:
-            env[name] = fn(env)
-        return env
+            cols[name] = fn(cols, n)
+        return cols
 
 
 _CACHE: dict[tuple[int, str], tuple[ModelGraph, CompiledCost]] = {}
@@ -115,7 +124,7 @@ def compiled(model: ModelGraph, dtype: str) -> CompiledCost:
 
 def _int(v) -> int:
     """Exact values are ints; a fractional one (amortised strided steps) rounds up."""
-    if isinstance(v, Fraction):
+    if v.__class__ is Fraction:   # not isinstance: Fraction's ABC check is slow
         return math.ceil(v)
     return int(v)
 
@@ -202,21 +211,27 @@ def evaluate_points(graph: ModelGraph, cc: CompiledCost, points, batch: int, dty
         times = [{"latency_forward_s": t["forward"], "latency_train_s": t["train"],
                   "latency_per_token_s": t["per_token"]}
                  for t in latency(graph, profile, dtype, points, batch, cc.cost)]
-    for point, time in zip(points, times):
-        env = dict(point)
-        if batch_sym is not None:
-            env[batch_sym] = batch
-        cc.bind(env)
-        act = _int(cc.act(env))
+    n = len(points)
+    cols = {d: [p[d] for p in points] for d in (points[0] if points else {})}
+    if batch_sym is not None:
+        cols[batch_sym] = [batch] * n
+    cc.bind(cols, n)
+
+    def ints(fn):
+        return [v if v.__class__ is int else _int(v) for v in fn(cols, n)]
+    fwd, train, act, depth = ints(cc.fwd), ints(cc.train), ints(cc.act), ints(cc.depth)
+    token = ints(cc.token) if cc.token is not None else [None] * n
+    state = ints(cc.state) if cc.state is not None else [None] * n
+    peak = [max(values) for values in zip(*(ints(p) for p in cc.peaks))]
+    warns = cc.warnings(cols, n)
+    for i, (point, time) in enumerate(zip(points, times)):
         out.append(make(
             seq=point, batch=batch, dtype=dtype,
-            flops_forward=_int(cc.fwd(env)), flops_train=_int(cc.train(env)),
-            flops_per_token=None if cc.token is None else _int(cc.token(env)),
+            flops_forward=fwd[i], flops_train=train[i], flops_per_token=token[i],
             weights_bytes=weights, grads_bytes=weights, optimizer_bytes=opt,
-            activation_bytes=act, training_bytes=2 * weights + opt + act,
-            inference_peak_bytes=max(_int(p(env)) for p in cc.peaks),
-            state_bytes=None if cc.state is None else _int(cc.state(env)),
-            sequential_depth=_int(cc.depth(env)), warnings=cc.warnings(env), **time))
+            activation_bytes=act[i], training_bytes=2 * weights + opt + act[i],
+            inference_peak_bytes=peak[i], state_bytes=state[i],
+            sequential_depth=depth[i], warnings=warns[i], **time))
     blocker = cc.cost.streaming_blocker
     why = None
     if blocker is not None:

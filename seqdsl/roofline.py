@@ -48,7 +48,7 @@ import sympy
 from .cost import ModelCost, NodeCost, model_cost, tensor_bytes
 from .hardware import HardwareProfile
 from .ir import ModelGraph, Node
-from .symbolic import ceil_div, compile_expr
+from .symbolic import ceil_div, compile_columns, compile_expr
 
 ZERO = sympy.Integer(0)
 ONE = sympy.Integer(1)
@@ -252,31 +252,42 @@ class CompiledOps:
                 group.append((same, at, at + 1, si, ri, floor))
             self.groups[fig] = group
         shared, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols("_rl"), order="none")
-        self.shared = [(sym.name, compile_expr(e)) for sym, e in shared]
-        self.fns = [compile_expr(e) for e in reduced]
+        fractional: set[str] = set()
+        self.shared = []
+        for sym, e in shared:
+            fn, frac = compile_columns(e, fractional)
+            if frac:
+                fractional.add(sym.name)
+            self.shared.append((sym.name, fn))
+        self.fns = [compile_columns(e, fractional)[0] for e in reduced]
 
-    def evaluate(self, env: dict, profile: HardwareProfile, dtype: str) -> dict[str, float | None]:
-        """Seconds for each figure at env (dims, batch included); env is extended.
-        Same arithmetic as HardwareProfile.op_time, with its divisors hoisted."""
+    def evaluate(self, cols: dict, n: int, profile: HardwareProfile, dtype: str) -> list[dict[str, float | None]]:
+        """Seconds for each figure at each of n points; cols maps each dim
+        (batch included) to its n values and is extended. Same arithmetic as
+        HardwareProfile.op_time, with its divisors hoisted."""
         compute = profile.compute_efficiency * profile.peak(dtype)
         memory = profile.memory_efficiency * profile.bandwidth
-        fns = self.fns
         for name, fn in self.shared:
-            env[name] = fn(env)
-        out = {}
+            cols[name] = fn(cols, n)
+        values = [fn(cols, n) for fn in self.fns]
+        out = [{} for _ in range(n)]
         for fig, group in self.groups.items():
             if group is None:
-                out[fig] = None
+                for row in out:
+                    row[fig] = None
                 continue
-            total = 0.0
+            totals = [0.0] * n
             for same, fi, bi, si, ri, floor in group:
-                t = max(fns[fi](env) / compute, fns[bi](env) / memory)
-                if ri is not None:
-                    t *= float(fns[ri](env))
-                if si is not None:
-                    t += float(fns[si](env)) * profile.step_floor(floor)
-                total += same * t
-            out[fig] = total
+                floor_s = profile.step_floor(floor)
+                for i in range(n):
+                    t = max(values[fi][i] / compute, values[bi][i] / memory)
+                    if ri is not None:
+                        t *= float(values[ri][i])
+                    if si is not None:
+                        t += float(values[si][i]) * floor_s
+                    totals[i] += same * t
+            for row, total in zip(out, totals):
+                row[fig] = total
         return out
 
 
@@ -300,13 +311,11 @@ def latency(model: ModelGraph, profile: HardwareProfile, dtype: str, points: lis
     """Predicted seconds at each point ({dim: length}): one dict per point with
     "forward", "train" and "per_token" (None when the model cannot stream)."""
     c = compiled_ops(model, dtype, cost)
-    out = []
-    for point in points:
-        env = dict(point)
-        if model.batch_symbol is not None:
-            env[model.batch_symbol] = batch
-        out.append(c.evaluate(env, profile, dtype))
-    return out
+    n = len(points)
+    cols = {d: [p[d] for p in points] for d in (points[0] if points else {})}
+    if model.batch_symbol is not None:
+        cols[model.batch_symbol] = [batch] * n
+    return c.evaluate(cols, n, profile, dtype)
 
 
 def node_latency(model: ModelGraph, profile: HardwareProfile, dtype: str, point: dict[str, int],

@@ -2,14 +2,17 @@
 
 Dims are sympy expressions of positive integer symbols (`B`, `T`, `S`, ...).
 Evaluation never goes through floats or `lambdify` (which execs generated
-source): `compile_expr` turns an expression into a tree of closures over
-Python integers and `Fraction`s, so `T = 10**9` is exact and fast.
+source): `compile_columns` turns an expression into a tree of closures that
+evaluate it at every point of a sweep at once, over Python integers and
+`Fraction`s, so `T = 10**9` is exact and a 1,000-point sweep is a few list
+comprehensions per node; `compile_expr` is the same at one point.
 """
 from __future__ import annotations
 
 import math
 from fractions import Fraction
 from functools import lru_cache
+from typing import Callable, NamedTuple
 
 import sympy
 from sympy.printing.str import StrPrinter
@@ -69,6 +72,20 @@ def fmt_dim(expr) -> str:
 
 
 # ------------------------------------------------------------------ evaluation
+# A closed form is evaluated at every point of a sweep at once: each node
+# becomes a function (cols, n) -> list of its n values, where cols maps each
+# symbol to its n values, so the per-point work is list comprehensions rather
+# than one Python call per node and point. Constants stay scalars, folded into
+# the node that uses them. Arithmetic is on Python ints and Fractions, so it
+# is exact at any size (T = 10**9); a Fraction that comes out integral is
+# collapsed to an int where one can arise, to keep the rest of the work on ints.
+
+class _Node(NamedTuple):
+    fn: Callable | None   # (cols, n) -> list of n values; None for a constant
+    const: object         # the value of a constant node
+    frac: bool            # whether a value may be a Fraction
+
+
 def _exact(v):
     """Collapse an integral Fraction to int so results stay plain ints."""
     if type(v) is Fraction and v.denominator == 1:  # type(), not isinstance: Fraction's ABC check is slow
@@ -76,107 +93,161 @@ def _exact(v):
     return v
 
 
-def _compile(e):
+def _exact_all(values: list) -> list:
+    return [v.numerator if v.__class__ is Fraction and v.denominator == 1 else v for v in values]
+
+
+def _column(node: _Node, cols: dict, n: int) -> list:
+    return node.fn(cols, n) if node.fn is not None else [node.const] * n
+
+
+def _compile(e, fractional: frozenset) -> _Node:
+    """`e` as a column node; `fractional` names the symbols whose values may
+    be Fractions (shared subexpressions such as T/2)."""
     if e.is_Integer:
-        value = int(e)
-        return lambda env: value
+        return _Node(None, int(e), False)
     if e.is_Rational:
-        value = Fraction(int(e.p), int(e.q))
-        return lambda env: value
+        return _Node(None, Fraction(int(e.p), int(e.q)), True)
     if e.is_Symbol:
         name = e.name
-        return lambda env: env[name]
-    if e.is_Add:
-        parts = [_compile(a) for a in e.args]
-        if len(parts) == 2:
-            p, q = parts
-            return lambda env: _exact(p(env) + q(env))
-
-        def add(env):
-            out = 0
-            for p in parts:
-                out = out + p(env)
-            return _exact(out)
-        return add
-    if e.is_Mul:
-        parts = [_compile(a) for a in e.args]
-        if len(parts) == 2:
-            p, q = parts
-            return lambda env: _exact(p(env) * q(env))
-
-        def mul(env):
-            out = 1
-            for p in parts:
-                out = out * p(env)
-            return _exact(out)
-        return mul
+        return _Node(lambda cols, n: cols[name], None, name in fractional)
+    if e.is_Add or e.is_Mul:
+        return _sum_or_product(e, fractional)
     if e.is_Pow:
-        base, exp = _compile(e.args[0]), e.args[1]
+        base, exp = _compile(e.args[0], fractional), e.args[1]
         if not exp.is_Integer:
             raise ValueError(f"cannot evaluate non-integer power in {e}")
         k = int(exp)
         if k >= 0:
-            return lambda env: base(env) ** k
-        return lambda env: _exact(Fraction(1) / Fraction(base(env)) ** (-k))
-    if isinstance(e, sympy.ceiling):
-        inner = _compile(e.args[0])
-        return lambda env: math.ceil(inner(env))
-    if isinstance(e, sympy.floor):
-        inner = _compile(e.args[0])
-        return lambda env: math.floor(inner(env))
+            if base.fn is None:
+                return _Node(None, base.const ** k, base.frac)
+            f = base.fn
+            return _Node(lambda cols, n: [b ** k for b in f(cols, n)], None, base.frac)
+        return _Node(lambda cols, n: _exact_all([Fraction(1) / Fraction(b) ** (-k)
+                                                 for b in _column(base, cols, n)]), None, True)
+    if isinstance(e, (sympy.ceiling, sympy.floor)):
+        inner = _compile(e.args[0], fractional)
+        rnd = math.ceil if isinstance(e, sympy.ceiling) else math.floor
+        if inner.fn is None:
+            return _Node(None, rnd(inner.const), False)
+        f = inner.fn
+        return _Node(lambda cols, n: [rnd(x) for x in f(cols, n)], None, False)
     if isinstance(e, (sympy.Min, sympy.Max)):
-        parts = [_compile(a) for a in e.args]
+        parts = [_compile(a, fractional) for a in e.args]
         pick = min if isinstance(e, sympy.Min) else max
-        return lambda env: pick(p(env) for p in parts)
+        return _Node(lambda cols, n: [pick(t) for t in zip(*(_column(p, cols, n) for p in parts))],
+                     None, any(p.frac for p in parts))
     if isinstance(e, sympy.Mod):
-        a, b = _compile(e.args[0]), _compile(e.args[1])
-        return lambda env: _exact(Fraction(a(env)) % Fraction(b(env)))
+        a, b = _compile(e.args[0], fractional), _compile(e.args[1], fractional)
+        return _Node(lambda cols, n: _exact_all([Fraction(x) % Fraction(y) for x, y in
+                                                 zip(_column(a, cols, n), _column(b, cols, n))]), None, True)
     if isinstance(e, sympy.Piecewise):
-        branches = [(_compile(v), _compile_cond(c)) for v, c in e.args]
-
-        def piecewise(env):
-            for value, cond in branches:
-                if cond(env):
-                    return value(env)
-            raise ValueError(f"no branch of {e} holds")
-        return piecewise
+        return _piecewise(e, fractional)
     if isinstance(e, (sympy.core.relational.Relational, sympy.And, sympy.Or)):
-        return _compile_cond(e)   # a condition shared by several Piecewise (sympy.cse)
+        return _compile_cond(e, fractional)   # a condition shared by several Piecewise (sympy.cse)
     raise ValueError(f"cannot evaluate {type(e).__name__} in {e}")
 
 
-def _compile_cond(c):
+def _sum_or_product(e, fractional: frozenset) -> _Node:
+    add = e.is_Add
+    parts = [_compile(a, fractional) for a in e.args]
+    const = 0 if add else 1
+    for p in parts:
+        if p.fn is None:
+            const = const + p.const if add else const * p.const
+    const = _exact(const)
+    fns = [p.fn for p in parts if p.fn is not None]
+    frac = any(p.frac for p in parts)
+    if not fns:
+        return _Node(None, const, frac)
+    first, rest = fns[0], fns[1:]
+    scale = const != (0 if add else 1)
+
+    def run(cols, n):
+        acc = first(cols, n)
+        for f in rest:
+            acc = ([a + b for a, b in zip(acc, f(cols, n))] if add
+                   else [a * b for a, b in zip(acc, f(cols, n))])
+        if scale:
+            acc = [const + a for a in acc] if add else [const * a for a in acc]
+        return _exact_all(acc) if frac else acc
+    return _Node(run, None, frac)
+
+
+def _piecewise(e, fractional: frozenset) -> _Node:
+    """Each point takes the first branch whose condition holds; a branch's
+    value is evaluated only at the points that take it (as a scalar
+    evaluation would), on just the symbols it reads."""
+    branches = [(_compile(v, fractional), _compile_cond(c, fractional),
+                 sorted(s.name for s in v.free_symbols)) for v, c in e.args]
+
+    def run(cols, n):
+        out = [None] * n
+        remaining = range(n)
+        for value, cond, names in branches:
+            holds = _column(cond, cols, n)
+            taken = [i for i in remaining if holds[i]]
+            remaining = [i for i in remaining if not holds[i]]
+            if taken:
+                if value.fn is None:
+                    for i in taken:
+                        out[i] = value.const
+                else:
+                    sub = {name: [cols[name][i] for i in taken] for name in names}
+                    for i, v in zip(taken, value.fn(sub, len(taken))):
+                        out[i] = v
+            if not remaining:
+                return out
+        raise ValueError(f"no branch of {e} holds")
+    return _Node(run, None, any(v.frac for v, _, _ in branches))
+
+
+def _compile_cond(c, fractional: frozenset) -> _Node:
+    """A condition as a node of booleans."""
     if c is sympy.true or c == True:  # noqa: E712 - sympy's true
-        return lambda env: True
+        return _Node(None, True, False)
     if c is sympy.false or c == False:  # noqa: E712 - sympy's false
-        return lambda env: False
+        return _Node(None, False, False)
     if isinstance(c, sympy.Symbol):   # a condition evaluated earlier (sympy.cse)
         name = c.name
-        return lambda env: env[name]
+        return _Node(lambda cols, n: cols[name], None, False)
     if isinstance(c, (sympy.StrictLessThan, sympy.LessThan, sympy.StrictGreaterThan,
                       sympy.GreaterThan, sympy.Equality, sympy.Unequality)):
-        a, b = _compile(c.lhs), _compile(c.rhs)
         import operator
+        a, b = _compile(c.lhs, fractional), _compile(c.rhs, fractional)
         op = {sympy.StrictLessThan: operator.lt, sympy.LessThan: operator.le,
               sympy.StrictGreaterThan: operator.gt, sympy.GreaterThan: operator.ge,
               sympy.Equality: operator.eq, sympy.Unequality: operator.ne}[type(c)]
-        return lambda env: op(a(env), b(env))
-    if isinstance(c, sympy.And):
-        parts = [_compile_cond(a) for a in c.args]
-        return lambda env: all(p(env) for p in parts)
-    if isinstance(c, sympy.Or):
-        parts = [_compile_cond(a) for a in c.args]
-        return lambda env: any(p(env) for p in parts)
+        return _Node(lambda cols, n: [op(x, y) for x, y in zip(_column(a, cols, n), _column(b, cols, n))],
+                     None, False)
+    if isinstance(c, (sympy.And, sympy.Or)):
+        parts = [_compile_cond(a, fractional) for a in c.args]
+        pick = all if isinstance(c, sympy.And) else any
+        return _Node(lambda cols, n: [pick(t) for t in zip(*(_column(p, cols, n) for p in parts))], None, False)
     raise ValueError(f"cannot evaluate condition {c}")
 
 
+def compile_columns(expr, fractional=frozenset()) -> tuple[Callable[[dict, int], list], bool]:
+    """(fn, frac): fn(cols, n) evaluates `expr` at n points at once, cols
+    mapping each of its symbols to a list of n values; frac says whether a
+    value may come out a (non-integral) Fraction. `fractional` names the
+    symbols whose own values may be Fractions."""
+    node = _compile(sympy.sympify(expr), frozenset(fractional))
+    if node.fn is None:
+        value = node.const
+        return (lambda cols, n: [value] * n), node.frac
+    return node.fn, node.frac
+
+
 def compile_expr(expr):
-    """A function env -> exact value (int, or Fraction if not integral)."""
+    """A function env -> exact value (int, or Fraction if not integral), for
+    evaluating at one point; sweeps use `compile_columns`."""
     if isinstance(expr, int):
         return lambda env: expr
-    return _compile(sympy.sympify(expr))
+    fn, _ = compile_columns(expr)
+    return lambda env: _exact(fn({k: [v] for k, v in env.items()}, 1)[0])
 
 
 def evaluate(expr, env: dict[str, int]):
     """Evaluate a dim expression at integer values of its symbols."""
-    return _exact(compile_expr(expr)(env))
+    return compile_expr(expr)(env)
