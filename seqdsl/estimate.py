@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .cost import DTYPE_BYTES, ModelCost, model_cost
 from .ir import ModelGraph, Program
-from .symbolic import compile_columns
+from .symbolic import compile_columns, compile_shared
 
 OPTIMIZERS = ("adam", "sgd", "none")
 MAX_LENGTH = 10 ** 15
@@ -70,21 +70,11 @@ class CompiledCost:
     sympy.cse and evaluated once a sweep (`bind`), then each figure reads them."""
 
     def __init__(self, cost: ModelCost):
-        import sympy
         self.cost = cost
         figures = [cost.flops_forward, cost.flops_train, cost.activation_bytes, cost.sequential_depth,
                    cost.flops_per_token if cost.flops_per_token is not None else 0,
                    cost.state_bytes if cost.state_bytes is not None else 0, *cost.inference_peak]
-        shared, reduced = sympy.cse([sympy.sympify(f) for f in figures],
-                                    symbols=sympy.numbered_symbols("_cse"), order="none")
-        fractional: set[str] = set()
-        self.shared = []
-        for sym, e in shared:
-            fn, frac = compile_columns(e, fractional)
-            if frac:
-                fractional.add(sym.name)
-            self.shared.append((sym.name, fn))
-        f = [compile_columns(e, fractional)[0] for e in reduced]
+        self.shared, f = compile_shared(figures, "_cse")
         self.fwd, self.train, self.act, self.depth, token, state = f[:6]
         self.token = None if cost.flops_per_token is None else token
         self.state = None if cost.state_bytes is None else state

@@ -48,7 +48,7 @@ import sympy
 from .cost import ModelCost, NodeCost, model_cost, tensor_bytes
 from .hardware import HardwareProfile
 from .ir import ModelGraph, Node
-from .symbolic import ceil_div, compile_columns, compile_expr
+from .symbolic import ceil_div, compile_expr, compile_shared
 
 ZERO = sympy.Integer(0)
 ONE = sympy.Integer(1)
@@ -251,15 +251,7 @@ class CompiledOps:
                     exprs.append(runs)
                 group.append((same, at, at + 1, si, ri, floor))
             self.groups[fig] = group
-        shared, reduced = sympy.cse(exprs, symbols=sympy.numbered_symbols("_rl"), order="none")
-        fractional: set[str] = set()
-        self.shared = []
-        for sym, e in shared:
-            fn, frac = compile_columns(e, fractional)
-            if frac:
-                fractional.add(sym.name)
-            self.shared.append((sym.name, fn))
-        self.fns = [compile_columns(e, fractional)[0] for e in reduced]
+        self.shared, self.fns = compile_shared(exprs, "_rl")
 
     def evaluate(self, cols: dict, n: int, profile: HardwareProfile, dtype: str) -> list[dict[str, float | None]]:
         """Seconds for each figure at each of n points; cols maps each dim

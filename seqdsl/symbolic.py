@@ -239,6 +239,24 @@ def compile_columns(expr, fractional=frozenset()) -> tuple[Callable[[dict, int],
     return node.fn, node.frac
 
 
+def compile_shared(exprs, prefix: str) -> tuple[list[tuple[str, Callable]], list[Callable]]:
+    """Column evaluators for several closed forms at once: sympy.cse factors
+    out what they share (ceil(T/2), segment counts, ...). Returns (shared,
+    fns): evaluate each shared (name, fn) in order into cols, then the fns,
+    one per expression, read them. A shared value that may be a Fraction is
+    known as such to the nodes that read it."""
+    shared, reduced = sympy.cse([sympy.sympify(e) for e in exprs],
+                                symbols=sympy.numbered_symbols(prefix), order="none")
+    fractional: set[str] = set()
+    compiled = []
+    for sym, e in shared:
+        fn, frac = compile_columns(e, fractional)
+        if frac:
+            fractional.add(sym.name)
+        compiled.append((sym.name, fn))
+    return compiled, [compile_columns(e, fractional)[0] for e in reduced]
+
+
 def compile_expr(expr):
     """A function env -> exact value (int, or Fraction if not integral), for
     evaluating at one point; sweeps use `compile_columns`."""
