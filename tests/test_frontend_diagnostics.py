@@ -127,6 +127,19 @@ def test_cli_usage_errors_exit_2():
         assert "Traceback" not in proc.stderr
 
 
+def test_python_dash_m_seqdsl_is_the_command(tmp_path):
+    """`python -m seqdsl` runs the same entry point, exit codes included."""
+    spec = str(ROOT / "specs" / "lstm_lm.seq")
+    ok = subprocess.run([sys.executable, "-m", "seqdsl", "check", spec], capture_output=True, text=True)
+    assert ok.returncode == 0 and "lstm_lm" in ok.stdout, ok.stderr
+    bad = tmp_path / "bad.seq"
+    bad.write_text(ERRORS["unknown_layer"][0])
+    refused = subprocess.run([sys.executable, "-m", "seqdsl", "check", str(bad)], capture_output=True, text=True)
+    assert refused.returncode == 1 and DIAG.search(refused.stderr), refused.stderr
+    usage = subprocess.run([sys.executable, "-m", "seqdsl", "check"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
 def test_cli_missing_directory_and_non_utf8_files_are_refused(tmp_path):
     proc = run("check", str(tmp_path / "nothere.seq"))
     assert proc.returncode == 1 and "nothere.seq" in proc.stderr and "Traceback" not in proc.stderr
