@@ -85,10 +85,12 @@ class SeqModel(nn.Module):
             for src in sources:
                 last[src] = group_end[seg] if seg is not None else i
         keep = set(self._out_nodes)
+        # value -> index in the plan of its last read (outputs are never freed);
+        # the compiled path frees by it too (plan_stages)
+        self._last_use = {name: i for name, i in last.items() if name not in keep}
         frees: dict[int, list[str]] = {}
-        for name, i in last.items():
-            if name not in keep:
-                frees.setdefault(i, []).append(name)
+        for name, i in self._last_use.items():
+            frees.setdefault(i, []).append(name)
         self._frees = {i: tuple(names) for i, names in frees.items()}
 
     # ---------------------------------------------------------------- naming
@@ -351,8 +353,8 @@ def plan_stages(model: "SeqModel", **compile_kw) -> list[_Stage]:
     graph = model._graph
     types = {n.name: n.output for n in graph.nodes}
     seq = set(graph.seq_symbols)
-    groups: list[tuple[str, list]] = []
-    for entry in model._plan:
+    groups: list[tuple[str, list, int]] = []     # (mode, entries, plan index of the last entry)
+    for index, entry in enumerate(model._plan):
         kind, name, _, seg = entry
         if kind == "input":
             continue
@@ -361,15 +363,19 @@ def plan_stages(model: "SeqModel", **compile_kw) -> list[_Stage]:
         last = groups[-1] if groups else None
         if last and last[0] == mode and mode != "rnn" and (mode == "compiled" or last[1][0][3] == seg):
             last[1].append(entry)
+            groups[-1] = (mode, last[1], index)
         else:
-            groups.append((mode, [entry]))
+            groups.append((mode, [entry], index))
+    # The eager forward's liveness (SeqModel._last_use), read per stage: a value
+    # made here leaves the stage if it is read after it or is an output; an
+    # input of the stage is dropped after it unless it is read later.
+    last_use, outputs = model._last_use, set(model._out_nodes)
     stages = []
-    for i, (mode, entries) in enumerate(groups):
+    for mode, entries, end in groups:
         made = {e[1] for e in entries}
         needs = list(dict.fromkeys(s for e in entries for s in e[2] if s not in made))
-        later = {s for _, es in groups[i + 1:] for e in es for s in e[2]} | set(model._out_nodes)
-        gives = [e[1] for e in entries if e[1] in later]
-        frees = [n for n in needs if n not in later]
+        gives = [e[1] for e in entries if e[1] in outputs or last_use.get(e[1], -1) > end]
+        frees = [n for n in needs if n not in outputs and last_use.get(n, -1) <= end]
         stages.append(_Stage(model, mode, entries, needs, gives, frees, types, seq, **compile_kw))
     return stages
 
