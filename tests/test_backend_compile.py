@@ -125,3 +125,20 @@ def test_device_and_dtype():
     m = seqdsl.build(seqdsl.parse(SMALL).model(), device="cpu", dtype=torch.float64)
     assert all(p.dtype == torch.float64 for p in m.parameters())
     assert m(torch.randint(0, 64, (1, 6))).dtype == torch.float64
+
+
+@pytest.mark.parametrize("spec", ["keyword_spotter", "speech_recognizer", "long_document"])
+def test_stages_pass_on_and_drop_values_by_the_forwards_liveness(spec):
+    """Each compiled-path stage hands on exactly the values read after it (or
+    returned) and drops exactly the inputs nobody reads after it: the same
+    liveness that frees values in the eager forward."""
+    from pathlib import Path
+
+    from seqdsl.backend.build import plan_stages
+    model = seqdsl.build(Path(__file__).resolve().parent.parent / "specs" / f"{spec}.seq")
+    stages = plan_stages(model, backend="eager")
+    assert {s.mode for s in stages} >= {"compiled"}
+    for i, stage in enumerate(stages):
+        later = {src for s in stages[i + 1:] for e in s.entries for src in e[2]} | set(model._out_nodes)
+        assert stage.gives == tuple(e[1] for e in stage.entries if e[1] in later)
+        assert stage.frees == tuple(n for n in stage.needs if n not in later)
