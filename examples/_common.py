@@ -41,29 +41,23 @@ def positive(kind):
     return parse
 
 
-def write(path: Path, text: str) -> None:
+def write(path: Path, data: str | bytes) -> None:
     """Whole file or nothing (seqdsl.cli._write_atomic)."""
     from seqdsl.cli import _write_atomic
-    _write_atomic(str(path), text)
+    _write_atomic(str(path), data)
 
 
 def save_figure(fig, path: Path, **savefig_kwargs) -> None:
-    """Render a matplotlib figure to PNG in memory, then write it whole
-    (a temporary file renamed over the target), and close the figure."""
+    """Render a matplotlib figure to PNG in memory, close it, then write the
+    file whole (`write`)."""
     import io
-    import os
     import matplotlib.pyplot as plt
     buf = io.BytesIO()
     try:
         fig.savefig(buf, format="png", **savefig_kwargs)
     finally:
         plt.close(fig)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write(path, buf.getvalue())
 
 
 def out_dir(path: Path) -> Path:

@@ -108,23 +108,25 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
-def _write_atomic(path, data: str | bytes) -> None:
-    """Write via a temporary file and rename, so a failure leaves the old file
-    whole. An unwritable place is a usage error (one line, exit 2)."""
+def _save_atomic(path, save) -> None:
+    """save(tmp) writes a temporary file beside `path` (same suffix, for
+    writers that look at it), which is then renamed over `path`: a failure
+    leaves the old file whole and no temporary behind. An unwritable place is
+    a usage error (one line, exit 2)."""
     import tempfile
     from pathlib import Path
     target = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp" + target.suffix)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    os.close(fd)
     try:
         # mkstemp makes the file 0600; give it the mode a plain open() would
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        save(tmp)
         os.replace(tmp, target)
     except BaseException as exc:
         if os.path.exists(tmp):
@@ -132,6 +134,16 @@ def _write_atomic(path, data: str | bytes) -> None:
         if isinstance(exc, OSError):
             raise UsageError(f"cannot write {path}: {exc.strerror}") from None
         raise
+
+
+def _write_atomic(path, data: str | bytes) -> None:
+    """Text or bytes to `path`, whole or not at all (`_save_atomic`)."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+
+    def save(tmp):
+        with open(tmp, "wb") as f:
+            f.write(payload)
+    _save_atomic(path, save)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,19 +2,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 
-def _write_atomic(path: Path, data: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent or "."), prefix=".seqdsl-", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def run_compile(args) -> int:
-    from ..cli import UsageError
+    from ..cli import UsageError, _write_atomic
     from ..elaborate import load
     from .emit import emit_program
     out = Path(args.output)
@@ -49,7 +41,7 @@ def export_model(graph, output: str, seq: str | None = None) -> str:
     import torch
     from torch.export import Dim
 
-    from ..cli import UsageError
+    from ..cli import UsageError, _save_atomic
     from ..diagnostics import error
     from ..symbolic import evaluate
     from .build import SeqModel
@@ -101,20 +93,6 @@ def export_model(graph, output: str, seq: str | None = None) -> str:
         raise error(f"ONNX export failed for {graph.name}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
     _save_atomic(output, program.save)
     return output
-
-
-def _save_atomic(output: str, save) -> None:
-    """save(tmp) into a temporary file beside `output`, then rename: a failed
-    export leaves no half-written file."""
-    path = Path(output)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent or "."), prefix=".seqdsl-", suffix=path.suffix)
-    os.close(fd)
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def run_export(args) -> int:
