@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .cost import DTYPE_BYTES, ModelCost, model_cost
 from .ir import ModelGraph, Program
-from .symbolic import compile_columns, compile_shared
+from .symbolic import compile_columns, compile_shared, point_columns
 
 OPTIMIZERS = ("adam", "sgd", "none")
 MAX_LENGTH = 10 ** 15
@@ -201,10 +201,7 @@ def evaluate_points(graph: ModelGraph, cc: CompiledCost, points, batch: int, dty
         times = [{"latency_forward_s": t["forward"], "latency_train_s": t["train"],
                   "latency_per_token_s": t["per_token"]}
                  for t in latency(graph, profile, dtype, points, batch, cc.cost)]
-    n = len(points)
-    cols = {d: [p[d] for p in points] for d in (points[0] if points else {})}
-    if batch_sym is not None:
-        cols[batch_sym] = [batch] * n
+    cols, n = point_columns(points, {batch_sym: batch} if batch_sym is not None else None)
     cc.bind(cols, n)
 
     def ints(fn):

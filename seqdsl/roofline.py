@@ -48,7 +48,7 @@ import sympy
 from .cost import ModelCost, NodeCost, model_cost, tensor_bytes
 from .hardware import HardwareProfile
 from .ir import ModelGraph, Node
-from .symbolic import ceil_div, compile_expr, compile_shared
+from .symbolic import ceil_div, compile_expr, compile_shared, point_columns
 
 ZERO = sympy.Integer(0)
 ONE = sympy.Integer(1)
@@ -303,10 +303,7 @@ def latency(model: ModelGraph, profile: HardwareProfile, dtype: str, points: lis
     """Predicted seconds at each point ({dim: length}): one dict per point with
     "forward", "train" and "per_token" (None when the model cannot stream)."""
     c = compiled_ops(model, dtype, cost)
-    n = len(points)
-    cols = {d: [p[d] for p in points] for d in (points[0] if points else {})}
-    if model.batch_symbol is not None:
-        cols[model.batch_symbol] = [batch] * n
+    cols, n = point_columns(points, {model.batch_symbol: batch} if model.batch_symbol is not None else None)
     return c.evaluate(cols, n, profile, dtype)
 
 

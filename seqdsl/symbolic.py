@@ -239,6 +239,16 @@ def compile_columns(expr, fractional=frozenset()) -> tuple[Callable[[dict, int],
     return node.fn, node.frac
 
 
+def point_columns(points: list[dict], fixed: dict | None = None) -> tuple[dict[str, list], int]:
+    """(cols, n): the points of a sweep ({dim: value} each, all with the same
+    dims) as one list per dim, plus `fixed` values (the batch) at every point."""
+    n = len(points)
+    cols = {d: [p[d] for p in points] for d in (points[0] if points else {})}
+    for name, value in (fixed or {}).items():
+        cols[name] = [value] * n
+    return cols, n
+
+
 def compile_shared(exprs, prefix: str) -> tuple[list[tuple[str, Callable]], list[Callable]]:
     """Column evaluators for several closed forms at once: sympy.cse factors
     out what they share (ceil(T/2), segment counts, ...). Returns (shared,

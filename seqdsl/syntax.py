@@ -316,19 +316,18 @@ def parse_module(source: SourceFile, fast: bool = True) -> ast.Module:
     """
     _check_nesting(source)
     parser = _parser()
+    driver = _fast_driver() if fast else None
+    runs = [parser.parse] if driver is None else [driver.parse, parser.parse]   # the driver declines with None
     with _LOCK:  # the in-parser transformer carries the current SourceFile
         try:
-            if fast:
-                driver = _fast_driver()
-                if driver is not None:
-                    _TRANSFORMER.source = source
-                    _TRANSFORMER.expr_depth = {}
-                    tree = driver.parse(source.text)
-                    if tree is not None:
-                        return tree
-            _TRANSFORMER.source = source
-            _TRANSFORMER.expr_depth = {}
-            return parser.parse(source.text)
+            for run in runs:
+                # each run starts afresh: depths noted by a declined run belong
+                # to nodes that are gone, whose ids new nodes may take
+                _TRANSFORMER.source = source
+                _TRANSFORMER.expr_depth = {}
+                tree = run(source.text)
+                if tree is not None:
+                    return tree
         except UnexpectedInput as exc:
             raise _syntax_error(source, exc) from None
         finally:
