@@ -84,12 +84,21 @@ def run(main) -> int:
     return 0
 
 
+def budget_verdict(r: dict, budget_bytes: int, min_params: int) -> str:
+    """Why a candidate is out (the first rule it breaks), or "fits": at least
+    `min_params` parameters (enough capacity), training memory within budget."""
+    if r["params"] < min_params:
+        return "too small"
+    if r["training_bytes"] > budget_bytes:
+        return "over the memory budget"
+    return "fits"
+
+
 def pick_under_budget(rows: list[dict], budget_bytes: int, min_params: int) -> dict | None:
     """The stated selection rule of the pipeline examples: among the candidates
-    whose training memory fits the budget and that have at least `min_params`
-    parameters (enough capacity), the one with the fewest training FLOPs; ties
+    that fit (`budget_verdict`), the one with the fewest training FLOPs; ties
     go to the smaller training memory, then the name. None if nothing fits."""
-    fits = [r for r in rows if r["training_bytes"] <= budget_bytes and r["params"] >= min_params]
+    fits = [r for r in rows if budget_verdict(r, budget_bytes, min_params) == "fits"]
     return min(fits, key=lambda r: (r["flops_train"], r["training_bytes"], r["name"])) if fits else None
 
 

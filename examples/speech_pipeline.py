@@ -82,14 +82,11 @@ def ctc_frames(graph, frames: int) -> dict:
 
 
 def verdict(r: dict, chars: int, budget: int, min_params: int) -> str:
-    """Why a candidate is out (the first rule it breaks), or "fits"."""
+    """Why a candidate is out (the first rule it breaks), or "fits": CTC
+    needs an output frame per character, then the budget rules."""
     if r["ctc_frames"] < chars:
         return f"too few CTC frames ({r['ctc_frames']} < {chars} chars)"
-    if r["params"] < min_params:
-        return "too small"
-    if r["training_bytes"] > budget:
-        return "over the memory budget"
-    return "fits"
+    return _common.budget_verdict(r, budget, min_params)
 
 
 def main() -> None:

@@ -70,15 +70,6 @@ def candidates(grid: dict, frame_size: int) -> list:
     return [classifier(**dict(zip(keys, combo)), frame_size=frame_size) for combo in itertools.product(*grid.values())]
 
 
-def verdict(r: dict, budget: int, min_params: int) -> str:
-    """Why a candidate is out (the first rule it breaks), or "fits"."""
-    if r["params"] < min_params:
-        return "too small"
-    if r["training_bytes"] > budget:
-        return "over the memory budget"
-    return "fits"
-
-
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--frames", type=_common.positive(int), default=256,
@@ -94,7 +85,7 @@ def main() -> None:
     t0 = time.perf_counter()
     budget, min_params = int(args.budget_gib * _common.GIB), int(args.min_params)
     rows = _common.evaluate(candidates(SMOKE_GRID if args.smoke else GRID, args.size), args.frames, args.batch)
-    verdicts = {r["name"]: verdict(r, budget, min_params) for r in rows}
+    verdicts = {r["name"]: _common.budget_verdict(r, budget, min_params) for r in rows}
     winner = _common.pick_under_budget(rows, budget, min_params)
     title = (f"{len(rows)} video classifiers at {args.frames} frames of {args.size} x {args.size}, batch "
              f"{args.batch}, float32, Adam; budget {args.budget_gib:g} GiB, >= {min_params / 1e6:g}M params")
