@@ -1,4 +1,21 @@
-"""Spec texts that several test files share."""
+"""Spec texts and small helpers that several test files share."""
+
+from seqdsl.cli import main
+
+
+def write_spec(tmp_path, text: str, name: str = "m.seq") -> str:
+    """`text` as a spec file in tmp_path; its path."""
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def run_compile(capsys, *argv):
+    """`seqdsl compile ARGV` in-process: (exit code, stdout, stderr)."""
+    code = main(["compile", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
 
 # A two-layer GPT with a tied output head: attention, MLP, layernorm, embed and
 # repeat, small enough to estimate, build and time quickly.

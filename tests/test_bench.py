@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("torch")
 
 from seqdsl.cli import main  # noqa: E402
+from small_specs import write_spec  # noqa: E402
 
 SPEC = """model tiny {
     input x: float[B, T, 16]
@@ -23,9 +24,7 @@ PARAMS = 16 * 32 + 32 + 2 * 32 + 4 * (32 * 32 + 32) + 32 * 64 + 64 + 64 * 32 + 3
 
 @pytest.fixture
 def spec(tmp_path):
-    path = tmp_path / "tiny.seq"
-    path.write_text(SPEC)
-    return str(path)
+    return write_spec(tmp_path, SPEC, "tiny.seq")
 
 
 def _bench(capsys, *argv):

@@ -8,8 +8,8 @@ from fractions import Fraction
 import pytest
 
 import seqdsl
-from seqdsl.cli import UsageError, main
-from small_specs import GPT
+from seqdsl.cli import UsageError
+from small_specs import GPT, run_compile, write_spec
 
 
 SEQ2SEQ = """model s2s {
@@ -28,26 +28,16 @@ KEYS = {"seq", "batch", "dtype", "flops_forward", "flops_train", "flops_per_toke
 
 @pytest.fixture
 def gpt(tmp_path):
-    p = tmp_path / "gpt.seq"
-    p.write_text(GPT)
-    return str(p)
+    return write_spec(tmp_path, GPT, "gpt.seq")
 
 
 @pytest.fixture
 def s2s(tmp_path):
-    p = tmp_path / "s2s.seq"
-    p.write_text(SEQ2SEQ)
-    return str(p)
-
-
-def run(capsys, *argv):
-    code = main(["compile", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+    return write_spec(tmp_path, SEQ2SEQ, "s2s.seq")
 
 
 def test_json_has_exactly_the_promised_keys_as_ints(capsys, gpt):
-    code, out, _ = run(capsys, gpt, "--estimate", "--json", "--seq", "64,1024", "--batch", "4")
+    code, out, _ = run_compile(capsys, gpt, "--estimate", "--json", "--seq", "64,1024", "--batch", "4")
     assert code == 0
     obj = json.loads(out)
     assert obj["model"] == "gpt" and obj["params"] == seqdsl.load(gpt).model().params
@@ -62,20 +52,20 @@ def test_json_has_exactly_the_promised_keys_as_ints(capsys, gpt):
 
 
 def test_default_lengths_are_powers_of_two_64_to_16384(capsys, gpt):
-    code, out, _ = run(capsys, gpt, "--estimate", "--json")
+    code, out, _ = run_compile(capsys, gpt, "--estimate", "--json")
     assert [p["seq"]["T"] for p in json.loads(out)["points"]] == [2 ** k for k in range(6, 15)]
     assert all(p["batch"] == 1 for p in json.loads(out)["points"])
 
 
 def test_seq_ranges_and_named_dims(capsys, gpt, s2s):
-    _, out, _ = run(capsys, gpt, "--estimate", "--json", "--seq", "64..65536")
+    _, out, _ = run_compile(capsys, gpt, "--estimate", "--json", "--seq", "64..65536")
     assert [p["seq"]["T"] for p in json.loads(out)["points"]] == [2 ** k for k in range(6, 17)]
-    _, out, _ = run(capsys, gpt, "--estimate", "--json", "--seq", "100..300")
+    _, out, _ = run_compile(capsys, gpt, "--estimate", "--json", "--seq", "100..300")
     assert [p["seq"]["T"] for p in json.loads(out)["points"]] == [128, 256]
-    _, out, _ = run(capsys, s2s, "--estimate", "--json", "--seq", "T=1024,S=256")
+    _, out, _ = run_compile(capsys, s2s, "--estimate", "--json", "--seq", "T=1024,S=256")
     (point,) = json.loads(out)["points"]
     assert point["seq"] == {"S": 256, "T": 1024}
-    _, out, _ = run(capsys, s2s, "--estimate", "--json", "--seq", "512")
+    _, out, _ = run_compile(capsys, s2s, "--estimate", "--json", "--seq", "512")
     assert json.loads(out)["points"][0]["seq"] == {"S": 512, "T": 512}
 
 
@@ -104,7 +94,7 @@ def test_cross_attention_cost_follows_each_length(capsys, s2s):
     (["--hw", "nosuch"], "unknown hardware profile"),
 ])
 def test_bad_flags_are_one_line_usage_errors(capsys, gpt, argv, words):
-    code, out, err = run(capsys, gpt, "--estimate", *argv)
+    code, out, err = run_compile(capsys, gpt, "--estimate", *argv)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and words.lower() in err.lower(), err
     assert "Traceback" not in err
@@ -118,22 +108,22 @@ def test_bad_arguments_to_the_api_raise_usage_errors(gpt):
 
 
 def test_table_per_layer_and_formulas(capsys, gpt):
-    code, out, _ = run(capsys, gpt, "--estimate", "--seq", "64,1024", "--per-layer", "--formula")
+    code, out, _ = run_compile(capsys, gpt, "--estimate", "--seq", "64,1024", "--per-layer", "--formula")
     assert code == 0
     assert "FLOPs fwd" in out and "1,024" in out and "MiB" in out
     assert "per layer at 1,024" in out and "logits.repeat[1].residual[0].attention" in out
     assert "%" in out and "line" in out
     assert "flops_forward" in out and "T²" in out
-    code, out, _ = run(capsys, gpt, "--estimate", "--seq", "64", "--json", "--per-layer", "--formula")
+    code, out, _ = run_compile(capsys, gpt, "--estimate", "--seq", "64", "--json", "--per-layer", "--formula")
     obj = json.loads(out)
     assert {r["name"] for r in obj["layers"]} >= {"logits.wte", "logits.linear"}
     assert "T²" in obj["formulas"]["flops_forward"]["leading"]
 
 
 def test_non_streaming_spec_says_which_layer_and_line(capsys, s2s):
-    code, out, _ = run(capsys, s2s, "--estimate", "--seq", "64")
+    code, out, _ = run_compile(capsys, s2s, "--estimate", "--seq", "64")
     assert code == 0 and "no generation figures" in out and "line 4" in out
-    _, out, _ = run(capsys, s2s, "--estimate", "--seq", "64", "--json")
+    _, out, _ = run_compile(capsys, s2s, "--estimate", "--seq", "64", "--json")
     p = json.loads(out)["points"][0]
     assert p["flops_per_token"] is None and p["state_bytes"] is None
 
@@ -193,13 +183,13 @@ def test_inference_peak_frees_each_tensor_after_its_last_consumer():
 def test_model_flag_and_refused_specs(capsys, tmp_path):
     two = tmp_path / "two.seq"
     two.write_text(GPT + SEQ2SEQ)
-    code, out, _ = run(capsys, str(two), "--estimate", "--model", "s2s", "--json", "--seq", "64")
+    code, out, _ = run_compile(capsys, str(two), "--estimate", "--model", "s2s", "--json", "--seq", "64")
     assert code == 0 and json.loads(out)["model"] == "s2s"
-    code, _, err = run(capsys, str(two), "--estimate", "--seq", "64")
+    code, _, err = run_compile(capsys, str(two), "--estimate", "--seq", "64")
     assert code == 1 and "choose one" in err
     bad = tmp_path / "bad.seq"
     bad.write_text("model m {\n  input x: float[B, T, 30]\n  y = x -> attention(7)\n  output y\n}\n")
-    code, _, err = run(capsys, str(bad), "--estimate")
+    code, _, err = run_compile(capsys, str(bad), "--estimate")
     assert code == 1 and "bad.seq:3:" in err and "Traceback" not in err
 
 
@@ -210,5 +200,5 @@ def test_lengths_past_max_len_are_flagged(capsys, tmp_path):
     est = seqdsl.estimate(str(spec), seq=[100, 101])
     assert est.points[0].warnings == []
     assert "max_len=100" in est.points[1].warnings[0] and "line 3" in est.points[1].warnings[0]
-    code, out, _ = run(capsys, str(spec), "--estimate", "--seq", "64..256")
+    code, out, _ = run_compile(capsys, str(spec), "--estimate", "--seq", "64..256")
     assert code == 0 and "from 128 on" in out and "refuses" in out

@@ -11,8 +11,8 @@ import pytest
 import sympy
 
 import seqdsl
-from seqdsl.cli import UsageError, main
-from small_specs import GPT
+from seqdsl.cli import UsageError
+from small_specs import GPT, run_compile, write_spec
 from seqdsl.hardware import HardwareProfile, load_profile
 from seqdsl.roofline import latency, latency_exprs
 
@@ -28,21 +28,10 @@ MLPS = """model mlps {
 """
 
 
-def _model(tmp_path, text, name="m.seq"):
-    path = tmp_path / name
-    path.write_text(text)
-    return str(path)
-
-
-def _run(capsys, *argv):
-    code = main(["compile", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 def test_large_matmul_is_compute_bound(tmp_path):
     h100 = load_profile("h100")
-    (p,) = seqdsl.estimate(_model(tmp_path, BIG), seq=[4096], batch=8, hw="h100").points
+    (p,) = seqdsl.estimate(write_spec(tmp_path, BIG), seq=[4096], batch=8, hw="h100").points
     assert p.latency_forward_s == p.flops_forward / (h100.compute_efficiency * h100.peak("float32"))
     # and the bytes (weights, input, output) would have taken less time than that
     moved = 4 * (4096 * 4096 + 2 * 8 * 4096 * 4096)
@@ -51,7 +40,7 @@ def test_large_matmul_is_compute_bound(tmp_path):
 
 def test_tiny_matmul_is_memory_bound(tmp_path):
     h100 = load_profile("h100")
-    (p,) = seqdsl.estimate(_model(tmp_path, TINY), seq=[64], batch=2, hw=h100).points
+    (p,) = seqdsl.estimate(write_spec(tmp_path, TINY), seq=[64], batch=2, hw=h100).points
     params = 4 * 4 + 4
     moved = 4 * (params + 2 * 2 * 64 * 4)            # weights + input read + output written, fp32
     assert p.latency_forward_s == moved / (h100.memory_efficiency * h100.bandwidth)
@@ -61,7 +50,7 @@ def test_tiny_matmul_is_memory_bound(tmp_path):
 
 
 def test_lstm_pays_its_steps_times_the_step_floor(tmp_path):
-    graph = seqdsl.load(_model(tmp_path, LSTM)).model()
+    graph = seqdsl.load(write_spec(tmp_path, LSTM)).model()
     cpu = load_profile("cpu")
     no_floor = cpu.model_copy(update={"step_latency": 0.0, "step_latencies": {}})
     slow = cpu.model_copy(update={"step_latency": 1e-3, "step_latencies": {}})
@@ -80,7 +69,7 @@ def test_each_recurrent_kind_pays_its_own_floor_forward_and_backward(tmp_path):
     """A CPU runs GRU and RNN step by step but the LSTM fused: per-kind floors
     (forward and backward through time) replace the default for that kind only."""
     text = "model mix {\n input x: float[B, T, 16]\n y = x -> lstm(16) -> gru(16, layers=2)\n output y\n}\n"
-    graph = seqdsl.load(_model(tmp_path, text)).model()
+    graph = seqdsl.load(write_spec(tmp_path, text)).model()
     base = load_profile("cpu").model_copy(update={"step_latency": 1e-6, "step_latencies": {}})
     kinds = base.model_copy(update={"step_latencies": {"gru": 5e-5, "gru.backward": 3e-4}})
     assert kinds.step_floor("gru") == 5e-5 and kinds.step_floor("gru.backward") == 3e-4
@@ -100,7 +89,7 @@ def test_each_recurrent_kind_pays_its_own_floor_forward_and_backward(tmp_path):
 def test_recurrent_steps_read_the_hidden_weights_each_step(tmp_path):
     """Batch 1, a wide hidden state: each of the T steps is bound by reading
     W_hh (4·h·h floats), so the forward is at least T·layers times that."""
-    graph = seqdsl.load(_model(tmp_path, "model w {\n input x: float[B, T, 64]\n y = x -> lstm(1024)\n"
+    graph = seqdsl.load(write_spec(tmp_path, "model w {\n input x: float[B, T, 64]\n y = x -> lstm(1024)\n"
                                          " output y\n}\n")).model()
     h100 = load_profile("h100").model_copy(update={"step_latency": 0.0})
     (t,) = latency(graph, h100, "float32", [{"T": 512}], 1)
@@ -122,7 +111,7 @@ def test_training_is_slower_than_forward_for_every_bundled_spec_and_profile():
 
 
 def test_h100_beats_the_cpu_and_h200_bandwidth_helps_decoding(tmp_path):
-    gpt = _model(tmp_path, GPT)
+    gpt = write_spec(tmp_path, GPT)
     fast = seqdsl.estimate(gpt, seq=[1024], batch=8, hw="h100").points[0]
     slow = seqdsl.estimate(gpt, seq=[1024], batch=8, hw="cpu").points[0]
     for key in ("latency_forward_s", "latency_train_s", "latency_per_token_s"):
@@ -135,7 +124,7 @@ def test_h100_beats_the_cpu_and_h200_bandwidth_helps_decoding(tmp_path):
 
 def test_sympy_form_agrees_with_the_fast_evaluator(tmp_path):
     for text in (GPT, LSTM, ENCODER):
-        graph = seqdsl.load(_model(tmp_path, text)).model()
+        graph = seqdsl.load(write_spec(tmp_path, text)).model()
         for hw in ("h100", "cpu"):
             profile = load_profile(hw)
             exprs = latency_exprs(graph, profile, "float32")
@@ -152,8 +141,8 @@ def test_sympy_form_agrees_with_the_fast_evaluator(tmp_path):
 
 
 def test_bad_hw_exits_2_with_one_line(capsys, tmp_path):
-    gpt = _model(tmp_path, GPT)
-    code, out, err = _run(capsys, gpt, "--estimate", "--hw", "nosuch")
+    gpt = write_spec(tmp_path, GPT)
+    code, out, err = run_compile(capsys, gpt, "--estimate", "--hw", "nosuch")
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "nosuch" in err and "h100" in err and "Traceback" not in err
     with pytest.raises(UsageError):
@@ -163,21 +152,21 @@ def test_bad_hw_exits_2_with_one_line(capsys, tmp_path):
 @pytest.mark.parametrize("content", ["{not json", '{"name": "x"}', '{"name": "x", "peak_flops": {"float32": 1e12}, '
                                      '"bandwidth": -1, "step_latency": 0}', "[]"])
 def test_invalid_profile_file_exits_2(capsys, tmp_path, content):
-    gpt = _model(tmp_path, GPT)
+    gpt = write_spec(tmp_path, GPT)
     bad = tmp_path / "bad.json"
     bad.write_text(content)
-    code, out, err = _run(capsys, gpt, "--estimate", "--hw", str(bad))
+    code, out, err = run_compile(capsys, gpt, "--estimate", "--hw", str(bad))
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
     assert "not a valid hardware profile" in err and "Traceback" not in err
 
 
 def test_profile_from_a_json_file(capsys, tmp_path):
-    big = _model(tmp_path, BIG)
+    big = write_spec(tmp_path, BIG)
     mine = {"name": "mine", "peak_flops": {"float32": 1e13}, "bandwidth": 1e11,
             "compute_efficiency": 0.5, "memory_efficiency": 0.25, "step_latency": 1e-6}
     path = tmp_path / "mine.json"
     path.write_text(json.dumps(mine))
-    code, out, _ = _run(capsys, big, "--estimate", "--json", "--seq", "2048", "--hw", str(path))
+    code, out, _ = run_compile(capsys, big, "--estimate", "--json", "--seq", "2048", "--hw", str(path))
     assert code == 0
     obj = json.loads(out)
     assert obj["hw"] == "mine"
@@ -190,38 +179,38 @@ def test_profile_from_a_json_file(capsys, tmp_path):
 
 
 def test_json_gains_latency_keys_only_with_hw(capsys, tmp_path):
-    gpt, enc = _model(tmp_path, GPT, "gpt.seq"), _model(tmp_path, ENCODER, "enc.seq")
+    gpt, enc = write_spec(tmp_path, GPT, "gpt.seq"), write_spec(tmp_path, ENCODER, "enc.seq")
     keys = {"latency_forward_s", "latency_train_s", "latency_per_token_s"}
-    code, out, _ = _run(capsys, gpt, "--estimate", "--json", "--seq", "64,1024", "--hw", "a100")
+    code, out, _ = run_compile(capsys, gpt, "--estimate", "--json", "--seq", "64,1024", "--hw", "a100")
     obj = json.loads(out)
     assert code == 0 and obj["hw"] == "a100"
     for p in obj["points"]:
         assert keys <= set(p) and all(type(p[k]) is float and p[k] > 0 for k in keys)
     assert obj["points"][1]["latency_forward_s"] > obj["points"][0]["latency_forward_s"]
-    _, out, _ = _run(capsys, enc, "--estimate", "--json", "--seq", "64", "--hw", "a100")
+    _, out, _ = run_compile(capsys, enc, "--estimate", "--json", "--seq", "64", "--hw", "a100")
     (p,) = json.loads(out)["points"]
     assert p["latency_per_token_s"] is None and p["latency_forward_s"] > 0
-    _, out, _ = _run(capsys, gpt, "--estimate", "--json", "--seq", "64")
+    _, out, _ = run_compile(capsys, gpt, "--estimate", "--json", "--seq", "64")
     obj = json.loads(out)
     assert "hw" not in obj and not keys & set(obj["points"][0])
 
 
 def test_table_gains_latency_columns_in_human_units(capsys, tmp_path):
-    gpt, enc = _model(tmp_path, GPT, "gpt.seq"), _model(tmp_path, ENCODER, "enc.seq")
-    code, out, _ = _run(capsys, gpt, "--estimate", "--seq", "64,65536", "--batch", "8", "--hw", "h100")
+    gpt, enc = write_spec(tmp_path, GPT, "gpt.seq"), write_spec(tmp_path, ENCODER, "enc.seq")
+    code, out, _ = run_compile(capsys, gpt, "--estimate", "--seq", "64,65536", "--batch", "8", "--hw", "h100")
     assert code == 0 and "roofline on h100" in out
     head, _, first, last = out.splitlines()[1:5]
     assert head.split()[-5:] == ["time", "fwd", "time", "train", "time/token"]
     assert first.split()[-5] == "µs" and first.split()[-1] == "ns"       # forward, per token
     assert last.split()[-5] in ("ms", "s")
-    _, plain, _ = _run(capsys, gpt, "--estimate", "--seq", "64")
+    _, plain, _ = run_compile(capsys, gpt, "--estimate", "--seq", "64")
     assert "time fwd" not in plain and "roofline" not in plain
-    _, out, _ = _run(capsys, enc, "--estimate", "--seq", "64", "--hw", "cpu")
+    _, out, _ = run_compile(capsys, enc, "--estimate", "--seq", "64", "--hw", "cpu")
     assert out.splitlines()[3].rstrip().endswith("-")          # no per-token figure
 
 
 def test_hw_does_not_import_torch(tmp_path):
-    gpt = _model(tmp_path, GPT)
+    gpt = write_spec(tmp_path, GPT)
     code = ("import sys; from seqdsl.cli import main; "
             f"rc = main(['compile', {gpt!r}, '--estimate', '--json', '--hw', 'h100']); "
             "assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'")
@@ -234,7 +223,7 @@ def test_prediction_is_within_10x_of_a_timed_module(tmp_path):
     a profile calibrated in the same run (this machine's load changes both)."""
     torch = pytest.importorskip("torch")
     from seqdsl.hardware import calibrate
-    spec = _model(tmp_path, MLPS)
+    spec = write_spec(tmp_path, MLPS)
     module = seqdsl.build(spec, seed=0).eval()
     x = torch.randn(8, 256, 512)
     threads = torch.get_num_threads()
@@ -264,9 +253,9 @@ def test_hardware_profile_is_plain_json():
 
 
 def test_per_layer_rows_split_the_forward_time_and_name_the_bound(capsys, tmp_path):
-    spec = _model(tmp_path, "model kws {\n input x: float[B, T, 40]\n y = x -> conv1d(64, kernel=3, padding=causal)"
+    spec = write_spec(tmp_path, "model kws {\n input x: float[B, T, 40]\n y = x -> conv1d(64, kernel=3, padding=causal)"
                             " -> relu -> gru(64) -> linear(4096) -> linear(4096)\n output y\n}\n")
-    code, out, _ = _run(capsys, spec, "--estimate", "--json", "--per-layer", "--seq", "512", "--batch", "64",
+    code, out, _ = run_compile(capsys, spec, "--estimate", "--json", "--per-layer", "--seq", "512", "--batch", "64",
                         "--hw", "h100")
     obj = json.loads(out)
     rows = {r["kind"]: r for r in obj["layers"]}
@@ -274,7 +263,7 @@ def test_per_layer_rows_split_the_forward_time_and_name_the_bound(capsys, tmp_pa
     assert rows["linear"]["bound"] == "compute"      # the second 4096 x 4096 product (same kind, last row wins)
     total = sum(r["latency_forward_s"] for r in obj["layers"])
     assert total == pytest.approx(obj["points"][0]["latency_forward_s"], rel=1e-12)
-    code, out, _ = _run(capsys, spec, "--estimate", "--per-layer", "--seq", "512", "--hw", "h100")
+    code, out, _ = run_compile(capsys, spec, "--estimate", "--per-layer", "--seq", "512", "--hw", "h100")
     assert code == 0 and "bound" in out and "steps" in out
-    _, out, _ = _run(capsys, spec, "--estimate", "--per-layer", "--seq", "512")
+    _, out, _ = run_compile(capsys, spec, "--estimate", "--per-layer", "--seq", "512")
     assert "bound" not in out
