@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import ast
-from .diagnostics import error, suggest
-from .printer import is_identifier, to_seq
+from .lang import ast
+from .errors import error, suggest
+from .lang.printer import is_identifier, to_seq
 
 
 def _name(name: str, what: str) -> str:
@@ -63,7 +63,7 @@ class Expr:
     def __neg__(self): return Expr(ast.Neg(self.node, None))
 
     def __repr__(self):
-        from .printer import expr_text
+        from .lang.printer import expr_text
         return f"Expr({expr_text(self.node)})"
 
 
@@ -244,7 +244,7 @@ class Program:
         return to_seq(self.to_ast())
 
     def check(self, base_dir=None, path: str = "<builder>"):
-        from .elaborate import parse
+        from .check.elaborate import parse
         return parse(self.to_seq(), path=path, base_dir=base_dir)
 
 

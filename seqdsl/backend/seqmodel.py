@@ -14,18 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..diagnostics import SpecError, error
-from ..ir import ModelGraph, Program, TensorType
-
-
-def instantiate(spec, tied: dict[str, nn.Module]) -> nn.Module:
-    """A layer's ModuleSpec made a module: `nn.X` from torch.nn, anything else
-    from seqdsl.backend.modules; a `Tied` argument is the aliased module."""
-    from ..layers.base import Tied
-    from . import modules
-    owner, name = (nn, spec.cls[3:]) if spec.cls.startswith("nn.") else (modules, spec.cls)
-    args = [tied[a.alias] if isinstance(a, Tied) else a for a in spec.args]
-    return getattr(owner, name)(*args, **spec.kwargs)
+from ..errors import SpecError, error
+from ..graph.ir import ModelGraph, Program, TensorType
 
 
 def _seg_path(node):
@@ -279,7 +269,7 @@ class SeqModel(nn.Module):
 
 
 def _graph_of(program_or_path, model=None) -> ModelGraph:
-    from ..elaborate import load
+    from ..check.elaborate import load
     if isinstance(program_or_path, ModelGraph):
         return program_or_path
     if isinstance(program_or_path, (str, Path)):
