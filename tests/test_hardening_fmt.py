@@ -1,0 +1,222 @@
+"""`seqdsl fmt` must not lose information, change meaning or damage files."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqdsl import ast
+from seqdsl.diagnostics import SourceFile, SpecError
+from seqdsl.printer import expr_text, format_text
+from seqdsl.syntax import parse_module
+
+ROOT = Path(__file__).resolve().parent.parent
+# the shared conformance corpus sits beside a checkout, or beside the folder of worktrees
+_CONFORMANCE_DIRS = [ROOT.parent / "shared" / "conformance", ROOT.parent.parent / "shared" / "conformance"]
+CONFORMANCE = next((d for d in _CONFORMANCE_DIRS if d.is_dir()), None)
+BUNDLED = sorted((ROOT / "specs").rglob("*.seq")) + sorted((ROOT / "examples").rglob("*.seq"))
+CONFORMANCE_SPECS = sorted(CONFORMANCE.rglob("*.seq")) if CONFORMANCE else []
+EXE = [sys.executable, "-m", "seqdsl"]
+
+
+def _id(path: Path) -> str:
+    for base in (ROOT, CONFORMANCE):
+        if base is not None and path.is_relative_to(base):
+            return str(path.relative_to(base))
+    return path.name
+
+
+def fmt(*args, cwd=None, timeout=120):
+    return subprocess.run(EXE + ["fmt", *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def shape(node):
+    """An AST without spans (what the program means, not where it was written)."""
+    if isinstance(node, ast.Module):
+        return ("module", shape(node.imports), shape(node.blocks), shape(node.models))
+    if dataclasses.is_dataclass(node):
+        return (type(node).__name__,) + tuple(
+            shape(getattr(node, f.name)) for f in dataclasses.fields(node) if not f.name.endswith("span"))
+    if isinstance(node, tuple):
+        return tuple(shape(n) for n in node)
+    if isinstance(node, float):
+        return ("float", node.hex())  # so that -0.0 and 0.0 differ
+    return node
+
+
+def parse(text: str, path: str = "<string>"):
+    return parse_module(SourceFile(path, text))
+
+
+def comment_tokens(text: str):
+    from seqdsl.syntax import _parser
+    return [t for t in _parser().lex(text, dont_ignore=True) if t.type == "COMMENT"]
+
+
+def comment_texts(text: str) -> list[str]:
+    return [str(t).rstrip() for t in comment_tokens(text)]
+
+
+# ---------------------------------------------------------------- 9: comments
+def with_comments_everywhere(text: str, positions=None) -> tuple[str, list[str]]:
+    """`text` with a comment on its own line before every line (and at the
+    end), and a comment after the code of every line that has none. Returns
+    the text and the comments added, in order. `positions`, if given, keeps
+    only those indices of the candidate positions."""
+    has_comment = {t.line for t in comment_tokens(text)}
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    out, added, k = [], [], 0
+
+    def take(kind, i):
+        nonlocal k
+        k += 1
+        if positions is None or (k - 1) in positions:
+            added.append(f"# {kind}{i} ¤")
+            return True
+        return False
+    for i, line in enumerate(lines, start=1):
+        indent = line[:len(line) - len(line.lstrip())]
+        if take("own", i):
+            out.append(indent + added[-1])
+        if i not in has_comment and take("end", i):
+            line = line + "  " + added[-1]
+        out.append(line)
+    if take("own", len(lines) + 1):
+        out.append(added[-1])
+    return "\n".join(out) + "\n", added
+
+
+def candidate_count(text: str) -> int:
+    return len(with_comments_everywhere(text)[1])
+
+
+def check_fmt_keeps(text: str, path: str) -> str:
+    """fmt keeps every comment, in order, keeps the program, and is idempotent."""
+    once = format_text(text, path)
+    assert comment_texts(once) == comment_texts(text), "comments lost, added or reordered"
+    assert shape(parse(once)) == shape(parse(text, path)), "fmt changed the program"
+    assert format_text(once, path) == once, "fmt is not idempotent"
+    return once
+
+
+def _parses(path: Path) -> bool:
+    try:
+        parse(path.read_text(), str(path))
+        return True
+    except SpecError:
+        return False
+
+
+@pytest.mark.parametrize("path", BUNDLED, ids=_id)
+def test_fmt_keeps_comments_at_every_position_of_bundled_specs(path):
+    text, added = with_comments_everywhere(path.read_text())
+    once = check_fmt_keeps(text, str(path))
+    assert [c for c in comment_texts(once) if c in added] == added
+
+
+@pytest.mark.skipif(CONFORMANCE is None, reason="no shared/conformance corpus beside this checkout "
+                    f"(looked in {', '.join(map(str, _CONFORMANCE_DIRS))})")
+@pytest.mark.parametrize("path", CONFORMANCE_SPECS, ids=_id)
+def test_fmt_keeps_comments_at_every_position_of_conformance_specs(path):
+    if not _parses(path):
+        # a spec with a syntax error: fmt must refuse it, with or without comments
+        with pytest.raises(SpecError):
+            format_text(with_comments_everywhere(path.read_text())[0], str(path))
+        return
+    text, added = with_comments_everywhere(path.read_text())
+    once = check_fmt_keeps(text, str(path))
+    assert [c for c in comment_texts(once) if c in added] == added
+
+
+def graph_json(model) -> dict:
+    """`seqdsl graph --json`, less where each node was written."""
+    import json
+    from seqdsl.render import to_json
+    data = json.loads(to_json(model))
+    for node in data["nodes"]:
+        del node["line"], node["column"]
+    return data
+
+
+def test_fmt_keeps_the_checked_graph_of_bundled_specs_with_comments():
+    """The checked program (graph json) of every bundled spec is the same after fmt."""
+    import seqdsl
+    for path in BUNDLED:
+        if "model" not in path.read_text():  # a file of blocks only: nothing to check
+            continue
+        text, _ = with_comments_everywhere(path.read_text())
+        before = seqdsl.parse(path.read_text(), str(path), base_dir=path.parent)
+        after = seqdsl.parse(format_text(text, str(path)), str(path), base_dir=path.parent)
+        assert list(after.models) == list(before.models), path
+        for name in before.models:
+            assert graph_json(after.models[name]) == graph_json(before.models[name]), (path, name)
+
+
+_ALL = [p for p in BUNDLED + CONFORMANCE_SPECS if _parses(p)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_fmt_keeps_comments_at_any_subset_of_positions(data):
+    """Comments at some positions only (so layout decisions vary) are kept too."""
+    path = data.draw(st.sampled_from(_ALL), label="spec")
+    source = path.read_text()
+    n = candidate_count(source)
+    chosen = data.draw(st.sets(st.integers(0, n - 1), max_size=12), label="positions")
+    text, added = with_comments_everywhere(source, chosen)
+    once = check_fmt_keeps(text, str(path))
+    assert [c for c in comment_texts(once) if c in added] == added
+
+
+SMALL = """\
+model m {
+    input x: float[B, T, 8]
+    y = x
+        -> linear(8)
+        -> relu
+    output y
+}
+"""
+
+
+@pytest.mark.parametrize("text", [
+    # after a statement whose next line starts with `->`
+    "model m {\n    input x: float[B, T, 8]\n    y = x  # c1\n        -> linear(8)\n    output y\n}\n",
+    # on a continued block header
+    "block b(h,  # c1\n        d=2) {\n    linear(h)\n}\n",
+    "block b(h,\n        d=2) {  # c1\n    linear(h)\n}\n",
+    # inside a multi-line dim list or argument list
+    "model m {\n    input x: float[B,  # c1\n        T, 8]\n    y = x -> linear(8)\n    output y\n}\n",
+    "model m {\n    input x: float[B, T, 8]\n    y = x -> linear(8,  # c1\n        bias=false) -> relu\n"
+    "    output y\n}\n",
+    "model m {\n    input x: float[B, T, 8]\n    y = x -> repeat(  # c1\n        2) { linear(8) }\n"
+    "    output y\n}\n",
+    "model m {\n    let d = (8 +  # c1\n        8)\n    input x: float[B, T, d]\n    y = x -> linear(8)\n"
+    "    output y\n}\n",
+    # after `->` at the end of a line, and after a stage followed by another
+    "model m {\n    input x: float[B, T, 8]\n    y = x ->  # c1\n        linear(8)\n    output y\n}\n",
+    "model m {\n    input x: float[B, T, 8]\n    y = x -> residual { linear(8)  # c1\n"
+    "        relu } -> gelu  # c2\n    output y\n}\n",
+    # only comments; a comment after the closing brace
+    "# c1\n# c2\n",
+    "model m {\n    input x: float[B, T, 8]\n    y = x -> linear(8)\n    output y }  # c1\n",
+])
+def test_fmt_keeps_comments_the_old_printer_dropped(text):
+    once = check_fmt_keeps(text, "<test>")
+    assert "# c1" in once
+
+
+def test_fmt_of_many_comments_keeps_them_in_order():
+    body = "".join(f"    # note {i}\n    let a{i} = {i}  # after {i}\n" for i in range(300))
+    text = "model m {\n" + body + "    input x: float[B, T, 8]\n    y = x\n    output y\n}\n"
+    once = check_fmt_keeps(text, "<test>")
+    assert comment_texts(once) == [c for i in range(300) for c in (f"# note {i}", f"# after {i}")]
