@@ -70,21 +70,26 @@ class Comments:
         return out
 
 
+# A string or a comment, scanned left to right: a `#` inside a string is part
+# of the string. The grammar's STRING and COMMENT, the only tokens that may hold
+# `"` or `#`, neither spanning lines (the text has been parsed first).
+_STRING_OR_COMMENT = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"|#[^\n]*')
+
+
 def collect_comments(text: str) -> Comments:
-    """Find comments with the grammar's own lexer (so `#` in strings is safe)."""
-    from .syntax import _parser
+    """The comments of `text` (already parsed), in one linear scan."""
     comments = Comments()
-    code_lines = set()
-    found = []
-    for tok in _parser().lex(text, dont_ignore=True):
-        if tok.type == "COMMENT":
-            found.append(tok)
-        elif tok.type not in ("WS", "_NL"):
-            code_lines.add(tok.line)
-    for tok in found:
-        comments.lines.append(tok.line)
-        comments.texts.append(str(tok).rstrip())
-        comments.own.append(tok.line not in code_lines)
+    line, pos = 1, 0
+    for m in _STRING_OR_COMMENT.finditer(text):
+        start = m.start()
+        if text[start] != "#":
+            continue
+        line += text.count("\n", pos, start)
+        pos = start
+        before = text[text.rfind("\n", 0, start) + 1:start]
+        comments.lines.append(line)
+        comments.texts.append(m.group().rstrip())
+        comments.own.append(not before.strip(" \t\f\r"))
     return comments
 
 
