@@ -112,8 +112,12 @@ def expr_text(e, parent: int = 0) -> str:
         if isinstance(v, str):
             return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if isinstance(v, float):
+            # repr is the shortest text that reads back as the same float; inf
+            # and nan have none in the language (`inf` would be a name)
+            if v != v or v in (float("inf"), float("-inf")):
+                raise ValueError(f"{v} has no .seq literal")
             text = repr(v)
-            return text if any(c in text for c in ".en") else text + ".0"
+            return text if any(c in text for c in ".e") else text + ".0"
         return str(v)
     if isinstance(e, ast.Name):
         return e.name

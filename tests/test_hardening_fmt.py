@@ -233,3 +233,55 @@ def test_fmt_check_of_20000_comment_lines_is_fast(tmp_path):
     assert r.returncode == 1 and "would reformat" in r.stderr
     r = fmt("--stdout", spec, timeout=60)
     assert r.returncode == 0 and r.stdout.count("# note") == 20_000
+
+
+# ---------------------------------------------------------------- 11: float literals
+def _let_value(text: str):
+    (model,) = parse(f"model m {{\n    let a = {text}\n}}\n").models
+    return model.statements[0].value
+
+
+@pytest.mark.parametrize("literal, word", [
+    ("1e999", "large"), ("1.5E+400", "large"), ("1_000e400", "large"),
+    ("1e-400", "small"), ("0.5e-330", "small"), ("2e-324", "small"),
+])
+def test_a_float_literal_that_does_not_fit_is_refused_at_the_literal(literal, word):
+    text = (f"model m {{\n    input x: float[B, T, 8]\n    y = x -> layernorm(eps={literal}) -> dropout({literal})\n"
+            "    output y\n}\n")
+    with pytest.raises(SpecError) as info:
+        format_text(text)
+    message = info.value.render()
+    assert f"too {word}" in message and "3:28: error" in message, message
+
+
+@pytest.mark.parametrize("literal, value", [("0.0e-999", 0.0), ("0e999", 0.0), ("5e-324", 5e-324),
+                                            ("3e-324", 5e-324), ("1.7976931348623157e308", 1.7976931348623157e308)])
+def test_float_literals_that_fit_still_parse(literal, value):
+    assert _let_value(literal).value == value
+
+
+def test_fmt_refuses_an_overflowing_literal_without_writing(tmp_path):
+    spec = tmp_path / "m.seq"
+    spec.write_text("model m {\n  input x: float[B, T, 8]\n  y = x -> layernorm(eps=1e999)\n  output y\n}\n")
+    before = spec.read_bytes()
+    r = fmt(spec)
+    assert r.returncode == 1 and "too large" in r.stderr and "Traceback" not in r.stderr
+    assert spec.read_bytes() == before
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_every_float_fmt_prints_reads_back_as_the_same_value(v):
+    text = expr_text(ast.Literal(v, None))
+    e = _let_value(text)
+    sign = 1.0
+    if isinstance(e, ast.Neg):
+        sign, e = -1.0, e.operand
+    assert isinstance(e, ast.Literal) and isinstance(e.value, float), text
+    assert (sign * e.value).hex() == v.hex(), text
+
+
+@pytest.mark.parametrize("v", [float("inf"), float("-inf"), float("nan")])
+def test_a_float_with_no_literal_is_not_printed_as_a_name(v):
+    with pytest.raises(ValueError):
+        expr_text(ast.Literal(v, None))
