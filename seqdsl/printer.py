@@ -304,11 +304,16 @@ def to_seq(module: ast.Module, comments: Comments | None = None) -> str:
 
 
 def format_text(text: str, path: str = "<string>") -> str:
-    """Parse `text` and print it canonically, comments kept."""
+    """Parse `text` and print it canonically, comments kept. A file whose
+    first line ends with CRLF keeps CRLF line endings (all of them)."""
     from .diagnostics import SourceFile
     from .syntax import parse_module
     module = parse_module(SourceFile(path, text))
-    return to_seq(module, collect_comments(text))
+    out = to_seq(module, collect_comments(text))
+    first = text.find("\n")
+    if first > 0 and text[first - 1] == "\r":
+        out = out.replace("\n", "\r\n")
+    return out
 
 
 def is_identifier(name: str) -> bool:

@@ -285,3 +285,149 @@ def test_every_float_fmt_prints_reads_back_as_the_same_value(v):
 def test_a_float_with_no_literal_is_not_printed_as_a_name(v):
     with pytest.raises(ValueError):
         expr_text(ast.Literal(v, None))
+
+
+# ---------------------------------------------------------------- 10: links and modes
+MESSY = "model m {\n  input x: float[B,T,8]  # in\n  y = x->linear(8)\n  output y\n}\n"
+CANONICAL = "model m {\n    input x: float[B, T, 8]  # in\n\n    y = x -> linear(8)\n\n    output y\n}\n"
+
+
+def test_fmt_canonical_text():
+    assert format_text(MESSY) == CANONICAL
+
+
+def test_fmt_through_a_symlink_rewrites_the_target_and_keeps_the_link(tmp_path):
+    target = tmp_path / "real" / "m.seq"
+    target.parent.mkdir()
+    target.write_text(MESSY)
+    link = tmp_path / "link.seq"
+    link.symlink_to(target)
+    r = fmt(link)
+    assert r.returncode == 0, r.stderr
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text() == CANONICAL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.seq", "real"]   # no temporary left
+    assert sorted(p.name for p in target.parent.iterdir()) == ["m.seq"]
+
+
+def test_fmt_keeps_the_file_mode(tmp_path):
+    spec = tmp_path / "m.seq"
+    spec.write_text(MESSY)
+    spec.chmod(0o640)
+    assert fmt(spec).returncode == 0
+    assert spec.read_text() == CANONICAL
+    assert spec.stat().st_mode & 0o7777 == 0o640
+    spec.write_text(MESSY)
+    spec.chmod(0o755)
+    assert fmt(spec).returncode == 0
+    assert spec.stat().st_mode & 0o7777 == 0o755
+
+
+def test_fmt_keeps_hard_links(tmp_path):
+    spec = tmp_path / "m.seq"
+    spec.write_text(MESSY)
+    other = tmp_path / "other.seq"
+    os.link(spec, other)
+    inode = spec.stat().st_ino
+    assert fmt(spec).returncode == 0
+    assert spec.stat().st_ino == inode and spec.stat().st_nlink == 2
+    assert other.read_text() == CANONICAL == spec.read_text()
+
+
+# ---------------------------------------------------------------- 12: several files
+def test_fmt_of_several_files_with_one_refused_writes_none(tmp_path):
+    a, b, c = (tmp_path / f"{n}.seq" for n in "abc")
+    a.write_text(MESSY)
+    b.write_text("model m {\n  input x: float[B, T, 8]\n  y = x -> repeat(2) { linear(8)\n  output y\n}\n")
+    c.write_text(MESSY.replace("model m", "model n"))
+    d = tmp_path / "d.seq"
+    d.write_text("model m {\n  let a = 1e999\n}\n")
+    before = {p: p.read_bytes() for p in (a, b, c, d)}
+    for mode in ([], ["--check"], ["--stdout"]):
+        r = fmt(*mode, a, b, c, d)
+        assert r.returncode == 1, (mode, r.stderr)
+        assert "Traceback" not in r.stderr
+        assert "b.seq:4:3: error" in r.stderr and "d.seq:2:11: error" in r.stderr   # every refused file
+        assert "2 of 4 files refused" in r.stderr and "reformat" not in r.stderr
+        assert r.stdout == ""
+        assert {p: p.read_bytes() for p in (a, b, c, d)} == before
+    r = fmt(a, c)
+    assert r.returncode == 0
+    assert r.stderr.splitlines() == [f"reformatted {a}", f"reformatted {c}"]
+    assert a.read_text() == CANONICAL
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "missing.seq", "cannot find"),
+    (lambda d: d, "is a directory"),
+    (lambda d: (d / "notes.txt", (d / "notes.txt").write_text(MESSY))[0], "is not a .seq file"),
+    (lambda d: (d / "dangling.seq", (d / "dangling.seq").symlink_to(d / "gone.seq"))[0], "broken symbolic link"),
+], ids=["missing", "directory", "not-seq", "dangling-link"])
+def test_fmt_of_something_not_a_spec_is_a_one_line_usage_error(tmp_path, make, message):
+    path = make(tmp_path)
+    for mode in ([], ["--check"], ["--stdout"]):
+        r = fmt(*mode, path)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.count("\n") == 1 and message in r.stderr and r.stderr.startswith("seqdsl fmt: error:")
+        assert r.stdout == ""
+    good = tmp_path / "good.seq"
+    good.write_text(MESSY)
+    r = fmt(good, path)
+    assert r.returncode == 2 and good.read_text() == MESSY and "no file was written" in r.stderr
+
+
+# ---------------------------------------------------------------- more: encodings, line ends, stdout
+def test_fmt_keeps_crlf_line_endings(tmp_path):
+    spec = tmp_path / "m.seq"
+    spec.write_bytes(MESSY.replace("\n", "\r\n").encode())
+    assert fmt(spec).returncode == 0
+    assert spec.read_bytes() == CANONICAL.replace("\n", "\r\n").encode()
+    assert fmt("--check", spec).returncode == 0   # a canonical CRLF file needs no change
+    assert format_text(MESSY) == CANONICAL        # LF stays LF
+
+
+def test_fmt_keeps_unicode_and_strips_trailing_whitespace(tmp_path):
+    text = 'import "blocks/café.seq"   \nmodel m {   # é → ü  \t\n  input x: float[B, T, 8]\t\n  y = x\n  output y\n}\n'
+    once = format_text(text)
+    assert 'import "blocks/café.seq"\n' in once and "model m {  # é → ü\n" in once
+    assert all(line == line.rstrip() for line in once.splitlines())
+    spec = tmp_path / "u.seq"
+    spec.write_text(text, encoding="utf-8")
+    (tmp_path / "blocks").mkdir()
+    assert fmt(spec).returncode == 0 and spec.read_text(encoding="utf-8") == once
+
+
+def test_fmt_keeps_string_escapes_in_imports():
+    for literal in (r'"a\"b.seq"', r'"a\\b.seq"', r'"a\nb.seq"', r'"x#y.seq"', r'"\\\"\\"'):
+        text = f"import {literal}  # c\n"
+        once = check_fmt_keeps(text, "<test>")
+        assert once.count("#") == text.count("#")
+
+
+def test_fmt_refuses_a_bom_as_check_does(tmp_path):
+    spec = tmp_path / "bom.seq"
+    spec.write_bytes(b"\xef\xbb\xbf" + MESSY.encode())
+    before = spec.read_bytes()
+    r = fmt(spec)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and spec.read_bytes() == before
+    r = subprocess.run(EXE + ["check", str(spec)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 1
+
+
+def test_fmt_stdout_leaves_the_file_alone(tmp_path):
+    spec = tmp_path / "m.seq"
+    spec.write_text(MESSY)
+    r = fmt("--stdout", spec)
+    assert r.returncode == 0 and r.stdout == CANONICAL and r.stderr == ""
+    assert spec.read_text() == MESSY
+
+
+def test_fmt_of_very_long_lines_keeps_everything():
+    dims = ", ".join(f"D{i}" for i in range(60))
+    args = ", ".join(f"k{i}={i}" for i in range(40))
+    text = (f"model m {{\n    input x: float[{dims}]  # {'c' * 500}\n"
+            f"    y = x -> linear(8, {args}) -> relu -> residual {{ linear(8) -> relu -> linear(8) -> gelu }}"
+            " -> layernorm\n    output y\n}\n")
+    once = check_fmt_keeps(text, "<test>")
+    assert max(map(len, once.splitlines())) > 88 and "c" * 500 in once
