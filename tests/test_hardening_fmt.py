@@ -177,6 +177,40 @@ def test_fmt_keeps_comments_at_any_subset_of_positions(data):
     assert [c for c in comment_texts(once) if c in added] == added
 
 
+
+def break_points(text: str) -> list[int]:
+    """Offsets where a line may break without ending anything: inside ( ) or
+    [ ] after an opening bracket or a comma, before a closing one, and on
+    either side of `->`."""
+    from seqdsl.syntax import _parser
+    out, depth = [], 0
+    for t in _parser().lex(text, dont_ignore=True):
+        if t.type in ("RPAR", "RSQB"):
+            depth -= 1
+            out.append(t.start_pos)
+        if t.type in ("LPAR", "LSQB"):
+            depth += 1
+        if (t.type in ("LPAR", "LSQB", "COMMA") and depth > 0) or t.type == "_ARROW":
+            out.append(t.end_pos)
+        if t.type == "_ARROW":
+            out.append(t.start_pos)
+    return sorted(set(out))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data())
+def test_fmt_keeps_comments_in_lines_broken_anywhere(data):
+    """Argument, dim and parameter lists and pipelines broken over lines, with
+    comments at the breaks: every comment kept, in order, same program."""
+    path = data.draw(st.sampled_from(_ALL), label="spec")
+    text = path.read_text()
+    points = break_points(text)
+    chosen = data.draw(st.sets(st.sampled_from(points), min_size=1, max_size=8), label="breaks")
+    for i, offset in enumerate(sorted(chosen, reverse=True)):
+        comment = data.draw(st.sampled_from(["", f"  # b{i}", f"  # b{i}\n# own{i}"]), label="comment")
+        text = text[:offset] + comment + "\n        " + text[offset:]
+    check_fmt_keeps(text, str(path))
+
 SMALL = """\
 model m {
     input x: float[B, T, 8]
