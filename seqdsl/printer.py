@@ -110,6 +110,8 @@ def expr_text(e, parent: int = 0) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, str):
+            if "\n" in v:  # a string literal cannot span lines
+                raise ValueError(f"{v!r}: a .seq string cannot hold a line break")
             return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if isinstance(v, float):
             # repr is the shortest text that reads back as the same float; inf

@@ -465,3 +465,17 @@ def test_fmt_of_very_long_lines_keeps_everything():
             " -> layernorm\n    output y\n}\n")
     once = check_fmt_keeps(text, "<test>")
     assert max(map(len, once.splitlines())) > 88 and "c" * 500 in once
+
+
+def test_a_string_with_a_line_break_is_not_printed_broken():
+    with pytest.raises(ValueError):
+        expr_text(ast.Literal("a\nb.seq", None))
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="only root can give a file away")
+def test_fmt_keeps_the_owner(tmp_path):
+    spec = tmp_path / "m.seq"
+    spec.write_text(MESSY)
+    os.chown(spec, 4321, 4321)
+    assert fmt(spec).returncode == 0 and spec.read_text() == CANONICAL
+    assert (spec.stat().st_uid, spec.stat().st_gid) == (4321, 4321)
