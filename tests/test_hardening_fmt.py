@@ -479,3 +479,23 @@ def test_fmt_keeps_the_owner(tmp_path):
     os.chown(spec, 4321, 4321)
     assert fmt(spec).returncode == 0 and spec.read_text() == CANONICAL
     assert (spec.stat().st_uid, spec.stat().st_gid) == (4321, 4321)
+
+
+def test_fmt_says_which_files_it_rewrote_when_a_write_fails(tmp_path, monkeypatch, capsys):
+    from seqdsl import cli
+    a, b, c = (tmp_path / f"{n}.seq" for n in "abc")
+    for p in (a, b, c):
+        p.write_text(MESSY)
+    real_save = cli._save_atomic
+
+    def failing_save(path, save):
+        if str(path).endswith("b.seq"):
+            raise cli.UsageError(f"cannot write {path}: Read-only file system")
+        real_save(path, save)
+    monkeypatch.setattr(cli, "_save_atomic", failing_save)
+    assert cli.main(["fmt", str(a), str(b), str(c)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"reformatted {a}",
+                   f"seqdsl fmt: error: cannot write {os.path.realpath(b)}: Read-only file system",
+                   f"reformatted {c}"]
+    assert a.read_text() == c.read_text() == CANONICAL and b.read_text() == MESSY
