@@ -216,17 +216,6 @@ def test_fmt_keeps_comments_in_lines_broken_anywhere(data):
         text = text[:offset] + comment + "\n        " + text[offset:]
     check_fmt_keeps(text, str(path))
 
-SMALL = """\
-model m {
-    input x: float[B, T, 8]
-    y = x
-        -> linear(8)
-        -> relu
-    output y
-}
-"""
-
-
 @pytest.mark.parametrize("text", [
     # after a statement whose next line starts with `->`
     "model m {\n    input x: float[B, T, 8]\n    y = x  # c1\n        -> linear(8)\n    output y\n}\n",
