@@ -102,8 +102,8 @@ def cmd_fmt(args) -> int:
         return 2 if usage else 1
     failed = False
     for path, text, formatted in done:
-        if args.stdout:
-            sys.stdout.write(formatted)
+        if args.stdout:  # the file's bytes (UTF-8, its line ends), whatever stdout's encoding
+            _write_stdout_bytes(formatted.encode("utf-8"))
         elif formatted != text:
             if args.check:
                 print(f"would reformat {path}", file=sys.stderr)
@@ -118,6 +118,16 @@ def cmd_fmt(args) -> int:
     if failed:
         return 2
     return 1 if args.check and any(formatted != text for _, text, formatted in done) else 0
+
+
+def _write_stdout_bytes(data: bytes) -> None:
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a text-only stream (an embedding program's): text it is
+        sys.stdout.write(data.decode("utf-8"))
+        return
+    sys.stdout.flush()
+    buffer.write(data)
+    buffer.flush()
 
 
 def _read_fmt_source(path):

@@ -495,3 +495,12 @@ def test_fmt_says_which_files_it_rewrote_when_a_write_fails(tmp_path, monkeypatc
                    f"seqdsl fmt: error: cannot write {os.path.realpath(b)}: Read-only file system",
                    f"reformatted {c}"]
     assert a.read_text() == c.read_text() == CANONICAL and b.read_text() == MESSY
+
+
+def test_fmt_stdout_gives_the_files_bytes_whatever_the_terminal_encoding(tmp_path):
+    spec = tmp_path / "u.seq"
+    spec.write_bytes(MESSY.replace("# in", "# café → ü").replace("\n", "\r\n").encode())
+    r = subprocess.run(EXE + ["fmt", "--stdout", str(spec)], capture_output=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "ascii"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == CANONICAL.replace("# in", "# café → ü").replace("\n", "\r\n").encode()
