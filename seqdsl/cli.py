@@ -150,8 +150,8 @@ def _read_fmt_source(path):
 def _rewrite_file(path, text: str) -> None:
     """New content for an existing file, keeping what makes it that file:
     through a symbolic link its target is rewritten (the link stays); the
-    mode (and owner, where allowed) is kept; a file with other hard links is rewritten in place (same
-    inode), otherwise atomically (`_save_atomic`)."""
+    mode (and owner, where allowed) is kept; a file with other hard links is
+    rewritten in place (same inode), otherwise atomically (`_save_atomic`)."""
     import stat
     real = os.path.realpath(path)
     payload = text.encode("utf-8")
@@ -171,12 +171,12 @@ def _rewrite_file(path, text: str) -> None:
     def save(tmp):
         with open(tmp, "wb") as f:
             f.write(payload)
-        os.chmod(tmp, stat.S_IMODE(info.st_mode))
         if hasattr(os, "chown") and (info.st_uid, info.st_gid) != (os.getuid(), os.getgid()):
             try:
                 os.chown(tmp, info.st_uid, info.st_gid)
             except OSError:  # only root may give a file away: it is then ours
                 pass
+        os.chmod(tmp, stat.S_IMODE(info.st_mode))  # after chown, which may clear setuid bits
     _save_atomic(real, save)
 
 
