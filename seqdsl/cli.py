@@ -152,14 +152,23 @@ def _rewrite_file(path, text: str) -> None:
     through a symbolic link its target is rewritten (the link stays); the
     mode (and owner, where allowed) is kept; a file with other hard links is
     rewritten in place (same inode), otherwise atomically (`_save_atomic`)."""
+    import errno
     import stat
     real = os.path.realpath(path)
     payload = text.encode("utf-8")
     try:
         info = os.stat(real)
         if info.st_nlink > 1:
-            # the whole new text is ready: one write over the old inode
+            # the whole new text is ready: one write over the old inode, after
+            # making room for it (so a full disk refuses before any byte changes)
             with open(real, "r+b") as f:
+                if len(payload) > info.st_size and hasattr(os, "posix_fallocate"):
+                    try:
+                        os.posix_fallocate(f.fileno(), 0, len(payload))
+                    except OSError as exc:
+                        f.truncate(info.st_size)
+                        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                            raise
                 f.write(payload)
                 f.truncate()
                 f.flush()

@@ -504,3 +504,20 @@ def test_fmt_stdout_gives_the_files_bytes_whatever_the_terminal_encoding(tmp_pat
                        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "ascii"})
     assert r.returncode == 0, r.stderr
     assert r.stdout == CANONICAL.replace("# in", "# café → ü").replace("\n", "\r\n").encode()
+
+
+def test_fmt_of_a_hard_linked_file_on_a_full_disk_leaves_it_whole(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from seqdsl import cli
+    spec = tmp_path / "m.seq"
+    spec.write_text(MESSY)   # the canonical text is longer: room must be made for it
+    assert len(CANONICAL) > len(MESSY)
+    os.link(spec, tmp_path / "other.seq")
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    assert cli.main(["fmt", str(spec)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert spec.read_text() == MESSY == (tmp_path / "other.seq").read_text()
