@@ -37,6 +37,14 @@ def fmt(*args, cwd=None, timeout=120):
                           timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
+def fmt_here(capsys, *args):
+    """`seqdsl fmt ARGS` in this process (quicker than a subprocess): rc, stdout, stderr."""
+    from seqdsl.cli import main
+    rc = main(["fmt", *map(str, args)])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
 def shape(node):
     """An AST without spans (what the program means, not where it was written)."""
     if isinstance(node, ast.Module):
@@ -365,7 +373,7 @@ def test_fmt_keeps_hard_links(tmp_path):
 
 
 # ---------------------------------------------------------------- 12: several files
-def test_fmt_of_several_files_with_one_refused_writes_none(tmp_path):
+def test_fmt_of_several_files_with_one_refused_writes_none(tmp_path, capsys):
     a, b, c = (tmp_path / f"{n}.seq" for n in "abc")
     a.write_text(MESSY)
     b.write_text("model m {\n  input x: float[B, T, 8]\n  y = x -> repeat(2) { linear(8)\n  output y\n}\n")
@@ -374,16 +382,18 @@ def test_fmt_of_several_files_with_one_refused_writes_none(tmp_path):
     d.write_text("model m {\n  let a = 1e999\n}\n")
     before = {p: p.read_bytes() for p in (a, b, c, d)}
     for mode in ([], ["--check"], ["--stdout"]):
-        r = fmt(*mode, a, b, c, d)
-        assert r.returncode == 1, (mode, r.stderr)
-        assert "Traceback" not in r.stderr
-        assert "b.seq:4:3: error" in r.stderr and "d.seq:2:11: error" in r.stderr   # every refused file
-        assert "2 of 4 files refused" in r.stderr and "reformat" not in r.stderr
-        assert r.stdout == ""
+        rc, out, err = fmt_here(capsys, *mode, a, b, c, d)
+        assert rc == 1, (mode, err)
+        assert "b.seq:4:3: error" in err and "d.seq:2:11: error" in err   # every refused file
+        assert "2 of 4 files refused" in err and "reformat" not in err
+        assert out == ""
         assert {p: p.read_bytes() for p in (a, b, c, d)} == before
-    r = fmt(a, c)
-    assert r.returncode == 0
-    assert r.stderr.splitlines() == [f"reformatted {a}", f"reformatted {c}"]
+    r = fmt(a, b, c, d)   # the same from the command: no traceback
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "2 of 4 files refused; no file was written" in r.stderr
+    assert {p: p.read_bytes() for p in (a, b, c, d)} == before
+    rc, out, err = fmt_here(capsys, a, c)
+    assert rc == 0
+    assert err.splitlines() == [f"reformatted {a}", f"reformatted {c}"]
     assert a.read_text() == CANONICAL
 
 
@@ -393,17 +403,22 @@ def test_fmt_of_several_files_with_one_refused_writes_none(tmp_path):
     (lambda d: (d / "notes.txt", (d / "notes.txt").write_text(MESSY))[0], "is not a .seq file"),
     (lambda d: (d / "dangling.seq", (d / "dangling.seq").symlink_to(d / "gone.seq"))[0], "broken symbolic link"),
 ], ids=["missing", "directory", "not-seq", "dangling-link"])
-def test_fmt_of_something_not_a_spec_is_a_one_line_usage_error(tmp_path, make, message):
+def test_fmt_of_something_not_a_spec_is_a_one_line_usage_error(tmp_path, capsys, make, message):
     path = make(tmp_path)
     for mode in ([], ["--check"], ["--stdout"]):
-        r = fmt(*mode, path)
-        assert r.returncode == 2, r.stderr
-        assert r.stderr.count("\n") == 1 and message in r.stderr and r.stderr.startswith("seqdsl fmt: error:")
-        assert r.stdout == ""
+        rc, out, err = fmt_here(capsys, *mode, path)
+        assert rc == 2, err
+        assert err.count("\n") == 1 and message in err and err.startswith("seqdsl fmt: error:")
+        assert out == ""
     good = tmp_path / "good.seq"
     good.write_text(MESSY)
-    r = fmt(good, path)
-    assert r.returncode == 2 and good.read_text() == MESSY and "no file was written" in r.stderr
+    rc, out, err = fmt_here(capsys, good, path)
+    assert rc == 2 and good.read_text() == MESSY and "no file was written" in err
+
+
+def test_fmt_usage_error_from_the_command_is_one_line(tmp_path):
+    r = fmt(tmp_path)
+    assert r.returncode == 2 and r.stderr == f"seqdsl fmt: error: '{tmp_path}' is a directory; give the .seq files in it\n"
 
 
 # ---------------------------------------------------------------- more: encodings, line ends, stdout
