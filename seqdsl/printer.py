@@ -297,7 +297,7 @@ class _Printer:
             if rest and self.out:
                 self.out.append("")
             self.out.extend(rest)
-        return "\n".join(self.out) + "\n"
+        return "\n".join(self.out) + "\n" if self.out else ""  # nothing at all: an empty file
 
 
 def to_seq(module: ast.Module, comments: Comments | None = None) -> str:

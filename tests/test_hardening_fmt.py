@@ -536,3 +536,8 @@ def test_fmt_of_a_hard_linked_file_on_a_full_disk_leaves_it_whole(tmp_path, monk
     assert cli.main(["fmt", str(spec)]) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert spec.read_text() == MESSY == (tmp_path / "other.seq").read_text()
+
+
+@pytest.mark.parametrize("text", ["", "\n", "\n\n   \n", "\r\n"])
+def test_fmt_of_an_empty_file_is_empty(text):
+    assert format_text(text) == ""
