@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 
 from .lang import ast
 from .errors import error, suggest
-from .lang.printer import is_identifier, to_seq
+from .lang.printer import expr_text, is_identifier, to_seq
+from .check.elaborate import parse
+from .layers import LAYERS
 
 
 def _name(name: str, what: str) -> str:
@@ -63,7 +65,6 @@ class Expr:
     def __neg__(self): return Expr(ast.Neg(self.node, None))
 
     def __repr__(self):
-        from .lang.printer import expr_text
         return f"Expr({expr_text(self.node)})"
 
 
@@ -118,7 +119,6 @@ def _alias(stage, name):
 
 def layer(kind: str, *args, as_: str | None = None, **kwargs) -> ast.Call:
     """A layer call: `layer("attention", 8, causal=True)`."""
-    from .layers import LAYERS
     if kind not in LAYERS:
         raise error(f"unknown layer '{kind}'", help=suggest(kind, LAYERS))
     return _alias(ast.Call(kind, _args(args, kwargs), None, None), as_)
@@ -155,7 +155,6 @@ def _stages(stages) -> tuple:
 
 def __getattr__(kind: str):
     """`sb.attention(8, causal=True)` == `sb.layer("attention", 8, causal=True)`."""
-    from .layers import LAYERS
     if kind in LAYERS:
         return lambda *args, as_=None, **kwargs: layer(kind, *args, as_=as_, **kwargs)
     raise AttributeError(f"seqdsl.builder has no layer '{kind}'"
@@ -244,7 +243,6 @@ class Program:
         return to_seq(self.to_ast())
 
     def check(self, base_dir=None, path: str = "<builder>"):
-        from .check.elaborate import parse
         return parse(self.to_seq(), path=path, base_dir=base_dir)
 
 
