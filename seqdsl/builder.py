@@ -21,7 +21,7 @@ the generated text). Names are validated as they are given.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .lang import ast
 from .errors import error, suggest
@@ -113,7 +113,6 @@ def _args(args, kwargs):
 
 # ------------------------------------------------------------------ stages
 def _alias(stage, name):
-    from dataclasses import replace
     return replace(stage, alias=_name(name, "layer") if name else None)
 
 
