@@ -1,7 +1,7 @@
 """Standalone PyTorch source for a model: `seqdsl compile SPEC -o model.py`.
 
 The file imports only torch. It carries the kernel modules of
-seqdsl/backend/modules.py verbatim (docs/lowering.md), then one class per model
+seqdsl/layers/torch_modules.py verbatim (docs/lowering.md), then one class per model
 whose __init__ builds the same nested ModuleDicts as `seqdsl.build` and whose
 forward is straight-line code over the spec's graph. Nothing from the spec
 reaches the source unescaped: module paths and enum words are emitted with

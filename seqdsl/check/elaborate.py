@@ -1,4 +1,4 @@
-"""AST -> checked graph (`seqdsl.ir`).
+"""AST -> checked graph (`seqdsl.graph.ir`).
 
 Loads a spec and its imports, checks blocks for recursion, then elaborates
 each model: evaluates `let`s, declares inputs with symbolic dims, expands

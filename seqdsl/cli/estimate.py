@@ -196,7 +196,7 @@ def _grid(head, rows) -> str:
 
 def per_layer_rows(model, cc, point, batch, profile=None) -> list[dict]:
     """One row per layer at `point`; with a hardware profile each row gains its
-    roofline forward seconds and what bounds it (seqdsl.roofline.node_latency)."""
+    roofline forward seconds and what bounds it (seqdsl.cost.roofline.node_latency)."""
     from ..graph.symbolic import compile_expr, fmt_dim
     env = dict(point.seq)
     if model.batch_symbol:

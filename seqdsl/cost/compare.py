@@ -32,7 +32,7 @@ models that name their dims differently (T, S) are compared at equal lengths.
 Named dims (`T=64..65536,S=512`: at most one ranged dim, swept; the others
 held) are accepted only when every model has exactly those sequence dims.
 
-Crossovers are solved from the closed forms by seqdsl.crossover (exact
+Crossovers are solved from the closed forms by seqdsl.cost.crossover (exact
 integers, not a grid guess) within the swept [min, max]: `seq` is the first
 length at which the pair's strict order differs from the one below it;
 `between[0]` is the spec that costs more from there on. Torch is never

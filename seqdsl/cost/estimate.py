@@ -4,7 +4,7 @@
     est.points[0].flops_train, est.points[0].inference_peak_bytes
 
 The closed forms are derived once per (model, dtype) by `seqdsl.cost` and
-compiled to column evaluators over Python ints (`seqdsl.symbolic.compile_columns`:
+compiled to column evaluators over Python ints (`seqdsl.graph.symbolic.compile_columns`:
 every point of a sweep at once), so a sweep costs microseconds a point and stays
 exact at T = 10**9.
 Torch is never imported.
@@ -50,7 +50,7 @@ class Point(BaseModel):
     state_bytes: int | None              # generation state at this length; None if it cannot stream
     sequential_depth: int
     warnings: list[str] = []             # e.g. a length past a layer's max_len (the module refuses it)
-    # roofline latency in seconds (seqdsl.roofline), only with hw=...; per token None if it cannot stream
+    # roofline latency in seconds (seqdsl.cost.roofline), only with hw=...; per token None if it cannot stream
     latency_forward_s: float | None = None
     latency_train_s: float | None = None
     latency_per_token_s: float | None = None
@@ -70,7 +70,7 @@ class Estimate(BaseModel):
 # ------------------------------------------------------------------ compiled forms
 class CompiledCost:
     """A ModelCost with every figure compiled to exact column evaluators
-    (`seqdsl.symbolic.compile_columns`: all points of a sweep at once). Shared
+    (`seqdsl.graph.symbolic.compile_columns`: all points of a sweep at once). Shared
     subexpressions (ceil(T/2), segment counts, ...) are factored out once with
     sympy.cse and evaluated once a sweep (`bind`), then each figure reads them."""
 
@@ -173,7 +173,7 @@ def estimate(program_or_path, seq=None, batch: int = 1, dtype: str = "float32",
     """Closed-form costs of one model (a path, a Program or a ModelGraph) at
     each requested length. See COST_MODEL.md for what every figure counts.
     hw: a hardware profile (name, JSON path or HardwareProfile) adds roofline
-    latencies to each point (seqdsl.roofline)."""
+    latencies to each point (seqdsl.cost.roofline)."""
     graph = _model_of(program_or_path, model)
     if dtype not in DTYPE_BYTES:
         raise _usage(f"unknown dtype '{dtype}': use float32, bfloat16 or float16")
