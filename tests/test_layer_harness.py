@@ -40,7 +40,6 @@ KNOWN = {
     "conv1d-2": "inference live set 0.57x measured (kernel-1 conv after relu)",
     "conv2d-1": "no saved activations estimated for a valid, bias-free conv2d (measured 36 KB); live set 0.65x",
     "flatten-0": "inference live set 2.0x measured (flatten is a view)",
-    "mlp-0": "inference live set 1.2x measured",
     "rmsnorm-0": "saved activations 1.125x measured",
     "rmsnorm-1": "saved activations 1.125x measured",
     "attention-4": "ALiBi inference live set 0.56-0.68x measured (the bias tensor)",
