@@ -16,6 +16,7 @@ from torch import nn
 
 from ..diagnostics import SpecError, error
 from ..ir import ModelGraph, Program, TensorType
+from .modules import Scope
 
 
 def instantiate(spec, tied: dict[str, nn.Module]) -> nn.Module:
@@ -41,7 +42,8 @@ class SeqModel(nn.Module):
         self.input_names = list(graph.inputs)
         self.output_names = list(graph.outputs)
         self._graph = graph
-        self.layers = nn.ModuleDict()
+        # Scope: any spec name is a key, `eval` and `training` included
+        self.layers = Scope()
         tied: dict[str, nn.Module] = {}
         plan = []            # (kind, name, sources, segments path)
         seg_args = {}
@@ -103,7 +105,7 @@ class SeqModel(nn.Module):
         parts = self._parts(name)
         for p in parts[:-1]:
             if p not in d:
-                d[p] = nn.ModuleDict()
+                d[p] = Scope()
             d = d[p]
         d[parts[-1]] = module
 
@@ -122,7 +124,9 @@ class SeqModel(nn.Module):
         return type(sd)((k[len("layers."):] if k.startswith("layers.") else k, v) for k, v in sd.items())
 
     def load_state_dict(self, state_dict, strict=True, assign=False):
-        sd = {("layers." + k if not k.startswith("layers.") else k): v for k, v in state_dict.items()}
+        # every key is under "layers." (state_dict drops it): a value named
+        # `layers` has keys that start with "layers." too
+        sd = {"layers." + k: v for k, v in state_dict.items()}
         return super().load_state_dict(sd, strict=strict, assign=assign)
 
     # ---------------------------------------------------------------- run

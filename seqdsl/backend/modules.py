@@ -17,6 +17,35 @@ from torch import nn
 ACTS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 
 
+# Names a submodule key must not take: attributes of a ModuleDict (`eval`,
+# `training`, `state_dict`, `_modules`, ...), which add_module refuses and
+# torch.export's unflattening would overwrite, and those of the modules
+# torch.fx/export rebuild a model into (`graph`, `code`, `meta`).
+_RESERVED_KEYS = frozenset(dir(nn.ModuleDict())) | {"graph", "code", "meta", "forward", "graph_module"}
+
+
+def storage_key(name: str) -> str:
+    """The ModuleDict key a spec name is stored under: the name itself, or
+    `<name>` when it is a module attribute. No spec name has `<`, so the keys
+    of two names never meet, and the state_dict keys of other names stay as
+    the spec writes them."""
+    return f"<{name}>" if name in _RESERVED_KEYS or name.startswith("<") else name
+
+
+class Scope(nn.ModuleDict):
+    """A ModuleDict indexed by spec names (bound values, `as` names, layer
+    kinds, `repeat[0]`): any name works, attribute names included (storage_key)."""
+
+    def __getitem__(self, name):
+        return super().__getitem__(storage_key(name))
+
+    def __setitem__(self, name, module):
+        super().__setitem__(storage_key(name), module)
+
+    def __contains__(self, name):
+        return super().__contains__(storage_key(name))
+
+
 class Act(nn.Module):
     def __init__(self, kind: str):
         super().__init__()

@@ -1,0 +1,252 @@
+"""Hardening of the generated source and the Python API: spec names that are
+Python keywords, builtins, dunders, nn.Module attributes or the emitted file's
+own names; bad arguments to the API; inputs that disagree with the spec."""
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import keyword
+import os
+import sys
+import tempfile
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import seqdsl  # noqa: E402
+from seqdsl.backend.emit import class_names, emit_program, file_names  # noqa: E402
+from seqdsl.printer import is_identifier  # noqa: E402
+
+from small_specs import run_compile, write_spec  # noqa: E402
+from test_backend_build import one_thread  # noqa: E402,F401  (autouse)
+
+_counter = itertools.count()
+
+
+def import_source(src: str):
+    """The emitted source imported as a fresh module (written to a temp file)."""
+    name = f"hardening_gen_{next(_counter)}"
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, name + ".py")
+        with open(path, "w") as f:
+            f.write(src)
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    return mod
+
+
+def inputs_for(graph, seed=0, t=7, s=5):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for ty in graph.inputs.values():
+        shape = [2 if str(d) == "B" else t if str(d) == "T" else s if str(d) == "S" else int(d)
+                 for d in ty.dims]
+        out.append(torch.randint(0, 20, shape, generator=g) if ty.dtype == "int" else torch.randn(shape, generator=g))
+    return out
+
+
+def assert_emitted_equals_built(text: str):
+    """Every model of `text`: the emitted class, loaded with seqdsl.build's
+    weights, gives the same outputs; and the built module survives train/eval
+    and a state_dict round trip."""
+    prog = seqdsl.parse(text)
+    graphs = list(prog.models.values())
+    mod = import_source(emit_program(graphs, "hostile.seq"))
+    assert set(mod.MODELS) == set(prog.models)
+    for graph in graphs:
+        torch.manual_seed(0)
+        built = seqdsl.build(graph)
+        built.train()
+        built.eval()
+        emitted = mod.MODELS[graph.name]().eval()
+        emitted.load_state_dict(built.state_dict())
+        again = seqdsl.build(graph).eval()
+        again.load_state_dict(built.state_dict())
+        xs = inputs_for(graph)
+        with torch.no_grad():
+            a, b, c = built(*xs), emitted(*xs), again(*xs)
+        a, b, c = ((y if isinstance(y, tuple) else (y,)) for y in (a, b, c))
+        assert len(a) == len(b) == len(graph.outputs)
+        for x, y, z in zip(a, b, c):
+            assert torch.allclose(x, y, atol=1e-6) and torch.equal(x, z)
+    return mod
+
+
+# ------------------------------------------------------------------ item 4
+def test_input_named_like_a_temporary():
+    """An input `h1` beside the emitter's first temporary: forward must read the input."""
+    assert_emitted_equals_built("""
+model m {
+    input x: float[B, T, 8]
+    input h1: float[B, T, 8]
+    y = x -> linear(8)
+    z = h1 -> linear(8) -> gelu
+    output z, y
+}""")
+
+
+# ------------------------------------------------------------------ item 5
+def test_names_that_shadow_the_files_own():
+    """Models named like the file's classes and helpers (`linear` -> Linear, F,
+    ACTS, SpecModule); inputs named like the globals forward uses (`torch`,
+    `range`) or not allowed as Python names (`__debug__`)."""
+    mod = assert_emitted_equals_built("""
+model linear {
+    input torch: float[B, T, 8]
+    input range: float[B, T, 8]
+    y = torch -> segments(length=3, memory=2) { attention(2, causal=true) } -> linear(8)
+    z = range -> linear(8)
+    out = y -> residual { layernorm } -> cross_attention(2, context=z)
+    output out
+}
+model F {
+    input __debug__: float[B, T, 8]
+    y = __debug__ -> linear(8)
+    output y
+}
+model ACTS {
+    input self: float[B, T, 8]
+    y = self -> mlp(8) -> relu
+    output y
+}
+model spec_module {
+    input x: float[B, T, 8]
+    y = x -> linear(8)
+    output y
+}""")
+    assert mod.F is torch.nn.functional and mod.ACTS["relu"] is torch.nn.functional.relu
+    assert issubclass(mod.Linear, torch.nn.Module) and mod.MODELS["linear"] is not mod.Linear
+
+
+# ------------------------------------------------------------------ item 6
+def test_models_differing_in_case_or_underscores(tmp_path, capsys):
+    text = """
+model foo_bar {
+    input x: float[B, T, 8]
+    y = x -> linear(8)
+    output y
+}
+model fooBar {
+    input x: float[B, T, 8]
+    y = x -> linear(4)
+    output y
+}
+model foo__bar {
+    input x: float[B, T, 8]
+    y = x -> gelu
+    output y
+}"""
+    names = class_names(["foo_bar", "fooBar", "foo__bar", "lstm_lm"])
+    assert len(set(names.values())) == 4 and names["lstm_lm"] == "LstmLm"
+    assert_emitted_equals_built(text)
+    code, out, err = run_compile(capsys, write_spec(tmp_path, text), "-o", str(tmp_path / "m.py"))
+    assert code == 0, err
+
+
+# ------------------------------------------------------------------ item 7
+MODULE_ATTRS = ["eval", "type", "to", "forward", "training", "modules", "cuda", "state_dict",
+                "parameters", "_modules", "_parameters", "layers", "graph", "add_module", "float"]
+
+
+def test_values_and_layers_named_like_module_attributes():
+    stmts = []
+    prev = "x"
+    for i, name in enumerate(MODULE_ATTRS):
+        alias = MODULE_ATTRS[-1 - i]
+        stmts.append(f"    {name} = {prev} -> linear(8) as {alias} -> layernorm")
+        prev = name
+    text = "model m {\n    input x: float[B, T, 8]\n" + "\n".join(stmts) + f"\n    output {prev}\n}}"
+    assert_emitted_equals_built(text)
+    built = seqdsl.build(seqdsl.parse(text).model())
+    keys = set(built.state_dict())
+    # readable: other names stay as written, attribute names are marked <name>
+    assert "<eval>.<float>.weight" in keys and "layers.<forward>.weight" in keys
+    assert isinstance(built.training, bool)
+    built.to(torch.float64)
+    assert built(torch.randn(1, 3, 8, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_state_dict_keys_of_plain_names_are_unchanged():
+    text = """
+model m {
+    input tokens: int[B, T]
+    logits = tokens -> embed(50, 16) as wte -> repeat(2) { residual { layernorm -> attention(2, causal=true) } }
+        -> linear(50, bias=false, tie=wte) as head
+    output logits
+}"""
+    keys = set(seqdsl.build(seqdsl.parse(text).model()).state_dict())
+    assert "logits.repeat[0].residual.attention.q.weight" in keys and "logits.wte.weight" in keys
+
+
+EXPORT_SCRIPT = r"""
+import sys, torch, seqdsl
+from seqdsl.backend.cli import export_model
+text = '''
+model m {
+    input x: float[B, T, 8]
+    eval = x -> linear(8) as training -> layernorm as graph
+    forward = eval -> residual { attention(2, causal=true) as state_dict }
+    output forward
+}'''
+g = seqdsl.parse(text).model()
+export_model(g, sys.argv[1], "T=8")
+m = torch.export.load(sys.argv[1]).module()
+torch.manual_seed(0)
+x = torch.randn(2, 11, 8)
+assert m(x).shape == (2, 11, 8)
+print("export-ok")
+"""
+
+
+def test_export_with_module_attribute_names(tmp_path):
+    import subprocess
+    r = subprocess.run([sys.executable, "-c", EXPORT_SCRIPT, str(tmp_path / "m.pt2")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "export-ok" in r.stdout
+
+
+# ------------------------------------------------------------------ items 4-7: property
+SEQ_KEYWORDS = {"model", "block", "let", "input", "output", "repeat", "residual", "segments", "as",
+                "import", "true", "false"}
+HOSTILE = sorted({
+    *keyword.kwlist, *keyword.softkwlist,
+    "range", "zip", "len", "print", "int", "float", "super", "type", "object", "list", "dict", "id",
+    "__debug__", "__class__", "__init__", "__name__", "__builtins__", "__dict__", "__import__",
+    "torch", "nn", "F", "math", "self", "x", "states", "pieces", "start", "layer", "st", "p",
+    "h1", "h2", "h3", "s0", "s1", "e0", "v_x", "v_h1", "_segments0", "M_x", "MODELS",
+    "ACTS", "Act", "Linear", "linear", "Attention", "attention", "Scope", "SpecModule", "sinusoid",
+    "_dense", "storage_key", "eval", "training", "forward", "state_dict", "parameters", "_modules",
+    "layers", "graph", "code", "to", "cuda", "modules", "add_module",
+    "foo_bar", "fooBar", "FooBar", "foo__bar", "_foo_bar", "foobar", "_", "__", "M", "m",
+} - SEQ_KEYWORDS - {"B", "T", "S"})
+HOSTILE = [n for n in HOSTILE if is_identifier(n)]
+
+
+def _model_text(model, names):
+    a, b, v1, v2, v3, l1, l2, l3 = names
+    return f"""
+model {model} {{
+    input {a}: float[B, T, 8]
+    input {b}: float[B, S, 8]
+    {v1} = {a} -> linear(8) as {l1} -> layernorm
+    {v2} = {v1} -> residual {{ attention(2, causal=true) }} -> cross_attention(2, context={b}) as {l2}
+    {v3} = {v2} -> segments(length=3, memory=2) {{ attention(2, causal=true) as {l3} -> cross_attention(2, context={a}) }} -> mlp(8)
+    output {v3}, {v1}
+}}"""
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(models=st.lists(st.sampled_from(HOSTILE), min_size=2, max_size=2, unique=True),
+       names=st.lists(st.lists(st.sampled_from(HOSTILE), min_size=8, max_size=8, unique=True),
+                      min_size=2, max_size=2))
+def test_hostile_names_emit_what_build_computes(models, names):
+    text = "".join(_model_text(m, n) for m, n in zip(models, names))
+    mod = assert_emitted_equals_built(text)
+    classes = {c.__name__ for c in mod.MODELS.values()}
+    assert len(classes) == 2 and not classes & file_names()
