@@ -250,3 +250,76 @@ def test_hostile_names_emit_what_build_computes(models, names):
     mod = assert_emitted_equals_built(text)
     classes = {c.__name__ for c in mod.MODELS.values()}
     assert len(classes) == 2 and not classes & file_names()
+
+
+# ------------------------------------------------------------------ item 3: builder
+INJECTION = "T]\n}\nmodel evil {\n    input z: float[B, T"
+
+
+def _builder_refuses(fn, *words, kind=ValueError):
+    with pytest.raises(kind) as info:
+        fn()
+    assert isinstance(info.value, seqdsl.SpecError)
+    for w in words:
+        assert w in str(info.value), str(info.value)
+
+
+def test_builder_refuses_names_and_dims_that_are_not_the_language():
+    import seqdsl.builder as sb
+    m = sb.model("a")
+    _builder_refuses(lambda: m.input("x", "float", ["B", INJECTION, 8]), "input 'x'", "dim")
+    _builder_refuses(lambda: m.input("x", "float\n}", ["B", 8]), "dtype")
+    _builder_refuses(lambda: m.input("x", "float", ["B", 0]), "dim 0")
+    _builder_refuses(lambda: m.input("x", "float", ["B", -3]), "dim -3")
+    _builder_refuses(lambda: m.input("x", "float", ["B", 2.5]), "dim 2.5", kind=TypeError)
+    _builder_refuses(lambda: m.input("x", "float", "BT"), "dims", kind=TypeError)
+    _builder_refuses(lambda: m.input("x\n}", "float", ["B"]), "input name")
+    _builder_refuses(lambda: m.input(3, "float", ["B"]), "input name", kind=TypeError)
+    x = m.input("x", "float", ["B", "T", 8])
+    _builder_refuses(lambda: m.output(sb.Value("y\n}\nmodel evil {\n    input q: float[B]\n    output q")),
+                     "output name")
+    _builder_refuses(lambda: m.bind("y", sb.Value("x}\nmodel e {"), sb.gelu()), "value name")
+    _builder_refuses(lambda: m.bind("y", x, sb.linear(8, act="a\n}")), "line break")
+    _builder_refuses(lambda: m.bind("y", x, sb.linear(float("inf"))), "finite")
+    _builder_refuses(lambda: m.bind("y", x, sb.linear(8, as_="wé")), "not a valid identifier")
+    _builder_refuses(lambda: m.bind("y", x, sb.layer(["linear"])), "layer kind", kind=TypeError)
+    _builder_refuses(lambda: m.let("d", sb.func("min", sb.Value("x\n}"))), "value name")
+    # a hand-made AST node is checked before it is printed
+    from seqdsl import ast
+    m.statements.append(ast.Input("q", "float", None, (ast.Name(INJECTION, None),), None))
+    _builder_refuses(m.to_seq, "not a valid identifier")
+    _builder_refuses(m.check, "not a valid identifier")
+    m.statements.pop()
+    prog = sb.Program([m], imports=['x.seq"\nmodel evil {'])
+    _builder_refuses(prog.to_seq, "import path")
+    # what it accepts still checks
+    ok = sb.model("ok")
+    d = ok.let("d", 4)
+    x = ok.input("x", "float", ["B", "T", d * 2])
+    ok.output(ok.bind("y", x, sb.linear(8)))
+    assert "model evil" not in ok.to_seq() and list(ok.check().outputs) == ["y"]
+
+
+def test_builder_deep_expressions_and_bodies_are_refused_not_recursion_errors():
+    import seqdsl.builder as sb
+
+    def long_sum():
+        e = sb.ref("d")
+        for _ in range(3000):
+            e = e + 1
+    _builder_refuses(long_sum, "MAX_EXPR_DEPTH")
+
+    def long_right_sum():
+        e = sb.ref("d")
+        for _ in range(3000):
+            e = 1 - e
+    _builder_refuses(long_right_sum, "MAX_EXPR_DEPTH")
+
+    def deep_bodies():
+        s = sb.gelu()
+        for _ in range(3000):
+            s = sb.residual(s)
+        m = sb.model("q")
+        m.output(m.bind("y", m.input("x", "float", ["B", "T", 8]), s))
+        m.to_seq()
+    _builder_refuses(deep_bodies, "MAX_NESTING")
