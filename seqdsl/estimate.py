@@ -11,6 +11,7 @@ Torch is never imported.
 """
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -127,9 +128,15 @@ def optimizer_bytes(params: int, dtype: str, optimizer: str) -> int:
 
 
 # ------------------------------------------------------------------ arguments
+@functools.lru_cache(maxsize=None)
+def _argument_error() -> type:
+    from .cli import UsageError       # lazily: the CLI imports this module
+    return type("EstimateArgumentError", (UsageError, ValueError),
+                {"__doc__": "A bad argument: a UsageError to the CLI (exit 2), a ValueError to Python callers."})
+
+
 def _usage(message: str):
-    from .cli import UsageError
-    return UsageError(message)
+    return _argument_error()(message)
 
 
 def resolve_points(model: ModelGraph, seq) -> list[dict[str, int]]:
@@ -140,6 +147,10 @@ def resolve_points(model: ModelGraph, seq) -> list[dict[str, int]]:
         seq = [2 ** k for k in range(6, 15)]
     if isinstance(seq, (int, dict)):
         seq = [seq]
+    if isinstance(seq, (str, bytes)) or not isinstance(seq, (list, tuple, range)):
+        raise _usage(f"seq must be a length, a {{dim: length}} dict or a list of them, not {type(seq).__name__}")
+    if not seq:
+        raise _usage("seq=[] gives no length to estimate at; pass a length (seq=1024) or leave seq out")
     points = []
     for item in seq:
         if isinstance(item, bool):

@@ -323,3 +323,109 @@ def test_builder_deep_expressions_and_bodies_are_refused_not_recursion_errors():
         m.output(m.bind("y", m.input("x", "float", ["B", "T", 8]), s))
         m.to_seq()
     _builder_refuses(deep_bodies, "MAX_NESTING")
+
+
+# ------------------------------------------------------------------ item 28: inputs against the spec
+CHECKED = """
+model m {
+    input tokens: int[B, T]
+    input ctx: float[B, S, 16]
+    y = tokens -> embed(50, 16) -> posenc(learned, max_len=32) -> attention(2, causal=true)
+        -> cross_attention(2, context=ctx) -> linear(4)
+    output y
+}"""
+
+
+@pytest.fixture(scope="module")
+def checked_model():
+    torch.manual_seed(0)
+    return seqdsl.build(seqdsl.parse(CHECKED).model()).eval()
+
+
+@pytest.mark.parametrize("case, kind, words", [
+    ("float_tokens", TypeError, ["input 'tokens'", "float32", "tokens: int[B, T]", "line 3"]),
+    ("int_ctx", TypeError, ["input 'ctx'", "ctx: float[B, S, 16]", "line 4"]),
+    ("rank", ValueError, ["input 'tokens'", "rank 1", "tokens: int[B, T]", "line 3"]),
+    ("channels", ValueError, ["input 'ctx'", "(2, 5, 8)", "ctx: float[B, S, 16]", "line 4"]),
+    ("batch", ValueError, ["input 'ctx'", "B=1", "input 'tokens' has B=2", "line 4"]),
+    ("max_len", ValueError, ["posenc", "line 5", "max_len", "40", "input 'tokens' has T=40"]),
+    ("not_tensor", TypeError, ["input 'tokens'", "list", "line 3"]),
+])
+def test_forward_checks_inputs_against_the_spec(checked_model, case, kind, words):
+    t, c = torch.randint(0, 50, (2, 10)), torch.randn(2, 5, 16)
+    args = {"float_tokens": (t.float(), c), "int_ctx": (t, c.long()), "rank": (t[0], c),
+            "channels": (t, c[..., :8]), "batch": (t, c[:1]),
+            "max_len": (torch.randint(0, 50, (2, 40)), c), "not_tensor": (t.tolist(), c)}[case]
+    with torch.no_grad():
+        assert checked_model(t, c).shape == (2, 10, 4)
+        with pytest.raises(kind) as info:
+            checked_model(*args)
+    for w in words:
+        assert w in str(info.value), str(info.value)
+
+
+def test_compiled_model_checks_inputs_without_breaking_its_graph():
+    """The check runs eagerly before the compiled stages: fullgraph=True
+    (a graph break would raise) still compiles once for two lengths."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+    graph = seqdsl.parse(CHECKED).model()
+    compiled = seqdsl.compile_model(graph, backend="eager", fullgraph=True).eval()
+    c = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        for t in (7, 19):
+            assert compiled(torch.randint(0, 50, (2, t)), c).shape == (2, t, 4)
+        with pytest.raises(ValueError, match="max_len"):
+            compiled(torch.randint(0, 50, (2, 40)), c)
+        with pytest.raises(ValueError, match="B=1"):
+            compiled(torch.randint(0, 50, (2, 7)), c[:1])
+    assert counters["stats"]["unique_graphs"] <= 2, dict(counters["stats"])
+
+
+# ------------------------------------------------------------------ item 29: API arguments
+def test_step_and_init_state_check_their_arguments(checked_model):
+    m = checked_model
+    c = torch.randn(2, 5, 16)
+    t = torch.randint(0, 50, (2, 3))
+    with pytest.raises(TypeError, match="init_state returned"):
+        m.step(t, state={})
+    with pytest.raises(TypeError, match="init_state returned"):
+        m.step(t, state=None)
+    for bad, kind in (("x", TypeError), (True, TypeError), (0, ValueError), (2.0, TypeError)):
+        with pytest.raises(kind, match="batch_size"):
+            m.init_state(bad, ctx=c)
+    with pytest.raises(ValueError, match="input 'ctx' has B=2.*the state has B=3"):
+        m.init_state(3, ctx=c)
+    state = m.init_state(2, ctx=c)
+    with torch.no_grad():
+        with pytest.raises(ValueError, match="input 'tokens' has B=1.*the state has B=2"):
+            m.step(t[:1], state=state)
+        y, state = m.step(torch.randint(0, 50, (2, 30)), state=state)
+        with pytest.raises(ValueError, match="max_len.*35.*position 30"):
+            m.step(torch.randint(0, 50, (2, 5)), state=state)
+        y, state = m.step(torch.randint(0, 50, (2, 2)), state=state)
+        assert y.shape == (2, 2, 4)
+
+
+def test_parse_load_estimate_and_build_check_their_arguments():
+    with pytest.raises(TypeError, match="parse.*str.*NoneType"):
+        seqdsl.parse(None)
+    with pytest.raises(TypeError, match="seqdsl.load"):
+        seqdsl.parse(b"model m {}")
+    with pytest.raises(TypeError, match="load.*NoneType"):
+        seqdsl.load(None)
+    graph = seqdsl.parse(CHECKED).model()
+    for seq, words in (([], r"seq=\[\]"), ("64", "seq must be"), ({"T": 8}, "no length given for dim 'S'")):
+        with pytest.raises(ValueError, match=words):
+            seqdsl.estimate(graph, seq=seq)
+    assert seqdsl.estimate(graph, seq={"T": 8, "S": 4}) is not None
+    for kw, kind, words in ((dict(model=3), TypeError, "model="), (dict(seed="x"), TypeError, "seed="),
+                            (dict(device="nope"), ValueError, "device="), (dict(dtype="float32"), TypeError, "dtype="),
+                            (dict(dtype=torch.int64), ValueError, "floating-point"),
+                            (dict(compile="yes"), TypeError, "compile=")):
+        with pytest.raises(kind, match=words):
+            seqdsl.build(graph, **kw)
+    with pytest.raises(TypeError, match="path, a Program or a ModelGraph"):
+        seqdsl.build(None)
