@@ -429,3 +429,57 @@ def test_parse_load_estimate_and_build_check_their_arguments():
             seqdsl.build(graph, **kw)
     with pytest.raises(TypeError, match="path, a Program or a ModelGraph"):
         seqdsl.build(None)
+
+
+# ------------------------------------------------------------------ more of the same
+def _bundled_specs():
+    from test_backend_build import ROOT, SPECS
+    import glob
+    return SPECS + sorted(glob.glob(os.path.join(ROOT, "examples", "*.seq")))
+
+
+@pytest.mark.parametrize("path", _bundled_specs(), ids=os.path.basename)
+def test_cli_compile_of_every_bundled_spec_imports_and_equals_build(path, tmp_path, capsys):
+    out = tmp_path / "model.py"
+    code, _, err = run_compile(capsys, path, "-o", str(out))
+    assert code == 0, err
+    mod = import_source(out.read_text())
+    prog = seqdsl.load(path)
+    assert set(mod.MODELS) == set(prog.models)
+    assert len({c.__name__ for c in mod.MODELS.values()}) == len(prog.models)
+    for name, graph in prog.models.items():
+        if graph.params > 20_000_000:        # the big LMs: test_backend_emit compares them
+            continue
+        torch.manual_seed(0)
+        built = seqdsl.build(graph).eval()
+        emitted = mod.MODELS[name]().eval()
+        emitted.load_state_dict(built.state_dict())
+        env = {s: (2 if s == graph.batch_symbol else 4 if "video" in path else 9) for s in graph.symbols}
+        from test_backend_build import make_inputs
+        xs = make_inputs(graph, env)
+        with torch.no_grad():
+            a, b = built(*xs), emitted(*xs)
+        a, b = ((y if isinstance(y, tuple) else (y,)) for y in (a, b))
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_very_long_names():
+    n = "a" * 5000
+    assert_emitted_equals_built(f"""
+model {n} {{
+    input {n}x: float[B, T, 8]
+    {n}y = {n}x -> linear(8) as {n}z -> residual {{ layernorm as {n}w }}
+    output {n}y
+}}""")
+
+
+def test_verify_with_module_attribute_names():
+    from seqdsl.verify import verify
+    report = verify(seqdsl.parse("""
+model m {
+    input x: float[B, T, 16]
+    eval = x -> linear(16) as training -> residual { layernorm as to -> attention(2, causal=true) as state_dict }
+    forward = eval -> mlp(32) as modules -> linear(16) as cuda
+    output forward
+}""").model(), seq=(16,))
+    assert report.ok, report.failed
