@@ -18,10 +18,8 @@ ACTS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu, "tanh": torch.tanh, "sig
 
 
 # Names a submodule key must not take: attributes of a ModuleDict (`eval`,
-# `training`, `state_dict`, `_modules`, ...), which add_module refuses and
-# torch.export's unflattening would overwrite, and those of the modules
-# torch.fx/export rebuild a model into (`graph`, `code`, `meta`).
-_RESERVED_KEYS = frozenset(dir(nn.ModuleDict())) | {"graph", "code", "meta", "forward", "graph_module"}
+# `training`, `state_dict`, `_modules`, `keys`, ...), which add_module refuses.
+_RESERVED_KEYS = frozenset(dir(nn.ModuleDict()))
 
 
 def storage_key(name: str) -> str:
