@@ -228,12 +228,24 @@ HOSTILE = sorted({
     "_dense", "storage_key", "eval", "training", "forward", "state_dict", "parameters", "_modules",
     "layers", "graph", "code", "to", "cuda", "modules", "add_module",
     "foo_bar", "fooBar", "FooBar", "foo__bar", "_foo_bar", "foobar", "_", "__", "M", "m",
+    "none", "causal", "rope", "learned", "softmax", "tie", "context", "embed", "gru", "Scope_",
 } - SEQ_KEYWORDS - {"B", "T", "S"})
 HOSTILE = [n for n in HOSTILE if is_identifier(n)]
 
 
-def _model_text(model, names):
+def _model_text(model, names, variant=0):
     a, b, v1, v2, v3, l1, l2, l3 = names
+    if variant:
+        # token ids, a tied head (tie= names an alias), repeat, conv, an RNN
+        return f"""
+model {model} {{
+    input {a}: int[B, T]
+    input {b}: float[B, S, 8]
+    {v1} = {a} -> embed(20, 8) as {l1} -> repeat(2) {{ residual {{ rmsnorm -> attention(2, causal=true) }} }} as {l2}
+    {v2} = {v1} -> conv1d(8, 3, padding=causal) as {l3} -> gru(8) -> cross_attention(2, context={b})
+    {v3} = {v2} -> linear(20, tie={l1})
+    output {v3}
+}}"""
     return f"""
 model {model} {{
     input {a}: float[B, T, 8]
@@ -248,9 +260,10 @@ model {model} {{
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(models=st.lists(st.sampled_from(HOSTILE), min_size=2, max_size=2, unique=True),
        names=st.lists(st.lists(st.sampled_from(HOSTILE), min_size=8, max_size=8, unique=True),
-                      min_size=2, max_size=2))
-def test_hostile_names_emit_what_build_computes(models, names):
-    text = "".join(_model_text(m, n) for m, n in zip(models, names))
+                      min_size=2, max_size=2),
+       variants=st.lists(st.integers(0, 1), min_size=2, max_size=2))
+def test_hostile_names_emit_what_build_computes(models, names, variants):
+    text = "".join(_model_text(m, n, v) for m, n, v in zip(models, names, variants))
     mod = assert_emitted_equals_built(text)
     classes = {c.__name__ for c in mod.MODELS.values()}
     assert len(classes) == 2 and not classes & file_names()
