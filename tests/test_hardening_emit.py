@@ -500,3 +500,19 @@ model m {
     output forward
 }""").model(), seq=(16,))
     assert report.ok, report.failed
+
+
+def test_emitted_model_checks_inputs_as_build_does(checked_model):
+    graph = seqdsl.parse(CHECKED).model()
+    mod = import_source(emit_program([graph]))
+    emitted = mod.MODELS["m"]().eval()
+    emitted.load_state_dict(checked_model.state_dict())
+    t, c = torch.randint(0, 50, (2, 10)), torch.randn(2, 5, 16)
+    with torch.no_grad():
+        assert torch.allclose(emitted(t, c), checked_model(t, c), atol=1e-6)
+        for args in ((t, c[:1]), (t.float(), c), (t, c[..., :8]), (torch.randint(0, 50, (2, 40)), c)):
+            with pytest.raises((TypeError, ValueError)) as built_error:
+                checked_model(*args)
+            with pytest.raises(type(built_error.value)) as emitted_error:
+                emitted(*args)
+            assert str(emitted_error.value) == str(built_error.value)

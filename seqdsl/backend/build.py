@@ -16,7 +16,8 @@ from torch import nn
 
 from ..diagnostics import SpecError, error
 from ..ir import ModelGraph, Program, TensorType
-from .modules import Scope
+from .checks import input_checks
+from .modules import Scope, check_inputs
 
 
 def instantiate(spec, tied: dict[str, nn.Module]) -> nn.Module:
@@ -94,77 +95,8 @@ class SeqModel(nn.Module):
         for name, i in self._last_use.items():
             frees.setdefault(i, []).append(name)
         self._frees = {i: tuple(names) for i, names in frees.items()}
-        self._plan_input_checks(graph)
-
-    # ---------------------------------------------------------------- input checks
-    def _plan_input_checks(self, graph):
-        """What forward, init_state and step check of their tensors, worked out
-        once: per input its dtype, rank and each dim as an int (channels), a
-        symbol name (B, T) or None (an expression of symbols: not checked);
-        per learned posenc the length expression it sees and its max_len."""
-        from ..symbolic import as_int, compile_expr
-        self._input_specs = {}
-        for name, t in graph.inputs.items():
-            dims = tuple(as_int(d) if as_int(d) is not None else
-                         (str(d) if getattr(d, "is_Symbol", False) else None) for d in t.dims)
-            self._input_specs[name] = (t.dtype, dims, f"{name}: {t}", graph.node(name).line)
-        self._pos_limits = []
-        for n in graph.layers:
-            if n.kind == "posenc" and n.args.kind == "learned":
-                length = n.inputs[0].dims[1]
-                symbols = tuple(sorted(str(s) for s in getattr(length, "free_symbols", ())))
-                self._pos_limits.append((n.name, compile_expr(length), symbols, n.args.max_len, n.line))
-
-    def _check_tensors(self, named, env: dict, where: dict, offsets=None) -> None:
-        """Each (input name, tensor) against the spec: a tensor, of the
-        declared dtype kind and rank, channels equal, and every symbolic dim
-        (B, T, S) the same size in every input (and the state's batch, given in
-        env); then the length a learned posenc sees within its max_len
-        (offsets: the positions a stream already took). Plain Python on sizes,
-        run eagerly (CompiledSeqModel checks before its compiled stages), so
-        it adds nothing to a compiled graph; skipped while torch traces."""
-        if torch.compiler.is_compiling():
-            return
-        model = self.spec_name
-        for name, x in named:
-            dtype, dims, declared, line = self._input_specs[name]
-            at = f"the spec declares {declared} (line {line})"
-            if not isinstance(x, torch.Tensor):
-                raise TypeError(f"{model}: input '{name}' must be a tensor, not {type(x).__name__}; {at}")
-            if dtype == "float" and not x.is_floating_point():
-                raise TypeError(f"{model}: input '{name}' is a {x.dtype} tensor, but {at}: "
-                                "float values")
-            if dtype == "int" and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
-                raise TypeError(f"{model}: input '{name}' is a {x.dtype} tensor, but {at}: "
-                                "integer token ids")
-            if x.dim() != len(dims):
-                raise ValueError(f"{model}: input '{name}' has shape {tuple(x.shape)} (rank {x.dim()}), "
-                                 f"but {at} (rank {len(dims)})")
-            for axis, (want, got) in enumerate(zip(dims, x.shape)):
-                if isinstance(want, int):
-                    if got != want:
-                        raise ValueError(f"{model}: input '{name}' has shape {tuple(x.shape)}: axis {axis} is "
-                                         f"{got}, but {at}")
-                elif want is not None:
-                    if want in env and env[want] != got:
-                        first = where.get(want)
-                        other = f"input '{first}' has {want}={env[want]}" if first else \
-                            f"the state has {want}={env[want]}"
-                        raise ValueError(f"{model}: input '{name}' has {want}={got} (shape {tuple(x.shape)}), "
-                                         f"but {other}; {at}")
-                    env.setdefault(want, got)
-                    where.setdefault(want, name)
-        for layer, length_of, symbols, max_len, line in self._pos_limits:
-            if not all(s in env for s in symbols):
-                continue
-            start = (offsets or {}).get(layer, 0)
-            length = int(length_of({s: env[s] for s in symbols}))
-            if start + length > max_len:
-                src = ", ".join(f"input '{where[s]}' has {s}={env[s]}" for s in symbols if s in where)
-                raise ValueError(f"{model}: posenc '{layer}' (line {line}) learned {max_len} positions (max_len), "
-                                 f"but it would see positions up to {start + length}"
-                                 + (f" ({src})" if src else "")
-                                 + ("" if not offsets else f" (the stream is at position {start})"))
+        # what check_inputs holds forward's, init_state's and step's tensors to
+        self.input_specs, self.position_limits = input_checks(graph)
 
     # ---------------------------------------------------------------- naming
     @staticmethod
@@ -300,7 +232,7 @@ class SeqModel(nn.Module):
         if len(inputs) != len(self.input_names):
             raise TypeError(f"{self.spec_name} takes {len(self.input_names)} inputs "
                             f"({', '.join(self.input_names)}), got {len(inputs)}")
-        self._check_tensors(zip(self.input_names, inputs), {}, {})
+        check_inputs(self, zip(self.input_names, inputs))
         env = dict(zip(self.input_names, inputs))
         return self._run(env, None)
 
@@ -339,7 +271,7 @@ class SeqModel(nn.Module):
         if missing:
             raise TypeError(f"unknown context input(s) {missing}; inputs: {self.input_names}")
         b = self._graph.batch_symbol
-        self._check_tensors(context_inputs.items(), {b: batch_size} if b else {}, {})
+        check_inputs(self, context_inputs.items(), {b: batch_size} if b else {})
         self.check_streamable(tuple(context_inputs))
         static = self._static_nodes(tuple(context_inputs))
         env = dict(context_inputs)
@@ -358,8 +290,8 @@ class SeqModel(nn.Module):
         if len(chunks) != len(names):
             raise TypeError(f"step takes {len(names)} chunk(s) ({', '.join(names)}), got {len(chunks)}")
         b = self._graph.batch_symbol
-        offsets = {layer: state.get(layer, {}).get("pos", 0) for layer, *_ in self._pos_limits}
-        self._check_tensors(zip(names, chunks), {b: state["__batch__"]} if b else {}, {}, offsets)
+        offsets = {layer: state.get(layer, {}).get("pos", 0) for layer, *_ in self.position_limits}
+        check_inputs(self, zip(names, chunks), {b: state["__batch__"]} if b else {}, offsets)
         env = dict(state["__static__"])
         env.update(zip(names, chunks))
         skip = frozenset(state["__static__"])
@@ -487,7 +419,7 @@ class CompiledSeqModel(nn.Module):
         if len(inputs) != len(m.input_names):
             raise TypeError(f"{m.spec_name} takes {len(m.input_names)} inputs "
                             f"({', '.join(m.input_names)}), got {len(inputs)}")
-        m._check_tensors(zip(m.input_names, inputs), {}, {})
+        check_inputs(m, zip(m.input_names, inputs))
         env = dict(zip(m.input_names, inputs))
         for stage in self._stages:
             stage(env)

@@ -132,6 +132,22 @@ def _path_expr(name: str) -> str:
     return "self.layers" + "".join(f"[{_lit(p)}]" for p in name.split("."))
 
 
+def _check_data(graph: ModelGraph) -> list[str]:
+    """Class attributes check_inputs reads, as seqdsl.build's SeqModel has
+    them: the spec's inputs, and its learned posencs whose length is a plain
+    symbol (an expression length is checked by seqdsl.build only)."""
+    from .checks import input_checks
+    input_specs, position_limits = input_checks(graph)
+    specs = "".join(f"\n        {_lit(k)}: {_lit(v)}," for k, v in input_specs.items())
+    limits = "".join(f"\n        ({_lit(layer)}, {_lit(symbols)}, None, {_lit(max_len)}, {_lit(line)}),"
+                     for layer, symbols, fn, max_len, line in position_limits if fn is None)
+    return ["    # what check_inputs holds the inputs to: name -> (dtype, dims, declaration, line);",
+            "    # learned posencs: (layer, length symbol, None, max_len, line)",
+            f"    spec_name = {_lit(graph.name)}",
+            f"    input_specs = {{{specs}\n    }}",
+            f"    position_limits = ({limits}\n    )"]
+
+
 def emit_model(graph: ModelGraph, cls: str | None = None) -> str:
     """The class of one model; `cls` is its name (class_names), by default the
     name it has alone in a file."""
@@ -227,10 +243,13 @@ def emit_model(graph: ModelGraph, cls: str | None = None) -> str:
     lines = [f"class {cls}(SpecModule):",
              f"    \"\"\"Model {graph.name!r}: inputs {', '.join(args)}; params {graph.params:,}.\"\"\"",
              "",
+             *_check_data(graph),
+             "",
              "    def __init__(self):",
              "        super().__init__()"]
     lines += ["        " + s for s in init]
     lines += ["", f"    def forward(self, {', '.join(args)}):"]
+    lines += [f"        check_inputs(self, ({''.join(f'({_lit(n)}, {v}), ' for n, v in zip(graph.inputs, args))}))"]
     lines += ["        " + s for s in fwd]
     lines += [f"        return {ret}", ""]
     for m in methods:
