@@ -203,11 +203,18 @@ ref = seqdsl.build(g).eval()
 ref.load_state_dict({k[len("layers."):]: v for k, v in m.state_dict().items()})
 with torch.no_grad():
     assert torch.allclose(m(x), ref(x), atol=1e-5)
+# a learned posenc bounds T's range (it was a violated constraint at max=65536)
+g = seqdsl.parse("model p {\n    input tokens: int[B, T]\n    y = tokens -> embed(50, 16) -> posenc(learned, max_len=32)"
+                 " -> attention(2, causal=true) -> linear(4)\n    output y\n}").model()
+export_model(g, sys.argv[1] + ".p.pt2")
+m = torch.export.load(sys.argv[1] + ".p.pt2").module()
+assert m(torch.randint(0, 50, (2, 11))).shape == (2, 11, 4)
+assert m(torch.randint(0, 50, (2, 32))).shape == (2, 32, 4)
 print("export-ok")
 """
 
 
-def test_export_with_module_attribute_names(tmp_path):
+def test_export_with_module_attribute_names_and_a_learned_posenc(tmp_path):
     import subprocess
     r = subprocess.run([sys.executable, "-c", EXPORT_SCRIPT, str(tmp_path / "m.pt2")],
                        capture_output=True, text=True, timeout=300)
