@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass, field
 
 from . import ast
-from .diagnostics import Diagnostic, SpecError, error, suggest
+from .diagnostics import Diagnostic, SpecError, suggest
 from .limits import MAX_EXPR_DEPTH, MAX_NESTING
 from .printer import is_identifier, to_seq
 
@@ -177,7 +177,7 @@ def ref(name: str) -> Expr:
 def func(name: str, *args) -> Expr:
     """min / max / ceil / floor of expressions."""
     if name not in FUNCS:
-        raise error(f"unknown function '{name}'", help=suggest(str(name), FUNCS))
+        raise BuilderError(f"unknown function '{name}'", help=suggest(str(name), FUNCS))
     depth = max((a.depth for a in args if isinstance(a, Expr)), default=0)
     return Expr(ast.FuncCall(name, tuple(_expr(a) for a in args), None), depth)._bump()
 
@@ -203,8 +203,8 @@ def _expr(value):
         return ast.Name(value, None) if is_identifier(value) else ast.Literal(_string(value, "string"), None)
     if isinstance(value, (list, tuple)):
         return ast.ListExpr(tuple(_expr(v) for v in value), None)
-    raise error(f"cannot use {type(value).__name__} {value!r} in a spec",
-                help="use numbers, booleans, words (str), lists, lets or values")
+    raise BuilderTypeError(f"cannot use {type(value).__name__} {value!r} in a spec",
+                           help="use numbers, booleans, words (str), lists, lets or values")
 
 
 def _args(args, kwargs):
@@ -234,7 +234,7 @@ def layer(kind: str, *args, as_: str | None = None, **kwargs) -> ast.Call:
     """A layer call: `layer("attention", 8, causal=True)`."""
     from .layers import LAYERS
     if _name(kind, "layer kind") not in LAYERS:
-        raise error(f"unknown layer '{kind}'", help=suggest(kind, LAYERS))
+        raise BuilderError(f"unknown layer '{kind}'", help=suggest(kind, LAYERS))
     return _alias(ast.Call(kind, _args(args, kwargs), None, None), as_)
 
 
@@ -263,7 +263,7 @@ def _stages(stages) -> tuple:
         elif isinstance(s, (ast.Call, ast.Repeat, ast.Residual, ast.Segments)):
             out.append(s)
         else:
-            raise error(f"{s!r} is not a stage", help="use sb.layer(...), sb.call(...), sb.repeat(...), ...")
+            raise BuilderTypeError(f"{s!r} is not a stage", help="use sb.layer(...), sb.call(...), sb.repeat(...), ...")
     return tuple(out)
 
 
@@ -330,6 +330,9 @@ class BlockBuilder:
     def to_ast(self) -> ast.BlockDef:
         params = []
         for p in self.params:
+            if not isinstance(p, str) and not (isinstance(p, tuple) and len(p) == 2):
+                raise BuilderTypeError(f"block {self.name!r}: a parameter is a name or a (name, default) "
+                                       f"pair, not {p!r}")
             name, default = (p, None) if isinstance(p, str) else p
             params.append(ast.Param(_name(name, "parameter"),
                                     None if default is None else _expr(default), None))
@@ -342,6 +345,9 @@ def model(name: str) -> ModelBuilder:
 
 def block(name: str, params, *body) -> BlockBuilder:
     """`block("ffn", ["d", ("mult", 4)], sb.layernorm(), sb.mlp(ref("mult") * ref("d")))`."""
+    if isinstance(params, str) or not isinstance(params, (list, tuple)):
+        raise BuilderTypeError(f"block {name!r}: params must be a list of names or (name, default) pairs, "
+                               f"not {params!r}")
     return BlockBuilder(_name(name, "block"), tuple(params), _stages(body))
 
 

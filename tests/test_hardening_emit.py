@@ -523,3 +523,20 @@ def test_emitted_model_checks_inputs_as_build_does(checked_model):
             with pytest.raises(type(built_error.value)) as emitted_error:
                 emitted(*args)
             assert str(emitted_error.value) == str(built_error.value)
+
+
+def test_builder_wrong_types_are_type_errors():
+    import seqdsl.builder as sb
+    m = sb.model("m")
+    _builder_refuses(lambda: m.let("d", object()), "cannot use object", kind=TypeError)
+    _builder_refuses(lambda: sb.repeat(2, "gelu"), "not a stage", kind=TypeError)
+    _builder_refuses(lambda: sb.block("b", 5, sb.gelu()), "params", kind=TypeError)
+    _builder_refuses(lambda: sb.block("b", [3], sb.gelu()).to_ast(), "parameter", kind=TypeError)
+    _builder_refuses(lambda: sb.func("sqrt", 2), "unknown function")
+    _builder_refuses(lambda: sb.layer("atention", 2), "unknown layer", "attention")
+    _builder_refuses(lambda: sb.Program([3]).to_seq(), "blocks and models", kind=TypeError)
+
+
+def test_named_layer_names_the_missing_layer(checked_model):
+    with pytest.raises(KeyError, match="no layer 'y.atention'.*y.attention"):
+        checked_model.named_layer("y.atention")

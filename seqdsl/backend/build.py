@@ -119,6 +119,11 @@ class SeqModel(nn.Module):
         return d
 
     def named_layer(self, name: str) -> nn.Module:
+        """The module of the layer node `name` (`logits.repeat[0].residual.attention`)."""
+        if name not in self._mods:
+            from ..diagnostics import suggest
+            hint = suggest(str(name), self._mods) or f"layers: {', '.join(list(self._mods)[:8])}, ..."
+            raise KeyError(f"{self.spec_name} has no layer {name!r}; {hint}")
         return self._mods[name]
 
     def state_dict(self, *args, **kwargs):
