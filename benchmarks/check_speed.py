@@ -61,7 +61,7 @@ def dense_spec(lines: int = LINES) -> str:
 
 
 def tokens_per_line(text: str) -> float:
-    from seqdsl.syntax import _parser
+    from seqdsl.lang.syntax import _parser
     return sum(1 for _ in _parser().lex(text)) / len(text.splitlines())
 
 
@@ -89,8 +89,8 @@ def cold_check(path: Path, runs: int = 7) -> tuple[float, float]:
 
 def main() -> None:
     import seqdsl
-    from seqdsl import syntax
-    from seqdsl.diagnostics import SourceFile
+    from seqdsl.lang import syntax
+    from seqdsl.errors import SourceFile
     runs = 7
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

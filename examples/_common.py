@@ -19,7 +19,7 @@ GIB = 1024 ** 3
 def parser(description: str) -> argparse.ArgumentParser:
     """`--smoke` and `--out DIR`, the flags every example takes; a bad flag
     exits 2 with one line, like the seqdsl CLI (its parser class)."""
-    from seqdsl.cli import _Parser
+    from seqdsl.cli.app import _Parser
     p = _Parser(description=description)
     p.add_argument("--smoke", action="store_true",
                    help="a tiny grid, no plot, no torch measurement: a few seconds (what CI runs)")
@@ -42,9 +42,9 @@ def positive(kind):
 
 
 def write(path: Path, data: str | bytes) -> None:
-    """Whole file or nothing (seqdsl.cli._write_atomic)."""
-    from seqdsl.cli import _write_atomic
-    _write_atomic(str(path), data)
+    """Whole file or nothing (seqdsl.atomic.write_atomic)."""
+    from seqdsl.atomic import write_atomic
+    write_atomic(str(path), data)
 
 
 def save_figure(fig, path: Path, **savefig_kwargs) -> None:
@@ -61,7 +61,7 @@ def save_figure(fig, path: Path, **savefig_kwargs) -> None:
 
 
 def out_dir(path: Path) -> Path:
-    from seqdsl.cli import UsageError
+    from seqdsl.errors import UsageError
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -71,8 +71,8 @@ def out_dir(path: Path) -> Path:
 
 def run(main) -> int:
     """Run main(); a usage error prints one line and exits 2, a refused spec 1."""
-    from seqdsl.cli import UsageError
-    from seqdsl.diagnostics import SpecError
+    from seqdsl.errors import UsageError
+    from seqdsl.errors import SpecError
     try:
         main()
     except UsageError as exc:
@@ -120,7 +120,7 @@ def evaluate(builders: list, seq: int, batch: int, extra=None) -> list[dict]:
 
 def ranking(rows: list[dict], verdicts: dict, winner: dict | None) -> str:
     """Every candidate, cheapest to train first, with its verdict; `*` marks the winner."""
-    from seqdsl.estimate_cli import human_bytes, human_flops
+    from seqdsl.cli.estimate import human_bytes, human_flops
     lines = [f"{'':2}{'candidate':28} {'params':>8} {'train FLOPs':>11} {'train memory':>12} {'depth':>6}  verdict"]
     for r in sorted(rows, key=lambda r: (r["flops_train"], r["training_bytes"], r["name"])):
         lines.append(f"{'* ' if r is winner else '  '}{r['name']:28} {r['params'] / 1e6:7.2f}M "

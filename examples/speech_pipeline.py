@@ -77,7 +77,7 @@ def candidates(grid: dict) -> list:
 def ctc_frames(graph, frames: int) -> dict:
     """The CTC output length at this many input frames, read off the checked
     graph's symbolic output shape (e.g. ceil(ceil(T/2)/2))."""
-    from seqdsl.symbolic import evaluate
+    from seqdsl.graph.symbolic import evaluate
     return {"ctc_frames": int(evaluate(graph.outputs["ctc"].dims[1], {"T": frames}))}
 
 

@@ -78,7 +78,7 @@ FIELD = {m: f for m, _, _, f in METRICS}
 def comparisons(models: dict, metrics: list[str]) -> dict:
     """metric -> seqdsl.compare Comparison over SWEEP (all but sequential depth,
     which compare has no metric for). Solved once, used by the table and the plot."""
-    from seqdsl.compare import compare
+    from seqdsl.cost.compare import compare
     return {m: compare(list(models.values()), metric=m, seq=SWEEP, batch=BATCH[m],
                        hw=HW if is_latency(m) else None)
             for m in metrics if m != "sequential_depth"}
@@ -89,7 +89,7 @@ def count_expr(graph, metric: str):
     seqdsl.estimate rounds), for seqdsl.crossover. Latency is compare's alone."""
     import sympy
 
-    from seqdsl.estimate import compiled, optimizer_bytes
+    from seqdsl.cost.estimate import compiled, optimizer_bytes
     c = compiled(graph, "float32").cost
     if metric == "train_memory":     # weights + gradients + Adam + saved activations
         expr = 2 * 4 * graph.params + optimizer_bytes(graph.params, "float32", "adam") + c.activation_bytes
@@ -102,7 +102,7 @@ def crossovers(models: dict, metrics: list[str], compared: dict) -> dict[str, li
     """metric -> [{between: [costlier, cheaper], T, before, at}]: the exact
     lengths in the sweep where a pair's order flips (seqdsl.compare's;
     seqdsl.crossover directly for sequential depth)."""
-    from seqdsl.crossover import crossings
+    from seqdsl.cost.crossover import crossings
     out = {}
     for metric in metrics:
         if metric in compared:
@@ -130,7 +130,7 @@ def tie_changes(models: dict, metric: str) -> set[int]:
     g > f where (f + 1/2) - g does: seqdsl.crossover finds both exactly."""
     import sympy
 
-    from seqdsl.crossover import crossings
+    from seqdsl.cost.crossover import crossings
     exprs = {n: count_expr(g, metric) for n, g in models.items()}
     half = sympy.Rational(1, 2)
     out: set[int] = set()
@@ -171,7 +171,7 @@ def regime_table(models: dict, flips: dict) -> list[dict]:
 
 # ------------------------------------------------------------------ text
 def fmt(metric: str, v) -> str:
-    from seqdsl.estimate_cli import human_bytes, human_flops, human_seconds
+    from seqdsl.cli.estimate import human_bytes, human_flops, human_seconds
     if is_latency(metric):
         return human_seconds(v)
     if metric.startswith("flops"):
@@ -241,7 +241,7 @@ def spot_check(models: dict) -> list[dict]:
     import torch
 
     import seqdsl
-    from seqdsl import measure
+    from seqdsl.backend import measure
     # One thread: the counts do not depend on it, and on a shared 2-core
     # machine two threads under load ran the check 3x slower (45 s vs 13.5 s).
     torch.set_num_threads(1)
@@ -270,7 +270,7 @@ def plot(compared: dict, path: Path) -> None:
     import matplotlib.image as mpimg
     import matplotlib.pyplot as plt
 
-    from seqdsl.compare import plot as compare_plot
+    from seqdsl.cost.compare import plot as compare_plot
     rows = (len(compared) + 1) // 2
     fig, axes = plt.subplots(rows, 2, figsize=(16, 5 * rows))
     for ax in axes.flat:

@@ -9,9 +9,9 @@ Nothing here imports torch; `seqdsl.build` (the torch backend) does, lazily.
 """
 from __future__ import annotations
 
-from .diagnostics import Diagnostic, SpecError
-from .elaborate import load, parse
-from .ir import ModelGraph, Node, Program, TensorType
+from .errors import Diagnostic, SpecError
+from .check.elaborate import load, parse
+from .graph.ir import ModelGraph, Node, Program, TensorType
 
 __version__ = "0.1.0"
 
@@ -22,10 +22,10 @@ __all__ = ["Diagnostic", "ModelGraph", "Node", "Program", "SpecError", "TensorTy
 def __getattr__(name: str):
     # Lazy: the cost model (sympy) loads on first use of seqdsl.estimate(...).
     if name == "estimate":
-        import importlib
-        return importlib.import_module(".estimate", __name__)  # callable: seqdsl.estimate(...)
+        from .cost.estimate import estimate
+        return estimate
     if name in ("build", "compile_model"):
         # Lazy: torch loads only when the backend is first used.
-        import importlib
-        return getattr(importlib.import_module(".backend", __name__), name)
+        from . import backend
+        return getattr(backend, name)
     raise AttributeError(f"module 'seqdsl' has no attribute {name!r}")

@@ -30,10 +30,10 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from . import ast
-from .diagnostics import Diagnostic, SpecError, suggest
+from .errors import Diagnostic, SpecError, suggest
+from .lang import ast
+from .lang.printer import is_identifier, to_seq
 from .limits import MAX_EXPR_DEPTH, MAX_NESTING
-from .printer import is_identifier, to_seq
 
 
 class BuilderError(SpecError, ValueError):
@@ -165,7 +165,7 @@ class Expr:
         return self
 
     def __repr__(self):
-        from .printer import expr_text
+        from .lang.printer import expr_text
         return f"Expr({expr_text(self.node)})"
 
 
@@ -377,7 +377,7 @@ class Program:
         return to_seq(self.to_ast())
 
     def check(self, base_dir=None, path: str = "<builder>"):
-        from .elaborate import parse
+        from .check.elaborate import parse
         return parse(self.to_seq(), path=path, base_dir=base_dir)
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 import measure
 import seqdsl
-from seqdsl.estimate import estimate
+from seqdsl.cost.estimate import estimate
 
 
 # ------------------------------------------------------------------ attention

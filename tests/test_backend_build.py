@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import seqdsl  # noqa: E402
-from seqdsl.symbolic import evaluate  # noqa: E402
+from seqdsl.graph.symbolic import evaluate  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPECS = sorted(glob.glob(os.path.join(ROOT, "specs", "*.seq"))) + \
@@ -73,7 +73,7 @@ def check_stream(model, inputs, context=None, tol=1e-5):
 def stream_context(model, graph):
     """Input names given once to init_state so the rest can stream (the
     encoder-decoder specs stream the last input), or None when it cannot."""
-    from seqdsl.diagnostics import SpecError
+    from seqdsl.errors import SpecError
     names = list(graph.inputs)
     for context_names in ((), tuple(names[:-1])):
         try:
@@ -100,7 +100,7 @@ def test_spec_builds_params_shapes_and_streams(path):
     """One build per model (the bundled LM has 100M parameters): parameter count,
     output shapes at B=2, T=37, and, when the cost model says it streams, step()
     over chunks reproducing forward (float32 to 1e-4, B=1, T=19)."""
-    from seqdsl.cost import model_cost
+    from seqdsl.cost.model import model_cost
     for graph, model in built_models(path).values():
         assert sum(p.numel() for p in model.parameters()) == graph.params
         env = sizes(graph, seq=5 if "video" in path else 37)

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import seqdsl  # noqa: E402
-from seqdsl.diagnostics import SpecError  # noqa: E402
+from seqdsl.errors import SpecError  # noqa: E402
 
 from test_backend_build import check_stream, one_thread  # noqa: E402,F401  (one_thread: autouse)
 
@@ -173,7 +173,7 @@ STREAM_VERDICT = [spec(b) for b in list(STRIDED.values()) + list(CAUSAL.values()
 
 @pytest.mark.parametrize("text", STREAM_VERDICT)
 def test_backend_streams_exactly_what_the_cost_model_streams(text):
-    from seqdsl.cost import model_cost
+    from seqdsl.cost.model import model_cost
     graph = seqdsl.parse(text).model()
     blocker = model_cost(graph).streaming_blocker
     model = seqdsl.build(graph).eval()

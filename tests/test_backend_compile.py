@@ -134,7 +134,7 @@ def test_stages_pass_on_and_drop_values_by_the_forwards_liveness(spec):
     liveness that frees values in the eager forward."""
     from pathlib import Path
 
-    from seqdsl.backend.build import plan_stages
+    from seqdsl.backend.seqmodel import plan_stages
     model = seqdsl.build(Path(__file__).resolve().parent.parent / "specs" / f"{spec}.seq")
     stages = plan_stages(model, backend="eager")
     assert {s.mode for s in stages} >= {"compiled"}

@@ -95,7 +95,7 @@ def test_cli_compile_writes_module(tmp_path):
 
 EXPORT_SCRIPT = r"""
 import sys, torch, seqdsl
-from seqdsl.backend.cli import export_model
+from seqdsl.cli.backend import export_model
 text = '''
 model att {
     input x: float[B, T, 16]
@@ -134,8 +134,8 @@ def test_export_pt2_in_subprocess(tmp_path):
 ONNX_SCRIPT = r"""
 import sys, numpy as np, onnx, torch, seqdsl
 from onnx.reference import ReferenceEvaluator
-from seqdsl.backend.build import SeqModel
-from seqdsl.backend.cli import export_model
+from seqdsl.backend.seqmodel import SeqModel
+from seqdsl.cli.backend import export_model
 texts = ['''
 model att {
     input x: float[B, T, 16]

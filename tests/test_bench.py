@@ -62,7 +62,7 @@ def test_bench_table(spec, capsys):
 def test_bench_hw_adds_predictions(spec, capsys):
     out, err = _bench(capsys, spec, "--seq", "8", "--reps", "1", "--json", "--hw", "cpu")
     p = json.loads(out)["points"][0]
-    if importlib.util.find_spec("seqdsl.roofline") is None:
+    if importlib.util.find_spec("seqdsl.cost.roofline") is None:
         assert "forward_pred_s" not in p and "no roofline model" in err
         return
     assert p["forward_pred_s"] > 0 and p["train_pred_s"] > p["forward_pred_s"]

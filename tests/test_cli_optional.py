@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seqdsl import cli, commands
+from seqdsl.cli import app as cli, commands
 
 
 def _missing(name):

@@ -9,8 +9,9 @@ import sys
 import pytest
 
 import seqdsl
-from seqdsl.cli import UsageError, main
-from seqdsl.compare import compare, parse_compare_seq, render
+from seqdsl.errors import UsageError
+from seqdsl.cli import main
+from seqdsl.cost.compare import compare, parse_compare_seq, render
 
 LSTM, TLM, TRANSLATION = "specs/lstm_lm.seq", "specs/transformer_lm.seq", "specs/translation.seq"
 SIZES, VIDEO, SPOTTER = "examples/lm_sizes.seq", "specs/video_classifier.seq", "specs/keyword_spotter.seq"
@@ -289,7 +290,7 @@ def test_compare_never_imports_torch_or_matplotlib_without_plot():
         "import sys\n"
         "from seqdsl.cli import main\n"
         "assert main(['compare', 'specs/lstm_lm.seq', 'examples/lm_sizes.seq', '--seq', '64..1024']) == 0\n"
-        "from seqdsl.compare import compare\n"
+        "from seqdsl.cost.compare import compare\n"
         "compare(['specs/lstm_lm.seq', 'specs/transformer_lm.seq'], metric='inference_peak', seq=[64])\n"
         "bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]\n"
         "assert not bad, bad\n")
@@ -311,8 +312,8 @@ SLOW = dict(name="slow", peak_flops={"float32": 1e11}, bandwidth=5e10, compute_e
     ("latency_per_token", "h100", "per_token"),
 ])
 def test_latency_crossovers_are_exact_against_the_roofline(metric, hw, figure):
-    from seqdsl.hardware import HardwareProfile, load_profile
-    from seqdsl.roofline import latency
+    from seqdsl.cost.hardware import HardwareProfile, load_profile
+    from seqdsl.cost.roofline import latency
     profile = HardwareProfile(**hw) if isinstance(hw, dict) else load_profile(hw)
     gs = {g.name: g for g in graphs(LSTM) + graphs(f"{SIZES}:gpt_small")}
     c = compare([LSTM, f"{SIZES}:gpt_small"], metric=metric, hw=profile)
@@ -342,7 +343,7 @@ def test_latency_per_token_is_none_for_a_spec_that_cannot_stream():
 
 
 def test_api_seq_forms_and_profile_object():
-    from seqdsl.hardware import load_profile
+    from seqdsl.cost.hardware import load_profile
     one = compare([LSTM, TLM], seq=1000)
     assert [p.seq for p in one.points] == [{"T": 1000}] and one.crossovers == []
     listed = compare([LSTM, TLM], seq=[4096, 64, 64])               # sorted, duplicates dropped

@@ -8,7 +8,7 @@ from torch import nn
 
 import seqdsl
 from cost_refs import Attention, SegmentAttention, check
-from seqdsl.estimate import estimate
+from seqdsl.cost.estimate import estimate
 
 C = 32
 

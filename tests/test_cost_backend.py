@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import seqdsl  # noqa: E402
-from seqdsl import measure  # noqa: E402
+from seqdsl.backend import measure  # noqa: E402
 
 C = 32
 

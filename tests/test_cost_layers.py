@@ -9,7 +9,7 @@ from torch import nn
 
 import seqdsl
 from cost_refs import Attention, check
-from seqdsl.estimate import estimate
+from seqdsl.cost.estimate import estimate
 
 
 def spec(c, body, dims="B, T"):

@@ -7,7 +7,7 @@ from torch import nn
 
 import seqdsl
 from cost_refs import check
-from seqdsl.estimate import estimate
+from seqdsl.cost.estimate import estimate
 
 
 class Rnn(nn.Module):

@@ -5,8 +5,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import seqdsl
-from seqdsl.cost import leading_terms, segment_sums
-from seqdsl.symbolic import compile_expr, dim_symbol
+from seqdsl.cost.model import leading_terms
+from seqdsl.layers.costs import segment_sums
+from seqdsl.graph.symbolic import compile_expr, dim_symbol
 
 T = dim_symbol("T")
 

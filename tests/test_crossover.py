@@ -5,8 +5,8 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqdsl.crossover import crossings
-from seqdsl.symbolic import dim_symbol, evaluate
+from seqdsl.cost.crossover import crossings
+from seqdsl.graph.symbolic import dim_symbol, evaluate
 
 T = dim_symbol("T")
 

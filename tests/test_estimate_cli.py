@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 
 import seqdsl
-from seqdsl.cli import UsageError
+from seqdsl.errors import UsageError
 from small_specs import GPT, run_compile, write_spec
 
 
@@ -164,7 +164,7 @@ def test_api_accepts_program_and_graph(gpt):
     a = seqdsl.estimate(program, seq=[64, 128], batch=2)
     b = seqdsl.estimate(program.model(), seq=[64, 128], batch=2)
     assert a == b and a.points[1].flops_forward > a.points[0].flops_forward
-    from seqdsl.estimate import Estimate
+    from seqdsl.cost.estimate import Estimate
     assert isinstance(a, Estimate)
 
 

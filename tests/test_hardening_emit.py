@@ -19,7 +19,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import seqdsl  # noqa: E402
 from seqdsl.backend.emit import class_names, emit_program, file_names  # noqa: E402
-from seqdsl.printer import is_identifier  # noqa: E402
+from seqdsl.lang.printer import is_identifier  # noqa: E402
 
 from small_specs import run_compile, write_spec  # noqa: E402
 from test_backend_build import one_thread  # noqa: E402,F401  (autouse)
@@ -185,7 +185,7 @@ model m {
 
 EXPORT_SCRIPT = r"""
 import sys, torch, seqdsl
-from seqdsl.backend.cli import export_model
+from seqdsl.cli.backend import export_model
 text = '''
 model m {
     input x: float[B, T, 8]
@@ -309,7 +309,7 @@ def test_builder_refuses_names_and_dims_that_are_not_the_language():
     _builder_refuses(lambda: m.bind("y", x, sb.layer(["linear"])), "layer kind", kind=TypeError)
     _builder_refuses(lambda: m.let("d", sb.func("min", sb.Value("x\n}"))), "value name")
     # a hand-made AST node is checked before it is printed
-    from seqdsl import ast
+    from seqdsl.lang import ast
     m.statements.append(ast.Input("q", "float", None, (ast.Name(INJECTION, None),), None))
     _builder_refuses(m.to_seq, "not a valid identifier")
     _builder_refuses(m.check, "not a valid identifier")
@@ -498,7 +498,7 @@ model {n} {{
 
 
 def test_verify_with_module_attribute_names():
-    from seqdsl.verify import verify
+    from seqdsl.backend.verify import verify
     report = verify(seqdsl.parse("""
 model m {
     input x: float[B, T, 16]

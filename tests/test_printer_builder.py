@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 import seqdsl
 import seqdsl.builder as sb
-from seqdsl import ast
-from seqdsl.diagnostics import SourceFile
-from seqdsl.printer import expr_text, format_text
-from seqdsl.syntax import parse_module
+from seqdsl.lang import ast
+from seqdsl.errors import SourceFile
+from seqdsl.lang.printer import expr_text, format_text
+from seqdsl.lang.syntax import parse_module
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = (sorted((ROOT / "specs").glob("*.seq")) + sorted((ROOT / "examples").rglob("*.seq"))

@@ -11,10 +11,10 @@ import pytest
 import sympy
 
 import seqdsl
-from seqdsl.cli import UsageError
+from seqdsl.errors import UsageError
 from small_specs import GPT, run_compile, write_spec
-from seqdsl.hardware import HardwareProfile, load_profile
-from seqdsl.roofline import latency, latency_exprs
+from seqdsl.cost.hardware import HardwareProfile, load_profile
+from seqdsl.cost.roofline import latency, latency_exprs
 
 BIG = "model big {\n input x: float[B, T, 4096]\n y = x -> linear(4096, bias=false)\n output y\n}\n"
 TINY = "model tiny {\n input x: float[B, T, 4]\n y = x -> linear(4)\n output y\n}\n"
@@ -222,7 +222,7 @@ def test_prediction_is_within_10x_of_a_timed_module(tmp_path):
     """Sanity, not a benchmark: a matmul-dominated stack, timed eagerly, against
     a profile calibrated in the same run (this machine's load changes both)."""
     torch = pytest.importorskip("torch")
-    from seqdsl.hardware import calibrate
+    from seqdsl.backend.calibrate import calibrate
     spec = write_spec(tmp_path, MLPS)
     module = seqdsl.build(spec, seed=0).eval()
     x = torch.randn(8, 256, 512)

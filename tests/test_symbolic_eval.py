@@ -8,8 +8,8 @@ import pytest
 import sympy
 
 import seqdsl
-from seqdsl.cost import model_cost
-from seqdsl.symbolic import compile_columns, compile_expr, dim_symbol
+from seqdsl.cost.model import model_cost
+from seqdsl.graph.symbolic import compile_columns, compile_expr, dim_symbol
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.seq"))

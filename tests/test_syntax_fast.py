@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 
-from seqdsl import syntax
-from seqdsl.diagnostics import SourceFile, SpecError
+from seqdsl.lang import syntax
+from seqdsl.errors import SourceFile, SpecError
 
 from test_frontend_fuzz import SETTINGS, damaged
 

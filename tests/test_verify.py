@@ -20,7 +20,7 @@ pytest.importorskip("torch")
 import seqdsl  # noqa: E402
 from seqdsl.cli import main  # noqa: E402
 from seqdsl.layers.dense import Mlp  # noqa: E402
-from seqdsl.verify import TOLERANCES, verify  # noqa: E402
+from seqdsl.backend.verify import TOLERANCES, verify  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = [(p, name) for p in sorted(ROOT.glob("specs/*.seq")) + sorted(ROOT.glob("examples/*.seq"))
@@ -178,7 +178,7 @@ def test_grouped_conv_backward_counts_each_group_once(groups):
     forward + backward of a conv whose input needs a gradient is 3x forward."""
     import torch
 
-    from seqdsl import measure
+    from seqdsl.backend import measure
     conv = torch.nn.Conv1d(16, 32, 5, groups=groups)
     x = torch.randn(2, 16, 40, requires_grad=True)
     forward = 2 * 2 * 36 * 32 * (16 // groups) * 5
@@ -189,6 +189,6 @@ def test_grouped_conv_backward_counts_each_group_once(groups):
 def test_verify_imports_no_torch_at_module_level():
     import subprocess
     import sys
-    code = "import sys, seqdsl.verify, seqdsl.bench, seqdsl.commands; print('torch' in sys.modules)"
+    code = "import sys, seqdsl.backend.verify, seqdsl.backend.bench, seqdsl.cli.commands; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

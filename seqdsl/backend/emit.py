@@ -31,7 +31,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from ..ir import ModelGraph
+from ..graph.ir import ModelGraph
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -110,8 +110,8 @@ def _lit(v):
 
 
 def _prelude() -> str:
-    src = (Path(__file__).parent / "modules.py").read_text()
-    src = src.replace('"""One small nn.Module per layer concept', '"""Kernels (from seqdsl.backend.modules): one small nn.Module per layer concept', 1)
+    src = (Path(__file__).parent.parent / "layers" / "torch_modules.py").read_text()
+    src = src.replace('"""One small nn.Module per layer concept', '"""Kernels (from seqdsl.layers.torch_modules): one small nn.Module per layer concept', 1)
     return src
 
 

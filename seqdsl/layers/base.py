@@ -20,9 +20,9 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
-from ..ir import Ref, TensorType
+from ..graph.ir import Ref, TensorType
 from ..limits import MAX_DIM
-from ..symbolic import as_int, fmt_dim
+from ..graph.symbolic import as_int, fmt_dim
 
 PositiveInt = Annotated[int, Field(gt=0, le=MAX_DIM)]
 NonNegInt = Annotated[int, Field(ge=0, le=MAX_DIM)]
@@ -76,7 +76,7 @@ class Layer:
     def lower(self, node, ctx):
         """The torch module for `node`, built from `module` (torch loads here).
         ctx: {"tied": {alias: module}, "memory": M inside segments, else None}."""
-        from ..backend.build import instantiate
+        from .lowering import instantiate   # lazy: torch loads only when a module is built
         return instantiate(self.module(node, ctx.get("memory")), ctx["tied"])
 
     def context_args(self) -> tuple[str, ...]:

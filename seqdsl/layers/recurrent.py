@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import (Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, channels,
-                   require_float, require_rank, with_channels)
+from .base import (Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, channels, require_float, require_rank, with_channels)
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -71,7 +70,7 @@ class Recurrent(Layer):
         dropout masks between layers are counted too."""
         import sympy
 
-        from ..cost import LayerCost
+        from .costs import LayerCost
         x = inputs[0]
         b, t, c = x.dims[0], x.dims[1], channels(x)
         g, h, d, e = self.gates, args.hidden, self.directions(args), ctx.elem

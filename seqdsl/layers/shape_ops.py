@@ -5,9 +5,9 @@ import math
 
 import sympy
 
-from ..ir import TensorType
+from ..graph.ir import TensorType
 from ..limits import MAX_DIM
-from ..symbolic import as_int
+from ..graph.symbolic import as_int
 from .base import Layer, LayerError, ModuleSpec, require_float, require_rank
 
 
@@ -23,7 +23,7 @@ class Unsqueeze(Layer):
 
     def cost(self, args, inputs, out, ctx):
         """x.unsqueeze(-1): a view."""
-        from ..cost import LayerCost
+        from .costs import LayerCost
         return LayerCost(output_is_view=True, depth=0)
 
     def module(self, node, memory):
@@ -50,7 +50,7 @@ class Flatten(Layer):
     def cost(self, args, inputs, out, ctx):
         """x.flatten(2): it follows a convolution, whose channels-last output is a
         permuted view, so flatten copies (a new tensor, the next layer saves it)."""
-        from ..cost import LayerCost
+        from .costs import LayerCost
         return LayerCost(depth=0)
 
     def module(self, node, memory):
@@ -72,7 +72,7 @@ class SpatialPool(Layer):
 
     def cost(self, args, inputs, out, ctx):
         """mean saves nothing; amax saves its input and output (to route the gradient)."""
-        from ..cost import LayerCost
+        from .costs import LayerCost
         if self.reduce == "max":
             return LayerCost(saves_inputs=(True,), saves_output=True)
         return LayerCost()
@@ -100,7 +100,7 @@ class TimePool(Layer):
 
     def cost(self, args, inputs, out, ctx):
         """x.mean(1) saves nothing; x[:, -1] is a view."""
-        from ..cost import LayerCost
+        from .costs import LayerCost
         if self.reduce == "last":
             return LayerCost(output_is_view=True, depth=0)
         return LayerCost()

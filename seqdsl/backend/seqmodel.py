@@ -14,20 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..diagnostics import SpecError, error
-from ..ir import ModelGraph, Program, TensorType
+from ..errors import SpecError, error
+from ..graph.ir import ModelGraph, Program, TensorType
+from ..layers.torch_modules import Scope, check_inputs
 from .checks import input_checks
-from .modules import Scope, check_inputs
-
-
-def instantiate(spec, tied: dict[str, nn.Module]) -> nn.Module:
-    """A layer's ModuleSpec made a module: `nn.X` from torch.nn, anything else
-    from seqdsl.backend.modules; a `Tied` argument is the aliased module."""
-    from ..layers.base import Tied
-    from . import modules
-    owner, name = (nn, spec.cls[3:]) if spec.cls.startswith("nn.") else (modules, spec.cls)
-    args = [tied[a.alias] if isinstance(a, Tied) else a for a in spec.args]
-    return getattr(owner, name)(*args, **spec.kwargs)
 
 
 def _seg_path(node):
@@ -121,7 +111,7 @@ class SeqModel(nn.Module):
     def named_layer(self, name: str) -> nn.Module:
         """The module of the layer node `name` (`logits.repeat[0].residual.attention`)."""
         if name not in self._mods:
-            from ..diagnostics import suggest
+            from ..errors import suggest
             hint = suggest(str(name), self._mods) or f"layers: {', '.join(list(self._mods)[:8])}, ..."
             raise KeyError(f"{self.spec_name} has no layer {name!r}; {hint}")
         return self._mods[name]
@@ -305,7 +295,7 @@ class SeqModel(nn.Module):
 
 
 def _graph_of(program_or_path, model=None) -> ModelGraph:
-    from ..elaborate import load
+    from ..check.elaborate import load
     if isinstance(program_or_path, ModelGraph):
         return program_or_path
     if isinstance(program_or_path, (str, Path)):

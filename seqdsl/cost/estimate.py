@@ -11,16 +11,17 @@ Torch is never imported.
 """
 from __future__ import annotations
 
-import functools
 import math
 from fractions import Fraction
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from .cost import DTYPE_BYTES, ModelCost, model_cost
-from .ir import ModelGraph, Program
-from .symbolic import compile_columns, compile_shared, point_columns
+from ..layers.costs import DTYPE_BYTES
+from .model import ModelCost, model_cost
+from ..graph.ir import ModelGraph, Program
+from ..graph.symbolic import compile_columns, compile_shared, point_columns
+from ..errors import UsageError
 
 OPTIMIZERS = ("adam", "sgd", "none")
 MAX_LENGTH = 10 ** 15
@@ -128,15 +129,12 @@ def optimizer_bytes(params: int, dtype: str, optimizer: str) -> int:
 
 
 # ------------------------------------------------------------------ arguments
-@functools.lru_cache(maxsize=None)
-def _argument_error() -> type:
-    from .cli import UsageError       # lazily: the CLI imports this module
-    return type("EstimateArgumentError", (UsageError, ValueError),
-                {"__doc__": "A bad argument: a UsageError to the CLI (exit 2), a ValueError to Python callers."})
+class EstimateArgumentError(UsageError, ValueError):
+    """A bad argument: a UsageError to the CLI (exit 2), a ValueError to Python callers."""
 
 
 def _usage(message: str):
-    return _argument_error()(message)
+    return EstimateArgumentError(message)
 
 
 def resolve_points(model: ModelGraph, seq) -> list[dict[str, int]]:
@@ -243,25 +241,8 @@ def _model_of(program_or_path, name: str | None) -> ModelGraph:
     if isinstance(program_or_path, ModelGraph):
         return program_or_path
     if isinstance(program_or_path, (str, Path)):
-        from .elaborate import load
+        from ..check.elaborate import load
         program_or_path = load(program_or_path)
     if isinstance(program_or_path, Program):
         return program_or_path.model(name)
     raise TypeError(f"estimate() takes a path, Program or ModelGraph, not {type(program_or_path).__name__}")
-
-
-def _make_callable() -> None:
-    """`seqdsl.estimate` names both this module and the function: importing the
-    submodule rebinds the package attribute to the module, so the module itself
-    forwards calls to `estimate` and `seqdsl.estimate(...)` works either way."""
-    import sys
-    import types
-
-    class CallableModule(types.ModuleType):
-        def __call__(self, *args, **kwargs):
-            return estimate(*args, **kwargs)
-
-    sys.modules[__name__].__class__ = CallableModule
-
-
-_make_callable()

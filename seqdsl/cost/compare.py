@@ -6,7 +6,7 @@ lengths where their ranking changes.
     seqdsl compare specs/lstm_lm.seq examples/lm_sizes.seq:gpt_small --plot cost.png
     seqdsl compare a.seq b.seq --metric latency --hw h100 --dtype bfloat16
 
-    from seqdsl.compare import compare, plot
+    from seqdsl.cost.compare import compare, plot
     c = compare(["specs/lstm_lm.seq", "examples/lm_sizes.seq:gpt_small"], metric="flops_train")
     c.crossovers[0].seq                       # {'T': 12598}
 
@@ -49,8 +49,9 @@ from pathlib import Path
 import sympy
 from pydantic import BaseModel
 
-from .cli import UsageError, _write_atomic
-from .ir import ModelGraph
+from ..errors import UsageError
+from ..atomic import write_atomic
+from ..graph.ir import ModelGraph
 
 COUNT_METRICS = ("flops_forward", "flops_train", "flops_per_token", "train_memory",
                  "inference_peak", "state_bytes", "sequential_depth")
@@ -170,7 +171,7 @@ def _load_specs(specs) -> list[tuple[str, ModelGraph]]:
     models, `FILE.seq:MODEL` one of them; names collide -> `stem:model`."""
     if isinstance(specs, (str, Path, ModelGraph)):
         specs = [specs]
-    from .elaborate import load
+    from ..check.elaborate import load
     found: list[tuple[str, ModelGraph]] = []   # (file stem or "", model)
     for spec in specs:
         if isinstance(spec, ModelGraph):
@@ -203,7 +204,7 @@ def _sweep(seq, graphs: list[ModelGraph]) -> tuple[tuple[str, ...], list[int], d
     if not all_dims:
         raise UsageError("none of the models has a sequence dim to sweep")
     if seq is None:
-        from .estimate_cli import parse_seq
+        from ..cli.estimate import parse_seq
         seq = parse_seq(DEFAULT_SEQ, ())
     if isinstance(seq, int) and not isinstance(seq, bool):
         seq = [seq]
@@ -258,9 +259,9 @@ def _metric_expr(graph: ModelGraph, metric: str, batch: int, dtype: str, optimiz
     substituted), or None where it is undefined (the model cannot stream).
     Counts are rounded up as seqdsl.estimate rounds them (amortised strided
     steps); a latency (`latency`: the roofline expression) is in seconds·scale."""
-    from .cost import DTYPE_BYTES
+    from ..layers.costs import DTYPE_BYTES
     from .estimate import compiled, optimizer_bytes
-    from .symbolic import dim_symbol
+    from ..graph.symbolic import dim_symbol
     c = compiled(graph, dtype).cost
     env = {dim_symbol(d): (dim_symbol(SWEEP) if d in swept else sympy.Integer(fixed[d]))
            for d in graph.seq_symbols}
@@ -320,7 +321,7 @@ def _substitute(e, env: dict, scale: int):
 
 def _evaluator(expr):
     """n -> the exact value at sweep length n (an int or a Fraction)."""
-    from .symbolic import compile_expr
+    from ..graph.symbolic import compile_expr
     fn = compile_expr(expr)
     return lambda n: fn({SWEEP: n})
 
@@ -354,7 +355,7 @@ def _crossovers(names, exprs, evals, swept, fixed, lo: int, hi: int, scale: int)
 
 # ------------------------------------------------------------------ text
 def _unit(metric: str):
-    from .estimate_cli import human_bytes, human_flops, human_seconds
+    from ..cli.estimate import human_bytes, human_flops, human_seconds
     if metric.startswith("flops"):
         return human_flops
     if metric.startswith("latency"):
@@ -387,7 +388,7 @@ def _seq_text(seq: dict[str, int]) -> str:
 
 def table(c: Comparison) -> str:
     """Rows = lengths, columns = specs, `*` on the lowest cost of each row."""
-    from .estimate_cli import _grid
+    from ..cli.estimate import _grid
     unit = _unit(c.metric)
     head = [" = ".join(c.swept)] + c.specs
     rows = []
@@ -468,7 +469,7 @@ def plot(c: Comparison, path) -> None:
         fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
-    _write_atomic(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 def _clusters(c: Comparison) -> list[list[Crossover]]:
@@ -503,7 +504,7 @@ def add_parser(sub) -> None:
 
 def parse_compare_seq(text: str | None):
     """--seq text -> compare()'s `seq`: None, a list of ints, or {dim: int | [ints]}."""
-    from .estimate_cli import parse_int, parse_seq
+    from ..cli.estimate import parse_int, parse_seq
     if text is None:
         return None
     if "=" not in text:
@@ -522,7 +523,7 @@ def parse_compare_seq(text: str | None):
 
 def run(args) -> int:
     """Entry point of `seqdsl compare`."""
-    from .estimate_cli import parse_int
+    from ..cli.estimate import parse_int
     metric = _metric_name(args.metric)      # flag errors before any file is read
     batch = parse_int(args.batch, "--batch")
     seq = parse_compare_seq(args.seq)

@@ -1,4 +1,5 @@
-"""Source spans and compiler-style diagnostics.
+"""Errors every stage may raise: source spans, compiler-style diagnostics
+(`SpecError`), and `UsageError`. The leaf of the package: imports nothing of seqdsl.
 
 Every error a user can cause is reported as::
 
@@ -94,6 +95,10 @@ class SpecError(Exception):
 
     def render(self) -> str:
         return "\n".join(d.render() for d in self.diagnostics)
+
+
+class UsageError(Exception):
+    """A bad flag or argument value outside any spec: one line on stderr, exit 2."""
 
 
 def error(message: str, span: Span | None = None, help: str | None = None,

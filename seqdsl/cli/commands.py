@@ -41,24 +41,27 @@ def add_compile_parser(sub) -> None:
 ADDED: tuple[str, ...] = ("compare", "verify", "bench")  # each added when its module lands: "compare", "verify", "bench"
 
 
+_ADDED_MODULES = {"compare": "seqdsl.cost.compare", "verify": "seqdsl.backend.verify", "bench": "seqdsl.backend.bench"}
+
+
 def _added(name: str):
     from importlib import import_module
-    return import_module(f"seqdsl.{name}")
+    return import_module(_ADDED_MODULES[name])
 
 
 def run_compile(args) -> int:
-    from .cli import UsageError
+    from ..errors import UsageError
     if args.estimate:
-        from .estimate_cli import run
+        from .estimate import run
         return run(args)
     if args.output:
-        from .backend.cli import run_compile as emit
+        from .backend import run_compile as emit
         return emit(args)
     raise UsageError("nothing to do: pass --estimate, or -o FILE.py to write PyTorch source")
 
 
 def run_export(args) -> int:
-    from .backend.cli import run_export as export
+    from .backend import run_export as export
     return export(args)
 
 

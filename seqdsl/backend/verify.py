@@ -35,7 +35,7 @@ import sys
 
 from pydantic import BaseModel
 
-from .cli import UsageError
+from ..errors import UsageError
 
 DEFAULT_SEQ = (48, 64, 96)
 TOLERANCES = {"params": 0.0, "flops_forward": 0.005, "flops_train": 0.005, "activation_bytes": 0.10,
@@ -92,7 +92,7 @@ def _check_device(device: str) -> None:
 
 
 def _torch_dtype(dtype: str):
-    from .cost import DTYPE_BYTES
+    from ..layers.costs import DTYPE_BYTES
     if dtype not in DTYPE_BYTES:
         raise UsageError(f"unknown dtype '{dtype}': use float32, bfloat16 or float16")
     import torch
@@ -102,7 +102,7 @@ def _torch_dtype(dtype: str):
 def _roofline_latency(graph, env: dict, dtype: str, hw: str | None, device_name: str):
     """Predicted forward seconds from seqdsl.roofline, or None when no profile
     matches this device (and none was given)."""
-    from .hardware import bundled_profiles
+    from ..cost.hardware import bundled_profiles
     name = hw or next((p for p in bundled_profiles() if p != "cpu" and p in device_name.lower()), None)
     if name is None:
         return None
@@ -133,7 +133,7 @@ def verify(program_or_path, model: str | None = None, seq=DEFAULT_SEQ, batch: in
     """Build the module (seed 0), measure it at each length and compare with
     seqdsl.estimate. `seq` takes what seqdsl.estimate takes (ints or
     {dim: int}); `tolerances` overrides TOLERANCES per figure."""
-    from .estimate import _model_of, estimate, resolve_points
+    from ..cost.estimate import _model_of, estimate, resolve_points
     graph = _model_of(program_or_path, model)
     tol = dict(TOLERANCES)
     for k, v in (tolerances or {}).items():
@@ -151,7 +151,7 @@ def verify(program_or_path, model: str | None = None, seq=DEFAULT_SEQ, batch: in
     import torch
 
     from . import measure
-    from .backend import build
+    from .seqmodel import build
     module = build(graph, device=device, dtype=torch_dtype, seed=0)
     rows = [_row("params", None, graph.params, measure.params(module), tol["params"])]
     device_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
@@ -205,15 +205,15 @@ def parse_tolerances(items) -> dict[str, float]:
 def run(args) -> int:
     """Entry point of `seqdsl verify`: exit 0 when every figure is within
     tolerance, 1 otherwise (the failing figures are named on stderr)."""
-    from .estimate_cli import parse_int, parse_seq
+    from ..cli.estimate import parse_int, parse_seq
     batch = parse_int(args.batch, "--batch")
     tolerances = parse_tolerances(args.tolerance)
     _check_device(args.device)
     _torch_dtype(args.dtype)
     if args.hw:
-        from .hardware import load_profile
+        from ..cost.hardware import load_profile
         load_profile(args.hw)            # an unknown name or a bad file: UsageError
-    from .elaborate import load
+    from ..check.elaborate import load
     graph = load(args.spec).model(args.model)
     seq = parse_seq(args.seq, graph.seq_symbols) or list(DEFAULT_SEQ)
     report = verify(graph, seq=seq, batch=batch, device=args.device, dtype=args.dtype, tolerances=tolerances,
@@ -234,7 +234,7 @@ def _ratio(r: Row) -> str:
 
 
 def _value(figure: str, v) -> str:
-    from .estimate_cli import human_bytes, human_flops
+    from ..cli.estimate import human_bytes, human_flops
     if v is None:
         return "-"
     if figure.endswith("_bytes"):
@@ -247,7 +247,7 @@ def _value(figure: str, v) -> str:
 
 
 def table(report: VerifyReport) -> str:
-    from .estimate_cli import _grid, _seq_label
+    from ..cli.estimate import _grid, _seq_label
     head = ["figure", "seq", "estimate", "measured", "ratio", "tolerance", ""]
     body = [[r.figure, "-" if r.seq is None else _seq_label(r.seq), _value(r.figure, r.estimate),
              _value(r.figure, r.measured), _ratio(r),

@@ -261,7 +261,7 @@ def to_seq(module: ast.Module, comments: Comments | None = None) -> str:
 
 def format_text(text: str, path: str = "<string>") -> str:
     """Parse `text` and print it canonically, comments kept."""
-    from .diagnostics import SourceFile
+    from ..errors import SourceFile
     from .syntax import parse_module
     module = parse_module(SourceFile(path, text))
     return to_seq(module, collect_comments(text))

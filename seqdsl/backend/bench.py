@@ -18,7 +18,7 @@ import json
 import sys
 import time
 
-from .cli import UsageError
+from ..errors import UsageError
 
 BACKENDS = ("inductor", "eager", "aot_eager")
 
@@ -101,8 +101,8 @@ def bench_point(module, inputs, reps: int, device: str) -> dict:
 def _predictions(graph, hw: str, dtype: str):
     """A function env -> (forward_s, train_s): the roofline's closed forms
     (seqdsl.roofline), evaluated at the env's dims and batch."""
-    from .hardware import load_profile
-    from .roofline import latency
+    from ..cost.hardware import load_profile
+    from ..cost.roofline import latency
     profile = load_profile(hw)
     dims = list(graph.seq_symbols)
 
@@ -124,7 +124,7 @@ def _progress(done: int, total: int, label: str) -> None:
 
 def run(args) -> int:
     """Entry point of `seqdsl bench`."""
-    from .estimate_cli import parse_int, parse_seq
+    from ..cli.estimate import parse_int, parse_seq
     from .verify import _check_device, _torch_dtype
     batch = parse_int(args.batch, "--batch")
     reps = parse_int(args.reps, "--reps")
@@ -133,16 +133,16 @@ def run(args) -> int:
     _check_device(args.device)
     torch_dtype = _torch_dtype(args.dtype)
     if args.hw:
-        from .hardware import load_profile
+        from ..cost.hardware import load_profile
         load_profile(args.hw)            # an unknown name or a bad file: UsageError
-    from .elaborate import load
+    from ..check.elaborate import load
     graph = load(args.spec).model(args.model)
-    from .estimate import resolve_points
+    from ..cost.estimate import resolve_points
     points = resolve_points(graph, parse_seq(args.seq, graph.seq_symbols))
     predict = _predictions(graph, args.hw, args.dtype) if args.hw else None
 
     from . import measure
-    from .backend import build
+    from .seqmodel import build
     module = build(graph, compile=args.compile, backend=args.backend, device=args.device, dtype=torch_dtype,
                    seed=0)
     rows = []
@@ -168,7 +168,7 @@ def _label(seq: dict) -> str:
 
 
 def table(result: dict) -> str:
-    from .estimate_cli import _grid, human_bytes, human_seconds
+    from ..cli.estimate import _grid, human_bytes, human_seconds
     predicted = any("forward_pred_s" in r for r in result["points"])
     head = ["seq", "batch", "forward", "train step", "train peak", "infer peak"]
     if predicted:

@@ -19,14 +19,13 @@ from pathlib import Path
 import pydantic
 import sympy
 
-from . import ast
-from .diagnostics import SourceFile, Span, SpecError, error, suggest
-from .ir import ModelGraph, Node, Program, Ref, Scope, TensorType
-from .layers import LAYERS, LayerError
-from .limits import (MAX_DIM, MAX_FILE_BYTES, MAX_IMPORTS, MAX_LIST, MAX_NESTING, MAX_NODES,
-                     MAX_REPEAT, MAX_VALUE)
-from .symbolic import dim_symbol, dims_equal, fmt_dim
-from .syntax import parse_module
+from ..lang import ast
+from ..errors import SourceFile, Span, SpecError, error, suggest
+from ..graph.ir import ModelGraph, Node, Program, Ref, Scope, TensorType
+from ..layers import LAYERS, LayerError
+from ..limits import MAX_DIM, MAX_FILE_BYTES, MAX_IMPORTS, MAX_LIST, MAX_NESTING, MAX_NODES, MAX_REPEAT, MAX_VALUE
+from ..graph.symbolic import dim_symbol, dims_equal, fmt_dim
+from ..lang.syntax import parse_module
 
 COMBINATORS = ("repeat", "residual", "segments")
 FUNCTIONS = ("min", "max", "ceil", "floor")

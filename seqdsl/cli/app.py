@@ -11,17 +11,14 @@ import gc
 import os
 import sys
 
-from . import __version__
-from .diagnostics import SpecError
+from .. import __version__
+from ..atomic import write_atomic
+from ..errors import SpecError, UsageError
 
 
 # Packages only some commands need (build, compile -o, export, verify, bench,
 # calibrate, --plot), and the extra that installs each.
 OPTIONAL_PACKAGES = {"torch": "torch", "numpy": "torch", "matplotlib": "plot", "onnx": "onnx", "onnxscript": "onnx"}
-
-
-class UsageError(Exception):
-    """A bad flag value: one line on stderr, exit 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_check(args) -> int:
-    from .elaborate import load
-    from .render import summary
+    from ..check.elaborate import load
+    from ..graph.render import summary
     program = load(args.spec)
     models = [program.model(args.model)] if args.model or len(program.models) == 1 else list(program.models.values())
     print("\n\n".join(summary(m, args.spec) for m in models))
@@ -71,16 +68,16 @@ def cmd_check(args) -> int:
 
 
 def cmd_graph(args) -> int:
-    from .elaborate import load
-    from .render import to_dot, to_json, to_mermaid
+    from ..check.elaborate import load
+    from ..graph.render import to_dot, to_json, to_mermaid
     model = load(args.spec).model(args.model)
     print({"dot": to_dot, "mermaid": to_mermaid, "json": to_json}[args.format](model))
     return 0
 
 
 def cmd_fmt(args) -> int:
-    from .elaborate import read_source
-    from .printer import format_text
+    from ..check.elaborate import read_source
+    from ..lang.printer import format_text
     changed = []
     for path in args.files:
         source = read_source(path)
@@ -90,60 +87,22 @@ def cmd_fmt(args) -> int:
         elif formatted != source.text:
             changed.append(path)
             if not args.check:
-                _write_atomic(path, formatted)
+                write_atomic(path, formatted)
     for path in changed:
         print(f"{'would reformat' if args.check else 'reformatted'} {path}", file=sys.stderr)
     return 1 if args.check and changed else 0
 
 
 def cmd_calibrate(args) -> int:
-    from .hardware import calibrate
+    from ..backend.calibrate import calibrate
     profile = calibrate(quick=args.quick)
-    _write_atomic(args.output, profile.model_dump_json(indent=2) + "\n")
+    write_atomic(args.output, profile.model_dump_json(indent=2) + "\n")
     print(f"wrote {args.output}: float32 {profile.peak_flops['float32'] / 1e9:.1f} GFLOP/s, "
           f"bfloat16 {profile.peak_flops['bfloat16'] / 1e9:.1f} GFLOP/s, "
           f"bandwidth {profile.bandwidth / 1e9:.1f} GB/s, steps (us, forward/backward) "
           + ", ".join(f"{k} {profile.step_floor(k) * 1e6:.1f}/{profile.step_floor(k + '.backward') * 1e6:.1f}"
                       for k in ("lstm", "gru", "rnn")))
     return 0
-
-
-def _save_atomic(path, save) -> None:
-    """save(tmp) writes a temporary file beside `path` (same suffix, for
-    writers that look at it), which is then renamed over `path`: a failure
-    leaves the old file whole and no temporary behind. An unwritable place is
-    a usage error (one line, exit 2)."""
-    import tempfile
-    from pathlib import Path
-    target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp" + target.suffix)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-    os.close(fd)
-    try:
-        # mkstemp makes the file 0600; give it the mode a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        save(tmp)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-        raise
-
-
-def _write_atomic(path, data: str | bytes) -> None:
-    """Text or bytes to `path`, whole or not at all (`_save_atomic`)."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-
-    def save(tmp):
-        with open(tmp, "wb") as f:
-            f.write(payload)
-    _save_atomic(path, save)
 
 
 def main(argv: list[str] | None = None) -> int:

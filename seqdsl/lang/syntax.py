@@ -17,12 +17,12 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
-from .diagnostics import SourceFile, Span, SpecError, error
-from .limits import MAX_EXPR_DEPTH, MAX_LITERAL_DIGITS, MAX_NESTING
+from ..errors import SourceFile, Span, SpecError, error
+from ..limits import MAX_EXPR_DEPTH, MAX_LITERAL_DIGITS, MAX_NESTING
 
 _GRAMMAR_CANDIDATES = (
-    Path(__file__).resolve().parent / "grammars" / "seq.lark",          # installed wheel
-    Path(__file__).resolve().parent.parent / "grammars" / "seq.lark",   # source checkout
+    Path(__file__).resolve().parent.parent / "grammars" / "seq.lark",         # installed wheel
+    Path(__file__).resolve().parent.parent.parent / "grammars" / "seq.lark",  # source checkout
 )
 
 KEYWORDS = ("model", "block", "let", "input", "output", "repeat", "residual",

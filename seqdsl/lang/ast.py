@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-from .diagnostics import Span
+from ..errors import Span
 
 
 # ---------------------------------------------------------------- expressions

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 
-from .cli import UsageError
+from ..errors import UsageError
 
 JSON_KEYS = ("seq", "batch", "dtype", "flops_forward", "flops_train", "flops_per_token",
              "weights_bytes", "grads_bytes", "optimizer_bytes", "activation_bytes",
@@ -75,8 +75,8 @@ def run(args) -> int:
     """Entry point of `seqdsl compile SPEC --estimate`."""
     if args.output:
         raise UsageError("--estimate and -o are separate commands: run them one at a time")
-    from .cost import DTYPE_BYTES
-    from .estimate import OPTIMIZERS
+    from ..layers.costs import DTYPE_BYTES
+    from ..cost.estimate import OPTIMIZERS
     if args.dtype not in DTYPE_BYTES:
         raise UsageError(f"unknown --dtype '{args.dtype}': use float32, bfloat16 or float16")
     if args.optimizer not in OPTIMIZERS:
@@ -84,12 +84,12 @@ def run(args) -> int:
     batch = parse_int(args.batch, "--batch")
     profile = None
     if args.hw:
-        from .hardware import load_profile
+        from ..cost.hardware import load_profile
         profile = load_profile(args.hw)
-    from .elaborate import load
+    from ..check.elaborate import load
     model = load(args.spec).model(args.model)
     seq = parse_seq(args.seq, model.seq_symbols)
-    from .estimate import compiled, estimate
+    from ..cost.estimate import compiled, estimate
     est = estimate(model, seq=seq, batch=batch, dtype=args.dtype, optimizer=args.optimizer,
                    hw=profile)
     if args.json:
@@ -197,11 +197,11 @@ def _grid(head, rows) -> str:
 def per_layer_rows(model, cc, point, batch, profile=None) -> list[dict]:
     """One row per layer at `point`; with a hardware profile each row gains its
     roofline forward seconds and what bounds it (seqdsl.roofline.node_latency)."""
-    from .symbolic import compile_expr, fmt_dim
+    from ..graph.symbolic import compile_expr, fmt_dim
     env = dict(point.seq)
     if model.batch_symbol:
         env[model.batch_symbol] = batch
-    from .estimate import _int
+    from ..cost.estimate import _int
     rows = []
     total = point.flops_forward or 1
     for n in cc.cost.nodes:
@@ -213,7 +213,7 @@ def per_layer_rows(model, cc, point, batch, profile=None) -> list[dict]:
                      "output_symbolic": ", ".join(fmt_dim(d) for d in n.node.output.dims),
                      "params": n.node.params, "flops": f, "share": f / total})
     if profile is not None:
-        from .roofline import node_latency
+        from ..cost.roofline import node_latency
         times = node_latency(model, profile, cc.cost.dtype, point.seq, batch)
         for r in rows:
             r["latency_forward_s"], r["bound"] = times.get(r["name"], (0.0, "-"))
@@ -235,7 +235,7 @@ def per_layer_table(model, cc, point, batch, profile=None) -> str:
 
 
 def formula_map(model, cc, optimizer) -> dict:
-    from .cost import leading_terms
+    from ..cost.model import leading_terms
     syms = list(model.symbols)
     c = cc.cost
     out = {"flops_forward": c.flops_forward, "flops_train": c.flops_train,
@@ -254,9 +254,9 @@ def formula_map(model, cc, optimizer) -> dict:
 
 
 def _largest(c, syms) -> str:
-    from .cost import leading_terms
+    from ..cost.model import leading_terms
     probe = {s: 4096 for s in syms}
-    from .symbolic import compile_expr
+    from ..graph.symbolic import compile_expr
     best = max(c.inference_peak, key=lambda p: compile_expr(p)(probe))
     return leading_terms(best, syms)
 

@@ -6,15 +6,16 @@ from pathlib import Path
 
 
 def run_compile(args) -> int:
-    from ..cli import UsageError, _write_atomic
-    from ..elaborate import load
-    from .emit import emit_program
+    from ..errors import UsageError
+    from ..atomic import write_atomic
+    from ..check.elaborate import load
+    from ..backend.emit import emit_program
     out = Path(args.output)
     if out.suffix != ".py":
         raise UsageError(f"-o {args.output}: source output must be a .py file")
     prog = load(args.spec)
     graphs = [prog.model(args.model)] if getattr(args, "model", None) else list(prog.models.values())
-    _write_atomic(out, emit_program(graphs, os.path.basename(args.spec)))
+    write_atomic(out, emit_program(graphs, os.path.basename(args.spec)))
     print(f"wrote {out} ({', '.join(g.name for g in graphs)})")
     return 0
 
@@ -22,7 +23,7 @@ def run_compile(args) -> int:
 def _parse_seq(text, graph, top=None):
     """--seq NAME=LENGTH pairs; the rest default to 2 (batch) and 64, or a
     learned posenc's max_len when that is less (top: symbol -> max_len)."""
-    from ..cli import UsageError
+    from ..errors import UsageError
     env = {}
     if text:
         for part in text.split(","):
@@ -43,11 +44,12 @@ def export_model(graph, output: str, seq: str | None = None) -> str:
     import torch
     from torch.export import Dim
 
-    from ..cli import UsageError, _save_atomic
-    from ..diagnostics import error
-    from ..symbolic import evaluate
-    from .build import SeqModel
-    from .checks import input_checks
+    from ..errors import UsageError
+    from ..atomic import save_atomic
+    from ..errors import error
+    from ..graph.symbolic import evaluate
+    from ..backend.seqmodel import SeqModel
+    from ..backend.checks import input_checks
 
     suffix = Path(output).suffix
     if suffix not in (".pt2", ".onnx"):
@@ -93,19 +95,19 @@ def export_model(graph, output: str, seq: str | None = None) -> str:
             ep = torch.export.export(model, tuple(inputs), dynamic_shapes=(dynamic,))
         except Exception as e:  # torch's own message, with the spec's name on it
             raise error(f"torch.export failed for {graph.name}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
-        _save_atomic(output, lambda tmp: torch.export.save(ep, tmp))
+        save_atomic(output, lambda tmp: torch.export.save(ep, tmp))
         return output
     try:
         program = torch.onnx.export(model, tuple(inputs), dynamo=True, dynamic_shapes=(dynamic,),
                                     verbose=False)
     except Exception as e:
         raise error(f"ONNX export failed for {graph.name}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
-    _save_atomic(output, program.save)
+    save_atomic(output, program.save)
     return output
 
 
 def run_export(args) -> int:
-    from ..elaborate import load
+    from ..check.elaborate import load
     graph = load(args.spec).model(args.model)
     out = export_model(graph, args.output, args.seq)
     print(f"wrote {out}")

@@ -352,7 +352,7 @@ def example_inputs(graph, env: dict[str, int], seed: int = 0, device=None, dtype
     """One tensor per declared input, in declaration order (the order
     SeqModel.forward takes): token ids (int64) below the vocab of the embeds
     they feed for `int` inputs, standard normal values for `float` ones."""
-    from .symbolic import evaluate
+    from ..graph.symbolic import evaluate
     g = torch.Generator().manual_seed(seed)
     out = []
     for name, t in graph.inputs.items():

@@ -22,7 +22,7 @@ import math
 
 import sympy
 
-from .symbolic import compile_expr
+from ..graph.symbolic import compile_expr
 
 SCAN = 2048          # integers scanned on each side of a root of the smooth part
 GRID = 4096          # geometric grid points over [lo, hi]

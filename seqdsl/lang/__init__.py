@@ -1,0 +1,3 @@
+"""Text <-> AST: the grammar driver (`syntax`), the AST (`ast`), and the
+canonical printer behind `seqdsl fmt` (`printer`). Imports only seqdsl.errors
+and seqdsl.limits."""

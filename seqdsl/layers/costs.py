@@ -1,0 +1,92 @@
+"""What a layer's cost rule returns (`LayerCost`) and the primitives the rules
+share: element sizes, tensor sizes, matmul FLOPs, Transformer-XL segment sums.
+Conventions: docs/cost_model.md. The model totals are summed in seqdsl.cost.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+
+import sympy
+
+from ..graph.ir import TensorType
+from ..graph.symbolic import as_int, ceil_div
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+INDEX_BYTES = 8          # token ids are int64
+STAT_BYTES = 4           # per-row statistics (logsumexp, norm mean/rstd) stay fp32
+ZERO = sympy.Integer(0)
+ONE = sympy.Integer(1)
+
+
+@dataclass(frozen=True)
+class CostContext:
+    """What a cost rule may ask besides its args and input types."""
+
+    elem: int                              # bytes per float element at the model dtype
+    segments: tuple[int, int] | None = None  # (length, memory) inside `segments`
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """One layer instance's cost. FLOPs follow FlopCounterMode (2 per MAC);
+    bytes are at the context's dtype. Generation fields describe one step at
+    the layer's current length n = its input's time dim (the n-th position)."""
+
+    flops: object = ZERO                 # forward
+    backward_flops: object = ZERO        # backward work run whenever the layer is in the backward graph
+    input_grad_flops: tuple = ()         # extra backward work per input port, only if that input needs a grad
+    saved_bytes: object = ZERO           # saved for backward, other than the inputs/output themselves
+    saves_inputs: tuple = ()             # per input port: autograd keeps that tensor
+    saves_output: bool = False           # autograd keeps the output tensor
+    output_is_view: bool = False         # output shares the input's storage (no new memory)
+    inference_view: bool = False         # ... in an inference (eval, no_grad) pass: dropout is identity
+    workspace_bytes: object = ZERO       # transient inference memory besides inputs and output
+    step_flops: object | None = None     # one generation step; None: position-wise (flops / n)
+    state_bytes: object = ZERO           # generation state carried at length n
+    depth: object = ONE                  # sequential steps on the critical path
+    time_stride: int = 1                 # a later layer steps once per `time_stride` of this one's steps
+    has_weights: bool = False            # needs weight gradients even with params == 0 (tied head)
+
+
+# ------------------------------------------------------------------ helpers
+def numel(dims) -> sympy.Expr:
+    return reduce(lambda a, b: a * b, dims, ONE)
+
+
+def tensor_bytes(t: TensorType, elem: int) -> sympy.Expr:
+    return numel(t.dims) * (INDEX_BYTES if t.dtype == "int" else elem)
+
+
+def rows(x: TensorType) -> sympy.Expr:
+    """Positions a position-wise layer maps: every axis but channels."""
+    return numel(x.dims[:-1])
+
+
+def matmul(m, k, n) -> sympy.Expr:
+    """FLOPs of an (m x k)(k x n) product: 2·m·n·k (aten.mm / bmm convention)."""
+    return 2 * m * k * n
+
+
+def segment_sums(T, length: int, memory: int):
+    """Transformer-XL segments over T steps (docs/lowering.md): returns
+    (n, Σ len_s², Σ len_s·mem_s, Σ mem_s) with len_s = L except the last,
+    mem_s = min(M, s·L) (the last M inputs seen before segment s)."""
+    L, M = length, memory
+    n = ceil_div(T, L)
+    last = T - (n - 1) * L
+    sq = (n - 1) * L * L + last * last
+    if M == 0:
+        return n, sq, ZERO, ZERO
+    j = -(-M // L)  # segments before the memory is full
+    # n <= j: every earlier step is in memory; else the first j segments fill it.
+    cross_small = L * L * (n - 1) * (n - 2) / 2 + last * (n - 1) * L
+    cross_big = sympy.Integer(L * L * j * (j - 1) // 2) + M * (T - j * L)
+    mem_small = L * n * (n - 1) / 2
+    mem_big = sympy.Integer(L * j * (j - 1) // 2) + M * (n - j)
+    if as_int(n) is not None:
+        big = as_int(n) > j
+        return n, sq, (cross_big if big else cross_small), (mem_big if big else mem_small)
+    cond = sympy.LessThan(n, j)   # the last branch is the one long sequences take
+    return (n, sq, sympy.Piecewise((cross_small, cond), (cross_big, True)),
+            sympy.Piecewise((mem_small, cond), (mem_big, True)))
