@@ -12,7 +12,7 @@ import os
 import sys
 
 from .. import __version__
-from ..atomic import write_atomic
+from ..atomic import save_atomic, write_atomic
 from ..errors import SpecError, UsageError
 
 
@@ -76,21 +76,114 @@ def cmd_graph(args) -> int:
 
 
 def cmd_fmt(args) -> int:
-    from ..check.elaborate import read_source
+    """Every file is read and formatted before any is written or printed: if
+    one is refused (a spec error, exit 1) or cannot be used (missing, a
+    directory, not a .seq file: exit 2), each such file's errors are reported
+    and no file is touched, in every mode (write, --check, --stdout)."""
     from ..lang.printer import format_text
-    changed = []
+    done, problems, usage = [], [], False
     for path in args.files:
-        source = read_source(path)
-        formatted = format_text(source.text, path)
-        if args.stdout:
-            sys.stdout.write(formatted)
-        elif formatted != source.text:
-            changed.append(path)
-            if not args.check:
-                write_atomic(path, formatted)
-    for path in changed:
-        print(f"{'would reformat' if args.check else 'reformatted'} {path}", file=sys.stderr)
-    return 1 if args.check and changed else 0
+        try:
+            source = _read_fmt_source(path)
+            done.append((path, source.text, format_text(source.text, path)))
+        except UsageError as exc:
+            problems.append(f"seqdsl fmt: error: {exc}")
+            usage = True
+        except SpecError as exc:
+            problems.append(exc.render())
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        if len(args.files) > 1:
+            print(f"seqdsl fmt: {len(problems)} of {len(args.files)} files refused; no file was "
+                  f"{'checked' if args.check else 'printed' if args.stdout else 'written'}", file=sys.stderr)
+        return 2 if usage else 1
+    failed = False
+    for path, text, formatted in done:
+        if args.stdout:  # the file's bytes (UTF-8, its line ends), whatever stdout's encoding
+            _write_stdout_bytes(formatted.encode("utf-8"))
+        elif formatted != text:
+            if args.check:
+                print(f"would reformat {path}", file=sys.stderr)
+                continue
+            try:
+                _rewrite_file(path, formatted)
+            except UsageError as exc:  # say so, and still format the others
+                print(f"seqdsl fmt: error: {exc}", file=sys.stderr)
+                failed = True
+                continue
+            print(f"reformatted {path}", file=sys.stderr)
+    if failed:
+        return 2
+    return 1 if args.check and any(formatted != text for _, text, formatted in done) else 0
+
+
+def _write_stdout_bytes(data: bytes) -> None:
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a text-only stream (an embedding program's): text it is
+        sys.stdout.write(data.decode("utf-8"))
+        return
+    sys.stdout.flush()
+    buffer.write(data)
+    buffer.flush()
+
+
+def _read_fmt_source(path):
+    """A .seq file to format, or a UsageError (one line) naming what is wrong."""
+    from pathlib import Path
+
+    from ..check.elaborate import read_source
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"cannot find '{path}'" + (" (a broken symbolic link)" if p.is_symlink() else ""))
+    if p.is_dir():
+        raise UsageError(f"'{path}' is a directory; give the .seq files in it")
+    if not p.is_file():
+        raise UsageError(f"'{path}' is not a regular file")
+    if p.suffix != ".seq":
+        raise UsageError(f"'{path}' is not a .seq file")
+    return read_source(path)
+
+
+def _rewrite_file(path, text: str) -> None:
+    """New content for an existing file, keeping what makes it that file:
+    through a symbolic link its target is rewritten (the link stays); the
+    mode (and owner, where allowed) is kept; a file with other hard links is
+    rewritten in place (same inode), otherwise atomically (`save_atomic`)."""
+    import errno
+    import stat
+    real = os.path.realpath(path)
+    payload = text.encode("utf-8")
+    try:
+        info = os.stat(real)
+        if info.st_nlink > 1:
+            # the whole new text is ready: one write over the old inode, after
+            # making room for it (so a full disk refuses before any byte changes)
+            with open(real, "r+b") as f:
+                if len(payload) > info.st_size and hasattr(os, "posix_fallocate"):
+                    try:
+                        os.posix_fallocate(f.fileno(), 0, len(payload))
+                    except OSError as exc:
+                        f.truncate(info.st_size)
+                        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                            raise
+                f.write(payload)
+                f.truncate()
+                f.flush()
+                os.fsync(f.fileno())
+            return
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+
+    def save(tmp):
+        with open(tmp, "wb") as f:
+            f.write(payload)
+        if hasattr(os, "chown") and (info.st_uid, info.st_gid) != (os.getuid(), os.getgid()):
+            try:
+                os.chown(tmp, info.st_uid, info.st_gid)
+            except OSError:  # only root may give a file away: it is then ours
+                pass
+        os.chmod(tmp, stat.S_IMODE(info.st_mode))  # after chown, which may clear setuid bits
+    save_atomic(real, save)
 
 
 def cmd_calibrate(args) -> int:

@@ -4,13 +4,16 @@ Canonical form: four-space indents; one top-level item per paragraph; a
 pipeline that fits on one line stays there, otherwise each stage goes on its
 own line led by `->`; a body that fits stays inline `{ a -> b }`, otherwise
 one stage per line (a newline separates stages inside braces). Expressions get the fewest parentheses their precedence
-needs. Comments (from `collect_comments`) are kept: a comment on its own line
-is printed before the next item, statement or stage; a comment after code is
-printed after the element that ends on its line.
+needs. Comments (from `collect_comments`) are all kept, in order: a comment on
+its own line is printed before the next item, statement or stage; a comment
+after code is printed after the element that ends on its line, or, when that
+element is printed on one line and the comment sat inside it (a multi-line
+argument or dim list), on its own line just above the element.
 """
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from . import ast
@@ -23,47 +26,70 @@ _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2, "**": 4}
 
 @dataclass
 class Comments:
-    """Comments of one file by line, consumed as the printer passes them."""
+    """Comments of one file in source order, handed out front to back as the
+    printer passes the code they sit among (each call is O(log n) at most, so
+    a file with many comments formats in linear time).
 
-    own_line: dict[int, str] = field(default_factory=dict)    # line -> text
-    trailing: dict[int, str] = field(default_factory=dict)    # line -> text
-    used: set = field(default_factory=set)
+    Every comment is printed exactly once and in source order: one the printer
+    cannot keep where it was (after code inside an element printed on one
+    line) goes on its own line just above that element. `rest` hands out
+    whatever is left at the end of the file.
+    """
 
-    def leading(self, before_line: int | None) -> list[str]:
-        """Own-line comments above `before_line` not yet printed."""
-        if before_line is None:
+    lines: list[int] = field(default_factory=list)     # source line of each comment, ascending
+    texts: list[str] = field(default_factory=list)
+    own: list[bool] = field(default_factory=list)      # alone on its line (else after code)
+    next: int = 0                                      # first comment not printed yet
+
+    def before(self, line: int | None) -> list[str]:
+        """Comments not printed yet on lines before `line`."""
+        if line is None:
             return []
-        out = []
-        for line in sorted(self.own_line):
-            if line < before_line and line not in self.used:
-                self.used.add(line)
-                out.append(self.own_line[line])
+        stop = bisect_left(self.lines, line, self.next)
+        out = self.texts[self.next:stop]
+        self.next = stop
         return out
 
     def after(self, line: int | None) -> str | None:
-        if line is None or line not in self.trailing or ("t", line) in self.used:
+        """The comment after code on `line`, if it is the next one to print."""
+        i = self.next
+        if line is None or i >= len(self.lines) or self.lines[i] != line or self.own[i]:
             return None
-        self.used.add(("t", line))
-        return self.trailing[line]
+        self.next = i + 1
+        return self.texts[i]
+
+    def within(self, first: int, last: int) -> bool:
+        """Any comment not printed yet on lines first..last-1 (one on `last`
+        can still follow the element printed on one line)."""
+        i = bisect_left(self.lines, first, self.next)
+        return i < len(self.lines) and self.lines[i] < last
 
     def rest(self) -> list[str]:
-        return self.leading(10 ** 12)
+        out = self.texts[self.next:]
+        self.next = len(self.texts)
+        return out
+
+
+# A string or a comment, scanned left to right: a `#` inside a string is part
+# of the string. The grammar's STRING and COMMENT, the only tokens that may hold
+# `"` or `#`, neither spanning lines (the text has been parsed first).
+_STRING_OR_COMMENT = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"|#[^\n]*')
 
 
 def collect_comments(text: str) -> Comments:
-    """Find comments with the grammar's own lexer (so `#` in strings is safe)."""
-    from .syntax import _parser
+    """The comments of `text` (already parsed), in one linear scan."""
     comments = Comments()
-    code_lines = set()
-    found = []
-    for tok in _parser().lex(text, dont_ignore=True):
-        if tok.type == "COMMENT":
-            found.append(tok)
-        elif tok.type not in ("WS", "_NL"):
-            code_lines.add(tok.line)
-    for tok in found:
-        target = comments.trailing if tok.line in code_lines else comments.own_line
-        target[tok.line] = str(tok).rstrip()
+    line, pos = 1, 0
+    for m in _STRING_OR_COMMENT.finditer(text):
+        start = m.start()
+        if text[start] != "#":
+            continue
+        line += text.count("\n", pos, start)
+        pos = start
+        before = text[text.rfind("\n", 0, start) + 1:start]
+        comments.lines.append(line)
+        comments.texts.append(m.group().rstrip())
+        comments.own.append(not before.strip(" \t\f\r"))
     return comments
 
 
@@ -84,10 +110,16 @@ def expr_text(e, parent: int = 0) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, str):
+            if "\n" in v:  # a string literal cannot span lines
+                raise ValueError(f"{v!r}: a .seq string cannot hold a line break")
             return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
         if isinstance(v, float):
+            # repr is the shortest text that reads back as the same float; inf
+            # and nan have none in the language (`inf` would be a name)
+            if v != v or v in (float("inf"), float("-inf")):
+                raise ValueError(f"{v} has no .seq literal")
             text = repr(v)
-            return text if any(c in text for c in ".en") else text + ".0"
+            return text if any(c in text for c in ".e") else text + ".0"
         return str(v)
     if isinstance(e, ast.Name):
         return e.name
@@ -128,14 +160,11 @@ def _stage_head(stage) -> str:
     return f"segments({args_text(stage.args)})"
 
 
-def _has_comments(node, comments: Comments | None) -> bool:
-    if comments is None or getattr(node, "span", None) is None:
-        return False
-    # Own-line comments inside, or trailing comments on any but the last line
-    # (that one is printed after the element however it is laid out).
-    lo, hi = node.span.line, node.span.end_line
-    return any(lo <= line <= hi and line not in comments.used for line in comments.own_line) or any(
-        lo <= line < hi and ("t", line) not in comments.used for line in comments.trailing)
+def _head_end(stage) -> int | None:
+    """Last source line of a stage's head (`repeat(...)` before its `{`)."""
+    if _line(stage) is None:
+        return None
+    return max([_line(stage)] + [_end_line(a) for a in getattr(stage, "args", ())])
 
 
 def stage_inline(stage) -> str:
@@ -148,69 +177,81 @@ def stage_inline(stage) -> str:
 
 
 class _Printer:
+    """Prints in source order; `emit` hands each output line the comments its
+    source lines carry (see `Comments`), so none is ever lost."""
+
     def __init__(self, comments: Comments | None):
         self.comments = comments
         self.out: list[str] = []
 
-    def emit(self, indent: int, text: str, node=None) -> None:
-        trailing = self.comments.after(_end_line(node)) if (self.comments and node is not None) else None
-        self.out.append(INDENT * indent + text + (f"  {trailing}" if trailing else ""))
-
-    def leading(self, indent: int, node) -> None:
+    def flush(self, indent: int, line: int | None) -> None:
+        """Comments before source line `line` not printed yet, each on its own line."""
         if self.comments:
-            for c in self.comments.leading(_line(node)):
+            for c in self.comments.before(line):
                 self.out.append(INDENT * indent + c)
 
-    def header(self, text: str, item) -> None:
-        trailing = self.comments.after(_line(item)) if self.comments else None
-        self.out.append(text + (f"  {trailing}" if trailing else ""))
+    def emit(self, indent: int, text: str, last: int | None = None, trailing: bool = True) -> None:
+        """One line of code whose source ends on line `last`. Comments before
+        that line go above it; the comment after code on `last` goes after it
+        when `trailing` (no code printed later comes from that line)."""
+        self.flush(indent, last)
+        comment = self.comments.after(last) if (self.comments and trailing) else None
+        self.out.append(INDENT * indent + text + (f"  {comment}" if comment else ""))
+
+    def has_comments(self, node) -> bool:
+        """Comments inside `node` that printing it on one line would displace."""
+        return bool(self.comments) and _line(node) is not None and self.comments.within(
+            _line(node), _end_line(node))
 
     def fits(self, indent: int, text: str) -> bool:
         return len(INDENT * indent) + len(text) <= WIDTH
 
     # A stage printed on lines of its own, starting with `prefix`. A comment
-    # after code belongs to the last stage that ends on its line.
-    def stage(self, indent: int, stage, prefix: str = "", last_on_line: bool = True) -> None:
-        self.leading(indent, stage)
-        owner = stage if last_on_line else None
+    # after code belongs to the last stage that ends on its line (`trailing`).
+    def stage(self, indent: int, stage, prefix: str = "", trailing: bool = True) -> None:
         inline = prefix + stage_inline(stage)
-        if self.fits(indent, inline) and not _has_comments(stage, self.comments):
-            self.emit(indent, inline, owner)
+        last = _end_line(stage)
+        head_last = _head_end(stage)
+        # comments in the head (`repeat(  # c` ...) go above it either way: only
+        # those from the head's last line on keep the body on lines of its own
+        if isinstance(stage, ast.Call) or (self.fits(indent, inline) and not (
+                self.comments and head_last is not None and self.comments.within(head_last, last))):
+            self.emit(indent, inline, last, trailing)
             return
-        if isinstance(stage, ast.Call):
-            self.emit(indent, inline, owner)
-            return
-        trailing = self.comments.after(_line(stage)) if self.comments and _line(stage) != _end_line(stage) else None
-        self.out.append(INDENT * indent + prefix + _stage_head(stage) + " {" + (f"  {trailing}" if trailing else ""))
-        self.body(indent + 1, stage.body)
-        self.emit(indent, "}" + _alias(stage), owner)
+        body_first = _line(stage.body[0]) if stage.body else None
+        self.emit(indent, prefix + _stage_head(stage) + " {", head_last,
+                  trailing=body_first is None or head_last is None or body_first > head_last)
+        self.stages(indent + 1, stage.body, "", trailing_last=trailing or last is None or any(
+            _end_line(s) != last for s in stage.body[-1:]))
+        self.flush(indent + 1, last)
+        self.emit(indent, "}" + _alias(stage), last, trailing)
 
-    def stages(self, indent: int, stages, prefix: str = "") -> None:
+    def stages(self, indent: int, stages, prefix: str = "", trailing_last: bool = True) -> None:
         for i, s in enumerate(stages):
             following = stages[i + 1] if i + 1 < len(stages) else None
-            last_on_line = following is None or _line(following) is None or _line(following) != _end_line(s)
-            self.stage(indent, s, prefix, last_on_line)
-
-    def body(self, indent: int, stages) -> None:
-        # Inside braces a newline separates stages: no arrows needed.
-        self.stages(indent, stages)
+            if following is None:
+                trailing = trailing_last
+            else:
+                trailing = _line(following) is None or _line(following) != _end_line(s)
+            self.stage(indent, s, prefix, trailing)
 
     def statement(self, indent: int, st) -> None:
-        self.leading(indent, st)
         if isinstance(st, ast.Let):
-            self.emit(indent, f"let {st.name} = {expr_text(st.value)}", st)
+            self.emit(indent, f"let {st.name} = {expr_text(st.value)}", _end_line(st))
         elif isinstance(st, ast.Input):
             dims = ", ".join(expr_text(d) for d in st.dims)
-            self.emit(indent, f"input {st.name}: {st.dtype}[{dims}]", st)
+            self.emit(indent, f"input {st.name}: {st.dtype}[{dims}]", _end_line(st))
         elif isinstance(st, ast.Output):
-            self.emit(indent, "output " + ", ".join(n.name for n in st.names), st)
+            self.emit(indent, "output " + ", ".join(n.name for n in st.names), _end_line(st))
         else:
             head = f"{st.name} = {st.source.name}"
             line = " -> ".join([head] + [stage_inline(s) for s in st.stages])
-            if self.fits(indent, line) and not _has_comments(st, self.comments):
-                self.emit(indent, line, st)
+            if self.fits(indent, line) and not self.has_comments(st):
+                self.emit(indent, line, _end_line(st))
                 return
-            self.emit(indent, head)
+            head_last = _line(st.source)
+            first = _line(st.stages[0]) if st.stages else None
+            self.emit(indent, head, head_last, trailing=first is None or head_last is None or first > head_last)
             self.stages(indent + 1, st.stages, "-> ")
 
     def module(self, module: ast.Module) -> str:
@@ -222,17 +263,24 @@ class _Printer:
         for item in items:
             if previous is not None and not (isinstance(item, ast.Import) and isinstance(previous, ast.Import)):
                 self.out.append("")
-            self.leading(0, item)
             if isinstance(item, ast.Import):
-                self.emit(0, f'import {expr_text(ast.Literal(item.path, None))}', item)
+                self.emit(0, f'import {expr_text(ast.Literal(item.path, None))}', _end_line(item))
             elif isinstance(item, ast.BlockDef):
                 params = ", ".join(p.name if p.default is None else f"{p.name}={expr_text(p.default)}"
                                    for p in item.params)
-                self.header(f"block {item.name}({params}) {{", item)
-                self.body(1, item.body)
-                self.emit(0, "}", item)
+                head_last = None if item.span is None else max(
+                    [item.name_span.line] + [_end_line(p) for p in item.params])
+                first = _line(item.body[0]) if item.body else None
+                self.emit(0, f"block {item.name}({params}) {{", head_last,
+                          trailing=first is None or head_last is None or first > head_last)
+                self.stages(1, item.body)
+                self.flush(1, _end_line(item))
+                self.emit(0, "}", _end_line(item))
             else:
-                self.header(f"model {item.name} {{", item)
+                head_last = None if item.span is None else item.name_span.line
+                first = _line(item.statements[0]) if item.statements else None
+                self.emit(0, f"model {item.name} {{", head_last,
+                          trailing=first is None or head_last is None or first > head_last)
                 prev_kind = None
                 for st in item.statements:
                     kind = type(st)
@@ -241,17 +289,15 @@ class _Printer:
                         self.out.append("")
                     self.statement(1, st)
                     prev_kind = kind
-                if self.comments:  # comments left before the closing brace
-                    for c in self.comments.leading(item.span.end_line if item.span else None):
-                        self.out.append(INDENT + c)
-                self.emit(0, "}", item)
+                self.flush(1, _end_line(item))  # comments left before the closing brace
+                self.emit(0, "}", _end_line(item))
             previous = item
         if self.comments:
             rest = self.comments.rest()
-            if rest:
+            if rest and self.out:
                 self.out.append("")
-                self.out.extend(rest)
-        return "\n".join(self.out) + "\n"
+            self.out.extend(rest)
+        return "\n".join(self.out) + "\n" if self.out else ""  # nothing at all: an empty file
 
 
 def to_seq(module: ast.Module, comments: Comments | None = None) -> str:
@@ -260,11 +306,16 @@ def to_seq(module: ast.Module, comments: Comments | None = None) -> str:
 
 
 def format_text(text: str, path: str = "<string>") -> str:
-    """Parse `text` and print it canonically, comments kept."""
+    """Parse `text` and print it canonically, comments kept. A file whose
+    first line ends with CRLF keeps CRLF line endings (all of them)."""
     from ..errors import SourceFile
     from .syntax import parse_module
     module = parse_module(SourceFile(path, text))
-    return to_seq(module, collect_comments(text))
+    out = to_seq(module, collect_comments(text))
+    first = text.find("\n")
+    if first > 0 and text[first - 1] == "\r":
+        out = out.replace("\n", "\r\n")
+    return out
 
 
 def is_identifier(name: str) -> bool:

@@ -240,7 +240,16 @@ class _ToAst(Transformer):
         text = str(tok).replace("_", "")
         if len(text) > 2 * MAX_LITERAL_DIGITS:
             raise error("number literal is too long", self._tok_span(tok))
-        return ast.Literal(float(text), self._tok_span(tok))
+        value = float(text)
+        # a literal means the number written: refuse one a float cannot hold
+        # (`1e999` would become inf, `1e-400` zero), which no printer could give back
+        if value == float("inf"):
+            raise error(f"number literal {tok} is too large for a float (it would be infinity)",
+                        self._tok_span(tok), help="floats go up to about 1.8e308")
+        if value == 0.0 and any(c in "123456789" for c in text.lower().partition("e")[0]):
+            raise error(f"number literal {tok} is too small for a float (it would be 0)",
+                        self._tok_span(tok), help="the smallest float above 0 is about 5e-324; write 0.0 for zero")
+        return ast.Literal(value, self._tok_span(tok))
 
     def string_lit(self, children):
         return ast.Literal(_unquote(children[0]), self._tok_span(children[0]))

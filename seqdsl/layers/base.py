@@ -95,12 +95,15 @@ class Tied:
 
 @dataclass(frozen=True)
 class ModuleSpec:
-    """A module constructor call: `cls` names a class of seqdsl.backend.modules
-    or of torch.nn (`nn.LayerNorm`); arguments are literals or `Tied`."""
+    """A module constructor call: `cls` names a class of the layer's lowering
+    file `seqdsl/layers/<lowering>.py` (the only files of seqdsl.layers that
+    import torch) or of torch.nn (`nn.LayerNorm`); arguments are literals or
+    `Tied`."""
 
     cls: str
     args: tuple = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
+    lowering: str = "torch_modules"
 
 
 def require_rank(x: TensorType, rank: int | None = None, *, at_least: int | None = None,

@@ -3,10 +3,22 @@ torch_modules.py, where seqdsl.layers imports torch: `Layer.lower` reaches it
 lazily, so checking and costing never load torch."""
 from __future__ import annotations
 
+import importlib
+import re
+
 from torch import nn
 
-from . import torch_modules
 from .base import Tied
+
+#: A lowering file's name: `torch_modules` (the shared kernels) or `<family>_torch`.
+LOWERING_NAME = re.compile(r"(torch_modules|[a-z][a-z0-9_]*_torch)\Z")
+
+
+def lowering_module(name: str):
+    """seqdsl.layers.<name>, the lowering file a ModuleSpec names."""
+    if not LOWERING_NAME.match(name):
+        raise ValueError(f"not a lowering file name: {name!r}")
+    return importlib.import_module(f"{__package__}.{name}")
 
 
 def instantiate(spec, tied: dict[str, nn.Module]) -> nn.Module:
@@ -14,6 +26,6 @@ def instantiate(spec, tied: dict[str, nn.Module]) -> nn.Module:
     from seqdsl.layers.torch_modules; a `Tied` argument is the aliased module."""
     from ..layers.base import Tied
     from ..layers import torch_modules as modules
-    owner, name = (nn, spec.cls[3:]) if spec.cls.startswith("nn.") else (torch_modules, spec.cls)
+    owner, name = (nn, spec.cls[3:]) if spec.cls.startswith("nn.") else (lowering_module(spec.lowering), spec.cls)
     args = [tied[a.alias] if isinstance(a, Tied) else a for a in spec.args]
     return getattr(owner, name)(*args, **spec.kwargs)
