@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 
 from .errors import Diagnostic, SpecError, suggest
 from .lang import ast
-from .lang.printer import is_identifier, to_seq
+from .check.elaborate import parse
+from .lang.printer import expr_text, is_identifier, to_seq
+from .layers import LAYERS
 from .limits import MAX_EXPR_DEPTH, MAX_NESTING
 
 
@@ -165,7 +167,6 @@ class Expr:
         return self
 
     def __repr__(self):
-        from .lang.printer import expr_text
         return f"Expr({expr_text(self.node)})"
 
 
@@ -232,7 +233,6 @@ def _alias(stage, name):
 
 def layer(kind: str, *args, as_: str | None = None, **kwargs) -> ast.Call:
     """A layer call: `layer("attention", 8, causal=True)`."""
-    from .layers import LAYERS
     if _name(kind, "layer kind") not in LAYERS:
         raise BuilderError(f"unknown layer '{kind}'", help=suggest(kind, LAYERS))
     return _alias(ast.Call(kind, _args(args, kwargs), None, None), as_)
@@ -269,7 +269,6 @@ def _stages(stages) -> tuple:
 
 def __getattr__(kind: str):
     """`sb.attention(8, causal=True)` == `sb.layer("attention", 8, causal=True)`."""
-    from .layers import LAYERS
     if kind in LAYERS:
         return lambda *args, as_=None, **kwargs: layer(kind, *args, as_=as_, **kwargs)
     raise AttributeError(f"seqdsl.builder has no layer '{kind}'"
@@ -377,7 +376,6 @@ class Program:
         return to_seq(self.to_ast())
 
     def check(self, base_dir=None, path: str = "<builder>"):
-        from .check.elaborate import parse
         return parse(self.to_seq(), path=path, base_dir=base_dir)
 
 

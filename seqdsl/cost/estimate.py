@@ -21,7 +21,10 @@ from ..layers.costs import DTYPE_BYTES
 from .model import ModelCost, model_cost
 from ..graph.ir import ModelGraph, Program
 from ..graph.symbolic import compile_columns, compile_shared, point_columns
+from ..check.elaborate import load
 from ..errors import UsageError
+from .hardware import HardwareProfile, load_profile
+from .roofline import latency
 
 OPTIMIZERS = ("adam", "sgd", "none")
 MAX_LENGTH = 10 ** 15
@@ -188,7 +191,6 @@ def estimate(program_or_path, seq=None, batch: int = 1, dtype: str = "float32",
         raise _usage(f"batch must be a positive integer, got {batch!r}")
     profile = None
     if hw is not None:
-        from .hardware import HardwareProfile, load_profile
         profile = hw if isinstance(hw, HardwareProfile) else load_profile(str(hw))
     points = resolve_points(graph, seq)
     return evaluate_points(graph, compiled(graph, dtype), points, batch, dtype, optimizer, profile)
@@ -206,7 +208,6 @@ def evaluate_points(graph: ModelGraph, cc: CompiledCost, points, batch: int, dty
     # every field given, so model_construct looks up no defaults (1,000 points: -3 ms)
     times = [{"latency_forward_s": None, "latency_train_s": None, "latency_per_token_s": None}] * len(points)
     if profile is not None:
-        from .roofline import latency
         times = [{"latency_forward_s": t["forward"], "latency_train_s": t["train"],
                   "latency_per_token_s": t["per_token"]}
                  for t in latency(graph, profile, dtype, points, batch, cc.cost)]
@@ -241,7 +242,6 @@ def _model_of(program_or_path, name: str | None) -> ModelGraph:
     if isinstance(program_or_path, ModelGraph):
         return program_or_path
     if isinstance(program_or_path, (str, Path)):
-        from ..check.elaborate import load
         program_or_path = load(program_or_path)
     if isinstance(program_or_path, Program):
         return program_or_path.model(name)

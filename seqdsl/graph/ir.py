@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Span
+from ..errors import error, Span, suggest
 from .symbolic import as_int, fmt_dim
 
 if TYPE_CHECKING:
@@ -143,7 +143,6 @@ class Program:
     models: dict[str, ModelGraph]
 
     def model(self, name: str | None = None) -> ModelGraph:
-        from ..errors import error, suggest
         if name is None:
             if len(self.models) == 1:
                 return next(iter(self.models.values()))

@@ -17,6 +17,8 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from . import ast
+from ..errors import SourceFile
+from .syntax import KEYWORDS, parse_module
 
 WIDTH = 88
 INDENT = "    "
@@ -308,8 +310,6 @@ def to_seq(module: ast.Module, comments: Comments | None = None) -> str:
 def format_text(text: str, path: str = "<string>") -> str:
     """Parse `text` and print it canonically, comments kept. A file whose
     first line ends with CRLF keeps CRLF line endings (all of them)."""
-    from ..errors import SourceFile
-    from .syntax import parse_module
     module = parse_module(SourceFile(path, text))
     out = to_seq(module, collect_comments(text))
     first = text.find("\n")
@@ -319,5 +319,4 @@ def format_text(text: str, path: str = "<string>") -> str:
 
 
 def is_identifier(name: str) -> bool:
-    from .syntax import KEYWORDS
     return bool(_IDENT.match(name)) and name not in KEYWORDS

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .base import Layer, LayerArgs, ModuleSpec, Probability, require_float
+from .costs import LayerCost, numel
 
 
 class Activation(Layer):
@@ -15,7 +16,6 @@ class Activation(Layer):
 
     def cost(self, args, inputs, out, ctx):
         """No FLOPs. gelu and silu save their input, relu/tanh/sigmoid their output."""
-        from .costs import LayerCost
         if self.kind in ("gelu", "silu"):
             return LayerCost(saves_inputs=(True,))
         return LayerCost(saves_output=True)
@@ -40,7 +40,6 @@ class Dropout(Layer):
     def cost(self, args, inputs, out, ctx):
         """nn.Dropout on the CPU multiplies by a float mask it saves (x·e bytes);
         p=0 returns the input itself; in inference it is the identity."""
-        from .costs import LayerCost, numel
         if args.p == 0:
             return LayerCost(output_is_view=True, depth=0)
         return LayerCost(saved_bytes=numel(inputs[0].dims) * ctx.elem, inference_view=True)

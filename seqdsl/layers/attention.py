@@ -14,8 +14,9 @@ from typing import Literal
 import sympy
 
 from ..graph.ir import Ref, TensorType
-from ..graph.symbolic import ceil_div
+from ..graph.symbolic import as_int, ceil_div
 from .base import (Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, ValueRef, channels, require_float, require_rank)
+from .costs import LayerCost, STAT_BYTES, matmul, segment_sums
 
 
 class AttentionArgs(LayerArgs):
@@ -131,7 +132,6 @@ class Attention(Layer):
         fused-kernel backward 2.5x (aten._scaled_dot_product_flash_attention_for_cpu
         saves q, k, v, its output and an fp32 logsumexp); the blocked window and
         the Transformer-XL math path as their bmm's (backward 2x each)."""
-        from .costs import matmul
         x = inputs[0]
         b, t, c = x.dims[0], x.dims[1], channels(x)
         kvd = self.kv_heads(args) * (c // args.heads)
@@ -159,7 +159,6 @@ class Attention(Layer):
 # Each returns a LayerCost for one self-attention layer (Attention.cost).
 def _pick(t, limit, small, big):
     """small when t <= limit, else big; a Piecewise when t is symbolic."""
-    from ..graph.symbolic import as_int
     if as_int(t) is not None:
         return small if as_int(t) <= limit else big
     return sympy.Piecewise((small, sympy.LessThan(t, limit)), (big, True))
@@ -171,7 +170,6 @@ def _softmax_cost(args, x, c, kvd, proj, ctx):
     5-D boolean mask, which the CPU runs on the math path (two bmm's forward,
     four backward; it saves the scaled q and k blocks, the v blocks and the
     probabilities)."""
-    from .costs import STAT_BYTES, LayerCost, matmul
     b, t = x.dims[0], x.dims[1]
     h, dh, e = args.heads, c // args.heads, ctx.elem
     n = b * t
@@ -236,8 +234,6 @@ def _linear_attention_cost(args, x, c, proj, ctx):
     feature maps x W^T for Q and K (2·B·H·T·dh·m each; W is a buffer, so its
     backward is the input gradient only). Every other product's backward is
     2x (both operands need gradients)."""
-    from .costs import STAT_BYTES, LayerCost, matmul
-    from ..graph.symbolic import ceil_div as _ceil
     b, t = x.dims[0], x.dims[1]
     h, dh, e = args.heads, c // args.heads, ctx.elem
     n = b * t
@@ -251,7 +247,7 @@ def _linear_attention_cost(args, x, c, proj, ctx):
         # exp results and their inputs (kept by the row max), the row maxima, the W buffer
         saved += (4 * bh * t * m + m * dh) * e + 2 * bh * t * STAT_BYTES
     if args.causal:
-        nc = _ceil(t, CHUNK)
+        nc = ceil_div(t, CHUNK)
         tp = nc * CHUNK
         core = matmul(bh * tp, m, CHUNK) + matmul(bh * tp, CHUNK, dv) + 2 * matmul(bh * tp, m, dv)
         # the padded phi(Q), phi(K) chunks, V', the masked intra scores, the
@@ -273,7 +269,6 @@ def _linear_attention_cost(args, x, c, proj, ctx):
 def _linformer_cost(args, x, c, kvd, proj, ctx):
     """K' = E[:, :T] K, V' = F[:, :T] V over the sequence (2·B·proj·T·kvd each,
     backward 2x: E and K both need gradients), then SDPA of T queries on proj keys."""
-    from .costs import STAT_BYTES, LayerCost, matmul
     b, t = x.dims[0], x.dims[1]
     h, e, p = args.heads, ctx.elem, args.proj
     n = b * t
@@ -295,7 +290,6 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
     (Transformer-XL, Dai et al. 2019): AC = (q+u)k^T, BD = (q+v)r^T with
     r = r_proj(sinusoid(klen)), then probs @ v — three bmm's (backward 2x each),
     r_proj once per segment. Outside segments pos=relative is one segment."""
-    from .costs import STAT_BYTES, LayerCost, matmul, segment_sums
     b, t = x.dims[0], x.dims[1]
     h, e = args.heads, ctx.elem
     n = b * t
@@ -400,7 +394,6 @@ class CrossAttention(Layer):
     def cost(self, args, inputs, out, ctx):
         """q from x, k/v from the context (length S), one SDPA (flash on the CPU),
         not causal. Generation: the context's k/v are cached once."""
-        from .costs import STAT_BYTES, LayerCost, matmul
         x, context = inputs
         b, t, c = x.dims[0], x.dims[1], channels(x)
         s, cc = context.dims[1], channels(context)

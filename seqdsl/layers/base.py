@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
+import sympy
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from ..graph.ir import Ref, TensorType
@@ -128,5 +129,4 @@ def channels(x: TensorType) -> int:
 
 
 def with_channels(x: TensorType, c: int) -> TensorType:
-    import sympy
     return TensorType("float", x.dims[:-1] + (sympy.Integer(c),))

@@ -15,6 +15,7 @@ import sympy
 from ..graph.ir import TensorType
 from ..graph.symbolic import as_int, ceil_div, floor_div
 from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, require_float, require_rank
+from .costs import LayerCost, numel
 
 
 class ConvArgs(LayerArgs):
@@ -95,7 +96,6 @@ class Conv(Layer):
         weight and input gradients the same each (aten.convolution_backward,
         whose FlopCounterMode formula over-counts groups > 1). Saves the
         padded copy, or the input itself when nothing is padded."""
-        from .costs import LayerCost, numel
         x = inputs[0]
         c = channels(x)
         kernel, stride = self.per_axis(args, "kernel"), self.per_axis(args, "stride")

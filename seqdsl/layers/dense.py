@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Literal
 
 from .base import (Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, Tied, channels, require_float, with_channels)
+from .costs import LayerCost, matmul, rows
 
 Activation = Literal["gelu", "relu", "silu", "tanh", "sigmoid"]
 
@@ -44,7 +45,6 @@ class Linear(Layer):
     def cost(self, args, inputs, out, ctx):
         """F.linear (aten.addmm): 2·rows·C·out forward; the weight gradient and the
         input gradient cost the same again; autograd saves the input."""
-        from .costs import LayerCost, matmul, rows
         f = matmul(rows(inputs[0]), channels(inputs[0]), args.out)
         return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(True,),
                          has_weights=True)
@@ -84,7 +84,6 @@ class Mlp(Layer):
         """fc1 -> act -> dropout -> fc2 (docs/lowering.md). Saved: x (fc1), the
         act's input (gelu, silu) or output (relu, tanh, sigmoid), the dropout
         mask and output, fc2's input — each tensor once."""
-        from .costs import LayerCost, matmul, rows
         n, c, h = rows(inputs[0]), channels(inputs[0]), args.hidden
         o = args.out or c
         f1, f2 = matmul(n, c, h), matmul(n, h, o)
@@ -123,7 +122,6 @@ class Swiglu(Layer):
     def cost(self, args, inputs, out, ctx):
         """w2(silu(w1 x) * w3 x): saved x, w1 x (silu), silu(w1 x) and w3 x (mul),
         the product (w2)."""
-        from .costs import LayerCost, matmul, rows
         n, c, h = rows(inputs[0]), channels(inputs[0]), args.hidden
         f_in, f_out = 2 * matmul(n, c, h), matmul(n, h, args.out or c)
         return LayerCost(flops=f_in + f_out, backward_flops=f_in + 2 * f_out, input_grad_flops=(f_in,),

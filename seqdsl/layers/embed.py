@@ -7,6 +7,7 @@ import sympy
 
 from ..graph.ir import TensorType
 from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, require_float, require_rank
+from .costs import LayerCost
 
 
 class EmbedArgs(LayerArgs):
@@ -33,7 +34,6 @@ class Embed(Layer):
 
     def cost(self, args, inputs, out, ctx):
         """A gather: no FLOPs; saves the indices (the model's input)."""
-        from .costs import LayerCost
         return LayerCost(saves_inputs=(True,), has_weights=True)
 
     def module(self, node, memory):
@@ -72,7 +72,6 @@ class Posenc(Layer):
     def cost(self, args, inputs, out, ctx):
         """x + table[offset:offset+T]: an add, nothing saved; the sinusoid table
         (T x C) is built per call."""
-        from .costs import LayerCost
         x = inputs[0]
         table = 0 if args.kind == "learned" else x.dims[1] * channels(x) * ctx.elem
         return LayerCost(workspace_bytes=table)

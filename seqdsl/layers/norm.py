@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .base import Layer, LayerArgs, ModuleSpec, PositiveFloat, channels, require_float
+from .costs import LayerCost, STAT_BYTES, rows
 
 
 class NormArgs(LayerArgs):
@@ -33,7 +34,6 @@ class Norm(Layer):
         computed in fp32) x — or its fp32 copy under bf16/fp16 — rstd and
         x·rstd in fp32; batchnorm x, save_mean/invstd and the running buffers
         (4 x C fp32)."""
-        from .costs import STAT_BYTES, LayerCost, rows
         n, c, e = rows(inputs[0]), channels(inputs[0]), ctx.elem
         if self.kind == "rmsnorm":
             upcast = e != STAT_BYTES

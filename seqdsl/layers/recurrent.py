@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+import sympy
+
 from .base import (Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, channels, require_float, require_rank, with_channels)
+from .costs import LayerCost
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -68,9 +71,6 @@ class Recurrent(Layer):
         and a workspace (`onednn_workspace`); GRU keeps 7 B x h tensors a
         step, RNN one (plus h0). Time-major copies of the input (B > 1) and the
         dropout masks between layers are counted too."""
-        import sympy
-
-        from .costs import LayerCost
         x = inputs[0]
         b, t, c = x.dims[0], x.dims[1], channels(x)
         g, h, d, e = self.gates, args.hidden, self.directions(args), ctx.elem

@@ -9,6 +9,7 @@ from ..graph.ir import TensorType
 from ..limits import MAX_DIM
 from ..graph.symbolic import as_int
 from .base import Layer, LayerError, ModuleSpec, require_float, require_rank
+from .costs import LayerCost
 
 
 class Unsqueeze(Layer):
@@ -23,7 +24,6 @@ class Unsqueeze(Layer):
 
     def cost(self, args, inputs, out, ctx):
         """x.unsqueeze(-1): a view."""
-        from .costs import LayerCost
         return LayerCost(output_is_view=True, depth=0)
 
     def module(self, node, memory):
@@ -50,7 +50,6 @@ class Flatten(Layer):
     def cost(self, args, inputs, out, ctx):
         """x.flatten(2): it follows a convolution, whose channels-last output is a
         permuted view, so flatten copies (a new tensor, the next layer saves it)."""
-        from .costs import LayerCost
         return LayerCost(depth=0)
 
     def module(self, node, memory):
@@ -72,7 +71,6 @@ class SpatialPool(Layer):
 
     def cost(self, args, inputs, out, ctx):
         """mean saves nothing; amax saves its input and output (to route the gradient)."""
-        from .costs import LayerCost
         if self.reduce == "max":
             return LayerCost(saves_inputs=(True,), saves_output=True)
         return LayerCost()
@@ -100,7 +98,6 @@ class TimePool(Layer):
 
     def cost(self, args, inputs, out, ctx):
         """x.mean(1) saves nothing; x[:, -1] is a view."""
-        from .costs import LayerCost
         if self.reduce == "last":
             return LayerCost(output_is_view=True, depth=0)
         return LayerCost()
