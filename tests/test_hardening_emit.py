@@ -540,3 +540,9 @@ def test_builder_wrong_types_are_type_errors():
 def test_named_layer_names_the_missing_layer(checked_model):
     with pytest.raises(KeyError, match="no layer 'y.atention'.*y.attention"):
         checked_model.named_layer("y.atention")
+
+
+def test_init_state_takes_a_numpy_int(checked_model):
+    np = pytest.importorskip("numpy")
+    state = checked_model.init_state(np.int64(2), ctx=torch.randn(2, 5, 16))
+    assert state["__batch__"] == 2 and type(state["__batch__"]) is int

@@ -9,6 +9,7 @@ plan with the stretches between RNN calls compiled as separate graphs.
 """
 from __future__ import annotations
 
+import operator
 from pathlib import Path
 
 import torch
@@ -258,8 +259,13 @@ class SeqModel(nn.Module):
                                  "unidirectional RNNs) to use step()")
 
     def init_state(self, batch_size: int, **context_inputs):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-            raise TypeError(f"init_state: batch_size must be an int, not {type(batch_size).__name__} {batch_size!r}")
+        try:
+            if isinstance(batch_size, bool):
+                raise TypeError
+            batch_size = operator.index(batch_size)        # an int, or numpy's
+        except TypeError:
+            raise TypeError(f"init_state: batch_size must be an int, not {type(batch_size).__name__} "
+                            f"{batch_size!r}") from None
         if batch_size < 1:
             raise ValueError(f"init_state: batch_size must be positive, got {batch_size}")
         missing = [c for c in context_inputs if c not in self.input_names]
