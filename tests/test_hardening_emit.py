@@ -546,3 +546,14 @@ def test_init_state_takes_a_numpy_int(checked_model):
     np = pytest.importorskip("numpy")
     state = checked_model.init_state(np.int64(2), ctx=torch.randn(2, 5, 16))
     assert state["__batch__"] == 2 and type(state["__batch__"]) is int
+
+
+def test_step_refuses_another_models_state(checked_model):
+    other = seqdsl.build(seqdsl.parse("""
+model other {
+    input x: float[B, T, 8]
+    y = x -> attention(2, causal=true)
+    output y
+}""").model())
+    with pytest.raises(TypeError, match="this state streams.*init_state"):
+        checked_model.step(torch.randint(0, 50, (2, 3)), state=other.init_state(2))

@@ -288,6 +288,10 @@ class SeqModel(nn.Module):
             raise TypeError(f"step: state must be the dict init_state returned "
                             f"(state = model.init_state(batch_size)), got {got}")
         names = state["__stream_inputs__"]
+        if not set(names) <= set(self.input_names) or not set(state["__static__"]) >= (
+                set(self.input_names) - set(names)):
+            raise TypeError(f"step: this state streams {names}, but {self.spec_name}'s inputs are "
+                            f"{self.input_names}: pass the state this model's init_state returned")
         if len(chunks) != len(names):
             raise TypeError(f"step takes {len(names)} chunk(s) ({', '.join(names)}), got {len(chunks)}")
         b = self._graph.batch_symbol
