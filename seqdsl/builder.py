@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import Diagnostic, SpecError, suggest
 from .lang import ast
@@ -227,7 +227,6 @@ def _dim(d, input_name: str):
 
 # ------------------------------------------------------------------ stages
 def _alias(stage, name):
-    from dataclasses import replace
     return replace(stage, alias=_name(name, "layer") if name else None)
 
 

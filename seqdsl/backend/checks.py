@@ -4,6 +4,7 @@ plain data worked out from the graph: seqdsl.build's SeqModel holds it, and
 from __future__ import annotations
 
 from ..graph.ir import ModelGraph
+from ..graph.symbolic import as_int, compile_expr
 
 
 def input_checks(graph: ModelGraph):
@@ -12,7 +13,6 @@ def input_checks(graph: ModelGraph):
     None (an expression of symbols: not checked). position_limits: per learned
     posenc (layer, symbols of the length it sees, that length as a function
     of them or None when it is the symbol itself, max_len, line)."""
-    from ..graph.symbolic import as_int, compile_expr
     specs = {}
     for name, t in graph.inputs.items():
         dims = tuple(as_int(d) if as_int(d) is not None else

@@ -24,6 +24,7 @@ spec name can shadow a kernel, a helper, a builtin or another model:
 """
 from __future__ import annotations
 
+import ast as pyast
 import builtins
 import functools
 import keyword
@@ -32,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..graph.ir import ModelGraph
+from .checks import input_checks
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -52,7 +54,6 @@ def file_names() -> frozenset[str]:
     per-family lowering file, whether or not a file's models use it (so a
     model's class name does not depend on its layers), SpecModule, MODELS,
     and Python's builtins."""
-    import ast as pyast
     names = {"SpecModule", "MODELS"} | set(dir(builtins))
     every = [p.stem for p in (Path(__file__).parent.parent / "layers").glob("*_torch.py")]
     for node in pyast.parse(_prelude(every)).body:
@@ -157,7 +158,6 @@ def _check_data(graph: ModelGraph) -> list[str]:
     """Class attributes check_inputs reads, as seqdsl.build's SeqModel has
     them: the spec's inputs, and its learned posencs whose length is a plain
     symbol (an expression length is checked by seqdsl.build only)."""
-    from .checks import input_checks
     input_specs, position_limits = input_checks(graph)
     specs = "".join(f"\n        {_lit(k)}: {_lit(v)}," for k, v in input_specs.items())
     limits = "".join(f"\n        ({_lit(layer)}, {_lit(symbols)}, None, {_lit(max_len)}, {_lit(line)}),"

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import SpecError, error
+from ..errors import SpecError, error, suggest
 from ..graph.ir import ModelGraph, Program, TensorType
 from ..layers.torch_modules import Scope, check_inputs
 from .checks import input_checks
@@ -112,7 +112,6 @@ class SeqModel(nn.Module):
     def named_layer(self, name: str) -> nn.Module:
         """The module of the layer node `name` (`logits.repeat[0].residual.attention`)."""
         if name not in self._mods:
-            from ..errors import suggest
             hint = suggest(str(name), self._mods) or f"layers: {', '.join(list(self._mods)[:8])}, ..."
             raise KeyError(f"{self.spec_name} has no layer {name!r}; {hint}")
         return self._mods[name]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import math
+import typing
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -696,7 +697,6 @@ def _expected(schema, field: str, err: dict) -> str:
         if token in annotation and word not in words:
             words.append(word)
     if "Literal" in annotation:
-        import typing
         opts = []
         for arg in typing.get_args(schema.model_fields[field].annotation) or ():
             opts += list(typing.get_args(arg))

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..backend.checks import input_checks
+
 
 def run_compile(args) -> int:
     from ..errors import UsageError
@@ -49,7 +51,6 @@ def export_model(graph, output: str, seq: str | None = None) -> str:
     from ..errors import error
     from ..graph.symbolic import evaluate
     from ..backend.seqmodel import SeqModel
-    from ..backend.checks import input_checks
 
     suffix = Path(output).suffix
     if suffix not in (".pt2", ".onnx"):

@@ -97,7 +97,7 @@ class ModelGraph:
         """The networkx DiGraph: node attribute `node` (the Node), edge attribute
         `port` (which input of the consumer). Built once, on first use."""
         if self._graph is None:
-            import networkx as nx
+            import networkx as nx   # lazy: a quarter second to import, and check/estimate never need it
             g = nx.DiGraph()
             for name, node in self.node_map.items():
                 g.add_node(name, node=node)
