@@ -243,10 +243,18 @@ class SeqModel(nn.Module):
     def check_streamable(self, context_names=()):
         from ..layers import LAYERS
         static = self._static_nodes(context_names)
+        sources = {name: srcs for _, name, srcs, _ in self._plan}
         for node in self._graph.nodes:
             if node.kind in ("input", "add") or node.name in static:
                 continue
             rule = LAYERS[node.kind]
+            streamed = [s for s in sources.get(node.name, ())[1:] if s not in static]
+            if rule.context_args() and streamed:
+                # a context read whole by every step cannot arrive in chunks
+                raise error(f"{self.spec_name} cannot stream: layer '{node.name}' ({node.kind}) at line "
+                            f"{node.line} reads its context from a streamed input",
+                            span=node.span,
+                            help="give the context's inputs to init_state(...) once, and stream the others")
             ok = rule.is_causal(node.args, list(node.inputs))
             if node.kind == "batchnorm" and self.training:
                 ok = False

@@ -1,7 +1,7 @@
 """Element-wise layers: activations and dropout. Shape unchanged, no weights."""
 from __future__ import annotations
 
-from .base import Layer, LayerArgs, ModuleSpec, Probability, require_float
+from .base import example, Layer, LayerArgs, ModuleSpec, Probability, require_float
 from .costs import LayerCost, numel
 
 
@@ -22,6 +22,9 @@ class Activation(Layer):
 
     def module(self, node, memory):
         return ModuleSpec("Act", (self.kind,))
+
+    def examples(self):
+        return (example("float[B, T, 8]", self.kind),)
 
 
 class DropoutArgs(LayerArgs):
@@ -46,3 +49,6 @@ class Dropout(Layer):
 
     def module(self, node, memory):
         return ModuleSpec("nn.Dropout", (node.args.p,))
+
+    def examples(self):
+        return (example("float[B, T, 8]", "dropout(0.25)"),)

@@ -15,7 +15,7 @@ import sympy
 
 from ..graph.ir import Ref, TensorType
 from ..graph.symbolic import as_int, ceil_div
-from .base import (Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, ValueRef, channels, require_float, require_rank)
+from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, ValueRef, channels, require_float, require_rank)
 from .costs import LayerCost, STAT_BYTES, matmul, segment_sums
 
 
@@ -153,6 +153,16 @@ class Attention(Layer):
             heads=a.heads, kv_heads=self.kv_heads(a), causal=a.causal, window=a.window, pos=a.pos,
             kind=a.kind, features=feats, proj=a.proj, max_len=a.max_len, dropout=a.dropout, bias=a.bias,
             memory=memory))
+
+    def examples(self):
+        x = "float[B, T, 16]"
+        return tuple(example(x, s) for s in (
+            "attention(2)", "attention(2, causal=true)", "attention(4, kv_heads=2, causal=true, pos=rope)",
+            "attention(2, causal=true, window=5)", "attention(2, causal=true, pos=alibi)",
+            "attention(2, causal=true, pos=relative)", "attention(2, causal=true, kind=linear)",
+            "attention(2, causal=true, kind=performer)", "attention(2, kind=linformer, proj=4, max_len=256)",
+            "attention(2, causal=true, dropout=0.1)",
+            "segments(length=8, memory=8) { attention(2, causal=true) }"))
 
 
 # ------------------------------------------------------------------ cost rules
@@ -414,3 +424,8 @@ class CrossAttention(Layer):
         a = node.args
         return ModuleSpec("CrossAttention", (channels(node.inputs[0]), channels(node.inputs[1]), a.heads,
                                              self.kv_heads(a), a.bias))
+
+    def examples(self):
+        return (example("float[B, T, 16]", "cross_attention(2, context=memory)", "memory: float[B, S, 16]"),
+                example("float[B, T, 16]", "cross_attention(4, context=memory, kv_heads=2, bias=false)",
+                        "memory: float[B, S, 16]"))

@@ -80,12 +80,27 @@ class Layer:
         from .lowering import instantiate   # lazy: torch loads only when a module is built
         return instantiate(self.module(node, ctx.get("memory")), ctx["tied"])
 
+    def examples(self) -> tuple[str, ...]:
+        """Small model bodies that use this kind (`example(...)`), which the
+        layer conformance harness (tests/test_layer_harness.py) builds and
+        measures: parameters, FLOPs, saved and live bytes against the estimate,
+        streaming against forward, compiled against eager. Every kind gives at
+        least one, covering its options."""
+        raise NotImplementedError(f"layer kind {self.kind!r} gives no examples for the conformance harness")
+
     def context_args(self) -> tuple[str, ...]:
         """Argument names that refer to other bound values (extra inputs)."""
         return ()
 
 
 # ------------------------------------------------------------------ helpers
+def example(input_type: str, stages: str, *more_inputs: str) -> str:
+    """A model body for `Layer.examples`: `input x: <input_type>` (plus
+    `name: type` inputs), `y = x -> <stages>`, `output y`."""
+    inputs = [f"input {m}" for m in more_inputs] + [f"input x: {input_type}"]   # x last: the one that streams
+    return "\n".join(inputs + [f"y = x -> {stages}", "output y"])
+
+
 @dataclass(frozen=True)
 class Tied:
     """A constructor argument: the module of the layer named `alias` (`tie=`),

@@ -14,7 +14,7 @@ import sympy
 
 from ..graph.ir import TensorType
 from ..graph.symbolic import as_int, ceil_div, floor_div
-from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, require_float, require_rank
+from .base import example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, require_float, require_rank
 from .costs import LayerCost, numel
 
 
@@ -132,3 +132,13 @@ class Conv(Layer):
         a = node.args
         return ModuleSpec("Conv", (self.ndim, channels(node.inputs[0]), a.out, self.per_axis(a, "kernel"),
                                    self.per_axis(a, "stride"), a.padding, a.groups, a.bias))
+
+    def examples(self):
+        if self.ndim == 1:
+            return (example("float[B, T, 8]", "conv1d(8, 3)"),
+                    example("float[B, T, 8]", "conv1d(6, 4, stride=2, padding=causal, groups=2)"),
+                    example("float[B, T, 8]", "relu -> conv1d(4, 1, bias=false)"))
+        if self.ndim == 2:
+            return (example("float[B, T, 6, 6, 4]", "conv2d(4, 3, stride=2)"),
+                    example("float[B, T, 7, 5, 2]", "conv2d(3, [3, 2], padding=valid, bias=false)"))
+        return (example("float[B, T, 6, 6, 3]", "conv3d(4, [3, 3, 3], stride=[1, 2, 2])"),)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import (Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, Tied, channels, require_float, with_channels)
+from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, Tied, channels, require_float, with_channels)
 from .costs import LayerCost, matmul, rows
 
 Activation = Literal["gelu", "relu", "silu", "tanh", "sigmoid"]
@@ -55,6 +55,10 @@ class Linear(Layer):
         tied = (Tied(a.tie),) if a.tie is not None else ()
         return ModuleSpec("Linear", (channels(node.inputs[0]), a.out, a.bias, *tied))
 
+    def examples(self):
+        return (example("float[B, T, 8]", "linear(6)"), example("float[B, T, 8]", "linear(6, bias=false)"),
+                example("int[B, T]", "embed(50, 8) as tok -> linear(50, bias=false, tie=tok)"))
+
 
 class MlpArgs(LayerArgs):
     hidden: PositiveInt
@@ -98,6 +102,9 @@ class Mlp(Layer):
         a, c = node.args, channels(node.inputs[0])
         return ModuleSpec("Mlp", (c, a.hidden, a.out or c, a.act, a.dropout))
 
+    def examples(self):
+        return (example("float[B, T, 8]", "mlp(16)"), example("float[B, T, 8]", "mlp(16, out=4, act=relu, dropout=0.1)"))
+
 
 class SwigluArgs(LayerArgs):
     hidden: PositiveInt
@@ -131,6 +138,9 @@ class Swiglu(Layer):
     def module(self, node, memory):
         a, c = node.args, channels(node.inputs[0])
         return ModuleSpec("Swiglu", (c, a.hidden, a.out or c))
+
+    def examples(self):
+        return (example("float[B, T, 8]", "swiglu(16)"), example("float[B, T, 8]", "swiglu(16, out=4)"))
 
 
 __all__ = ["Linear", "Mlp", "Swiglu", "LayerError"]

@@ -6,7 +6,7 @@ from typing import Literal
 import sympy
 
 from ..graph.ir import TensorType
-from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, require_float, require_rank
+from .base import example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, require_float, require_rank
 from .costs import LayerCost
 
 
@@ -38,6 +38,9 @@ class Embed(Layer):
 
     def module(self, node, memory):
         return ModuleSpec("Embed", (node.args.vocab, node.args.dim))
+
+    def examples(self):
+        return (example("int[B, T]", "embed(50, 8)"),)
 
 
 class PosencArgs(LayerArgs):
@@ -79,3 +82,6 @@ class Posenc(Layer):
     def module(self, node, memory):
         a = node.args
         return ModuleSpec("Posenc", (channels(node.inputs[0]), a.kind, a.max_len))
+
+    def examples(self):
+        return (example("float[B, T, 8]", "posenc"), example("float[B, T, 8]", "posenc(learned, max_len=256)"))

@@ -1,7 +1,7 @@
 """Normalisations over the channel axis."""
 from __future__ import annotations
 
-from .base import Layer, LayerArgs, ModuleSpec, PositiveFloat, channels, require_float
+from .base import example, Layer, LayerArgs, ModuleSpec, PositiveFloat, channels, require_float
 from .costs import LayerCost, STAT_BYTES, rows
 
 
@@ -46,3 +46,6 @@ class Norm(Layer):
     def module(self, node, memory):
         cls = {"batchnorm": "BatchNorm", "layernorm": "nn.LayerNorm", "rmsnorm": "nn.RMSNorm"}[self.kind]
         return ModuleSpec(cls, (channels(node.inputs[0]),), {"eps": node.args.eps})
+
+    def examples(self):
+        return (example("float[B, T, 8]", self.kind), example("float[B, T, 8]", f"{self.kind}(eps=1e-3)"))

@@ -5,7 +5,7 @@ from typing import Literal
 
 import sympy
 
-from .base import (Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, channels, require_float, require_rank, with_channels)
+from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, channels, require_float, require_rank, with_channels)
 from .costs import LayerCost
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -114,3 +114,8 @@ class Recurrent(Layer):
         a = node.args
         return ModuleSpec("Recurrent", (self.kind, channels(node.inputs[0]), a.hidden, a.layers, a.bidirectional,
                                         a.dropout, getattr(a, "nonlinearity", "tanh")))
+
+    def examples(self):
+        extra = {"lstm": "lstm(64, layers=2, dropout=0.1)", "gru": "gru(48, bidirectional=true)",
+                 "rnn": "rnn(64, nonlinearity=relu)"}[self.kind]
+        return (example("float[B, T, 64]", f"{self.kind}(64)"), example("float[B, T, 64]", extra))

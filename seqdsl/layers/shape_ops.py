@@ -8,7 +8,7 @@ import sympy
 from ..graph.ir import TensorType
 from ..limits import MAX_DIM
 from ..graph.symbolic import as_int
-from .base import Layer, LayerError, ModuleSpec, require_float, require_rank
+from .base import example, Layer, LayerError, ModuleSpec, require_float, require_rank
 from .costs import LayerCost
 
 
@@ -28,6 +28,9 @@ class Unsqueeze(Layer):
 
     def module(self, node, memory):
         return ModuleSpec("Unsqueeze")
+
+    def examples(self):
+        return (example("float[B, T, 8]", "unsqueeze"),)
 
 
 class Flatten(Layer):
@@ -55,6 +58,9 @@ class Flatten(Layer):
     def module(self, node, memory):
         return ModuleSpec("Flatten")
 
+    def examples(self):
+        return (example("float[B, T, 4, 3]", "flatten"),)
+
 
 class SpatialPool(Layer):
     """[B, T, .., C] -> [B, T, C], mean or max over the axes between T and C."""
@@ -77,6 +83,9 @@ class SpatialPool(Layer):
 
     def module(self, node, memory):
         return ModuleSpec("SpatialPool", (self.reduce,))
+
+    def examples(self):
+        return (example("float[B, T, 4, 4, 3]", self.kind),)
 
 
 class TimePool(Layer):
@@ -104,3 +113,6 @@ class TimePool(Layer):
 
     def module(self, node, memory):
         return ModuleSpec("TimePool", (self.reduce,))
+
+    def examples(self):
+        return (example("float[B, T, 8]", self.kind),)
