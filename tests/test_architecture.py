@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "check": {"lang", "graph", "layers", "errors", "limits"},
     "cost": {"check", "layers", "graph", "errors", "limits"},
     "backend": {"cost", "check", "layers", "graph", "lang", "errors", "limits", "atomic"},
-    "builder": {"check", "lang", "layers", "errors"},
+    "builder": {"check", "lang", "layers", "errors", "limits"},   # refuses past-limit trees before printing
     "cli": {"backend", "cost", "check", "layers", "graph", "lang", "builder", "errors", "limits", "atomic",
             "seqdsl"},
     "seqdsl": {"check", "graph", "errors", "cost", "backend"},   # the package's own __init__: the public API

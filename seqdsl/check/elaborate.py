@@ -66,12 +66,20 @@ def read_source(path: str | Path, display: str | None = None, span: Span | None 
 
 def load(path: str | Path) -> Program:
     """Read, parse and check a .seq file and the files it imports."""
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"load() takes a path (str or Path), not {type(path).__name__}"
+                        + ("; seqdsl.parse(text) reads spec text" if path is None else ""))
     source = read_source(path)
     return check_source(source, Path(path).resolve().parent)
 
 
 def parse(text: str, path: str = "<string>", base_dir: str | Path | None = None) -> Program:
     """Parse and check spec text; imports resolve against base_dir (default: cwd)."""
+    if not isinstance(text, str):
+        raise TypeError(f"parse() takes the spec's text (a str), not {type(text).__name__}"
+                        + ("; seqdsl.load(path) reads a file" if isinstance(text, (Path, bytes)) else ""))
+    if not isinstance(path, str):
+        raise TypeError(f"parse(path=...) is the name the spec is reported under (a str), not {type(path).__name__}")
     if len(text.encode("utf-8")) > MAX_FILE_BYTES:
         raise error(f"spec text is past the limit of {MAX_FILE_BYTES} bytes")
     root = Path(base_dir).resolve() if base_dir else Path.cwd().resolve()

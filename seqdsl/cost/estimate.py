@@ -132,8 +132,12 @@ def optimizer_bytes(params: int, dtype: str, optimizer: str) -> int:
 
 
 # ------------------------------------------------------------------ arguments
+class EstimateArgumentError(UsageError, ValueError):
+    """A bad argument: a UsageError to the CLI (exit 2), a ValueError to Python callers."""
+
+
 def _usage(message: str):
-    return UsageError(message)
+    return EstimateArgumentError(message)
 
 
 def resolve_points(model: ModelGraph, seq) -> list[dict[str, int]]:
@@ -144,6 +148,10 @@ def resolve_points(model: ModelGraph, seq) -> list[dict[str, int]]:
         seq = [2 ** k for k in range(6, 15)]
     if isinstance(seq, (int, dict)):
         seq = [seq]
+    if isinstance(seq, (str, bytes)) or not isinstance(seq, (list, tuple, range)):
+        raise _usage(f"seq must be a length, a {{dim: length}} dict or a list of them, not {type(seq).__name__}")
+    if not seq:
+        raise _usage("seq=[] gives no length to estimate at; pass a length (seq=1024) or leave seq out")
     points = []
     for item in seq:
         if isinstance(item, bool):
