@@ -14,7 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import assume, HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import seqdsl  # noqa: E402
@@ -271,6 +271,10 @@ model {model} {{
        variants=st.lists(st.integers(0, 1), min_size=2, max_size=2))
 def test_hostile_names_emit_what_build_computes(models, names, variants):
     text = "".join(_model_text(m, n, v) for m, n, v in zip(models, names, variants))
+    try:   # a draw the checker refuses cleanly (a value named like an enum word it then stands for,
+        seqdsl.parse(text)   # `as gru` beside a default-named gru) is no case for the emitter
+    except seqdsl.SpecError:
+        assume(False)
     mod = assert_emitted_equals_built(text)
     classes = {c.__name__ for c in mod.MODELS.values()}
     assert len(classes) == 2 and not classes & file_names()
