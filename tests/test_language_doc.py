@@ -143,6 +143,8 @@ def test_unknown_layer_exits_2_with_one_line_and_a_suggestion(capsys):
     assert captured.err.strip().splitlines() == ["seqdsl layers: error: unknown layer 'atention'; did you mean 'attention'?"]
     assert main(["layers", "qqqqqq"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert main(["layers", "repeat"]) == 2
+    assert "combinator" in capsys.readouterr().err
 
 
 def test_layers_markdown_is_the_section(capsys):

@@ -23,6 +23,8 @@ END = "<!-- layers:end -->"
 UNDOCUMENTED = "(undocumented)"
 #: What every kind must say about itself (class attributes of its Layer class).
 REQUIRED = ("summary", "shape_rule", "params_rule")
+#: The language's combinators (docs/language.md), which a user may ask about by name.
+COMBINATORS = ("repeat", "residual", "segments")
 
 
 # ------------------------------------------------------------------ the data
@@ -202,6 +204,8 @@ def run_layers(args) -> int:
     if args.name is None:
         print(markdown() if args.markdown else table())
         return 0
+    if args.name in COMBINATORS:
+        raise UsageError(f"'{args.name}' is a combinator, not a layer kind: docs/language.md describes it")
     if args.name not in LAYERS:
         hint = suggest(args.name, LAYERS)
         raise UsageError(f"unknown layer '{args.name}'; " + (hint or "`seqdsl layers` lists them"))
