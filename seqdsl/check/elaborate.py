@@ -431,7 +431,7 @@ class _ModelBuilder:
                     candidates = list(LAYERS) + list(self.blocks) + list(COMBINATORS)
                     raise error(f"unknown layer '{stage.name}'", stage.name_span,
                                 help=suggest(stage.name, candidates)
-                                or "see the layer library in LANGUAGE.md, or define a block")
+                                or "`seqdsl layers` lists the layer kinds (docs/language.md describes them), or define a block")
             elif isinstance(stage, ast.Repeat):
                 x = self._repeat(stage, x, name, scope, env, depth, stack)
             elif isinstance(stage, ast.Residual):

@@ -5,9 +5,17 @@ from .base import example, Layer, LayerArgs, ModuleSpec, Probability, require_fl
 from .costs import LayerCost, numel
 
 
+FORMULAS = {"relu": "max(x, 0)", "gelu": "x · Φ(x), Φ the standard normal CDF (exact, not tanh)",
+            "silu": "x · sigmoid(x)", "tanh": "tanh(x)", "sigmoid": "1 / (1 + exp(-x))"}
+
+
 class Activation(Layer):
+    shape_rule = "unchanged (float input)"
+    params_rule = "0"
+
     def __init__(self, kind: str):
         self.kind = kind
+        self.summary = f"element-wise {kind}: {FORMULAS[kind]}"
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -34,6 +42,10 @@ class DropoutArgs(LayerArgs):
 class Dropout(Layer):
     kind = "dropout"
     Args = DropoutArgs
+    summary = "zeroes each element with probability p and scales the rest by 1 / (1 - p) in training; identity in inference"
+    shape_rule = "unchanged (float input)"
+    params_rule = "0"
+    arg_docs = {"p": "drop probability"}
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs

@@ -1,6 +1,6 @@
 """Self-attention and cross-attention.
 
-Parameters (LANGUAGE.md): query and output projections C x C, key and value
+Parameters (docs/language.md): query and output projections C x C, key and value
 projections C x (kv_heads * C / heads), each with a bias when bias=true.
 pos=relative adds a C x C position projection without bias and the two
 Transformer-XL bias vectors u, v of C. linformer adds two proj x max_len
@@ -57,6 +57,29 @@ def _divisors_hint(n: int, near: int) -> str:
 class Attention(Layer):
     kind = "attention"
     Args = AttentionArgs
+    summary = ("multi-head self-attention: softmax (optionally windowed, grouped key/value heads, "
+               "RoPE/ALiBi/relative positions), linear, Performer or Linformer")
+    shape_rule = "`[B, T, C] -> [B, T, C]`; heads divides C, kv_heads divides heads"
+    params_rule = ("2 · C² + 2 · C · kvd + [bias] · (2 · C + 2 · kvd) + [pos=relative] · (C² + 2 · C) "
+                   "+ [kind=linformer] · 2 · proj · max_len; kvd = kv_heads · C / heads")
+    causal_rule = "yes with causal=true"
+    arg_docs = {
+        "heads": "query heads; divides C (head size C / heads)",
+        "kv_heads": "key/value heads (grouped-query attention); divides heads; none: heads",
+        "causal": "each position attends only to itself and earlier positions",
+        "window": "sliding window: each position sees the W previous positions (and, if not causal, "
+                  "the W next); softmax only",
+        "pos": "positions inside attention: `rope` (rotary, even head size), `alibi` (linear bias), "
+               "`relative` (Transformer-XL); none: no positions",
+        "kind": "`softmax`; `linear` (elu + 1 feature map); `performer` (FAVOR+ random features); "
+                "`linformer` (keys and values projected to proj positions; not causal)",
+        "features": "performer's random features; none: d_head · ln(d_head)",
+        "proj": "linformer's projected length (required by linformer)",
+        "max_len": "linformer's longest sequence (required by linformer)",
+        "dropout": "dropout probability on the attention weights",
+        "bias": "biases on the q, k, v and output projections"}
+    notes = ("Inside `segments` only kind=softmax without window= is allowed; each such layer also attends "
+             "to the memory of earlier segments. pos, window and kv_heads other than heads need kind=softmax.")
 
     @staticmethod
     def kv_heads(args) -> int:
@@ -369,6 +392,13 @@ class CrossAttention(Layer):
 
     kind = "cross_attention"
     Args = CrossAttentionArgs
+    summary = "multi-head attention from the input (queries) to another bound value (keys and values)"
+    shape_rule = "`[B, T, C]` with context `[B, S, Cc]` -> `[B, T, C]`; S may differ from T"
+    params_rule = "2 · C² + 2 · Cc · kvd + [bias] · (2 · C + 2 · kvd); kvd = kv_heads · C / heads"
+    arg_docs = {"heads": "query heads; divides C", "context": "a value bound earlier in the model, float `[B, S, Cc]`",
+                "kv_heads": "key/value heads; divides heads; none: heads",
+                "bias": "biases on the q, k, v and output projections"}
+    notes = "Not causal over the context, which is read whole; causal over the input, so a decoder can stream."
 
     def context_args(self):
         return ("context",)

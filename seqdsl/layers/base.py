@@ -58,6 +58,24 @@ class Layer:
     #: True when output position t depends only on inputs at positions <= t.
     causal_by_default: ClassVar[bool] = True
 
+    # The kind's reference (`seqdsl layers`, docs/language.md), generated from
+    # here so the two cannot drift; tests/test_language_doc.py requires the
+    # first three. Argument names, types and defaults come from `Args`.
+    #: One line: what the layer computes.
+    summary: ClassVar[str | None] = None
+    #: The shape rule, input -> output, e.g. "`[B, T, C] -> [B, T, out]`".
+    shape_rule: ClassVar[str | None] = None
+    #: The parameter count as a formula of C (input channels) and the
+    #: arguments, PyTorch's conventions; "0" for none.
+    params_rule: ClassVar[str | None] = None
+    #: When causality depends on the arguments (`is_causal` overridden), the
+    #: rule in words; otherwise `causal_by_default` says it.
+    causal_rule: ClassVar[str | None] = None
+    #: Optional: what an argument means, beside its type and default.
+    arg_docs: ClassVar[dict[str, str]] = {}
+    #: Optional: restrictions and remarks, a sentence or two.
+    notes: ClassVar[str | None] = None
+
     def infer_shape(self, args, inputs: list[TensorType], ctx) -> TensorType:
         raise NotImplementedError
 

@@ -29,10 +29,30 @@ class ConvArgs(LayerArgs):
 
 class Conv(Layer):
     Args = ConvArgs
+    params_rule = "out · (C / groups) · prod(kernel) + [bias] · out"
+    causal_rule = ("yes with padding=causal (conv1d), or when the time axis is not convolved "
+                   "(conv2d on [B, T, H, W, C] frames); otherwise no")
+    arg_docs = {"out": "output channels",
+                "padding": "`same`: each axis becomes ceil(n / stride); `valid`: floor((n - kernel) / stride) + 1; "
+                           "`causal` (conv1d only): pads kernel - 1 on the left, ceil(n / stride)",
+                "groups": "grouped convolution; divides C and out (groups=C: depthwise)",
+                "bias": "add a bias per output channel"}
 
     def __init__(self, ndim: int):
         self.ndim = ndim
         self.kind = f"conv{ndim}d"
+        self.summary = {1: "1-D convolution over the axis just before the channel axis (time, on [B, T, C])",
+                        2: "2-D convolution over the 2 axes just before the channel axis (time and frequency "
+                           "on [B, T, F, C]; each frame's height and width on [B, T, H, W, C])",
+                        3: "3-D convolution over the 3 axes just before the channel axis (time, height "
+                           "and width on [B, T, H, W, C])"}[ndim]
+        self.shape_rule = ("`[B, T, C] -> [B, T', out]`, T' as `padding` says; on a longer input the axis "
+                           "before C is convolved and the axes before it, other than B, are batch" if ndim == 1 else
+                           f"the {ndim} axes just before C are convolved, each as `padding` says; `C -> out`; "
+                           f"the axes before them, other than B, are batch (input rank {ndim + 2} or more)")
+        self.arg_docs = {**Conv.arg_docs,
+                         "kernel": "kernel size: one int for every axis" + (f", or a list of {ndim}" if ndim > 1 else ""),
+                         "stride": "stride: one int for every axis" + (f", or a list of {ndim}" if ndim > 1 else "")}
 
     def per_axis(self, args, field: str) -> tuple[int, ...]:
         value = getattr(args, field)

@@ -20,6 +20,12 @@ class Linear(Layer):
 
     kind = "linear"
     Args = LinearArgs
+    summary = "dense projection of the channel axis (F.linear)"
+    shape_rule = "`[.., C] -> [.., out]`"
+    params_rule = "C · out + [bias] · out; with tie=NAME only [bias] · out (the weight is the embed's)"
+    arg_docs = {"out": "output channels", "bias": "add a bias per output channel",
+                "tie": "the `as` name of an embed layer whose vocab x dim weight this layer shares "
+                       "(out must be its vocab, C its dim): a tied output head"}
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -72,6 +78,11 @@ class Mlp(Layer):
 
     kind = "mlp"
     Args = MlpArgs
+    summary = "feed-forward block: linear(C -> hidden), act, dropout, linear(hidden -> out), both linears with bias"
+    shape_rule = "`[.., C] -> [.., out]` (out = C when not given)"
+    params_rule = "C · hidden + hidden + hidden · out + out"
+    arg_docs = {"hidden": "hidden width", "out": "output channels; none: C", "act": "activation between the linears",
+                "dropout": "dropout probability after the activation"}
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -118,6 +129,10 @@ class Swiglu(Layer):
 
     kind = "swiglu"
     Args = SwigluArgs
+    summary = "gated feed-forward w2(silu(w1 x) · w3 x), three linears without bias"
+    shape_rule = "`[.., C] -> [.., out]` (out = C when not given)"
+    params_rule = "2 · C · hidden + hidden · out"
+    arg_docs = {"hidden": "hidden width (of w1 and w3)", "out": "output channels; none: C"}
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs

@@ -20,6 +20,10 @@ class Embed(Layer):
 
     kind = "embed"
     Args = EmbedArgs
+    summary = "token embedding: looks up a learned vector per token id (nn.Embedding)"
+    shape_rule = "`int[B, T] -> float[B, T, dim]` (any int rank: one axis of dim added)"
+    params_rule = "vocab · dim"
+    arg_docs = {"vocab": "number of token ids (0 .. vocab - 1)", "dim": "embedding width"}
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -53,6 +57,12 @@ class Posenc(Layer):
 
     kind = "posenc"
     Args = PosencArgs
+    summary = "adds absolute position encodings: fixed sinusoids, or a learned table of max_len positions"
+    shape_rule = "`[B, T, C] -> [B, T, C]` (sinusoidal needs an even C)"
+    params_rule = "learned: max_len · C; sinusoidal: 0"
+    arg_docs = {"kind": "`sinusoidal` (fixed) or `learned` (a max_len x C table)",
+                "max_len": "positions the learned table holds; required by `learned`"}
+    notes = "Not allowed inside `segments` (positions would restart per segment): use attention(pos=relative) there."
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs

@@ -9,15 +9,25 @@ class NormArgs(LayerArgs):
     eps: PositiveFloat = 1e-5
 
 
+SUMMARIES = {"layernorm": "layer normalisation over the channel axis, with weight and bias",
+             "rmsnorm": "RMS normalisation over the channel axis, with weight",
+             "batchnorm": "batch normalisation of each channel over all other axes, with weight and bias "
+                          "(running statistics are buffers)"}
+
+
 class Norm(Layer):
     """layernorm (weight + bias), rmsnorm (weight), batchnorm (weight + bias;
     running statistics are buffers). Shape unchanged."""
 
     Args = NormArgs
+    shape_rule = "unchanged (float input)"
+    arg_docs = {"eps": "added to the variance (mean square for rmsnorm) before the square root"}
 
     def __init__(self, kind: str, params_per_channel: int):
         self.kind = kind
         self.params_per_channel = params_per_channel
+        self.summary = SUMMARIES[kind]
+        self.params_rule = "C" if params_per_channel == 1 else f"{params_per_channel} · C"
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs

@@ -23,10 +23,21 @@ class RnnArgs(RecurrentArgs):
 
 
 class Recurrent(Layer):
+    shape_rule = "`[B, T, C] -> [B, T, hidden]` (`2 · hidden` if bidirectional)"
+    causal_rule = "yes unless bidirectional=true"
+    arg_docs = {"hidden": "hidden (and output) width per direction", "layers": "stacked layers (at most 64)",
+                "bidirectional": "also run backwards in time and concatenate both directions",
+                "dropout": "dropout probability between stacked layers",
+                "nonlinearity": "the cell's activation"}
+    notes = "Not allowed inside `segments` (segment memory is for attention layers)."
+
     def __init__(self, kind: str):
         self.kind = kind
         self.gates = GATES[kind]
         self.Args = RnnArgs if kind == "rnn" else RecurrentArgs
+        self.summary = f"{'Elman RNN' if kind == 'rnn' else kind.upper()}, exactly torch.nn.{kind.upper()} (batch first)"
+        self.params_rule = (f"dirs · Σ over layers ({self.gates} · hidden · (in + hidden) + 2 · {self.gates} · hidden); "
+                            "in = C for the first layer, dirs · hidden after; dirs = 2 if bidirectional, else 1")
 
     def directions(self, args) -> int:
         return 2 if args.bidirectional else 1

@@ -16,6 +16,9 @@ class Unsqueeze(Layer):
     """[B, T, F] -> [B, T, F, 1]: a channel axis for 2-D convolution."""
 
     kind = "unsqueeze"
+    summary = "adds a channel axis of size 1 (a spectrogram [B, T, F] before conv2d)"
+    shape_rule = "`[B, T, .., F] -> [B, T, .., F, 1]` (rank 2 or more; dtype kept)"
+    params_rule = "0"
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -37,6 +40,9 @@ class Flatten(Layer):
     """[B, T, .., C] -> [B, T, prod(..) * C]."""
 
     kind = "flatten"
+    summary = "merges every axis after T into the channel axis"
+    shape_rule = "`[B, T, .., C] -> [B, T, prod(..) · C]` (rank 3 or more)"
+    params_rule = "0"
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -65,9 +71,13 @@ class Flatten(Layer):
 class SpatialPool(Layer):
     """[B, T, .., C] -> [B, T, C], mean or max over the axes between T and C."""
 
+    shape_rule = "`[B, T, .., C] -> [B, T, C]` (rank 4 or more)"
+    params_rule = "0"
+
     def __init__(self, reduce: str):
         self.reduce = reduce
         self.kind = f"spatial_{reduce}"
+        self.summary = f"{'mean' if reduce == 'mean' else 'maximum'} over the axes between T and C (per frame)"
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -92,10 +102,14 @@ class TimePool(Layer):
     """[B, T, C] -> [B, C]: mean over time, or the last step."""
 
     causal_by_default = False
+    shape_rule = "`[B, T, C] -> [B, C]`"
+    params_rule = "0"
+    notes = "Needs the whole sequence: not allowed inside `segments`, and a model using it cannot stream."
 
     def __init__(self, reduce: str):
         self.reduce = reduce
         self.kind = f"time_{reduce}"
+        self.summary = "mean over the time axis" if reduce == "mean" else "the last time step"
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
