@@ -107,9 +107,7 @@ class Mlp(Layer):
         hidden_tensors += 2 if args.dropout > 0 else (1 if act_saves_input else 0)
         return LayerCost(flops=f1 + f2, backward_flops=f1 + 2 * f2, input_grad_flops=(f1,),
                          saves_inputs=(True,), saved_bytes=hidden_tensors * n * h * ctx.elem,
-                         # inference: fc1's output and the act's live together, then the act's
-                         # with fc2's output (fc1's freed): peak max(2h, h + o) beside the output o
-                         workspace_bytes=(max(2 * h, h + o) - o) * n * ctx.elem)
+                         workspace_bytes=2 * n * h * ctx.elem)
 
     def module(self, node, memory):
         a, c = node.args, channels(node.inputs[0])

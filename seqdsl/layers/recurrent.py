@@ -108,11 +108,18 @@ class Recurrent(Layer):
             saved += (args.layers - 1) * b * t * h * e
         if args.dropout > 0 and args.layers > 1:  # mask and dropped copy between layers
             saved += (args.layers - 1) * 2 * b * t * d * h * e
-        # inference: the time-major input copy and one layer's output besides the
-        # result (oneDNN keeps its gates in its own scratchpad); the decomposed
-        # GRU/RNN also hold the gate activations
-        workspace = b * t * e * (c + d * h) if self.kind == "lstm" \
-            else b * t * e * (c + d * h * (g + 2))
+        # inference, measured on torch 2.13's CPU kernels (tests/test_layer_harness.py):
+        # oneDNN's LSTM holds a copy of its input and one layer's output, its
+        # gates in its own scratchpad; the decomposed GRU
+        # holds the input projection and gate activations of a direction, 5h (9h
+        # for both directions, the first direction's output kept), the RNN its
+        # input projection and pre-activation, 2h a direction
+        if self.kind == "lstm":   # (c alone on a one-layer model; c + dh holds where LSTMs follow other layers)
+            workspace = b * t * e * (c + d * h)
+        elif self.kind == "gru":
+            workspace = b * t * e * h * (d * (g + 1) + 1)
+        else:
+            workspace = b * t * e * 2 * d * h
         return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=first_input,
                          saved_bytes=saved, workspace_bytes=workspace,
                          state_bytes=(2 if self.kind == "lstm" else 1) * args.layers * d * h * b * e,
