@@ -13,6 +13,7 @@ the Python API lets the exception propagate.
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from dataclasses import dataclass, field
 
 
@@ -23,9 +24,28 @@ class SourceFile:
     path: str
     text: str
 
+    def lines(self) -> list[str]:
+        """The text's lines as the lexer counts them: only `\\n` ends a line
+        (a `\\r` before it is dropped). Not `str.splitlines`, which also
+        breaks at form feeds, lone `\\r`, `\\v`, `\\x1c`, U+2028 and others the
+        lexer takes as whitespace or comment text, and would quote the wrong
+        line under a position the lexer reported."""
+        lines = self.text.split("\n")
+        if len(lines) > 1 and lines[-1] == "":
+            lines.pop()  # the newline ending the last line does not start another
+        return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
     def line(self, number: int) -> str:
-        lines = self.text.splitlines()
-        return lines[number - 1] if 1 <= number <= len(lines) else ""
+        if number < 1:
+            return ""
+        start = 0
+        for _ in range(number - 1):
+            start = self.text.find("\n", start) + 1
+            if start == 0:
+                return ""
+        end = self.text.find("\n", start)
+        text = self.text[start:] if end < 0 else self.text[start:end]
+        return text[:-1] if text.endswith("\r") else text
 
 
 @dataclass(frozen=True)
@@ -55,24 +75,68 @@ class Diagnostic:
 
     def render(self) -> str:
         """`PATH:LINE:COL: error: MESSAGE`, the source line, a caret, help."""
+        message = printable(self.message)
         if self.span is None:
-            out = [f"error: {self.message}"]
+            out = [f"error: {message}"]
         else:
             sp = self.span
-            out = [f"{sp.path}:{sp.line}:{sp.column}: error: {self.message}"]
+            out = [f"{printable(sp.path)}:{sp.line}:{sp.column}: error: {message}"]
             text = sp.source.line(sp.line)
             if text:
                 gutter = f"{sp.line:>4} | "
-                out.append(gutter + text.expandtabs(4).rstrip())
+                shown, starts = _quote(text)
+                out.append(gutter + shown.rstrip())
                 end = sp.end_column if sp.end_line == sp.line else len(text) + 1
-                width = max(1, end - sp.column)
-                lead = len(text[: sp.column - 1].expandtabs(4))
+                first = min(max(sp.column, 1), len(text) + 1)
+                last = min(max(end, first + 1), len(text) + 1)
+                lead = starts[first - 1]
+                width = max(1, starts[last - 1] - lead)
                 out.append(" " * (len(gutter) - 2) + "| " + " " * lead + "^" + "~" * (width - 1))
         for note in self.notes:
-            out.append(f"note: {note}")
+            out.append(f"note: {printable(note)}")
         if self.help:
-            out.append(f"help: {self.help}")
+            out.append(f"help: {printable(self.help)}")
         return "\n".join(out)
+
+
+def _escape(ch: str) -> str:
+    return ch.encode("unicode_escape").decode("ascii")
+
+
+def printable(text: str) -> str:
+    """`text` with every character a terminal would act on or hide (escape
+    sequences, bidi overrides, line and page breaks) written as its Python
+    escape, so a spec's or a path's text cannot drive the user's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _quote(text: str) -> tuple[str, list[int]]:
+    """A source line as the diagnostic shows it, and the display column at
+    which each character (and the end of the line) starts, for the caret:
+    tabs expand to 4-column stops, control and other unprintable characters
+    show as escapes (`\\x1b`), wide characters take two columns, combining
+    marks none."""
+    pieces = []
+    starts = []
+    col = 0
+    for ch in text:
+        starts.append(col)
+        if ch == "\t":
+            piece = " " * (4 - col % 4)
+            width = len(piece)
+        elif ch.isprintable():
+            piece = ch
+            width = (2 if unicodedata.east_asian_width(ch) in "WF"
+                     else 0 if unicodedata.combining(ch) else 1)
+        else:
+            piece = _escape(ch)
+            width = len(piece)
+        pieces.append(piece)
+        col += width
+    starts.append(col)
+    return "".join(pieces), starts
 
 
 class SpecError(Exception):

@@ -48,12 +48,16 @@ def _describe_terminal(name: str) -> str:
 
 class _Newlines:
     """Drop newlines inside ( ) and [ ], around `->`, after `{`, before `}`,
-    at the start of the file, and collapse runs of them."""
+    at the start of the file, and collapse runs of them.
+
+    Also refuses brackets nested more than MAX_NESTING deep, counted on
+    tokens, so that brackets in comments and strings do not count."""
 
     always_accept = ("_NL",)
 
     def process(self, stream):
-        depth = 0
+        depth = 0      # open ( and [: newlines inside do not end anything
+        nesting = 0    # open ( [ {
         prev = None
         pending = None
         for tok in stream:
@@ -66,14 +70,32 @@ class _Newlines:
                 if kind not in ("_ARROW", "RBRACE"):
                     yield pending
                 pending = None
-            if kind in ("LPAR", "LSQB"):
-                depth += 1
-            elif kind in ("RPAR", "RSQB") and depth:
-                depth -= 1
+            if kind in _OPENERS:
+                nesting += 1
+                if nesting > MAX_NESTING:
+                    raise _too_deep(tok)
+                if kind != "LBRACE":
+                    depth += 1
+            elif kind in _CLOSERS:
+                if nesting:
+                    nesting -= 1
+                if kind != "RBRACE" and depth:
+                    depth -= 1
             yield tok
             prev = kind
         if pending is not None:
             yield pending
+
+
+_OPENERS = frozenset({"LPAR", "LSQB", "LBRACE"})
+_CLOSERS = frozenset({"RPAR", "RSQB", "RBRACE"})
+
+
+def _too_deep(tok: Token) -> SpecError:
+    source = _TRANSFORMER.source or SourceFile("<string>", "")
+    return error(f"brackets nested more than {MAX_NESTING} deep",
+                 Span(source, tok.line, tok.column, tok.line, tok.column + 1),
+                 help="flatten the expression or split the model into blocks")
 
 
 class _Seq:
@@ -295,16 +317,12 @@ def _parser() -> Lark:
             break
     else:  # pragma: no cover - a broken install
         raise RuntimeError("grammars/seq.lark not found next to the seqdsl package")
+    # No `cache=`: Lark's cache is a pickle, and unpickling a file from a
+    # shared place (it was $TMPDIR/seqdsl-lark-$UID.cache) runs whatever code
+    # another local user planted there, and a FIFO there hangs every command.
+    # Building the LALR table from the grammar takes ~30 ms per process.
     return Lark(grammar, parser="lalr", lexer="basic", postlex=_Newlines(),
-                keep_all_tokens=True, maybe_placeholders=True, transformer=_TRANSFORMER,
-                cache=_cache_path())
-
-
-def _cache_path():
-    import os
-    import tempfile
-    uid = os.getuid() if hasattr(os, "getuid") else "user"
-    return os.path.join(tempfile.gettempdir(), f"seqdsl-lark-{uid}.cache")
+                keep_all_tokens=True, maybe_placeholders=True, transformer=_TRANSFORMER)
 
 
 def parse_module(source: SourceFile, fast: bool = True) -> ast.Module:
@@ -314,7 +332,6 @@ def parse_module(source: SourceFile, fast: bool = True) -> ast.Module:
     error) is parsed again by Lark's own parser, which reports the error.
     fast=False skips the fast driver (the tests compare the two).
     """
-    _check_nesting(source)
     parser = _parser()
     driver = _fast_driver() if fast else None
     runs = [parser.parse] if driver is None else [driver.parse, parser.parse]   # the driver declines with None
@@ -516,27 +533,6 @@ def _fast_driver() -> _FastDriver | None:
         return None
 
 
-_BRACKETS = re.compile(r"[({\[\]})]")
-
-
-def _check_nesting(source: SourceFile) -> None:
-    """Refuse absurd bracket nesting before the parser recurses into it."""
-    text = source.text
-    depth = 0
-    for m in _BRACKETS.finditer(text):
-        if m.group() in "({[":
-            depth += 1
-            if depth > MAX_NESTING:
-                pos = m.start()
-                line = text.count("\n", 0, pos) + 1
-                col = pos - (text.rfind("\n", 0, pos) + 1) + 1
-                raise error(f"brackets nested more than {MAX_NESTING} deep",
-                            Span(source, line, col, line, col + 1),
-                            help="flatten the expression or split the model into blocks")
-        elif depth:
-            depth -= 1
-
-
 def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
     line = getattr(exc, "line", None) or 1
     column = getattr(exc, "column", None) or 1
@@ -547,7 +543,7 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
     expected = sorted(getattr(exc, "expected", None) or getattr(exc, "accepts", None) or ())
     words = [_describe_terminal(t) for t in expected if t != "_NL"] or [_describe_terminal(t) for t in expected]
     if isinstance(exc, UnexpectedEOF) or token is None or token.type == "$END":
-        lines = source.text.splitlines() or [""]
+        lines = source.lines() or [""]
         line, column = len(lines), len(lines[-1]) + 1
         found, width = "end of file", 1
         kind = "$END"
@@ -557,10 +553,12 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
         width = max(1, len(str(token))) if token.type != "_NL" else 1
         kind = token.type
     span = Span(source, line, column, line, column + width)
-    open_brace = _unclosed_brace(source, line, column)
-    if open_brace is not None and kind in _STATEMENT_KEYWORDS:
-        return error(f"expected '}}' to close the '{{' opened at line {open_brace[0]}, found {found}",
-                     span, help=f"add '}}' to close the '{{' at {source.path}:{open_brace[0]}:{open_brace[1]}")
+    open_bracket = _unclosed_bracket(source, line, column) if kind in _STATEMENT_KEYWORDS else None
+    if open_bracket is not None:
+        opener, (at_line, at_column) = open_bracket
+        closer = _CLOSING[opener]
+        return error(f"expected '{closer}' to close the '{opener}' opened at line {at_line}, found {found}",
+                     span, help=f"add '{closer}' to close the '{opener}' at {source.path}:{at_line}:{at_column}")
     message = f"unexpected {found}"
     if words:
         shown = words if len(words) <= 6 else words[:6] + ["..."]
@@ -571,16 +569,21 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
     return error(message, span, help=hint)
 
 
-def _unclosed_brace(source: SourceFile, line: int, column: int):
-    """Position of the innermost '{' still open before (line, column), if any."""
+_CLOSING = {"{": "}", "(": ")", "[": "]"}
+
+
+def _unclosed_bracket(source: SourceFile, line: int, column: int):
+    """The innermost bracket still open before (line, column), if any, and
+    its position (on tokens, so brackets in comments and strings do not count)."""
     stack = []
-    for lineno, text in enumerate(source.text.splitlines()[:line], start=1):
-        code = text.split("#", 1)[0]
-        if lineno == line:
-            code = code[: column - 1]
-        for col, ch in enumerate(code, start=1):
-            if ch == "{":
-                stack.append((lineno, col))
-            elif ch == "}" and stack:
+    try:
+        for tok in _parser().lex(source.text):
+            if (tok.line, tok.column) >= (line, column):
+                break
+            if tok.type in _OPENERS:
+                stack.append((str(tok), (tok.line, tok.column)))
+            elif tok.type in _CLOSERS and stack:
                 stack.pop()
+    except (UnexpectedInput, SpecError):  # the brackets seen up to the first bad character
+        pass
     return stack[-1] if stack else None
