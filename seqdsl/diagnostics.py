@@ -84,19 +84,29 @@ class Diagnostic:
             text = sp.source.line(sp.line)
             if text:
                 gutter = f"{sp.line:>4} | "
-                shown, starts = _quote(text)
-                out.append(gutter + shown.rstrip())
                 end = sp.end_column if sp.end_line == sp.line else len(text) + 1
                 first = min(max(sp.column, 1), len(text) + 1)
                 last = min(max(end, first + 1), len(text) + 1)
-                lead = starts[first - 1]
-                width = max(1, starts[last - 1] - lead)
+                # a long line is quoted around the spot, not whole
+                lo, hi = 0, len(text)
+                if hi > QUOTE_CHARS:
+                    lo = max(0, min(first - 1 - QUOTE_CHARS // 4, hi - QUOTE_CHARS))
+                    hi = lo + QUOTE_CHARS
+                before, after = ("..." if lo else ""), ("..." if hi < len(text) else "")
+                shown, starts = _quote(text[lo:hi])
+                out.append(gutter + (before + shown + after).rstrip())
+                lead = len(before) + starts[first - 1 - lo]
+                width = max(1, starts[min(last - 1, hi) - lo] - starts[first - 1 - lo])
                 out.append(" " * (len(gutter) - 2) + "| " + " " * lead + "^" + "~" * (width - 1))
         for note in self.notes:
             out.append(f"note: {printable(note)}")
         if self.help:
             out.append(f"help: {printable(self.help)}")
         return "\n".join(out)
+
+
+QUOTE_CHARS = 200      # the most of a source line a diagnostic quotes
+MESSAGE_CHARS = 1000   # the most of a message, note or help it prints
 
 
 def _escape(ch: str) -> str:
@@ -106,7 +116,10 @@ def _escape(ch: str) -> str:
 def printable(text: str) -> str:
     """`text` with every character a terminal would act on or hide (escape
     sequences, bidi overrides, line and page breaks) written as its Python
-    escape, so a spec's or a path's text cannot drive the user's terminal."""
+    escape, so a spec's or a path's text cannot drive the user's terminal;
+    very long text is cut in the middle."""
+    if len(text) > MESSAGE_CHARS:  # a message quoting a huge name or path
+        text = text[:MESSAGE_CHARS // 2] + "..." + text[-MESSAGE_CHARS // 4:]
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)

@@ -12,6 +12,7 @@ MAX_EXPR_DEPTH = 100                  # operators chained in one expression (1+1
 MAX_REPEAT = 10_000                   # one repeat(N)
 MAX_NODES = 200_000                   # layer instances after expansion
 MAX_DIM = 2 ** 40                     # any concrete dimension, channel or size
+MAX_DIM_DEPTH = 32                    # floor/ceil nested in one symbolic dim (strided convs in a row)
 MAX_LITERAL_DIGITS = 40               # digits in an integer literal
 MAX_VALUE = 10 ** 30                  # magnitude of any `let` value
 MAX_LIST = 16                         # items in a list argument

@@ -255,14 +255,15 @@ class _ToAst(Transformer):
         if len(digits) > MAX_LITERAL_DIGITS:
             raise error(f"integer literal with {len(digits)} digits is too large",
                         self._tok_span(tok), help=f"literals are limited to {MAX_LITERAL_DIGITS} digits")
+        _check_underscores(tok, self._tok_span(tok))
         return ast.Literal(int(digits), self._tok_span(tok))
 
     def float_lit(self, children):
         (tok,) = children
-        text = str(tok).replace("_", "")
-        if len(text) > 2 * MAX_LITERAL_DIGITS:
+        if len(tok) > 2 * MAX_LITERAL_DIGITS:
             raise error("number literal is too long", self._tok_span(tok))
-        return ast.Literal(float(text), self._tok_span(tok))
+        _check_underscores(tok, self._tok_span(tok))
+        return ast.Literal(float(str(tok).replace("_", "")), self._tok_span(tok))
 
     def string_lit(self, children):
         return ast.Literal(_unquote(children[0]), self._tok_span(children[0]))
@@ -282,6 +283,17 @@ class _ToAst(Transformer):
 
     def list_lit(self, children):
         return ast.ListExpr(tuple(self._nodes(children)), self._span(children))
+
+
+_STRAY_UNDERSCORE = re.compile(r"(?<![0-9])_|_(?![0-9])")
+
+
+def _check_underscores(tok: Token, span: Span) -> None:
+    """The grammar's number terminals take any `_` in a digit run (see
+    seq.lark); as in Python, one may only stand between two digits."""
+    if _STRAY_UNDERSCORE.search(tok):
+        raise error("malformed number: '_' may only stand between two digits", span,
+                    help="write 1_000 or 1000")
 
 
 def _check_arg_order(args) -> None:
@@ -538,7 +550,10 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
     column = getattr(exc, "column", None) or 1
     if isinstance(exc, UnexpectedCharacters):
         char = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else ""
-        return error(f"unexpected character {char!r}", Span(source, line, column, line, column + 1))
+        hint = ('a string closes with " on the same line and holds at most 256 escapes (\\" or \\\\)'
+                if char == '"' else None)
+        return error(f"unexpected character {char!r}", Span(source, line, column, line, column + 1),
+                     help=hint)
     token = getattr(exc, "token", None)
     expected = sorted(getattr(exc, "expected", None) or getattr(exc, "accepts", None) or ())
     words = [_describe_terminal(t) for t in expected if t != "_NL"] or [_describe_terminal(t) for t in expected]
