@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gc
 import math
+import os
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -40,14 +42,25 @@ class Word(str):
 def read_source(path: str | Path, display: str | None = None, span: Span | None = None) -> SourceFile:
     p = Path(path)
     try:
-        size = p.stat().st_size
-        if not p.is_file():
-            raise error(f"'{path}' is not a file", span)
-        if size > MAX_FILE_BYTES:
-            raise error(f"'{path}' is {size} bytes, past the limit of {MAX_FILE_BYTES}", span,
+        # One open, then fstat on it: a FIFO or device (even one swapped in
+        # after a check by name) is refused instead of blocking the read, and
+        # a file growing meanwhile is read no further than the limit.
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise error(f"'{path}' is not a file", span)
+            if info.st_size > MAX_FILE_BYTES:
+                raise error(f"'{path}' is {info.st_size} bytes, past the limit of {MAX_FILE_BYTES}", span,
+                            help="split the spec into files joined with import")
+            with os.fdopen(os.dup(fd), "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        finally:
+            os.close(fd)
+        if len(data) > MAX_FILE_BYTES:
+            raise error(f"'{path}' is past the limit of {MAX_FILE_BYTES} bytes", span,
                         help="split the spec into files joined with import")
-        data = p.read_bytes()
-        text = data.decode("utf-8")
+        text = _without_bom(data.decode("utf-8"))
     except FileNotFoundError:
         raise error(f"cannot find '{path}'", span) from None
     except UnicodeDecodeError as exc:
@@ -64,6 +77,12 @@ def read_source(path: str | Path, display: str | None = None, span: Span | None 
     return SourceFile(display or str(path), text)
 
 
+def _without_bom(text: str) -> str:
+    """Drop a leading byte order mark (editors on Windows write one); kept,
+    it would be an unexpected character at 1:1."""
+    return text[1:] if text.startswith("\ufeff") else text
+
+
 def load(path: str | Path) -> Program:
     """Read, parse and check a .seq file and the files it imports."""
     source = read_source(path)
@@ -76,7 +95,7 @@ def parse(text: str, path: str = "<string>", base_dir: str | Path | None = None)
     if len(text.encode("utf-8")) > MAX_FILE_BYTES:
         raise error(f"spec text is past the limit of {MAX_FILE_BYTES} bytes")
     root = Path(base_dir).resolve() if base_dir else Path.cwd().resolve()
-    return check_source(SourceFile(path, text), root)
+    return check_source(SourceFile(path, _without_bom(text)), root)
 
 
 @contextmanager

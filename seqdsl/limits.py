@@ -16,3 +16,5 @@ MAX_DIM_DEPTH = 32                    # floor/ceil nested in one symbolic dim (s
 MAX_LITERAL_DIGITS = 40               # digits in an integer literal
 MAX_VALUE = 10 ** 30                  # magnitude of any `let` value
 MAX_LIST = 16                         # items in a list argument
+MAX_ITEMS = 256                       # comma-separated items in one ( ) or [ ], checked while lexing
+MAX_WRITTEN = 100_000                 # statements and stages written in one file (each costs ~1 KB of AST)

@@ -18,7 +18,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .diagnostics import SourceFile, Span, SpecError, error
-from .limits import MAX_EXPR_DEPTH, MAX_LITERAL_DIGITS, MAX_NESTING
+from .limits import MAX_EXPR_DEPTH, MAX_ITEMS, MAX_LITERAL_DIGITS, MAX_NESTING, MAX_WRITTEN
 
 _GRAMMAR_CANDIDATES = (
     Path(__file__).resolve().parent / "grammars" / "seq.lark",          # installed wheel
@@ -50,14 +50,16 @@ class _Newlines:
     """Drop newlines inside ( ) and [ ], around `->`, after `{`, before `}`,
     at the start of the file, and collapse runs of them.
 
-    Also refuses brackets nested more than MAX_NESTING deep, counted on
-    tokens, so that brackets in comments and strings do not count."""
+    Also refuses brackets nested more than MAX_NESTING deep and more than
+    MAX_ITEMS items in one ( ) or [ ], counted on tokens (so brackets in
+    comments and strings do not count) before the parser builds them."""
 
     always_accept = ("_NL",)
 
     def process(self, stream):
         depth = 0      # open ( and [: newlines inside do not end anything
         nesting = 0    # open ( [ {
+        commas = [0]   # commas seen in each open bracket, innermost last
         prev = None
         pending = None
         for tok in stream:
@@ -70,15 +72,21 @@ class _Newlines:
                 if kind not in ("_ARROW", "RBRACE"):
                     yield pending
                 pending = None
-            if kind in _OPENERS:
+            if kind == "COMMA":
+                commas[-1] += 1
+                if commas[-1] >= MAX_ITEMS:
+                    raise _too_long(tok)
+            elif kind in _OPENERS:
                 nesting += 1
                 if nesting > MAX_NESTING:
                     raise _too_deep(tok)
+                commas.append(0)
                 if kind != "LBRACE":
                     depth += 1
             elif kind in _CLOSERS:
                 if nesting:
                     nesting -= 1
+                    commas.pop()
                 if kind != "RBRACE" and depth:
                     depth -= 1
             yield tok
@@ -96,6 +104,13 @@ def _too_deep(tok: Token) -> SpecError:
     return error(f"brackets nested more than {MAX_NESTING} deep",
                  Span(source, tok.line, tok.column, tok.line, tok.column + 1),
                  help="flatten the expression or split the model into blocks")
+
+
+def _too_long(tok: Token) -> SpecError:
+    source = _TRANSFORMER.source or SourceFile("<string>", "")
+    return error(f"more than {MAX_ITEMS} items between one pair of brackets",
+                 Span(source, tok.line, tok.column, tok.line, tok.column + 1),
+                 help="no layer takes that many arguments, nor a list that many values")
 
 
 class _Seq:
@@ -126,8 +141,17 @@ class _ToAst(Transformer):
         super().__init__(visit_tokens=False)
         self.source: SourceFile | None = None
         self.expr_depth: dict[int, int] = {}  # id(operator node) -> depth, for the current parse
+        self.written = 0  # statements and stages built in the current parse
 
     # -- helpers
+    def _count(self, node):
+        """Count a statement or stage against MAX_WRITTEN (the AST's memory)."""
+        self.written += 1
+        if self.written > MAX_WRITTEN:
+            raise error(f"more than {MAX_WRITTEN} statements and stages in one file", node.span,
+                        help="use repeat(N) { ... } or blocks instead of writing every layer out")
+        return node
+
     def _span(self, children) -> Span:
         first = last = None
         for c in children:
@@ -174,16 +198,17 @@ class _ToAst(Transformer):
     # -- statements
     def let_stmt(self, children):
         name, value = self._nodes(children)
-        return ast.Let(str(name), value, self._span(children))
+        return self._count(ast.Let(str(name), value, self._span(children)))
 
     def input_stmt(self, children):
         name, dtype, *dims = self._nodes(children)
-        return ast.Input(str(name), str(dtype), self._tok_span(dtype), tuple(dims), self._span(children))
+        return self._count(ast.Input(str(name), str(dtype), self._tok_span(dtype), tuple(dims),
+                                     self._span(children)))
 
     def bind_stmt(self, children):
         name, source, *stages = self._nodes(children)
-        return ast.Bind(str(name), ast.Name(str(source), self._tok_span(source)), tuple(stages),
-                        self._span(children))
+        return self._count(ast.Bind(str(name), ast.Name(str(source), self._tok_span(source)), tuple(stages),
+                                    self._span(children)))
 
     def output_stmt(self, children):
         names = self._nodes(children)
@@ -200,21 +225,21 @@ class _ToAst(Transformer):
     def call(self, children):
         name, *args = self._nodes(children)
         _check_arg_order(args)
-        return ast.Call(str(name), tuple(args), self._span(children), self._tok_span(name))
+        return self._count(ast.Call(str(name), tuple(args), self._span(children), self._tok_span(name)))
 
     def repeat(self, children):
         *args, body = self._nodes(children)
         _check_arg_order(args)
-        return ast.Repeat(tuple(args), body.items, self._span(children))
+        return self._count(ast.Repeat(tuple(args), body.items, self._span(children)))
 
     def residual(self, children):
         (body,) = self._nodes(children)
-        return ast.Residual(body.items, self._span(children))
+        return self._count(ast.Residual(body.items, self._span(children)))
 
     def segments(self, children):
         *args, body = self._nodes(children)
         _check_arg_order(args)
-        return ast.Segments(tuple(args), body.items, self._span(children))
+        return self._count(ast.Segments(tuple(args), body.items, self._span(children)))
 
     def positional_arg(self, children):
         return ast.Arg(None, children[0], self._span(children))
@@ -354,6 +379,7 @@ def parse_module(source: SourceFile, fast: bool = True) -> ast.Module:
                 # to nodes that are gone, whose ids new nodes may take
                 _TRANSFORMER.source = source
                 _TRANSFORMER.expr_depth = {}
+                _TRANSFORMER.written = 0
                 tree = run(source.text)
                 if tree is not None:
                     return tree
