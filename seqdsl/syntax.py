@@ -59,7 +59,7 @@ class _Newlines:
     def process(self, stream):
         depth = 0      # open ( and [: newlines inside do not end anything
         nesting = 0    # open ( [ {
-        commas = [0]   # commas seen in each open bracket, innermost last
+        commas = [None]  # commas seen in each open ( and [, innermost last (None: outside, or a { })
         prev = None
         pending = None
         for tok in stream:
@@ -73,16 +73,19 @@ class _Newlines:
                     yield pending
                 pending = None
             if kind == "COMMA":
-                commas[-1] += 1
-                if commas[-1] >= MAX_ITEMS:
-                    raise _too_long(tok)
+                if commas[-1] is not None:
+                    commas[-1] += 1
+                    if commas[-1] >= MAX_ITEMS:
+                        raise _too_long(tok)
             elif kind in _OPENERS:
                 nesting += 1
                 if nesting > MAX_NESTING:
                     raise _too_deep(tok)
-                commas.append(0)
                 if kind != "LBRACE":
                     depth += 1
+                    commas.append(0)
+                else:
+                    commas.append(None)
             elif kind in _CLOSERS:
                 if nesting:
                     nesting -= 1

@@ -408,6 +408,10 @@ def test_items_in_one_bracket_pair_are_bounded_while_lexing():
     # commas in comments and strings, and in separate brackets, do not add up
     text = "# " + ", " * 1000 + "\n" + M(" -> ".join(["linear(8, bias=true)"] * 300))
     assert seqdsl.parse(text).model().params == 300 * 72
+    # nor do the commas of output statements, outside any ( or [
+    outputs = "".join(f"model m{i} {{\n    input x: float[B, T, 8]\n    a = x -> relu\n    b = x -> gelu\n"
+                      f"    output a, b\n}}\n" for i in range(300))
+    assert len(seqdsl.parse(outputs).models) == 300
 
 
 def test_written_statements_and_stages_are_bounded():
