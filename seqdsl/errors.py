@@ -14,6 +14,7 @@ the Python API lets the exception propagate.
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from dataclasses import dataclass, field
 
 
@@ -24,9 +25,28 @@ class SourceFile:
     path: str
     text: str
 
+    def lines(self) -> list[str]:
+        """The text's lines as the lexer counts them: only `\\n` ends a line
+        (a `\\r` before it is dropped). Not `str.splitlines`, which also
+        breaks at form feeds, lone `\\r`, `\\v`, `\\x1c`, U+2028 and others the
+        lexer takes as whitespace or comment text, and would quote the wrong
+        line under a position the lexer reported."""
+        lines = self.text.split("\n")
+        if len(lines) > 1 and lines[-1] == "":
+            lines.pop()  # the newline ending the last line does not start another
+        return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+
     def line(self, number: int) -> str:
-        lines = self.text.splitlines()
-        return lines[number - 1] if 1 <= number <= len(lines) else ""
+        if number < 1:
+            return ""
+        start = 0
+        for _ in range(number - 1):
+            start = self.text.find("\n", start) + 1
+            if start == 0:
+                return ""
+        end = self.text.find("\n", start)
+        text = self.text[start:] if end < 0 else self.text[start:end]
+        return text[:-1] if text.endswith("\r") else text
 
 
 @dataclass(frozen=True)
@@ -56,24 +76,81 @@ class Diagnostic:
 
     def render(self) -> str:
         """`PATH:LINE:COL: error: MESSAGE`, the source line, a caret, help."""
+        message = printable(self.message)
         if self.span is None:
-            out = [f"error: {self.message}"]
+            out = [f"error: {message}"]
         else:
             sp = self.span
-            out = [f"{sp.path}:{sp.line}:{sp.column}: error: {self.message}"]
+            out = [f"{printable(sp.path)}:{sp.line}:{sp.column}: error: {message}"]
             text = sp.source.line(sp.line)
             if text:
                 gutter = f"{sp.line:>4} | "
-                out.append(gutter + text.expandtabs(4).rstrip())
                 end = sp.end_column if sp.end_line == sp.line else len(text) + 1
-                width = max(1, end - sp.column)
-                lead = len(text[: sp.column - 1].expandtabs(4))
+                first = min(max(sp.column, 1), len(text) + 1)
+                last = min(max(end, first + 1), len(text) + 1)
+                # a long line is quoted around the spot, not whole
+                lo, hi = 0, len(text)
+                if hi > QUOTE_CHARS:
+                    lo = max(0, min(first - 1 - QUOTE_CHARS // 4, hi - QUOTE_CHARS))
+                    hi = lo + QUOTE_CHARS
+                before, after = ("..." if lo else ""), ("..." if hi < len(text) else "")
+                shown, starts = _quote(text[lo:hi])
+                out.append(gutter + (before + shown + after).rstrip())
+                lead = len(before) + starts[first - 1 - lo]
+                width = max(1, starts[min(last - 1, hi) - lo] - starts[first - 1 - lo])
                 out.append(" " * (len(gutter) - 2) + "| " + " " * lead + "^" + "~" * (width - 1))
         for note in self.notes:
-            out.append(f"note: {note}")
+            out.append(f"note: {printable(note)}")
         if self.help:
-            out.append(f"help: {self.help}")
+            out.append(f"help: {printable(self.help)}")
         return "\n".join(out)
+
+
+QUOTE_CHARS = 200      # the most of a source line a diagnostic quotes
+MESSAGE_CHARS = 1000   # the most of a message, note or help it prints
+
+
+def _escape(ch: str) -> str:
+    return ch.encode("unicode_escape").decode("ascii")
+
+
+def printable(text: str) -> str:
+    """`text` with every character a terminal would act on or hide (escape
+    sequences, bidi overrides, line and page breaks) written as its Python
+    escape, so a spec's or a path's text cannot drive the user's terminal;
+    very long text is cut in the middle."""
+    if len(text) > MESSAGE_CHARS:  # a message quoting a huge name or path
+        text = text[:MESSAGE_CHARS // 2] + "..." + text[-MESSAGE_CHARS // 4:]
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _quote(text: str) -> tuple[str, list[int]]:
+    """A source line as the diagnostic shows it, and the display column at
+    which each character (and the end of the line) starts, for the caret:
+    tabs expand to 4-column stops, control and other unprintable characters
+    show as escapes (`\\x1b`), wide characters take two columns, combining
+    marks none."""
+    pieces = []
+    starts = []
+    col = 0
+    for ch in text:
+        starts.append(col)
+        if ch == "\t":
+            piece = " " * (4 - col % 4)
+            width = len(piece)
+        elif ch.isprintable():
+            piece = ch
+            width = (2 if unicodedata.east_asian_width(ch) in "WF"
+                     else 0 if unicodedata.combining(ch) else 1)
+        else:
+            piece = _escape(ch)
+            width = len(piece)
+        pieces.append(piece)
+        col += width
+    starts.append(col)
+    return "".join(pieces), starts
 
 
 class SpecError(Exception):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gc
 import math
+import os
+import stat
 import typing
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,13 +22,14 @@ from pathlib import Path
 import pydantic
 import sympy
 
-from ..lang import ast
 from ..errors import SourceFile, Span, SpecError, error, suggest
 from ..graph.ir import ModelGraph, Node, Program, Ref, Scope, TensorType
-from ..layers import LAYERS, LayerError
-from ..limits import MAX_DIM, MAX_FILE_BYTES, MAX_IMPORTS, MAX_LIST, MAX_NESTING, MAX_NODES, MAX_REPEAT, MAX_VALUE
-from ..graph.symbolic import dim_symbol, dims_equal, fmt_dim
+from ..graph.symbolic import dim_symbol, dims_equal, fmt_dim, rounding_depth
+from ..lang import ast
 from ..lang.syntax import parse_module
+from ..layers import LAYERS, LayerError
+from ..limits import (MAX_DIM, MAX_DIM_DEPTH, MAX_FILE_BYTES, MAX_IMPORTS, MAX_LIST, MAX_NESTING, MAX_NODES,
+                      MAX_REPEAT, MAX_VALUE)
 
 COMBINATORS = ("repeat", "residual", "segments")
 FUNCTIONS = ("min", "max", "ceil", "floor")
@@ -40,14 +43,25 @@ class Word(str):
 def read_source(path: str | Path, display: str | None = None, span: Span | None = None) -> SourceFile:
     p = Path(path)
     try:
-        size = p.stat().st_size
-        if not p.is_file():
-            raise error(f"'{path}' is not a file", span)
-        if size > MAX_FILE_BYTES:
-            raise error(f"'{path}' is {size} bytes, past the limit of {MAX_FILE_BYTES}", span,
+        # One open, then fstat on it: a FIFO or device (even one swapped in
+        # after a check by name) is refused instead of blocking the read, and
+        # a file growing meanwhile is read no further than the limit.
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise error(f"'{path}' is not a file", span)
+            if info.st_size > MAX_FILE_BYTES:
+                raise error(f"'{path}' is {info.st_size} bytes, past the limit of {MAX_FILE_BYTES}", span,
+                            help="split the spec into files joined with import")
+            with os.fdopen(os.dup(fd), "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        finally:
+            os.close(fd)
+        if len(data) > MAX_FILE_BYTES:
+            raise error(f"'{path}' is past the limit of {MAX_FILE_BYTES} bytes", span,
                         help="split the spec into files joined with import")
-        data = p.read_bytes()
-        text = data.decode("utf-8")
+        text = _without_bom(data.decode("utf-8"))
     except FileNotFoundError:
         raise error(f"cannot find '{path}'", span) from None
     except UnicodeDecodeError as exc:
@@ -64,13 +78,20 @@ def read_source(path: str | Path, display: str | None = None, span: Span | None 
     return SourceFile(display or str(path), text)
 
 
+def _without_bom(text: str) -> str:
+    """Drop a leading byte order mark (editors on Windows write one); kept,
+    it would be an unexpected character at 1:1."""
+    return text[1:] if text.startswith("\ufeff") else text
+
+
 def load(path: str | Path) -> Program:
     """Read, parse and check a .seq file and the files it imports."""
     if not isinstance(path, (str, Path)):
         raise TypeError(f"load() takes a path (str or Path), not {type(path).__name__}"
                         + ("; seqdsl.parse(text) reads spec text" if path is None else ""))
     source = read_source(path)
-    return check_source(source, Path(path).resolve().parent)
+    file = Path(path).resolve()
+    return check_source(source, file.parent, file)
 
 
 def parse(text: str, path: str = "<string>", base_dir: str | Path | None = None) -> Program:
@@ -83,7 +104,7 @@ def parse(text: str, path: str = "<string>", base_dir: str | Path | None = None)
     if len(text.encode("utf-8")) > MAX_FILE_BYTES:
         raise error(f"spec text is past the limit of {MAX_FILE_BYTES} bytes")
     root = Path(base_dir).resolve() if base_dir else Path.cwd().resolve()
-    return check_source(SourceFile(path, text), root)
+    return check_source(SourceFile(path, _without_bom(text)), root)
 
 
 @contextmanager
@@ -99,33 +120,38 @@ def _fewer_gc_passes():
         gc.set_threshold(*old)
 
 
-def check_source(source: SourceFile, root_dir: Path) -> Program:
+def check_source(source: SourceFile, root_dir: Path, root_file: Path | None = None) -> Program:
+    """Check a spec's text; `root_file` is its file, if it has one (for import cycles)."""
     with _fewer_gc_passes():
-        return _check_source(source, root_dir)
+        return _check_source(source, root_dir, root_file)
 
 
-def _check_source(source: SourceFile, root_dir: Path) -> Program:
+def _check_source(source: SourceFile, root_dir: Path, root_file: Path | None = None) -> Program:
     module = parse_module(source)
-    blocks = _collect_blocks(module, root_dir)
+    blocks = _collect_blocks(module, root_dir, root_file)
     _check_block_recursion(blocks)
+    _check_program_size(module.models, blocks)
     models: dict[str, ModelGraph] = {}
+    built = 0  # layers of the models built so far: MAX_NODES bounds the whole file
     for model in module.models:
         if model.name in models:
             raise error(f"model '{model.name}' is defined twice", model.name_span,
                         help=f"first defined at line {models[model.name].span.line}")
-        models[model.name] = _ModelBuilder(model, blocks).build()
+        models[model.name] = graph = _ModelBuilder(model, blocks, built).build()
+        built += len(graph.nodes)
     if not models:
-        raise error(f"{source.path} defines no model", None,
+        raise error(f"{source.path} defines no model", Span(source, 1, 1, 1, 2),
                     help="add `model NAME { input ... output ... }`")
     return Program(source.path, models)
 
 
-def _collect_blocks(root: ast.Module, root_dir: Path) -> dict[str, ast.BlockDef]:
+def _collect_blocks(root: ast.Module, root_dir: Path, root_file: Path | None = None) -> dict[str, ast.BlockDef]:
     blocks: dict[str, ast.BlockDef] = {}
     seen: set[Path] = set()
-    pending = [(root, root_dir)]
+    imports: dict[Path | None, list[tuple[Path, ast.Import]]] = {}  # file -> the files it imports
+    pending = [(root, root_dir, root_file)]
     while pending:
-        module, here = pending.pop(0)
+        module, here, file = pending.pop(0)
         for block in module.blocks:
             if block.name in LAYERS or block.name in COMBINATORS:
                 raise error(f"block '{block.name}' has the name of a built-in layer", block.name_span,
@@ -140,14 +166,62 @@ def _collect_blocks(root: ast.Module, root_dir: Path) -> dict[str, ast.BlockDef]
             if not target.is_relative_to(root_dir):
                 raise error(f"import of '{imp.path}' leaves the spec's folder {root_dir}", imp.span,
                             help="imports must name files inside the importing spec's folder")
-            if target in seen:
+            imports.setdefault(file, []).append((target, imp))
+            if target in seen or target == root_file:
                 continue
             seen.add(target)
             if len(seen) > MAX_IMPORTS:
                 raise error(f"more than {MAX_IMPORTS} imported files", imp.span)
             src = read_source(target, display=imp.path, span=imp.span)
-            pending.append((parse_module(src), target.parent))
+            pending.append((parse_module(src), target.parent, target))
+    _check_import_cycles(imports, root_file, root_dir, root.source.path if root.source else "<string>")
     return blocks
+
+
+def _check_import_cycles(imports, root_file, root_dir: Path, root_shown: str) -> None:
+    """Refuse a file that imports itself, directly or through other files,
+    naming the cycle at the import that closes it (iterative depth-first search)."""
+    def shown(file):
+        if file is None:
+            return root_shown
+        return str(file.relative_to(root_dir)) if file.is_relative_to(root_dir) else str(file)
+
+    state: dict = {root_file: 1}  # 1 = on the path, 2 = done
+    path = [root_file]
+    pending = [iter(imports.get(root_file, ()))]
+    while pending:
+        step = next(pending[-1], None)
+        if step is None:
+            state[path.pop()] = 2
+            pending.pop()
+            continue
+        target, imp = step
+        if state.get(target) == 1:
+            cycle = path[path.index(target):] + [target]
+            raise error("import cycle: " + " -> ".join(shown(f) for f in cycle), imp.span,
+                        help="a file cannot import itself, directly or through other files; "
+                             "move the blocks both need into a file that imports neither")
+        if target not in state:
+            state[target] = 1
+            path.append(target)
+            pending.append(iter(imports.get(target, ())))
+
+
+def _check_program_size(models, blocks) -> None:
+    """Refuse, before building anything, a file whose models together expand
+    past MAX_NODES layers (one block of 200,000 layers used by 30 models took
+    a minute and gigabytes when the limit counted per model)."""
+    total = 0
+    for model in models:
+        size = _ModelBuilder(model, blocks).projected_size()
+        if size > MAX_NODES:
+            return  # past the limit alone: building it stops at the stage that goes past
+        total += size
+        if total > MAX_NODES:
+            raise error(f"the models of this file expand to more than {MAX_NODES} layers "
+                        f"({total} up to model '{model.name}')", model.name_span,
+                        help=f"the limit of {MAX_NODES} layers counts every model in the file; "
+                             "put some models in another file")
 
 
 def _called_blocks(stages, blocks):
@@ -264,9 +338,10 @@ class _LayerContext:
 
 # ====================================================================== models
 class _ModelBuilder:
-    def __init__(self, model: ast.ModelDef, blocks: dict[str, ast.BlockDef]):
+    def __init__(self, model: ast.ModelDef, blocks: dict[str, ast.BlockDef], built_before: int = 0):
         self.model = model
         self.blocks = blocks
+        self.built_before = built_before  # layers of the file's other models, for MAX_NODES
         self.node_map: dict[str, Node] = {}
         self.edges: list[tuple[str, str, int]] = []
         self.lets: dict[str, object] = {}
@@ -277,8 +352,29 @@ class _ModelBuilder:
         self.aliases: dict[str, str] = {}
         self.outputs: dict[str, TensorType] = {}
         self._rule_cache: dict = {}
+        self._size_cache: dict = {}  # (block, its frozen arguments) -> layers it expands to
 
     # ------------------------------------------------------------ statements
+    def projected_size(self) -> int:
+        """The layers (and inputs) this model expands to, counted without
+        expanding; best effort: a statement that does not evaluate stops the
+        count (`build` reports it)."""
+        env: dict[str, object] = {}
+        total = 0
+        try:
+            for st in self.model.statements:
+                if isinstance(st, ast.Let):
+                    env[st.name] = self.eval(st.value, env, "let")
+                elif isinstance(st, ast.Input):
+                    total += 1
+                elif isinstance(st, ast.Bind):
+                    total += self._size(st.stages, env, ())
+                if total > MAX_NODES:
+                    break
+        except SpecError:
+            pass
+        return total
+
     def build(self) -> ModelGraph:
         output_stmt = None
         for st in self.model.statements:
@@ -355,6 +451,7 @@ class _ModelBuilder:
                         help=hint or "a pipeline starts from an input or an earlier bound value")
         x = self.values[st.source.name]
         if st.stages:
+            self._check_expansion(st.stages)
             x = self.run_stages(st.stages, x, st.name, (), self.lets, 0, ())
         self.values[st.name] = x
 
@@ -463,14 +560,18 @@ class _ModelBuilder:
                 raise error(f"{kind} needs the argument '{n}'", stage.span)
         return bound
 
-    def _repeat(self, stage: ast.Repeat, x, name, scope, env, depth, stack):
+    def _repeat_count(self, stage: ast.Repeat, env) -> int:
         count, span = self._combinator_args(stage, env, [("count", True)])["count"]
         if not 1 <= count <= MAX_REPEAT:
             raise error(f"repeat count {count} is out of range (1 to {MAX_REPEAT})", stage.span,
                         help=f"the limit of {MAX_REPEAT} copies keeps the compiler's memory bounded")
+        return count
+
+    def _repeat(self, stage: ast.Repeat, x, name, scope, env, depth, stack):
+        count = self._repeat_count(stage, env)
         if not stage.body:
             raise error("repeat body is empty", stage.span)
-        projected = len(self.node_map) + count * self._size(stage.body, env, stack)
+        projected = self.built_before + len(self.node_map) + count * self._size(stage.body, env, stack)
         if projected > MAX_NODES:
             raise error(f"repeat({count}) would expand the model to {projected} layers, "
                         f"past the limit of {MAX_NODES}", stage.span)
@@ -482,23 +583,52 @@ class _ModelBuilder:
 
     def _size(self, stages, env, stack) -> int:
         """Layers the stages expand to, computed without expanding them."""
+        if len(stack) > MAX_NESTING:  # blocks nested too deep: building them reports it
+            return 1
         total = 0
         for s in stages:
             if isinstance(s, ast.Call):
                 if s.name in self.blocks and s.name not in stack:
-                    block = self.blocks[s.name]
-                    total += self._size(block.body, self._block_env(block, s, env), stack + (s.name,))
+                    total += self._block_size(s, env, stack)
                 else:
                     total += 1
             elif isinstance(s, ast.Repeat):
-                count, _ = self._combinator_args(s, env, [("count", True)])["count"]
-                count = max(0, min(count, MAX_NODES + 1))
-                total += count * self._size(s.body, env, stack)
+                total += self._repeat_count(s, env) * self._size(s.body, env, stack)
             else:
                 total += self._size(s.body, env, stack) + (1 if isinstance(s, ast.Residual) else 0)
             if total > MAX_NODES:
                 return total
         return total
+
+    def _check_expansion(self, stages) -> None:
+        """Refuse a pipeline that would take the file past MAX_NODES layers
+        before expanding any of it, at the stage that goes past."""
+        total = self.built_before + len(self.node_map)
+        for stage in stages:
+            total += self._size([stage], self.lets, ())
+            if total > MAX_NODES:
+                what = (f"repeat({self._repeat_count(stage, self.lets)})" if isinstance(stage, ast.Repeat)
+                        else f"'{stage.name}'" if isinstance(stage, ast.Call) else "this stage")
+                raise error(f"{what} would expand the model to {total} layers, past the limit of {MAX_NODES}",
+                            stage.span, help="the limit keeps the compiler's memory bounded")
+
+    def _block_size(self, call: ast.Call, env, stack) -> int:
+        """`_size` of a block call, once per block and arguments (a block
+        calling another twice, 30 deep, must not take 2**30 steps); an empty
+        block counts as one: its calls are work too."""
+        block = self.blocks[call.name]
+        body_env = self._block_env(block, call, env)
+        try:
+            key = (call.name, _freeze(body_env))
+            hash(key)
+        except TypeError:
+            key = None
+        size = self._size_cache.get(key) if key is not None else None
+        if size is None:
+            size = max(1, self._size(block.body, body_env, stack + (call.name,)))
+            if key is not None:
+                self._size_cache[key] = size
+        return size
 
     def _residual(self, stage: ast.Residual, x, name, scope, env, depth, stack):
         if not stage.body:
@@ -619,8 +749,14 @@ class _ModelBuilder:
         try:
             if cached is None:
                 args = self._validate(call, rule, raw, spans)
-                out = rule.infer_shape(args, inputs, _LayerContext(self, in_segments))
-                params = rule.count_params(args, inputs, out)
+                try:
+                    out = rule.infer_shape(args, inputs, _LayerContext(self, in_segments))
+                    _check_dim_depth(out, call)
+                    params = rule.count_params(args, inputs, out)
+                except RecursionError:
+                    raise error(f"{call.name}: its shape is too deeply nested to analyse", call.span,
+                                help="give the input a concrete length, or use fewer "
+                                     "length-changing layers in a row") from None
                 self._rule_cache[key] = cached = (args, out, params)
             args, out, params = cached
         except LayerError as exc:
@@ -657,11 +793,20 @@ class _ModelBuilder:
         if node.name in self.node_map:
             raise error(f"layer name '{node.name}' is used twice", node.span,
                         help="give one of them another name with `as NAME`")
-        if len(self.node_map) >= MAX_NODES:
+        if self.built_before + len(self.node_map) >= MAX_NODES:
             raise error(f"the model expands to more than {MAX_NODES} layers", node.span)
         self.node_map[node.name] = node
         for port, src in enumerate(sources):
             self.edges.append((src, node.name, port))
+
+
+def _check_dim_depth(out: TensorType, call: ast.Call) -> None:
+    for dim in out.dims:
+        if not dim.is_Integer and rounding_depth(dim) > MAX_DIM_DEPTH:
+            raise error(f"{call.name}: the output length nests more than {MAX_DIM_DEPTH} floor/ceil "
+                        "(too many strided or valid convolutions in a row over a symbolic length)",
+                        call.span, help="give the input a concrete length, or downsample in fewer, "
+                                        "larger strides")
 
 
 @lru_cache(maxsize=None)

@@ -48,6 +48,32 @@ def floor_div(n, d: int):
     return sympy.floor(n / d) if d != 1 else n
 
 
+def rounding_depth(expr) -> int:
+    """How many floor/ceil a symbolic dim nests (`ceil(ceil(T/2)/2)`: 2).
+
+    Each strided or valid convolution over a symbolic length wraps it in one
+    more; sympy's work on such a dim grows faster than its depth, and its
+    recursion ends in RecursionError, so the elaborator bounds it. Iterative,
+    each distinct subexpression once."""
+    if not isinstance(expr, sympy.Basic) or not expr.args:
+        return 0
+    depth: dict = {}
+    pending = [expr]
+    while pending:
+        e = pending[-1]
+        if e in depth:
+            pending.pop()
+            continue
+        todo = [a for a in e.args if a.args and a not in depth]
+        if todo:
+            pending.extend(todo)
+            continue
+        pending.pop()
+        inner = max((depth.get(a, 0) for a in e.args), default=0)
+        depth[e] = inner + (1 if isinstance(e, (sympy.floor, sympy.ceiling)) else 0)
+    return depth[expr]
+
+
 def dims_equal(a, b) -> bool:
     if a == b:
         return True

@@ -18,7 +18,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from ..errors import SourceFile, Span, SpecError, error
-from ..limits import MAX_EXPR_DEPTH, MAX_LITERAL_DIGITS, MAX_NESTING
+from ..limits import MAX_EXPR_DEPTH, MAX_ITEMS, MAX_LITERAL_DIGITS, MAX_NESTING, MAX_WRITTEN
 
 _GRAMMAR_CANDIDATES = (
     Path(__file__).resolve().parent.parent / "grammars" / "seq.lark",         # installed wheel
@@ -48,12 +48,18 @@ def _describe_terminal(name: str) -> str:
 
 class _Newlines:
     """Drop newlines inside ( ) and [ ], around `->`, after `{`, before `}`,
-    at the start of the file, and collapse runs of them."""
+    at the start of the file, and collapse runs of them.
+
+    Also refuses brackets nested more than MAX_NESTING deep and more than
+    MAX_ITEMS items in one ( ) or [ ], counted on tokens (so brackets in
+    comments and strings do not count) before the parser builds them."""
 
     always_accept = ("_NL",)
 
     def process(self, stream):
-        depth = 0
+        depth = 0      # open ( and [: newlines inside do not end anything
+        nesting = 0    # open ( [ {
+        commas = [None]  # commas seen in each open ( and [, innermost last (None: outside, or a { })
         prev = None
         pending = None
         for tok in stream:
@@ -66,14 +72,48 @@ class _Newlines:
                 if kind not in ("_ARROW", "RBRACE"):
                     yield pending
                 pending = None
-            if kind in ("LPAR", "LSQB"):
-                depth += 1
-            elif kind in ("RPAR", "RSQB") and depth:
-                depth -= 1
+            if kind == "COMMA":
+                if commas[-1] is not None:
+                    commas[-1] += 1
+                    if commas[-1] >= MAX_ITEMS:
+                        raise _too_long(tok)
+            elif kind in _OPENERS:
+                nesting += 1
+                if nesting > MAX_NESTING:
+                    raise _too_deep(tok)
+                if kind != "LBRACE":
+                    depth += 1
+                    commas.append(0)
+                else:
+                    commas.append(None)
+            elif kind in _CLOSERS:
+                if nesting:
+                    nesting -= 1
+                    commas.pop()
+                if kind != "RBRACE" and depth:
+                    depth -= 1
             yield tok
             prev = kind
         if pending is not None:
             yield pending
+
+
+_OPENERS = frozenset({"LPAR", "LSQB", "LBRACE"})
+_CLOSERS = frozenset({"RPAR", "RSQB", "RBRACE"})
+
+
+def _too_deep(tok: Token) -> SpecError:
+    source = _TRANSFORMER.source or SourceFile("<string>", "")
+    return error(f"brackets nested more than {MAX_NESTING} deep",
+                 Span(source, tok.line, tok.column, tok.line, tok.column + 1),
+                 help="flatten the expression or split the model into blocks")
+
+
+def _too_long(tok: Token) -> SpecError:
+    source = _TRANSFORMER.source or SourceFile("<string>", "")
+    return error(f"more than {MAX_ITEMS} items between one pair of brackets",
+                 Span(source, tok.line, tok.column, tok.line, tok.column + 1),
+                 help="no layer takes that many arguments, nor a list that many values")
 
 
 class _Seq:
@@ -104,8 +144,17 @@ class _ToAst(Transformer):
         super().__init__(visit_tokens=False)
         self.source: SourceFile | None = None
         self.expr_depth: dict[int, int] = {}  # id(operator node) -> depth, for the current parse
+        self.written = 0  # statements and stages built in the current parse
 
     # -- helpers
+    def _count(self, node):
+        """Count a statement or stage against MAX_WRITTEN (the AST's memory)."""
+        self.written += 1
+        if self.written > MAX_WRITTEN:
+            raise error(f"more than {MAX_WRITTEN} statements and stages in one file", node.span,
+                        help="use repeat(N) { ... } or blocks instead of writing every layer out")
+        return node
+
     def _span(self, children) -> Span:
         first = last = None
         for c in children:
@@ -152,16 +201,17 @@ class _ToAst(Transformer):
     # -- statements
     def let_stmt(self, children):
         name, value = self._nodes(children)
-        return ast.Let(str(name), value, self._span(children))
+        return self._count(ast.Let(str(name), value, self._span(children)))
 
     def input_stmt(self, children):
         name, dtype, *dims = self._nodes(children)
-        return ast.Input(str(name), str(dtype), self._tok_span(dtype), tuple(dims), self._span(children))
+        return self._count(ast.Input(str(name), str(dtype), self._tok_span(dtype), tuple(dims),
+                                     self._span(children)))
 
     def bind_stmt(self, children):
         name, source, *stages = self._nodes(children)
-        return ast.Bind(str(name), ast.Name(str(source), self._tok_span(source)), tuple(stages),
-                        self._span(children))
+        return self._count(ast.Bind(str(name), ast.Name(str(source), self._tok_span(source)), tuple(stages),
+                                    self._span(children)))
 
     def output_stmt(self, children):
         names = self._nodes(children)
@@ -178,21 +228,21 @@ class _ToAst(Transformer):
     def call(self, children):
         name, *args = self._nodes(children)
         _check_arg_order(args)
-        return ast.Call(str(name), tuple(args), self._span(children), self._tok_span(name))
+        return self._count(ast.Call(str(name), tuple(args), self._span(children), self._tok_span(name)))
 
     def repeat(self, children):
         *args, body = self._nodes(children)
         _check_arg_order(args)
-        return ast.Repeat(tuple(args), body.items, self._span(children))
+        return self._count(ast.Repeat(tuple(args), body.items, self._span(children)))
 
     def residual(self, children):
         (body,) = self._nodes(children)
-        return ast.Residual(body.items, self._span(children))
+        return self._count(ast.Residual(body.items, self._span(children)))
 
     def segments(self, children):
         *args, body = self._nodes(children)
         _check_arg_order(args)
-        return ast.Segments(tuple(args), body.items, self._span(children))
+        return self._count(ast.Segments(tuple(args), body.items, self._span(children)))
 
     def positional_arg(self, children):
         return ast.Arg(None, children[0], self._span(children))
@@ -233,13 +283,15 @@ class _ToAst(Transformer):
         if len(digits) > MAX_LITERAL_DIGITS:
             raise error(f"integer literal with {len(digits)} digits is too large",
                         self._tok_span(tok), help=f"literals are limited to {MAX_LITERAL_DIGITS} digits")
+        _check_underscores(tok, self._tok_span(tok))
         return ast.Literal(int(digits), self._tok_span(tok))
 
     def float_lit(self, children):
         (tok,) = children
-        text = str(tok).replace("_", "")
-        if len(text) > 2 * MAX_LITERAL_DIGITS:
+        if len(tok) > 2 * MAX_LITERAL_DIGITS:
             raise error("number literal is too long", self._tok_span(tok))
+        _check_underscores(tok, self._tok_span(tok))
+        text = str(tok).replace("_", "")
         value = float(text)
         # a literal means the number written: refuse one a float cannot hold
         # (`1e999` would become inf, `1e-400` zero), which no printer could give back
@@ -269,6 +321,17 @@ class _ToAst(Transformer):
 
     def list_lit(self, children):
         return ast.ListExpr(tuple(self._nodes(children)), self._span(children))
+
+
+_STRAY_UNDERSCORE = re.compile(r"(?<![0-9])_|_(?![0-9])")
+
+
+def _check_underscores(tok: Token, span: Span) -> None:
+    """The grammar's number terminals take any `_` in a digit run (see
+    seq.lark); as in Python, one may only stand between two digits."""
+    if _STRAY_UNDERSCORE.search(tok):
+        raise error("malformed number: '_' may only stand between two digits", span,
+                    help="write 1_000 or 1000")
 
 
 def _check_arg_order(args) -> None:
@@ -304,16 +367,12 @@ def _parser() -> Lark:
             break
     else:  # pragma: no cover - a broken install
         raise RuntimeError("grammars/seq.lark not found next to the seqdsl package")
+    # No `cache=`: Lark's cache is a pickle, and unpickling a file from a
+    # shared place (it was $TMPDIR/seqdsl-lark-$UID.cache) runs whatever code
+    # another local user planted there, and a FIFO there hangs every command.
+    # Building the LALR table from the grammar takes ~30 ms per process.
     return Lark(grammar, parser="lalr", lexer="basic", postlex=_Newlines(),
-                keep_all_tokens=True, maybe_placeholders=True, transformer=_TRANSFORMER,
-                cache=_cache_path())
-
-
-def _cache_path():
-    import os
-    import tempfile
-    uid = os.getuid() if hasattr(os, "getuid") else "user"
-    return os.path.join(tempfile.gettempdir(), f"seqdsl-lark-{uid}.cache")
+                keep_all_tokens=True, maybe_placeholders=True, transformer=_TRANSFORMER)
 
 
 def parse_module(source: SourceFile, fast: bool = True) -> ast.Module:
@@ -323,7 +382,6 @@ def parse_module(source: SourceFile, fast: bool = True) -> ast.Module:
     error) is parsed again by Lark's own parser, which reports the error.
     fast=False skips the fast driver (the tests compare the two).
     """
-    _check_nesting(source)
     parser = _parser()
     driver = _fast_driver() if fast else None
     runs = [parser.parse] if driver is None else [driver.parse, parser.parse]   # the driver declines with None
@@ -334,6 +392,7 @@ def parse_module(source: SourceFile, fast: bool = True) -> ast.Module:
                 # to nodes that are gone, whose ids new nodes may take
                 _TRANSFORMER.source = source
                 _TRANSFORMER.expr_depth = {}
+                _TRANSFORMER.written = 0
                 tree = run(source.text)
                 if tree is not None:
                     return tree
@@ -525,38 +584,20 @@ def _fast_driver() -> _FastDriver | None:
         return None
 
 
-_BRACKETS = re.compile(r"[({\[\]})]")
-
-
-def _check_nesting(source: SourceFile) -> None:
-    """Refuse absurd bracket nesting before the parser recurses into it."""
-    text = source.text
-    depth = 0
-    for m in _BRACKETS.finditer(text):
-        if m.group() in "({[":
-            depth += 1
-            if depth > MAX_NESTING:
-                pos = m.start()
-                line = text.count("\n", 0, pos) + 1
-                col = pos - (text.rfind("\n", 0, pos) + 1) + 1
-                raise error(f"brackets nested more than {MAX_NESTING} deep",
-                            Span(source, line, col, line, col + 1),
-                            help="flatten the expression or split the model into blocks")
-        elif depth:
-            depth -= 1
-
-
 def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
     line = getattr(exc, "line", None) or 1
     column = getattr(exc, "column", None) or 1
     if isinstance(exc, UnexpectedCharacters):
         char = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else ""
-        return error(f"unexpected character {char!r}", Span(source, line, column, line, column + 1))
+        hint = ('a string closes with " on the same line and holds at most 256 escapes (\\" or \\\\)'
+                if char == '"' else None)
+        return error(f"unexpected character {char!r}", Span(source, line, column, line, column + 1),
+                     help=hint)
     token = getattr(exc, "token", None)
     expected = sorted(getattr(exc, "expected", None) or getattr(exc, "accepts", None) or ())
     words = [_describe_terminal(t) for t in expected if t != "_NL"] or [_describe_terminal(t) for t in expected]
     if isinstance(exc, UnexpectedEOF) or token is None or token.type == "$END":
-        lines = source.text.splitlines() or [""]
+        lines = source.lines() or [""]
         line, column = len(lines), len(lines[-1]) + 1
         found, width = "end of file", 1
         kind = "$END"
@@ -566,10 +607,12 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
         width = max(1, len(str(token))) if token.type != "_NL" else 1
         kind = token.type
     span = Span(source, line, column, line, column + width)
-    open_brace = _unclosed_brace(source, line, column)
-    if open_brace is not None and kind in _STATEMENT_KEYWORDS:
-        return error(f"expected '}}' to close the '{{' opened at line {open_brace[0]}, found {found}",
-                     span, help=f"add '}}' to close the '{{' at {source.path}:{open_brace[0]}:{open_brace[1]}")
+    open_bracket = _unclosed_bracket(source, line, column) if kind in _STATEMENT_KEYWORDS else None
+    if open_bracket is not None:
+        opener, (at_line, at_column) = open_bracket
+        closer = _CLOSING[opener]
+        return error(f"expected '{closer}' to close the '{opener}' opened at line {at_line}, found {found}",
+                     span, help=f"add '{closer}' to close the '{opener}' at {source.path}:{at_line}:{at_column}")
     message = f"unexpected {found}"
     if words:
         shown = words if len(words) <= 6 else words[:6] + ["..."]
@@ -580,16 +623,21 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
     return error(message, span, help=hint)
 
 
-def _unclosed_brace(source: SourceFile, line: int, column: int):
-    """Position of the innermost '{' still open before (line, column), if any."""
+_CLOSING = {"{": "}", "(": ")", "[": "]"}
+
+
+def _unclosed_bracket(source: SourceFile, line: int, column: int):
+    """The innermost bracket still open before (line, column), if any, and
+    its position (on tokens, so brackets in comments and strings do not count)."""
     stack = []
-    for lineno, text in enumerate(source.text.splitlines()[:line], start=1):
-        code = text.split("#", 1)[0]
-        if lineno == line:
-            code = code[: column - 1]
-        for col, ch in enumerate(code, start=1):
-            if ch == "{":
-                stack.append((lineno, col))
-            elif ch == "}" and stack:
+    try:
+        for tok in _parser().lex(source.text):
+            if (tok.line, tok.column) >= (line, column):
+                break
+            if tok.type in _OPENERS:
+                stack.append((str(tok), (tok.line, tok.column)))
+            elif tok.type in _CLOSERS and stack:
                 stack.pop()
+    except (UnexpectedInput, SpecError):  # the brackets seen up to the first bad character
+        pass
     return stack[-1] if stack else None
