@@ -69,3 +69,161 @@ def test_rank_and_dtype_errors():
             loads(f"model m {{\n input x: float[B, 64]\n y = x -> {body}\n output y\n}}\n").model()
         with pytest.raises(SpecError, match="float input"):
             loads(f"model m {{\n input x: int[B, T]\n y = x -> {body}\n output y\n}}\n").model()
+
+
+# ---------------------------------------------------------------- lowering vs the references
+torch = pytest.importorskip("torch")
+LENGTHS = (1, 63, 64, 65, 200)
+
+
+def _layer(body: str, d: int):
+    import seqdsl
+    m = seqdsl.build(loads(spec(body, d)).model(), seed=0).eval()
+    (name,) = m._mods
+    return m.named_layer(name)
+
+
+def _perturb(ref, scale=0.1):
+    """Random weights around the reference's init (the init alone leaves D = 1, biases 0)."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+    return ref.eval()
+
+
+def _same(ref_fn, layer, d):
+    g = torch.Generator().manual_seed(2)
+    worst = 0.0
+    for t in LENGTHS:
+        x = torch.randn(2, t, d, generator=g)
+        with torch.no_grad():
+            worst = max(worst, (ref_fn(x) - layer(x)).abs().max().item())
+    assert worst < 1e-4, worst
+    return worst
+
+
+@pytest.mark.parametrize("body", ["mamba(state=8)", "mamba(state=8, dt_rank=3, bias=true, conv_bias=false, conv=3)"])
+def test_mamba_equals_transformers(body):
+    pytest.importorskip("transformers")
+    from transformers import MambaConfig
+    from transformers.models.mamba.modeling_mamba import MambaMixer
+    layer = _layer(body, 32)
+    a = layer.dt_rank, layer.kernel, layer.out_proj.bias is not None, layer.conv1d.bias is not None
+    cfg = MambaConfig(hidden_size=32, state_size=8, expand=2, conv_kernel=a[1], time_step_rank=a[0],
+                      use_bias=a[2], use_conv_bias=a[3], num_hidden_layers=1)
+    ref = _perturb(MambaMixer(cfg, 0))
+    layer.load_state_dict(ref.state_dict(), strict=True)
+    _same(ref, layer, 32)
+
+
+@pytest.mark.parametrize("groups, chunk", [(1, 16), (2, 64)])
+def test_mamba2_equals_transformers(groups, chunk):
+    pytest.importorskip("transformers")
+    from transformers import Mamba2Config
+    from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer
+    layer = _layer(f"mamba2(state=8, head_dim=8, groups={groups}, chunk={chunk})", 32)
+    cfg = Mamba2Config(hidden_size=32, state_size=8, expand=2, head_dim=8, n_groups=groups, num_heads=8,
+                       conv_kernel=4, chunk_size=chunk, num_hidden_layers=1)
+    ref = _perturb(Mamba2Mixer(cfg, 0))
+    layer.load_state_dict(ref.state_dict(), strict=True)
+    _same(ref, layer, 32)
+
+
+def test_rglru_equals_transformers():
+    pytest.importorskip("transformers")
+    from transformers import RecurrentGemmaConfig
+    from transformers.models.recurrent_gemma.modeling_recurrent_gemma import RecurrentGemmaRecurrentBlock
+    layer = _layer("rglru(4)", 32)
+    cfg = RecurrentGemmaConfig(hidden_size=32, lru_width=32, num_attention_heads=4, conv1d_width=4,
+                               num_hidden_layers=1)
+    ref = RecurrentGemmaRecurrentBlock(cfg, 0)
+    with torch.no_grad():                      # the block's own init leaves the gates at 0 (empty)
+        for p in ref.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    ref.eval()
+    layer.load_state_dict(ref.state_dict(), strict=True)
+
+    def run(x):
+        pos = torch.arange(x.shape[1])[None].expand(x.shape[0], -1)
+        return ref(x, pos, None, use_cache=False)[0]
+    _same(run, layer, 32)
+
+
+@pytest.mark.parametrize("expand", [1, 1.5])
+def test_mingru_equals_mingru_pytorch(expand):
+    mg = pytest.importorskip("minGRU_pytorch")
+    layer = _layer(f"mingru(expand={expand})", 32)
+    ref = _perturb(mg.minGRU(32, expand), 0.0)
+    layer.load_state_dict(ref.state_dict(), strict=True)
+    _same(ref, layer, 32)
+
+
+# ---------------------------------------------------------------- the three forms of each recurrence
+def test_mamba_naive_chunked_step_agree():
+    from seqdsl.layers.mamba_torch import mamba_chunk_scan, mamba_scan_naive, mamba_scan_step
+    g = torch.Generator().manual_seed(3)
+    da = torch.rand(2, 70, 6, 4, generator=g)
+    dbx, c = torch.randn(2, 70, 6, 4, generator=g), torch.randn(2, 70, 4, generator=g)
+    h0 = torch.randn(2, 6, 4, generator=g)
+    y, h = mamba_scan_naive(da, dbx, c, h0)
+    for q in (1, 5, 16, 64, 128):
+        hs = mamba_chunk_scan(da, dbx, h0, chunk=q)
+        torch.testing.assert_close((hs @ c[..., None])[..., 0], y, rtol=1e-5, atol=1e-5)
+    st = h0.clone()
+    ys = [mamba_scan_step(st, da[:, t], dbx[:, t], c[:, t]) for t in range(70)]
+    torch.testing.assert_close(torch.stack(ys, 1), y, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(st, h, rtol=1e-5, atol=1e-5)
+
+
+def test_ssd_naive_chunked_step_agree():
+    from seqdsl.layers.mamba2_torch import ssd_chunk_scan, ssd_naive, ssd_step
+    g = torch.Generator().manual_seed(4)
+    x, dt = torch.randn(2, 70, 3, 4, generator=g), torch.rand(2, 70, 3, generator=g)
+    a = -torch.rand(3, generator=g) * 2
+    b, c = torch.randn(2, 70, 3, 5, generator=g), torch.randn(2, 70, 3, 5, generator=g)
+    h0 = torch.randn(2, 3, 4, 5, generator=g)
+    y, h = ssd_naive(x, dt, a, b, c, h0)
+    for q in (1, 7, 64, 256):
+        yc, hc = ssd_chunk_scan(x, dt, a, b, c, q, h0)
+        torch.testing.assert_close(yc, y, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(hc, h, rtol=1e-4, atol=1e-4)
+    st = h0.clone()
+    ys = [ssd_step(st, x[:, t], dt[:, t], a, b[:, t], c[:, t]) for t in range(70)]
+    torch.testing.assert_close(torch.stack(ys, 1), y, rtol=1e-4, atol=1e-4)
+
+
+def test_rglru_naive_chunked_agree():
+    from seqdsl.layers.rglru_torch import rglru_chunk_scan, rglru_scan_naive
+    g = torch.Generator().manual_seed(5)
+    a, x, h0 = torch.rand(2, 70, 8, generator=g), torch.randn(2, 70, 8, generator=g), torch.randn(2, 8, generator=g)
+    ref = rglru_scan_naive(a, x, h0)
+    for q in (1, 3, 64, 100):
+        torch.testing.assert_close(rglru_chunk_scan(a, x, h0, chunk=q), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_mingru_naive_logscan_agree():
+    from seqdsl.layers.mingru_torch import mingru_log_scan, mingru_naive
+    g = torch.Generator().manual_seed(6)
+    hid, gate = torch.randn(2, 70, 8, generator=g), torch.randn(2, 70, 8, generator=g)
+    h0 = torch.rand(2, 1, 8, generator=g) + 0.1
+    torch.testing.assert_close(mingru_log_scan(hid, gate, h0), mingru_naive(hid, gate, h0), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mingru_log_scan(hid, gate), mingru_naive(hid, gate), rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- streaming
+STREAM_BODIES = ["mamba(state=8)", "mamba2(state=8, head_dim=8, chunk=16)", "mamba2(state=8, head_dim=16, groups=2)",
+                 "rglru(4)", "mingru", "mingru(expand=1.5)"]
+
+
+@pytest.mark.parametrize("body", STREAM_BODIES)
+def test_streaming_equals_forward(body):
+    import seqdsl
+    m = seqdsl.build(loads(spec(body, 32)).model(), seed=0).eval()
+    x = torch.randn(2, 40, 32, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        full = m(x)
+        for n in (1, 3, 17):
+            st = m.init_state(2)
+            out = torch.cat([m.step(x[:, i:i + n], state=st)[0] for i in range(0, 40, n)], 1)
+            torch.testing.assert_close(out, full, rtol=1e-5, atol=1e-5)
