@@ -44,6 +44,30 @@ def short_conv_cost(b, t, width: int, k: int):
     return 2 * b * t * width * k
 
 
+def if_longer(t, q: int, value):
+    """value when T > q (more than one chunk), else 0; a Piecewise when T is symbolic."""
+    import sympy
+
+    from ..graph.symbolic import as_int
+    if as_int(t) is not None:
+        return value if as_int(t) > q else 0
+    return sympy.Piecewise((value, sympy.StrictGreaterThan(t, q)), (0, True))
+
+
+def doubling_scan_saved(b, t, q: int, width):
+    """Bytes autograd keeps for the chunked doubling scan of mamba_torch /
+    rglru_torch (fp32 states of `width` numbers a position, T padded to
+    Tp = ceil(T/q)·q): the decays and partial sums of every doubling step
+    (2·log2 q tensors) and the last decays, the concatenated states, the
+    states handed between chunks (the last decays again once there are two
+    chunks or more) and the zero initial state."""
+    from ..graph.symbolic import ceil_div
+    steps = (q - 1).bit_length()                      # ceil(log2 q)
+    tp = ceil_div(t, q) * q
+    full = b * tp * width * 4
+    return (2 * steps + 1) * full + if_longer(t, q, full) + (tp - q) * b * width * 4 + b * width * 4
+
+
 class MambaArgs(LayerArgs):
     state: PositiveInt = 16
     expand: PositiveInt = 2
@@ -68,6 +92,34 @@ class Mamba(SequenceMixer):
         di, n, k, r = self.dims(args, d)
         return (3 * d * di + di * (2 * r + 3 * n + k + 2) + args.conv_bias * di
                 + args.bias * (2 * di + d))
+
+    def cost(self, args, inputs, out, ctx):
+        """Projections in, x, dt and out; the depthwise conv over T; the scan's
+        output product h·C (a bmm over the padded length Tp = ceil(T/64)·64).
+        The scan itself (decays, doubling steps: ~9·B·T·di·N) is elementwise."""
+        from ..graph.symbolic import ceil_div
+        from .costs import LayerCost
+        x = inputs[0]
+        b, t, d, e = x.dims[0], x.dims[1], channels(x), ctx.elem
+        di, n, k, r = self.dims(args, d)
+        q = MAMBA_CHUNK
+        tp = ceil_div(t, q) * q
+        rows = b * t
+        first = 2 * rows * d * 2 * di                            # in_proj
+        proj = first + 2 * rows * (di * (r + 2 * n) + r * di + di * d)
+        conv = short_conv_cost(b, t, di, k)
+        scan = 2 * b * tp * di * n                               # h @ C
+        flops = proj + conv + scan
+        backward = proj + (proj - first) + 2 * conv + 2 * scan   # weight grads; inner input grads
+        saved = (doubling_scan_saved(b, t, q, di * n)
+                 + b * t * di * n * 4 + b * tp * n * 4 + 2 * di * n * 4      # decays exp, padded C, A
+                 + 11 * b * t * di * e + b * di * (t + k - 1) * e + b * t * (r + 2 * n) * e)
+        work = b * di * n * 4 * (4 * tp + 2 * t) + 4 * b * t * di * e
+        step = 2 * b * (d * 2 * di + di * (r + 2 * n) + r * di + di * d) + 2 * b * di * k + 2 * b * di * n
+        return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(first,),
+                         saved_bytes=saved, saves_inputs=(True,), workspace_bytes=work, step_flops=step,
+                         state_bytes=b * di * k * e + b * di * n * 4, depth=ceil_div(t, q) + 1,
+                         has_weights=True)
 
     def module(self, node, memory):
         a = node.args

@@ -4,7 +4,7 @@ Lowering: mamba2_torch.py; derivations: docs/recurrent_layers.md."""
 from __future__ import annotations
 
 from .base import LayerArgs, LayerError, ModuleSpec, PositiveInt, channels
-from .mamba import SequenceMixer
+from .mamba import SequenceMixer, short_conv_cost
 
 
 class Mamba2Args(LayerArgs):
@@ -46,6 +46,40 @@ class Mamba2(SequenceMixer):
         conv = di + 2 * g * n
         return (d * (3 * di + 2 * g * n + hm) + conv * k + 3 * hm + di + args.conv_bias * conv
                 + args.bias * (2 * di + 2 * g * n + hm + d))
+
+    def cost(self, args, inputs, out, ctx):
+        """in_proj and out_proj; the depthwise conv over x, B, C; the chunked
+        SSD's products over nc = ceil(T/Q) chunks of Q = chunk (T padded to
+        nc·Q): scores C·B and their product with x (2·B·nc·H·Q²·(N + P)), each
+        chunk's state and its read-out (2 x 2·B·nc·H·Q·P·N), the states handed
+        between chunks (2·B·H·(nc+1)²·P·N). Decays and the gated norm are elementwise."""
+        from ..graph.symbolic import ceil_div
+        from .costs import LayerCost
+        x = inputs[0]
+        b, t, d, e = x.dims[0], x.dims[1], channels(x), ctx.elem
+        di, hm, g, n, k = self.dims(args, d)
+        p, q = args.head_dim, args.chunk
+        cd = di + 2 * g * n                                          # the conv's channels: x, B, C
+        nc = ceil_div(t, q)
+        tp = nc * q
+        rows = b * t
+        first = 2 * rows * d * (di + cd + hm)
+        proj = first + 2 * rows * di * d
+        conv = short_conv_cost(b, t, cd, k)
+        ssd = (2 * b * nc * hm * q * q * (n + p) + 2 * 2 * b * nc * hm * q * p * n
+               + 2 * b * hm * (nc + 1) ** 2 * p * n)
+        flops = proj + conv + ssd
+        backward = proj + 2 * rows * di * d + 2 * conv + 2 * ssd
+        scores = b * nc * hm * q * q * 4
+        saved = (3 * scores + 5 * b * tp * hm * n * 4 + 3 * b * tp * di * 4 + b * (2 * nc + 1) * hm * p * n * 4
+                 + 2 * b * hm * tp * 4 + b * hm * (nc + 1) ** 2 * 4 + 2 * (nc + 1) ** 2 + 2 * q * q
+                 + rows * (di + cd + hm) * e + b * cd * (t + k - 1) * e + 2 * rows * cd * e
+                 + rows * hm * (e + 4) + 4 * rows * di * 4 + rows * g * 4 + rows * di * e + 2 * hm * 4)
+        work = 3 * scores + 4 * b * tp * hm * n * 4 + 4 * rows * (di + cd) * e
+        step = 2 * b * d * (di + cd + hm) + 2 * b * di * d + 2 * b * cd * k + 2 * b * hm * p * n
+        return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(first,),
+                         saved_bytes=saved, saves_inputs=(True,), workspace_bytes=work, step_flops=step,
+                         state_bytes=b * cd * k * e + b * hm * p * n * 4, depth=nc + 1, has_weights=True)
 
     def module(self, node, memory):
         a = node.args

@@ -32,28 +32,27 @@ def mamba_scan_naive(da, dbx, c, h0=None):
     return torch.stack(ys, 1), h
 
 
-def mamba_chunk_scan(da, dbx, h0=None, chunk=MAMBA_CHUNK):
-    """Every state h_t (B, T, di, N) of h_t = da_t·h_{t-1} + dbx_t, from h0."""
+def mamba_chunk_scan(da, dbx, c, h0=None, chunk=MAMBA_CHUNK):
+    """The same as mamba_scan_naive, in chunks of `chunk` steps (T padded to a
+    whole number of chunks with identity steps): y (B, T, di), h_T."""
     bsz, t = da.shape[:2]
-    q = max(min(chunk, t), 1)
-    nc = -(-t // q)
-    pad = nc * q - t
-    if pad:                                                     # identity steps at the end
-        da = F.pad(da, (0, 0, 0, 0, 0, pad), value=1.0)
-        dbx = F.pad(dbx, (0, 0, 0, 0, 0, pad))
-    a = da.reshape(bsz, nc, q, *da.shape[2:])                   # (B, nc, Q, di, N)
-    b = dbx.reshape(bsz, nc, q, *dbx.shape[2:])
+    nc = -(-t // chunk)
+    pad = nc * chunk - t
+    a = F.pad(da, (0, 0, 0, 0, 0, pad), value=1.0).view(bsz, nc, chunk, *da.shape[2:])   # (B, nc, Q, di, N)
+    b = F.pad(dbx, (0, 0, 0, 0, 0, pad)).view(bsz, nc, chunk, *dbx.shape[2:])
     k = 1
-    while k < q:      # after the step for k: a_t = prod a_{t-2k+1..t}, b_t = the scan over those steps
+    while k < chunk:  # doubling: a_t = prod of the last 2k decays, b_t = the scan over those 2k steps
         b = torch.cat([b[:, :, :k], b[:, :, k:] + a[:, :, k:] * b[:, :, :-k]], 2)
         a = torch.cat([a[:, :, :k], a[:, :, k:] * a[:, :, :-k]], 2)
         k *= 2
     h = torch.zeros_like(b[:, 0, 0]) if h0 is None else h0     # (B, di, N)
-    out = []
+    hs = []
     for i in range(nc):                                         # the state entering chunk i
-        out.append(b[:, i] + a[:, i] * h[:, None])
-        h = out[-1][:, -1]
-    return torch.cat(out, 1)[:, :t]
+        hs.append(b[:, i] + a[:, i] * h[:, None])
+        h = hs[-1][:, -1]
+    hs = torch.cat(hs, 1)                                       # (B, nc·Q, di, N)
+    y = hs @ F.pad(c, (0, 0, 0, pad))[..., None]                # (B, nc·Q, di, 1)
+    return y[:, :t, :, 0], hs[:, t - 1]
 
 
 def mamba_scan_step(h, da, dbx, c):
@@ -110,9 +109,8 @@ class Mamba(nn.Module):
                 h0 = state["ssm"] = da.new_zeros(bsz, self.d_inner, n)
             y = mamba_scan_step(h0, da[:, 0], dbx[:, 0], c[:, 0])[:, None]
         else:
-            hs = mamba_chunk_scan(da, dbx, h0)                  # (B, T, di, N)
+            y, h = mamba_chunk_scan(da, dbx, c, h0)             # (B, T, di)
             if state is not None and t:
-                state["ssm"] = hs[:, -1].detach().clone()
-            y = (hs @ c[..., None])[..., 0]                     # (B, T, di)
+                state["ssm"] = h.detach().clone()
         y = (y + xs * self.D) * F.silu(z)
         return self.out_proj(y.to(x.dtype))

@@ -6,7 +6,10 @@ from __future__ import annotations
 from typing import Optional
 
 from .base import LayerArgs, LayerError, ModuleSpec, PositiveInt, channels
-from .mamba import SequenceMixer
+from .mamba import SequenceMixer, doubling_scan_saved, short_conv_cost
+
+#: The lowering's chunk length (rglru_torch.RGLRU_CHUNK): changes cost, never the function.
+RGLRU_CHUNK = 64
 
 
 class RglruArgs(LayerArgs):
@@ -33,6 +36,32 @@ class Rglru(SequenceMixer):
         d = channels(inputs[0])
         w, h, k = self.width(args, d), args.heads, args.conv
         return 3 * d * w + 2 * w * w // h + w * (k + 6) + d
+
+    def cost(self, args, inputs, out, ctx):
+        """linear_x, linear_y, linear_out; the depthwise conv over T; the two
+        block-diagonal gates (baddbmm per head, 2·B·T·W·W/H each). The RG-LRU
+        scan (chunked doubling scan, fp32) is elementwise."""
+        from ..graph.symbolic import ceil_div
+        from .costs import LayerCost
+        x = inputs[0]
+        b, t, d, e = x.dims[0], x.dims[1], channels(x), ctx.elem
+        w, h, k = self.width(args, d), args.heads, args.conv
+        rows = b * t
+        branches = 2 * (2 * rows * d * w)                       # linear_x, linear_y
+        proj = branches + 2 * rows * w * d
+        conv = short_conv_cost(b, t, w, k)
+        gates = 2 * (2 * rows * w * (w // h))
+        flops = proj + conv + gates
+        backward = proj + 2 * rows * w * d + 2 * conv + 2 * gates
+        saved = (doubling_scan_saved(b, t, RGLRU_CHUNK, w) + 2 * t + b * w * (t + k - 1) * e
+                 + 14 * rows * w * e + w * 4)
+        tp = ceil_div(t, RGLRU_CHUNK) * RGLRU_CHUNK
+        work = b * w * 4 * (4 * tp + 2 * t) + 5 * rows * w * e
+        step = 2 * b * 3 * d * w + 2 * b * w * k + 2 * (2 * b * w * (w // h))
+        return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(branches,),
+                         saved_bytes=saved, saves_inputs=(True,), workspace_bytes=work, step_flops=step,
+                         state_bytes=b * w * (k - 1) * e + b * w * 4, depth=ceil_div(t, RGLRU_CHUNK) + 1,
+                         has_weights=True)
 
     def module(self, node, memory):
         a = node.args

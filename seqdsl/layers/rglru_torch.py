@@ -53,15 +53,12 @@ def rglru_scan_naive(a, x, h0=None):
 def rglru_chunk_scan(a, x, h0=None, chunk=RGLRU_CHUNK):
     """Every state (B, T, W) of h_t = a_t·h_{t-1} + x_t, from h0."""
     bsz, t = x.shape[:2]
-    q = max(min(chunk, t), 1)
-    nc = -(-t // q)
-    pad = nc * q - t
-    if pad:                                                     # identity steps at the end
-        a, x = F.pad(a, (0, 0, 0, pad), value=1.0), F.pad(x, (0, 0, 0, pad))
-    a = a.reshape(bsz, nc, q, -1)                               # (B, nc, Q, W)
-    b = x.reshape(bsz, nc, q, -1)
+    nc = -(-t // chunk)
+    pad = nc * chunk - t                                        # identity steps at the end
+    a = F.pad(a, (0, 0, 0, pad), value=1.0).view(bsz, nc, chunk, -1)   # (B, nc, Q, W)
+    b = F.pad(x, (0, 0, 0, pad)).view(bsz, nc, chunk, -1)
     k = 1
-    while k < q:
+    while k < chunk:
         b = torch.cat([b[:, :, :k], b[:, :, k:] + a[:, :, k:] * b[:, :, :-k]], 2)
         a = torch.cat([a[:, :, :k], a[:, :, k:] * a[:, :, :-k]], 2)
         k *= 2
