@@ -288,3 +288,17 @@ def test_bfloat16_state_keeps_the_scan_in_fp32():
     g = loads(spec("mamba(state=8)", 32)).model()
     p = seqdsl.estimate(g, seq=100, batch=1, dtype="bfloat16").points[0]
     assert p.state_bytes == 64 * 4 * 2 + 64 * 8 * 4           # conv window at bf16, scan state fp32
+
+
+@pytest.mark.parametrize("body", ["mamba(state=8)", "mamba2(state=8, head_dim=8, chunk=16)", "rglru(4)", "mingru"])
+def test_streaming_after_a_strided_conv(body):
+    """A causal stride-2 conv upstream hands every other one-step chunk on empty."""
+    import seqdsl
+    src = f"model m {{\n input x: float[B, T, 16]\n y = x -> conv1d(32, kernel=3, stride=2, padding=causal) -> {body}\n output y\n}}\n"
+    m = seqdsl.build(loads(src).model(), seed=0).eval()
+    x = torch.randn(2, 23, 16, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        full = m(x)
+        st = m.init_state(2)
+        out = torch.cat([m.step(x[:, i:i + 1], state=st)[0] for i in range(23)], 1)
+    torch.testing.assert_close(out, full, rtol=1e-5, atol=1e-5)

@@ -127,6 +127,8 @@ class Mamba2(nn.Module):
         return F.conv1d(xp, self.conv1d.weight, self.conv1d.bias, groups=self.conv_dim)
 
     def forward(self, x, state=None):
+        if x.shape[1] == 0:                   # an empty streaming chunk (a strided conv mid-stride)
+            return torch.zeros_like(x)
         bsz, t, _ = x.shape
         nh, p, n, g = self.heads, self.head_dim, self.state_size, self.groups
         gate, xbc, dt = self.in_proj(x).split([self.d_inner, self.conv_dim, nh], dim=-1)

@@ -93,6 +93,8 @@ class Mamba(nn.Module):
         return F.conv1d(xp, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner)
 
     def forward(self, x, state=None):
+        if x.shape[1] == 0:                   # an empty streaming chunk (a strided conv mid-stride)
+            return torch.zeros_like(x)
         bsz, t, _ = x.shape
         n, r = self.state_size, self.dt_rank
         xs, z = self.in_proj(x).chunk(2, dim=-1)               # (B, T, di) each

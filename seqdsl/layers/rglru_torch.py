@@ -141,6 +141,8 @@ class Rglru(nn.Module):
         return F.conv1d(xp, self.conv_1d.weight, self.conv_1d.bias, groups=self.width)
 
     def forward(self, x, state=None):
+        if x.shape[1] == 0:                   # an empty streaming chunk (a strided conv mid-stride)
+            return torch.zeros_like(x)
         y = F.gelu(self.linear_y(x), approximate="tanh")                    # gate branch (B, T, W)
         xb = self._conv(self.linear_x(x).transpose(1, 2), state).transpose(1, 2)
         xb = self.rg_lru(xb, state)
