@@ -9,7 +9,11 @@ from __future__ import annotations
 import math
 from typing import Literal, Union
 
-from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, require_float, require_rank, with_channels
+import sympy
+
+from ..graph.symbolic import as_int, ceil_div
+from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, example, require_float, require_rank, with_channels
+from .costs import LayerCost
 
 #: Mamba-1's chunk length (the lowering's chunked scan: a doubling scan inside
 #: a chunk, the state handed chunk to chunk). It changes cost, never the function.
@@ -18,6 +22,9 @@ MAMBA_CHUNK = 64
 
 class SequenceMixer(Layer):
     """A linear-time mixer of the v0.2 table: float [B, T, C] in, same shape out."""
+    shape_rule = "`[B, T, C] -> [B, T, C]` (float, rank 3)"
+    notes = ("Causal, with a generation state of constant size (docs/recurrent_layers.md). "
+             "Not allowed inside `segments`.")
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -34,10 +41,6 @@ class SequenceMixer(Layer):
     def validate(self, args, c: int) -> None:
         """Raise LayerError for argument combinations the reference refuses."""
 
-    def is_causal(self, args, inputs=None) -> bool:
-        return True
-
-
 def short_conv_cost(b, t, width: int, k: int):
     """A depthwise causal conv over exactly T outputs (left pad only):
     FlopCounterMode counts 2·B·T·width·K."""
@@ -46,9 +49,6 @@ def short_conv_cost(b, t, width: int, k: int):
 
 def if_longer(t, q: int, value):
     """value when T > q (more than one chunk), else 0; a Piecewise when T is symbolic."""
-    import sympy
-
-    from ..graph.symbolic import as_int
     if as_int(t) is not None:
         return value if as_int(t) > q else 0
     return sympy.Piecewise((value, sympy.StrictGreaterThan(t, q)), (0, True))
@@ -61,7 +61,6 @@ def doubling_scan_saved(b, t, q: int, width):
     (2·log2 q tensors) and the last decays, the concatenated states, the
     states handed between chunks (the last decays again once there are two
     chunks or more) and the zero initial state."""
-    from ..graph.symbolic import ceil_div
     steps = (q - 1).bit_length()                      # ceil(log2 q)
     tp = ceil_div(t, q) * q
     full = b * tp * width * 4
@@ -80,6 +79,12 @@ class MambaArgs(LayerArgs):
 class Mamba(SequenceMixer):
     kind = "mamba"
     Args = MambaArgs
+    summary = "Mamba-1 selective SSM mixer, exactly transformers' MambaMixer"
+    params_rule = ("3·d·di + di·(2R + 3N + K + 2) + [conv_bias]·di + [bias]·(2di + d); "
+                   "di = expand·d, N = state, K = conv, R = dt_rank")
+    arg_docs = {"state": "SSM state size N per channel", "expand": "inner width di = expand·d",
+                "conv": "width K of the causal depthwise conv", "dt_rank": "rank R of the dt projection (auto: ceil(d/16))",
+                "bias": "biases on in_proj and out_proj", "conv_bias": "bias on the conv"}
 
     @staticmethod
     def dims(args, d: int) -> tuple[int, int, int, int]:
@@ -97,8 +102,6 @@ class Mamba(SequenceMixer):
         """Projections in, x, dt and out; the depthwise conv over T; the scan's
         output product h·C (a bmm over the padded length Tp = ceil(T/64)·64).
         The scan itself (decays, doubling steps: ~9·B·T·di·N) is elementwise."""
-        from ..graph.symbolic import ceil_div
-        from .costs import LayerCost
         x = inputs[0]
         b, t, d, e = x.dims[0], x.dims[1], channels(x), ctx.elem
         di, n, k, r = self.dims(args, d)
@@ -126,3 +129,7 @@ class Mamba(SequenceMixer):
         di, n, k, r = self.dims(a, channels(node.inputs[0]))
         return ModuleSpec("Mamba", (channels(node.inputs[0]), n, a.expand, k, r, a.bias, a.conv_bias),
                           lowering="mamba_torch")
+
+    def examples(self):
+        return (example("float[B, T, 32]", "mamba(state=8)"),
+                example("float[B, T, 32]", "mamba(state=4, expand=1, conv=3, dt_rank=5, bias=true, conv_bias=false)"))

@@ -3,7 +3,9 @@ gated RMSNorm included (gate first, then normalise per group).
 Lowering: mamba2_torch.py; derivations: docs/recurrent_layers.md."""
 from __future__ import annotations
 
-from .base import LayerArgs, LayerError, ModuleSpec, PositiveInt, channels
+from ..graph.symbolic import ceil_div
+from .base import LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, example
+from .costs import LayerCost
 from .mamba import SequenceMixer, short_conv_cost
 
 
@@ -21,6 +23,14 @@ class Mamba2Args(LayerArgs):
 class Mamba2(SequenceMixer):
     kind = "mamba2"
     Args = Mamba2Args
+    summary = "Mamba-2 (SSD) mixer with its gated RMSNorm, exactly transformers' Mamba2Mixer"
+    params_rule = ("d·(3di + 2GN + Hm) + (di + 2GN)·K + 3Hm + di + [conv_bias]·(di + 2GN) "
+                   "+ [bias]·(2di + 2GN + Hm + d); di = expand·d, Hm = di / head_dim, G = groups, N = state, K = conv")
+    arg_docs = {"state": "SSM state size N per head", "expand": "inner width di = expand·d (a multiple of head_dim)",
+                "head_dim": "width P of a head", "groups": "groups G of B and C (dividing the heads)",
+                "conv": "width K of the causal depthwise conv over x, B and C",
+                "chunk": "chunk length of the chunked form (cost only, never the function)",
+                "bias": "biases on in_proj and out_proj", "conv_bias": "bias on the conv"}
 
     @staticmethod
     def dims(args, d: int) -> tuple[int, int, int, int, int]:
@@ -53,8 +63,6 @@ class Mamba2(SequenceMixer):
         nc·Q): scores C·B and their product with x (2·B·nc·H·Q²·(N + P)), each
         chunk's state and its read-out (2 x 2·B·nc·H·Q·P·N), the states handed
         between chunks (2·B·H·(nc+1)²·P·N). Decays and the gated norm are elementwise."""
-        from ..graph.symbolic import ceil_div
-        from .costs import LayerCost
         x = inputs[0]
         b, t, d, e = x.dims[0], x.dims[1], channels(x), ctx.elem
         di, hm, g, n, k = self.dims(args, d)
@@ -85,3 +93,7 @@ class Mamba2(SequenceMixer):
         a = node.args
         return ModuleSpec("Mamba2", (channels(node.inputs[0]), a.state, a.expand, a.head_dim, a.groups, a.conv,
                                      a.chunk, a.bias, a.conv_bias), lowering="mamba2_torch")
+
+    def examples(self):
+        return (example("float[B, T, 32]", "mamba2(state=8, head_dim=16, chunk=32)"),
+                example("float[B, T, 32]", "mamba2(state=4, head_dim=8, groups=2, conv=3, chunk=16, bias=true)"))

@@ -3,7 +3,8 @@ an output projection when expand != 1).
 Lowering: mingru_torch.py; derivations: docs/recurrent_layers.md."""
 from __future__ import annotations
 
-from .base import LayerArgs, LayerError, ModuleSpec, PositiveFloat, channels
+from .base import LayerArgs, LayerError, ModuleSpec, PositiveFloat, channels, example
+from .costs import LayerCost
 from .mamba import SequenceMixer
 
 
@@ -14,6 +15,9 @@ class MinGruArgs(LayerArgs):
 class MinGru(SequenceMixer):
     kind = "mingru"
     Args = MinGruArgs
+    summary = "minGRU (log-space parallel scan), exactly minGRU-pytorch's minGRU"
+    params_rule = "2·d·di + [expand != 1]·di·d; di = int(expand·d)"
+    arg_docs = {"expand": "inner width di = int(expand·d); an output projection when expand != 1"}
 
     @staticmethod
     def inner(args, d: int) -> int:
@@ -34,7 +38,6 @@ class MinGru(SequenceMixer):
         of depth 1 in products. Without to_out the output is the scan's exp,
         which autograd keeps. The inference workspace (the scan's temporaries)
         is fitted on torch 2.13 (CPU), within 3%."""
-        from .costs import LayerCost
         x = inputs[0]
         b, t, d, e = x.dims[0], x.dims[1], channels(x), ctx.elem
         di = self.inner(args, d)
@@ -51,3 +54,6 @@ class MinGru(SequenceMixer):
     def module(self, node, memory):
         a = node.args
         return ModuleSpec("MinGru", (channels(node.inputs[0]), float(a.expand)), lowering="mingru_torch")
+
+    def examples(self):
+        return (example("float[B, T, 32]", "mingru"), example("float[B, T, 32]", "mingru(expand=1.5)"))

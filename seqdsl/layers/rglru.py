@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .base import LayerArgs, LayerError, ModuleSpec, PositiveInt, channels
+from ..graph.symbolic import ceil_div
+from .base import LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, example
+from .costs import LayerCost
 from .mamba import SequenceMixer, doubling_scan_saved, short_conv_cost
 
 #: The lowering's chunk length (rglru_torch.RGLRU_CHUNK): changes cost, never the function.
@@ -21,6 +23,10 @@ class RglruArgs(LayerArgs):
 class Rglru(SequenceMixer):
     kind = "rglru"
     Args = RglruArgs
+    summary = "Griffin's recurrent block (RG-LRU), exactly transformers' RecurrentGemmaRecurrentBlock"
+    params_rule = "3·d·W + 2·W²/H + W·(K + 6) + d; W = width, H = heads, K = conv"
+    arg_docs = {"heads": "blocks H of the block-diagonal gates (dividing the width)",
+                "width": "recurrence width W (default: d)", "conv": "width K of the causal depthwise conv"}
 
     @staticmethod
     def width(args, d: int) -> int:
@@ -41,8 +47,6 @@ class Rglru(SequenceMixer):
         """linear_x, linear_y, linear_out; the depthwise conv over T; the two
         block-diagonal gates (baddbmm per head, 2·B·T·W·W/H each). The RG-LRU
         scan (chunked doubling scan, fp32) is elementwise."""
-        from ..graph.symbolic import ceil_div
-        from .costs import LayerCost
         x = inputs[0]
         b, t, d, e = x.dims[0], x.dims[1], channels(x), ctx.elem
         w, h, k = self.width(args, d), args.heads, args.conv
@@ -67,3 +71,6 @@ class Rglru(SequenceMixer):
         a = node.args
         d = channels(node.inputs[0])
         return ModuleSpec("Rglru", (d, a.heads, self.width(a, d), a.conv), lowering="rglru_torch")
+
+    def examples(self):
+        return (example("float[B, T, 32]", "rglru(4)"), example("float[B, T, 32]", "rglru(2, width=48, conv=3)"))
