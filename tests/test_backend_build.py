@@ -67,7 +67,10 @@ def check_stream(model, inputs, context=None, tol=1e-5):
                 y, state = model.step(*chunk, state=state)
                 outs.append(y)
             got = torch.cat(outs, 1)
-            assert torch.allclose(got, full, atol=tol, rtol=tol), (n, (got - full).abs().max())
+            # absolute error scales with the outputs' size: a 24-layer LM's logits reach ±50,
+            # where fp32 resolves 4e-6 and 1e-4 absolute is a few ulps of rounding
+            atol = tol * max(1.0, full.abs().max().item())
+            assert torch.allclose(got, full, atol=atol, rtol=tol), (n, (got - full).abs().max())
 
 
 def stream_context(model, graph):

@@ -32,6 +32,15 @@ EXPECTED = {
     # attention 4*(128^2+128) = 66,048; mlp 128*256+256 + 256*128+128 = 65,920;
     # gru 2 layers 3*128*(128+128+2)*2 = 198,144; rnn 64*(128+64+2) = 12,416; linear 64*12+12 = 780.
     "keyword_spotter": ({"x": "float[B, 12]"}, 381_964),
+    # embed 50,288*768 = 38,621,184; per layer rmsnorm 768 + mamba2 (di 1,536, 24 heads, N 128):
+    # 768*(3*1,536 + 256 + 24) = 3,753,984, conv 1,792*4 + 1,792 = 8,960, dt_bias/A_log/D 72,
+    # norm 1,536: 3,765,320; 24 layers 90,367,680; final rmsnorm 768; tied head 0.
+    # transformers' Mamba2ForCausalLM at mamba2-130m's config counts the same.
+    "mamba2_lm": ({"logits": "float[B, T, 50288]"}, 128_989_632),
+    # embed 32,768,000; rglru(8) 3*1024^2 + 2*1024^2/8 + 1024*10 + 1024 = 3,419,136;
+    # swiglu 3*1024*3072 = 9,437,184; MQA attention 2*1024^2 + 2*1024*128 = 2,359,296; 2 rmsnorms
+    # a layer; 4 x (2*12,858,368 + 11,798,528) = 150,061,056; final rmsnorm 1,024.
+    "griffin_like": ({"logits": "float[B, T, 32000]"}, 182_830_080),
 }
 
 

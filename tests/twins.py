@@ -802,6 +802,78 @@ class VideoHybrid(nn.Module):
         return self.head(x[:, -1])
 
 
+# ====================================================================== v0.2 recurrent specs
+def _reference(name: str):
+    """The test-only reference package (the `reference` extra); skips without it."""
+    import pytest
+    return pytest.importorskip(name)
+
+
+class Mamba2LM(nn.Module):
+    """specs/mamba2_lm.seq: transformers' Mamba2ForCausalLM itself at
+    state-spaces/mamba2-130m's sizes (the `mamba2` layer is exactly its mixer)."""
+
+    def __init__(self, vocab=50_288, d=768, layers=24):
+        super().__init__()
+        tf = _reference("transformers")
+        cfg = tf.Mamba2Config(vocab_size=vocab, hidden_size=d, num_hidden_layers=layers, state_size=128,
+                              expand=2, head_dim=64, num_heads=2 * d // 64, n_groups=1, conv_kernel=4,
+                              chunk_size=256, layer_norm_epsilon=1e-5, tie_word_embeddings=True)
+        self.lm = tf.Mamba2ForCausalLM(cfg)
+
+    def forward(self, tokens):
+        return self.lm(tokens).logits
+
+
+class GriffinRecurrent(nn.Module):
+    """transformers' RecurrentGemmaRecurrentBlock (the `rglru` layer), run without a cache."""
+
+    def __init__(self, d, heads):
+        super().__init__()
+        from transformers.models.recurrent_gemma.modeling_recurrent_gemma import RecurrentGemmaRecurrentBlock
+        tf = _reference("transformers")
+        cfg = tf.RecurrentGemmaConfig(hidden_size=d, lru_width=d, num_attention_heads=heads, conv1d_width=4)
+        self.block = RecurrentGemmaRecurrentBlock(cfg, 0)
+
+    def forward(self, x):
+        pos = torch.arange(x.shape[1], device=x.device)[None].expand(x.shape[0], -1)
+        return self.block(x, pos, None, use_cache=False)[0]
+
+
+class GriffinLayer(nn.Module):
+    """Pre-RMSNorm temporal mixing (RG-LRU block or local MQA), pre-RMSNorm SwiGLU."""
+
+    def __init__(self, d, hidden, mixer):
+        super().__init__()
+        self.mix_norm, self.mixer = nn.RMSNorm(d, eps=1e-5), mixer
+        self.ffn_norm, self.ffn = nn.RMSNorm(d, eps=1e-5), SwiGLU(d, hidden)
+
+    def forward(self, x):
+        x = x + self.mixer(self.mix_norm(x))
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class GriffinLike(nn.Module):
+    """specs/griffin_like.seq: 4 x (RG-LRU, RG-LRU, local attention), tied head."""
+
+    def __init__(self, vocab=32_000, d=1024, heads=8, hidden=3072, blocks=4):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, d)
+        mixers = []
+        for _ in range(blocks):
+            mixers += [GriffinRecurrent(d, heads), GriffinRecurrent(d, heads),
+                       Attention(d, heads, kv_heads=1, causal=True, window=1024, pos="rope", bias=False)]
+        self.layers = nn.ModuleList(GriffinLayer(d, hidden, m) for m in mixers)
+        self.norm = nn.RMSNorm(d, eps=1e-5)
+        self.lm_head = TiedLinear(self.wte, bias=False)
+
+    def forward(self, tokens):
+        x = self.wte(tokens)
+        for layer in self.layers:
+            x = layer(x)
+        return self.lm_head(self.norm(x))
+
+
 # ====================================================================== registry
 class Twin(NamedTuple):
     path: Path
@@ -820,6 +892,8 @@ TWINS: dict[str, Twin] = {
     "translation": Twin(SPECS / "translation.seq", Translation),
     "long_document": Twin(SPECS / "long_document.seq", LongDocument),
     "keyword_spotter": Twin(SPECS / "keyword_spotter.seq", KeywordSpotter),
+    "mamba2_lm": Twin(SPECS / "mamba2_lm.seq", Mamba2LM),
+    "griffin_like": Twin(SPECS / "griffin_like.seq", GriffinLike),
     "lm_sizes:gpt_tiny": Twin(EXAMPLES / "lm_sizes.seq", GPT, "gpt_tiny"),
     "lm_sizes:gpt_small": Twin(EXAMPLES / "lm_sizes.seq", lambda: GPT(d=256, heads=8, layers=4, max_len=512),
                                "gpt_small"),

@@ -843,8 +843,11 @@ def _expected(schema, field: str, err: dict) -> str:
             words.append(word)
     if "Literal" in annotation:
         opts = []
-        for arg in typing.get_args(schema.model_fields[field].annotation) or ():
-            opts += list(typing.get_args(arg))
+        ann = schema.model_fields[field].annotation
+        for arg in (ann,) if typing.get_origin(ann) is typing.Literal else typing.get_args(ann):
+            if typing.get_origin(arg) is typing.Literal:     # Union[int, Literal["auto"]]: the words
+                opts += list(typing.get_args(arg))
         if opts:
-            return "one of " + ", ".join(str(o) for o in opts if o is not None)
+            words = [w for w in words if w not in ("a word", "a name")]
+            return " or ".join(words + ["one of " + ", ".join(str(o) for o in opts if o is not None)])
     return " or ".join(words) or err.get("msg", "another value")

@@ -11,8 +11,12 @@ from .base import Layer, LayerArgs, LayerError
 from .conv import Conv
 from .dense import Linear, Mlp, Swiglu
 from .embed import Embed, Posenc
+from .mamba import Mamba
+from .mamba2 import Mamba2
+from .mingru import MinGru
 from .norm import Norm
 from .recurrent import Recurrent
+from .rglru import Rglru
 from .shape_ops import Flatten, SpatialPool, TimePool, Unsqueeze
 
 LAYERS: dict[str, Layer] = {
@@ -44,6 +48,10 @@ LAYERS: dict[str, Layer] = {
     "lstm": Recurrent("lstm"),
     "gru": Recurrent("gru"),
     "rnn": Recurrent("rnn"),
+    "mamba": Mamba(),
+    "mamba2": Mamba2(),
+    "rglru": Rglru(),
+    "mingru": MinGru(),
 }
 
 __all__ = ["LAYERS", "Layer", "LayerArgs", "LayerError"]

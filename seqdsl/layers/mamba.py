@@ -1,0 +1,135 @@
+"""mamba: the Mamba-1 selective SSM mixer, exactly transformers' `MambaMixer`.
+
+Shared with the other v0.2 mixers (mamba2, rglru, mingru): `SequenceMixer`,
+the `[B, T, C] -> [B, T, C]` causal shape rule, and the short-convolution cost.
+Lowering: mamba_torch.py; derivations: docs/recurrent_layers.md.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal, Union
+
+import sympy
+
+from ..graph.symbolic import as_int, ceil_div
+from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, example, require_float, require_rank, with_channels
+from .costs import LayerCost
+
+#: Mamba-1's chunk length (the lowering's chunked scan: a doubling scan inside
+#: a chunk, the state handed chunk to chunk). It changes cost, never the function.
+MAMBA_CHUNK = 64
+
+
+class SequenceMixer(Layer):
+    """A linear-time mixer of the v0.2 table: float [B, T, C] in, same shape out."""
+    shape_rule = "`[B, T, C] -> [B, T, C]` (float, rank 3)"
+    notes = ("Causal, with a generation state of constant size (docs/recurrent_layers.md). "
+             "Not allowed inside `segments`.")
+
+    def infer_shape(self, args, inputs, ctx):
+        (x,) = inputs
+        require_float(x, self.kind)
+        require_rank(x, 3, what=" [B, T, C]")
+        c = channels(x)
+        if ctx.in_segments:
+            raise LayerError(f"{self.kind} cannot run inside segments",
+                             help="segments carry memory for attention layers only; "
+                                  "put the recurrent layer before or after the segments block")
+        self.validate(args, c)
+        return with_channels(x, c)
+
+    def validate(self, args, c: int) -> None:
+        """Raise LayerError for argument combinations the reference refuses."""
+
+def short_conv_cost(b, t, width: int, k: int):
+    """A depthwise causal conv over exactly T outputs (left pad only):
+    FlopCounterMode counts 2·B·T·width·K."""
+    return 2 * b * t * width * k
+
+
+def if_longer(t, q: int, value):
+    """value when T > q (more than one chunk), else 0; a Piecewise when T is symbolic."""
+    if as_int(t) is not None:
+        return value if as_int(t) > q else 0
+    return sympy.Piecewise((value, sympy.StrictGreaterThan(t, q)), (0, True))
+
+
+def doubling_scan_saved(b, t, q: int, width):
+    """Bytes autograd keeps for the chunked doubling scan of mamba_torch /
+    rglru_torch (fp32 states of `width` numbers a position, T padded to
+    Tp = ceil(T/q)·q): the decays and partial sums of every doubling step
+    (2·log2 q tensors) and the last decays, the concatenated states, the
+    states handed between chunks (the last decays again once there are two
+    chunks or more) and the zero initial state."""
+    steps = (q - 1).bit_length()                      # ceil(log2 q)
+    tp = ceil_div(t, q) * q
+    full = b * tp * width * 4
+    return (2 * steps + 1) * full + if_longer(t, q, full) + (tp - q) * b * width * 4 + b * width * 4
+
+
+class MambaArgs(LayerArgs):
+    state: PositiveInt = 16
+    expand: PositiveInt = 2
+    conv: PositiveInt = 4
+    dt_rank: Union[PositiveInt, Literal["auto"]] = "auto"
+    bias: bool = False
+    conv_bias: bool = True
+
+
+class Mamba(SequenceMixer):
+    kind = "mamba"
+    Args = MambaArgs
+    summary = "Mamba-1 selective SSM mixer, exactly transformers' MambaMixer"
+    params_rule = ("3·d·di + di·(2R + 3N + K + 2) + [conv_bias]·di + [bias]·(2di + d); "
+                   "di = expand·d, N = state, K = conv, R = dt_rank")
+    arg_docs = {"state": "SSM state size N per channel", "expand": "inner width di = expand·d",
+                "conv": "width K of the causal depthwise conv", "dt_rank": "rank R of the dt projection (auto: ceil(d/16))",
+                "bias": "biases on in_proj and out_proj", "conv_bias": "bias on the conv"}
+
+    @staticmethod
+    def dims(args, d: int) -> tuple[int, int, int, int]:
+        """(di, N, K, R): inner width, state, conv width, dt rank."""
+        r = math.ceil(d / 16) if args.dt_rank == "auto" else args.dt_rank
+        return args.expand * d, args.state, args.conv, r
+
+    def count_params(self, args, inputs, out):
+        d = channels(inputs[0])
+        di, n, k, r = self.dims(args, d)
+        return (3 * d * di + di * (2 * r + 3 * n + k + 2) + args.conv_bias * di
+                + args.bias * (2 * di + d))
+
+    def cost(self, args, inputs, out, ctx):
+        """Projections in, x, dt and out; the depthwise conv over T; the scan's
+        output product h·C (a bmm over the padded length Tp = ceil(T/64)·64).
+        The scan itself (decays, doubling steps: ~9·B·T·di·N) is elementwise."""
+        x = inputs[0]
+        b, t, d, e = x.dims[0], x.dims[1], channels(x), ctx.elem
+        di, n, k, r = self.dims(args, d)
+        q = MAMBA_CHUNK
+        tp = ceil_div(t, q) * q
+        rows = b * t
+        first = 2 * rows * d * 2 * di                            # in_proj
+        proj = first + 2 * rows * (di * (r + 2 * n) + r * di + di * d)
+        conv = short_conv_cost(b, t, di, k)
+        scan = 2 * b * tp * di * n                               # h @ C
+        flops = proj + conv + scan
+        backward = proj + (proj - first) + 2 * conv + 2 * scan   # weight grads; inner input grads
+        saved = (doubling_scan_saved(b, t, q, di * n)
+                 + b * t * di * n * 4 + b * tp * n * 4 + 2 * di * n * 4      # decays exp, padded C, A
+                 + 11 * b * t * di * e + b * di * (t + k - 1) * e + b * t * (r + 2 * n) * e)
+        work = b * di * n * 4 * (4 * tp + 2 * t) + 4 * b * t * di * e
+        step = 2 * b * (d * 2 * di + di * (r + 2 * n) + r * di + di * d) + 2 * b * di * k + 2 * b * di * n
+        return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(first,),
+                         saved_bytes=saved, saves_inputs=(True,), workspace_bytes=work, step_flops=step,
+                         state_bytes=b * di * k * e + b * di * n * 4, depth=ceil_div(t, q) + 1,
+                         has_weights=True)
+
+    def module(self, node, memory):
+        a = node.args
+        di, n, k, r = self.dims(a, channels(node.inputs[0]))
+        return ModuleSpec("Mamba", (channels(node.inputs[0]), n, a.expand, k, r, a.bias, a.conv_bias),
+                          lowering="mamba_torch")
+
+    def examples(self):
+        return (example("float[B, T, 32]", "mamba(state=8)"),
+                example("float[B, T, 32]", "mamba(state=4, expand=1, conv=3, dt_rank=5, bias=true, conv_bias=false)"))
