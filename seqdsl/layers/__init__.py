@@ -11,8 +11,12 @@ from .base import Layer, LayerArgs, LayerError
 from .conv import Conv
 from .dense import Linear, Mlp, Swiglu
 from .embed import Embed, Posenc
+from .gated_deltanet import GatedDeltaNet
+from .gla import Gla
+from .mlstm import Mlstm
 from .norm import Norm
 from .recurrent import Recurrent
+from .retention import Retention
 from .shape_ops import Flatten, SpatialPool, TimePool, Unsqueeze
 
 LAYERS: dict[str, Layer] = {
@@ -44,6 +48,10 @@ LAYERS: dict[str, Layer] = {
     "lstm": Recurrent("lstm"),
     "gru": Recurrent("gru"),
     "rnn": Recurrent("rnn"),
+    "gla": Gla(),
+    "gated_deltanet": GatedDeltaNet(),
+    "retention": Retention(),
+    "mlstm": Mlstm(),
 }
 
 __all__ = ["LAYERS", "Layer", "LayerArgs", "LayerError"]

@@ -1,0 +1,50 @@
+"""retention: multi-scale retention (RetNet, Sun et al. 2023,
+arXiv:2307.08621), exactly flash-linear-attention's `MultiScaleRetention`:
+q, k, v, output-gate projections, RoPE on q and k, a fixed decay
+1 - 2^(-5-h) per head h, a gated RMSNorm per head and the output projection.
+Lowering: retention_torch.py."""
+from __future__ import annotations
+
+from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt
+from . import linear_rnn as lr
+
+
+class RetentionArgs(LayerArgs):
+    heads: PositiveInt
+    expand_k: float = 1.0
+    expand_v: float = 2.0
+    chunk: PositiveInt = 64
+
+
+class Retention(Layer):
+    kind = "retention"
+    Args = RetentionArgs
+
+    def dims(self, args, c: int):
+        dk = lr.scaled_width(c, args.expand_k, "expand_k")
+        dv = lr.scaled_width(c, args.expand_v, "expand_v")
+        dkh = lr.split_heads_of(dk, args.heads, "key")
+        dvh = lr.split_heads_of(dv, args.heads, "value")
+        if dkh % 2:
+            raise LayerError(f"RoPE needs an even key head size, got {dk} / {args.heads} = {dkh}",
+                             arg="heads")
+        if dkh > 256:
+            raise LayerError(f"the key head size {dkh} is past the reference's limit of 256",
+                             arg="heads", help="use more heads or a smaller expand_k")
+        return dk, dv, dkh, dvh
+
+    def infer_shape(self, args, inputs, ctx):
+        (x,) = inputs
+        self.dims(args, lr.check_sequence(x, self.kind, ctx))
+        return x
+
+    def count_params(self, args, inputs, out):
+        c = lr.channels(inputs[0])
+        dk, dv, _, dvh = self.dims(args, c)
+        return c * (2 * dk + 3 * dv) + dvh
+
+    def module(self, node, memory):
+        a, c = node.args, lr.channels(node.inputs[0])
+        return ModuleSpec("MultiScaleRetention", (c,), dict(
+            heads=a.heads, expand_k=a.expand_k, expand_v=a.expand_v, chunk=a.chunk),
+            lowering="retention_torch")
