@@ -42,6 +42,42 @@ class GatedDeltaNet(Layer):
         return (c * (2 * kd + 2 * vd + 2 * h) + int(args.gate) * c * vd + 2 * h
                 + lr.conv_params(2 * kd + vd, args.conv, args.conv_bias) + dvh)
 
+    def cost(self, args, inputs, out, ctx):
+        """docs/linear_attention_layers.md: projections q, k, v, a, b, g, o, the
+        short convolution, and chunk_delta_rule's products per chunk of Q:
+        (beta k) k^T, q k^T, T·(beta v), T·(beta k e^b) (Q·Q·dk or dv each),
+        w·S, k^T v_new, q·S (Q·dk·dv each), tril(q k^T)·v_new, plus the
+        unit-triangular solve for T = (I + M)^-1, Q(Q-1)·Q FLOPs (its backward:
+        the same solve and a Q x Q x Q product). State: S of dk x dv per head in
+        fp32 plus the convolution windows."""
+        from .costs import LayerCost
+        x = inputs[0]
+        b, t, c = x.dims[0], x.dims[1], lr.channels(x)
+        kd, vd, dk, dv = self.dims(args)
+        h, k, q, e = args.heads, args.conv, args.chunk, ctx.elem
+        p = lr.Products()
+        for width in (kd, kd, vd, h, h) + ((vd,) if args.gate else ()):
+            p.linear(b * t, c, width, from_input=True)
+        p.linear(b * t, vd, c)
+        lr.short_conv(p, b * t, 2 * kd + vd, k)
+        _, tp = lr.chunks(t, q)
+        bh = b * h
+        p.product(2 * bh * tp * (q * (3 * dk + 2 * dv) + 3 * dk * dv))
+        # the loop's per-chunk products: the first w·S has a zero S (no gradient),
+        # the last k^T v_new only makes the final state; one chunk: q·S_start too
+        s_prod = 2 * bh * q * dk * dv
+        p.backward -= 3 * s_prod + lr.one_chunk(t, q, s_prod)
+        solve = bh * tp * q * (q - 1)                      # (I + M)^-1, n = Q, Q right-hand sides
+        p.forward += solve
+        p.backward += solve + 2 * bh * tp * q * q          # the backward's solve and its Q x Q x Q product
+        step = (2 * b * (c * (2 * kd + vd + 2 * h + int(args.gate) * vd) + vd * c + (2 * kd + vd) * k)
+                + 6 * bh * dk * dv)
+        saved, work = lr.delta_memory(b, t, c, h, kd, vd, dk, dv, k, q, e, args.gate)
+        return LayerCost(flops=p.forward, backward_flops=p.backward, input_grad_flops=(p.input_grad,),
+                         saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, step_flops=step,
+                         state_bytes=bh * dk * dv * 4 + b * (2 * kd + vd) * k * e,
+                         depth=lr.chunked_depth(t, q), has_weights=True)
+
     def module(self, node, memory):
         a, c = node.args, lr.channels(node.inputs[0])
         return ModuleSpec("GatedDeltaNet", (c,), dict(

@@ -41,6 +41,30 @@ class Gla(Layer):
         return (c * (2 * dk + 3 * dv + r) + dk * (r + 1) + dvh
                 + lr.conv_params(2 * dk + dv, args.conv, args.conv_bias))
 
+    def cost(self, args, inputs, out, ctx):
+        """docs/linear_attention_layers.md: seven projections (q, k, v, g, the
+        two low-rank gate factors, o), the short convolution over q, k, v, and
+        chunk_gla's products over ceil(T/Q)·Q padded steps; state: S of
+        dk_h x dv_h per head in fp32 plus the convolution windows."""
+        from .costs import LayerCost
+        x = inputs[0]
+        b, t, c = x.dims[0], x.dims[1], lr.channels(x)
+        dk, dv, dkh, dvh = self.dims(args, c)
+        h, r, k, q, e = args.heads, args.gate_rank, args.conv, args.chunk, ctx.elem
+        p = lr.Products()
+        for width in (dk, dk, dv, dv, r):                  # q, k, v, g, gk[0]: from the input
+            p.linear(b * t, c, width, from_input=True)
+        p.linear(b * t, r, dk).linear(b * t, dv, c)        # gk[1], o
+        lr.short_conv(p, b * t, 2 * dk + dv, k)
+        p.forward += lr.gla_core_flops(b * h, t, q, dkh, dvh)
+        p.backward += lr.gla_core_backward(b * h, t, q, dkh, dvh)
+        step = 2 * b * (c * (2 * dk + 2 * dv + r) + r * dk + dv * c + (2 * dk + dv) * k) + 4 * b * h * dkh * dvh
+        saved, work = lr.gla_memory(b, t, c, h, dk, dv, dkh, dvh, r, k, q, e, gated_keys=True)
+        return LayerCost(flops=p.forward, backward_flops=p.backward, input_grad_flops=(p.input_grad,),
+                         saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, step_flops=step,
+                         state_bytes=b * h * dkh * dvh * 4 + b * (2 * dk + dv) * k * e,
+                         depth=lr.chunked_depth(t, q), has_weights=True)
+
     def module(self, node, memory):
         a, c = node.args, lr.channels(node.inputs[0])
         return ModuleSpec("GatedLinearAttention", (c,), dict(

@@ -12,6 +12,10 @@ from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt
 from . import linear_rnn as lr
 
 
+#: chunk length of mlstm's chunked form (the contract gives mlstm no `chunk`)
+CHUNK = 64
+
+
 class MlstmArgs(LayerArgs):
     heads: PositiveInt
     proj: float = 2.0
@@ -46,7 +50,38 @@ class Mlstm(Layer):
         return (3 * c * di + di * (3 * args.qkv_block + args.conv + 3 + 6 * h) + 2 * h
                 + int(args.bias) * (5 * di + c))
 
+    def cost(self, args, inputs, out, ctx):
+        """docs/linear_attention_layers.md: up- and down-projections, the
+        block-diagonal q, k, v (2·qkv_block FLOPs per channel), the two gate
+        projections from cat(q, k, v), the convolution, and chunk_mlstm's
+        products per chunk of Q = 64 (D = di / heads): k^T v and q·C (Q·D·D),
+        q k^T and the intra product (Q·Q·D), q·n (Q·D). State: C, n and m per
+        head and the convolution window, at the model dtype (as xlstm)."""
+        from .costs import LayerCost
+        x = inputs[0]
+        b, t, c = x.dims[0], x.dims[1], lr.channels(x)
+        di, h, e = self.inner(args, c), args.heads, ctx.elem
+        d, q, k, blk = di // h, CHUNK, args.conv, args.qkv_block
+        p = lr.Products()
+        p.linear(b * t, c, 2 * di, from_input=True)
+        lr.short_conv(p, b * t, di, k)
+        p.product(3 * 2 * b * t * di * blk)                # q, k, v: weight and input gradients
+        p.linear(b * t, 3 * di, h).linear(b * t, 3 * di, h)   # input and forget gates
+        p.linear(b * t, di, c)
+        _, tp = lr.chunks(t, q)
+        p.product(2 * b * h * tp * (2 * q * d + 2 * d * d + d))
+        # one chunk: the carried state is the zero start (q·C, q·n: q's gradient
+        # only) and the chunk's k^T v feeds only the final state
+        p.backward -= lr.one_chunk(t, q, 2 * b * h * q * (3 * d * d + d))
+        step = (2 * b * (3 * c * di + di * k + 3 * di * blk + 6 * di * h)
+                + 2 * b * h * (2 * d * d + d))
+        saved, work = lr.mlstm_memory(b, t, c, h, di, d, k, q, e)
+        return LayerCost(flops=p.forward, backward_flops=p.backward, input_grad_flops=(p.input_grad,),
+                         saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, step_flops=step,
+                         state_bytes=b * h * (d * d + d + 1) * e + b * di * k * e,
+                         depth=lr.chunked_depth(t, q), has_weights=True)
+
     def module(self, node, memory):
         a, c = node.args, lr.channels(node.inputs[0])
         return ModuleSpec("MLstm", (c,), dict(heads=a.heads, proj=a.proj, qkv_block=a.qkv_block,
-                                              conv=a.conv, bias=a.bias), lowering="mlstm_torch")
+                                              conv=a.conv, bias=a.bias, chunk=CHUNK), lowering="mlstm_torch")

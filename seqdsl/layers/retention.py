@@ -43,6 +43,27 @@ class Retention(Layer):
         dk, dv, _, dvh = self.dims(args, c)
         return c * (2 * dk + 3 * dv) + dvh
 
+    def cost(self, args, inputs, out, ctx):
+        """docs/linear_attention_layers.md: projections q, k, v, g, o and
+        chunk_gla's products (RoPE and the fixed decays are elementwise);
+        state: S of dk_h x dv_h per head in fp32."""
+        from .costs import LayerCost
+        x = inputs[0]
+        b, t, c = x.dims[0], x.dims[1], lr.channels(x)
+        dk, dv, dkh, dvh = self.dims(args, c)
+        h, q, e = args.heads, args.chunk, ctx.elem
+        p = lr.Products()
+        for width in (dk, dk, dv, dv):
+            p.linear(b * t, c, width, from_input=True)
+        p.linear(b * t, dv, c)
+        p.forward += lr.gla_core_flops(b * h, t, q, dkh, dvh)
+        p.backward += lr.gla_core_backward(b * h, t, q, dkh, dvh)
+        step = 2 * b * c * (2 * dk + 3 * dv) + 4 * b * h * dkh * dvh
+        saved, work = lr.gla_memory(b, t, c, h, dk, dv, dkh, dvh, 0, 0, q, e, gated_keys=False)
+        return LayerCost(flops=p.forward, backward_flops=p.backward, input_grad_flops=(p.input_grad,),
+                         saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, step_flops=step,
+                         state_bytes=b * h * dkh * dvh * 4, depth=lr.chunked_depth(t, q), has_weights=True)
+
     def module(self, node, memory):
         a, c = node.args, lr.channels(node.inputs[0])
         return ModuleSpec("MultiScaleRetention", (c,), dict(
