@@ -118,14 +118,91 @@ def chunked_depth(t, q: int):
     return ceil_div(t, q) + 1
 
 
-# ------------------------------------------------------------------ memory (fitted to the lowering; see the docs)
+# ------------------------------------------------------------------ memory
+# What autograd saves and what inference holds at once, tensor by tensor as the
+# lowering makes them (docs/linear_attention_layers.md lists them). The
+# recurrences run in fp32 (F32) whatever the model dtype (fla does the same);
+# mlstm runs at the model dtype (as xlstm). Bool masks are 1 byte, indices 8.
+F32 = 4
+
+
+def _norm_saved(b, t, h, dv, e, gated: bool):
+    """The gated RMSNorm (fp32 inside) and the output projection's input:
+    rsqrt per head, the normalised rows, and with the gate g, silu(g) and the
+    normalised·weight product; o_proj keeps its input."""
+    return b * t * h * F32 + (4 if gated else 1) * b * t * dv * F32 + b * t * dv * e
+
+
+def _conv_saved(b, t, width: int, k: int, e):
+    """Each short conv keeps its left-padded input and silu its input."""
+    return b * width * (2 * t + k - 1) * e if k else 0
+
+
 def gla_memory(b, t, c, h, dk, dv, dkh, dvh, r, k, q, e, gated_keys):
-    return 0, 0
+    """(saved, workspace) bytes of gla (gated_keys: per-key decays that need a
+    gradient) or retention (one fixed decay per head)."""
+    n, tp = chunks(t, q)
+    bh = b * h
+    if gated_keys:
+        # q, k, e^b, e^-b, their products q~, k~, e^(b_Q - b), k decayed; decays
+        # per chunk; each carried state (kept by the decay product) and their stack
+        core = 8 * tp * dkh + n * dkh + 2 * n * dkh * dvh
+        model = _conv_saved(b, t, 2 * dk + dv, k, e) + b * t * (r + 2 * dk) * e   # gk: rank input, logsigmoid in/buffer
+    else:
+        # the decays need no gradient: q~, k~, k decayed, three decay vectors,
+        # the stacked states; RoPE keeps cos and sin for q and k
+        core = 3 * tp * dkh + 3 * tp + n + n * dkh * dvh
+        model = 4 * t * dkh * e
+    core += tp * q + 2 * tp * dvh                    # masked scores, v chunks, padded output
+    saved = bh * core * F32 + q * q + model + _norm_saved(b, t, h, dv, e, True)
+    # inference: everything chunk_gla holds at its last product, plus q, k, v (and gk)
+    # (q, k, e^b, q~, k~, a transient decay; scores; v, output, inter-chunk
+    # product; decays; chunk states, carried states, their stack, the last)
+    held = 6 * tp * dkh + tp * q + 3 * tp * dvh + n * dkh + 3 * n * dkh * dvh + dkh * dvh
+    if not gated_keys:      # the decays are (Q, 1) per chunk
+        held += 3 * tp - 4 * tp * dkh + tp * dkh
+    work = bh * held * F32 + q * q + b * t * (2 * dk + dv + (dk if gated_keys else 0)) * e
+    return saved, work
 
 
 def delta_memory(b, t, c, h, kd, vd, dk, dv, k, q, e, gate):
-    return 0, 0
+    """(saved, workspace) bytes of gated_deltanet."""
+    n, tp = chunks(t, q)
+    bh = b * h
+    # per chunk: decays, (beta k) k^T, I + M, its inverse, q k^T and its masked
+    # product (Q x Q); k, beta k twice, the w input, w, q, q e^b, k decayed
+    # (dk); v, beta v, v_new, their stack, the padded output (dv); beta and
+    # three decay vectors; per chunk step the decay and the carried state, and
+    # their stack. With one chunk the zero start needs no gradient: w and q e^b
+    # are not kept.
+    core = (6 * tp * q + 8 * tp * dk + 5 * tp * dv + 4 * tp + n + 2 * n * dk * dv
+            - one_chunk(t, q, 2 * q * dk))
+    model = (_conv_saved(b, t, 2 * kd + vd, k, e) if k else b * t * (2 * kd + vd) * e)   # conv, or silu inputs
+    model += 2 * b * t * kd * F32 + 2 * b * t * h * F32                  # l2norm: rows and rsqrt, q and k
+    model += 3 * b * t * h * F32 + 2 * h * F32                           # beta, the gate's softplus in/out, exp(A_log)
+    saved = bh * core * F32 + 2 * q * q + q * q * F32 + model + _norm_saved(b, t, h, vd, e, gate)
+    # what chunk_delta_rule holds at its last product: decays, M, T, the masked
+    # q k^T (Q); q, k, w, k decayed (dk); v, u, the v_new list, its stack and
+    # the two products (dv); beta, b; the carried states and the last; eye;
+    # plus the layer's q, k, v, beta and gate
+    held = 4 * tp * q + 4 * tp * dk + 6 * tp * dv + 2 * tp + (n + 1) * dk * dv
+    work = (bh * held * F32 + q * q + q * q * F32 + b * t * (2 * kd + vd) * e
+            + 2 * b * t * h * F32)
+    return saved, work
 
 
 def mlstm_memory(b, t, c, h, di, d, k, q, e):
-    return 0, 0
+    """(saved, workspace) bytes of mlstm (its cell at the model dtype)."""
+    n, tp = chunks(t, q)
+    bh = b * h
+    # k, v, k weighted, q, q scaled, numerator, output (D); decay weights, q k^T,
+    # their product (Q); eight row statistics; per chunk the chunk state k^T v,
+    # its key sum, the chunk max, the carried C, n and three scalars, the
+    # stacked C and n; argmax indices of the row and chunk maxima
+    core = 7 * tp * d + 3 * tp * q + 8 * tp + 3 * n * d * d + 3 * n * d + 4 * n - one_chunk(t, q, q * d)
+    model = b * di * (t + k - 1) * e + 13 * b * t * di * e            # see docs: conv, q/k copies, up, gates, ...
+    model += 2 * b * h * t * e + 2 * b * t * h * F32 + di * e         # logsigmoid in/buffer, layer-norm stats, 1 + w
+    saved = bh * core * e + bh * (tp + n) * 8 + q * q + model
+    held = 6 * tp * d + 3 * tp * q + 6 * tp + 4 * n * d * d + 4 * n * d
+    work = bh * held * e + bh * (tp + n) * 8 + q * q + b * t * (6 * di) * e
+    return saved, work
