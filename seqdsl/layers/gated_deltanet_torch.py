@@ -69,14 +69,23 @@ def chunk_delta_rule(q, k, v, beta, g, scale, chunk: int = 64, s=None):
     kd = kc * (last - b).exp().unsqueeze(-1)                           # keys decayed to the chunk end
     if s is None:
         s = q.new_zeros(bsz, h, dk, dv, dtype=torch.float32)
+    starts, fresh, s = _carry_delta(s, u, w, last, kd)
+    o = (qc * b.exp().unsqueeze(-1)) @ starts + p @ fresh
+    return o.reshape(bsz, h, n * chunk, dv)[:, :, :t], s
+
+
+@torch.compiler.disable
+def _carry_delta(s, u, w, last, kd):
+    """Chunk by chunk: v_new = u - w S, S <- e^(b_Q) S + (k decayed)^T v_new.
+    Returns the states at each chunk's start and the v_new, stacked, and the
+    last state. Eager under torch.compile (one graph for every T)."""
     starts, fresh = [], []
-    for i in range(n):
+    for i in range(u.shape[2]):
         starts.append(s)
         vn = u[:, :, i] - w[:, :, i] @ s                               # (B, H, Q, dv)
         s = s * last[:, :, i].exp()[..., None] + kd[:, :, i].transpose(-1, -2) @ vn
         fresh.append(vn)
-    o = (qc * b.exp().unsqueeze(-1)) @ torch.stack(starts, 2) + p @ torch.stack(fresh, 2)
-    return o.reshape(bsz, h, n * chunk, dv)[:, :, :t], s
+    return torch.stack(starts, 2), torch.stack(fresh, 2), s
 
 
 class GatedDeltaNet(nn.Module):

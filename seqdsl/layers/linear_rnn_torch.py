@@ -124,12 +124,22 @@ def chunk_gla(q, k, v, g, scale, chunk: int = 64, s=None):
     decay = last.exp().transpose(-1, -2)                               # (B, H, n, dk|1, 1)
     if s is None:
         s = q.new_zeros(bsz, h, dk, dv, dtype=torch.float32)
+    starts, s = _carry(s, decay, u)
+    o = o + qe @ starts                                                # inter-chunk: q·S at the chunk start
+    return o.reshape(bsz, h, n * chunk, dv)[:, :, :t], s
+
+
+@torch.compiler.disable
+def _carry(s, decay, u):
+    """The state passed chunk to chunk, S <- decay·S + U (elementwise): the
+    states at each chunk's start, stacked (B, H, n, dk, dv), and the last.
+    Run eagerly under torch.compile, so that one compiled graph serves every
+    number of chunks (a traced loop would be unrolled per T)."""
     starts = []
-    for i in range(n):
+    for i in range(u.shape[2]):
         starts.append(s)
         s = decay[:, :, i] * s + u[:, :, i]
-    o = o + qe @ torch.stack(starts, 2)                                # inter-chunk: q·S at the chunk start
-    return o.reshape(bsz, h, n * chunk, dv)[:, :, :t], s
+    return torch.stack(starts, 2), s
 
 
 def gla_forward(q, k, v, g, scale, chunk: int, state=None, key: str = "S"):

@@ -72,23 +72,32 @@ def chunk_mlstm(q, k, v, i, f, chunk: int = 64, state=None, eps: float = 1e-6):
     mloc = wl.max(-1).values                                           # (B, H, n)
     kw = kc * (wl - mloc.unsqueeze(-1)).exp().unsqueeze(-1)
     kv, ksum = kw.transpose(-1, -2) @ vc, kw.sum(-2)                   # (B, H, n, D, D), (B, H, n, D)
-    c, n, m = state if state is not None else _zero_state(q)
-    cs, ns, ms = [], [], []
-    for j in range(nc):
-        cs.append(c), ns.append(n), ms.append(m)
-        m_new = torch.maximum(a[:, :, j, -1] + m, mloc[:, :, j])
-        old, new = (a[:, :, j, -1] + m - m_new).exp(), (mloc[:, :, j] - m_new).exp()
-        c = old[..., None, None] * c + new[..., None, None] * kv[:, :, j]
-        n = old[..., None] * n + new[..., None] * ksum[:, :, j]
-        m = m_new
-    inter = torch.stack(ms, 2).unsqueeze(-1) + a                       # (B, H, n, Q): log scale of the carried state
+    (cs, ns, ms), (c, n, m) = _carry_mlstm(state if state is not None else _zero_state(q), a[..., -1], mloc, kv, ksum)
+    inter = ms.unsqueeze(-1) + a                                       # (B, H, n, Q): log scale of the carried state
     stab = torch.maximum(logd.max(-1).values, inter)
     e = (qc @ kc.transpose(-1, -2)) * (logd - stab.unsqueeze(-1)).exp()   # (B, H, n, Q, Q)
     qs = qc * (inter - stab).exp().unsqueeze(-1)
-    num = e @ vc + qs @ torch.stack(cs, 2)                             # (B, H, n, Q, D)
-    qn = e.sum(-1) + (qs @ torch.stack(ns, 2).unsqueeze(-1)).squeeze(-1)
+    num = e @ vc + qs @ cs                                             # (B, H, n, Q, D)
+    qn = e.sum(-1) + (qs @ ns.unsqueeze(-1)).squeeze(-1)
     hs = num / (torch.maximum(qn.abs(), (-stab).exp()) + eps).unsqueeze(-1)
     return hs.reshape(bsz, h, nc * chunk, d)[:, :, :t], (c, n, m)
+
+
+@torch.compiler.disable
+def _carry_mlstm(state, a_last, mloc, kv, ksum):
+    """(C, n, m) passed chunk to chunk: m' = max(a_Q + m, m_loc), each part
+    rescaled to m'. Returns the states at each chunk's start, stacked, and the
+    last. Eager under torch.compile (one graph for every T)."""
+    c, n, m = state
+    cs, ns, ms = [], [], []
+    for j in range(kv.shape[2]):
+        cs.append(c), ns.append(n), ms.append(m)
+        m_new = torch.maximum(a_last[:, :, j] + m, mloc[:, :, j])
+        old, new = (a_last[:, :, j] + m - m_new).exp(), (mloc[:, :, j] - m_new).exp()
+        c = old[..., None, None] * c + new[..., None, None] * kv[:, :, j]
+        n = old[..., None] * n + new[..., None] * ksum[:, :, j]
+        m = m_new
+    return (torch.stack(cs, 2), torch.stack(ns, 2), torch.stack(ms, 2)), (c, n, m)
 
 
 class Headwise(nn.Module):
