@@ -21,7 +21,6 @@ xlstm's mLSTMLayer is pure PyTorch and runs as it is.
 from __future__ import annotations
 
 import importlib.util
-import math
 import sys
 import types
 from contextlib import contextmanager

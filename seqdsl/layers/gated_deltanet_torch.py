@@ -15,15 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .linear_rnn_torch import GatedRMSNorm, ShortConv, _chunked, conv_stream
+from .linear_rnn_torch import GatedRMSNorm, ShortConv, _chunked, acc, acc_dtype, conv_stream
 
 
 def delta_step(q, k, v, beta, g, scale, s):
     """One token. q, k (B, H, dk), v (B, H, dv), beta, g (B, H), s (B, H, dk, dv)
     fp32 -> (o (B, H, dv), new s)."""
-    q, k, v = q.float(), k.float(), v.float()
-    s = s * g.float().exp()[..., None, None]
-    u = beta.float()[..., None] * (v - (k.unsqueeze(-2) @ s).squeeze(-2))       # (B, H, dv): the correction
+    q, k, v = acc(q), acc(k), acc(v)
+    s = s * acc(g).exp()[..., None, None]
+    u = acc(beta)[..., None] * (v - (k.unsqueeze(-2) @ s).squeeze(-2))       # (B, H, dv): the correction
     s = s + k.unsqueeze(-1) @ u.unsqueeze(-2)
     return ((q * scale).unsqueeze(-2) @ s).squeeze(-2), s
 
@@ -33,7 +33,7 @@ def naive_delta_rule(q, k, v, beta, g, scale, s=None):
     beta, g (B, H, T) -> (o (B, H, T, dv) fp32, final s)."""
     b, h, t, dk = q.shape
     if s is None:
-        s = q.new_zeros(b, h, dk, v.shape[-1], dtype=torch.float32)
+        s = q.new_zeros(b, h, dk, v.shape[-1], dtype=acc_dtype(q))
     out = []
     for i in range(t):
         o, s = delta_step(q[:, :, i], k[:, :, i], v[:, :, i], beta[:, :, i], g[:, :, i], scale, s)
@@ -53,10 +53,10 @@ def chunk_delta_rule(q, k, v, beta, g, scale, chunk: int = 64, s=None):
     bsz, h, t, dk = q.shape
     dv = v.shape[-1]
     n = -(-t // chunk)
-    qc = _chunked(q.float() * scale, n, chunk)                         # (B, H, n, Q, dk)
-    kc, vc = _chunked(k.float(), n, chunk), _chunked(v.float(), n, chunk)
-    bc = _chunked(beta.float().unsqueeze(-1), n, chunk)                # (B, H, n, Q, 1)
-    b = _chunked(g.float().unsqueeze(-1), n, chunk).squeeze(-1).cumsum(-1)   # (B, H, n, Q)
+    qc = _chunked(acc(q) * scale, n, chunk)                         # (B, H, n, Q, dk)
+    kc, vc = _chunked(acc(k), n, chunk), _chunked(acc(v), n, chunk)
+    bc = _chunked(acc(beta).unsqueeze(-1), n, chunk)                # (B, H, n, Q, 1)
+    b = _chunked(acc(g).unsqueeze(-1), n, chunk).squeeze(-1).cumsum(-1)   # (B, H, n, Q)
     causal = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril()
     decay = (b.unsqueeze(-1) - b.unsqueeze(-2)).masked_fill(~causal, float("-inf")).exp()   # (B, H, n, Q, Q)
     eye = torch.eye(chunk, device=q.device)
@@ -68,7 +68,7 @@ def chunk_delta_rule(q, k, v, beta, g, scale, chunk: int = 64, s=None):
     last = b[..., -1:]                                                 # (B, H, n, 1)
     kd = kc * (last - b).exp().unsqueeze(-1)                           # keys decayed to the chunk end
     if s is None:
-        s = q.new_zeros(bsz, h, dk, dv, dtype=torch.float32)
+        s = q.new_zeros(bsz, h, dk, dv, dtype=acc_dtype(q))
     starts, fresh, s = _carry_delta(s, u, w, last, kd)
     o = (qc * b.exp().unsqueeze(-1)) @ starts + p @ fresh
     return o.reshape(bsz, h, n * chunk, dv)[:, :, :t], s
@@ -125,14 +125,14 @@ class GatedDeltaNet(nn.Module):
         q, k = (_l2norm(z.view(b, t, h, dk)).transpose(1, 2) for z in (q, k))   # (B, H, T, dk)
         v = v.view(b, t, h, dv).transpose(1, 2)                        # (B, H, T, dv)
         beta = torch.sigmoid(self.b_proj(x)).transpose(1, 2)           # (B, H, T)
-        g = (-self.A_log.float().exp() * F.softplus(self.a_proj(x).float() + self.dt_bias)).transpose(1, 2)
+        g = (-acc(self.A_log).exp() * F.softplus(acc(self.a_proj(x)) + self.dt_bias)).transpose(1, 2)
         scale = dk ** -0.5
         if state is None:
             o = chunk_delta_rule(q, k, v, beta, g, scale, self.chunk)[0]
         else:
             s = state.get("S")
             if s is None:
-                s = x.new_zeros(b, h, dk, dv, dtype=torch.float32)
+                s = x.new_zeros(b, h, dk, dv, dtype=acc_dtype(x))
             if t == 1:
                 o, s = delta_step(q[:, :, 0], k[:, :, 0], v[:, :, 0], beta[:, :, 0], g[:, :, 0], scale, s)
                 o = o.unsqueeze(2)
@@ -146,5 +146,5 @@ class GatedDeltaNet(nn.Module):
 
 def _l2norm(x, eps: float = 1e-6):
     """fla's l2norm: x / sqrt(sum(x²) + eps) over the head dim, in fp32."""
-    xf = x.float()
+    xf = acc(x)
     return (xf * torch.rsqrt(xf.pow(2).sum(-1, keepdim=True) + eps)).to(x.dtype)

@@ -4,7 +4,6 @@ no feature map, one kv head group) in plain PyTorch, with its parameter names
 and shapes, so `load_state_dict(reference.state_dict(), strict=True)` works."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 

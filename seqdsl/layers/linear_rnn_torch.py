@@ -7,16 +7,25 @@ for streaming) — held equal by tests/test_layers_rec2.py.
 
 The recurrence (flash-linear-attention `fla.ops.gla`), per head:
     S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t,      o_t = (scale·q_t) S_t
-with S of dk x dv kept in fp32, g_t <= 0 a log decay per key channel (GLA) or
+with S of dk x dv kept in fp32 (fp64 for a float64 model), g_t <= 0 a log decay per key channel (GLA) or
 one per head broadcast over the keys (retention).
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def acc(x):
+    """x at the accumulation dtype: fp32 (as fla's kernels, whatever the model
+    dtype), or fp64 for a float64 model."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def acc_dtype(x):
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 # ------------------------------------------------------------------ short convolution
@@ -64,10 +73,10 @@ class GatedRMSNorm(nn.Module):
         self.eps, self.gated = eps, gated
 
     def forward(self, x, g=None):
-        xf = x.float()
-        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.float()
+        xf = acc(x)
+        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * acc(self.weight)
         if self.gated:
-            y = y * F.silu(g.float())
+            y = y * F.silu(acc(g))
         return y.to(x.dtype)
 
 
@@ -75,8 +84,8 @@ class GatedRMSNorm(nn.Module):
 def gla_step(q, k, v, g, scale, s):
     """One token. q, k, g (B, H, dk), v (B, H, dv), s (B, H, dk, dv) fp32
     -> (o (B, H, dv), new s)."""
-    s = s * g.float().exp().unsqueeze(-1) + k.float().unsqueeze(-1) @ v.float().unsqueeze(-2)
-    o = (q.float() * scale).unsqueeze(-2) @ s                          # (B, H, 1, dv)
+    s = s * acc(g).exp().unsqueeze(-1) + acc(k).unsqueeze(-1) @ acc(v).unsqueeze(-2)
+    o = (acc(q) * scale).unsqueeze(-2) @ s                          # (B, H, 1, dv)
     return o.squeeze(-2), s
 
 
@@ -85,7 +94,7 @@ def naive_gla(q, k, v, g, scale, s=None):
     have a last dim of 1), v (B, H, T, dv) -> (o (B, H, T, dv) fp32, final s)."""
     b, h, t, dk = q.shape
     if s is None:
-        s = q.new_zeros(b, h, dk, v.shape[-1], dtype=torch.float32)
+        s = q.new_zeros(b, h, dk, v.shape[-1], dtype=acc_dtype(q))
     g = g.expand(b, h, t, dk)
     out = []
     for i in range(t):
@@ -95,9 +104,11 @@ def naive_gla(q, k, v, g, scale, s=None):
 
 
 def _chunked(x, n: int, q: int):
-    """(B, H, T, d) zero-padded to n·q positions -> (B, H, n, q, d)."""
+    """(B, H, T, d) zero-padded to n·q positions -> (B, H, n, q, d), contiguous
+    (so that T = n·q, which pads nothing, runs the same products on the same
+    layouts as any other T)."""
     t = x.shape[2]
-    return F.pad(x, (0, 0, 0, n * q - t)).reshape(x.shape[0], x.shape[1], n, q, x.shape[-1])
+    return F.pad(x, (0, 0, 0, n * q - t)).contiguous().reshape(x.shape[0], x.shape[1], n, q, x.shape[-1])
 
 
 def chunk_gla(q, k, v, g, scale, chunk: int = 64, s=None):
@@ -112,9 +123,9 @@ def chunk_gla(q, k, v, g, scale, chunk: int = 64, s=None):
     bsz, h, t, dk = q.shape
     dv = v.shape[-1]
     n = -(-t // chunk)
-    qc = _chunked(q.float() * scale, n, chunk)                         # (B, H, n, Q, dk)
-    kc, vc = _chunked(k.float(), n, chunk), _chunked(v.float(), n, chunk)
-    b = _chunked(g.float(), n, chunk).cumsum(-2)                       # (B, H, n, Q, dk|1): log decay since chunk start
+    qc = _chunked(acc(q) * scale, n, chunk)                         # (B, H, n, Q, dk)
+    kc, vc = _chunked(acc(k), n, chunk), _chunked(acc(v), n, chunk)
+    b = _chunked(acc(g), n, chunk).cumsum(-2)                       # (B, H, n, Q, dk|1): log decay since chunk start
     qe, ke = qc * b.exp(), kc * (-b).exp()
     causal = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril()
     a = (qe @ ke.transpose(-1, -2)).masked_fill(~causal, 0)            # (B, H, n, Q, Q)
@@ -123,7 +134,7 @@ def chunk_gla(q, k, v, g, scale, chunk: int = 64, s=None):
     u = (kc * (last - b).exp()).transpose(-1, -2) @ vc                 # (B, H, n, dk, dv): the chunk's own state
     decay = last.exp().transpose(-1, -2)                               # (B, H, n, dk|1, 1)
     if s is None:
-        s = q.new_zeros(bsz, h, dk, dv, dtype=torch.float32)
+        s = q.new_zeros(bsz, h, dk, dv, dtype=acc_dtype(q))
     starts, s = _carry(s, decay, u)
     o = o + qe @ starts                                                # inter-chunk: q·S at the chunk start
     return o.reshape(bsz, h, n * chunk, dv)[:, :, :t], s
@@ -149,7 +160,7 @@ def gla_forward(q, k, v, g, scale, chunk: int, state=None, key: str = "S"):
         return chunk_gla(q, k, v, g, scale, chunk)[0]
     s = state.get(key)
     if s is None:
-        s = q.new_zeros(q.shape[0], q.shape[1], q.shape[-1], v.shape[-1], dtype=torch.float32)
+        s = q.new_zeros(q.shape[0], q.shape[1], q.shape[-1], v.shape[-1], dtype=acc_dtype(q))
     if q.shape[2] == 1:
         o, s = gla_step(q[:, :, 0], k[:, :, 0], v[:, :, 0], g[:, :, 0].expand_as(q[:, :, 0]), scale, s)
         o = o.unsqueeze(2)

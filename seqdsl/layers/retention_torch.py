@@ -5,7 +5,6 @@ parameter names and shapes. The recurrence is gated linear attention with one
 fixed decay per head, gamma_h = 1 - 2^(-5-h) (linear_rnn_torch)."""
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
