@@ -339,3 +339,20 @@ def test_cost_shape():
     assert len({p.state_bytes for p in pts}) == 1
     f = [p.flops_forward for p in pts]
     assert f[1] - f[0] > f[3] - f[2]        # one more step opens a chunk: its whole padded core
+
+
+@pytest.mark.parametrize("call", ["gla(2, conv=4, chunk=16)", "gated_deltanet(2, head_dim=8, gate=false, conv=0)",
+                                  "gated_deltanet(2, head_dim=8)", "retention(2, chunk=16)", "mlstm(2, bias=true)"])
+def test_step_flops_are_exact(call):
+    """One generation step (a one-token chunk after five) costs the estimate's flops_per_token."""
+    from seqdsl.backend import measure
+    from seqdsl.backend.seqmodel import build
+    from seqdsl.cost.estimate import estimate
+    prog = seqdsl.parse(f"model m {{\n    input x: float[B, T, 32]\n    y = x -> {call}\n    output y\n}}\n")
+    model = build(prog, seed=0).eval()
+    state = model.init_state(2)
+    with torch.no_grad():
+        _, state = model.step(torch.randn(2, 5, 32), state=state)
+        with measure.counter() as c:
+            model.step(torch.randn(2, 1, 32), state=state)
+    assert estimate(prog, seq=6, batch=2).points[0].flops_per_token == c.get_total_flops()
