@@ -356,3 +356,20 @@ def test_step_flops_are_exact(call):
         with measure.counter() as c:
             model.step(torch.randn(2, 1, 32), state=state)
     assert estimate(prog, seq=6, batch=2).points[0].flops_per_token == c.get_total_flops()
+
+
+def test_lowering_files_define_distinct_names():
+    """compile -o pastes the lowering files into one namespace: a top-level
+    name defined in two of them would silently shadow the other."""
+    import ast
+    from pathlib import Path
+    seen = {}
+    for path in sorted(Path(seqdsl.__file__).parent.joinpath("layers").glob("*.py")):
+        if path.stem != "torch_modules" and not path.stem.endswith("_torch"):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            names = [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else \
+                [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+            for name in names:
+                assert name not in seen, f"{name} in both {seen[name]} and {path.name}"
+                seen[name] = path.name
