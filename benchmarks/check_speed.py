@@ -115,7 +115,7 @@ def main() -> None:
           "- *check* = `seqdsl.parse(text)`: parse, elaborate and check the whole spec in-process;",
           "- *cold process* = the whole `seqdsl check FILE` command: interpreter start and imports "
           "(sympy, pydantic, lark) included;",
-          "- *parse* = text to AST alone, with the fast driver (`seqdsl.syntax._FastDriver`) and "
+          "- *parse* = text to AST alone, with the fast driver (`seqdsl.lang.syntax._FastDriver`) and "
           "with Lark's own parser loop.", "",
           "| spec | lines | tokens/line | layers | check | cold process | parse | parse, Lark's loop |",
           "|---|---:|---:|---:|---:|---:|---:|---:|"]

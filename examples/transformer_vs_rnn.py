@@ -11,10 +11,10 @@ hand in examples/transformer_vs_rnn/*.seq:
 * every figure is seqdsl's closed form (seqdsl.estimate), exact at any T;
 * the winner of each (regime, metric) cell holds across the whole regime,
   with the exact lengths where it changes (seqdsl.compare's crossovers,
-  seqdsl.crossover for sequential depth, which compare has no metric for);
+  seqdsl.cost.crossover for sequential depth, which compare has no metric for);
 * a spot check builds each model in PyTorch and counts FLOPs with
   FlopCounterMode and saved activations with saved_tensors_hooks
-  (seqdsl.measure) at one small length: the ratio measured / estimated.
+  (seqdsl.backend.measure) at one small length: the ratio measured / estimated.
 
     .venv/bin/python examples/transformer_vs_rnn.py            # table, crossovers, spot check, plot
     .venv/bin/python examples/transformer_vs_rnn.py --smoke    # table and crossovers only
@@ -86,7 +86,7 @@ def comparisons(models: dict, metrics: list[str]) -> dict:
 
 def count_expr(graph, metric: str):
     """An integer metric's closed form in T and B (seqdsl.cost, rounded up as
-    seqdsl.estimate rounds), for seqdsl.crossover. Latency is compare's alone."""
+    seqdsl.estimate rounds), for seqdsl.cost.crossover. Latency is compare's alone."""
     import sympy
 
     from seqdsl.cost.estimate import compiled, optimizer_bytes
@@ -101,7 +101,7 @@ def count_expr(graph, metric: str):
 def crossovers(models: dict, metrics: list[str], compared: dict) -> dict[str, list[dict]]:
     """metric -> [{between: [costlier, cheaper], T, before, at}]: the exact
     lengths in the sweep where a pair's order flips (seqdsl.compare's;
-    seqdsl.crossover directly for sequential depth)."""
+    seqdsl.cost.crossover directly for sequential depth)."""
     from seqdsl.cost.crossover import crossings
     out = {}
     for metric in metrics:
@@ -127,7 +127,7 @@ def tie_changes(models: dict, metric: str) -> set[int]:
     the strict order; a tie that ends (the hybrid's depth equals the
     transformer's up to T = 128, one segment) changes the winners too. For
     integer figures, f > g flips exactly where f - (g + 1/2) changes sign, and
-    g > f where (f + 1/2) - g does: seqdsl.crossover finds both exactly."""
+    g > f where (f + 1/2) - g does: seqdsl.cost.crossover finds both exactly."""
     import sympy
 
     from seqdsl.cost.crossover import crossings
@@ -223,7 +223,7 @@ def markdown(models: dict, rows: list[dict], flips: dict, spot: list[dict] | Non
             out.append(f"| {label} | — | none | | | |")
     if spot:
         out += ["", f"## Spot check: estimate vs measurement at T = {SPOT['T']}, B = {SPOT['B']}", "",
-                "FLOPs by torch's FlopCounterMode (with seqdsl.measure's CPU formulas), saved activations "
+                "FLOPs by torch's FlopCounterMode (with seqdsl.backend.measure's CPU formulas), saved activations "
                 "by saved_tensors_hooks, on the module seqdsl.build emits.", "",
                 "| model | params (est = torch) | forward FLOPs measured / estimated | training FLOPs "
                 "measured / estimated | saved activations measured / estimated |", "|---|---|---|---|---|"]

@@ -9,8 +9,9 @@ Nothing here imports torch; `seqdsl.build` (the torch backend) does, lazily.
 """
 from __future__ import annotations
 
-from .errors import Diagnostic, SpecError
 from .check.elaborate import load, parse
+from .cost.estimate import estimate
+from .errors import Diagnostic, SpecError
 from .graph.ir import ModelGraph, Node, Program, TensorType
 
 __version__ = "0.1.0"
@@ -20,12 +21,7 @@ __all__ = ["Diagnostic", "ModelGraph", "Node", "Program", "SpecError", "TensorTy
 
 
 def __getattr__(name: str):
-    # Lazy: the cost model (sympy) loads on first use of seqdsl.estimate(...).
-    if name == "estimate":
-        from .cost.estimate import estimate
-        return estimate
     if name in ("build", "compile_model"):
-        # Lazy: torch loads only when the backend is first used.
-        from . import backend
-        return getattr(backend, name)
+        from .backend import seqmodel   # lazy: torch loads only when the backend is first used
+        return getattr(seqmodel, name)
     raise AttributeError(f"module 'seqdsl' has no attribute {name!r}")

@@ -6,6 +6,8 @@ Every file a command writes (source, profiles, plots, exports) goes through
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 from .errors import UsageError
 
@@ -15,8 +17,6 @@ def save_atomic(path, save) -> None:
     writers that look at it), which is then renamed over `path`: a failure
     leaves the old file whole and no temporary behind. An unwritable place is
     a usage error (one line, exit 2)."""
-    import tempfile
-    from pathlib import Path
     target = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp" + target.suffix)

@@ -17,34 +17,132 @@ Every layer of the library is a function here (`sb.attention(...)`,
 `sb.lstm(...)`); `sb.call("block_name", ...)` calls a block. Builders make
 `seqdsl.ast` nodes; `check()` prints them and parses the text, so a mistake
 gets exactly the diagnostic the same spec would get as a file (pointing into
-the generated text). Names are validated as they are given.
+the generated text). Names are validated as they are given, and the whole
+tree once more before it is printed (`to_ast`), so no name, dim, dtype or
+string can carry text that the printer would turn into other syntax (a dim
+`"T]\n}\nmodel evil {..."`): a bad argument is a `BuilderError` (a SpecError
+and a ValueError) or a `BuilderTypeError` (a SpecError and a TypeError) that
+names the argument.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+import math
+from dataclasses import dataclass, field, replace
 
+from .errors import Diagnostic, SpecError, suggest
 from .lang import ast
-from .errors import error, suggest
-from .lang.printer import is_identifier, to_seq
+from .check.elaborate import parse
+from .lang.printer import expr_text, is_identifier, to_seq
+from .layers import LAYERS
+from .limits import MAX_EXPR_DEPTH, MAX_NESTING
+
+
+class BuilderError(SpecError, ValueError):
+    """A builder argument the language cannot hold."""
+
+    def __init__(self, message: str, help: str | None = None):
+        super().__init__(Diagnostic(message, None, help))
+
+
+class BuilderTypeError(SpecError, TypeError):
+    """A builder argument of the wrong Python type."""
+
+    def __init__(self, message: str, help: str | None = None):
+        super().__init__(Diagnostic(message, None, help))
+
+
+_IDENT_HELP = "use letters, digits and _ (ASCII), not starting with a digit, and no keyword"
+DTYPES = ("float", "int")
+FUNCS = ("min", "max", "ceil", "floor")
 
 
 def _name(name: str, what: str) -> str:
-    if not isinstance(name, str) or not is_identifier(name):
-        raise error(f"{what} name {name!r} is not a valid identifier",
-                    help="use letters, digits and _, not starting with a digit, and no keyword")
+    if not isinstance(name, str):
+        raise BuilderTypeError(f"{what} name must be a str, not {type(name).__name__} {name!r}")
+    if not is_identifier(name):
+        raise BuilderError(f"{what} name {name!r} is not a valid identifier", help=_IDENT_HELP)
     return name
+
+
+def _string(text: str, what: str) -> str:
+    """A string literal: one line of printable text (the grammar's STRING)."""
+    if any(c in text for c in "\n\r") or not text.isprintable():
+        raise BuilderError(f"{what} {text!r} has a line break or control character; "
+                           "a .seq string is one line of printable text")
+    return text
+
+
+def check_tree(node, what: str = "spec") -> None:
+    """Every name, alias, key, dtype, function, string and number in an AST
+    (ast.Module or any node) checked, iteratively: one the printer could not
+    print as itself raises BuilderError; a tree deeper than the language's
+    limits (MAX_EXPR_DEPTH chained operators, MAX_NESTING bodies) too, before
+    the printer's recursion could overflow."""
+    stack = [(node, 0, 0)]
+    while stack:
+        n, nest, depth = stack.pop()
+        if isinstance(n, (list, tuple)):
+            stack.extend((x, nest, depth) for x in n)
+            continue
+        if not dataclasses.is_dataclass(n) or isinstance(n, type):
+            continue
+        if isinstance(n, (ast.BinOp, ast.Neg, ast.FuncCall, ast.ListExpr)):
+            depth += 1
+            if depth > MAX_EXPR_DEPTH:
+                raise BuilderError(f"{what}: an expression nests deeper than {MAX_EXPR_DEPTH} operators "
+                                   "(limits.MAX_EXPR_DEPTH)", help="use a let for a part of it")
+        if isinstance(n, (ast.Repeat, ast.Residual, ast.Segments, ast.ModelDef, ast.BlockDef)):
+            nest += 1
+            if nest > MAX_NESTING:
+                raise BuilderError(f"{what}: bodies nest deeper than {MAX_NESTING} (limits.MAX_NESTING)")
+        if isinstance(n, ast.Literal):
+            _literal(n.value, "literal")
+        elif isinstance(n, ast.FuncCall) and n.func not in FUNCS:
+            raise BuilderError(f"unknown function {n.func!r}", help=f"use one of {', '.join(FUNCS)}")
+        elif isinstance(n, ast.Input) and n.dtype not in DTYPES:
+            raise BuilderError(f"input {n.name!r}: dtype {n.dtype!r} is not float or int")
+        elif isinstance(n, ast.Import):
+            if not isinstance(n.path, str):
+                raise BuilderTypeError(f"import path must be a str, not {type(n.path).__name__}")
+            _string(n.path, "import path")
+        for f in ("name", "alias", "key"):
+            v = getattr(n, f, None)
+            if v is not None and not isinstance(n, ast.Import):
+                _name(v, f"{type(n).__name__.lower()} {f}" if f != "name" else type(n).__name__.lower())
+        for f in dataclasses.fields(n):
+            v = getattr(n, f.name)
+            if isinstance(v, (list, tuple)) or (dataclasses.is_dataclass(v) and not isinstance(v, type)):
+                stack.append((v, nest, depth))
+
+
+def _literal(value, what: str):
+    if isinstance(value, bool) or isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise BuilderError(f"{what} {value!r} is not a finite number")
+        return value
+    if isinstance(value, str):
+        return _string(value, what)
+    raise BuilderTypeError(f"{what} must be a number, a bool or a str, not {type(value).__name__}")
 
 
 # ------------------------------------------------------------------ expressions
 class Expr:
     """An expression of lets / block parameters: supports + - * / // % **."""
 
-    def __init__(self, node):
+    def __init__(self, node, depth: int = 0):
         self.node = node
+        self.depth = depth        # operators nested in it, bounded by MAX_EXPR_DEPTH
 
     def _bin(self, op, other, swap=False):
         a, b = self.node, _expr(other)
-        return Expr(ast.BinOp(op, b, a, None) if swap else ast.BinOp(op, a, b, None))
+        depth = 1 + max(self.depth, other.depth if isinstance(other, Expr) else 0)
+        if depth > MAX_EXPR_DEPTH:
+            raise BuilderError(f"expression {op!r}: more than {MAX_EXPR_DEPTH} operators nested "
+                               "(limits.MAX_EXPR_DEPTH)", help="use a let for a part of it")
+        return Expr(ast.BinOp(op, b, a, None) if swap else ast.BinOp(op, a, b, None), depth)
 
     def __add__(self, o): return self._bin("+", o)
     def __radd__(self, o): return self._bin("+", o, True)
@@ -60,10 +158,15 @@ class Expr:
     def __rmod__(self, o): return self._bin("%", o, True)
     def __pow__(self, o): return self._bin("**", o)
     def __rpow__(self, o): return self._bin("**", o, True)
-    def __neg__(self): return Expr(ast.Neg(self.node, None))
+    def __neg__(self): return Expr(ast.Neg(self.node, None), self.depth)._bump()
+
+    def _bump(self):
+        if self.depth + 1 > MAX_EXPR_DEPTH:
+            raise BuilderError(f"expression: more than {MAX_EXPR_DEPTH} operators nested (limits.MAX_EXPR_DEPTH)")
+        self.depth += 1
+        return self
 
     def __repr__(self):
-        from .lang.printer import expr_text
         return f"Expr({expr_text(self.node)})"
 
 
@@ -74,9 +177,10 @@ def ref(name: str) -> Expr:
 
 def func(name: str, *args) -> Expr:
     """min / max / ceil / floor of expressions."""
-    if name not in ("min", "max", "ceil", "floor"):
-        raise error(f"unknown function '{name}'", help=suggest(name, ("min", "max", "ceil", "floor")))
-    return Expr(ast.FuncCall(name, tuple(_expr(a) for a in args), None))
+    if name not in FUNCS:
+        raise BuilderError(f"unknown function '{name}'", help=suggest(str(name), FUNCS))
+    depth = max((a.depth for a in args if isinstance(a, Expr)), default=0)
+    return Expr(ast.FuncCall(name, tuple(_expr(a) for a in args), None), depth)._bump()
 
 
 @dataclass(frozen=True)
@@ -91,17 +195,17 @@ def _expr(value):
     if isinstance(value, Expr):
         return value.node
     if isinstance(value, Value):
-        return ast.Name(value.name, None)
+        return ast.Name(_name(value.name, "value"), None)
     if value is None:
         return ast.Name("none", None)
     if isinstance(value, bool) or isinstance(value, (int, float)):
-        return ast.Literal(value, None)
+        return ast.Literal(_literal(value, "number"), None)
     if isinstance(value, str):
-        return ast.Name(value, None) if is_identifier(value) else ast.Literal(value, None)
+        return ast.Name(value, None) if is_identifier(value) else ast.Literal(_string(value, "string"), None)
     if isinstance(value, (list, tuple)):
         return ast.ListExpr(tuple(_expr(v) for v in value), None)
-    raise error(f"cannot use {type(value).__name__} {value!r} in a spec",
-                help="use numbers, booleans, words (str), lists, lets or values")
+    raise BuilderTypeError(f"cannot use {type(value).__name__} {value!r} in a spec",
+                           help="use numbers, booleans, words (str), lists, lets or values")
 
 
 def _args(args, kwargs):
@@ -110,17 +214,26 @@ def _args(args, kwargs):
     return tuple(out)
 
 
+def _dim(d, input_name: str):
+    """A dim of `input`: a symbolic name (`"T"`), a positive int, or an Expr."""
+    if isinstance(d, str):
+        return ast.Name(_name(d, f"input {input_name!r} dim"), None)
+    if isinstance(d, bool) or not isinstance(d, (int, Expr)):
+        raise BuilderTypeError(f"input {input_name!r}: dim {d!r} is not a name, a positive int or an expression")
+    if isinstance(d, int) and d <= 0:
+        raise BuilderError(f"input {input_name!r}: dim {d} is not positive")
+    return _expr(d)
+
+
 # ------------------------------------------------------------------ stages
 def _alias(stage, name):
-    from dataclasses import replace
     return replace(stage, alias=_name(name, "layer") if name else None)
 
 
 def layer(kind: str, *args, as_: str | None = None, **kwargs) -> ast.Call:
     """A layer call: `layer("attention", 8, causal=True)`."""
-    from .layers import LAYERS
-    if kind not in LAYERS:
-        raise error(f"unknown layer '{kind}'", help=suggest(kind, LAYERS))
+    if _name(kind, "layer kind") not in LAYERS:
+        raise BuilderError(f"unknown layer '{kind}'", help=suggest(kind, LAYERS))
     return _alias(ast.Call(kind, _args(args, kwargs), None, None), as_)
 
 
@@ -149,13 +262,12 @@ def _stages(stages) -> tuple:
         elif isinstance(s, (ast.Call, ast.Repeat, ast.Residual, ast.Segments)):
             out.append(s)
         else:
-            raise error(f"{s!r} is not a stage", help="use sb.layer(...), sb.call(...), sb.repeat(...), ...")
+            raise BuilderTypeError(f"{s!r} is not a stage", help="use sb.layer(...), sb.call(...), sb.repeat(...), ...")
     return tuple(out)
 
 
 def __getattr__(kind: str):
     """`sb.attention(8, causal=True)` == `sb.layer("attention", 8, causal=True)`."""
-    from .layers import LAYERS
     if kind in LAYERS:
         return lambda *args, as_=None, **kwargs: layer(kind, *args, as_=as_, **kwargs)
     raise AttributeError(f"seqdsl.builder has no layer '{kind}'"
@@ -174,22 +286,30 @@ class ModelBuilder:
         return ref(name)
 
     def input(self, name: str, dtype: str, dims) -> Value:
-        dims = tuple(ast.Name(d, None) if isinstance(d, str) else _expr(d) for d in dims)
-        self.statements.append(ast.Input(_name(name, "input"), dtype, None, dims, None))
+        _name(name, "input")
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise BuilderError(f"input {name!r}: dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+        if isinstance(dims, (str, bytes)) or not isinstance(dims, (list, tuple)) or not dims:
+            raise BuilderTypeError(f"input {name!r}: dims must be a non-empty list of dims, not {dims!r}")
+        self.statements.append(ast.Input(name, dtype, None, tuple(_dim(d, name) for d in dims), None))
         return Value(name)
 
     def bind(self, name: str, source: Value | str, *stages) -> Value:
+        if not isinstance(source, (Value, str)):
+            raise BuilderTypeError(f"value {name!r}: source must be a Value or a name, not {type(source).__name__}")
         src = source.name if isinstance(source, Value) else source
         self.statements.append(ast.Bind(_name(name, "value"), ast.Name(_name(src, "value"), None),
                                         _stages(stages), None))
         return Value(name)
 
     def output(self, *values) -> None:
-        names = tuple(ast.Name(v.name if isinstance(v, Value) else _name(v, "output"), None) for v in values)
+        names = tuple(ast.Name(_name(v.name if isinstance(v, Value) else v, "output"), None) for v in values)
         self.statements.append(ast.Output(names, None))
 
     def to_ast(self) -> ast.ModelDef:
-        return ast.ModelDef(_name(self.name, "model"), tuple(self.statements), None, None)
+        model = ast.ModelDef(_name(self.name, "model"), tuple(self.statements), None, None)
+        check_tree(model, f"model {self.name}")
+        return model
 
     def to_seq(self) -> str:
         return Program([self]).to_seq()
@@ -208,6 +328,9 @@ class BlockBuilder:
     def to_ast(self) -> ast.BlockDef:
         params = []
         for p in self.params:
+            if not isinstance(p, str) and not (isinstance(p, tuple) and len(p) == 2):
+                raise BuilderTypeError(f"block {self.name!r}: a parameter is a name or a (name, default) "
+                                       f"pair, not {p!r}")
             name, default = (p, None) if isinstance(p, str) else p
             params.append(ast.Param(_name(name, "parameter"),
                                     None if default is None else _expr(default), None))
@@ -220,6 +343,9 @@ def model(name: str) -> ModelBuilder:
 
 def block(name: str, params, *body) -> BlockBuilder:
     """`block("ffn", ["d", ("mult", 4)], sb.layernorm(), sb.mlp(ref("mult") * ref("d")))`."""
+    if isinstance(params, str) or not isinstance(params, (list, tuple)):
+        raise BuilderTypeError(f"block {name!r}: params must be a list of names or (name, default) pairs, "
+                               f"not {params!r}")
     return BlockBuilder(_name(name, "block"), tuple(params), _stages(body))
 
 
@@ -235,16 +361,20 @@ class Program:
         return item
 
     def to_ast(self) -> ast.Module:
+        bad = [i for i in self.items if not isinstance(i, (BlockBuilder, ModelBuilder))]
+        if bad:
+            raise BuilderTypeError(f"a Program holds blocks and models, not {type(bad[0]).__name__}")
         blocks = tuple(i.to_ast() for i in self.items if isinstance(i, BlockBuilder))
         models = tuple(i.to_ast() for i in self.items if isinstance(i, ModelBuilder))
         imports = tuple(ast.Import(p, None) for p in self.imports)
-        return ast.Module(imports, blocks, models, None)
+        module = ast.Module(imports, blocks, models, None)
+        check_tree(module)
+        return module
 
     def to_seq(self) -> str:
         return to_seq(self.to_ast())
 
     def check(self, base_dir=None, path: str = "<builder>"):
-        from .check.elaborate import parse
         return parse(self.to_seq(), path=path, base_dir=base_dir)
 
 

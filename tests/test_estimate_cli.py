@@ -202,3 +202,17 @@ def test_lengths_past_max_len_are_flagged(capsys, tmp_path):
     assert "max_len=100" in est.points[1].warnings[0] and "line 3" in est.points[1].warnings[0]
     code, out, _ = run_compile(capsys, str(spec), "--estimate", "--seq", "64..256")
     assert code == 0 and "from 128 on" in out and "refuses" in out
+
+
+def test_the_estimate_path_asks_the_cost_model_once(capsys, gpt, monkeypatch):
+    """`compile --estimate` builds one Report and renders it: the table, the
+    per-layer rows and the closed forms never ask the estimator again."""
+    from seqdsl.cost import report as report_module
+    calls = []
+    real = report_module.estimate
+    monkeypatch.setattr(report_module, "estimate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for extra in ((), ("--json",)):
+        code, out, _ = run_compile(capsys, gpt, "--estimate", "--seq", "64,1024", "--per-layer", "--formula",
+                                   "--hw", "cpu", *extra)
+        assert code == 0 and "flops_forward" in out
+    assert len(calls) == 2

@@ -189,3 +189,13 @@ def test_builder_refuses_bad_names_and_unknown_layers():
         sb.atention(4)
     with pytest.raises(seqdsl.SpecError, match="unknown layer"):
         sb.layer("__import__")
+
+
+def test_bundled_specs_are_in_canonical_form():
+    """Every spec the project ships is what `seqdsl fmt` prints (CI checks it too)."""
+    from seqdsl.lang.printer import format_text
+    root = Path(__file__).resolve().parent.parent
+    paths = sorted(root.glob("specs/**/*.seq")) + sorted(root.glob("examples/**/*.seq"))
+    assert paths
+    off = [str(p.relative_to(root)) for p in paths if format_text(p.read_text(), str(p)) != p.read_text()]
+    assert not off, f"not canonical (run `seqdsl fmt {' '.join(off)}`): {off}"

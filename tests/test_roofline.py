@@ -1,4 +1,4 @@
-"""Roofline latency (`--hw`, seqdsl.roofline): compute- and memory-bound ops
+"""Roofline latency (`--hw`, seqdsl.cost.roofline): compute- and memory-bound ops
 from the profile's own numbers, recurrent step floors, training vs forward,
 profiles from files, CLI flags and JSON, and one sanity check against a
 module timed on this machine."""

@@ -1,4 +1,4 @@
-"""The column evaluator (seqdsl.symbolic.compile_columns) against sympy's own
+"""The column evaluator (seqdsl.graph.symbolic.compile_columns) against sympy's own
 exact evaluation, on every closed form of every bundled spec, at lengths that
 straddle each Piecewise boundary and reach 10**9 in one sweep."""
 from fractions import Fraction

@@ -1,4 +1,4 @@
-"""The fast parse driver (seqdsl.syntax._FastDriver) against Lark itself.
+"""The fast parse driver (seqdsl.lang.syntax._FastDriver) against Lark itself.
 
 The driver runs Lark's own LALR table and callbacks with a faster lexer and
 loop. It must be invisible: on every input it yields Lark's tokens and Lark's

@@ -174,7 +174,7 @@ def test_refused_spec_exits_1(tmp_path, capsys):
 @pytest.mark.parametrize("groups", [1, 4, 16])
 def test_grouped_conv_backward_counts_each_group_once(groups):
     """torch's conv-backward formula counts a grouped conv's weight gradient
-    `groups` times over (ENVIRONMENT.md); seqdsl.measure's counts it once, so
+    `groups` times over (ENVIRONMENT.md); seqdsl.backend.measure's counts it once, so
     forward + backward of a conv whose input needs a gradient is 3x forward."""
     import torch
 

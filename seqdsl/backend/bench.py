@@ -3,10 +3,10 @@
 Per length: the median seconds of an inference forward (eval, no_grad) and of
 a training step (forward, backward of sum(outputs), Adam step), each after a
 warm-up call (which also compiles, with --compile), and the peak bytes of
-both: on the CPU the live-tensor tracker of seqdsl.measure plus the resident
+both: on the CPU the live-tensor tracker of seqdsl.backend.measure plus the resident
 weights, buffers, inputs and optimizer state; on CUDA
 torch.cuda.max_memory_allocated. With `--hw PROFILE`, the roofline's
-predicted seconds (seqdsl.roofline) and the ratio predicted / measured sit
+predicted seconds (seqdsl.cost.roofline) and the ratio predicted / measured sit
 beside them, so predictions can be checked.
 
 Torch is imported only inside `run` and the measuring functions.
@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     p.add_argument("--reps", default="5", help="timed repetitions per figure, median reported (default 5)")
-    p.add_argument("--hw", help="hardware profile for predicted latency (needs seqdsl.roofline): h100 | ... | FILE")
+    p.add_argument("--hw", help="hardware profile for predicted latency (needs seqdsl.cost.roofline): h100 | ... | FILE")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -100,7 +100,7 @@ def bench_point(module, inputs, reps: int, device: str) -> dict:
 
 def _predictions(graph, hw: str, dtype: str):
     """A function env -> (forward_s, train_s): the roofline's closed forms
-    (seqdsl.roofline), evaluated at the env's dims and batch."""
+    (seqdsl.cost.roofline), evaluated at the env's dims and batch."""
     from ..cost.hardware import load_profile
     from ..cost.roofline import latency
     profile = load_profile(hw)

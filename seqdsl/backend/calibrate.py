@@ -3,6 +3,7 @@ profile (seqdsl.cost.hardware) of the same shape as the bundled ones."""
 from __future__ import annotations
 
 import os
+import platform
 import time
 
 import torch
@@ -63,7 +64,6 @@ def calibrate(quick: bool = False) -> HardwareProfile:
 
 def _cpu_name() -> str:
     """The CPU's model name (Linux /proc/cpuinfo; else platform's guess)."""
-    import platform
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:

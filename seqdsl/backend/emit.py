@@ -1,21 +1,39 @@
 """Standalone PyTorch source for a model: `seqdsl compile SPEC -o model.py`.
 
 The file imports only torch. It carries the kernel modules of
-seqdsl/backend/modules.py verbatim (docs/lowering.md), then one class per model
+seqdsl/layers/torch_modules.py verbatim (docs/lowering.md), then one class per model
 whose __init__ builds the same nested ModuleDicts as `seqdsl.build` and whose
 forward is straight-line code over the spec's graph. Nothing from the spec
 reaches the source unescaped: module paths and enum words are emitted with
 repr() of validated Python values, numbers as ints/floats/bools, and every
 identifier (class and local names) is generated or checked against
 [A-Za-z_][A-Za-z0-9_]* and Python's keywords.
+
+One naming scheme keeps spec names and the file's own names apart, so no
+spec name can shadow a kernel, a helper, a builtin or another model:
+
+* an input `x` is the argument `v_x` of forward; every other local of
+  forward (`h1`, `states`, `pieces`, ...) is the emitter's and never starts
+  with `v_`;
+* a model's class is its name in CamelCase (`lstm_lm` -> `LstmLm`) unless
+  that is not an identifier, is a keyword, a builtin or a name of the file
+  (`Linear`, `F`, `ACTS`, `SpecModule`, `MODELS`), or is shared by two models
+  of the file (`foo_bar`, `fooBar`): then it is `M_<name>`, which no CamelCase
+  name can be (CamelCase has no `_`);
+* `MODELS` maps each model's spec name to its class.
 """
 from __future__ import annotations
 
+import ast as pyast
+import builtins
+import functools
 import keyword
 import re
+from collections import Counter
 from pathlib import Path
 
 from ..graph.ir import ModelGraph
+from .checks import input_checks
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -29,9 +47,58 @@ def safe_ident(name: str, prefix: str = "v") -> str:
     return name
 
 
-def class_name(model: str) -> str:
-    parts = re.split(r"[^A-Za-z0-9]+", model)
-    return safe_ident("".join(p[:1].upper() + p[1:] for p in parts if p) or "Model", "Model")
+@functools.lru_cache(maxsize=None)
+def file_names() -> frozenset[str]:
+    """Every global name an emitted file may define or use: the kernels'
+    names (classes, helpers, imports) of torch_modules.py and of every
+    per-family lowering file, whether or not a file's models use it (so a
+    model's class name does not depend on its layers), SpecModule, MODELS,
+    and Python's builtins."""
+    names = {"SpecModule", "MODELS"} | set(dir(builtins))
+    every = [p.stem for p in (Path(__file__).parent.parent / "layers").glob("*_torch.py")]
+    for node in pyast.parse(_prelude(every)).body:
+        if isinstance(node, (pyast.ClassDef, pyast.FunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, (pyast.Import, pyast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (pyast.Assign, pyast.AnnAssign)):
+            targets = node.targets if isinstance(node, pyast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, pyast.Name))
+    assert not any(n.startswith("M_") for n in names)
+    return frozenset(names)
+
+
+def _camel(model: str) -> str:
+    return "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", model) if p)
+
+
+def class_names(models) -> dict[str, str]:
+    """Spec model name -> class name, for the models of one file (see the
+    module docstring): CamelCase, else `M_<name>`. Distinct for distinct names."""
+    models = list(models)
+    camel = {m: _camel(m) for m in models}
+    shared = Counter(camel.values())
+    out = {}
+    for m in models:
+        c = camel[m]
+        if not (_IDENT.match(c) and not keyword.iskeyword(c) and shared[c] == 1 and c not in file_names()):
+            c = f"M_{m}"
+            if not _IDENT.match(c):
+                raise ValueError(f"model name {m!r} is not an identifier")
+        out[m] = c
+    return out
+
+
+def class_name(model: str, others=()) -> str:
+    """The class of `model` in a file that also holds the models `others`."""
+    return class_names(dict.fromkeys([model, *others]))[model]
+
+
+def input_name(name: str) -> str:
+    """forward's argument for the spec input `name`."""
+    if not _IDENT.match(name):
+        raise ValueError(f"input name {name!r} is not an identifier")
+    return f"v_{name}"
 
 
 def _lit(v):
@@ -94,17 +161,33 @@ def _path_expr(name: str) -> str:
     return "self.layers" + "".join(f"[{_lit(p)}]" for p in name.split("."))
 
 
-def emit_model(graph: ModelGraph) -> str:
-    cls = class_name(graph.name)
+def _check_data(graph: ModelGraph) -> list[str]:
+    """Class attributes check_inputs reads, as seqdsl.build's SeqModel has
+    them: the spec's inputs, and its learned posencs whose length is a plain
+    symbol (an expression length is checked by seqdsl.build only)."""
+    input_specs, position_limits = input_checks(graph)
+    specs = "".join(f"\n        {_lit(k)}: {_lit(v)}," for k, v in input_specs.items())
+    limits = "".join(f"\n        ({_lit(layer)}, {_lit(symbols)}, None, {_lit(max_len)}, {_lit(line)}),"
+                     for layer, symbols, fn, max_len, line in position_limits if fn is None)
+    return ["    # what check_inputs holds the inputs to: name -> (dtype, dims, declaration, line);",
+            "    # learned posencs: (layer, length symbol, None, max_len, line)",
+            f"    spec_name = {_lit(graph.name)}",
+            f"    input_specs = {{{specs}\n    }}",
+            f"    position_limits = ({limits}\n    )"]
+
+
+def emit_model(graph: ModelGraph, cls: str | None = None) -> str:
+    """The class of one model; `cls` is its name (class_names), by default the
+    name it has alone in a file."""
+    cls = cls or class_name(graph.name)
+    if not _IDENT.match(cls) or keyword.iskeyword(cls):
+        raise ValueError(f"cannot emit class name {cls!r}")
     init, fwd, methods = [], [], []
     var: dict[str, str] = {}
     args = []
-    for i, name in enumerate(graph.inputs):
-        v = safe_ident(name, "in")
-        if v in args or v == "self":
-            v = f"in{i}_{v}"
-        args.append(v)
-        var[name] = v
+    for name in graph.inputs:
+        args.append(input_name(name))
+        var[name] = args[-1]
     aliases: dict[str, str] = {}
     nodes = [n for n in graph.nodes if n.kind != "input"]
     counter = [0]
@@ -144,6 +227,9 @@ def emit_model(graph: ModelGraph) -> str:
         group = nodes[i:j]
         names = {g.name for g in group}
         entry = next(s for s in group[0].sources if s not in names)
+        # values from outside the group other than the sliced entry (a
+        # cross_attention context): whole tensors, passed in as e0, e1, ...
+        outer = list(dict.fromkeys(s for g in group for s in g.sources if s not in names and s != entry))
         consumed_outside = {s for m in nodes[j:] for s in m.sources} | set(graph.values[o] for o in graph.outputs)
         exported = [g.name for g in group if g.name in consumed_outside]
         sa = dict(seg.args)
@@ -151,9 +237,9 @@ def emit_model(graph: ModelGraph) -> str:
         attn = [g for g in group if g.kind == "attention"]
         mname = f"_segments{seg_count}"
         seg_count += 1
-        body = [f"    def {mname}(self, x, states):",
+        body = [f"    def {mname}(self, x, states{''.join(f', e{q}' for q in range(len(outer)))}):",
                 f"        \"\"\"One piece of segments(length={length}, memory={mem}); states: per attention layer.\"\"\""]
-        local = {entry: "x"}
+        local = {entry: "x", **{s: f"e{q}" for q, s in enumerate(outer)}}
         k = 0
         for g in group:
             v = f"s{k}"
@@ -161,10 +247,10 @@ def emit_model(graph: ModelGraph) -> str:
             if g.kind == "add":
                 body.append(f"        {v} = {local[g.sources[0]]} + {local[g.sources[1]]}")
             elif g.kind == "attention":
-                body.append(f"        {v} = {_path_expr(g.name)}({', '.join(local.get(s, var.get(s)) for s in g.sources)}, "
+                body.append(f"        {v} = {_path_expr(g.name)}({', '.join(local[s] for s in g.sources)}, "
                             f"state=states[{attn.index(g)}])")
             else:
-                body.append(f"        {v} = {_path_expr(g.name)}({', '.join(local.get(s, var.get(s)) for s in g.sources)})")
+                body.append(f"        {v} = {_path_expr(g.name)}({', '.join(local[s] for s in g.sources)})")
             local[g.name] = v
         body.append(f"        return ({''.join(local[e] + ', ' for e in exported)})")
         methods.append("\n".join(body))
@@ -172,7 +258,8 @@ def emit_model(graph: ModelGraph) -> str:
         fwd.append(f"states = [{{}} for _ in range({len(attn)})]")
         fwd.append("pieces = []")
         fwd.append(f"for start in range(0, {var[entry]}.shape[1], {length}):")
-        fwd.append(f"    pieces.append(self.{mname}({var[entry]}[:, start:start + {length}], states))")
+        fwd.append(f"    pieces.append(self.{mname}({var[entry]}[:, start:start + {length}], states"
+                   f"{''.join(', ' + var[s] for s in outer)}))")
         fwd.append(f"    for layer, st in zip(({''.join(_path_expr(a.name) + ', ' for a in attn)}), states):")
         fwd.append("        layer.end_segment(st)")
         for idx, (e, o) in enumerate(zip(exported, outs)):
@@ -184,10 +271,13 @@ def emit_model(graph: ModelGraph) -> str:
     lines = [f"class {cls}(SpecModule):",
              f"    \"\"\"Model {graph.name!r}: inputs {', '.join(args)}; params {graph.params:,}.\"\"\"",
              "",
+             *_check_data(graph),
+             "",
              "    def __init__(self):",
              "        super().__init__()"]
     lines += ["        " + s for s in init]
     lines += ["", f"    def forward(self, {', '.join(args)}):"]
+    lines += [f"        check_inputs(self, ({''.join(f'({_lit(n)}, {v}), ' for n, v in zip(graph.inputs, args))}))"]
     lines += ["        " + s for s in fwd]
     lines += [f"        return {ret}", ""]
     for m in methods:
@@ -198,19 +288,20 @@ def emit_model(graph: ModelGraph) -> str:
 SPEC_MODULE = '''
 
 class SpecModule(nn.Module):
-    """Nested ModuleDicts keyed by the spec's hierarchical names; the state_dict
-    keys read like the spec (no container prefix), as in seqdsl.build."""
+    """Nested Scopes (ModuleDicts that take any spec name) keyed by the spec's
+    hierarchical names; the state_dict keys read like the spec (no container
+    prefix), as in seqdsl.build."""
 
     def __init__(self):
         super().__init__()
-        self.layers = nn.ModuleDict()
+        self.layers = Scope()
 
     def _put(self, name, module):
         d = self.layers
         parts = name.split(".")
         for p in parts[:-1]:
             if p not in d:
-                d[p] = nn.ModuleDict()
+                d[p] = Scope()
             d = d[p]
         d[parts[-1]] = module
 
@@ -219,7 +310,7 @@ class SpecModule(nn.Module):
         return type(sd)((k[len("layers."):] if k.startswith("layers.") else k, v) for k, v in sd.items())
 
     def load_state_dict(self, state_dict, strict=True, assign=False):
-        sd = {("layers." + k if not k.startswith("layers.") else k): v for k, v in state_dict.items()}
+        sd = {"layers." + k: v for k, v in state_dict.items()}
         return super().load_state_dict(sd, strict=strict, assign=assign)
 
 '''
@@ -229,11 +320,11 @@ def emit_program(graphs: list[ModelGraph], source_name: str = "") -> str:
     head = (f"# Generated by seqdsl from {source_name!r}. Standalone: imports only torch.\n"
             if source_name else "# Generated by seqdsl. Standalone: imports only torch.\n")
     parts = [head, _prelude(_lowerings(graphs)), SPEC_MODULE]
-    seen = set()
+    if len({g.name for g in graphs}) != len(graphs):
+        raise ValueError("two models of the same name")
+    classes = class_names(g.name for g in graphs)
     for g in graphs:
-        cls = class_name(g.name)
-        if cls in seen:
-            raise ValueError(f"two models map to the class name {cls}")
-        seen.add(cls)
-        parts.append("\n" + emit_model(g) + "\n")
+        parts.append("\n" + emit_model(g, classes[g.name]) + "\n")
+    parts.append("\n# spec model name -> class\nMODELS = {"
+                 + "".join(f"{_lit(g.name)}: {classes[g.name]}, " for g in graphs) + "}\n")
     return "".join(parts)

@@ -251,9 +251,12 @@ def training_pass(module, *inputs, loss=None) -> tuple[int, int, int]:
     with _collect(exclude, seen), counter() as c:
         out = module(*inputs)
     fwd = c.get_total_flops()
+    value = loss(out)
+    if not value.requires_grad:     # no parameter and no input needs a gradient: no backward
+        return fwd, fwd, 0
     with counter() as c:
-        loss(out).backward()
-    del out
+        value.backward()
+    del out, value
     module.zero_grad(set_to_none=True)
     return fwd, fwd + c.get_total_flops(), sum(seen.values())
 

@@ -9,13 +9,16 @@ plan with the stretches between RNN calls compiled as separate graphs.
 """
 from __future__ import annotations
 
+import operator
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import SpecError, error
+from ..errors import SpecError, error, suggest
 from ..graph.ir import ModelGraph, Program, TensorType
+from ..layers.torch_modules import Scope, check_inputs
+from .checks import input_checks
 
 
 def _seg_path(node):
@@ -31,7 +34,8 @@ class SeqModel(nn.Module):
         self.input_names = list(graph.inputs)
         self.output_names = list(graph.outputs)
         self._graph = graph
-        self.layers = nn.ModuleDict()
+        # Scope: any spec name is a key, `eval` and `training` included
+        self.layers = Scope()
         tied: dict[str, nn.Module] = {}
         plan = []            # (kind, name, sources, segments path)
         seg_args = {}
@@ -82,6 +86,8 @@ class SeqModel(nn.Module):
         for name, i in self._last_use.items():
             frees.setdefault(i, []).append(name)
         self._frees = {i: tuple(names) for i, names in frees.items()}
+        # what check_inputs holds forward's, init_state's and step's tensors to
+        self.input_specs, self.position_limits = input_checks(graph)
 
     # ---------------------------------------------------------------- naming
     @staticmethod
@@ -93,7 +99,7 @@ class SeqModel(nn.Module):
         parts = self._parts(name)
         for p in parts[:-1]:
             if p not in d:
-                d[p] = nn.ModuleDict()
+                d[p] = Scope()
             d = d[p]
         d[parts[-1]] = module
 
@@ -104,6 +110,10 @@ class SeqModel(nn.Module):
         return d
 
     def named_layer(self, name: str) -> nn.Module:
+        """The module of the layer node `name` (`logits.repeat[0].residual.attention`)."""
+        if name not in self._mods:
+            hint = suggest(str(name), self._mods) or f"layers: {', '.join(list(self._mods)[:8])}, ..."
+            raise KeyError(f"{self.spec_name} has no layer {name!r}; {hint}")
         return self._mods[name]
 
     def state_dict(self, *args, **kwargs):
@@ -112,7 +122,9 @@ class SeqModel(nn.Module):
         return type(sd)((k[len("layers."):] if k.startswith("layers.") else k, v) for k, v in sd.items())
 
     def load_state_dict(self, state_dict, strict=True, assign=False):
-        sd = {("layers." + k if not k.startswith("layers.") else k): v for k, v in state_dict.items()}
+        # every key is under "layers." (state_dict drops it): a value named
+        # `layers` has keys that start with "layers." too
+        sd = {"layers." + k: v for k, v in state_dict.items()}
         return super().load_state_dict(sd, strict=strict, assign=assign)
 
     # ---------------------------------------------------------------- run
@@ -215,6 +227,7 @@ class SeqModel(nn.Module):
         if len(inputs) != len(self.input_names):
             raise TypeError(f"{self.spec_name} takes {len(self.input_names)} inputs "
                             f"({', '.join(self.input_names)}), got {len(inputs)}")
+        check_inputs(self, zip(self.input_names, inputs))
         env = dict(zip(self.input_names, inputs))
         return self._run(env, None)
 
@@ -230,10 +243,18 @@ class SeqModel(nn.Module):
     def check_streamable(self, context_names=()):
         from ..layers import LAYERS
         static = self._static_nodes(context_names)
+        sources = {name: srcs for _, name, srcs, _ in self._plan}
         for node in self._graph.nodes:
             if node.kind in ("input", "add") or node.name in static:
                 continue
             rule = LAYERS[node.kind]
+            streamed = [s for s in sources.get(node.name, ())[1:] if s not in static]
+            if rule.context_args() and streamed:
+                # a context read whole by every step cannot arrive in chunks
+                raise error(f"{self.spec_name} cannot stream: layer '{node.name}' ({node.kind}) at line "
+                            f"{node.line} reads its context from a streamed input",
+                            span=node.span,
+                            help="give the context's inputs to init_state(...) once, and stream the others")
             ok = rule.is_causal(node.args, list(node.inputs))
             if node.kind == "batchnorm" and self.training:
                 ok = False
@@ -245,9 +266,20 @@ class SeqModel(nn.Module):
                                  "unidirectional RNNs) to use step()")
 
     def init_state(self, batch_size: int, **context_inputs):
+        try:
+            if isinstance(batch_size, bool):
+                raise TypeError
+            batch_size = operator.index(batch_size)        # an int, or numpy's
+        except TypeError:
+            raise TypeError(f"init_state: batch_size must be an int, not {type(batch_size).__name__} "
+                            f"{batch_size!r}") from None
+        if batch_size < 1:
+            raise ValueError(f"init_state: batch_size must be positive, got {batch_size}")
         missing = [c for c in context_inputs if c not in self.input_names]
         if missing:
             raise TypeError(f"unknown context input(s) {missing}; inputs: {self.input_names}")
+        b = self._graph.batch_symbol
+        check_inputs(self, context_inputs.items(), {b: batch_size} if b else {})
         self.check_streamable(tuple(context_inputs))
         static = self._static_nodes(tuple(context_inputs))
         env = dict(context_inputs)
@@ -258,9 +290,20 @@ class SeqModel(nn.Module):
                 "__batch__": batch_size}
 
     def step(self, *chunks, state):
+        if not isinstance(state, dict) or "__stream_inputs__" not in state:
+            got = "a dict without its keys" if isinstance(state, dict) else type(state).__name__
+            raise TypeError(f"step: state must be the dict init_state returned "
+                            f"(state = model.init_state(batch_size)), got {got}")
         names = state["__stream_inputs__"]
+        if not set(names) <= set(self.input_names) or not set(state["__static__"]) >= (
+                set(self.input_names) - set(names)):
+            raise TypeError(f"step: this state streams {names}, but {self.spec_name}'s inputs are "
+                            f"{self.input_names}: pass the state this model's init_state returned")
         if len(chunks) != len(names):
             raise TypeError(f"step takes {len(names)} chunk(s) ({', '.join(names)}), got {len(chunks)}")
+        b = self._graph.batch_symbol
+        offsets = {layer: state.get(layer, {}).get("pos", 0) for layer, *_ in self.position_limits}
+        check_inputs(self, zip(names, chunks), {b: state["__batch__"]} if b else {}, offsets)
         env = dict(state["__static__"])
         env.update(zip(names, chunks))
         skip = frozenset(state["__static__"])
@@ -388,6 +431,7 @@ class CompiledSeqModel(nn.Module):
         if len(inputs) != len(m.input_names):
             raise TypeError(f"{m.spec_name} takes {len(m.input_names)} inputs "
                             f"({', '.join(m.input_names)}), got {len(inputs)}")
+        check_inputs(m, zip(m.input_names, inputs))
         env = dict(zip(m.input_names, inputs))
         for stage in self._stages:
             stage(env)
@@ -412,10 +456,33 @@ class CompiledSeqModel(nn.Module):
         return self.model.load_state_dict(*a, **k)
 
 
+def _check_build_args(model, compile, device, dtype, backend, fullgraph, seed) -> None:
+    """build()'s options, checked before anything is loaded or allocated."""
+    if model is not None and not isinstance(model, str):
+        raise TypeError(f"build(model=...) is a model's name (a str), not {type(model).__name__}")
+    for flag, value in (("compile", compile), ("fullgraph", fullgraph)):
+        if not isinstance(value, bool):
+            raise TypeError(f"build({flag}=...) must be True or False, not {value!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"build(seed=...) must be an int, not {type(seed).__name__} {seed!r}")
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"build(dtype=...) must be a torch.dtype (torch.float32), not {dtype!r}")
+    if dtype is not None and not dtype.is_floating_point:
+        raise ValueError(f"build(dtype={dtype}): parameters need a floating-point dtype")
+    if device is not None:
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"build(device={device!r}) is not a device: {str(e).splitlines()[0]}") from None
+    if not isinstance(backend, str) and not callable(backend):
+        raise TypeError(f"build(backend=...) must be a torch.compile backend name or callable, not {backend!r}")
+
+
 def build(program_or_path, model=None, *, compile=False, device=None, dtype=None,
           backend="inductor", fullgraph=False, seed=None):
     """The spec's model as an nn.Module (eager `SeqModel`), or with compile=True a
     `CompiledSeqModel` (torch.compile stage by stage, dynamic sequence dims)."""
+    _check_build_args(model, compile, device, dtype, backend, fullgraph, seed)
     graph = _graph_of(program_or_path, model)
     if seed is not None:
         torch.manual_seed(seed)

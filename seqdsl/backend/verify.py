@@ -2,11 +2,11 @@
 
 COST_MODEL.md principle 2: the estimate describes the module seqdsl emits, so
 measuring that module must agree. At a few small lengths this measures the
-*built* module (seqdsl.build, seed 0) with seqdsl.measure and checks:
+*built* module (seqdsl.build, seed 0) with seqdsl.backend.measure and checks:
 
 * params: `sum(p.numel())`, tied weights once. Exact.
 * flops_forward: FlopCounterMode over the training forward, with formulas for
-  the kernels it misses or over-counts (seqdsl.measure.FORMULAS). 0.5%.
+  the kernels it misses or over-counts (seqdsl.backend.measure.FORMULAS). 0.5%.
 * flops_train: forward + backward of `sum(outputs)` in train mode (dropout
   on, as in training). 0.5%.
 * activation_bytes: saved_tensors_hooks, unique storages, weights and inputs
@@ -14,7 +14,7 @@ measuring that module must agree. At a few small lengths this measures the
 * inference_live_bytes: one eval, no_grad forward: the live-tensor tracker
   (CPU) or max_memory_allocated (CUDA), plus the inputs. 15%.
 * latency_s (CUDA only): median eval forward, beside the roofline's forward
-  seconds when seqdsl.roofline and a profile for the device exist. Shown,
+  seconds when seqdsl.cost.roofline and a profile for the device exist. Shown,
   never enforced.
 
 `inference_live_bytes` is the estimate's `inference_peak_bytes -
@@ -100,7 +100,7 @@ def _torch_dtype(dtype: str):
 
 
 def _roofline_latency(graph, env: dict, dtype: str, hw: str | None, device_name: str):
-    """Predicted forward seconds from seqdsl.roofline, or None when no profile
+    """Predicted forward seconds from seqdsl.cost.roofline, or None when no profile
     matches this device (and none was given)."""
     from ..cost.hardware import bundled_profiles
     name = hw or next((p for p in bundled_profiles() if p != "cpu" and p in device_name.lower()), None)

@@ -1,4 +1,4 @@
-"""AST -> checked graph (`seqdsl.ir`).
+"""AST -> checked graph (`seqdsl.graph.ir`).
 
 Loads a spec and its imports, checks blocks for recursion, then elaborates
 each model: evaluates `let`s, declares inputs with symbolic dims, expands
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import math
+import typing
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -65,12 +66,20 @@ def read_source(path: str | Path, display: str | None = None, span: Span | None 
 
 def load(path: str | Path) -> Program:
     """Read, parse and check a .seq file and the files it imports."""
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"load() takes a path (str or Path), not {type(path).__name__}"
+                        + ("; seqdsl.parse(text) reads spec text" if path is None else ""))
     source = read_source(path)
     return check_source(source, Path(path).resolve().parent)
 
 
 def parse(text: str, path: str = "<string>", base_dir: str | Path | None = None) -> Program:
     """Parse and check spec text; imports resolve against base_dir (default: cwd)."""
+    if not isinstance(text, str):
+        raise TypeError(f"parse() takes the spec's text (a str), not {type(text).__name__}"
+                        + ("; seqdsl.load(path) reads a file" if isinstance(text, (Path, bytes)) else ""))
+    if not isinstance(path, str):
+        raise TypeError(f"parse(path=...) is the name the spec is reported under (a str), not {type(path).__name__}")
     if len(text.encode("utf-8")) > MAX_FILE_BYTES:
         raise error(f"spec text is past the limit of {MAX_FILE_BYTES} bytes")
     root = Path(base_dir).resolve() if base_dir else Path.cwd().resolve()
@@ -422,7 +431,7 @@ class _ModelBuilder:
                     candidates = list(LAYERS) + list(self.blocks) + list(COMBINATORS)
                     raise error(f"unknown layer '{stage.name}'", stage.name_span,
                                 help=suggest(stage.name, candidates)
-                                or "see the layer library in LANGUAGE.md, or define a block")
+                                or "`seqdsl layers` lists the layer kinds (docs/language.md describes them), or define a block")
             elif isinstance(stage, ast.Repeat):
                 x = self._repeat(stage, x, name, scope, env, depth, stack)
             elif isinstance(stage, ast.Residual):
@@ -688,7 +697,6 @@ def _expected(schema, field: str, err: dict) -> str:
         if token in annotation and word not in words:
             words.append(word)
     if "Literal" in annotation:
-        import typing
         opts = []
         for arg in typing.get_args(schema.model_fields[field].annotation) or ():
             opts += list(typing.get_args(arg))

@@ -14,6 +14,7 @@ import sys
 from .. import __version__
 from ..atomic import save_atomic, write_atomic
 from ..errors import SpecError, UsageError
+from .layers import add_layers_parser, run_layers
 
 
 # Packages only some commands need (build, compile -o, export, verify, bench,
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .commands import add_compile_parser
     add_compile_parser(sub)
+    add_layers_parser(sub)
     return parser
 
 
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handlers = {"check": cmd_check, "graph": cmd_graph, "fmt": cmd_fmt, "calibrate": cmd_calibrate}
+    handlers = {"check": cmd_check, "graph": cmd_graph, "fmt": cmd_fmt, "calibrate": cmd_calibrate, "layers": run_layers}
     from .commands import COMMANDS
     handlers.update(COMMANDS)
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..backend.checks import input_checks
+
 
 def run_compile(args) -> int:
     from ..errors import UsageError
@@ -20,7 +22,9 @@ def run_compile(args) -> int:
     return 0
 
 
-def _parse_seq(text, graph):
+def _parse_seq(text, graph, top=None):
+    """--seq NAME=LENGTH pairs; the rest default to 2 (batch) and 64, or a
+    learned posenc's max_len when that is less (top: symbol -> max_len)."""
     from ..errors import UsageError
     env = {}
     if text:
@@ -33,7 +37,7 @@ def _parse_seq(text, graph):
             except ValueError:
                 raise UsageError(f"--seq {text}: {v!r} is not an integer") from None
     for s in graph.symbols:
-        env.setdefault(s, 2 if s == graph.batch_symbol else 64)
+        env.setdefault(s, 2 if s == graph.batch_symbol else min(64, (top or {}).get(s, 64)))
     return env
 
 
@@ -58,7 +62,13 @@ def export_model(graph, output: str, seq: str | None = None) -> str:
             except ImportError:
                 raise UsageError(f"ONNX export needs the {package} package (pip install onnxscript onnx); "
                                  "or export to FILE.pt2") from None
-    env = _parse_seq(seq, graph)
+    # a learned posenc over T has max_len positions: T's range ends there
+    # (check_inputs refuses longer inputs; a wider Dim would be a violated constraint)
+    top = {}
+    for layer, symbols, length_of, max_len, _ in input_checks(graph)[1]:
+        if length_of is None and symbols:
+            top[symbols[0]] = min(top.get(symbols[0], 65536), max_len)
+    env = _parse_seq(seq, graph, top)
     model = SeqModel(graph).eval()
     inputs = []
     for t in graph.inputs.values():
@@ -69,7 +79,7 @@ def export_model(graph, output: str, seq: str | None = None) -> str:
     dims = {}
     seq_syms = set(graph.seq_symbols)
     for s in seq_syms:
-        dims[s] = Dim(f"seq_{''.join(ch for ch in s if ch.isalnum()) or 'T'}", min=2, max=65536)
+        dims[s] = Dim(f"seq_{''.join(ch for ch in s if ch.isalnum()) or 'T'}", min=2, max=top.get(s, 65536))
     dynamic = tuple({i: dims[str(d)] for i, d in enumerate(t.dims) if str(d) in seq_syms}
                     for t in graph.inputs.values())
     if suffix == ".pt2":

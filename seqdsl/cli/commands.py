@@ -1,10 +1,10 @@
 """Parsers for `seqdsl compile` and `seqdsl export`; the work lives elsewhere.
 
-* `compile SPEC --estimate ...`  -> seqdsl.estimate_cli.run   (cost model, no torch)
+* `compile SPEC --estimate ...`  -> seqdsl.cli.estimate.run   (cost model, no torch)
 * `compile SPEC -o model.py`     -> seqdsl.backend.cli.run_compile
 * `export SPEC -o FILE`          -> seqdsl.backend.cli.run_export
 * `compare A.seq B.seq ...`      -> seqdsl.compare   (its own add_parser / run)
-* `verify SPEC`, `bench SPEC`    -> seqdsl.verify, seqdsl.bench
+* `verify SPEC`, `bench SPEC`    -> seqdsl.backend.verify, seqdsl.backend.bench
 
 Each module named here keeps torch out of its top-level imports, so building
 the parser (and `seqdsl --help`) stays fast.

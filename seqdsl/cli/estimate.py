@@ -7,7 +7,12 @@ from __future__ import annotations
 import json
 import re
 
+from ..check.elaborate import load
+from ..cost.estimate import OPTIMIZERS
+from ..cost.hardware import load_profile
+from ..cost.report import Report, report
 from ..errors import UsageError
+from ..layers.costs import DTYPE_BYTES
 
 JSON_KEYS = ("seq", "batch", "dtype", "flops_forward", "flops_train", "flops_per_token",
              "weights_bytes", "grads_bytes", "optimizer_bytes", "activation_bytes",
@@ -72,51 +77,46 @@ def parse_seq(text: str | None, dims: tuple[str, ...]):
 
 
 def run(args) -> int:
-    """Entry point of `seqdsl compile SPEC --estimate`."""
+    """Entry point of `seqdsl compile SPEC --estimate`: one Report, rendered once."""
     if args.output:
         raise UsageError("--estimate and -o are separate commands: run them one at a time")
-    from ..layers.costs import DTYPE_BYTES
-    from ..cost.estimate import OPTIMIZERS
     if args.dtype not in DTYPE_BYTES:
         raise UsageError(f"unknown --dtype '{args.dtype}': use float32, bfloat16 or float16")
     if args.optimizer not in OPTIMIZERS:
         raise UsageError(f"unknown --optimizer '{args.optimizer}': use adam, sgd or none")
     batch = parse_int(args.batch, "--batch")
-    profile = None
-    if args.hw:
-        from ..cost.hardware import load_profile
-        profile = load_profile(args.hw)
-    from ..check.elaborate import load
+    profile = load_profile(args.hw) if args.hw else None
     model = load(args.spec).model(args.model)
     seq = parse_seq(args.seq, model.seq_symbols)
-    from ..cost.estimate import compiled, estimate
-    est = estimate(model, seq=seq, batch=batch, dtype=args.dtype, optimizer=args.optimizer,
-                   hw=profile)
-    if args.json:
-        print(to_json(est, model, compiled(model, args.dtype), args, profile))
-        return 0
-    print(table(est))
-    if args.per_layer:
-        print()
-        print(per_layer_table(model, compiled(model, args.dtype), est.points[-1], batch, profile))
-    if args.formula:
-        print()
-        print(formulas(model, compiled(model, args.dtype), args.optimizer))
+    rep = report(model, seq, batch=batch, dtype=args.dtype, optimizer=args.optimizer, hw=profile,
+                 per_layer=args.per_layer, formulas=args.formula)
+    print(to_json(rep) if args.json else render(rep))
     return 0
 
 
+def render(rep: Report) -> str:
+    """The text tables: the estimate, then the per-layer table and closed forms when present."""
+    parts = [table(rep.estimate)]
+    if rep.layers is not None:
+        parts.append(per_layer_table(rep.model, rep.layers, rep.estimate.points[-1]))
+    if rep.formulas is not None:
+        parts.append(formulas(rep.model, rep.formulas))
+    return "\n\n".join(parts)
+
+
 # ------------------------------------------------------------------ rendering
-def to_json(est, model, cc, args, profile=None) -> str:
+def to_json(rep: Report) -> str:
+    est = rep.estimate
     keys = JSON_KEYS + (LATENCY_KEYS if est.hw is not None else ())
     obj = {"model": est.model, "params": est.params, "dtype": est.dtype, "optimizer": est.optimizer,
            "streaming": est.streaming, "streaming_blocker": est.streaming_blocker,
            "points": [{k: getattr(p, k) for k in keys} for p in est.points]}
     if est.hw is not None:
         obj["hw"] = est.hw
-    if args.per_layer:
-        obj["layers"] = per_layer_rows(model, cc, est.points[-1], est.points[-1].batch, profile)
-    if args.formula:
-        obj["formulas"] = formula_map(model, cc, args.optimizer)
+    if rep.layers is not None:
+        obj["layers"] = rep.layers
+    if rep.formulas is not None:
+        obj["formulas"] = rep.formulas
     return json.dumps(obj, separators=(",", ":"))
 
 
@@ -194,75 +194,20 @@ def _grid(head, rows) -> str:
     return "\n".join([fmt(head), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows])
 
 
-def per_layer_rows(model, cc, point, batch, profile=None) -> list[dict]:
-    """One row per layer at `point`; with a hardware profile each row gains its
-    roofline forward seconds and what bounds it (seqdsl.roofline.node_latency)."""
-    from ..graph.symbolic import compile_expr, fmt_dim
-    env = dict(point.seq)
-    if model.batch_symbol:
-        env[model.batch_symbol] = batch
-    from ..cost.estimate import _int
-    rows = []
-    total = point.flops_forward or 1
-    for n in cc.cost.nodes:
-        if n.node.kind in ("input", "add"):
-            continue
-        f = _int(compile_expr(n.cost.flops)(env))
-        shape = "[" + ", ".join(str(_int(compile_expr(d)(env))) for d in n.node.output.dims) + "]"
-        rows.append({"name": n.node.name, "kind": n.node.kind, "line": n.node.line, "output": shape,
-                     "output_symbolic": ", ".join(fmt_dim(d) for d in n.node.output.dims),
-                     "params": n.node.params, "flops": f, "share": f / total})
-    if profile is not None:
-        from ..cost.roofline import node_latency
-        times = node_latency(model, profile, cc.cost.dtype, point.seq, batch)
-        for r in rows:
-            r["latency_forward_s"], r["bound"] = times.get(r["name"], (0.0, "-"))
-    return rows
-
-
-def per_layer_table(model, cc, point, batch, profile=None) -> str:
-    rows = per_layer_rows(model, cc, point, batch, profile)
+def per_layer_table(model, rows: list[dict], point) -> str:
     head = ["layer", "kind", "line", "output shape", "params", "FLOPs fwd", "share"]
     body = [[r["name"], r["kind"], str(r["line"] or ""), r["output"], f"{r['params']:,}",
              human_flops(r["flops"]), f"{100 * r['share']:.1f}%"] for r in rows]
     body.append(["total", "", "", "", f"{model.params:,}", human_flops(point.flops_forward), "100.0%"])
-    if profile is not None:
+    if rows and "latency_forward_s" in rows[0]:
         head += ["time fwd", "bound"]
         for line, r in zip(body, rows):
             line += [human_seconds(r["latency_forward_s"]), r["bound"]]
         body[-1] += [human_seconds(point.latency_forward_s), ""]
-    return f"per layer at {_seq_label(point.seq)} (batch {batch}):\n" + _grid(head, body)
+    return f"per layer at {_seq_label(point.seq)} (batch {point.batch}):\n" + _grid(head, body)
 
 
-def formula_map(model, cc, optimizer) -> dict:
-    from ..cost.model import leading_terms
-    syms = list(model.symbols)
-    c = cc.cost
-    out = {"flops_forward": c.flops_forward, "flops_train": c.flops_train,
-           "flops_per_token": c.flops_per_token, "activation_bytes": c.activation_bytes,
-           "state_bytes": c.state_bytes, "sequential_depth": c.sequential_depth}
-    res = {}
-    for k, v in out.items():
-        if v is None:
-            res[k] = None
-            continue
-        res[k] = {"leading": leading_terms(v, syms), "exact": str(v).replace("ceiling", "ceil")}
-    peaks = [leading_terms(p, syms) for p in c.inference_peak]
-    res["inference_peak_bytes"] = {"leading": "max over the live sets; largest: " + _largest(c, syms),
-                                   "exact": f"Max of {len(peaks)} live-set sums"}
-    return res
-
-
-def _largest(c, syms) -> str:
-    from ..cost.model import leading_terms
-    probe = {s: 4096 for s in syms}
-    from ..graph.symbolic import compile_expr
-    best = max(c.inference_peak, key=lambda p: compile_expr(p)(probe))
-    return leading_terms(best, syms)
-
-
-def formulas(model, cc, optimizer) -> str:
-    fm = formula_map(model, cc, optimizer)
+def formulas(model, fm: dict) -> str:
     lines = [f"closed forms of model {model.name} (dims: {', '.join(model.symbols)}; "
              f"weights {model.params:,} parameters):"]
     width = max(len(k) for k in fm)

@@ -32,7 +32,7 @@ models that name their dims differently (T, S) are compared at equal lengths.
 Named dims (`T=64..65536,S=512`: at most one ranged dim, swept; the others
 held) are accepted only when every model has exactly those sequence dims.
 
-Crossovers are solved from the closed forms by seqdsl.crossover (exact
+Crossovers are solved from the closed forms by seqdsl.cost.crossover (exact
 integers, not a grid guess) within the swept [min, max]: `seq` is the first
 length at which the pair's strict order differs from the one below it;
 `between[0]` is the spec that costs more from there on. Torch is never
@@ -52,6 +52,13 @@ from pydantic import BaseModel
 from ..errors import UsageError
 from ..atomic import write_atomic
 from ..graph.ir import ModelGraph
+from ..check.elaborate import load
+from ..graph.symbolic import compile_expr, dim_symbol
+from ..layers.costs import DTYPE_BYTES
+from .crossover import crossings
+from .estimate import MAX_LENGTH, compiled, estimate, optimizer_bytes
+from .hardware import HardwareProfile, load_profile
+from .roofline import latency_exprs
 
 COUNT_METRICS = ("flops_forward", "flops_train", "flops_per_token", "train_memory",
                  "inference_peak", "state_bytes", "sequential_depth")
@@ -117,12 +124,10 @@ def compare(specs, metric: str = "flops_train", seq=None, batch: int = 1, dtype:
         raise UsageError(f"compare needs at least two models, got {len(named)}"
                          + (f" ({named[0][0]})" if named else ""))
     swept, lengths, fixed = _sweep(seq, [g for _, g in named])
-    from .estimate import estimate
     ests = {name: estimate(graph, seq=[_point(graph, swept, fixed, n) for n in lengths], batch=batch,
                            dtype=dtype, optimizer=optimizer) for name, graph in named}  # validates the args
     raw: dict[str, object] = {}     # latency: the roofline's expressions, before substitution
     if metric in LATENCY_METRICS:
-        from .roofline import latency_exprs
         raw = {name: latency_exprs(graph, profile, dtype)[LATENCY_METRICS[metric]] for name, graph in named}
     scale = _latency_scale(e for e in raw.values() if e is not None)
     notes: list[str] = []
@@ -159,7 +164,6 @@ def _profile(metric: str, hw):
     if metric in LATENCY_METRICS:
         if hw is None:
             raise UsageError(f"--metric {metric} needs a hardware profile: pass --hw h100 | h200 | a100 | cpu | FILE")
-        from .hardware import HardwareProfile, load_profile
         return hw if isinstance(hw, HardwareProfile) else load_profile(str(hw))
     if hw is not None:
         raise UsageError(f"--hw applies to the latency metrics only, not to {metric}")
@@ -171,7 +175,6 @@ def _load_specs(specs) -> list[tuple[str, ModelGraph]]:
     models, `FILE.seq:MODEL` one of them; names collide -> `stem:model`."""
     if isinstance(specs, (str, Path, ModelGraph)):
         specs = [specs]
-    from ..check.elaborate import load
     found: list[tuple[str, ModelGraph]] = []   # (file stem or "", model)
     for spec in specs:
         if isinstance(spec, ModelGraph):
@@ -237,7 +240,6 @@ def _sweep(seq, graphs: list[ModelGraph]) -> tuple[tuple[str, ...], list[int], d
 
 
 def _check_length(v, what: str) -> None:
-    from .estimate import MAX_LENGTH
     if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_LENGTH:
         raise UsageError(f"{what} {v!r} must be an integer from 1 to {MAX_LENGTH:.0e}")
 
@@ -259,9 +261,6 @@ def _metric_expr(graph: ModelGraph, metric: str, batch: int, dtype: str, optimiz
     substituted), or None where it is undefined (the model cannot stream).
     Counts are rounded up as seqdsl.estimate rounds them (amortised strided
     steps); a latency (`latency`: the roofline expression) is in seconds·scale."""
-    from ..layers.costs import DTYPE_BYTES
-    from .estimate import compiled, optimizer_bytes
-    from ..graph.symbolic import dim_symbol
     c = compiled(graph, dtype).cost
     env = {dim_symbol(d): (dim_symbol(SWEEP) if d in swept else sympy.Integer(fixed[d]))
            for d in graph.seq_symbols}
@@ -321,7 +320,6 @@ def _substitute(e, env: dict, scale: int):
 
 def _evaluator(expr):
     """n -> the exact value at sweep length n (an int or a Fraction)."""
-    from ..graph.symbolic import compile_expr
     fn = compile_expr(expr)
     return lambda n: fn({SWEEP: n})
 
@@ -337,7 +335,6 @@ def _reported(v, scale: int):
 
 
 def _crossovers(names, exprs, evals, swept, fixed, lo: int, hi: int, scale: int) -> list[Crossover]:
-    from .crossover import crossings
     out = []
     for a, b in itertools.combinations(names, 2):
         if exprs[a] is None or exprs[b] is None or lo == hi:

@@ -4,7 +4,7 @@
     est.points[0].flops_train, est.points[0].inference_peak_bytes
 
 The closed forms are derived once per (model, dtype) by `seqdsl.cost` and
-compiled to column evaluators over Python ints (`seqdsl.symbolic.compile_columns`:
+compiled to column evaluators over Python ints (`seqdsl.graph.symbolic.compile_columns`:
 every point of a sweep at once), so a sweep costs microseconds a point and stays
 exact at T = 10**9.
 Torch is never imported.
@@ -21,6 +21,10 @@ from ..layers.costs import DTYPE_BYTES
 from .model import ModelCost, model_cost
 from ..graph.ir import ModelGraph, Program
 from ..graph.symbolic import compile_columns, compile_shared, point_columns
+from ..check.elaborate import load
+from ..errors import UsageError
+from .hardware import HardwareProfile, load_profile
+from .roofline import latency
 
 OPTIMIZERS = ("adam", "sgd", "none")
 MAX_LENGTH = 10 ** 15
@@ -46,7 +50,7 @@ class Point(BaseModel):
     state_bytes: int | None              # generation state at this length; None if it cannot stream
     sequential_depth: int
     warnings: list[str] = []             # e.g. a length past a layer's max_len (the module refuses it)
-    # roofline latency in seconds (seqdsl.roofline), only with hw=...; per token None if it cannot stream
+    # roofline latency in seconds (seqdsl.cost.roofline), only with hw=...; per token None if it cannot stream
     latency_forward_s: float | None = None
     latency_train_s: float | None = None
     latency_per_token_s: float | None = None
@@ -66,7 +70,7 @@ class Estimate(BaseModel):
 # ------------------------------------------------------------------ compiled forms
 class CompiledCost:
     """A ModelCost with every figure compiled to exact column evaluators
-    (`seqdsl.symbolic.compile_columns`: all points of a sweep at once). Shared
+    (`seqdsl.graph.symbolic.compile_columns`: all points of a sweep at once). Shared
     subexpressions (ceil(T/2), segment counts, ...) are factored out once with
     sympy.cse and evaluated once a sweep (`bind`), then each figure reads them."""
 
@@ -128,9 +132,12 @@ def optimizer_bytes(params: int, dtype: str, optimizer: str) -> int:
 
 
 # ------------------------------------------------------------------ arguments
+class EstimateArgumentError(UsageError, ValueError):
+    """A bad argument: a UsageError to the CLI (exit 2), a ValueError to Python callers."""
+
+
 def _usage(message: str):
-    from ..errors import UsageError
-    return UsageError(message)
+    return EstimateArgumentError(message)
 
 
 def resolve_points(model: ModelGraph, seq) -> list[dict[str, int]]:
@@ -141,6 +148,10 @@ def resolve_points(model: ModelGraph, seq) -> list[dict[str, int]]:
         seq = [2 ** k for k in range(6, 15)]
     if isinstance(seq, (int, dict)):
         seq = [seq]
+    if isinstance(seq, (str, bytes)) or not isinstance(seq, (list, tuple, range)):
+        raise _usage(f"seq must be a length, a {{dim: length}} dict or a list of them, not {type(seq).__name__}")
+    if not seq:
+        raise _usage("seq=[] gives no length to estimate at; pass a length (seq=1024) or leave seq out")
     points = []
     for item in seq:
         if isinstance(item, bool):
@@ -170,7 +181,7 @@ def estimate(program_or_path, seq=None, batch: int = 1, dtype: str = "float32",
     """Closed-form costs of one model (a path, a Program or a ModelGraph) at
     each requested length. See COST_MODEL.md for what every figure counts.
     hw: a hardware profile (name, JSON path or HardwareProfile) adds roofline
-    latencies to each point (seqdsl.roofline)."""
+    latencies to each point (seqdsl.cost.roofline)."""
     graph = _model_of(program_or_path, model)
     if dtype not in DTYPE_BYTES:
         raise _usage(f"unknown dtype '{dtype}': use float32, bfloat16 or float16")
@@ -180,7 +191,6 @@ def estimate(program_or_path, seq=None, batch: int = 1, dtype: str = "float32",
         raise _usage(f"batch must be a positive integer, got {batch!r}")
     profile = None
     if hw is not None:
-        from .hardware import HardwareProfile, load_profile
         profile = hw if isinstance(hw, HardwareProfile) else load_profile(str(hw))
     points = resolve_points(graph, seq)
     return evaluate_points(graph, compiled(graph, dtype), points, batch, dtype, optimizer, profile)
@@ -198,7 +208,6 @@ def evaluate_points(graph: ModelGraph, cc: CompiledCost, points, batch: int, dty
     # every field given, so model_construct looks up no defaults (1,000 points: -3 ms)
     times = [{"latency_forward_s": None, "latency_train_s": None, "latency_per_token_s": None}] * len(points)
     if profile is not None:
-        from .roofline import latency
         times = [{"latency_forward_s": t["forward"], "latency_train_s": t["train"],
                   "latency_per_token_s": t["per_token"]}
                  for t in latency(graph, profile, dtype, points, batch, cc.cost)]
@@ -233,7 +242,6 @@ def _model_of(program_or_path, name: str | None) -> ModelGraph:
     if isinstance(program_or_path, ModelGraph):
         return program_or_path
     if isinstance(program_or_path, (str, Path)):
-        from ..check.elaborate import load
         program_or_path = load(program_or_path)
     if isinstance(program_or_path, Program):
         return program_or_path.model(name)

@@ -83,7 +83,6 @@ class ModelCost:
 def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     """Derive every closed form of `model` once (COST_MODEL.md)."""
     elem = DTYPE_BYTES[dtype]
-    from ..layers import LAYERS
     nodes: list[NodeCost] = []
     by_name: dict[str, NodeCost] = {}
     cache: dict = {}

@@ -50,6 +50,7 @@ from ..layers.costs import tensor_bytes
 from .hardware import HardwareProfile
 from ..graph.ir import ModelGraph, Node
 from ..graph.symbolic import ceil_div, compile_expr, compile_shared, point_columns
+from ..layers import LAYERS
 
 ZERO = sympy.Integer(0)
 ONE = sympy.Integer(1)
@@ -105,7 +106,6 @@ def recurrent_step(node: Node, elem: int):
     """(FLOPs, bytes) of one recurrent step of an lstm/gru/rnn node: the hidden
     product h·W_hh^T of every direction, 2·B·G·h·h·d FLOPs, which must read
     W_hh (G·h·h·d elements) each step — the input product is one batched GEMM."""
-    from ..layers import LAYERS
     layer, args = LAYERS[node.kind], node.args
     g, h, d = layer.gates, args.hidden, layer.directions(args)
     b = node.inputs[0].dims[0]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Span
+from ..errors import error, Span, suggest
 from .symbolic import as_int, fmt_dim
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ class ModelGraph:
         """The networkx DiGraph: node attribute `node` (the Node), edge attribute
         `port` (which input of the consumer). Built once, on first use."""
         if self._graph is None:
-            import networkx as nx
+            import networkx as nx   # lazy: a quarter second to import, and check/estimate never need it
             g = nx.DiGraph()
             for name, node in self.node_map.items():
                 g.add_node(name, node=node)
@@ -143,7 +143,6 @@ class Program:
     models: dict[str, ModelGraph]
 
     def model(self, name: str | None = None) -> ModelGraph:
-        from ..errors import error, suggest
         if name is None:
             if len(self.models) == 1:
                 return next(iter(self.models.values()))

@@ -10,6 +10,7 @@ comprehensions per node; `compile_expr` is the same at one point.
 from __future__ import annotations
 
 import math
+import operator
 from fractions import Fraction
 from functools import lru_cache
 from typing import Callable, NamedTuple
@@ -213,7 +214,6 @@ def _compile_cond(c, fractional: frozenset) -> _Node:
         return _Node(lambda cols, n: cols[name], None, False)
     if isinstance(c, (sympy.StrictLessThan, sympy.LessThan, sympy.StrictGreaterThan,
                       sympy.GreaterThan, sympy.Equality, sympy.Unequality)):
-        import operator
         a, b = _compile(c.lhs, fractional), _compile(c.rhs, fractional)
         op = {sympy.StrictLessThan: operator.lt, sympy.LessThan: operator.le,
               sympy.StrictGreaterThan: operator.gt, sympy.GreaterThan: operator.ge,

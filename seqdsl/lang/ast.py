@@ -1,6 +1,6 @@
 """The syntax tree of a .seq file: frozen, plain data, every node with its span.
 
-Produced by `seqdsl.syntax`, read by `seqdsl.elaborate`; never mutated.
+Produced by `seqdsl.lang.syntax`, read by `seqdsl.check.elaborate`; never mutated.
 """
 from __future__ import annotations
 

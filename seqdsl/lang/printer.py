@@ -17,6 +17,8 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from . import ast
+from ..errors import SourceFile
+from .syntax import KEYWORDS, parse_module
 
 WIDTH = 88
 INDENT = "    "
@@ -118,7 +120,7 @@ def expr_text(e, parent: int = 0) -> str:
             # and nan have none in the language (`inf` would be a name)
             if v != v or v in (float("inf"), float("-inf")):
                 raise ValueError(f"{v} has no .seq literal")
-            text = repr(v)
+            text = repr(v).replace("e-0", "e-").replace("e+0", "e+")   # 1e-06 -> 1e-6: same value
             return text if any(c in text for c in ".e") else text + ".0"
         return str(v)
     if isinstance(e, ast.Name):
@@ -180,8 +182,9 @@ class _Printer:
     """Prints in source order; `emit` hands each output line the comments its
     source lines carry (see `Comments`), so none is ever lost."""
 
-    def __init__(self, comments: Comments | None):
+    def __init__(self, comments: Comments | None, blank_lines: frozenset = frozenset()):
         self.comments = comments
+        self.blank_lines = blank_lines     # source lines that are blank: a break the author made stays
         self.out: list[str] = []
 
     def flush(self, indent: int, line: int | None) -> None:
@@ -281,14 +284,16 @@ class _Printer:
                 first = _line(item.statements[0]) if item.statements else None
                 self.emit(0, f"model {item.name} {{", head_last,
                           trailing=first is None or head_last is None or first > head_last)
-                prev_kind = None
+                prev_kind, prev_end = None, None
                 for st in item.statements:
                     kind = type(st)
-                    if prev_kind is not None and kind is not prev_kind and (
-                            kind in (ast.Input, ast.Output) or prev_kind in (ast.Let, ast.Input)):
+                    authored = prev_end is not None and _line(st) is not None and any(
+                        n in self.blank_lines for n in range(prev_end + 1, _line(st)))
+                    if prev_kind is not None and (authored or kind is not prev_kind and (
+                            kind in (ast.Input, ast.Output) or prev_kind in (ast.Let, ast.Input))):
                         self.out.append("")
                     self.statement(1, st)
-                    prev_kind = kind
+                    prev_kind, prev_end = kind, _end_line(st)
                 self.flush(1, _end_line(item))  # comments left before the closing brace
                 self.emit(0, "}", _end_line(item))
             previous = item
@@ -300,18 +305,18 @@ class _Printer:
         return "\n".join(self.out) + "\n" if self.out else ""  # nothing at all: an empty file
 
 
-def to_seq(module: ast.Module, comments: Comments | None = None) -> str:
-    """Canonical text of a module (with `comments` re-inserted if given)."""
-    return _Printer(comments).module(module)
+def to_seq(module: ast.Module, comments: Comments | None = None, blank_lines: frozenset = frozenset()) -> str:
+    """Canonical text of a module (with `comments` re-inserted if given; a
+    blank line between two statements of a model where `blank_lines` has one)."""
+    return _Printer(comments, blank_lines).module(module)
 
 
 def format_text(text: str, path: str = "<string>") -> str:
     """Parse `text` and print it canonically, comments kept. A file whose
     first line ends with CRLF keeps CRLF line endings (all of them)."""
-    from ..errors import SourceFile
-    from .syntax import parse_module
     module = parse_module(SourceFile(path, text))
-    out = to_seq(module, collect_comments(text))
+    blank = frozenset(i for i, line in enumerate(text.split("\n"), 1) if not line.strip())
+    out = to_seq(module, collect_comments(text), blank)
     first = text.find("\n")
     if first > 0 and text[first - 1] == "\r":
         out = out.replace("\n", "\r\n")
@@ -319,5 +324,4 @@ def format_text(text: str, path: str = "<string>") -> str:
 
 
 def is_identifier(name: str) -> bool:
-    from .syntax import KEYWORDS
     return bool(_IDENT.match(name)) and name not in KEYWORDS

@@ -1,7 +1,7 @@
 """Text -> AST. The grammar is grammars/seq.lark; this module only drives Lark.
 
 * `_Newlines` is a post-lexer that drops the newlines that do not end a
-  statement or stage (continuation rules of LANGUAGE.md, "Lexical").
+  statement or stage (continuation rules of docs/language.md, "Lexical rules").
 * `_ToAst` turns parse-tree rules into frozen `seqdsl.ast` nodes as the LALR
   parser reduces them (no intermediate tree is built).
 * Lark's exceptions become `SpecError`s with the position and what was expected.
@@ -272,7 +272,7 @@ class _ToAst(Transformer):
 
 
 def _check_arg_order(args) -> None:
-    """Positional arguments come first (LANGUAGE.md), as in Python."""
+    """Positional arguments come first (docs/language.md), as in Python."""
     seen_keyword = False
     for arg in args:
         if arg.key is not None:

@@ -1,6 +1,6 @@
 """Self-attention and cross-attention.
 
-Parameters (LANGUAGE.md): query and output projections C x C, key and value
+Parameters (docs/language.md): query and output projections C x C, key and value
 projections C x (kv_heads * C / heads), each with a bias when bias=true.
 pos=relative adds a C x C position projection without bias and the two
 Transformer-XL bias vectors u, v of C. linformer adds two proj x max_len
@@ -14,8 +14,9 @@ from typing import Literal
 import sympy
 
 from ..graph.ir import Ref, TensorType
-from ..graph.symbolic import ceil_div
-from .base import (Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, ValueRef, channels, require_float, require_rank)
+from ..graph.symbolic import as_int, ceil_div
+from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, ValueRef, channels, require_float, require_rank)
+from .costs import LayerCost, STAT_BYTES, matmul, segment_sums
 
 
 class AttentionArgs(LayerArgs):
@@ -56,6 +57,29 @@ def _divisors_hint(n: int, near: int) -> str:
 class Attention(Layer):
     kind = "attention"
     Args = AttentionArgs
+    summary = ("multi-head self-attention: softmax (optionally windowed, grouped key/value heads, "
+               "RoPE/ALiBi/relative positions), linear, Performer or Linformer")
+    shape_rule = "`[B, T, C] -> [B, T, C]`; heads divides C, kv_heads divides heads"
+    params_rule = ("2 · C² + 2 · C · kvd + [bias] · (2 · C + 2 · kvd) + [pos=relative] · (C² + 2 · C) "
+                   "+ [kind=linformer] · 2 · proj · max_len; kvd = kv_heads · C / heads")
+    causal_rule = "yes with causal=true"
+    arg_docs = {
+        "heads": "query heads; divides C (head size C / heads)",
+        "kv_heads": "key/value heads (grouped-query attention); divides heads; none: heads",
+        "causal": "each position attends only to itself and earlier positions",
+        "window": "sliding window: each position sees the W previous positions (and, if not causal, "
+                  "the W next); softmax only",
+        "pos": "positions inside attention: `rope` (rotary, even head size), `alibi` (linear bias), "
+               "`relative` (Transformer-XL); none: no positions",
+        "kind": "`softmax`; `linear` (elu + 1 feature map); `performer` (FAVOR+ random features); "
+                "`linformer` (keys and values projected to proj positions; not causal)",
+        "features": "performer's random features; none: d_head · ln(d_head)",
+        "proj": "linformer's projected length (required by linformer)",
+        "max_len": "linformer's longest sequence (required by linformer)",
+        "dropout": "dropout probability on the attention weights",
+        "bias": "biases on the q, k, v and output projections"}
+    notes = ("Inside `segments` only kind=softmax without window= is allowed; each such layer also attends "
+             "to the memory of earlier segments. pos, window and kv_heads other than heads need kind=softmax.")
 
     @staticmethod
     def kv_heads(args) -> int:
@@ -131,7 +155,6 @@ class Attention(Layer):
         fused-kernel backward 2.5x (aten._scaled_dot_product_flash_attention_for_cpu
         saves q, k, v, its output and an fp32 logsumexp); the blocked window and
         the Transformer-XL math path as their bmm's (backward 2x each)."""
-        from .costs import matmul
         x = inputs[0]
         b, t, c = x.dims[0], x.dims[1], channels(x)
         kvd = self.kv_heads(args) * (c // args.heads)
@@ -154,12 +177,21 @@ class Attention(Layer):
             kind=a.kind, features=feats, proj=a.proj, max_len=a.max_len, dropout=a.dropout, bias=a.bias,
             memory=memory))
 
+    def examples(self):
+        x = "float[B, T, 16]"
+        return tuple(example(x, s) for s in (
+            "attention(2)", "attention(2, causal=true)", "attention(4, kv_heads=2, causal=true, pos=rope)",
+            "attention(2, causal=true, window=5)", "attention(2, causal=true, pos=alibi)",
+            "attention(2, causal=true, pos=relative)", "attention(2, causal=true, kind=linear)",
+            "attention(2, causal=true, kind=performer)", "attention(2, kind=linformer, proj=4, max_len=256)",
+            "attention(2, causal=true, dropout=0.1)",
+            "segments(length=8, memory=8) { attention(2, causal=true) }"))
+
 
 # ------------------------------------------------------------------ cost rules
 # Each returns a LayerCost for one self-attention layer (Attention.cost).
 def _pick(t, limit, small, big):
     """small when t <= limit, else big; a Piecewise when t is symbolic."""
-    from ..graph.symbolic import as_int
     if as_int(t) is not None:
         return small if as_int(t) <= limit else big
     return sympy.Piecewise((small, sympy.LessThan(t, limit)), (big, True))
@@ -171,7 +203,6 @@ def _softmax_cost(args, x, c, kvd, proj, ctx):
     5-D boolean mask, which the CPU runs on the math path (two bmm's forward,
     four backward; it saves the scaled q and k blocks, the v blocks and the
     probabilities)."""
-    from .costs import STAT_BYTES, LayerCost, matmul
     b, t = x.dims[0], x.dims[1]
     h, dh, e = args.heads, c // args.heads, ctx.elem
     n = b * t
@@ -236,8 +267,6 @@ def _linear_attention_cost(args, x, c, proj, ctx):
     feature maps x W^T for Q and K (2·B·H·T·dh·m each; W is a buffer, so its
     backward is the input gradient only). Every other product's backward is
     2x (both operands need gradients)."""
-    from .costs import STAT_BYTES, LayerCost, matmul
-    from ..graph.symbolic import ceil_div as _ceil
     b, t = x.dims[0], x.dims[1]
     h, dh, e = args.heads, c // args.heads, ctx.elem
     n = b * t
@@ -251,7 +280,7 @@ def _linear_attention_cost(args, x, c, proj, ctx):
         # exp results and their inputs (kept by the row max), the row maxima, the W buffer
         saved += (4 * bh * t * m + m * dh) * e + 2 * bh * t * STAT_BYTES
     if args.causal:
-        nc = _ceil(t, CHUNK)
+        nc = ceil_div(t, CHUNK)
         tp = nc * CHUNK
         core = matmul(bh * tp, m, CHUNK) + matmul(bh * tp, CHUNK, dv) + 2 * matmul(bh * tp, m, dv)
         # the padded phi(Q), phi(K) chunks, V', the masked intra scores, the
@@ -273,7 +302,6 @@ def _linear_attention_cost(args, x, c, proj, ctx):
 def _linformer_cost(args, x, c, kvd, proj, ctx):
     """K' = E[:, :T] K, V' = F[:, :T] V over the sequence (2·B·proj·T·kvd each,
     backward 2x: E and K both need gradients), then SDPA of T queries on proj keys."""
-    from .costs import STAT_BYTES, LayerCost, matmul
     b, t = x.dims[0], x.dims[1]
     h, e, p = args.heads, ctx.elem, args.proj
     n = b * t
@@ -295,7 +323,6 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
     (Transformer-XL, Dai et al. 2019): AC = (q+u)k^T, BD = (q+v)r^T with
     r = r_proj(sinusoid(klen)), then probs @ v — three bmm's (backward 2x each),
     r_proj once per segment. Outside segments pos=relative is one segment."""
-    from .costs import STAT_BYTES, LayerCost, matmul, segment_sums
     b, t = x.dims[0], x.dims[1]
     h, e = args.heads, ctx.elem
     n = b * t
@@ -365,6 +392,13 @@ class CrossAttention(Layer):
 
     kind = "cross_attention"
     Args = CrossAttentionArgs
+    summary = "multi-head attention from the input (queries) to another bound value (keys and values)"
+    shape_rule = "`[B, T, C]` with context `[B, S, Cc]` -> `[B, T, C]`; S may differ from T"
+    params_rule = "2 · C² + 2 · Cc · kvd + [bias] · (2 · C + 2 · kvd); kvd = kv_heads · C / heads"
+    arg_docs = {"heads": "query heads; divides C", "context": "a value bound earlier in the model, float `[B, S, Cc]`",
+                "kv_heads": "key/value heads; divides heads; none: heads",
+                "bias": "biases on the q, k, v and output projections"}
+    notes = "Not causal over the context, which is read whole; causal over the input, so a decoder can stream."
 
     def context_args(self):
         return ("context",)
@@ -400,7 +434,6 @@ class CrossAttention(Layer):
     def cost(self, args, inputs, out, ctx):
         """q from x, k/v from the context (length S), one SDPA (flash on the CPU),
         not causal. Generation: the context's k/v are cached once."""
-        from .costs import STAT_BYTES, LayerCost, matmul
         x, context = inputs
         b, t, c = x.dims[0], x.dims[1], channels(x)
         s, cc = context.dims[1], channels(context)
@@ -421,3 +454,8 @@ class CrossAttention(Layer):
         a = node.args
         return ModuleSpec("CrossAttention", (channels(node.inputs[0]), channels(node.inputs[1]), a.heads,
                                              self.kv_heads(a), a.bias))
+
+    def examples(self):
+        return (example("float[B, T, 16]", "cross_attention(2, context=memory)", "memory: float[B, S, 16]"),
+                example("float[B, T, 16]", "cross_attention(4, context=memory, kv_heads=2, bias=false)",
+                        "memory: float[B, S, 16]"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
+import sympy
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from ..graph.ir import Ref, TensorType
@@ -57,6 +58,24 @@ class Layer:
     #: True when output position t depends only on inputs at positions <= t.
     causal_by_default: ClassVar[bool] = True
 
+    # The kind's reference (`seqdsl layers`, docs/language.md), generated from
+    # here so the two cannot drift; tests/test_language_doc.py requires the
+    # first three. Argument names, types and defaults come from `Args`.
+    #: One line: what the layer computes.
+    summary: ClassVar[str | None] = None
+    #: The shape rule, input -> output, e.g. "`[B, T, C] -> [B, T, out]`".
+    shape_rule: ClassVar[str | None] = None
+    #: The parameter count as a formula of C (input channels) and the
+    #: arguments, PyTorch's conventions; "0" for none.
+    params_rule: ClassVar[str | None] = None
+    #: When causality depends on the arguments (`is_causal` overridden), the
+    #: rule in words; otherwise `causal_by_default` says it.
+    causal_rule: ClassVar[str | None] = None
+    #: Optional: what an argument means, beside its type and default.
+    arg_docs: ClassVar[dict[str, str]] = {}
+    #: Optional: restrictions and remarks, a sentence or two.
+    notes: ClassVar[str | None] = None
+
     def infer_shape(self, args, inputs: list[TensorType], ctx) -> TensorType:
         raise NotImplementedError
 
@@ -79,12 +98,27 @@ class Layer:
         from .lowering import instantiate   # lazy: torch loads only when a module is built
         return instantiate(self.module(node, ctx.get("memory")), ctx["tied"])
 
+    def examples(self) -> tuple[str, ...]:
+        """Small model bodies that use this kind (`example(...)`), which the
+        layer conformance harness (tests/test_layer_harness.py) builds and
+        measures: parameters, FLOPs, saved and live bytes against the estimate,
+        streaming against forward, compiled against eager. Every kind gives at
+        least one, covering its options."""
+        raise NotImplementedError(f"layer kind {self.kind!r} gives no examples for the conformance harness")
+
     def context_args(self) -> tuple[str, ...]:
         """Argument names that refer to other bound values (extra inputs)."""
         return ()
 
 
 # ------------------------------------------------------------------ helpers
+def example(input_type: str, stages: str, *more_inputs: str) -> str:
+    """A model body for `Layer.examples`: `input x: <input_type>` (plus
+    `name: type` inputs), `y = x -> <stages>`, `output y`."""
+    inputs = [f"input {m}" for m in more_inputs] + [f"input x: {input_type}"]   # x last: the one that streams
+    return "\n".join(inputs + [f"y = x -> {stages}", "output y"])
+
+
 @dataclass(frozen=True)
 class Tied:
     """A constructor argument: the module of the layer named `alias` (`tie=`),
@@ -128,5 +162,4 @@ def channels(x: TensorType) -> int:
 
 
 def with_channels(x: TensorType, c: int) -> TensorType:
-    import sympy
     return TensorType("float", x.dims[:-1] + (sympy.Integer(c),))

@@ -14,7 +14,8 @@ import sympy
 
 from ..graph.ir import TensorType
 from ..graph.symbolic import as_int, ceil_div, floor_div
-from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, require_float, require_rank
+from .base import example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, require_float, require_rank
+from .costs import LayerCost, numel
 
 
 class ConvArgs(LayerArgs):
@@ -28,10 +29,30 @@ class ConvArgs(LayerArgs):
 
 class Conv(Layer):
     Args = ConvArgs
+    params_rule = "out · (C / groups) · prod(kernel) + [bias] · out"
+    causal_rule = ("yes with padding=causal (conv1d), or when the time axis is not convolved "
+                   "(conv2d on [B, T, H, W, C] frames); otherwise no")
+    arg_docs = {"out": "output channels",
+                "padding": "`same`: each axis becomes ceil(n / stride); `valid`: floor((n - kernel) / stride) + 1; "
+                           "`causal` (conv1d only): pads kernel - 1 on the left, ceil(n / stride)",
+                "groups": "grouped convolution; divides C and out (groups=C: depthwise)",
+                "bias": "add a bias per output channel"}
 
     def __init__(self, ndim: int):
         self.ndim = ndim
         self.kind = f"conv{ndim}d"
+        self.summary = {1: "1-D convolution over the axis just before the channel axis (time, on [B, T, C])",
+                        2: "2-D convolution over the 2 axes just before the channel axis (time and frequency "
+                           "on [B, T, F, C]; each frame's height and width on [B, T, H, W, C])",
+                        3: "3-D convolution over the 3 axes just before the channel axis (time, height "
+                           "and width on [B, T, H, W, C])"}[ndim]
+        self.shape_rule = ("`[B, T, C] -> [B, T', out]`, T' as `padding` says; on a longer input the axis "
+                           "before C is convolved and the axes before it, other than B, are batch" if ndim == 1 else
+                           f"the {ndim} axes just before C are convolved, each as `padding` says; `C -> out`; "
+                           f"the axes before them, other than B, are batch (input rank {ndim + 2} or more)")
+        self.arg_docs = {**Conv.arg_docs,
+                         "kernel": "kernel size: one int for every axis" + (f", or a list of {ndim}" if ndim > 1 else ""),
+                         "stride": "stride: one int for every axis" + (f", or a list of {ndim}" if ndim > 1 else "")}
 
     def per_axis(self, args, field: str) -> tuple[int, ...]:
         value = getattr(args, field)
@@ -95,7 +116,6 @@ class Conv(Layer):
         weight and input gradients the same each (aten.convolution_backward,
         whose FlopCounterMode formula over-counts groups > 1). Saves the
         padded copy, or the input itself when nothing is padded."""
-        from .costs import LayerCost, numel
         x = inputs[0]
         c = channels(x)
         kernel, stride = self.per_axis(args, "kernel"), self.per_axis(args, "stride")
@@ -132,3 +152,13 @@ class Conv(Layer):
         a = node.args
         return ModuleSpec("Conv", (self.ndim, channels(node.inputs[0]), a.out, self.per_axis(a, "kernel"),
                                    self.per_axis(a, "stride"), a.padding, a.groups, a.bias))
+
+    def examples(self):
+        if self.ndim == 1:
+            return (example("float[B, T, 8]", "conv1d(8, 3)"),
+                    example("float[B, T, 8]", "conv1d(6, 4, stride=2, padding=causal, groups=2)"),
+                    example("float[B, T, 8]", "relu -> conv1d(4, 1, bias=false)"))
+        if self.ndim == 2:
+            return (example("float[B, T, 6, 6, 4]", "conv2d(4, 3, stride=2)"),
+                    example("float[B, T, 7, 5, 2]", "conv2d(3, [3, 2], padding=valid, bias=false)"))
+        return (example("float[B, T, 6, 6, 3]", "conv3d(4, [3, 3, 3], stride=[1, 2, 2])"),)

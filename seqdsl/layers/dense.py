@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import (Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, Tied, channels, require_float, with_channels)
+from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, Tied, channels, require_float, with_channels)
+from .costs import LayerCost, matmul, rows
 
 Activation = Literal["gelu", "relu", "silu", "tanh", "sigmoid"]
 
@@ -19,6 +20,12 @@ class Linear(Layer):
 
     kind = "linear"
     Args = LinearArgs
+    summary = "dense projection of the channel axis (F.linear)"
+    shape_rule = "`[.., C] -> [.., out]`"
+    params_rule = "C · out + [bias] · out; with tie=NAME only [bias] · out (the weight is the embed's)"
+    arg_docs = {"out": "output channels", "bias": "add a bias per output channel",
+                "tie": "the `as` name of an embed layer whose vocab x dim weight this layer shares "
+                       "(out must be its vocab, C its dim): a tied output head"}
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -44,7 +51,6 @@ class Linear(Layer):
     def cost(self, args, inputs, out, ctx):
         """F.linear (aten.addmm): 2·rows·C·out forward; the weight gradient and the
         input gradient cost the same again; autograd saves the input."""
-        from .costs import LayerCost, matmul, rows
         f = matmul(rows(inputs[0]), channels(inputs[0]), args.out)
         return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(True,),
                          has_weights=True)
@@ -54,6 +60,10 @@ class Linear(Layer):
         a = node.args
         tied = (Tied(a.tie),) if a.tie is not None else ()
         return ModuleSpec("Linear", (channels(node.inputs[0]), a.out, a.bias, *tied))
+
+    def examples(self):
+        return (example("float[B, T, 8]", "linear(6)"), example("float[B, T, 8]", "linear(6, bias=false)"),
+                example("int[B, T]", "embed(50, 8) as tok -> linear(50, bias=false, tie=tok)"))
 
 
 class MlpArgs(LayerArgs):
@@ -68,6 +78,11 @@ class Mlp(Layer):
 
     kind = "mlp"
     Args = MlpArgs
+    summary = "feed-forward block: linear(C -> hidden), act, dropout, linear(hidden -> out), both linears with bias"
+    shape_rule = "`[.., C] -> [.., out]` (out = C when not given)"
+    params_rule = "C · hidden + hidden + hidden · out + out"
+    arg_docs = {"hidden": "hidden width", "out": "output channels; none: C", "act": "activation between the linears",
+                "dropout": "dropout probability after the activation"}
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -84,7 +99,6 @@ class Mlp(Layer):
         """fc1 -> act -> dropout -> fc2 (docs/lowering.md). Saved: x (fc1), the
         act's input (gelu, silu) or output (relu, tanh, sigmoid), the dropout
         mask and output, fc2's input — each tensor once."""
-        from .costs import LayerCost, matmul, rows
         n, c, h = rows(inputs[0]), channels(inputs[0]), args.hidden
         o = args.out or c
         f1, f2 = matmul(n, c, h), matmul(n, h, o)
@@ -99,6 +113,9 @@ class Mlp(Layer):
         a, c = node.args, channels(node.inputs[0])
         return ModuleSpec("Mlp", (c, a.hidden, a.out or c, a.act, a.dropout))
 
+    def examples(self):
+        return (example("float[B, T, 8]", "mlp(16)"), example("float[B, T, 8]", "mlp(16, out=4, act=relu, dropout=0.1)"))
+
 
 class SwigluArgs(LayerArgs):
     hidden: PositiveInt
@@ -110,6 +127,10 @@ class Swiglu(Layer):
 
     kind = "swiglu"
     Args = SwigluArgs
+    summary = "gated feed-forward w2(silu(w1 x) · w3 x), three linears without bias"
+    shape_rule = "`[.., C] -> [.., out]` (out = C when not given)"
+    params_rule = "2 · C · hidden + hidden · out"
+    arg_docs = {"hidden": "hidden width (of w1 and w3)", "out": "output channels; none: C"}
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -123,7 +144,6 @@ class Swiglu(Layer):
     def cost(self, args, inputs, out, ctx):
         """w2(silu(w1 x) * w3 x): saved x, w1 x (silu), silu(w1 x) and w3 x (mul),
         the product (w2)."""
-        from .costs import LayerCost, matmul, rows
         n, c, h = rows(inputs[0]), channels(inputs[0]), args.hidden
         f_in, f_out = 2 * matmul(n, c, h), matmul(n, h, args.out or c)
         return LayerCost(flops=f_in + f_out, backward_flops=f_in + 2 * f_out, input_grad_flops=(f_in,),
@@ -133,6 +153,9 @@ class Swiglu(Layer):
     def module(self, node, memory):
         a, c = node.args, channels(node.inputs[0])
         return ModuleSpec("Swiglu", (c, a.hidden, a.out or c))
+
+    def examples(self):
+        return (example("float[B, T, 8]", "swiglu(16)"), example("float[B, T, 8]", "swiglu(16, out=4)"))
 
 
 __all__ = ["Linear", "Mlp", "Swiglu", "LayerError"]

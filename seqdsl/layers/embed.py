@@ -6,7 +6,8 @@ from typing import Literal
 import sympy
 
 from ..graph.ir import TensorType
-from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, require_float, require_rank
+from .base import example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, require_float, require_rank
+from .costs import LayerCost
 
 
 class EmbedArgs(LayerArgs):
@@ -19,6 +20,10 @@ class Embed(Layer):
 
     kind = "embed"
     Args = EmbedArgs
+    summary = "token embedding: looks up a learned vector per token id (nn.Embedding)"
+    shape_rule = "`int[B, T] -> float[B, T, dim]` (any int rank: one axis of dim added)"
+    params_rule = "vocab · dim"
+    arg_docs = {"vocab": "number of token ids (0 .. vocab - 1)", "dim": "embedding width"}
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -33,11 +38,13 @@ class Embed(Layer):
 
     def cost(self, args, inputs, out, ctx):
         """A gather: no FLOPs; saves the indices (the model's input)."""
-        from .costs import LayerCost
         return LayerCost(saves_inputs=(True,), has_weights=True)
 
     def module(self, node, memory):
         return ModuleSpec("Embed", (node.args.vocab, node.args.dim))
+
+    def examples(self):
+        return (example("int[B, T]", "embed(50, 8)"),)
 
 
 class PosencArgs(LayerArgs):
@@ -50,6 +57,12 @@ class Posenc(Layer):
 
     kind = "posenc"
     Args = PosencArgs
+    summary = "adds absolute position encodings: fixed sinusoids, or a learned table of max_len positions"
+    shape_rule = "`[B, T, C] -> [B, T, C]` (sinusoidal needs an even C)"
+    params_rule = "learned: max_len · C; sinusoidal: 0"
+    arg_docs = {"kind": "`sinusoidal` (fixed) or `learned` (a max_len x C table)",
+                "max_len": "positions the learned table holds; required by `learned`"}
+    notes = "Not allowed inside `segments` (positions would restart per segment): use attention(pos=relative) there."
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -72,7 +85,6 @@ class Posenc(Layer):
     def cost(self, args, inputs, out, ctx):
         """x + table[offset:offset+T]: an add, nothing saved; the sinusoid table
         (T x C) is built per call."""
-        from .costs import LayerCost
         x = inputs[0]
         table = 0 if args.kind == "learned" else x.dims[1] * channels(x) * ctx.elem
         return LayerCost(workspace_bytes=table)
@@ -80,3 +92,6 @@ class Posenc(Layer):
     def module(self, node, memory):
         a = node.args
         return ModuleSpec("Posenc", (channels(node.inputs[0]), a.kind, a.max_len))
+
+    def examples(self):
+        return (example("float[B, T, 8]", "posenc"), example("float[B, T, 8]", "posenc(learned, max_len=256)"))

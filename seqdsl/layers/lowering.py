@@ -23,9 +23,7 @@ def lowering_module(name: str):
 
 def instantiate(spec, tied: dict[str, nn.Module]) -> nn.Module:
     """A layer's ModuleSpec made a module: `nn.X` from torch.nn, anything else
-    from seqdsl.layers.torch_modules; a `Tied` argument is the aliased module."""
-    from ..layers.base import Tied
-    from ..layers import torch_modules as modules
+    from the lowering file the spec names; a `Tied` argument is the aliased module."""
     owner, name = (nn, spec.cls[3:]) if spec.cls.startswith("nn.") else (lowering_module(spec.lowering), spec.cls)
     args = [tied[a.alias] if isinstance(a, Tied) else a for a in spec.args]
     return getattr(owner, name)(*args, **spec.kwargs)

@@ -1,11 +1,18 @@
 """Normalisations over the channel axis."""
 from __future__ import annotations
 
-from .base import Layer, LayerArgs, ModuleSpec, PositiveFloat, channels, require_float
+from .base import example, Layer, LayerArgs, ModuleSpec, PositiveFloat, channels, require_float
+from .costs import LayerCost, STAT_BYTES, rows
 
 
 class NormArgs(LayerArgs):
     eps: PositiveFloat = 1e-5
+
+
+SUMMARIES = {"layernorm": "layer normalisation over the channel axis, with weight and bias",
+             "rmsnorm": "RMS normalisation over the channel axis, with weight",
+             "batchnorm": "batch normalisation of each channel over all other axes, with weight and bias "
+                          "(running statistics are buffers)"}
 
 
 class Norm(Layer):
@@ -13,10 +20,14 @@ class Norm(Layer):
     running statistics are buffers). Shape unchanged."""
 
     Args = NormArgs
+    shape_rule = "unchanged (float input)"
+    arg_docs = {"eps": "added to the variance (mean square for rmsnorm) before the square root"}
 
     def __init__(self, kind: str, params_per_channel: int):
         self.kind = kind
         self.params_per_channel = params_per_channel
+        self.summary = SUMMARIES[kind]
+        self.params_rule = "C" if params_per_channel == 1 else f"{params_per_channel} · C"
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -33,7 +44,6 @@ class Norm(Layer):
         computed in fp32) x — or its fp32 copy under bf16/fp16 — rstd and
         x·rstd in fp32; batchnorm x, save_mean/invstd and the running buffers
         (4 x C fp32)."""
-        from .costs import STAT_BYTES, LayerCost, rows
         n, c, e = rows(inputs[0]), channels(inputs[0]), ctx.elem
         if self.kind == "rmsnorm":
             upcast = e != STAT_BYTES
@@ -46,3 +56,6 @@ class Norm(Layer):
     def module(self, node, memory):
         cls = {"batchnorm": "BatchNorm", "layernorm": "nn.LayerNorm", "rmsnorm": "nn.RMSNorm"}[self.kind]
         return ModuleSpec(cls, (channels(node.inputs[0]),), {"eps": node.args.eps})
+
+    def examples(self):
+        return (example("float[B, T, 8]", self.kind), example("float[B, T, 8]", f"{self.kind}(eps=1e-3)"))

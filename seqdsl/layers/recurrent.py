@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import (Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, channels, require_float, require_rank, with_channels)
+import sympy
+
+from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, channels, require_float, require_rank, with_channels)
+from .costs import LayerCost
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -20,10 +23,21 @@ class RnnArgs(RecurrentArgs):
 
 
 class Recurrent(Layer):
+    shape_rule = "`[B, T, C] -> [B, T, hidden]` (`2 · hidden` if bidirectional)"
+    causal_rule = "yes unless bidirectional=true"
+    arg_docs = {"hidden": "hidden (and output) width per direction", "layers": "stacked layers (at most 64)",
+                "bidirectional": "also run backwards in time and concatenate both directions",
+                "dropout": "dropout probability between stacked layers",
+                "nonlinearity": "the cell's activation"}
+    notes = "Not allowed inside `segments` (segment memory is for attention layers)."
+
     def __init__(self, kind: str):
         self.kind = kind
         self.gates = GATES[kind]
         self.Args = RnnArgs if kind == "rnn" else RecurrentArgs
+        self.summary = f"{'Elman RNN' if kind == 'rnn' else kind.upper()}, exactly torch.nn.{kind.upper()} (batch first)"
+        self.params_rule = (f"dirs · Σ over layers ({self.gates} · hidden · (in + hidden) + 2 · {self.gates} · hidden); "
+                            "in = C for the first layer, dirs · hidden after; dirs = 2 if bidirectional, else 1")
 
     def directions(self, args) -> int:
         return 2 if args.bidirectional else 1
@@ -68,9 +82,6 @@ class Recurrent(Layer):
         and a workspace (`onednn_workspace`); GRU keeps 7 B x h tensors a
         step, RNN one (plus h0). Time-major copies of the input (B > 1) and the
         dropout masks between layers are counted too."""
-        import sympy
-
-        from .costs import LayerCost
         x = inputs[0]
         b, t, c = x.dims[0], x.dims[1], channels(x)
         g, h, d, e = self.gates, args.hidden, self.directions(args), ctx.elem
@@ -97,11 +108,18 @@ class Recurrent(Layer):
             saved += (args.layers - 1) * b * t * h * e
         if args.dropout > 0 and args.layers > 1:  # mask and dropped copy between layers
             saved += (args.layers - 1) * 2 * b * t * d * h * e
-        # inference: the time-major input copy and one layer's output besides the
-        # result (oneDNN keeps its gates in its own scratchpad); the decomposed
-        # GRU/RNN also hold the gate activations
-        workspace = b * t * e * (c + d * h) if self.kind == "lstm" \
-            else b * t * e * (c + d * h * (g + 2))
+        # inference, measured on torch 2.13's CPU kernels (tests/test_layer_harness.py):
+        # oneDNN's LSTM holds a copy of its input and one layer's output, its
+        # gates in its own scratchpad; the decomposed GRU
+        # holds the input projection and gate activations of a direction, 5h (9h
+        # for both directions, the first direction's output kept), the RNN its
+        # input projection and pre-activation, 2h a direction
+        if self.kind == "lstm":   # (c alone on a one-layer model; c + dh holds where LSTMs follow other layers)
+            workspace = b * t * e * (c + d * h)
+        elif self.kind == "gru":
+            workspace = b * t * e * h * (d * (g + 1) + 1)
+        else:
+            workspace = b * t * e * 2 * d * h
         return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=first_input,
                          saved_bytes=saved, workspace_bytes=workspace,
                          state_bytes=(2 if self.kind == "lstm" else 1) * args.layers * d * h * b * e,
@@ -114,3 +132,8 @@ class Recurrent(Layer):
         a = node.args
         return ModuleSpec("Recurrent", (self.kind, channels(node.inputs[0]), a.hidden, a.layers, a.bidirectional,
                                         a.dropout, getattr(a, "nonlinearity", "tanh")))
+
+    def examples(self):
+        extra = {"lstm": "lstm(64, layers=2, dropout=0.1)", "gru": "gru(48, bidirectional=true)",
+                 "rnn": "rnn(64, nonlinearity=relu)"}[self.kind]
+        return (example("float[B, T, 64]", f"{self.kind}(64)"), example("float[B, T, 64]", extra))

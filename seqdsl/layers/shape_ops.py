@@ -8,13 +8,17 @@ import sympy
 from ..graph.ir import TensorType
 from ..limits import MAX_DIM
 from ..graph.symbolic import as_int
-from .base import Layer, LayerError, ModuleSpec, require_float, require_rank
+from .base import example, Layer, LayerError, ModuleSpec, require_float, require_rank
+from .costs import LayerCost
 
 
 class Unsqueeze(Layer):
     """[B, T, F] -> [B, T, F, 1]: a channel axis for 2-D convolution."""
 
     kind = "unsqueeze"
+    summary = "adds a channel axis of size 1 (a spectrogram [B, T, F] before conv2d)"
+    shape_rule = "`[B, T, .., F] -> [B, T, .., F, 1]` (rank 2 or more; dtype kept)"
+    params_rule = "0"
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -23,17 +27,22 @@ class Unsqueeze(Layer):
 
     def cost(self, args, inputs, out, ctx):
         """x.unsqueeze(-1): a view."""
-        from .costs import LayerCost
         return LayerCost(output_is_view=True, depth=0)
 
     def module(self, node, memory):
         return ModuleSpec("Unsqueeze")
+
+    def examples(self):
+        return (example("float[B, T, 8]", "unsqueeze"),)
 
 
 class Flatten(Layer):
     """[B, T, .., C] -> [B, T, prod(..) * C]."""
 
     kind = "flatten"
+    summary = "merges every axis after T into the channel axis"
+    shape_rule = "`[B, T, .., C] -> [B, T, prod(..) · C]` (rank 3 or more)"
+    params_rule = "0"
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -50,19 +59,25 @@ class Flatten(Layer):
     def cost(self, args, inputs, out, ctx):
         """x.flatten(2): it follows a convolution, whose channels-last output is a
         permuted view, so flatten copies (a new tensor, the next layer saves it)."""
-        from .costs import LayerCost
         return LayerCost(depth=0)
 
     def module(self, node, memory):
         return ModuleSpec("Flatten")
 
+    def examples(self):
+        return (example("float[B, T, 4, 3]", "flatten"),)
+
 
 class SpatialPool(Layer):
     """[B, T, .., C] -> [B, T, C], mean or max over the axes between T and C."""
 
+    shape_rule = "`[B, T, .., C] -> [B, T, C]` (rank 4 or more)"
+    params_rule = "0"
+
     def __init__(self, reduce: str):
         self.reduce = reduce
         self.kind = f"spatial_{reduce}"
+        self.summary = f"{'mean' if reduce == 'mean' else 'maximum'} over the axes between T and C (per frame)"
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -72,7 +87,6 @@ class SpatialPool(Layer):
 
     def cost(self, args, inputs, out, ctx):
         """mean saves nothing; amax saves its input and output (to route the gradient)."""
-        from .costs import LayerCost
         if self.reduce == "max":
             return LayerCost(saves_inputs=(True,), saves_output=True)
         return LayerCost()
@@ -80,15 +94,22 @@ class SpatialPool(Layer):
     def module(self, node, memory):
         return ModuleSpec("SpatialPool", (self.reduce,))
 
+    def examples(self):
+        return (example("float[B, T, 4, 4, 3]", self.kind),)
+
 
 class TimePool(Layer):
     """[B, T, C] -> [B, C]: mean over time, or the last step."""
 
     causal_by_default = False
+    shape_rule = "`[B, T, C] -> [B, C]`"
+    params_rule = "0"
+    notes = "Needs the whole sequence: not allowed inside `segments`, and a model using it cannot stream."
 
     def __init__(self, reduce: str):
         self.reduce = reduce
         self.kind = f"time_{reduce}"
+        self.summary = "mean over the time axis" if reduce == "mean" else "the last time step"
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -100,10 +121,12 @@ class TimePool(Layer):
 
     def cost(self, args, inputs, out, ctx):
         """x.mean(1) saves nothing; x[:, -1] is a view."""
-        from .costs import LayerCost
         if self.reduce == "last":
             return LayerCost(output_is_view=True, depth=0)
         return LayerCost()
 
     def module(self, node, memory):
         return ModuleSpec("TimePool", (self.reduce,))
+
+    def examples(self):
+        return (example("float[B, T, 8]", self.kind),)

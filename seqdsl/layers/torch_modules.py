@@ -17,6 +17,85 @@ from torch import nn
 ACTS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 
 
+# Names a submodule key must not take: attributes of a ModuleDict (`eval`,
+# `training`, `state_dict`, `_modules`, `keys`, ...), which add_module refuses.
+_RESERVED_KEYS = frozenset(dir(nn.ModuleDict()))
+
+
+def storage_key(name: str) -> str:
+    """The ModuleDict key a spec name is stored under: the name itself, or
+    `<name>` when it is a module attribute. No spec name has `<`, so the keys
+    of two names never meet, and the state_dict keys of other names stay as
+    the spec writes them."""
+    return f"<{name}>" if name in _RESERVED_KEYS or name.startswith("<") else name
+
+
+class Scope(nn.ModuleDict):
+    """A ModuleDict indexed by spec names (bound values, `as` names, layer
+    kinds, `repeat[0]`): any name works, attribute names included (storage_key)."""
+
+    def __getitem__(self, name):
+        return super().__getitem__(storage_key(name))
+
+    def __setitem__(self, name, module):
+        super().__setitem__(storage_key(name), module)
+
+    def __contains__(self, name):
+        return super().__contains__(storage_key(name))
+
+
+def check_inputs(model, named, env=None, offsets=None) -> None:
+    """Each (input name, tensor) against the spec, before a forward or a step:
+    a tensor, of the declared dtype kind and rank, channels equal, and every
+    symbolic dim (B, T, S) one size across the inputs (and the stream's batch,
+    given in env); then the positions a learned posenc sees within its
+    max_len (offsets: positions a stream already took). The error names the
+    input, its declaration and line. `model` has spec_name, input_specs
+    {name: (dtype, dims: int | symbol | None, declaration, line)} and
+    position_limits ((layer, symbols, length function or None for the symbol
+    itself, max_len, line), ...). Plain Python on sizes, run eagerly and
+    skipped while torch traces, so a compiled graph never sees it."""
+    if torch.compiler.is_compiling():
+        return
+    env = dict(env or {})
+    where = {}
+    spec = model.spec_name
+    for name, x in named:
+        dtype, dims, declared, line = model.input_specs[name]
+        at = f"the spec declares {declared} (line {line})"
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{spec}: input '{name}' must be a tensor, not {type(x).__name__}; {at}")
+        if dtype == "float" and not x.is_floating_point():
+            raise TypeError(f"{spec}: input '{name}' is a {x.dtype} tensor, but {at}: float values")
+        if dtype == "int" and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+            raise TypeError(f"{spec}: input '{name}' is a {x.dtype} tensor, but {at}: integer token ids")
+        if x.dim() != len(dims):
+            raise ValueError(f"{spec}: input '{name}' has shape {tuple(x.shape)} (rank {x.dim()}), "
+                             f"but {at} (rank {len(dims)})")
+        for axis, (want, got) in enumerate(zip(dims, x.shape)):
+            if isinstance(want, int) and got != want:
+                raise ValueError(f"{spec}: input '{name}' has shape {tuple(x.shape)}: axis {axis} is {got}, but {at}")
+            if isinstance(want, str):
+                if want in env and env[want] != got:
+                    other = (f"input '{where[want]}' has {want}={env[want]}" if want in where
+                             else f"the state has {want}={env[want]}")
+                    raise ValueError(f"{spec}: input '{name}' has {want}={got} (shape {tuple(x.shape)}), "
+                                     f"but {other}; {at}")
+                env.setdefault(want, got)
+                where.setdefault(want, name)
+    for layer, symbols, length_of, max_len, line in model.position_limits:
+        if not all(s in env for s in symbols):
+            continue
+        start = (offsets or {}).get(layer, 0)
+        length = int(env[symbols[0]] if length_of is None else length_of({s: env[s] for s in symbols}))
+        if start + length > max_len:
+            src = ", ".join(f"input '{where[s]}' has {s}={env[s]}" for s in symbols if s in where)
+            raise ValueError(f"{spec}: posenc '{layer}' (line {line}) learned {max_len} positions (max_len), "
+                             f"but it would see positions up to {start + length}"
+                             + (f" ({src})" if src else "")
+                             + (f" (the stream is at position {start})" if offsets else ""))
+
+
 class Act(nn.Module):
     def __init__(self, kind: str):
         super().__init__()

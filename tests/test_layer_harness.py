@@ -1,0 +1,134 @@
+"""The layer conformance harness: every registered layer kind, through each of
+its `examples()`, built and measured against what the checker and the cost
+model say of it. A kind added to seqdsl.layers.LAYERS is covered by being
+registered (and fails here until it gives examples).
+
+For each example model:
+* parameters: the checker's count equals the built module's;
+* `seqdsl.backend.verify` at two lengths (one odd): FLOPs forward and training
+  against FlopCounterMode, saved activations and the inference live set
+  against measurement, all within verify's tolerances;
+* streaming: where the model can stream, step() over chunks of 1, 3 and 17
+  positions equals forward();
+* compiled (torch.compile, aot_eager backend, dynamic lengths) equals eager,
+  for the first example of each kind.
+"""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import seqdsl  # noqa: E402
+from seqdsl.backend import measure  # noqa: E402
+from seqdsl.backend.verify import verify  # noqa: E402
+from seqdsl.layers import LAYERS  # noqa: E402
+
+from test_backend_build import check_stream, one_thread, stream_context  # noqa: E402,F401  (one_thread: autouse)
+
+SEQ = ({"T": 65, "S": 21}, {"T": 128, "S": 40})
+
+# Examples whose memory figures the cost model does not yet get within
+# verify's tolerances (FLOPs and parameters are exact in every example). Found
+# by this harness on one-layer models, where a convention off by one tensor
+# shows; each is an open cost-rule fix (the newcomer's issue: "the estimate is
+# right on shapes no bundled spec has"). strict: a fix makes the test fail
+# until its line here goes.
+KNOWN = {
+    "conv1d-0": "inference live set 1.33x measured",
+    "conv1d-1": "inference live set 1.16x measured (strided causal)",
+    "conv1d-2": "inference live set 0.57x measured (kernel-1 conv after relu)",
+    "conv2d-1": "no saved activations estimated for a valid, bias-free conv2d (measured 36 KB); live set 0.65x",
+    "flatten-0": "inference live set 2.0x measured (flatten is a view)",
+    "mlp-0": "inference live set 1.2x the dispatch tracker on a one-layer model; the profiler inside a residual agrees with the estimate (test_cost_specs)",
+    "rmsnorm-0": "saved activations 1.125x measured",
+    "rmsnorm-1": "saved activations 1.125x measured",
+    "attention-4": "ALiBi inference live set 0.56-0.68x measured (the bias tensor)",
+    "attention-5": "relative-position inference live set 0.57-0.64x measured",
+    "attention-6": "linear attention: live set 0.77-0.84x, saved 0.88x measured",
+    "attention-7": "performer inference live set 0.85x measured at T=65",
+    "attention-8": "linformer inference live set 1.40x measured",
+    "attention-10": "segments: saved 0.88x, live set 1.2x measured",
+    "cross_attention-0": "inference live set 1.2x measured",
+    "cross_attention-1": "inference live set 1.2x measured",
+    "lstm-0": "inference live set 1.3x measured on a one-layer model (exact where an LSTM follows other layers)",
+}
+
+
+def _cases():
+    for kind, rule in LAYERS.items():
+        try:
+            bodies = rule.examples()
+        except NotImplementedError as exc:
+            yield pytest.param(kind, 0, None, marks=pytest.mark.xfail(reason=str(exc), strict=True), id=kind)
+            continue
+        for i, body in enumerate(bodies):
+            yield pytest.param(kind, i, body, id=f"{kind}-{i}")
+
+
+def _measured_cases():
+    for case in _cases():
+        kind, index, _ = case.values
+        reason = KNOWN.get(f"{kind}-{index}")
+        yield case if reason is None else pytest.param(*case.values, id=case.id, marks=[
+            *case.marks, pytest.mark.xfail(reason=reason, strict=True)])
+
+
+def _graph(kind: str, body: str):
+    text = "model m {\n" + "\n".join("    " + line for line in body.splitlines()) + "\n}\n"
+    graph = seqdsl.parse(text, f"<{kind} example>").model()
+    assert any(n.kind == kind for n in graph.nodes), f"the example of {kind} does not use it"
+    return graph
+
+
+def _points(graph):
+    return [{d: v for d, v in p.items() if d in graph.seq_symbols} for p in SEQ]
+
+
+@pytest.mark.parametrize("kind, index, body", list(_measured_cases()))
+def test_layer_kind_against_its_module(kind, index, body):
+    if body is None:
+        LAYERS[kind].examples()          # raises: the kind gives no examples
+    graph = _graph(kind, body)
+    module = seqdsl.build(graph, seed=0)
+    assert graph.params == measure.params(module)
+    report = verify(graph, seq=_points(graph), batch=2)
+    bad = [r for r in report.rows if not r.ok]
+    assert not bad, "\n".join(f"{r.figure} at {r.seq}: estimate {r.estimate} measured {r.measured} "
+                              f"(ratio {r.ratio}, tolerance {r.tolerance})" for r in bad)
+
+
+@pytest.mark.parametrize("kind, index, body", list(_cases()))
+def test_layer_kind_streams_like_forward(kind, index, body):
+    if body is None:
+        LAYERS[kind].examples()
+    graph = _graph(kind, body)
+    module = seqdsl.build(graph, seed=0).double().eval()
+    context_names = stream_context(module, graph)
+    if context_names is None:
+        pytest.skip(f"{kind} example {index} cannot stream (not causal)")
+    env = measure.input_env(graph, {"T": 23, "S": 6}, 2)
+    xs = measure.example_inputs(graph, env, dtype=torch.float64)
+    context = {n: x for n, x in zip(graph.inputs, xs) if n in context_names}
+    check_stream(module, xs, context)
+
+
+def _first_examples():
+    for kind, rule in LAYERS.items():
+        try:
+            yield pytest.param(kind, rule.examples()[0], id=kind)
+        except NotImplementedError:
+            continue
+
+
+@pytest.mark.parametrize("kind, body", list(_first_examples()))
+def test_layer_kind_compiles_like_eager(kind, body):
+    graph = _graph(kind, body)
+    eager = seqdsl.build(graph, seed=0).eval()
+    compiled = seqdsl.build(graph, seed=0, compile=True, backend="aot_eager").eval()
+    compiled.load_state_dict(eager.state_dict())
+    with torch.no_grad():
+        for t in (9, 14):
+            env = measure.input_env(graph, {"T": t, "S": 5}, 2)
+            xs = measure.example_inputs(graph, env)
+            torch.testing.assert_close(compiled(*xs), eager(*xs), rtol=1e-5, atol=1e-5)
