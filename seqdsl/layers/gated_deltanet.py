@@ -6,7 +6,7 @@ state update, a gated RMSNorm per head (gate=true) and the output projection.
 Lowering: gated_deltanet_torch.py."""
 from __future__ import annotations
 
-from .base import Layer, LayerArgs, ModuleSpec, NonNegInt, PositiveInt
+from .base import Layer, LayerArgs, ModuleSpec, NonNegInt, PositiveInt, example
 from . import linear_rnn as lr
 
 
@@ -23,6 +23,18 @@ class GatedDeltaNetArgs(LayerArgs):
 class GatedDeltaNet(Layer):
     kind = "gated_deltanet"
     Args = GatedDeltaNetArgs
+    summary = ("gated delta rule, exactly flash-linear-attention's GatedDeltaNet: L2-normalised q, k "
+               "through short convolutions, a decayed delta-rule matrix state per head, gated RMSNorm output")
+    shape_rule = "`[B, T, C] -> [B, T, C]`"
+    params_rule = ("C·(2Kd + 2Vd + 2·heads) + [gate]·C·Vd + 2·heads + [conv > 0]·(2Kd + Vd)·(conv + [conv_bias]) "
+                   "+ dvh; Kd = heads·head_dim, dvh = head_dim·expand_v, Vd = heads·dvh")
+    arg_docs = {"heads": "heads", "head_dim": "key (and query) size per head",
+                "expand_v": "value size per head as a multiple of head_dim",
+                "conv": "short causal convolution over q, k, v (0: none, silu only)",
+                "conv_bias": "bias in the short convolutions", "gate": "output gate (silu) on the RMSNorm",
+                "chunk": "chunk length of the chunked form (cost only, never the function)"}
+    notes = ("Streams with a constant state (heads·head_dim·dvh per sequence in fp32, plus conv windows). "
+             "Not allowed inside `segments`. See docs/linear_attention_layers.md.")
 
     def dims(self, args):
         """(Kd, Vd, dk per head, dv per head)."""
@@ -77,6 +89,10 @@ class GatedDeltaNet(Layer):
                          saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, step_flops=step,
                          state_bytes=bh * dk * dv * 4 + b * (2 * kd + vd) * k * e,
                          depth=lr.chunked_depth(t, q), has_weights=True)
+
+    def examples(self):
+        return (example("float[B, T, 64]", "gated_deltanet(2, head_dim=16, chunk=16)"),
+                example("float[B, T, 48]", "gated_deltanet(3, head_dim=8, expand_v=1.5, conv=0, gate=false)"))
 
     def module(self, node, memory):
         a, c = node.args, lr.channels(node.inputs[0])

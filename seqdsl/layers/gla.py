@@ -5,7 +5,7 @@ convolution, a per-key-channel decay exp(logsigmoid(gk)/16), a gated RMSNorm
 per head and the output projection. Lowering: gla_torch.py."""
 from __future__ import annotations
 
-from .base import Layer, LayerArgs, ModuleSpec, NonNegInt, PositiveInt
+from .base import Layer, LayerArgs, ModuleSpec, NonNegInt, PositiveInt, example
 from . import linear_rnn as lr
 
 class GlaArgs(LayerArgs):
@@ -21,6 +21,19 @@ class GlaArgs(LayerArgs):
 class Gla(Layer):
     kind = "gla"
     Args = GlaArgs
+    summary = ("gated linear attention, exactly flash-linear-attention's GatedLinearAttention: a "
+               "matrix state per head with a learned per-key decay, gated RMSNorm output")
+    shape_rule = "`[B, T, C] -> [B, T, C]`"
+    params_rule = ("C·(2dk + 3dv + r) + dk·(r + 1) + dv/heads + [conv > 0]·(2dk + dv)·(conv + [conv_bias]); "
+                   "dk = expand_k·C, dv = expand_v·C, r = gate_rank")
+    arg_docs = {"heads": "heads; must divide dk = expand_k·C and dv = expand_v·C",
+                "expand_k": "key width as a multiple of C", "expand_v": "value width as a multiple of C",
+                "gate_rank": "rank of the low-rank key-gate projection",
+                "conv": "short causal convolution over q, k, v (0: none)",
+                "conv_bias": "bias in the short convolutions",
+                "chunk": "chunk length of the chunked form (cost only, never the function)"}
+    notes = ("Streams with a constant state (dk·dv/heads per sequence in fp32, plus conv windows). "
+             "Not allowed inside `segments`. See docs/linear_attention_layers.md.")
 
     def dims(self, args, c: int):
         """(dk, dv, dk per head, dv per head)."""
@@ -64,6 +77,10 @@ class Gla(Layer):
                          saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, step_flops=step,
                          state_bytes=b * h * dkh * dvh * 4 + b * (2 * dk + dv) * k * e,
                          depth=lr.chunked_depth(t, q), has_weights=True)
+
+    def examples(self):
+        return (example("float[B, T, 64]", "gla(2, chunk=16)"),
+                example("float[B, T, 48]", "gla(3, expand_k=1, expand_v=2, gate_rank=8, conv=4, conv_bias=true)"))
 
     def module(self, node, memory):
         a, c = node.args, lr.channels(node.inputs[0])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt
+from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, example
 from . import linear_rnn as lr
 
 
@@ -27,6 +27,18 @@ class MlstmArgs(LayerArgs):
 class Mlstm(Layer):
     kind = "mlstm"
     Args = MlstmArgs
+    summary = ("matrix LSTM, exactly xlstm's mLSTMLayer: up-projection, causal conv, block-diagonal "
+               "q/k/v, exponential-gated matrix memory per head, gated down-projection")
+    shape_rule = "`[B, T, C] -> [B, T, C]`"
+    params_rule = ("3·C·di + di·(3·qkv_block + conv + 3 + 6·heads) + 2·heads + [bias]·(5di + C); "
+                   "di = ceil(proj·C / 64)·64")
+    arg_docs = {"heads": "heads; must divide di", "proj": "up-projection factor (di rounded up to 64)",
+                "qkv_block": "block size of the block-diagonal q, k, v projections; must divide di",
+                "conv": "causal depthwise convolution width (with bias)",
+                "bias": "biases in the up, down and q/k/v projections"}
+    notes = ("Streams with a constant state (C, n, m per head at the model dtype, plus the conv window). "
+             "Its chunked form uses chunks of 64. Not allowed inside `segments`. "
+             "See docs/linear_attention_layers.md.")
 
     def inner(self, args, c: int) -> int:
         """di = ceil(proj·d / 64)·64 (xlstm rounds the up-projection up to 64)."""
@@ -80,6 +92,10 @@ class Mlstm(Layer):
                          saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, step_flops=step,
                          state_bytes=b * h * (d * d + d + 1) * e + b * di * k * e,
                          depth=lr.chunked_depth(t, q), has_weights=True)
+
+    def examples(self):
+        return (example("float[B, T, 64]", "mlstm(2)"),
+                example("float[B, T, 48]", "mlstm(4, proj=1.5, qkv_block=8, conv=3, bias=true)"))
 
     def module(self, node, memory):
         a, c = node.args, lr.channels(node.inputs[0])

@@ -5,7 +5,7 @@ q, k, v, output-gate projections, RoPE on q and k, a fixed decay
 Lowering: retention_torch.py."""
 from __future__ import annotations
 
-from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt
+from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, example
 from . import linear_rnn as lr
 
 
@@ -19,6 +19,15 @@ class RetentionArgs(LayerArgs):
 class Retention(Layer):
     kind = "retention"
     Args = RetentionArgs
+    summary = ("multi-scale retention (RetNet), exactly flash-linear-attention's MultiScaleRetention: "
+               "RoPE'd linear attention with a fixed decay 1 - 2^(-5-h) per head, gated RMSNorm output")
+    shape_rule = "`[B, T, C] -> [B, T, C]`"
+    params_rule = "C·(2dk + 3dv) + dv/heads; dk = expand_k·C, dv = expand_v·C"
+    arg_docs = {"heads": "heads; must divide dk and dv, with an even key head size of at most 256",
+                "expand_k": "key width as a multiple of C", "expand_v": "value width as a multiple of C",
+                "chunk": "chunk length of the chunked form (cost only, never the function)"}
+    notes = ("Streams with a constant state (dk·dv/heads per sequence in fp32). Not allowed inside "
+             "`segments`. See docs/linear_attention_layers.md.")
 
     def dims(self, args, c: int):
         dk = lr.scaled_width(c, args.expand_k, "expand_k")
@@ -63,6 +72,10 @@ class Retention(Layer):
         return LayerCost(flops=p.forward, backward_flops=p.backward, input_grad_flops=(p.input_grad,),
                          saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, step_flops=step,
                          state_bytes=b * h * dkh * dvh * 4, depth=lr.chunked_depth(t, q), has_weights=True)
+
+    def examples(self):
+        return (example("float[B, T, 64]", "retention(2, chunk=16)"),
+                example("float[B, T, 48]", "retention(3, expand_k=0.5, expand_v=1)"))
 
     def module(self, node, memory):
         a, c = node.args, lr.channels(node.inputs[0])
