@@ -834,6 +834,9 @@ class GriffinRecurrent(nn.Module):
         tf = _reference("transformers")
         cfg = tf.RecurrentGemmaConfig(hidden_size=d, lru_width=d, num_attention_heads=heads, conv1d_width=4)
         self.block = RecurrentGemmaRecurrentBlock(cfg, 0)
+        with torch.no_grad():   # the block leaves its gates torch.empty (its model's _init_weights fills them)
+            for p in self.block.parameters():
+                p.copy_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
 
     def forward(self, x):
         pos = torch.arange(x.shape[1], device=x.device)[None].expand(x.shape[0], -1)

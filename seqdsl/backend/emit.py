@@ -122,7 +122,14 @@ def _prelude(lowerings=()) -> str:
     layers = Path(__file__).parent.parent / "layers"
     src = (layers / "torch_modules.py").read_text()
     src = src.replace('"""One small nn.Module per layer concept', '"""Kernels (from seqdsl.layers.torch_modules): one small nn.Module per layer concept', 1)
-    for name in sorted(set(lowerings) - {"torch_modules"}):
+    names, todo = set(lowerings) - {"torch_modules"}, sorted(set(lowerings) - {"torch_modules"})
+    while todo:       # a lowering file may import the kernels its family shares (`from .x_torch import`)
+        name = todo.pop()
+        if LOWERING_NAME.match(name):
+            deps = set(re.findall(r"^from \.([a-z][a-z0-9_]*_torch) import", (layers / f"{name}.py").read_text(), re.M))
+            todo += sorted(deps - names)
+            names |= deps
+    for name in sorted(names):
         if not LOWERING_NAME.match(name):
             raise ValueError(f"not a lowering file name: {name!r}")
         body = [ln for ln in (layers / f"{name}.py").read_text().splitlines()

@@ -10,7 +10,8 @@ nothing on the check/estimate path may import it.
   layer and direction) and its backward (2x: weight, hidden and input grads);
   cuDNN's `aten._cudnn_rnn` the same way; and `aten.convolution_backward`,
   whose stock formula counts a grouped conv's weight gradient `groups` times
-  over.
+  over; and `aten.linalg_solve_triangular` (n(n-1) FLOPs per right-hand side
+  for a unit triangle, n² otherwise).
   The formulas go in through `custom_mapping`, so nothing global changes;
   `registered()` installs them in torch's registry (via register_flop_formula,
   idempotently, torch's own formula set aside) for one block and restores it.
@@ -85,6 +86,15 @@ def _cudnn_rnn_backward(input_shape, weight_shapes, *args, out_shape=None, **kwa
     return 2 * _cudnn_rnn(input_shape, weight_shapes)
 
 
+def _solve_triangular(a_shape, b_shape, *args, upper=None, left=True, unitriangular=False, out_shape=None,
+                      **kwargs) -> int:
+    """linalg_solve_triangular (FlopCounterMode counts 0): substitution with an
+    n x n triangle costs n(n-1)/2 multiply-adds per right-hand side (n more
+    divisions unless unitriangular): 2 FLOPs a MAC, over numel(out)/n sides."""
+    n = a_shape[-1]
+    return (n * (n - 1) + (0 if unitriangular else n)) * (_numel(out_shape) // n)
+
+
 def _conv_backward(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed,
                    output_padding, groups, output_mask, out_shape=None, **kwargs) -> int:
     # torch's formula is right for the input gradient but counts the weight
@@ -106,6 +116,7 @@ FORMULAS = {
     aten.mkldnn_rnn_layer_backward: _mkldnn_rnn_backward,
     aten._cudnn_rnn: _cudnn_rnn,                   # on CUDA; not yet checked on a GPU
     aten._cudnn_rnn_backward: _cudnn_rnn_backward,
+    aten.linalg_solve_triangular: _solve_triangular,   # gated_deltanet's per-chunk (I + M)^-1
 }
 
 

@@ -11,11 +11,15 @@ from .base import Layer, LayerArgs, LayerError
 from .conv import Conv
 from .dense import Linear, Mlp, Swiglu
 from .embed import Embed, Posenc
+from .gated_deltanet import GatedDeltaNet
+from .gla import Gla
 from .mamba import Mamba
 from .mamba2 import Mamba2
 from .mingru import MinGru
+from .mlstm import Mlstm
 from .norm import Norm
 from .recurrent import Recurrent
+from .retention import Retention
 from .rglru import Rglru
 from .shape_ops import Flatten, SpatialPool, TimePool, Unsqueeze
 
@@ -52,6 +56,10 @@ LAYERS: dict[str, Layer] = {
     "mamba2": Mamba2(),
     "rglru": Rglru(),
     "mingru": MinGru(),
+    "gla": Gla(),
+    "gated_deltanet": GatedDeltaNet(),
+    "retention": Retention(),
+    "mlstm": Mlstm(),
 }
 
 __all__ = ["LAYERS", "Layer", "LayerArgs", "LayerError"]

@@ -80,7 +80,7 @@ def ssd_step(h, x, dt, a, b, c):
     return (h @ c[..., None])[..., 0]
 
 
-class GatedRMSNorm(nn.Module):
+class MambaGatedRMSNorm(nn.Module):
     """The reference's MambaRMSNormGated: y·silu(gate), then RMS-normalised per group."""
 
     def __init__(self, width, group_size, eps=1e-5):
@@ -109,7 +109,7 @@ class Mamba2(nn.Module):
         dt = torch.exp(torch.rand(self.heads) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)).clamp(min=1e-4)
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))      # inverse softplus, as the reference
         self.A_log = nn.Parameter(torch.log(torch.arange(1, self.heads + 1, dtype=torch.float32)))
-        self.norm = GatedRMSNorm(di, di // groups)
+        self.norm = MambaGatedRMSNorm(di, di // groups)
         self.D = nn.Parameter(torch.ones(self.heads))
         self.out_proj = nn.Linear(di, d, bias=bias)
 

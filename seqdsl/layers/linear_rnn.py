@@ -1,0 +1,208 @@
+"""Rules shared by the linear-attention recurrences (gla, gated_deltanet,
+retention, mlstm): the [B, T, C] -> [B, T, C] shape rule, width checks, the
+short-convolution parameters and the chunked form's closed-form counts.
+Lowering: linear_rnn_torch.py; derivations: docs/linear_attention_layers.md."""
+from __future__ import annotations
+
+import math
+
+from .base import LayerError, channels, require_float, require_rank
+from ..graph.symbolic import ceil_div
+
+
+def check_sequence(x, kind: str, ctx) -> int:
+    """A float [B, T, C] input outside segments; returns C."""
+    require_float(x, kind)
+    require_rank(x, 3, what=" [B, T, C]")
+    c = channels(x)
+    if ctx is not None and getattr(ctx, "in_segments", False):
+        raise LayerError(f"{kind} cannot run inside segments",
+                         help="segments carry memory for attention layers only; "
+                              "put the recurrent layer before or after the segments block")
+    return c
+
+
+def scaled_width(c: int, factor: float, arg: str) -> int:
+    """round(c·factor), refused unless the product is a whole number (the
+    references assert `hidden_size * expand` is an integer)."""
+    w = round(c * factor)
+    if w <= 0 or not math.isclose(c * factor, w):
+        raise LayerError(f"{arg}={factor} times the {c} channels is {c * factor:g}, "
+                         "not a whole positive width", arg=arg)
+    return w
+
+
+def split_heads_of(width: int, heads: int, what: str, arg: str = "heads") -> int:
+    if width % heads:
+        divisors = [d for d in range(1, width + 1) if width % d == 0]
+        near = sorted(divisors, key=lambda d: (abs(d - heads), d))[:3]
+        raise LayerError(f"heads={heads} does not divide the {what} width {width}", arg=arg,
+                         help="divisors near {}: {}".format(heads, ", ".join(map(str, sorted(near)))))
+    return width // heads
+
+
+def conv_params(width: int, k: int, bias: bool) -> int:
+    """A depthwise short convolution over `width` channels (fla ShortConvolution)."""
+    return width * (k + int(bias)) if k > 0 else 0
+
+
+def chunks(t, q: int):
+    """(number of chunks, padded length) of the chunked form: ceil(T/Q), ceil(T/Q)·Q."""
+    n = ceil_div(t, q)
+    return n, n * q
+
+
+def gla_core_flops(bh, t, q: int, dk: int, dv: int):
+    """FLOPs of linear_rnn_torch.chunk_gla over bh = B·H heads: per chunk
+    q~k~^T (Q·Q·dk), A·v (Q·Q·dv), the chunk's state k^T v (dk·Q·dv) and
+    q·S (Q·dk·dv), 2 FLOPs per MAC, over the padded length ceil(T/Q)·Q."""
+    _, tp = chunks(t, q)
+    return 2 * bh * tp * (q * (dk + dv) + 2 * dk * dv)
+
+
+class Products:
+    """FLOPs of a layer's matmuls, forward and backward (COST_MODEL.md): a
+    product's backward costs its forward once per operand that needs a
+    gradient; a product of the layer's input x needs x's gradient only when x
+    does (kept apart, as LayerCost.input_grad_flops)."""
+
+    def __init__(self):
+        self.forward = self.backward = self.input_grad = 0
+
+    def linear(self, rows, k: int, n: int, from_input: bool = False):
+        """x W^T of rows x k by k x n: the weight gradient always, the input's
+        only if the input needs one."""
+        f = 2 * rows * k * n
+        self.forward += f
+        self.backward += f
+        if from_input:
+            self.input_grad += f
+        else:
+            self.backward += f
+        return self
+
+    def product(self, flops, grads: int = 2):
+        """A product of two activations (both need gradients: backward 2x)."""
+        self.forward += flops
+        self.backward += grads * flops
+        return self
+
+
+def short_conv(p: Products, rows, width: int, k: int):
+    """The depthwise short convolution of `width` channels: 2·k FLOPs per
+    output, exactly T outputs (padded on the left only); its input is a
+    projection (weight and input gradients both)."""
+    if k:
+        p.product(2 * rows * width * k)
+
+
+def one_chunk(t, q: int, value):
+    """value when T fits in one chunk (T <= Q), else 0; a Piecewise when T is symbolic."""
+    import sympy
+    from ..graph.symbolic import as_int
+    if as_int(t) is not None:
+        return value if as_int(t) <= q else 0
+    return sympy.Piecewise((value, sympy.LessThan(t, q)), (0, True))
+
+
+def gla_core_backward(bh, t, q: int, dk: int, dv: int):
+    """Backward of chunk_gla's products: 2x each, except with one chunk, where
+    the carried state is the zero start (no gradient: q·S computes only q's)
+    and the chunk's own state k^T v feeds nothing but the final state."""
+    return 2 * gla_core_flops(bh, t, q, dk, dv) - one_chunk(t, q, 3 * 2 * bh * q * dk * dv)
+
+
+def chunked_depth(t, q: int):
+    """COST_MODEL.md: a chunked linear recurrence passes its state chunk to
+    chunk: ceil(T/Q) steps, plus 1."""
+    return ceil_div(t, q) + 1
+
+
+# ------------------------------------------------------------------ memory
+# What autograd saves and what inference holds at once, tensor by tensor as the
+# lowering makes them (docs/linear_attention_layers.md lists them). The
+# recurrences run in fp32 (F32) whatever the model dtype (fla does the same);
+# mlstm runs at the model dtype (as xlstm). Bool masks are 1 byte, indices 8.
+F32 = 4
+
+
+def _norm_saved(b, t, h, dv, e, gated: bool):
+    """The gated RMSNorm (fp32 inside) and the output projection's input:
+    rsqrt per head, the normalised rows, and with the gate g, silu(g) and the
+    normalised·weight product; o_proj keeps its input."""
+    return b * t * h * F32 + (4 if gated else 1) * b * t * dv * F32 + b * t * dv * e
+
+
+def _conv_saved(b, t, width: int, k: int, e):
+    """Each short conv keeps its left-padded input and silu its input."""
+    return b * width * (2 * t + k - 1) * e if k else 0
+
+
+def gla_memory(b, t, c, h, dk, dv, dkh, dvh, r, k, q, e, gated_keys):
+    """(saved, workspace) bytes of gla (gated_keys: per-key decays that need a
+    gradient) or retention (one fixed decay per head)."""
+    n, tp = chunks(t, q)
+    bh = b * h
+    if gated_keys:
+        # q, k, e^b, e^-b, their products q~, k~, e^(b_Q - b), k decayed; decays
+        # per chunk; each carried state (kept by the decay product) and their stack
+        core = 8 * tp * dkh + n * dkh + 2 * n * dkh * dvh
+        model = _conv_saved(b, t, 2 * dk + dv, k, e) + b * t * (r + 2 * dk) * e   # gk: rank input, logsigmoid in/buffer
+    else:
+        # the decays need no gradient: q~, k~, k decayed, three decay vectors,
+        # the stacked states; RoPE keeps cos and sin for q and k
+        core = 3 * tp * dkh + 3 * tp + n + n * dkh * dvh
+        model = 4 * t * dkh * e
+    core += tp * q + 2 * tp * dvh                    # masked scores, v chunks, padded output
+    saved = bh * core * F32 + q * q + model + _norm_saved(b, t, h, dv, e, True)
+    # inference: everything chunk_gla holds at its last product, plus q, k, v (and gk)
+    # (q, k, e^b, q~, k~, a transient decay; scores; v, output, inter-chunk
+    # product; decays; chunk states, carried states, their stack, the last)
+    held = 6 * tp * dkh + tp * q + 3 * tp * dvh + n * dkh + 3 * n * dkh * dvh + dkh * dvh
+    if not gated_keys:      # the decays are (Q, 1) per chunk
+        held += 3 * tp - 4 * tp * dkh + tp * dkh
+    work = bh * held * F32 + q * q + b * t * (2 * dk + dv + (dk if gated_keys else 0)) * e
+    return saved, work
+
+
+def delta_memory(b, t, c, h, kd, vd, dk, dv, k, q, e, gate):
+    """(saved, workspace) bytes of gated_deltanet."""
+    n, tp = chunks(t, q)
+    bh = b * h
+    # per chunk: decays, (beta k) k^T, I + M, its inverse, q k^T and its masked
+    # product (Q x Q); k, beta k twice, the w input, w, q, q e^b, k decayed
+    # (dk); v, beta v, v_new, their stack, the padded output (dv); beta and
+    # three decay vectors; per chunk step the decay and the carried state, and
+    # their stack. With one chunk the zero start needs no gradient: w and q e^b
+    # are not kept.
+    core = (6 * tp * q + 8 * tp * dk + 5 * tp * dv + 4 * tp + n + 2 * n * dk * dv
+            - one_chunk(t, q, 2 * q * dk))
+    model = (_conv_saved(b, t, 2 * kd + vd, k, e) if k else b * t * (2 * kd + vd) * e)   # conv, or silu inputs
+    model += 2 * b * t * kd * F32 + 2 * b * t * h * F32                  # l2norm: rows and rsqrt, q and k
+    model += 3 * b * t * h * F32 + 2 * h * F32                           # beta, the gate's softplus in/out, exp(A_log)
+    saved = bh * core * F32 + 2 * q * q + q * q * F32 + model + _norm_saved(b, t, h, vd, e, gate)
+    # what chunk_delta_rule holds at its last product: decays, M, T, the masked
+    # q k^T (Q); q, k, w, k decayed (dk); v, u, the v_new list, its stack and
+    # the two products (dv); beta, b; the carried states and the last; eye;
+    # plus the layer's q, k, v, beta and gate
+    held = 4 * tp * q + 4 * tp * dk + 6 * tp * dv + 2 * tp + (n + 1) * dk * dv
+    work = (bh * held * F32 + q * q + q * q * F32 + b * t * (2 * kd + vd) * e
+            + 2 * b * t * h * F32)
+    return saved, work
+
+
+def mlstm_memory(b, t, c, h, di, d, k, q, e):
+    """(saved, workspace) bytes of mlstm (its cell at the model dtype)."""
+    n, tp = chunks(t, q)
+    bh = b * h
+    # k, v, k weighted, q, q scaled, numerator, output (D); decay weights, q k^T,
+    # their product (Q); eight row statistics; per chunk the chunk state k^T v,
+    # its key sum, the chunk max, the carried C, n and three scalars, the
+    # stacked C and n; argmax indices of the row and chunk maxima
+    core = 7 * tp * d + 3 * tp * q + 8 * tp + 3 * n * d * d + 3 * n * d + 4 * n - one_chunk(t, q, q * d)
+    model = b * di * (t + k - 1) * e + 13 * b * t * di * e            # see docs: conv, q/k copies, up, gates, ...
+    model += 2 * b * h * t * e + 2 * b * t * h * F32 + di * e         # logsigmoid in/buffer, layer-norm stats, 1 + w
+    saved = bh * core * e + bh * (tp + n) * 8 + q * q + model
+    held = 6 * tp * d + 3 * tp * q + 6 * tp + 4 * n * d * d + 4 * n * d
+    work = bh * held * e + bh * (tp + n) * 8 + q * q + b * t * (6 * di) * e
+    return saved, work
