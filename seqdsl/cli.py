@@ -97,6 +97,7 @@ def cmd_fmt(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
+    check_output(args.output, [], suffixes=(".json",))
     from .hardware import calibrate
     profile = calibrate(quick=args.quick)
     _write_atomic(args.output, profile.model_dump_json(indent=2) + "\n")
@@ -106,6 +107,59 @@ def cmd_calibrate(args) -> int:
           + ", ".join(f"{k} {profile.step_floor(k) * 1e6:.1f}/{profile.step_floor(k + '.backward') * 1e6:.1f}"
                       for k in ("lstm", "gru", "rnn")))
     return 0
+
+
+def spec_files(spec) -> list[str]:
+    """The files a spec reads: itself and every file its imports reach (as
+    the elaborator resolves them). Unreadable ones are skipped: loading the
+    spec reports them."""
+    from pathlib import Path
+
+    from .elaborate import read_source
+    from .syntax import parse_module
+    first = Path(spec)
+    out, seen = [str(first)], set()
+    pending = [(first, first.resolve().parent)]
+    while pending and len(seen) < 1000:
+        path, here = pending.pop()
+        try:
+            module = parse_module(read_source(path))
+        except Exception:  # noqa: BLE001 - a bad file is reported when the spec is loaded
+            continue
+        for imp in module.imports:
+            target = (here / imp.path).resolve()
+            if target not in seen:
+                seen.add(target)
+                out.append(str(target))
+                pending.append((target, target.parent))
+    return out
+
+
+def check_output(path, reads, flag: str = "-o", suffixes: tuple[str, ...] | None = None) -> None:
+    """Refuse, before any work, an output that would overwrite a file the
+    command reads (the spec, one it imports, a profile: compared by
+    os.path.samefile, so links and ../ spellings are caught), a directory,
+    or a file name without one of `suffixes`. UsageError (exit 2)."""
+    from pathlib import Path
+    out = Path(path)
+    if not str(path).strip():
+        raise UsageError(f"{flag}: empty file name")
+    if suffixes is not None and out.suffix.lower() not in suffixes:
+        raise UsageError(f"{flag} {path}: the file name must end in {' or '.join(suffixes)}")
+    if out.is_dir():
+        raise UsageError(f"{flag} {path} is a directory; give a file name")
+    if not out.parent.is_dir() if str(out.parent) else False:
+        raise UsageError(f"cannot write {path}: no directory {out.parent}")
+    for r in reads:
+        if r is None:
+            continue
+        try:
+            same = os.path.samefile(out, r)
+        except OSError:           # one of them does not exist (yet)
+            same = os.path.abspath(out) == os.path.abspath(r)
+        if same:
+            raise UsageError(f"{flag} {path} would overwrite {r}, which this command reads; "
+                             "choose another output file")
 
 
 def _save_atomic(path, save) -> None:

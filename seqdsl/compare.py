@@ -43,6 +43,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -165,6 +166,18 @@ def _profile(metric: str, hw):
     return None
 
 
+def _split_spec(spec: str) -> tuple[str, str | None]:
+    """`FILE.seq:MODEL` -> (FILE.seq, MODEL); a plain path -> (path, None)."""
+    file_part, sep, name_part = spec.rpartition(":")
+    if sep and name_part.isidentifier() and not Path(spec).exists():
+        return file_part, name_part
+    return spec, None
+
+
+def _spec_path(spec: str) -> str:
+    return _split_spec(spec)[0]
+
+
 def _load_specs(specs) -> list[tuple[str, ModelGraph]]:
     """(display name, model) for each model named. `FILE.seq` means all its
     models, `FILE.seq:MODEL` one of them; names collide -> `stem:model`."""
@@ -176,10 +189,7 @@ def _load_specs(specs) -> list[tuple[str, ModelGraph]]:
         if isinstance(spec, ModelGraph):
             found.append(("", spec))
             continue
-        path, model = str(spec), None
-        file_part, sep, name_part = path.rpartition(":")
-        if sep and name_part.isidentifier() and not Path(path).exists():
-            path, model = file_part, name_part
+        path, model = _split_spec(str(spec))
         program = load(path)
         stem = Path(path).stem
         graphs = [program.model(model)] if model else list(program.models.values())
@@ -427,6 +437,9 @@ def render(c: Comparison) -> str:
 
 
 # ------------------------------------------------------------------ plot
+PLOT_FORMATS = (".png", ".svg", ".pdf")     # --plot FILE: the format follows the suffix
+
+
 def plot(c: Comparison, path) -> None:
     """Cost against length on log-log axes, one line per spec, a dashed
     vertical line at each crossover. Written atomically: a failure leaves no file."""
@@ -465,7 +478,8 @@ def plot(c: Comparison, path) -> None:
         ax.grid(True, which="major", alpha=0.3)
         ax.legend()
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+        fmt = Path(path).suffix.lower().lstrip(".")
+        fig.savefig(buf, format=fmt if "." + fmt in PLOT_FORMATS else "png", dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
     _write_atomic(path, buf.getvalue())
@@ -498,7 +512,7 @@ def add_parser(sub) -> None:
     p.add_argument("--optimizer", default="adam", help="adam | sgd | none (train_memory)")
     p.add_argument("--hw", help="hardware profile for the latency metrics: h100 | h200 | a100 | cpu | FILE")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--plot", metavar="FILE.png", help="draw cost against length (log-log; needs matplotlib)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw cost against length to FILE.png, .svg or .pdf (log-log; needs matplotlib)")
 
 
 def parse_compare_seq(text: str | None):
@@ -526,6 +540,12 @@ def run(args) -> int:
     metric = _metric_name(args.metric)      # flag errors before any file is read
     batch = parse_int(args.batch, "--batch")
     seq = parse_compare_seq(args.seq)
+    if args.plot:
+        from .cli import check_output, spec_files
+        specs = [_spec_path(s) for s in args.specs]
+        hw = [args.hw] if args.hw and os.path.isfile(args.hw) else []
+        check_output(args.plot, specs + hw, flag="--plot", suffixes=PLOT_FORMATS)
+        check_output(args.plot, [f for s in specs for f in spec_files(s)] + hw, flag="--plot")
     c = compare(args.specs, metric=metric, seq=seq, batch=batch, dtype=args.dtype,
                 optimizer=args.optimizer, hw=args.hw)
     if args.plot:

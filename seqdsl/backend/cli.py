@@ -6,13 +6,15 @@ from pathlib import Path
 
 
 def run_compile(args) -> int:
-    from ..cli import UsageError, _write_atomic
+    from ..cli import UsageError, _write_atomic, check_output, spec_files
     from ..elaborate import load
     from .emit import emit_program
     out = Path(args.output)
     if out.suffix != ".py":
         raise UsageError(f"-o {args.output}: source output must be a .py file")
+    check_output(out, [args.spec])
     prog = load(args.spec)
+    check_output(out, spec_files(args.spec))
     graphs = [prog.model(args.model)] if getattr(args, "model", None) else list(prog.models.values())
     _write_atomic(out, emit_program(graphs, os.path.basename(args.spec)))
     print(f"wrote {out} ({', '.join(g.name for g in graphs)})")
@@ -96,8 +98,13 @@ def export_model(graph, output: str, seq: str | None = None) -> str:
 
 
 def run_export(args) -> int:
+    from ..cli import UsageError, check_output, spec_files
     from ..elaborate import load
+    if Path(args.output).suffix not in (".pt2", ".onnx"):
+        raise UsageError(f"-o {args.output}: export writes FILE.pt2 (torch.export) or FILE.onnx")
+    check_output(args.output, [args.spec])
     graph = load(args.spec).model(args.model)
+    check_output(args.output, spec_files(args.spec))
     out = export_model(graph, args.output, args.seq)
     print(f"wrote {out}")
     return 0
