@@ -23,6 +23,9 @@ from .cli import UsageError
 BACKENDS = ("inductor", "eager", "aot_eager")
 
 
+MAX_REPS = 1000
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="measure forward / training-step latency and peak memory of the module")
     p.add_argument("spec", help="path to a .seq file")
@@ -37,6 +40,8 @@ def add_parser(sub) -> None:
     p.add_argument("--reps", default="5", help="timed repetitions per figure, median reported (default 5)")
     p.add_argument("--hw", help="hardware profile for predicted latency (needs seqdsl.roofline): h100 | ... | FILE")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--force", action="store_true",
+                   help="run even when the estimated memory is past half of what is available")
 
 
 # ------------------------------------------------------------------ measuring
@@ -128,6 +133,8 @@ def run(args) -> int:
     from .verify import _check_device, _torch_dtype
     batch = parse_int(args.batch, "--batch")
     reps = parse_int(args.reps, "--reps")
+    if reps > MAX_REPS:
+        raise UsageError(f"--reps {reps:,} is past the limit of {MAX_REPS:,}")
     if args.backend not in BACKENDS:
         raise UsageError(f"unknown --backend '{args.backend}': use {', '.join(BACKENDS)}")
     _check_device(args.device)
@@ -139,6 +146,8 @@ def run(args) -> int:
     graph = load(args.spec).model(args.model)
     from .estimate import resolve_points
     points = resolve_points(graph, parse_seq(args.seq, graph.seq_symbols))
+    from .verify import check_memory
+    check_memory(graph, points, batch, args.dtype, args.device, args.force, "bench")
     predict = _predictions(graph, args.hw, args.dtype) if args.hw else None
 
     from . import measure

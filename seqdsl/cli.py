@@ -1,7 +1,11 @@
 """The `seqdsl` command.
 
 Exit codes: 0 success, 1 a refused spec (diagnostics on stderr), 2 a usage
-error (bad flag or value). Never a traceback: unexpected failures print one
+error (bad flag or value, or output that cannot be written: a full disk,
+an unwritable place), 130 interrupted (Ctrl-C, at any point, imports
+included: one line, no traceback), 141 stdout closed early (EPIPE, e.g.
+`seqdsl graph x.seq | head -1`: quiet, as a process killed by SIGPIPE
+reports in a shell). Never a traceback: unexpected failures print one
 line and exit 3 (set SEQDSL_DEBUG=1 to see the traceback).
 """
 from __future__ import annotations
@@ -225,11 +229,57 @@ def main(argv: list[str] | None = None) -> int:
               f"pip install 'seqdsl[{extra}]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
+        return _interrupted()
+    except OSError as exc:
+        if _stdout_failed(exc):
+            return _output_error(exc)
+        return _internal_error(exc)
+    except RecursionError as exc:
+        return _internal_error(exc)
     except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
         return _internal_error(exc)
+
+
+EXIT_PIPE = 141          # stdout closed early (EPIPE): 128 + SIGPIPE, quietly
+
+
+def _interrupted() -> int:
+    print("seqdsl: interrupted", file=sys.stderr)
+    return 130
+
+
+def _stdout_failed(exc: OSError) -> bool:
+    """Whether `exc` is a failure to write our output (a full disk or quota,
+    a closed pipe). Files the commands write themselves go through
+    `_save_atomic`, which reports its own errors, so these are stdout's."""
+    import errno
+    return isinstance(exc, BrokenPipeError) or exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EPIPE)
+
+
+def _output_error(exc: OSError) -> int:
+    """stdout cannot take our output: point it at /dev/null (so the exit-time
+    flush does not fail again) and say so in one line, except for a closed
+    pipe, which is the reader's choice (exit quietly)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    if isinstance(exc, BrokenPipeError):
+        return EXIT_PIPE
+    print(f"seqdsl: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+    return 2
+
+
+def _finish_output(code: int) -> int:
+    """Flush stdout now, so a full disk or closed pipe is reported like any
+    other output error instead of by the interpreter at exit."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        return _output_error(exc)
+    return code
 
 
 def _internal_error(exc: BaseException) -> int:
@@ -249,7 +299,15 @@ def entry() -> None:
     sight (the OS reclaims the memory), so a short command ends when its work
     does. Only the process entry does this: `main` stays safe to call in-process.
     """
-    code = main()
+    import signal
+    try:
+        code = _finish_output(main())
+    except KeyboardInterrupt:     # outside main's handlers (building the parser, flushing)
+        code = _interrupted()
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # exiting now: a late Ctrl-C changes nothing
+    except ValueError:            # not the main thread
+        pass
     gc.freeze()
     sys.exit(code)
 

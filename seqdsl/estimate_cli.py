@@ -15,15 +15,26 @@ JSON_KEYS = ("seq", "batch", "dtype", "flops_forward", "flops_train", "flops_per
 LATENCY_KEYS = ("latency_forward_s", "latency_train_s", "latency_per_token_s")   # with --hw
 _INT = re.compile(r"^[0-9][0-9_]*$")
 MAX_POINTS = 100_000
+MAX_INT = 10 ** 15           # a length or batch (seqdsl.estimate.MAX_LENGTH)
 
 
 def parse_int(text: str, what: str) -> int:
     t = text.strip()
     if not _INT.match(t) and not re.match(r"^[0-9]+e[0-9]+$", t):
         raise UsageError(f"{what} '{text}' is not a positive integer")
-    value = int(float(t)) if "e" in t else int(t.replace("_", ""))
+    if len(t) > 40:
+        raise UsageError(f"{what} '{text[:20]}...' is too long to be a length")
+    if "e" in t:
+        mantissa, _, exp = t.partition("e")
+        if int(exp) > 15:
+            raise UsageError(f"{what} '{text}' is past the largest length, {MAX_INT:.0e}")
+        value = int(mantissa) * 10 ** int(exp)
+    else:
+        value = int(t.replace("_", ""))
     if value < 1:
         raise UsageError(f"{what} must be at least 1, got {value}")
+    if value > MAX_INT:
+        raise UsageError(f"{what} {value:,} is past the largest length, {MAX_INT:.0e}")
     return value
 
 

@@ -31,6 +31,7 @@ Torch is imported only inside the functions that measure.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from pydantic import BaseModel
@@ -89,6 +90,55 @@ def _check_device(device: str) -> None:
         import torch
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available here (torch sees none)")
+
+
+def available_memory(device: str = "cpu") -> int | None:
+    """Bytes the measurement may use: MemAvailable from /proc/meminfo (else
+    the free pages os.sysconf reports) on the CPU, the free device memory on
+    CUDA; None when it cannot be told."""
+    if device == "cuda":
+        try:
+            import torch
+            return int(torch.cuda.mem_get_info()[0])
+        except Exception:  # noqa: BLE001 - unknown: no check
+            return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+MEMORY_SHARE = 0.5    # refuse a run whose estimate is past this share of the available memory
+
+
+def check_memory(graph, points, batch: int, dtype: str, device: str, force: bool, command: str) -> None:
+    """Before building anything: refuse (UsageError) a run whose closed-form
+    training memory (weights, gradients, saved activations, inputs) or
+    inference peak at its largest point is past MEMORY_SHARE of the memory
+    available, naming both figures, unless `force`. The measurement itself
+    (hooks, FLOP counting, the allocator) needs room beyond the estimate."""
+    if force:
+        return
+    from .estimate import estimate
+    from .estimate_cli import human_bytes
+    est = estimate(graph, seq=points, batch=batch, dtype=dtype, optimizer="none")
+    worst = max(est.points, key=lambda p: max(p.training_bytes, p.inference_peak_bytes))
+    need = max(worst.training_bytes, worst.inference_peak_bytes)
+    avail = available_memory(device)
+    if avail is None or need <= MEMORY_SHARE * avail:
+        return
+    at = ",".join(f"{k}={v}" for k, v in worst.seq.items())
+    raise UsageError(f"at {at}, batch {batch} the model needs about {human_bytes(need)} ({need:,} bytes) "
+                     f"and {device} has {human_bytes(avail)} ({avail:,} bytes) available; "
+                     f"refusing to {command} past {MEMORY_SHARE:.0%} of it: use a smaller --seq or --batch, "
+                     "or pass --force")
 
 
 def _torch_dtype(dtype: str):
@@ -184,6 +234,8 @@ def add_parser(sub) -> None:
                    help=f"override a tolerance, e.g. activation_bytes=0.2 (figures: {', '.join(TOLERANCES)})")
     p.add_argument("--hw", help="hardware profile for the predicted latency on cuda (default: from the device name)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--force", action="store_true",
+                   help="measure even when the estimated memory is past half of what is available")
 
 
 def parse_tolerances(items) -> dict[str, float]:
@@ -216,6 +268,8 @@ def run(args) -> int:
     from .elaborate import load
     graph = load(args.spec).model(args.model)
     seq = parse_seq(args.seq, graph.seq_symbols) or list(DEFAULT_SEQ)
+    from .estimate import resolve_points
+    check_memory(graph, resolve_points(graph, seq), batch, args.dtype, args.device, args.force, "verify")
     report = verify(graph, seq=seq, batch=batch, device=args.device, dtype=args.dtype, tolerances=tolerances,
                     hw=args.hw)
     if args.json:

@@ -21,20 +21,28 @@ def run_compile(args) -> int:
     return 0
 
 
+EXPORT_MAX_LEN = 65536     # the dynamic sequence dims' range (Dim max) and the example's bound
+EXPORT_BATCH = 2
+
+
 def _parse_seq(text, graph):
+    """--seq for export: DIM=LENGTH pairs (or one length for every sequence
+    dim), each dim of the model at most once, lengths 2..EXPORT_MAX_LEN (the
+    range the exported program accepts), and valid for every layer."""
     from ..cli import UsageError
-    env = {}
-    if text:
-        for part in text.split(","):
-            if "=" not in part:
-                raise UsageError(f"--seq {text}: expected NAME=LENGTH pairs, e.g. T=64")
-            k, v = part.split("=", 1)
-            try:
-                env[k.strip()] = int(v)
-            except ValueError:
-                raise UsageError(f"--seq {text}: {v!r} is not an integer") from None
+    from ..estimate import resolve_points
+    from ..estimate_cli import parse_seq
+    points = parse_seq(text, graph.seq_symbols) if text else None
+    if points is not None and len(points) != 1:
+        raise UsageError(f"--seq {text}: export traces one example; give one length per dim, e.g. T=64")
+    env = dict(resolve_points(graph, points[0])[0]) if points else {}
+    for k, v in env.items():
+        if not 2 <= v <= EXPORT_MAX_LEN:
+            raise UsageError(f"--seq {k}={v:,}: an export example length must be from 2 to {EXPORT_MAX_LEN:,}")
     for s in graph.symbols:
-        env.setdefault(s, 2 if s == graph.batch_symbol else 64)
+        env.setdefault(s, EXPORT_BATCH if s == graph.batch_symbol else 64)
+    if not text:
+        resolve_points(graph, {k: v for k, v in env.items() if k in graph.seq_symbols})
     return env
 
 
