@@ -152,6 +152,8 @@ def check_output(path, reads, flag: str = "-o", suffixes: tuple[str, ...] | None
         raise UsageError(f"{flag} {path}: the file name must end in {' or '.join(suffixes)}")
     if out.is_dir():
         raise UsageError(f"{flag} {path} is a directory; give a file name")
+    if out.exists() and not out.is_file():   # a device or fifo: the atomic rename would replace the node
+        raise UsageError(f"{flag} {path} is not a regular file")
     if not out.parent.is_dir() if str(out.parent) else False:
         raise UsageError(f"cannot write {path}: no directory {out.parent}")
     for r in reads:
