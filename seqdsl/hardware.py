@@ -97,7 +97,7 @@ def parse_profile(path: Path) -> HardwareProfile:
     from .cli import UsageError
 
     def bad(why: str):
-        return UsageError(f"hardware profile {path}: {why}")
+        return UsageError(f"{path} is not a valid hardware profile: {why}")
     try:
         size = path.stat().st_size
         if size > MAX_PROFILE_BYTES:

@@ -113,6 +113,7 @@ def run_export(args) -> int:
     check_output(args.output, [args.spec])
     graph = load(args.spec).model(args.model)
     check_output(args.output, spec_files(args.spec))
+    _parse_seq(args.seq, graph)         # a bad --seq before torch loads (seconds)
     out = export_model(graph, args.output, args.seq)
     print(f"wrote {out}")
     return 0
