@@ -261,6 +261,27 @@ FUZZ_COMMANDS = (["check"], ["graph"], ["graph", "--format", "json"], ["fmt", "-
 
 
 # ------------------------------------------------------------------ main
+def write_results(a, results, flagged, t_start, planned) -> dict:
+    """The summary and the flagged cases to --out (rewritten after every case,
+    so an interrupted run still leaves its results)."""
+    counts = {k: sum(k in r["flags"] for r in results)
+              for k in ("traceback", "exit3", "hang", "memory", "changed", "leftover", "multiline", "signal",
+                        "sigint")}
+    rcs: dict[str, int] = {}
+    for r in results:
+        rcs[str(r["rc"])] = rcs.get(str(r["rc"]), 0) + 1
+    summary = {"cases": len(results), "fixed": sum(not r["fuzz"] for r in results),
+               "fuzzed": sum(r["fuzz"] for r in results), "seed": a.seed, "hang_s": a.hang, "flagged": len(flagged), "planned": planned,
+               **counts, "exit_codes": rcs, "max_wall_s": max((r["wall_s"] for r in results), default=0),
+               "max_peak_rss_mib": round(max((r["peak_rss"] for r in results), default=0) / 2 ** 20, 1),
+               "total_s": round(time.monotonic() - t_start, 1)}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps({"summary": summary, "flagged": flagged,
+                                       "cases": [{k: r[k] for k in ("argv", "rc", "wall_s", "peak_rss", "flags")}
+                                                 for r in results]}, indent=1) + "\n")
+    return summary
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="hammer the seqdsl CLI with hostile input")
     ap.add_argument("--cases", type=int, default=200, help="fuzzed cases (the fixed ones always run)")
@@ -318,24 +339,11 @@ def main() -> int:
                 print(f"[{i + 1}/{len(cases)}] FLAG {','.join(f)}: seqdsl {' '.join(r['argv'])[:160]} "
                       f"-> rc {r['rc']}: {r['stderr'].strip().splitlines()[-1][:200] if r['stderr'].strip() else ''}",
                       flush=True)
-            elif (i + 1) % 25 == 0:
+            write_results(a, results, flagged, t_start, len(cases))
+            if not f and (i + 1) % 25 == 0:
                 print(f"[{i + 1}/{len(cases)}] ok so far ({len(flagged)} flagged)", flush=True)
         os.chmod(work / "readonly", 0o755)
-    counts = {k: sum(k in r["flags"] for r in results)
-              for k in ("traceback", "exit3", "hang", "memory", "changed", "leftover", "multiline", "signal",
-                        "sigint")}
-    rcs: dict[str, int] = {}
-    for r in results:
-        rcs[str(r["rc"])] = rcs.get(str(r["rc"]), 0) + 1
-    summary = {"cases": len(results), "fixed": sum(not r["fuzz"] for r in results),
-               "fuzzed": sum(r["fuzz"] for r in results), "seed": a.seed, "flagged": len(flagged),
-               **counts, "exit_codes": rcs, "max_wall_s": max((r["wall_s"] for r in results), default=0),
-               "max_peak_rss_mib": round(max((r["peak_rss"] for r in results), default=0) / 2 ** 20, 1),
-               "total_s": round(time.monotonic() - t_start, 1)}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({"summary": summary, "flagged": flagged,
-                                       "cases": [{k: r[k] for k in ("argv", "rc", "wall_s", "peak_rss", "flags")}
-                                                 for r in results]}, indent=1) + "\n")
+    summary = write_results(a, results, flagged, t_start, len(cases))
     print(json.dumps(summary, indent=1))
     return 1 if flagged else 0
 
