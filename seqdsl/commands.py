@@ -52,12 +52,25 @@ def run_compile(args) -> int:
         from .estimate_cli import run
         return run(args)
     if args.output:
+        _check_output(args, (".py",), "source output must be a .py file")
         from .backend.cli import run_compile as emit
         return emit(args)
     raise UsageError("nothing to do: pass --estimate, or -o FILE.py to write PyTorch source")
 
 
+def _check_output(args, suffixes, why: str) -> None:
+    """The output's name and place, and that it is none of the files the spec
+    reads, before the backend (and torch, seconds) loads."""
+    from pathlib import Path
+
+    from .cli import UsageError, check_output, spec_files
+    if Path(args.output).suffix not in suffixes:
+        raise UsageError(f"-o {args.output}: {why}")
+    check_output(args.output, spec_files(args.spec))
+
+
 def run_export(args) -> int:
+    _check_output(args, (".pt2", ".onnx"), "export writes FILE.pt2 (torch.export) or FILE.onnx")
     from .backend.cli import run_export as export
     return export(args)
 
