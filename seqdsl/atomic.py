@@ -46,3 +46,31 @@ def write_atomic(path, data: str | bytes) -> None:
         with open(tmp, "wb") as f:
             f.write(payload)
     save_atomic(path, save)
+
+
+def check_output(path, reads, flag: str = "-o", suffixes: tuple[str, ...] | None = None) -> None:
+    """Refuse, before any work, an output that would overwrite a file the
+    command reads (the spec, one it imports, a profile: compared by
+    os.path.samefile, so links and ../ spellings are caught), a directory,
+    or a file name without one of `suffixes`. UsageError (exit 2)."""
+    out = Path(path)
+    if not str(path).strip():
+        raise UsageError(f"{flag}: empty file name")
+    if suffixes is not None and out.suffix.lower() not in suffixes:
+        raise UsageError(f"{flag} {path}: the file name must end in {' or '.join(suffixes)}")
+    if out.is_dir():
+        raise UsageError(f"{flag} {path} is a directory; give a file name")
+    if out.exists() and not out.is_file():   # a device or fifo: the atomic rename would replace the node
+        raise UsageError(f"{flag} {path} is not a regular file")
+    if not out.parent.is_dir() if str(out.parent) else False:
+        raise UsageError(f"cannot write {path}: no directory {out.parent}")
+    for r in reads:
+        if r is None:
+            continue
+        try:
+            same = os.path.samefile(out, r)
+        except OSError:           # one of them does not exist (yet)
+            same = os.path.abspath(out) == os.path.abspath(r)
+        if same:
+            raise UsageError(f"{flag} {path} would overwrite {r}, which this command reads; "
+                             "choose another output file")

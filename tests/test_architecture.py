@@ -24,15 +24,16 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "limits": set(),
     "atomic": {"errors"},
+    "units": set(),
     "lang": {"errors", "limits"},
     "graph": {"errors", "limits"},
     "layers": {"graph", "errors", "limits"},
     "check": {"lang", "graph", "layers", "errors", "limits"},
     "cost": {"check", "layers", "graph", "errors", "limits"},
-    "backend": {"cost", "check", "layers", "graph", "lang", "errors", "limits", "atomic"},
+    "backend": {"cost", "check", "layers", "graph", "lang", "errors", "limits", "atomic", "units"},
     "builder": {"check", "lang", "layers", "errors", "limits"},   # refuses past-limit trees before printing
     "cli": {"backend", "cost", "check", "layers", "graph", "lang", "builder", "errors", "limits", "atomic",
-            "seqdsl"},
+            "units", "seqdsl"},
     "seqdsl": {"check", "graph", "errors", "cost", "backend"},   # the package's own __init__: the public API
     "__main__": {"cli"},
 }

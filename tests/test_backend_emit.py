@@ -95,7 +95,7 @@ def test_cli_compile_writes_module(tmp_path):
 
 EXPORT_SCRIPT = r"""
 import sys, torch, seqdsl
-from seqdsl.cli.backend import export_model
+from seqdsl.backend.export import export_model
 text = '''
 model att {
     input x: float[B, T, 16]
@@ -135,7 +135,7 @@ ONNX_SCRIPT = r"""
 import sys, numpy as np, onnx, torch, seqdsl
 from onnx.reference import ReferenceEvaluator
 from seqdsl.backend.seqmodel import SeqModel
-from seqdsl.cli.backend import export_model
+from seqdsl.backend.export import export_model
 texts = ['''
 model att {
     input x: float[B, T, 16]

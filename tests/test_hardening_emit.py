@@ -185,7 +185,7 @@ model m {
 
 EXPORT_SCRIPT = r"""
 import sys, torch, seqdsl
-from seqdsl.cli.backend import export_model
+from seqdsl.backend.export import export_model
 text = '''
 model m {
     input x: float[B, T, 8]

@@ -13,36 +13,22 @@ Torch is imported only inside `run` and the measuring functions.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 
+from ..cost.roofline import predictor
 from ..errors import UsageError
+from .verify import _check_device, _torch_dtype
 
 BACKENDS = ("inductor", "eager", "aot_eager")
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="measure forward / training-step latency and peak memory of the module")
-    p.add_argument("spec", help="path to a .seq file")
-    p.add_argument("--model", help="which model, when the file defines several")
-    p.add_argument("--seq", required=True, help="lengths: 64,1024 | 64..4096 (powers of two) | T=1024,S=256")
-    p.add_argument("--batch", default="1", help="batch size (default 1)")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
-                   help="torch.compile the module first (--no-compile: eager, the default)")
-    p.add_argument("--backend", default="inductor", help="torch.compile backend: inductor | eager | aot_eager")
-    p.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
-    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
-    p.add_argument("--reps", default="5", help="timed repetitions per figure, median reported (default 5)")
-    p.add_argument("--hw", help="hardware profile for predicted latency (needs seqdsl.cost.roofline): h100 | ... | FILE")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+MAX_REPS = 1000
 
 
 # ------------------------------------------------------------------ measuring
 def _sync(device: str) -> None:
     if device == "cuda":
-        import torch
+        import torch   # lazy: torch
         torch.cuda.synchronize()
 
 
@@ -67,9 +53,9 @@ def _default_loss(out):
 
 def bench_point(module, inputs, reps: int, device: str) -> dict:
     """forward_s, train_s, peak_bytes (training step), inference_peak_bytes at one length."""
-    import torch
+    import torch   # lazy: torch
 
-    from . import measure
+    from . import measure   # lazy: torch
     params = list(module.parameters())
     resident = params + list(module.buffers()) + list(inputs)
 
@@ -98,88 +84,34 @@ def bench_point(module, inputs, reps: int, device: str) -> dict:
     return {"forward_s": forward_s, "train_s": train_s, "peak_bytes": peak, "inference_peak_bytes": inference_peak}
 
 
-def _predictions(graph, hw: str, dtype: str):
-    """A function env -> (forward_s, train_s): the roofline's closed forms
-    (seqdsl.cost.roofline), evaluated at the env's dims and batch."""
-    from ..cost.hardware import load_profile
-    from ..cost.roofline import latency
-    profile = load_profile(hw)
-    dims = list(graph.seq_symbols)
-
-    def predict(env: dict):
-        batch = env.get(graph.batch_symbol, 1) if graph.batch_symbol else 1
-        (r,) = latency(graph, profile, dtype, [{d: env[d] for d in dims}], batch)
-        return r["forward"], r["train"]
-    return predict
-
-
-def _progress(done: int, total: int, label: str) -> None:
-    """A one-line progress bar on stderr, redrawn in place."""
-    width = 24
-    filled = width * done // total
-    end = "\n" if done == total else ""
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label:<24}{end}")
-    sys.stderr.flush()
-
-
-def run(args) -> int:
-    """Entry point of `seqdsl bench`."""
-    from ..cli.estimate import parse_int, parse_seq
-    from .verify import _check_device, _torch_dtype
-    batch = parse_int(args.batch, "--batch")
-    reps = parse_int(args.reps, "--reps")
-    if args.backend not in BACKENDS:
-        raise UsageError(f"unknown --backend '{args.backend}': use {', '.join(BACKENDS)}")
-    _check_device(args.device)
-    torch_dtype = _torch_dtype(args.dtype)
-    if args.hw:
-        from ..cost.hardware import load_profile
-        load_profile(args.hw)            # an unknown name or a bad file: UsageError
-    from ..check.elaborate import load
-    graph = load(args.spec).model(args.model)
-    from ..cost.estimate import resolve_points
-    points = resolve_points(graph, parse_seq(args.seq, graph.seq_symbols))
-    predict = _predictions(graph, args.hw, args.dtype) if args.hw else None
-
-    from . import measure
-    from .seqmodel import build
-    module = build(graph, compile=args.compile, backend=args.backend, device=args.device, dtype=torch_dtype,
-                   seed=0)
+def bench(graph, points, batch: int = 1, reps: int = 5, device: str = "cpu", dtype: str = "float32",
+          compile: bool = False, backend: str = "inductor", hw: str | None = None, progress=None) -> dict:
+    """Build `graph` (seed 0) and time it at each point: forward and training
+    step seconds and peak bytes, with the roofline's predictions beside them
+    when `hw` names a profile. progress(done, total, label) is called per point."""
+    from . import measure   # lazy: torch
+    from .seqmodel import build   # lazy: torch
+    if reps > MAX_REPS:
+        raise UsageError(f"--reps {reps:,} is past the limit of {MAX_REPS:,}")
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown --backend '{backend}': use {', '.join(BACKENDS)}")
+    _check_device(device)
+    torch_dtype = _torch_dtype(dtype)
+    predict = predictor(graph, hw, dtype) if hw else None
+    module = build(graph, compile=compile, backend=backend, device=device, dtype=torch_dtype, seed=0)
     rows = []
     for i, point in enumerate(points):
         env = measure.input_env(graph, point, batch)
-        _progress(i, len(points), _label(point))
-        xs = measure.example_inputs(graph, env, device=args.device, dtype=torch_dtype)
-        row = {"seq": point, "batch": batch, **bench_point(module, xs, reps, args.device)}
+        if progress:
+            progress(i, len(points), point)
+        xs = measure.example_inputs(graph, env, device=device, dtype=torch_dtype)
+        row = {"seq": point, "batch": batch, **bench_point(module, xs, reps, device)}
         if predict is not None:
             fwd, train = predict(env)
             row.update(forward_pred_s=fwd, train_pred_s=train, forward_ratio=fwd / row["forward_s"],
                        train_ratio=train / row["train_s"])
         rows.append(row)
-    _progress(len(points), len(points), "done")
-    result = {"model": graph.name, "device": args.device, "dtype": args.dtype, "compile": args.compile,
-              "backend": args.backend if args.compile else None, "points": rows}
-    print(json.dumps(result, separators=(",", ":")) if args.json else table(result))
-    return 0
-
-
-def _label(seq: dict) -> str:
-    return ",".join(f"{k}={v}" for k, v in seq.items())
-
-
-def table(result: dict) -> str:
-    from ..cli.estimate import _grid, human_bytes, human_seconds
-    predicted = any("forward_pred_s" in r for r in result["points"])
-    head = ["seq", "batch", "forward", "train step", "train peak", "infer peak"]
-    if predicted:
-        head += ["fwd pred", "ratio", "train pred", "ratio"]
-    body = []
-    for r in result["points"]:
-        row = [_label(r["seq"]), str(r["batch"]), human_seconds(r["forward_s"]), human_seconds(r["train_s"]),
-               human_bytes(r["peak_bytes"]), human_bytes(r["inference_peak_bytes"])]
-        if predicted:
-            row += [human_seconds(r["forward_pred_s"]), f"{r['forward_ratio']:.2f}", human_seconds(r["train_pred_s"]),
-                    f"{r['train_ratio']:.2f}"]
-        body.append(row)
-    how = f"compiled ({result['backend']})" if result["compile"] else "eager"
-    return f"bench {result['model']} on {result['device']}, {result['dtype']}, {how}\n" + _grid(head, body)
+    if progress:
+        progress(len(points), len(points), None)
+    return {"model": graph.name, "device": device, "dtype": dtype, "compile": compile,
+            "backend": backend if compile else None, "points": rows}

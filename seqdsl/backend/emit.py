@@ -33,6 +33,8 @@ from collections import Counter
 from pathlib import Path
 
 from ..graph.ir import ModelGraph
+from ..layers import LAYERS
+from ..layers.module_spec import LOWERING_NAME, Tied
 from .checks import input_checks
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -118,7 +120,6 @@ def _prelude(lowerings=()) -> str:
     """The kernels the file needs, verbatim: seqdsl/layers/torch_modules.py,
     then each other lowering file the models use, less its imports (torch,
     math and torch_modules' names, all already in scope)."""
-    from ..layers.lowering import LOWERING_NAME
     layers = Path(__file__).parent.parent / "layers"
     src = (layers / "torch_modules.py").read_text()
     src = src.replace('"""One small nn.Module per layer concept', '"""Kernels (from seqdsl.layers.torch_modules): one small nn.Module per layer concept', 1)
@@ -139,7 +140,6 @@ def _prelude(lowerings=()) -> str:
 
 
 def _lowerings(graphs) -> set[str]:
-    from ..layers import LAYERS
     return {LAYERS[n.kind].module(n, None).lowering
             for g in graphs for n in g.nodes if n.kind not in ("input", "add")}
 
@@ -147,8 +147,6 @@ def _lowerings(graphs) -> set[str]:
 def _ctor(node, memory, aliases: dict[str, str]) -> str:
     """Constructor expression of node's module: its layer's ModuleSpec (the one
     `lower` instantiates) printed; a tied weight is the aliased module's path."""
-    from ..layers import LAYERS
-    from ..layers.base import Tied
     spec = LAYERS[node.kind].module(node, memory)
     if not _IDENT.match(spec.cls.removeprefix("nn.")):
         raise ValueError(f"cannot emit module class {spec.cls!r}")

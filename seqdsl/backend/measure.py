@@ -34,6 +34,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
+from ..graph.symbolic import evaluate
+
 __all__ = ["FORMULAS", "LiveTensorTracker", "allocation_peak", "count_flops", "counter", "example_inputs",
            "forward_and_train_flops", "forward_flops", "inference_live_bytes", "input_env", "params",
            "register", "registered", "saved_bytes", "storage_bytes", "train_flops", "training_pass",
@@ -366,7 +368,6 @@ def example_inputs(graph, env: dict[str, int], seed: int = 0, device=None, dtype
     """One tensor per declared input, in declaration order (the order
     SeqModel.forward takes): token ids (int64) below the vocab of the embeds
     they feed for `int` inputs, standard normal values for `float` ones."""
-    from ..graph.symbolic import evaluate
     g = torch.Generator().manual_seed(seed)
     out = []
     for name, t in graph.inputs.items():

@@ -10,13 +10,16 @@ plan with the stretches between RNN calls compiled as separate graphs.
 from __future__ import annotations
 
 import operator
+import types as pytypes
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import SpecError, error, suggest
+from ..check.elaborate import load
 from ..graph.ir import ModelGraph, Program, TensorType
+from ..layers import LAYERS
 from ..layers.torch_modules import Scope, check_inputs
 from .checks import input_checks
 
@@ -29,7 +32,6 @@ def _seg_path(node):
 class SeqModel(nn.Module):
     def __init__(self, graph: ModelGraph):
         super().__init__()
-        from ..layers import LAYERS
         self.spec_name = graph.name
         self.input_names = list(graph.inputs)
         self.output_names = list(graph.outputs)
@@ -241,7 +243,6 @@ class SeqModel(nn.Module):
         return static
 
     def check_streamable(self, context_names=()):
-        from ..layers import LAYERS
         static = self._static_nodes(context_names)
         sources = {name: srcs for _, name, srcs, _ in self._plan}
         for node in self._graph.nodes:
@@ -312,7 +313,6 @@ class SeqModel(nn.Module):
 
 
 def _graph_of(program_or_path, model=None) -> ModelGraph:
-    from ..check.elaborate import load
     if isinstance(program_or_path, ModelGraph):
         return program_or_path
     if isinstance(program_or_path, (str, Path)):
@@ -343,7 +343,6 @@ class _Stage:
     """
 
     def __init__(self, model: "SeqModel", mode: str, entries, needs, gives, frees, types, seq, **compile_kw):
-        import types as pytypes
         self.model, self.mode, self.entries = model, mode, entries
         self.needs, self.gives = tuple(needs), tuple(gives)
         self.frees = tuple(frees)          # values last read here: dropped after the stage
@@ -364,7 +363,7 @@ class _Stage:
         return tuple(env[n] for n in self.gives)
 
     def __call__(self, env):
-        import torch._dynamo
+        import torch._dynamo   # lazy: torch
         if self.mode == "segments":
             self.model._run_segments(env, None, self.entries, self.entries[0][3])
         elif self.mode == "rnn":

@@ -30,12 +30,17 @@ Torch is imported only inside the functions that measure.
 """
 from __future__ import annotations
 
-import json
-import sys
+import os
+import time
 
 from pydantic import BaseModel
 
+from ..cost.estimate import _model_of, estimate, resolve_points
+from ..cost.hardware import bundled_profiles
+from ..cost.roofline import predictor
 from ..errors import UsageError
+from ..layers.costs import DTYPE_BYTES
+from ..units import human_bytes
 
 DEFAULT_SEQ = (48, 64, 96)
 TOLERANCES = {"params": 0.0, "flops_forward": 0.005, "flops_train": 0.005, "activation_bytes": 0.10,
@@ -86,35 +91,78 @@ def _check_device(device: str) -> None:
     if device not in ("cpu", "cuda"):
         raise UsageError(f"unknown device '{device}': use cpu or cuda")
     if device == "cuda":
-        import torch
+        import torch   # lazy: torch
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available here (torch sees none)")
 
 
+def available_memory(device: str = "cpu") -> int | None:
+    """Bytes the measurement may use: MemAvailable from /proc/meminfo (else
+    the free pages os.sysconf reports) on the CPU, the free device memory on
+    CUDA; None when it cannot be told."""
+    if device == "cuda":
+        try:
+            import torch   # lazy: torch
+            return int(torch.cuda.mem_get_info()[0])
+        except Exception:  # noqa: BLE001 - unknown: no check
+            return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+MEMORY_SHARE = 0.5    # refuse a run whose estimate is past this share of the available memory
+
+
+def check_memory(graph, points, batch: int, dtype: str, device: str, force: bool, command: str) -> None:
+    """Before building anything: refuse (UsageError) a run whose closed-form
+    training memory (weights, gradients, saved activations, inputs) or
+    inference peak at its largest point is past MEMORY_SHARE of the memory
+    available, naming both figures, unless `force`. The measurement itself
+    (hooks, FLOP counting, the allocator) needs room beyond the estimate."""
+    if force:
+        return
+    est = estimate(graph, seq=points, batch=batch, dtype=dtype, optimizer="none")
+    worst = max(est.points, key=lambda p: max(p.training_bytes, p.inference_peak_bytes))
+    need = max(worst.training_bytes, worst.inference_peak_bytes)
+    avail = available_memory(device)
+    if avail is None or need <= MEMORY_SHARE * avail:
+        return
+    at = ",".join(f"{k}={v}" for k, v in worst.seq.items())
+    raise UsageError(f"at {at}, batch {batch} the model needs about {human_bytes(need)} ({need:,} bytes) "
+                     f"and {device} has {human_bytes(avail)} ({avail:,} bytes) available; "
+                     f"refusing to {command} past {MEMORY_SHARE:.0%} of it: use a smaller --seq or --batch, "
+                     "or pass --force")
+
+
 def _torch_dtype(dtype: str):
-    from ..layers.costs import DTYPE_BYTES
     if dtype not in DTYPE_BYTES:
         raise UsageError(f"unknown dtype '{dtype}': use float32, bfloat16 or float16")
-    import torch
+    import torch   # lazy: torch
     return getattr(torch, dtype)
 
 
 def _roofline_latency(graph, env: dict, dtype: str, hw: str | None, device_name: str):
     """Predicted forward seconds from seqdsl.cost.roofline, or None when no profile
     matches this device (and none was given)."""
-    from ..cost.hardware import bundled_profiles
     name = hw or next((p for p in bundled_profiles() if p != "cpu" and p in device_name.lower()), None)
     if name is None:
         return None
-    from .bench import _predictions
-    return _predictions(graph, name, dtype)(env)[0]
+    return predictor(graph, name, dtype)(env)[0]
 
 
 def _forward_latency(module, inputs, reps: int = 5) -> float:
     """Median seconds of an eval forward (CUDA: synchronised), after one warm-up."""
-    import time
 
-    import torch
+    import torch   # lazy: torch
     module.eval()
     times = []
     with torch.no_grad():
@@ -133,7 +181,6 @@ def verify(program_or_path, model: str | None = None, seq=DEFAULT_SEQ, batch: in
     """Build the module (seed 0), measure it at each length and compare with
     seqdsl.estimate. `seq` takes what seqdsl.estimate takes (ints or
     {dim: int}); `tolerances` overrides TOLERANCES per figure."""
-    from ..cost.estimate import _model_of, estimate, resolve_points
     graph = _model_of(program_or_path, model)
     tol = dict(TOLERANCES)
     for k, v in (tolerances or {}).items():
@@ -148,10 +195,10 @@ def verify(program_or_path, model: str | None = None, seq=DEFAULT_SEQ, batch: in
         if p.warnings:               # a length past a layer's max_len: the module would refuse it
             raise UsageError(p.warnings[0])
 
-    import torch
+    import torch   # lazy: torch
 
-    from . import measure
-    from .seqmodel import build
+    from . import measure   # lazy: torch
+    from .seqmodel import build   # lazy: torch
     module = build(graph, device=device, dtype=torch_dtype, seed=0)
     rows = [_row("params", None, graph.params, measure.params(module), tol["params"])]
     device_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
@@ -169,90 +216,3 @@ def verify(program_or_path, model: str | None = None, seq=DEFAULT_SEQ, batch: in
             predicted = _roofline_latency(graph, env, dtype, hw, device_name)
             rows.append(_row("latency_s", point, predicted, _forward_latency(module, xs), None))
     return VerifyReport(model=graph.name, device=device_name, batch=batch, dtype=dtype, rows=rows)
-
-
-# ------------------------------------------------------------------ CLI
-def add_parser(sub) -> None:
-    p = sub.add_parser("verify", help="build the module, measure params/FLOPs/memory, compare with the estimate")
-    p.add_argument("spec", help="path to a .seq file")
-    p.add_argument("--model", help="which model, when the file defines several")
-    p.add_argument("--seq", help="lengths, as for compile --estimate (default 48,64,96)")
-    p.add_argument("--batch", default="2", help="batch size (default 2)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
-    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
-    p.add_argument("--tolerance", action="append", default=[], metavar="FIGURE=FRACTION",
-                   help=f"override a tolerance, e.g. activation_bytes=0.2 (figures: {', '.join(TOLERANCES)})")
-    p.add_argument("--hw", help="hardware profile for the predicted latency on cuda (default: from the device name)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def parse_tolerances(items) -> dict[str, float]:
-    out = {}
-    for item in items:
-        name, eq, value = item.partition("=")
-        name = name.strip()
-        if not eq or name not in TOLERANCES:
-            raise UsageError(f"--tolerance '{item}' is not FIGURE=FRACTION with FIGURE one of {', '.join(TOLERANCES)}")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            raise UsageError(f"--tolerance {name}: '{value}' is not a number") from None
-        if not 0 <= out[name] < 10:
-            raise UsageError(f"--tolerance {name}: {out[name]} must be a fraction from 0 to 10")
-    return out
-
-
-def run(args) -> int:
-    """Entry point of `seqdsl verify`: exit 0 when every figure is within
-    tolerance, 1 otherwise (the failing figures are named on stderr)."""
-    from ..cli.estimate import parse_int, parse_seq
-    batch = parse_int(args.batch, "--batch")
-    tolerances = parse_tolerances(args.tolerance)
-    _check_device(args.device)
-    _torch_dtype(args.dtype)
-    if args.hw:
-        from ..cost.hardware import load_profile
-        load_profile(args.hw)            # an unknown name or a bad file: UsageError
-    from ..check.elaborate import load
-    graph = load(args.spec).model(args.model)
-    seq = parse_seq(args.seq, graph.seq_symbols) or list(DEFAULT_SEQ)
-    report = verify(graph, seq=seq, batch=batch, device=args.device, dtype=args.dtype, tolerances=tolerances,
-                    hw=args.hw)
-    if args.json:
-        print(json.dumps({**report.model_dump(), "ok": report.ok}, separators=(",", ":")))
-    else:
-        print(table(report))
-    for r in report.failed:
-        where = "" if r.seq is None else " at " + ",".join(f"{k}={v}" for k, v in r.seq.items())
-        print(f"seqdsl verify: {r.figure}{where}: estimate {r.estimate:,} vs measured {r.measured:,} "
-              f"(ratio {_ratio(r)}), outside the {100 * r.tolerance:g}% tolerance", file=sys.stderr)
-    return 0 if report.ok else 1
-
-
-def _ratio(r: Row) -> str:
-    return "-" if r.ratio is None else f"{r.ratio:.4f}"
-
-
-def _value(figure: str, v) -> str:
-    from ..cli.estimate import human_bytes, human_flops
-    if v is None:
-        return "-"
-    if figure.endswith("_bytes"):
-        return f"{human_bytes(v)} ({v:,})"
-    if figure.startswith("flops"):
-        return f"{human_flops(v)} ({v:,})"
-    if figure == "latency_s":
-        return f"{v * 1e3:.3f} ms"
-    return f"{v:,}"
-
-
-def table(report: VerifyReport) -> str:
-    from ..cli.estimate import _grid, _seq_label
-    head = ["figure", "seq", "estimate", "measured", "ratio", "tolerance", ""]
-    body = [[r.figure, "-" if r.seq is None else _seq_label(r.seq), _value(r.figure, r.estimate),
-             _value(r.figure, r.measured), _ratio(r),
-             "info" if r.tolerance is None else f"{100 * r.tolerance:g}%", "ok" if r.ok else "FAIL"]
-            for r in report.rows]
-    verdict = "all figures within tolerance" if report.ok else f"{len(report.failed)} figure(s) outside tolerance"
-    title = f"verify {report.model} on {report.device}, batch {report.batch}, {report.dtype}: {verdict}"
-    return title + "\n" + _grid(head, body)

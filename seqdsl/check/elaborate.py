@@ -78,6 +78,28 @@ def read_source(path: str | Path, display: str | None = None, span: Span | None 
     return SourceFile(display or str(path), text)
 
 
+def spec_files(spec) -> list[str]:
+    """The files a spec reads: itself and every file its imports reach (as
+    the elaborator resolves them). Unreadable ones are skipped: loading the
+    spec reports them."""
+    first = Path(spec)
+    out, seen = [str(first)], set()
+    pending = [(first, first.resolve().parent)]
+    while pending and len(seen) < 1000:
+        path, here = pending.pop()
+        try:
+            module = parse_module(read_source(path))
+        except Exception:  # noqa: BLE001 - a bad file is reported when the spec is loaded
+            continue
+        for imp in module.imports:
+            target = (here / imp.path).resolve()
+            if target not in seen:
+                seen.add(target)
+                out.append(str(target))
+                pending.append((target, target.parent))
+    return out
+
+
 def _without_bom(text: str) -> str:
     """Drop a leading byte order mark (editors on Windows write one); kept,
     it would be an unexpected character at 1:1."""

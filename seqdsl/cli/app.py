@@ -1,19 +1,31 @@
 """The `seqdsl` command.
 
 Exit codes: 0 success, 1 a refused spec (diagnostics on stderr), 2 a usage
-error (bad flag or value). Never a traceback: unexpected failures print one
+error (bad flag or value, or output that cannot be written: a full disk,
+an unwritable place), 130 interrupted (Ctrl-C, at any point, imports
+included: one line, no traceback), 141 stdout closed early (EPIPE, e.g.
+`seqdsl graph x.seq | head -1`: quiet, as a process killed by SIGPIPE
+reports in a shell). Never a traceback: unexpected failures print one
 line and exit 3 (set SEQDSL_DEBUG=1 to see the traceback).
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import os
+import signal
+import stat
 import sys
+from pathlib import Path
 
 from .. import __version__
-from ..atomic import save_atomic, write_atomic
+from ..atomic import check_output, save_atomic, write_atomic
+from ..check.elaborate import load, read_source
 from ..errors import SpecError, UsageError
+from ..graph.render import summary, to_dot, to_json, to_mermaid
+from ..lang.printer import format_text
+from .commands import COMMANDS, add_compile_parser
 from .layers import add_layers_parser, run_layers
 
 
@@ -54,15 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="profile JSON to write (use with --hw FILE)")
     p.add_argument("--quick", action="store_true", help="smaller measurements (seconds, noisier)")
 
-    from .commands import add_compile_parser
     add_compile_parser(sub)
     add_layers_parser(sub)
     return parser
 
 
 def cmd_check(args) -> int:
-    from ..check.elaborate import load
-    from ..graph.render import summary
     program = load(args.spec)
     models = [program.model(args.model)] if args.model or len(program.models) == 1 else list(program.models.values())
     print("\n\n".join(summary(m, args.spec) for m in models))
@@ -70,8 +79,6 @@ def cmd_check(args) -> int:
 
 
 def cmd_graph(args) -> int:
-    from ..check.elaborate import load
-    from ..graph.render import to_dot, to_json, to_mermaid
     model = load(args.spec).model(args.model)
     print({"dot": to_dot, "mermaid": to_mermaid, "json": to_json}[args.format](model))
     return 0
@@ -82,7 +89,6 @@ def cmd_fmt(args) -> int:
     one is refused (a spec error, exit 1) or cannot be used (missing, a
     directory, not a .seq file: exit 2), each such file's errors are reported
     and no file is touched, in every mode (write, --check, --stdout)."""
-    from ..lang.printer import format_text
     done, problems, usage = [], [], False
     for path in args.files:
         try:
@@ -131,9 +137,6 @@ def _write_stdout_bytes(data: bytes) -> None:
 
 def _read_fmt_source(path):
     """A .seq file to format, or a UsageError (one line) naming what is wrong."""
-    from pathlib import Path
-
-    from ..check.elaborate import read_source
     p = Path(path)
     if not p.exists():
         raise UsageError(f"cannot find '{path}'" + (" (a broken symbolic link)" if p.is_symlink() else ""))
@@ -151,8 +154,6 @@ def _rewrite_file(path, text: str) -> None:
     through a symbolic link its target is rewritten (the link stays); the
     mode (and owner, where allowed) is kept; a file with other hard links is
     rewritten in place (same inode), otherwise atomically (`save_atomic`)."""
-    import errno
-    import stat
     real = os.path.realpath(path)
     payload = text.encode("utf-8")
     try:
@@ -189,7 +190,8 @@ def _rewrite_file(path, text: str) -> None:
 
 
 def cmd_calibrate(args) -> int:
-    from ..backend.calibrate import calibrate
+    check_output(args.output, [], suffixes=(".json",))
+    from ..backend.calibrate import calibrate   # lazy: torch
     profile = calibrate(quick=args.quick)
     write_atomic(args.output, profile.model_dump_json(indent=2) + "\n")
     print(f"wrote {args.output}: float32 {profile.peak_flops['float32'] / 1e9:.1f} GFLOP/s, "
@@ -207,7 +209,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     handlers = {"check": cmd_check, "graph": cmd_graph, "fmt": cmd_fmt, "calibrate": cmd_calibrate, "layers": run_layers}
-    from .commands import COMMANDS
     handlers.update(COMMANDS)
     try:
         return handlers[args.command](args)
@@ -225,11 +226,56 @@ def main(argv: list[str] | None = None) -> int:
               f"pip install 'seqdsl[{extra}]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
+        return _interrupted()
+    except OSError as exc:
+        if _stdout_failed(exc):
+            return _output_error(exc)
+        return _internal_error(exc)
+    except RecursionError as exc:
+        return _internal_error(exc)
     except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
         return _internal_error(exc)
+
+
+EXIT_PIPE = 141          # stdout closed early (EPIPE): 128 + SIGPIPE, quietly
+
+
+def _interrupted() -> int:
+    print("seqdsl: interrupted", file=sys.stderr)
+    return 130
+
+
+def _stdout_failed(exc: OSError) -> bool:
+    """Whether `exc` is a failure to write our output (a full disk or quota,
+    a closed pipe). Files the commands write themselves go through
+    `save_atomic`, which reports its own errors, so these are stdout's."""
+    return isinstance(exc, BrokenPipeError) or exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EPIPE)
+
+
+def _output_error(exc: OSError) -> int:
+    """stdout cannot take our output: point it at /dev/null (so the exit-time
+    flush does not fail again) and say so in one line, except for a closed
+    pipe, which is the reader's choice (exit quietly)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    if isinstance(exc, BrokenPipeError):
+        return EXIT_PIPE
+    print(f"seqdsl: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+    return 2
+
+
+def _finish_output(code: int) -> int:
+    """Flush stdout now, so a full disk or closed pipe is reported like any
+    other output error instead of by the interpreter at exit."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        return _output_error(exc)
+    return code
 
 
 def _internal_error(exc: BaseException) -> int:
@@ -249,7 +295,14 @@ def entry() -> None:
     sight (the OS reclaims the memory), so a short command ends when its work
     does. Only the process entry does this: `main` stays safe to call in-process.
     """
-    code = main()
+    try:
+        code = _finish_output(main())
+    except KeyboardInterrupt:     # outside main's handlers (building the parser, flushing)
+        code = _interrupted()
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # exiting now: a late Ctrl-C changes nothing
+    except ValueError:            # not the main thread
+        pass
     gc.freeze()
     sys.exit(code)
 

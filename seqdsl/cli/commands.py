@@ -1,15 +1,19 @@
-"""Parsers for `seqdsl compile` and `seqdsl export`; the work lives elsewhere.
+"""The parsers of `seqdsl compile` and `seqdsl export`, and the table of the
+commands whose modules live beside this one:
 
-* `compile SPEC --estimate ...`  -> seqdsl.cli.estimate.run   (cost model, no torch)
-* `compile SPEC -o model.py`     -> seqdsl.backend.cli.run_compile
-* `export SPEC -o FILE`          -> seqdsl.backend.cli.run_export
-* `compare A.seq B.seq ...`      -> seqdsl.compare   (its own add_parser / run)
-* `verify SPEC`, `bench SPEC`    -> seqdsl.backend.verify, seqdsl.backend.bench
+* `compile SPEC --estimate ...`  -> cli/estimate.py   (cost model, no torch)
+* `compile SPEC -o model.py`     -> cli/backend.py: run_compile
+* `export SPEC -o FILE`          -> cli/backend.py: run_export
+* `compare A.seq B.seq ...`      -> cli/compare.py
+* `verify SPEC`, `bench SPEC`    -> cli/verify.py, cli/bench.py
 
-Each module named here keeps torch out of its top-level imports, so building
-the parser (and `seqdsl --help`) stays fast.
+None of these modules imports torch at its top, so building the parser (and
+`seqdsl --help`) stays fast; torch loads when a command that needs it runs.
 """
 from __future__ import annotations
+
+from ..errors import UsageError
+from . import backend, bench, compare, estimate, verify
 
 
 def add_compile_parser(sub) -> None:
@@ -34,36 +38,17 @@ def add_compile_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="FILE.pt2 or FILE.onnx")
     p.add_argument("--seq", help="example lengths for tracing, e.g. T=64")
 
-    for name in ADDED:
-        _added(name).add_parser(sub)
-
-
-ADDED: tuple[str, ...] = ("compare", "verify", "bench")  # each added when its module lands: "compare", "verify", "bench"
-
-
-_ADDED_MODULES = {"compare": "seqdsl.cost.compare", "verify": "seqdsl.backend.verify", "bench": "seqdsl.backend.bench"}
-
-
-def _added(name: str):
-    from importlib import import_module
-    return import_module(_ADDED_MODULES[name])
+    for module in (compare, verify, bench):
+        module.add_parser(sub)
 
 
 def run_compile(args) -> int:
-    from ..errors import UsageError
     if args.estimate:
-        from .estimate import run
-        return run(args)
+        return estimate.run(args)
     if args.output:
-        from .backend import run_compile as emit
-        return emit(args)
+        return backend.run_compile(args)
     raise UsageError("nothing to do: pass --estimate, or -o FILE.py to write PyTorch source")
 
 
-def run_export(args) -> int:
-    from .backend import run_export as export
-    return export(args)
-
-
-COMMANDS = {"compile": run_compile, "export": run_export,
-            **{name: (lambda args, _n=name: _added(_n).run(args)) for name in ADDED}}
+COMMANDS = {"compile": run_compile, "export": backend.run_export,
+            "compare": compare.run, "verify": verify.run, "bench": bench.run}

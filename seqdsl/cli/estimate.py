@@ -5,76 +5,21 @@ Imports only the front end, sympy and pydantic: never torch.
 from __future__ import annotations
 
 import json
-import re
 
 from ..check.elaborate import load
 from ..cost.estimate import OPTIMIZERS
 from ..cost.hardware import load_profile
+from ..cost.lengths import parse_int, parse_seq
 from ..cost.report import Report, report
 from ..errors import UsageError
 from ..layers.costs import DTYPE_BYTES
+from ..units import human_bytes, human_flops, human_seconds
+from .format import grid, seq_label
 
 JSON_KEYS = ("seq", "batch", "dtype", "flops_forward", "flops_train", "flops_per_token",
              "weights_bytes", "grads_bytes", "optimizer_bytes", "activation_bytes",
              "training_bytes", "inference_peak_bytes", "state_bytes", "sequential_depth", "warnings")
 LATENCY_KEYS = ("latency_forward_s", "latency_train_s", "latency_per_token_s")   # with --hw
-_INT = re.compile(r"^[0-9][0-9_]*$")
-MAX_POINTS = 100_000
-
-
-def parse_int(text: str, what: str) -> int:
-    t = text.strip()
-    if not _INT.match(t) and not re.match(r"^[0-9]+e[0-9]+$", t):
-        raise UsageError(f"{what} '{text}' is not a positive integer")
-    value = int(float(t)) if "e" in t else int(t.replace("_", ""))
-    if value < 1:
-        raise UsageError(f"{what} must be at least 1, got {value}")
-    return value
-
-
-def parse_seq(text: str | None, dims: tuple[str, ...]):
-    """`64,1024` (every sequence dim), `64..65536` (powers of two), `T=1024,S=256`.
-    Returns a list of ints or of {dim: int}."""
-    if text is None:
-        return None
-    text = text.strip()
-    if not text:
-        raise UsageError("--seq is empty")
-    if "=" in text:
-        point = {}
-        for part in text.split(","):
-            name, _, value = part.partition("=")
-            name = name.strip()
-            if not name.isidentifier():
-                raise UsageError(f"--seq '{part}' is not DIM=LENGTH")
-            if name not in dims:
-                raise UsageError(f"--seq names dim '{name}', which the model does not have "
-                                 f"(its sequence dims: {', '.join(dims) or 'none'})")
-            if name in point:
-                raise UsageError(f"--seq gives dim '{name}' twice")
-            point[name] = parse_int(value, f"--seq {name}")
-        missing = [d for d in dims if d not in point]
-        if missing:
-            raise UsageError(f"--seq gives no length for dim '{missing[0]}'")
-        return [point]
-    if ".." in text:
-        lo_s, _, hi_s = text.partition("..")
-        lo, hi = parse_int(lo_s, "--seq"), parse_int(hi_s, "--seq")
-        if lo > hi:
-            raise UsageError(f"--seq {text}: the range is empty")
-        out, p = [], 1
-        while p <= hi:
-            if p >= lo:
-                out.append(p)
-            p *= 2
-        if not out:
-            raise UsageError(f"--seq {text} contains no power of two")
-        return out
-    parts = text.split(",")
-    if len(parts) > MAX_POINTS:
-        raise UsageError(f"--seq lists {len(parts)} lengths, past the limit of {MAX_POINTS}")
-    return [parse_int(p, "--seq length") for p in parts]
-
 
 def run(args) -> int:
     """Entry point of `seqdsl compile SPEC --estimate`: one Report, rendered once."""
@@ -120,50 +65,10 @@ def to_json(rep: Report) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
-def human_flops(v) -> str:
-    if v is None:
-        return "-"
-    for unit, scale in (("E", 10 ** 18), ("P", 10 ** 15), ("T", 10 ** 12), ("G", 10 ** 9), ("M", 10 ** 6),
-                        ("k", 10 ** 3)):
-        if v >= scale:
-            return f"{v / scale:.3g} {unit}"
-    return str(v)
-
-
-def human_bytes(v) -> str:
-    if v is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if v < 1024 or unit == "PiB":
-            if unit == "B":
-                return f"{v:.0f} B"
-            # 3 significant digits, but never "1.01e+03": 1000-1023 print whole
-            return f"{v:.0f} {unit}" if v >= 999.5 else f"{v:.3g} {unit}"
-        v /= 1024
-    return str(v)  # pragma: no cover
-
-
-def human_seconds(v) -> str:
-    """Seconds in the unit that keeps 1-3 digits before the point: ns, µs, ms, s."""
-    if v is None:
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if v >= scale:
-            return f"{v / scale:.3g} {unit}"
-    return f"{v / 1e-9:.3g} ns"
-
-
-def _seq_label(seq: dict) -> str:
-    values = set(seq.values())
-    if len(values) == 1:
-        return f"{next(iter(values)):,}"
-    return ",".join(f"{k}={v}" for k, v in seq.items())
-
-
 def table(est) -> str:
     head = ["seq", "FLOPs fwd", "FLOPs train", "FLOPs/token", "weights", "train mem",
             "infer peak", "gen state", "depth"]
-    rows = [[_seq_label(p.seq), human_flops(p.flops_forward), human_flops(p.flops_train),
+    rows = [[seq_label(p.seq), human_flops(p.flops_forward), human_flops(p.flops_train),
              human_flops(p.flops_per_token), human_bytes(p.weights_bytes), human_bytes(p.training_bytes),
              human_bytes(p.inference_peak_bytes), human_bytes(p.state_bytes), f"{p.sequential_depth:,}"]
             for p in est.points]
@@ -177,21 +82,14 @@ def table(est) -> str:
              f"optimizer {est.optimizer}")
     if est.hw is not None:
         title += f", roofline on {est.hw} (train = forward + backward, no optimizer step)"
-    lines = [title, _grid(head, rows)]
+    lines = [title, grid(head, rows)]
     for p in est.points:
         if p.warnings:
-            lines.append(f"note: from {_seq_label(p.seq)} on, " + "; ".join(p.warnings))
+            lines.append(f"note: from {seq_label(p.seq)} on, " + "; ".join(p.warnings))
             break
     if not est.streaming:
         lines.append(f"no generation figures: {est.streaming_blocker}")
     return "\n".join(lines)
-
-
-def _grid(head, rows) -> str:
-    widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
-    fmt = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)  # noqa: E731
-                              for i, (c, w) in enumerate(zip(r, widths)))
-    return "\n".join([fmt(head), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows])
 
 
 def per_layer_table(model, rows: list[dict], point) -> str:
@@ -204,7 +102,7 @@ def per_layer_table(model, rows: list[dict], point) -> str:
         for line, r in zip(body, rows):
             line += [human_seconds(r["latency_forward_s"]), r["bound"]]
         body[-1] += [human_seconds(point.latency_forward_s), ""]
-    return f"per layer at {_seq_label(point.seq)} (batch {point.batch}):\n" + _grid(head, body)
+    return f"per layer at {seq_label(point.seq)} (batch {point.batch}):\n" + grid(head, body)
 
 
 def formulas(model, fm: dict) -> str:

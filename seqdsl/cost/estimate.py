@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from ..layers.costs import DTYPE_BYTES
 from .model import ModelCost, model_cost
 from ..graph.ir import ModelGraph, Program
-from ..graph.symbolic import compile_columns, compile_shared, point_columns
+from ..graph.symbolic import compile_columns, compile_expr, compile_shared, fmt_dim, point_columns
 from ..check.elaborate import load
 from ..errors import UsageError
 from .hardware import HardwareProfile, load_profile
@@ -173,7 +173,66 @@ def resolve_points(model: ModelGraph, seq) -> list[dict[str, int]]:
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_LENGTH:
                 raise _usage(f"length {d}={v!r} must be an integer from 1 to {MAX_LENGTH:.0e}")
         points.append(point)
+    check_lengths(model, points)
     return points
+
+
+def _dims_below_one(model: ModelGraph, points: list[dict[str, int]]):
+    """(node, dim expr, index of the first point where it is < 1) for the first
+    layer whose output has a dim below 1 at some point (a valid conv shorter
+    than its kernel, ...), else None. Each distinct dim expression is
+    evaluated once over all the points (columns)."""
+    if not points:
+        return None
+    cols, n = point_columns(points, {model.batch_symbol: 1} if model.batch_symbol else None)
+    seen: dict = {}
+    for node in model.nodes:
+        for d in node.output.dims:
+            if isinstance(d, int) or getattr(d, "is_Integer", False) or getattr(d, "is_Symbol", False):
+                continue
+            bad = seen.get(d)
+            if bad is None:
+                try:
+                    values = compile_columns(d)[0](cols, n)
+                except (ValueError, KeyError, ZeroDivisionError):
+                    values = [1] * n
+                bad = seen[d] = next((i for i, v in enumerate(values) if v < 1), -1)
+            if bad >= 0:
+                return node, d, bad
+    return None
+
+
+def check_lengths(model: ModelGraph, points: list[dict[str, int]]) -> None:
+    """Refuse a length at which a layer's output would have a dim below 1
+    (conv1d(8, 100, padding=valid) at T=64), naming the layer, its line and
+    the smallest length that works (UsageError: the spec is fine, the length
+    is not)."""
+    hit = _dims_below_one(model, points)
+    if hit is None:
+        return
+    node, dim, i = hit
+    point = points[i]
+    value = compile_expr(dim)({**point, **({model.batch_symbol: 1} if model.batch_symbol else {})})
+    at = ", ".join(f"{k}={v:,}" for k, v in point.items())
+    # the smallest length that works: binary search on the dims this one reads
+    # (output lengths grow with the input length), the other dims held
+    names = [s.name for s in dim.free_symbols if s.name in point]
+    hint = ""
+    if names:
+        lo, hi = 1, MAX_LENGTH
+        scale = lambda v: {**point, **{k: v for k in names}}  # noqa: E731
+        if _dims_below_one(model, [scale(hi)]) is None:
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if _dims_below_one(model, [scale(mid)]) is None:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            hint = f"; the smallest length that works is {'='.join(names)}={lo:,}"
+        else:
+            hint = "; no length makes it positive"
+    raise _usage(f"at {at}, {node.kind} '{node.alias or node.name}' (line {node.line}) would output a dim "
+                 f"{fmt_dim(dim)} = {value} < 1{hint}")
 
 
 def estimate(program_or_path, seq=None, batch: int = 1, dtype: str = "float32",

@@ -109,8 +109,21 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
         nodes.append(nc)
         by_name[node.name] = nc
 
-    flops_forward = sympy.Add(*[n.cost.flops for n in nodes])
-    flops_train = sympy.Add(*[n.train_flops for n in nodes])
+    # Totals are sums of per-layer terms expanded one at a time (each distinct
+    # term once: `_expanded`); expanding a whole total rebuilds, and so
+    # re-evaluates, every Piecewise and Min in it, which on 2,000 layers with
+    # distinct windows or segment lengths took minutes.
+    memo: dict = {}
+    flops_forward = _expanded([n.cost.flops for n in nodes], memo)
+    train_terms = []
+    for n in nodes:
+        train_terms.append(n.cost.flops)
+        if n.in_backward:
+            train_terms.append(n.cost.backward_flops)
+            for port, src in enumerate(n.node.sources):
+                if by_name[src].needs_grad and port < len(n.cost.input_grad_flops):
+                    train_terms.append(n.cost.input_grad_flops[port])
+    flops_train = _expanded(train_terms, memo)
 
     # ---- storages: a view's storage is its source's (unsqueeze, flatten, time_last, p=0 dropout)
     root: dict[str, str] = {}
@@ -131,7 +144,7 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
             if port < len(n.cost.saves_inputs) and n.cost.saves_inputs[port]:
                 saved_roots.add(root[src])
     saved_roots -= {n.node.name for n in nodes if n.node.kind == "input"}
-    activation_bytes = sympy.Add(*internal, *[size[r] for r in sorted(saved_roots)])
+    activation_bytes = _expanded([*internal, *[size[r] for r in sorted(saved_roots)]], memo)
 
     # ---- inference: live storages along the graph (free after the last consumer)
     iroot: dict[str, str] = {}
@@ -150,7 +163,7 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
         r = root[n.node.name]
         if r == n.node.name:
             live[r] = size[r]
-        peaks.append(sympy.Add(*live.values(), n.cost.workspace_bytes))
+        peaks.append([*live.values(), n.cost.workspace_bytes])
         for src in set(n.node.sources):
             rs = root[src]
             if last_use.get(rs) == i and rs not in keep and rs in live:
@@ -158,7 +171,7 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
         if last_use.get(r) is None and r not in keep and r in live:
             del live[r]
     weights_bytes = model.params * elem
-    inference_peak = _dedupe([sympy.expand(p + weights_bytes) for p in peaks])
+    inference_peak = _dedupe([_expanded([*p, weights_bytes], memo) for p in peaks])
 
     # ---- generation: only if every layer streams
     blocker = None
@@ -181,8 +194,8 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
                 step = c.flops / tl if tl is not None else c.flops
             steps.append(n.rate * step)
             states.append(c.state_bytes)
-        flops_per_token = sympy.Add(*steps)
-        state_bytes = sympy.Add(*states)
+        flops_per_token = _expanded(steps, memo)
+        state_bytes = _expanded(states, memo)
 
     # ---- sequential depth: longest path; segments with memory run one after another
     depth = _sequential_depth(model, nodes)
@@ -190,11 +203,21 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     # learned positions and linformer projections exist for max_len steps only
     limits = tuple((n.node.inputs[0].dims[1], n.node.args.max_len, n.node) for n in nodes
                    if n.node.kind in ("posenc", "attention") and getattr(n.node.args, "max_len", None))
-    return ModelCost(model, dtype, elem, nodes, model.params, sympy.expand(flops_forward),
-                     sympy.expand(flops_train), sympy.expand(activation_bytes), inference_peak,
-                     None if flops_per_token is None else sympy.expand(flops_per_token),
-                     None if state_bytes is None else sympy.expand(state_bytes),
+    return ModelCost(model, dtype, elem, nodes, model.params, flops_forward, flops_train,
+                     activation_bytes, inference_peak, flops_per_token, state_bytes,
                      depth, blocker, input_bytes, limits)
+
+
+def _expanded(terms, memo: dict):
+    """sympy.expand(Add(*terms)), expanding each distinct term once (memo is
+    shared across the totals, which repeat the same per-layer terms)."""
+    out = []
+    for t in terms:
+        e = memo.get(t)
+        if e is None:
+            e = memo[t] = sympy.expand(t)
+        out.append(e)
+    return sympy.Add(*out)
 
 
 def _dedupe(exprs):
@@ -224,10 +247,10 @@ def _sequential_depth(model: ModelGraph, nodes: list[NodeCost]):
             seg_info[seg.path] = (dict(seg.args), node.inputs[0].dims[1])
         depth[node.name] = start + n.cost.depth
     # add the segment wavefront once, after each segments block
-    extra = ZERO
-    for path, (args, T) in seg_info.items():
-        if args.get("memory", 0) > 0:
-            extra = extra + ceil_div(T, args["length"]) - 1
+    # one Add of all the terms: adding them one at a time re-flattens the
+    # growing sum each time (quadratic in the number of segments blocks)
+    extra = sympy.Add(*[ceil_div(T, args["length"]) - 1 for args, T in seg_info.values()
+                        if args.get("memory", 0) > 0])
     outs = [depth[model.values[o]] for o in model.outputs]
     total = outs[0] if len(outs) == 1 else sympy.Max(*outs)
     return sympy.expand(total + extra)
@@ -286,5 +309,4 @@ def _superscript(p: int) -> str:
     return str(p).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
-__all__ = ["CostContext", "LayerCost", "ModelCost", "model_cost", "layer_cost", "segment_sums",
-           "DTYPE_BYTES", "leading_terms", "matmul", "rows", "numel", "tensor_bytes"]
+__all__ = ["ModelCost", "NodeCost", "model_cost", "layer_cost", "leading_terms"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..graph.ir import ModelGraph
 from ..graph.symbolic import compile_expr, fmt_dim
-from .estimate import CompiledCost, Estimate, _int, compiled, estimate
+from .estimate import Estimate, _int, compiled, estimate
 from .hardware import HardwareProfile
 from .model import leading_terms
 from .roofline import node_latency

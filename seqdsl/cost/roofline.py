@@ -47,7 +47,7 @@ import sympy
 
 from .model import ModelCost, NodeCost, model_cost
 from ..layers.costs import tensor_bytes
-from .hardware import HardwareProfile
+from .hardware import HardwareProfile, load_profile
 from ..graph.ir import ModelGraph, Node
 from ..graph.symbolic import ceil_div, compile_expr, compile_shared, point_columns
 from ..layers import LAYERS
@@ -330,3 +330,16 @@ def node_latency(model: ModelGraph, profile: HardwareProfile, dtype: str, point:
 
 __all__ = ["Op", "RooflineOps", "roofline_ops", "latency_exprs", "latency", "compiled_ops", "node_latency",
            "weight_bytes"]
+
+
+def predictor(graph: ModelGraph, hw: str, dtype: str):
+    """A function env -> (forward_s, train_s): the roofline's closed forms on
+    profile `hw`, evaluated at the env's dims and batch (bench, verify)."""
+    profile = load_profile(hw)
+    dims = list(graph.seq_symbols)
+
+    def predict(env: dict):
+        batch = env.get(graph.batch_symbol, 1) if graph.batch_symbol else 1
+        (res,) = latency(graph, profile, dtype, [{d: env[d] for d in dims}], batch)
+        return res["forward"], res["train"]
+    return predict

@@ -39,7 +39,20 @@ def ceil_div(n, d: int):
     """ceil(n / d) for a concrete or symbolic n."""
     if isinstance(n, (int, sympy.Integer)):
         return sympy.Integer(-(-int(n) // d))
+    if d != 1 and n.is_Symbol:
+        # ceiling(T/d) of a bare dim symbol is already in canonical form;
+        # evaluating it asks the assumptions system afresh for each distinct d
+        # (milliseconds each: 2,000 layers with distinct windows took seconds)
+        return sympy.ceiling(n / d, evaluate=False)
     return sympy.ceiling(n / d) if d != 1 else n
+
+
+def min_dim(t, k: int):
+    """Min(t, k) for a dim t and a positive integer k; unevaluated (the same
+    expression, without the assumption queries) when t is a bare dim symbol."""
+    if t.is_Symbol if isinstance(t, sympy.Basic) else False:
+        return sympy.Min(t, k, evaluate=False)
+    return sympy.Min(t, k)
 
 
 def floor_div(n, d: int):
@@ -128,9 +141,12 @@ def _column(node: _Node, cols: dict, n: int) -> list:
     return node.fn(cols, n) if node.fn is not None else [node.const] * n
 
 
-def _compile(e, fractional: frozenset) -> _Node:
+def _compile(e, fractional: frozenset, shared: dict) -> _Node:
     """`e` as a column node; `fractional` names the symbols whose values may
     be Fractions (shared subexpressions such as T/2)."""
+    if shared and e in shared:       # evaluated once into its own column (compile_shared)
+        name = shared[e]
+        return _Node(lambda cols, n: cols[name], None, name in fractional)
     if e.is_Integer:
         return _Node(None, int(e), False)
     if e.is_Rational:
@@ -139,9 +155,9 @@ def _compile(e, fractional: frozenset) -> _Node:
         name = e.name
         return _Node(lambda cols, n: cols[name], None, name in fractional)
     if e.is_Add or e.is_Mul:
-        return _sum_or_product(e, fractional)
+        return _sum_or_product(e, fractional, shared)
     if e.is_Pow:
-        base, exp = _compile(e.args[0], fractional), e.args[1]
+        base, exp = _compile(e.args[0], fractional, shared), e.args[1]
         if not exp.is_Integer:
             raise ValueError(f"cannot evaluate non-integer power in {e}")
         k = int(exp)
@@ -153,31 +169,31 @@ def _compile(e, fractional: frozenset) -> _Node:
         return _Node(lambda cols, n: _exact_all([Fraction(1) / Fraction(b) ** (-k)
                                                  for b in _column(base, cols, n)]), None, True)
     if isinstance(e, (sympy.ceiling, sympy.floor)):
-        inner = _compile(e.args[0], fractional)
+        inner = _compile(e.args[0], fractional, shared)
         rnd = math.ceil if isinstance(e, sympy.ceiling) else math.floor
         if inner.fn is None:
             return _Node(None, rnd(inner.const), False)
         f = inner.fn
         return _Node(lambda cols, n: [rnd(x) for x in f(cols, n)], None, False)
     if isinstance(e, (sympy.Min, sympy.Max)):
-        parts = [_compile(a, fractional) for a in e.args]
+        parts = [_compile(a, fractional, shared) for a in e.args]
         pick = min if isinstance(e, sympy.Min) else max
         return _Node(lambda cols, n: [pick(t) for t in zip(*(_column(p, cols, n) for p in parts))],
                      None, any(p.frac for p in parts))
     if isinstance(e, sympy.Mod):
-        a, b = _compile(e.args[0], fractional), _compile(e.args[1], fractional)
+        a, b = _compile(e.args[0], fractional, shared), _compile(e.args[1], fractional, shared)
         return _Node(lambda cols, n: _exact_all([Fraction(x) % Fraction(y) for x, y in
                                                  zip(_column(a, cols, n), _column(b, cols, n))]), None, True)
     if isinstance(e, sympy.Piecewise):
-        return _piecewise(e, fractional)
+        return _piecewise(e, fractional, shared)
     if isinstance(e, (sympy.core.relational.Relational, sympy.And, sympy.Or)):
-        return _compile_cond(e, fractional)   # a condition shared by several Piecewise (sympy.cse)
+        return _compile_cond(e, fractional, shared)   # a condition shared by several Piecewise (sympy.cse)
     raise ValueError(f"cannot evaluate {type(e).__name__} in {e}")
 
 
-def _sum_or_product(e, fractional: frozenset) -> _Node:
+def _sum_or_product(e, fractional: frozenset, shared: dict) -> _Node:
     add = e.is_Add
-    parts = [_compile(a, fractional) for a in e.args]
+    parts = [_compile(a, fractional, shared) for a in e.args]
     const = 0 if add else 1
     for p in parts:
         if p.fn is None:
@@ -201,12 +217,12 @@ def _sum_or_product(e, fractional: frozenset) -> _Node:
     return _Node(run, None, frac)
 
 
-def _piecewise(e, fractional: frozenset) -> _Node:
+def _piecewise(e, fractional: frozenset, shared: dict) -> _Node:
     """Each point takes the first branch whose condition holds; a branch's
     value is evaluated only at the points that take it (as a scalar
     evaluation would), on just the symbols it reads."""
-    branches = [(_compile(v, fractional), _compile_cond(c, fractional),
-                 sorted(s.name for s in v.free_symbols)) for v, c in e.args]
+    branches = [(_compile(v, fractional, shared), _compile_cond(c, fractional, shared),
+                 sorted(_reads(v, shared))) for v, c in e.args]
 
     def run(cols, n):
         out = [None] * n
@@ -229,8 +245,11 @@ def _piecewise(e, fractional: frozenset) -> _Node:
     return _Node(run, None, any(v.frac for v, _, _ in branches))
 
 
-def _compile_cond(c, fractional: frozenset) -> _Node:
+def _compile_cond(c, fractional: frozenset, shared: dict) -> _Node:
     """A condition as a node of booleans."""
+    if shared and c in shared:
+        name = shared[c]
+        return _Node(lambda cols, n: cols[name], None, False)
     if c is sympy.true or c == True:  # noqa: E712 - sympy's true
         return _Node(None, True, False)
     if c is sympy.false or c == False:  # noqa: E712 - sympy's false
@@ -240,25 +259,42 @@ def _compile_cond(c, fractional: frozenset) -> _Node:
         return _Node(lambda cols, n: cols[name], None, False)
     if isinstance(c, (sympy.StrictLessThan, sympy.LessThan, sympy.StrictGreaterThan,
                       sympy.GreaterThan, sympy.Equality, sympy.Unequality)):
-        a, b = _compile(c.lhs, fractional), _compile(c.rhs, fractional)
+        a, b = _compile(c.lhs, fractional, shared), _compile(c.rhs, fractional, shared)
         op = {sympy.StrictLessThan: operator.lt, sympy.LessThan: operator.le,
               sympy.StrictGreaterThan: operator.gt, sympy.GreaterThan: operator.ge,
               sympy.Equality: operator.eq, sympy.Unequality: operator.ne}[type(c)]
         return _Node(lambda cols, n: [op(x, y) for x, y in zip(_column(a, cols, n), _column(b, cols, n))],
                      None, False)
     if isinstance(c, (sympy.And, sympy.Or)):
-        parts = [_compile_cond(a, fractional) for a in c.args]
+        parts = [_compile_cond(a, fractional, shared) for a in c.args]
         pick = all if isinstance(c, sympy.And) else any
         return _Node(lambda cols, n: [pick(t) for t in zip(*(_column(p, cols, n) for p in parts))], None, False)
     raise ValueError(f"cannot evaluate condition {c}")
 
 
-def compile_columns(expr, fractional=frozenset()) -> tuple[Callable[[dict, int], list], bool]:
+def _reads(e, shared: dict) -> set[str]:
+    """The columns evaluating `e` reads: its symbols, and the shared
+    subexpressions (compile_shared) it contains, by name."""
+    out, stack = set(), [e]
+    while stack:
+        x = stack.pop()
+        if shared and x in shared:
+            out.add(shared[x])
+        elif x.is_Symbol:
+            out.add(x.name)
+        elif not x.is_Atom:
+            stack.extend(x.args)
+    return out
+
+
+def compile_columns(expr, fractional=frozenset(), shared=None) -> tuple[Callable[[dict, int], list], bool]:
     """(fn, frac): fn(cols, n) evaluates `expr` at n points at once, cols
     mapping each of its symbols to a list of n values; frac says whether a
     value may come out a (non-integral) Fraction. `fractional` names the
-    symbols whose own values may be Fractions."""
-    node = _compile(sympy.sympify(expr), frozenset(fractional))
+    symbols whose own values may be Fractions; `shared` maps subexpressions
+    already evaluated into columns to those columns' names."""
+    node = _compile(sympy.sympify(expr), fractional if isinstance(fractional, (set, frozenset)) else frozenset(fractional),
+                    shared or {})
     if node.fn is None:
         value = node.const
         return (lambda cols, n: [value] * n), node.frac
@@ -275,22 +311,55 @@ def point_columns(points: list[dict], fixed: dict | None = None) -> tuple[dict[s
     return cols, n
 
 
+_PAIR = sympy.functions.elementary.piecewise.ExprCondPair
+
+
 def compile_shared(exprs, prefix: str) -> tuple[list[tuple[str, Callable]], list[Callable]]:
-    """Column evaluators for several closed forms at once: sympy.cse factors
-    out what they share (ceil(T/2), segment counts, ...). Returns (shared,
+    """Column evaluators for several closed forms at once, with what they
+    share (ceil(T/2), segment counts, ...) evaluated once. Returns (shared,
     fns): evaluate each shared (name, fn) in order into cols, then the fns,
     one per expression, read them. A shared value that may be a Fraction is
-    known as such to the nodes that read it."""
-    shared, reduced = sympy.cse([sympy.sympify(e) for e in exprs],
-                                symbols=sympy.numbered_symbols(prefix), order="none")
+    known as such to the nodes that read it.
+
+    The sharing is found by hash-consing, not sympy.cse: one walk counts each
+    distinct subexpression, and every compound one met twice or more is
+    evaluated once into its own column. This is linear in the size of the
+    expressions; sympy.cse's argument matching and rebuild (which re-evaluates
+    every Min, Piecewise and relation) grew superlinearly and took minutes
+    on 2,000 attention layers with distinct windows."""
+    roots = [sympy.sympify(e) for e in exprs]
+    counts: dict = {}
+    order: list = []           # compound subexpressions, children before parents
+
+    def visit(e):
+        stack = [(e, False)]
+        while stack:
+            node, done = stack.pop()
+            if done:
+                order.append(node)
+                continue
+            if node.is_Atom or isinstance(node, _PAIR):   # a Piecewise branch is compiled with its Piecewise
+                if not node.is_Atom:
+                    stack.extend((a, False) for a in reversed(node.args))
+                continue
+            c = counts.get(node)
+            counts[node] = 1 if c is None else c + 1
+            if c is None:
+                stack.append((node, True))
+                stack.extend((a, False) for a in reversed(node.args))
+    for r in roots:
+        visit(r)
+    names: dict = {}
     fractional: set[str] = set()
     compiled = []
-    for sym, e in shared:
-        fn, frac = compile_columns(e, fractional)
+    for i, e in enumerate(x for x in order if counts[x] > 1):
+        name = f"{prefix}{i}"
+        fn, frac = compile_columns(e, fractional, names)
+        names[e] = name
         if frac:
-            fractional.add(sym.name)
-        compiled.append((sym.name, fn))
-    return compiled, [compile_columns(e, fractional)[0] for e in reduced]
+            fractional.add(name)
+        compiled.append((name, fn))
+    return compiled, [compile_columns(e, fractional, names)[0] for e in roots]
 
 
 def compile_expr(expr):

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
+import lark
 from lark import Lark, Token, Transformer
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
+from lark.lexer import PatternRE, PatternStr
+from lark.parsers.lalr_analysis import Shift
 
 from . import ast
 from ..errors import SourceFile, Span, SpecError, error
@@ -346,7 +350,6 @@ def _check_arg_order(args) -> None:
 
 
 def _with_alias(stage, alias, span):
-    from dataclasses import replace
     return replace(stage, alias=alias)
 
 
@@ -423,9 +426,6 @@ class _FastDriver:
     """
 
     def __init__(self, lark: Lark):
-        from lark.lexer import PatternRE, PatternStr
-        from lark.parsers.lalr_analysis import Shift
-
         terminals = sorted(lark.terminals, key=lambda t: (-t.priority, -t.pattern.max_width,
                                                           -len(t.pattern.value), t.name))
         # Lark's basic lexer drops a string terminal that a regex terminal of the
@@ -575,7 +575,6 @@ def _fast_driver() -> _FastDriver | None:
     """The `_FastDriver` for `_parser()`, or None where this Lark's internals
     may differ from what it was written against (Lark 1.x; tested on 1.3):
     Lark alone is then used."""
-    import lark
     if not lark.__version__.startswith("1."):
         return None
     try:

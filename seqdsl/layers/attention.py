@@ -13,8 +13,7 @@ from typing import Literal
 
 import sympy
 
-from ..graph.ir import Ref, TensorType
-from ..graph.symbolic import as_int, ceil_div
+from ..graph.symbolic import as_int, ceil_div, min_dim
 from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, ValueRef, channels, require_float, require_rank)
 from .costs import LayerCost, STAT_BYTES, matmul, segment_sums
 
@@ -194,6 +193,9 @@ def _pick(t, limit, small, big):
     """small when t <= limit, else big; a Piecewise when t is symbolic."""
     if as_int(t) is not None:
         return small if as_int(t) <= limit else big
+    if t.is_Symbol and small != big:   # canonical already: skip sympy's evaluation (ms per distinct limit)
+        return sympy.Piecewise((sympy.expand(small), sympy.LessThan(t, limit, evaluate=False)),
+                               (sympy.expand(big), True), evaluate=False)
     return sympy.Piecewise((small, sympy.LessThan(t, limit)), (big, True))
 
 
@@ -248,8 +250,8 @@ def _softmax_cost(args, x, c, kvd, proj, ctx):
         bwd = _pick(t, w, bwd, backward + 2 * band)
         saved = _pick(t, w, saved, band_saved)
         work = _pick(t, w, work, band_work)
-        keys = sympy.Min(t, w + 1)
-        cache = sympy.Min(t, w)
+        keys = min_dim(t, w + 1)
+        cache = min_dim(t, w)
     step = 2 * matmul(b, c, c) + 2 * matmul(b, c, kvd) + 2 * matmul(b, c, keys)
     return LayerCost(flops=flops, backward_flops=bwd, input_grad_flops=input_grad,
                      saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work,
@@ -334,7 +336,8 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         state = b * (memory + length) * c * e
         # inference frees each segment's temporaries before the next: one segment's
         # worth, plus the segment outputs held until they are concatenated
-        seg_len, seg_klen = sympy.Min(t, length), sympy.Min(t, length) + memory
+        seg_len = min_dim(t, length)
+        seg_klen = seg_len + memory
         held = n * c * e
     else:
         pairs, klen = t * t, t

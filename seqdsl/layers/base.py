@@ -15,13 +15,13 @@ offending argument (when `arg` is given) or the stage.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, ClassVar
 
 import sympy
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from ..graph.ir import Ref, TensorType
+from .module_spec import ModuleSpec, Tied  # noqa: F401  (Tied: layers import it from here with the rest of the protocol)
 from ..limits import MAX_DIM
 from ..graph.symbolic import as_int, fmt_dim
 
@@ -117,27 +117,6 @@ def example(input_type: str, stages: str, *more_inputs: str) -> str:
     `name: type` inputs), `y = x -> <stages>`, `output y`."""
     inputs = [f"input {m}" for m in more_inputs] + [f"input x: {input_type}"]   # x last: the one that streams
     return "\n".join(inputs + [f"y = x -> {stages}", "output y"])
-
-
-@dataclass(frozen=True)
-class Tied:
-    """A constructor argument: the module of the layer named `alias` (`tie=`),
-    whose weight the new module shares."""
-
-    alias: str
-
-
-@dataclass(frozen=True)
-class ModuleSpec:
-    """A module constructor call: `cls` names a class of the layer's lowering
-    file `seqdsl/layers/<lowering>.py` (the only files of seqdsl.layers that
-    import torch) or of torch.nn (`nn.LayerNorm`); arguments are literals or
-    `Tied`."""
-
-    cls: str
-    args: tuple = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    lowering: str = "torch_modules"
 
 
 def require_rank(x: TensorType, rank: int | None = None, *, at_least: int | None = None,

@@ -87,6 +87,15 @@ def segment_sums(T, length: int, memory: int):
     if as_int(n) is not None:
         big = as_int(n) > j
         return n, sq, (cross_big if big else cross_small), (mem_big if big else mem_small)
+    if T.is_Symbol:
+        # n = ceiling(T/L) with distinct branches: the Piecewise is canonical as
+        # built, and its branches are expanded here, once, so expanding a total
+        # later finds nothing to rebuild (sympy's evaluation of each relation and
+        # Piecewise costs milliseconds per distinct L)
+        cond = sympy.LessThan(n, j, evaluate=False)
+        pw = lambda a, b: sympy.Piecewise((sympy.expand(a), cond), (sympy.expand(b), True),  # noqa: E731
+                                          evaluate=False)
+        return n, sq, pw(cross_small, cross_big), pw(mem_small, mem_big)
     cond = sympy.LessThan(n, j)   # the last branch is the one long sequences take
     return (n, sq, sympy.Piecewise((cross_small, cond), (cross_big, True)),
             sympy.Piecewise((mem_small, cond), (mem_big, True)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .base import Layer, LayerArgs, ModuleSpec, NonNegInt, PositiveInt, example
 from . import linear_rnn as lr
+from .costs import LayerCost
 
 
 class GatedDeltaNetArgs(LayerArgs):
@@ -62,7 +63,6 @@ class GatedDeltaNet(Layer):
         unit-triangular solve for T = (I + M)^-1, Q(Q-1)·Q FLOPs (its backward:
         the same solve and a Q x Q x Q product). State: S of dk x dv per head in
         fp32 plus the convolution windows."""
-        from .costs import LayerCost
         x = inputs[0]
         b, t, c = x.dims[0], x.dims[1], lr.channels(x)
         kd, vd, dk, dv = self.dims(args)

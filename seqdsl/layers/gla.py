@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .base import Layer, LayerArgs, ModuleSpec, NonNegInt, PositiveInt, example
 from . import linear_rnn as lr
+from .costs import LayerCost
 
 class GlaArgs(LayerArgs):
     heads: PositiveInt
@@ -59,7 +60,6 @@ class Gla(Layer):
         two low-rank gate factors, o), the short convolution over q, k, v, and
         chunk_gla's products over ceil(T/Q)·Q padded steps; state: S of
         dk_h x dv_h per head in fp32 plus the convolution windows."""
-        from .costs import LayerCost
         x = inputs[0]
         b, t, c = x.dims[0], x.dims[1], lr.channels(x)
         dk, dv, dkh, dvh = self.dims(args, c)

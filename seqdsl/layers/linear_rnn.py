@@ -4,10 +4,12 @@ short-convolution parameters and the chunked form's closed-form counts.
 Lowering: linear_rnn_torch.py; derivations: docs/linear_attention_layers.md."""
 from __future__ import annotations
 
+import sympy
+
 import math
 
 from .base import LayerError, channels, require_float, require_rank
-from ..graph.symbolic import ceil_div
+from ..graph.symbolic import as_int, ceil_div
 
 
 def check_sequence(x, kind: str, ctx) -> int:
@@ -98,8 +100,6 @@ def short_conv(p: Products, rows, width: int, k: int):
 
 def one_chunk(t, q: int, value):
     """value when T fits in one chunk (T <= Q), else 0; a Piecewise when T is symbolic."""
-    import sympy
-    from ..graph.symbolic import as_int
     if as_int(t) is not None:
         return value if as_int(t) <= q else 0
     return sympy.Piecewise((value, sympy.LessThan(t, q)), (0, True))

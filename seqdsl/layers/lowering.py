@@ -4,14 +4,11 @@ lazily, so checking and costing never load torch."""
 from __future__ import annotations
 
 import importlib
-import re
 
 from torch import nn
 
-from .base import Tied
+from .module_spec import LOWERING_NAME, Tied
 
-#: A lowering file's name: `torch_modules` (the shared kernels) or `<family>_torch`.
-LOWERING_NAME = re.compile(r"(torch_modules|[a-z][a-z0-9_]*_torch)\Z")
 
 
 def lowering_module(name: str):

@@ -10,6 +10,7 @@ import math
 
 from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, example
 from . import linear_rnn as lr
+from .costs import LayerCost
 
 
 #: chunk length of mlstm's chunked form (the contract gives mlstm no `chunk`)
@@ -69,7 +70,6 @@ class Mlstm(Layer):
         products per chunk of Q = 64 (D = di / heads): k^T v and q·C (Q·D·D),
         q k^T and the intra product (Q·Q·D), q·n (Q·D). State: C, n and m per
         head and the convolution window, at the model dtype (as xlstm)."""
-        from .costs import LayerCost
         x = inputs[0]
         b, t, c = x.dims[0], x.dims[1], lr.channels(x)
         di, h, e = self.inner(args, c), args.heads, ctx.elem

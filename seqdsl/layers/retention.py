@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, example
 from . import linear_rnn as lr
+from .costs import LayerCost
 
 
 class RetentionArgs(LayerArgs):
@@ -56,7 +57,6 @@ class Retention(Layer):
         """docs/linear_attention_layers.md: projections q, k, v, g, o and
         chunk_gla's products (RoPE and the fixed decays are elementwise);
         state: S of dk_h x dv_h per head in fp32."""
-        from .costs import LayerCost
         x = inputs[0]
         b, t, c = x.dims[0], x.dims[1], lr.channels(x)
         dk, dv, dkh, dvh = self.dims(args, c)

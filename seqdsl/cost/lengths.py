@@ -1,0 +1,76 @@
+"""The lengths a command is asked about: `--seq` (`64,1024`, `64..65536`,
+`T=1024,S=256`) and `--batch`, parsed and bounded, for every command and the
+library functions that take the same text."""
+from __future__ import annotations
+
+import re
+
+from ..errors import UsageError
+
+_INT = re.compile(r"^[0-9][0-9_]*$")
+MAX_POINTS = 100_000
+MAX_INT = 10 ** 15           # a length or batch (seqdsl.estimate.MAX_LENGTH)
+
+
+def parse_int(text: str, what: str) -> int:
+    t = text.strip()
+    if not _INT.match(t) and not re.match(r"^[0-9]+e[0-9]+$", t):
+        raise UsageError(f"{what} '{text}' is not a positive integer")
+    if len(t) > 40:
+        raise UsageError(f"{what} '{text[:20]}...' is too long to be a length")
+    if "e" in t:
+        mantissa, _, exp = t.partition("e")
+        if int(exp) > 15:
+            raise UsageError(f"{what} '{text}' is past the largest length, {MAX_INT:.0e}")
+        value = int(mantissa) * 10 ** int(exp)
+    else:
+        value = int(t.replace("_", ""))
+    if value < 1:
+        raise UsageError(f"{what} must be at least 1, got {value}")
+    if value > MAX_INT:
+        raise UsageError(f"{what} {value:,} is past the largest length, {MAX_INT:.0e}")
+    return value
+
+
+def parse_seq(text: str | None, dims: tuple[str, ...]):
+    """`64,1024` (every sequence dim), `64..65536` (powers of two), `T=1024,S=256`.
+    Returns a list of ints or of {dim: int}."""
+    if text is None:
+        return None
+    text = text.strip()
+    if not text:
+        raise UsageError("--seq is empty")
+    if "=" in text:
+        point = {}
+        for part in text.split(","):
+            name, _, value = part.partition("=")
+            name = name.strip()
+            if not name.isidentifier():
+                raise UsageError(f"--seq '{part}' is not DIM=LENGTH")
+            if name not in dims:
+                raise UsageError(f"--seq names dim '{name}', which the model does not have "
+                                 f"(its sequence dims: {', '.join(dims) or 'none'})")
+            if name in point:
+                raise UsageError(f"--seq gives dim '{name}' twice")
+            point[name] = parse_int(value, f"--seq {name}")
+        missing = [d for d in dims if d not in point]
+        if missing:
+            raise UsageError(f"--seq gives no length for dim '{missing[0]}'")
+        return [point]
+    if ".." in text:
+        lo_s, _, hi_s = text.partition("..")
+        lo, hi = parse_int(lo_s, "--seq"), parse_int(hi_s, "--seq")
+        if lo > hi:
+            raise UsageError(f"--seq {text}: the range is empty")
+        out, p = [], 1
+        while p <= hi:
+            if p >= lo:
+                out.append(p)
+            p *= 2
+        if not out:
+            raise UsageError(f"--seq {text} contains no power of two")
+        return out
+    parts = text.split(",")
+    if len(parts) > MAX_POINTS:
+        raise UsageError(f"--seq lists {len(parts)} lengths, past the limit of {MAX_POINTS}")
+    return [parse_int(p, "--seq length") for p in parts]
