@@ -39,8 +39,8 @@ def spec(n: int, kind: str) -> str:
 
 
 def time_one(n: int, kind: str) -> tuple[float, float]:
-    from seqdsl.elaborate import parse
-    from seqdsl.estimate import estimate
+    from seqdsl.check.elaborate import parse
+    from seqdsl.cost.estimate import estimate
     t0 = time.perf_counter()
     model = parse(spec(n, kind), f"<{kind}{n}>").model()
     t1 = time.perf_counter()

@@ -120,7 +120,7 @@ def evaluate(builders: list, seq: int, batch: int, extra=None) -> list[dict]:
 
 def ranking(rows: list[dict], verdicts: dict, winner: dict | None) -> str:
     """Every candidate, cheapest to train first, with its verdict; `*` marks the winner."""
-    from seqdsl.cli.estimate import human_bytes, human_flops
+    from seqdsl.units import human_bytes, human_flops
     lines = [f"{'':2}{'candidate':28} {'params':>8} {'train FLOPs':>11} {'train memory':>12} {'depth':>6}  verdict"]
     for r in sorted(rows, key=lambda r: (r["flops_train"], r["training_bytes"], r["name"])):
         lines.append(f"{'* ' if r is winner else '  '}{r['name']:28} {r['params'] / 1e6:7.2f}M "

@@ -171,7 +171,7 @@ def regime_table(models: dict, flips: dict) -> list[dict]:
 
 # ------------------------------------------------------------------ text
 def fmt(metric: str, v) -> str:
-    from seqdsl.cli.estimate import human_bytes, human_flops, human_seconds
+    from seqdsl.units import human_bytes, human_flops, human_seconds
     if is_latency(metric):
         return human_seconds(v)
     if metric.startswith("flops"):
@@ -261,7 +261,7 @@ def spot_check(models: dict) -> list[dict]:
 
 # ------------------------------------------------------------------ plot
 def plot(compared: dict, path: Path) -> None:
-    """seqdsl.compare.plot draws each metric (log-log, crossovers dashed) to its
+    """seqdsl.cli.compare.plot draws each metric (log-log, crossovers dashed) to its
     own PNG, in a temporary directory; this tiles them into one figure."""
     import tempfile
 
@@ -270,7 +270,7 @@ def plot(compared: dict, path: Path) -> None:
     import matplotlib.image as mpimg
     import matplotlib.pyplot as plt
 
-    from seqdsl.cost.compare import plot as compare_plot
+    from seqdsl.cli.compare import plot as compare_plot
     rows = (len(compared) + 1) // 2
     fig, axes = plt.subplots(rows, 2, figsize=(16, 5 * rows))
     for ax in axes.flat:

@@ -11,7 +11,8 @@ import pytest
 import seqdsl
 from seqdsl.errors import UsageError
 from seqdsl.cli import main
-from seqdsl.cost.compare import compare, parse_compare_seq, render
+from seqdsl.cli.compare import parse_compare_seq, render
+from seqdsl.cost.compare import compare
 
 LSTM, TLM, TRANSLATION = "specs/lstm_lm.seq", "specs/transformer_lm.seq", "specs/translation.seq"
 SIZES, VIDEO, SPOTTER = "examples/lm_sizes.seq", "specs/video_classifier.seq", "specs/keyword_spotter.seq"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from seqdsl.cli import main
+from seqdsl.cli.app import main
 
 from small_specs import GPT, write_spec
 
@@ -126,8 +126,8 @@ def test_estimate_of_distinct_segment_lengths_scales_linearly():
 
 
 def test_shared_subexpressions_give_the_same_figures(gpt_like_specs=None):
-    from seqdsl.elaborate import parse
-    from seqdsl.estimate import estimate
+    from seqdsl.check.elaborate import parse
+    from seqdsl.cost.estimate import estimate
     text = """model m {
     input x: float[B, T, 16]
     y = x -> attention(2, window=8, causal=true)
