@@ -29,7 +29,7 @@ class Activation(Layer):
         return LayerCost(saves_output=True)
 
     def module(self, node, memory):
-        return ModuleSpec("Act", (self.kind,))
+        return ModuleSpec("Act", (self.kind,), lowering="activation_torch")
 
     def examples(self):
         return (example("float[B, T, 8]", self.kind),)

@@ -174,7 +174,7 @@ class Attention(Layer):
         return ModuleSpec("Attention", (c,), dict(
             heads=a.heads, kv_heads=self.kv_heads(a), causal=a.causal, window=a.window, pos=a.pos,
             kind=a.kind, features=feats, proj=a.proj, max_len=a.max_len, dropout=a.dropout, bias=a.bias,
-            memory=memory))
+            memory=memory), lowering="attention_torch")
 
     def examples(self):
         x = "float[B, T, 16]"
@@ -456,7 +456,7 @@ class CrossAttention(Layer):
     def module(self, node, memory):
         a = node.args
         return ModuleSpec("CrossAttention", (channels(node.inputs[0]), channels(node.inputs[1]), a.heads,
-                                             self.kv_heads(a), a.bias))
+                                             self.kv_heads(a), a.bias), lowering="attention_torch")
 
     def examples(self):
         return (example("float[B, T, 16]", "cross_attention(2, context=memory)", "memory: float[B, S, 16]"),

@@ -151,7 +151,7 @@ class Conv(Layer):
     def module(self, node, memory):
         a = node.args
         return ModuleSpec("Conv", (self.ndim, channels(node.inputs[0]), a.out, self.per_axis(a, "kernel"),
-                                   self.per_axis(a, "stride"), a.padding, a.groups, a.bias))
+                                   self.per_axis(a, "stride"), a.padding, a.groups, a.bias), lowering="conv_torch")
 
     def examples(self):
         if self.ndim == 1:

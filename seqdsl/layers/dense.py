@@ -59,7 +59,7 @@ class Linear(Layer):
         """F.linear; `tie=NAME` shares the named embed's weight object."""
         a = node.args
         tied = (Tied(a.tie),) if a.tie is not None else ()
-        return ModuleSpec("Linear", (channels(node.inputs[0]), a.out, a.bias, *tied))
+        return ModuleSpec("Linear", (channels(node.inputs[0]), a.out, a.bias, *tied), lowering="dense_torch")
 
     def examples(self):
         return (example("float[B, T, 8]", "linear(6)"), example("float[B, T, 8]", "linear(6, bias=false)"),
@@ -111,7 +111,7 @@ class Mlp(Layer):
 
     def module(self, node, memory):
         a, c = node.args, channels(node.inputs[0])
-        return ModuleSpec("Mlp", (c, a.hidden, a.out or c, a.act, a.dropout))
+        return ModuleSpec("Mlp", (c, a.hidden, a.out or c, a.act, a.dropout), lowering="dense_torch")
 
     def examples(self):
         return (example("float[B, T, 8]", "mlp(16)"), example("float[B, T, 8]", "mlp(16, out=4, act=relu, dropout=0.1)"))
@@ -152,7 +152,7 @@ class Swiglu(Layer):
 
     def module(self, node, memory):
         a, c = node.args, channels(node.inputs[0])
-        return ModuleSpec("Swiglu", (c, a.hidden, a.out or c))
+        return ModuleSpec("Swiglu", (c, a.hidden, a.out or c), lowering="dense_torch")
 
     def examples(self):
         return (example("float[B, T, 8]", "swiglu(16)"), example("float[B, T, 8]", "swiglu(16, out=4)"))

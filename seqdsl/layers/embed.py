@@ -41,7 +41,7 @@ class Embed(Layer):
         return LayerCost(saves_inputs=(True,), has_weights=True)
 
     def module(self, node, memory):
-        return ModuleSpec("Embed", (node.args.vocab, node.args.dim))
+        return ModuleSpec("Embed", (node.args.vocab, node.args.dim), lowering="embed_torch")
 
     def examples(self):
         return (example("int[B, T]", "embed(50, 8)"),)
@@ -91,7 +91,7 @@ class Posenc(Layer):
 
     def module(self, node, memory):
         a = node.args
-        return ModuleSpec("Posenc", (channels(node.inputs[0]), a.kind, a.max_len))
+        return ModuleSpec("Posenc", (channels(node.inputs[0]), a.kind, a.max_len), lowering="embed_torch")
 
     def examples(self):
         return (example("float[B, T, 8]", "posenc"), example("float[B, T, 8]", "posenc(learned, max_len=256)"))

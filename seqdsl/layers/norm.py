@@ -55,7 +55,7 @@ class Norm(Layer):
 
     def module(self, node, memory):
         cls = {"batchnorm": "BatchNorm", "layernorm": "nn.LayerNorm", "rmsnorm": "nn.RMSNorm"}[self.kind]
-        return ModuleSpec(cls, (channels(node.inputs[0]),), {"eps": node.args.eps})
+        return ModuleSpec(cls, (channels(node.inputs[0]),), {"eps": node.args.eps}, lowering="norm_torch")
 
     def examples(self):
         return (example("float[B, T, 8]", self.kind), example("float[B, T, 8]", f"{self.kind}(eps=1e-3)"))

@@ -131,7 +131,7 @@ class Recurrent(Layer):
     def module(self, node, memory):
         a = node.args
         return ModuleSpec("Recurrent", (self.kind, channels(node.inputs[0]), a.hidden, a.layers, a.bidirectional,
-                                        a.dropout, getattr(a, "nonlinearity", "tanh")))
+                                        a.dropout, getattr(a, "nonlinearity", "tanh")), lowering="recurrent_torch")
 
     def examples(self):
         extra = {"lstm": "lstm(64, layers=2, dropout=0.1)", "gru": "gru(48, bidirectional=true)",

@@ -30,7 +30,7 @@ class Unsqueeze(Layer):
         return LayerCost(output_is_view=True, depth=0)
 
     def module(self, node, memory):
-        return ModuleSpec("Unsqueeze")
+        return ModuleSpec("Unsqueeze", lowering="shape_ops_torch")
 
     def examples(self):
         return (example("float[B, T, 8]", "unsqueeze"),)
@@ -62,7 +62,7 @@ class Flatten(Layer):
         return LayerCost(depth=0)
 
     def module(self, node, memory):
-        return ModuleSpec("Flatten")
+        return ModuleSpec("Flatten", lowering="shape_ops_torch")
 
     def examples(self):
         return (example("float[B, T, 4, 3]", "flatten"),)
@@ -92,7 +92,7 @@ class SpatialPool(Layer):
         return LayerCost()
 
     def module(self, node, memory):
-        return ModuleSpec("SpatialPool", (self.reduce,))
+        return ModuleSpec("SpatialPool", (self.reduce,), lowering="shape_ops_torch")
 
     def examples(self):
         return (example("float[B, T, 4, 4, 3]", self.kind),)
@@ -126,7 +126,7 @@ class TimePool(Layer):
         return LayerCost()
 
     def module(self, node, memory):
-        return ModuleSpec("TimePool", (self.reduce,))
+        return ModuleSpec("TimePool", (self.reduce,), lowering="shape_ops_torch")
 
     def examples(self):
         return (example("float[B, T, 8]", self.kind),)

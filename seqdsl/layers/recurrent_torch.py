@@ -1,0 +1,30 @@
+"""The torch lowering of lstm, gru and rnn: torch.nn's cuDNN/oneDNN modules, batch first (docs/lowering.md).
+
+Imports only torch, math and the shared kernels of torch_modules.py: `seqdsl
+compile -o` pastes this file, less its imports, into standalone source.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+
+class Recurrent(nn.Module):
+    def __init__(self, kind, c, hidden, layers, bidirectional, dropout, nonlinearity="tanh"):
+        super().__init__()
+        kw = dict(num_layers=layers, batch_first=True, dropout=dropout, bidirectional=bidirectional)
+        if kind == "rnn":
+            kw["nonlinearity"] = nonlinearity
+        self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[kind](c, hidden, **kw)
+
+    def forward(self, x, state=None):
+        if state is None:
+            return self.rnn(x)[0]
+        if x.shape[1] == 0:   # an empty chunk (a strided conv upstream is mid-stride): nothing to step
+            r = self.rnn
+            return x.new_zeros(x.shape[0], 0, r.hidden_size * (2 if r.bidirectional else 1))
+        y, h = self.rnn(x, state.get("h"))
+        state["h"] = h
+        return y

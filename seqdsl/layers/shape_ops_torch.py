@@ -1,0 +1,42 @@
+"""The torch lowering of unsqueeze, flatten, spatial and time pooling (docs/lowering.md).
+
+Imports only torch, math and the shared kernels of torch_modules.py: `seqdsl
+compile -o` pastes this file, less its imports, into standalone source.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+
+class Unsqueeze(nn.Module):
+    def forward(self, x):
+        return x.unsqueeze(-1)
+
+
+class Flatten(nn.Module):
+    def forward(self, x):
+        return x.flatten(2)
+
+
+class SpatialPool(nn.Module):
+    def __init__(self, reduce):
+        super().__init__()
+        self.reduce = reduce
+
+    def forward(self, x):
+        dims = tuple(range(2, x.dim() - 1))
+        if not dims:
+            return x
+        return x.mean(dims) if self.reduce == "mean" else x.amax(dims)
+
+
+class TimePool(nn.Module):
+    def __init__(self, reduce):
+        super().__init__()
+        self.reduce = reduce
+
+    def forward(self, x):
+        return x.mean(1) if self.reduce == "mean" else x[:, -1]
