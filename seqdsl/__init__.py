@@ -23,18 +23,37 @@ def _running_as_cli() -> bool:
     return bool(_sys.argv) and _os.path.basename(_sys.argv[0]) in ("seqdsl", "seqdsl.exe")
 
 
+_sigint_seen = False   # a Ctrl-C arrived while the command was loading
+
+
+def _on_sigint(signum, frame):
+    global _sigint_seen
+    _sigint_seen = True
+    raise KeyboardInterrupt
+
+
+def _exit_interrupted() -> None:
+    """One line and exit 130, as the command's entry point does."""
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    _sys.stderr.write("seqdsl: interrupted\n")
+    _sys.stderr.flush()
+    _os._exit(130)
+
+
+if _running_as_cli():
+    # a library (pydantic-core, building its validators) may wrap the
+    # KeyboardInterrupt in an error of its own: the flag says what happened
+    _signal.signal(_signal.SIGINT, _on_sigint)
+
 try:   # the heavy imports (sympy, pydantic, lark): most of a short command's first second
     from .check.elaborate import load, parse
     from .cost.estimate import estimate
     from .errors import Diagnostic, SpecError
     from .graph.ir import ModelGraph, Node, Program, TensorType
-except KeyboardInterrupt:
-    if not _running_as_cli():
+except BaseException as exc:
+    if not (_running_as_cli() and (isinstance(exc, KeyboardInterrupt) or _sigint_seen)):
         raise
-    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
-    _sys.stderr.write("seqdsl: interrupted\n")
-    _sys.stderr.flush()
-    _os._exit(130)
+    _exit_interrupted()
 
 __version__ = "0.1.0"
 

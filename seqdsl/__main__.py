@@ -1,12 +1,11 @@
 """`python -m seqdsl`: the same as the `seqdsl` command."""
+import seqdsl
+
 try:
     from .cli import entry
-except KeyboardInterrupt:     # Ctrl-C while importing: one line, exit 130 (as entry() does)
-    import os
-    import signal
-    import sys
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.stderr.write("seqdsl: interrupted\n")
-    os._exit(130)
+except BaseException as exc:  # Ctrl-C while importing: one line, exit 130 (as entry() does)
+    if not (isinstance(exc, KeyboardInterrupt) or seqdsl._sigint_seen):
+        raise
+    seqdsl._exit_interrupted()
 
 entry()

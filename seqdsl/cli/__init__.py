@@ -3,6 +3,13 @@
 `app` builds the parser and runs a command; each command's work lives in the
 library (seqdsl.check, seqdsl.cost, seqdsl.backend), never here.
 """
-from .app import entry, main
+import seqdsl
+
+try:
+    from .app import entry, main
+except BaseException as exc:  # Ctrl-C while the console script loads: one line, exit 130
+    if not (seqdsl._running_as_cli() and (isinstance(exc, KeyboardInterrupt) or seqdsl._sigint_seen)):
+        raise
+    seqdsl._exit_interrupted()
 
 __all__ = ["entry", "main"]

@@ -19,6 +19,8 @@ import stat
 import sys
 from pathlib import Path
 
+import seqdsl
+
 from .. import __version__
 from ..atomic import check_output, save_atomic, write_atomic
 from ..check.elaborate import load, read_source
@@ -234,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     except RecursionError as exc:
         return _internal_error(exc)
     except Exception as exc:  # noqa: BLE001 - the promise is: never a traceback
+        if seqdsl._sigint_seen:   # a Ctrl-C a library wrapped in an error of its own
+            return _interrupted()
         return _internal_error(exc)
 
 
