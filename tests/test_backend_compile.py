@@ -142,3 +142,15 @@ def test_stages_pass_on_and_drop_values_by_the_forwards_liveness(spec):
         later = {src for s in stages[i + 1:] for e in s.entries for src in e[2]} | set(model._out_nodes)
         assert stage.gives == tuple(e[1] for e in stage.entries if e[1] in later)
         assert stage.frees == tuple(n for n in stage.needs if n not in later)
+
+
+def test_compiled_model_leaves_the_callers_tensors_unmarked():
+    """build(compile=True) marks its sequence dims dynamic on its own views,
+    never on the tensor the caller passed (a mark there would make another
+    compiled model fed that tensor compile dynamic too)."""
+    g = seqdsl.parse("model m {\n input x: float[B, T, 8]\n y = x -> linear(8) -> relu\n output y\n}").model()
+    model = seqdsl.build(g, compile=True, backend="eager")
+    x = torch.randn(2, 9, 8)
+    model(x)
+    assert not getattr(x, "_dynamo_weak_dynamic_indices", None)
+    assert not getattr(x, "_dynamo_dynamic_indices", None)

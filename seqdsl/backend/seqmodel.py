@@ -370,7 +370,10 @@ class _Stage:
             kind, name, sources, _ = self.entries[0]
             self.model._exec(env, None, kind, name, sources)
         else:
-            xs = [env[n] for n in self.needs]
+            # the caller's own tensors are marked through a view: the mark stays off them
+            # (another compiled model fed the same tensor would compile dynamic too)
+            inputs = self.model.input_names
+            xs = [env[n].view_as(env[n]) if n in inputs else env[n] for n in self.needs]
             for x, dims in zip(xs, self.dynamic):
                 for i in dims:
                     torch._dynamo.maybe_mark_dynamic(x, i)
