@@ -12,7 +12,7 @@ from functools import lru_cache
 import pydantic
 import sympy
 
-from ..errors import Span, SpecError, error, suggest
+from ..errors import Span, SpecError, absent_concept, error, suggest
 from ..graph.ir import ModelGraph, Node, Ref, Scope, TensorType
 from ..graph.symbolic import dim_symbol, dims_equal, fmt_dim, rounding_depth
 from ..lang import ast
@@ -166,11 +166,19 @@ class _ModelBuilder:
                     return Ref(e.name, e.span)
                 return Word(e.name)
             raise error(f"unknown name '{e.name}'", e.span,
-                        help=suggest(e.name, env) or "a let may use numbers and earlier lets")
+                        help=_PYTHON_WORDS.get(e.name) or suggest(e.name, env)
+                        or "a let may use numbers and earlier lets")
         if isinstance(e, ast.BinOp):
-            return _binop(e.op, self.eval(e.left, env, mode), self.eval(e.right, env, mode), e.span)
+            left, right = self.eval(e.left, env, mode), self.eval(e.right, env, mode)
+            for operand, side in ((left, e.left), (right, e.right)):
+                if isinstance(operand, Word):     # `linear(dd * 2)`: not a word, a misspelt name
+                    raise self._unknown_word(operand, side.span, env)
+            return _binop(e.op, left, right, e.span)
         if isinstance(e, ast.Neg):
-            return -_number(self.eval(e.operand, env, mode), e.span)
+            operand = self.eval(e.operand, env, mode)
+            if isinstance(operand, Word):
+                raise self._unknown_word(operand, e.operand.span, env)
+            return -_number(operand, e.span)
         if isinstance(e, ast.FuncCall):
             if e.func not in FUNCTIONS:
                 raise error(f"unknown function '{e.func}'", e.span,
@@ -188,6 +196,17 @@ class _ModelBuilder:
                 raise error(f"list of {len(e.items)} items is past the limit of {MAX_LIST}", e.span)
             return [self.eval(i, env, mode) for i in e.items]
         raise error("unsupported expression", getattr(e, "span", None))  # pragma: no cover
+
+    def _unknown_word(self, word: str, span: Span, env: dict | None = None) -> SpecError:
+        """A bare word where a number goes: an undefined name."""
+        names = list(self.lets if env is None else env)
+        if word in _PYTHON_WORDS:
+            return error(f"unknown name '{word}'", span, help=_PYTHON_WORDS[word])
+        if word in self.symbols:
+            return error(f"'{word}' is a symbolic dim of an input, not a number", span,
+                         help="layer arguments need numbers: bind the size with `let`")
+        return error(f"unknown name '{word}'", span,
+                     help=suggest(word, names) or "a number may use numbers, lets and block parameters")
 
     # ------------------------------------------------------------ stages
     @staticmethod
@@ -224,7 +243,7 @@ class _ModelBuilder:
                 else:
                     candidates = list(LAYERS) + list(self.blocks) + list(COMBINATORS)
                     raise error(f"unknown layer '{stage.name}'", stage.name_span,
-                                help=suggest(stage.name, candidates)
+                                help=absent_concept(stage.name) or suggest(stage.name, candidates)
                                 or "`seqdsl layers` lists the layer kinds (docs/language.md describes them), or define a block")
             elif isinstance(stage, ast.Repeat):
                 x = self._repeat(stage, x, name, scope, env, depth, stack)
@@ -483,8 +502,12 @@ class _ModelBuilder:
                             help=f"{call.name}({', '.join(f for f, i in rule.Args.model_fields.items() if i.is_required())})") from None
             value = raw.get(field)
             expected = _expected(rule.Args, field, first)
+            if isinstance(value, Word) and any(w in expected for w in ("int", "number")):
+                # `linear(dd)`: a word where a number goes is most likely a misspelt let
+                raise self._unknown_word(value, spans.get(field, call.span)) from None
             raise error(f"argument '{field}' of {call.name} expects {expected}, got {_describe(value)}",
-                        spans.get(field, call.span)) from None
+                        spans.get(field, call.span),
+                        help=_PYTHON_WORDS.get(value) if isinstance(value, Word) else None) from None
 
     def _add_node(self, node: Node, sources) -> None:
         if node.name in self.node_map:
@@ -504,6 +527,11 @@ def _check_dim_depth(out: TensorType, call: ast.Call) -> None:
                         "(too many strided or valid convolutions in a row over a symbolic length)",
                         call.span, help="give the input a concrete length, or downsample in fewer, "
                                         "larger strides")
+
+
+# Python's spellings, which a newcomer writes first
+_PYTHON_WORDS = {"True": "write true (lowercase)", "False": "write false (lowercase)",
+                 "None": "write none (lowercase)"}
 
 
 @lru_cache(maxsize=None)
