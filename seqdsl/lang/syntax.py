@@ -606,12 +606,28 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
         width = max(1, len(str(token))) if token.type != "_NL" else 1
         kind = token.type
     span = Span(source, line, column, line, column + width)
-    open_bracket = _unclosed_bracket(source, line, column) if kind in _STATEMENT_KEYWORDS else None
-    if open_bracket is not None:
+    still_open = _open_brackets(source, line, column)
+    open_bracket = still_open[-1] if still_open else None
+    if kind in _CLOSERS:
+        inside_parens = open_bracket is not None and open_bracket[0] != "{"   # `linear(4]`
+        if _OPENING[str(token)] not in (b for b, _ in still_open) and not inside_parens:
+            # an extra `}`: point at it, not at what the parser wanted
+            opener = _OPENING[str(token)]
+            return error(f"unmatched '{token}': no '{opener}' is open here", span,
+                         help=f"remove this '{token}', or add the '{opener}' it was meant to close")
+        opener, (at_line, at_column) = open_bracket
+        if _CLOSING[opener] != str(token):
+            return error(f"'{token}' does not close the '{opener}' opened at line {at_line}", span,
+                         help=f"this '{opener}' at {at_line}:{at_column} is closed by '{_CLOSING[opener]}'")
+    # an unclosed bracket: the next statement (or, inside ( ) and [ ], where
+    # newlines do not end anything, a later line) is where the parser notices
+    if open_bracket is not None and (kind in _STATEMENT_KEYWORDS
+                                     or (open_bracket[0] != "{" and open_bracket[1][0] < line)):
         opener, (at_line, at_column) = open_bracket
         closer = _CLOSING[opener]
         return error(f"expected '{closer}' to close the '{opener}' opened at line {at_line}, found {found}",
-                     span, help=f"add '{closer}' to close the '{opener}' at {source.path}:{at_line}:{at_column}")
+                     span, help=f"this '{opener}' at {at_line}:{at_column} is never closed: "
+                                f"add '{closer}' to close it ({source.path}:{at_line}:{at_column})")
     message = f"unexpected {found}"
     if words:
         shown = words if len(words) <= 6 else words[:6] + ["..."]
@@ -619,15 +635,33 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
     hint = None
     if token is not None and str(token).lower() in {"input", "output", "let"} and kind == "NAME":
         hint = f"'{token}' is a keyword"
+    elif token is not None and str(token) == "//":
+        hint = "comments start with '#', not '//'"
+    elif token is not None and expected == ["EQUAL"] and _bare_stage_line(source, line):
+        text = source.line(line)
+        start = len(text) - len(text.lstrip()) + 1
+        word = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text.lstrip()).group()
+        return error(f"'{word}' on a line of its own is not a statement",
+                     Span(source, line, start, line, start + len(word)),
+                     help=f"to continue the pipeline above, write '-> {word}' "
+                          "(a stage on a new line starts with '->')")
     return error(message, span, help=hint)
 
 
+def _bare_stage_line(source: SourceFile, line: int) -> bool:
+    """Whether `line` holds only a stage (`relu`, `linear(4)`): a stage
+    written on a new line without the `->` that would continue the pipeline."""
+    text = source.line(line).split("#", 1)[0].strip()
+    return bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\(.*\))?( as [A-Za-z_][A-Za-z0-9_]*)?", text))
+
+
 _CLOSING = {"{": "}", "(": ")", "[": "]"}
+_OPENING = {v: k for k, v in _CLOSING.items()}
 
 
-def _unclosed_bracket(source: SourceFile, line: int, column: int):
-    """The innermost bracket still open before (line, column), if any, and
-    its position (on tokens, so brackets in comments and strings do not count)."""
+def _open_brackets(source: SourceFile, line: int, column: int) -> list:
+    """The brackets still open before (line, column), innermost last, each
+    with its position (on tokens, so brackets in comments and strings do not count)."""
     stack = []
     try:
         for tok in _parser().lex(source.text):
@@ -639,4 +673,4 @@ def _unclosed_bracket(source: SourceFile, line: int, column: int):
                 stack.pop()
     except (UnexpectedInput, SpecError):  # the brackets seen up to the first bad character
         pass
-    return stack[-1] if stack else None
+    return stack
