@@ -2,7 +2,9 @@
 `seqdsl check` refuses it (exit 1, no traceback) with the first diagnostic at
 the `# expect: LINE:COLLO-COLHI words` of its header (the conformance corpus's
 format; the words may be in the help), and none of the words of an optional
-`# not: words` second line (a suggestion that would mislead)."""
+`# not: words` second line (a suggestion that would mislead). An `# also:
+LINE:COL ...` second line lists where the diagnostics after the first point:
+the check goes on past the first error."""
 import re
 from pathlib import Path
 
@@ -15,6 +17,7 @@ BAD = sorted((Path(__file__).resolve().parent / "bad_specs").glob("*.seq"))
 DIAG = re.compile(r"^(?P<path>[^\n:]+):(?P<line>\d+):(?P<col>\d+): error: (?P<msg>.*)$", re.M)
 EXPECT = re.compile(r"^# expect: (?P<line>\d+):(?P<lo>\d+)-(?P<hi>\d+) (?P<words>.+)$")
 NOT = re.compile(r"^# not: (?P<text>.+)$")
+ALSO = re.compile(r"^# also: (?P<spots>.+)$")
 
 
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
@@ -36,6 +39,9 @@ def test_bad_spec_is_refused_at_the_spot(path, capsys):
     absent = NOT.match(lines[1])
     if absent:
         assert absent["text"].lower() not in text.lower(), text
+    also = ALSO.match(lines[1])
+    spots = [f"{m['line']}:{m['col']}" for m in DIAG.finditer(text)]
+    assert spots[1:] == (also["spots"].split() if also else []), text
 
 
 def test_the_corpus_is_there():

@@ -17,7 +17,7 @@ from ..graph.ir import ModelGraph, Node, Ref, Scope, TensorType
 from ..graph.symbolic import dim_symbol, dims_equal, fmt_dim, rounding_depth
 from ..lang import ast
 from ..layers import LAYERS, LayerError
-from ..limits import MAX_DIM, MAX_DIM_DEPTH, MAX_LIST, MAX_NESTING, MAX_NODES, MAX_REPEAT
+from ..limits import MAX_DIAGNOSTICS, MAX_DIM, MAX_DIM_DEPTH, MAX_LIST, MAX_NESTING, MAX_NODES, MAX_REPEAT
 from .values import COMBINATORS, FUNCTIONS, Word, _binop, _check_magnitude, _describe, _number
 
 @dataclass
@@ -73,20 +73,46 @@ class _ModelBuilder:
         return total
 
     def build(self) -> ModelGraph:
+        """The model's graph, or a SpecError with every error found in it:
+        a refused statement does not stop the check of the ones after it,
+        except for errors that only repeat it (a name it failed to bind)."""
         output_stmt = None
+        found = []           # diagnostics of refused statements, in order
+        failed = set()       # names of refused statements
         for st in self.model.statements:
-            if isinstance(st, ast.Let):
-                self._claim(st.name, st.span)
-                self.lets[st.name] = self.eval(st.value, self.lets, "let")
-            elif isinstance(st, ast.Input):
-                self._declare_input(st)
-            elif isinstance(st, ast.Bind):
-                self._bind(st)
-            elif isinstance(st, ast.Output):
-                if output_stmt is not None:
-                    raise error("a model has one output statement", st.span,
-                                help=f"list every output in the one at line {output_stmt.span.line}")
-                output_stmt = st
+            try:
+                if isinstance(st, ast.Let):
+                    self._claim(st.name, st.span)
+                    self.lets[st.name] = self.eval(st.value, self.lets, "let")
+                elif isinstance(st, ast.Input):
+                    self._declare_input(st)
+                elif isinstance(st, ast.Bind):
+                    self._bind(st)
+                elif isinstance(st, ast.Output):
+                    if output_stmt is not None:
+                        raise error("a model has one output statement", st.span,
+                                    help=f"list every output in the one at line {output_stmt.span.line}")
+                    output_stmt = st
+            except SpecError as exc:
+                if not found or not _follows_from(exc, failed):
+                    found.extend(exc.diagnostics)
+                if hasattr(st, "name"):
+                    failed.add(st.name)
+                if len(found) >= MAX_DIAGNOSTICS or self.built_before + len(self.node_map) >= MAX_NODES:
+                    break
+        else:
+            try:
+                self._check_outputs(output_stmt)
+            except SpecError as exc:
+                if not found or not _follows_from(exc, failed):
+                    found.extend(exc.diagnostics)
+        if found:
+            raise SpecError(found[:MAX_DIAGNOSTICS])
+        return ModelGraph(self.model.name, self.node_map, self.edges, self.inputs, self.outputs,
+                          {k: v[0] for k, v in self.values.items()}, tuple(self.symbols),
+                          self.model.span)
+
+    def _check_outputs(self, output_stmt) -> None:
         if output_stmt is None:
             raise error(f"model '{self.model.name}' has no output statement", self.model.name_span,
                         help="add `output NAME` naming the value the model returns")
@@ -97,9 +123,6 @@ class _ModelBuilder:
             if name.name in self.outputs:
                 raise error(f"output '{name.name}' is listed twice", name.span)
             self.outputs[name.name] = self.values[name.name][1]
-        return ModelGraph(self.model.name, self.node_map, self.edges, self.inputs, self.outputs,
-                          {k: v[0] for k, v in self.values.items()}, tuple(self.symbols),
-                          self.model.span)
 
     def _claim(self, name: str, span: Span) -> None:
         if name in self.bound_at:
@@ -527,6 +550,12 @@ def _check_dim_depth(out: TensorType, call: ast.Call) -> None:
                         "(too many strided or valid convolutions in a row over a symbolic length)",
                         call.span, help="give the input a concrete length, or downsample in fewer, "
                                         "larger strides")
+
+
+def _follows_from(exc: SpecError, failed: set) -> bool:
+    """Whether an error only repeats an earlier one: it names a value whose
+    statement was refused (`'y' is not bound` after y's pipeline failed)."""
+    return any(f"'{name}'" in d.message for d in exc.diagnostics for name in failed)
 
 
 # Python's spellings, which a newcomer writes first
