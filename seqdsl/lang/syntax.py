@@ -22,7 +22,7 @@ from lark.parsers.lalr_analysis import Shift
 
 from . import ast
 from ..errors import SourceFile, Span, SpecError, error
-from ..limits import MAX_EXPR_DEPTH, MAX_ITEMS, MAX_LITERAL_DIGITS, MAX_NESTING, MAX_WRITTEN
+from ..limits import MAX_DIAGNOSTICS, MAX_EXPR_DEPTH, MAX_ITEMS, MAX_LITERAL_DIGITS, MAX_NESTING, MAX_WRITTEN
 
 _GRAMMAR_CANDIDATES = (
     Path(__file__).resolve().parent.parent / "grammars" / "seq.lark",         # installed wheel
@@ -400,10 +400,50 @@ def parse_module(source: SourceFile, fast: bool = True) -> ast.Module:
                 if tree is not None:
                     return tree
         except UnexpectedInput as exc:
-            raise _syntax_error(source, exc) from None
+            first = _syntax_error(source, exc)
+            raise SpecError(first.diagnostics + _later_syntax_errors(source, first)) from None
         finally:
             _TRANSFORMER.source = None
             _TRANSFORMER.expr_depth = {}
+
+
+_RECOVER_CHARS = 200_000   # larger files report their first syntax error only
+_ITEM_START = re.compile(r"(model|block|import)\b")
+
+
+def _later_syntax_errors(source: SourceFile, first: SpecError) -> list:
+    """The syntax errors after the first, each found by parsing again from
+    the next line that starts a model, block or import (at column 1), with
+    the lines before it blanked so positions stay those of the file; up to
+    MAX_DIAGNOSTICS in all. Only syntax errors: a model after a broken one
+    may use what the broken one would have defined."""
+    if len(source.text) > _RECOVER_CHARS:   # each recovery parses the rest of the file again
+        return []
+    lines = source.text.split("\n")
+    found = []
+    err, start = first.diagnostics[0], 0
+    while len(found) + 1 < MAX_DIAGNOSTICS and err.span is not None:
+        at = err.span.line - 1
+        if not (err.span.column == 1 and _ITEM_START.match(lines[at] if at < len(lines) else "")):
+            at += 1        # the error is inside an item: skip to the next one
+        at = max(at, start + 1)
+        at = next((i for i in range(at, len(lines)) if _ITEM_START.match(lines[i])), None)
+        if at is None:
+            break
+        start = at
+        rest = SourceFile(source.path, "\n" * at + "\n".join(lines[at:]))
+        _TRANSFORMER.source = rest
+        _TRANSFORMER.expr_depth = {}
+        _TRANSFORMER.written = 0
+        try:
+            _parser().parse(rest.text)
+            break
+        except UnexpectedInput as exc:
+            err = _syntax_error(rest, exc).diagnostics[0]
+        except SpecError as exc:   # a limit the parser checks (nesting, literal size)
+            err = exc.diagnostics[0]
+        found.append(err)
+    return found
 
 
 class _FastDriver:
