@@ -19,7 +19,7 @@ from ..lang import ast
 from ..lang.syntax import parse_module
 from ..layers import LAYERS
 from ..limits import MAX_DIAGNOSTICS, MAX_FILE_BYTES, MAX_IMPORTS, MAX_NODES
-from .models import _ModelBuilder
+from .models import _ModelBuilder, _add_new
 from .values import COMBINATORS
 
 def read_source(path: str | Path, display: str | None = None, span: Span | None = None) -> SourceFile:
@@ -148,7 +148,7 @@ def _check_source(source: SourceFile, root_dir: Path, root_file: Path | None = N
             models[model.name] = graph = _ModelBuilder(model, blocks, built).build()
             built += len(graph.nodes)
         except SpecError as exc:
-            found.extend(exc.diagnostics)
+            _add_new(found, exc.diagnostics)
             if len(found) >= MAX_DIAGNOSTICS:
                 break
     if found:

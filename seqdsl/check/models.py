@@ -95,7 +95,7 @@ class _ModelBuilder:
                     output_stmt = st
             except SpecError as exc:
                 if not found or not _follows_from(exc, failed):
-                    found.extend(exc.diagnostics)
+                    _add_new(found, exc.diagnostics)
                 if hasattr(st, "name"):
                     failed.add(st.name)
                 if len(found) >= MAX_DIAGNOSTICS or self.built_before + len(self.node_map) >= MAX_NODES:
@@ -487,7 +487,7 @@ class _ModelBuilder:
         cached = self._rule_cache.get(key)
         try:
             if cached is None:
-                args = self._validate(call, rule, raw, spans)
+                args = self._validate(call, rule, raw, spans, env)
                 try:
                     out = rule.infer_shape(args, inputs, _LayerContext(self, in_segments))
                     _check_dim_depth(out, call)
@@ -512,7 +512,7 @@ class _ModelBuilder:
         self._add_node(node, sources)
         return (name, out)
 
-    def _validate(self, call, rule, raw, spans):
+    def _validate(self, call, rule, raw, spans, env=None):
         clean = {k: (None if isinstance(v, Word) and v == "none" else
                      str(v) if isinstance(v, Word) else v) for k, v in raw.items()}
         try:
@@ -527,7 +527,7 @@ class _ModelBuilder:
             expected = _expected(rule.Args, field, first)
             if isinstance(value, Word) and any(w in expected for w in ("int", "number")):
                 # `linear(dd)`: a word where a number goes is most likely a misspelt let
-                raise self._unknown_word(value, spans.get(field, call.span)) from None
+                raise self._unknown_word(value, spans.get(field, call.span), env) from None
             raise error(f"argument '{field}' of {call.name} expects {expected}, got {_describe(value)}",
                         spans.get(field, call.span),
                         help=_PYTHON_WORDS.get(value) if isinstance(value, Word) else None) from None
@@ -550,6 +550,13 @@ def _check_dim_depth(out: TensorType, call: ast.Call) -> None:
                         "(too many strided or valid convolutions in a row over a symbolic length)",
                         call.span, help="give the input a concrete length, or downsample in fewer, "
                                         "larger strides")
+
+
+def _add_new(found: list, diagnostics) -> None:
+    """Add the diagnostics not already in `found` (an error inside a block
+    called twice is one error, reported at the first call)."""
+    seen = {(d.message, str(d.span)) for d in found}
+    found.extend(d for d in diagnostics if (d.message, str(d.span)) not in seen)
 
 
 def _follows_from(exc: SpecError, failed: set) -> bool:
