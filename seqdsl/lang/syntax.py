@@ -646,8 +646,12 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
         width = max(1, len(str(token))) if token.type != "_NL" else 1
         kind = token.type
     span = Span(source, line, column, line, column + width)
-    still_open = _open_brackets(source, line, column)
+    still_open, balanced, before = _open_brackets(source, line, column)
     open_bracket = still_open[-1] if still_open else None
+    if before is not None and before.type == "_ARROW" and (kind in _STATEMENT_KEYWORDS or kind == "RBRACE"):
+        return error(f"'->' with no stage after it (found {found})",
+                     Span(source, before.line, before.column, before.line, before.column + 2),
+                     help="write the next stage after the '->', or remove the '->'")
     if kind in _CLOSERS:
         inside_parens = open_bracket is not None and open_bracket[0] != "{"   # `linear(4]`
         if _OPENING[str(token)] not in (b for b, _ in still_open) and not inside_parens:
@@ -661,7 +665,7 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
                          help=f"this '{opener}' at {at_line}:{at_column} is closed by '{_CLOSING[opener]}'")
     # an unclosed bracket: the next statement (or, inside ( ) and [ ], where
     # newlines do not end anything, a later line) is where the parser notices
-    if open_bracket is not None and (kind in _STATEMENT_KEYWORDS
+    if open_bracket is not None and not balanced and (kind in _STATEMENT_KEYWORDS
                                      or (open_bracket[0] != "{" and open_bracket[1][0] < line)):
         opener, (at_line, at_column) = open_bracket
         closer = _CLOSING[opener]
@@ -699,18 +703,27 @@ _CLOSING = {"{": "}", "(": ")", "[": "]"}
 _OPENING = {v: k for k, v in _CLOSING.items()}
 
 
-def _open_brackets(source: SourceFile, line: int, column: int) -> list:
+def _open_brackets(source: SourceFile, line: int, column: int):
     """The brackets still open before (line, column), innermost last, each
-    with its position (on tokens, so brackets in comments and strings do not count)."""
+    with its position (on tokens, so brackets in comments and strings do not
+    count); whether the whole file's brackets balance; and the token before
+    (line, column)."""
     stack = []
+    before = None
+    depth, balanced = 0, True
     try:
         for tok in _parser().lex(source.text):
-            if (tok.line, tok.column) >= (line, column):
-                break
+            if (tok.line, tok.column) < (line, column):
+                before = tok
+                if tok.type in _OPENERS:
+                    stack.append((str(tok), (tok.line, tok.column)))
+                elif tok.type in _CLOSERS and stack:
+                    stack.pop()
             if tok.type in _OPENERS:
-                stack.append((str(tok), (tok.line, tok.column)))
-            elif tok.type in _CLOSERS and stack:
-                stack.pop()
+                depth += 1
+            elif tok.type in _CLOSERS:
+                depth -= 1
+                balanced = balanced and depth >= 0
     except (UnexpectedInput, SpecError):  # the brackets seen up to the first bad character
-        pass
-    return stack
+        balanced = False
+    return stack, balanced and depth == 0, before
