@@ -21,7 +21,7 @@ from lark.lexer import PatternRE, PatternStr
 from lark.parsers.lalr_analysis import Shift
 
 from . import ast
-from ..errors import SourceFile, Span, SpecError, error
+from ..errors import SourceFile, Span, SpecError, error, suggest
 from ..limits import MAX_DIAGNOSTICS, MAX_EXPR_DEPTH, MAX_ITEMS, MAX_LITERAL_DIGITS, MAX_NESTING, MAX_WRITTEN
 
 _GRAMMAR_CANDIDATES = (
@@ -689,7 +689,32 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
                      Span(source, line, start, line, start + len(word)),
                      help=f"to continue the pipeline above, write '-> {word}' "
                           "(a stage on a new line starts with '->')")
+    elif token is not None and expected == ["EQUAL"] and _keyword_hint(source.line(line)):
+        word, start, hint = _keyword_hint(source.line(line))
+        return error(f"'{word}' does not start a statement", Span(source, line, start, line, start + len(word)),
+                     help=hint)
     return error(message, span, help=hint)
+
+
+# words from other languages for a statement keyword
+_KEYWORD_ALIASES = {"return": "output", "returns": "output", "var": "let", "const": "let",
+                    "def": "block", "class": "model", "from": "import", "include": "import"}
+
+
+def _keyword_hint(text: str):
+    """For a statement whose first word should have been a keyword
+    (`inupt x: float[...]`, `return y`): the word, its column, and the help
+    naming the keyword; None when it is close to none."""
+    match = re.match(r"(\s*)([A-Za-z_][A-Za-z0-9_]*)\s+[A-Za-z_]", text)
+    if match is None:
+        return None
+    word = match.group(2)
+    keyword = _KEYWORD_ALIASES.get(word.lower())
+    hint = (f"did you mean '{keyword}'?" if keyword
+            else suggest(word, ("input", "output", "let", "model", "block", "import")))
+    if hint is None:
+        return None
+    return word, len(match.group(1)) + 1, "a statement starts with a keyword or `NAME =`; " + hint
 
 
 def _bare_stage_line(source: SourceFile, line: int) -> bool:
