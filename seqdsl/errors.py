@@ -185,9 +185,79 @@ def error(message: str, span: Span | None = None, help: str | None = None,
 
 
 def suggest(name: str, candidates) -> str | None:
-    """`did you mean 'x'?` for the nearest candidate, or None."""
-    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    """`did you mean 'x'?` for a candidate close to `name`, or None.
+
+    Only close ones (difflib ratio >= 0.75: `atention` -> `attention`, not
+    `reshape` -> `repeat` nor `layout` -> `out`), a candidate that starts with
+    `name` (`lay` -> `layernorm`), or a common abbreviation (`attn` ->
+    `attention`); never for a word that names a concept the language lacks
+    (`glu` is not a misspelt `gelu`: see `absent_concept`)."""
+    names = sorted(set(candidates))
+    if name.lower() in ABSENT_CONCEPTS and name not in names:
+        return None
+    close = difflib.get_close_matches(name, names, n=1, cutoff=SUGGEST_CUTOFF)
+    if not close and len(name) >= 2:   # one typo in a short name: `dd` -> `d`, `scr` -> `src`
+        close = [c for c in names if c[:1] == name[:1] and _one_edit(name, c)][:1]
+    if not close and name.lower() in ABBREVIATIONS and ABBREVIATIONS[name.lower()] in names:
+        close = [ABBREVIATIONS[name.lower()]]
     if not close and len(name) > 2:
-        # Prefix/containment catches e.g. `attn` -> `attention`.
-        close = [c for c in sorted(set(candidates)) if c.startswith(name) or name in c][:1]
+        close = [c for c in names if c.startswith(name)][:1]
     return f"did you mean '{close[0]}'?" if close else None
+
+
+SUGGEST_CUTOFF = 0.75
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether `a` and `b` differ by one insertion, deletion, substitution
+    or swap of two neighbouring characters."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    if len(a) == len(b):
+        return a[i + 1:] == b[i + 1:] or (a[i:i + 2] == b[i:i + 2][::-1] and a[i + 2:] == b[i + 2:])
+    return a[i + 1:] == b[i:] if len(a) > len(b) else a[i:] == b[i + 1:]
+
+# Short forms people write for names the language spells out.
+ABBREVIATIONS = {
+    "attn": "attention", "mha": "attention", "self_attention": "attention",
+    "ln": "layernorm", "layer_norm": "layernorm", "rms_norm": "rmsnorm", "batch_norm": "batchnorm",
+    "bn": "batchnorm", "emb": "embed", "embedding": "embed", "ffn": "mlp", "feedforward": "mlp",
+    "fc": "linear", "dense": "linear", "swish": "silu", "conv": "conv1d",
+    "pos_enc": "posenc", "positional_encoding": "posenc",
+}
+
+# Layers and operations people know from other frameworks that the language
+# does not have, and what to write instead (None: nothing equivalent).
+ABSENT_CONCEPTS = {
+    "reshape": "flatten merges the axes after T into the channel axis, unsqueeze adds a channel axis",
+    "view": "flatten merges the axes after T into the channel axis, unsqueeze adds a channel axis",
+    "permute": "layers act on the channel axis (the last), convolutions on the axes before it",
+    "transpose": "layers act on the channel axis (the last), convolutions on the axes before it",
+    "squeeze": "flatten merges the axes after T into the channel axis",
+    "glu": "swiglu is the gated feed-forward block; mlp the plain one",
+    "geglu": "swiglu is the gated feed-forward block; mlp the plain one",
+    "concat": "cross_attention reads a second bound value", "cat": "cross_attention reads a second bound value",
+    "stack": None, "split": None, "chunk": None,
+    "add": "residual { ... } adds a stage's input to its output",
+    "mul": None, "matmul": None, "einsum": None,
+    "maxpool": "spatial_max pools the axes between T and C; conv1d with stride downsamples time",
+    "avgpool": "spatial_mean pools the axes between T and C, time_mean the time axis",
+    "pool": "spatial_mean or spatial_max pool the axes between T and C, time_mean the time axis",
+    "softmax": "attention applies its own softmax",
+    "upsample": None, "interpolate": None,
+    "identity": "leave the stage out",
+}
+
+
+def absent_concept(name: str) -> str | None:
+    """The help for a word that names a layer the language does not have
+    (`reshape`, `glu`, `maxpool`), or None when it names no such concept."""
+    key = name.lower()
+    if key not in ABSENT_CONCEPTS:
+        return None
+    instead = ABSENT_CONCEPTS[key]
+    return (f"the language has no {key} layer" + (f": {instead}" if instead else "")
+            + "; `seqdsl layers` lists the layers it has")

@@ -222,8 +222,9 @@ def test_render_marks_the_lowest_in_each_row():
 # ------------------------------------------------------------------ plot
 def test_plot_writes_a_png(capsys, tmp_path):
     png = tmp_path / "cost.png"
-    code, _, _ = run_compare(capsys, LSTM, SIZES, "--plot", str(png), "--seq", "64..131072")
+    code, _, err = run_compare(capsys, LSTM, SIZES, "--plot", str(png), "--seq", "64..131072")
     assert code == 0
+    assert f"wrote {png}" in err    # says where the plot went
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     assert [p.name for p in tmp_path.iterdir()] == ["cost.png"]   # no temporary left

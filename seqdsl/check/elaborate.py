@@ -13,13 +13,13 @@ import stat
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import SourceFile, Span, error
+from ..errors import SourceFile, Span, SpecError, error
 from ..graph.ir import ModelGraph, Program
 from ..lang import ast
 from ..lang.syntax import parse_module
 from ..layers import LAYERS
-from ..limits import MAX_FILE_BYTES, MAX_IMPORTS, MAX_NODES
-from .models import _ModelBuilder
+from ..limits import MAX_DIAGNOSTICS, MAX_FILE_BYTES, MAX_IMPORTS, MAX_NODES
+from .models import _ModelBuilder, _add_new
 from .values import COMBINATORS
 
 def read_source(path: str | Path, display: str | None = None, span: Span | None = None) -> SourceFile:
@@ -137,12 +137,22 @@ def _check_source(source: SourceFile, root_dir: Path, root_file: Path | None = N
     _check_program_size(module.models, blocks)
     models: dict[str, ModelGraph] = {}
     built = 0  # layers of the models built so far: MAX_NODES bounds the whole file
+    found = []  # every model is checked: the errors of all of them, in order
+    defined: dict[str, int] = {}  # model name -> its line, refused or not
     for model in module.models:
-        if model.name in models:
-            raise error(f"model '{model.name}' is defined twice", model.name_span,
-                        help=f"first defined at line {models[model.name].span.line}")
-        models[model.name] = graph = _ModelBuilder(model, blocks, built).build()
-        built += len(graph.nodes)
+        try:
+            if model.name in defined:
+                raise error(f"model '{model.name}' is defined twice", model.name_span,
+                            help=f"first defined at line {defined[model.name]}")
+            defined[model.name] = model.span.line
+            models[model.name] = graph = _ModelBuilder(model, blocks, built).build()
+            built += len(graph.nodes)
+        except SpecError as exc:
+            _add_new(found, exc.diagnostics)
+            if len(found) >= MAX_DIAGNOSTICS:
+                break
+    if found:
+        raise SpecError(found[:MAX_DIAGNOSTICS])
     if not models:
         raise error(f"{source.path} defines no model", Span(source, 1, 1, 1, 2),
                     help="add `model NAME { input ... output ... }`")

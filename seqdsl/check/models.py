@@ -12,12 +12,12 @@ from functools import lru_cache
 import pydantic
 import sympy
 
-from ..errors import Span, SpecError, error, suggest
+from ..errors import Span, SpecError, absent_concept, error, suggest
 from ..graph.ir import ModelGraph, Node, Ref, Scope, TensorType
 from ..graph.symbolic import dim_symbol, dims_equal, fmt_dim, rounding_depth
 from ..lang import ast
 from ..layers import LAYERS, LayerError
-from ..limits import MAX_DIM, MAX_DIM_DEPTH, MAX_LIST, MAX_NESTING, MAX_NODES, MAX_REPEAT
+from ..limits import MAX_DIAGNOSTICS, MAX_DIM, MAX_DIM_DEPTH, MAX_LIST, MAX_NESTING, MAX_NODES, MAX_REPEAT
 from .values import COMBINATORS, FUNCTIONS, Word, _binop, _check_magnitude, _describe, _number
 
 @dataclass
@@ -73,20 +73,46 @@ class _ModelBuilder:
         return total
 
     def build(self) -> ModelGraph:
+        """The model's graph, or a SpecError with every error found in it:
+        a refused statement does not stop the check of the ones after it,
+        except for errors that only repeat it (a name it failed to bind)."""
         output_stmt = None
+        found = []           # diagnostics of refused statements, in order
+        failed = set()       # names of refused statements
         for st in self.model.statements:
-            if isinstance(st, ast.Let):
-                self._claim(st.name, st.span)
-                self.lets[st.name] = self.eval(st.value, self.lets, "let")
-            elif isinstance(st, ast.Input):
-                self._declare_input(st)
-            elif isinstance(st, ast.Bind):
-                self._bind(st)
-            elif isinstance(st, ast.Output):
-                if output_stmt is not None:
-                    raise error("a model has one output statement", st.span,
-                                help=f"list every output in the one at line {output_stmt.span.line}")
-                output_stmt = st
+            try:
+                if isinstance(st, ast.Let):
+                    self._claim(st.name, st.span)
+                    self.lets[st.name] = self.eval(st.value, self.lets, "let")
+                elif isinstance(st, ast.Input):
+                    self._declare_input(st)
+                elif isinstance(st, ast.Bind):
+                    self._bind(st)
+                elif isinstance(st, ast.Output):
+                    if output_stmt is not None:
+                        raise error("a model has one output statement", st.span,
+                                    help=f"list every output in the one at line {output_stmt.span.line}")
+                    output_stmt = st
+            except SpecError as exc:
+                if not found or not _follows_from(exc, failed):
+                    _add_new(found, exc.diagnostics)
+                if hasattr(st, "name"):
+                    failed.add(st.name)
+                if len(found) >= MAX_DIAGNOSTICS or self.built_before + len(self.node_map) >= MAX_NODES:
+                    break
+        else:
+            try:
+                self._check_outputs(output_stmt)
+            except SpecError as exc:
+                if not found or not _follows_from(exc, failed):
+                    found.extend(exc.diagnostics)
+        if found:
+            raise SpecError(found[:MAX_DIAGNOSTICS])
+        return ModelGraph(self.model.name, self.node_map, self.edges, self.inputs, self.outputs,
+                          {k: v[0] for k, v in self.values.items()}, tuple(self.symbols),
+                          self.model.span)
+
+    def _check_outputs(self, output_stmt) -> None:
         if output_stmt is None:
             raise error(f"model '{self.model.name}' has no output statement", self.model.name_span,
                         help="add `output NAME` naming the value the model returns")
@@ -97,9 +123,6 @@ class _ModelBuilder:
             if name.name in self.outputs:
                 raise error(f"output '{name.name}' is listed twice", name.span)
             self.outputs[name.name] = self.values[name.name][1]
-        return ModelGraph(self.model.name, self.node_map, self.edges, self.inputs, self.outputs,
-                          {k: v[0] for k, v in self.values.items()}, tuple(self.symbols),
-                          self.model.span)
 
     def _claim(self, name: str, span: Span) -> None:
         if name in self.bound_at:
@@ -166,11 +189,19 @@ class _ModelBuilder:
                     return Ref(e.name, e.span)
                 return Word(e.name)
             raise error(f"unknown name '{e.name}'", e.span,
-                        help=suggest(e.name, env) or "a let may use numbers and earlier lets")
+                        help=_PYTHON_WORDS.get(e.name) or suggest(e.name, env)
+                        or "a let may use numbers and earlier lets")
         if isinstance(e, ast.BinOp):
-            return _binop(e.op, self.eval(e.left, env, mode), self.eval(e.right, env, mode), e.span)
+            left, right = self.eval(e.left, env, mode), self.eval(e.right, env, mode)
+            for operand, side in ((left, e.left), (right, e.right)):
+                if isinstance(operand, Word):     # `linear(dd * 2)`: not a word, a misspelt name
+                    raise self._unknown_word(operand, side.span, env)
+            return _binop(e.op, left, right, e.span)
         if isinstance(e, ast.Neg):
-            return -_number(self.eval(e.operand, env, mode), e.span)
+            operand = self.eval(e.operand, env, mode)
+            if isinstance(operand, Word):
+                raise self._unknown_word(operand, e.operand.span, env)
+            return -_number(operand, e.span)
         if isinstance(e, ast.FuncCall):
             if e.func not in FUNCTIONS:
                 raise error(f"unknown function '{e.func}'", e.span,
@@ -188,6 +219,17 @@ class _ModelBuilder:
                 raise error(f"list of {len(e.items)} items is past the limit of {MAX_LIST}", e.span)
             return [self.eval(i, env, mode) for i in e.items]
         raise error("unsupported expression", getattr(e, "span", None))  # pragma: no cover
+
+    def _unknown_word(self, word: str, span: Span, env: dict | None = None) -> SpecError:
+        """A bare word where a number goes: an undefined name."""
+        names = list(self.lets if env is None else env)
+        if word in _PYTHON_WORDS:
+            return error(f"unknown name '{word}'", span, help=_PYTHON_WORDS[word])
+        if word in self.symbols:
+            return error(f"'{word}' is a symbolic dim of an input, not a number", span,
+                         help="layer arguments need numbers: bind the size with `let`")
+        return error(f"unknown name '{word}'", span,
+                     help=suggest(word, names) or "a number may use numbers, lets and block parameters")
 
     # ------------------------------------------------------------ stages
     @staticmethod
@@ -224,7 +266,7 @@ class _ModelBuilder:
                 else:
                     candidates = list(LAYERS) + list(self.blocks) + list(COMBINATORS)
                     raise error(f"unknown layer '{stage.name}'", stage.name_span,
-                                help=suggest(stage.name, candidates)
+                                help=absent_concept(stage.name) or suggest(stage.name, candidates)
                                 or "`seqdsl layers` lists the layer kinds (docs/language.md describes them), or define a block")
             elif isinstance(stage, ast.Repeat):
                 x = self._repeat(stage, x, name, scope, env, depth, stack)
@@ -445,7 +487,7 @@ class _ModelBuilder:
         cached = self._rule_cache.get(key)
         try:
             if cached is None:
-                args = self._validate(call, rule, raw, spans)
+                args = self._validate(call, rule, raw, spans, env)
                 try:
                     out = rule.infer_shape(args, inputs, _LayerContext(self, in_segments))
                     _check_dim_depth(out, call)
@@ -470,7 +512,7 @@ class _ModelBuilder:
         self._add_node(node, sources)
         return (name, out)
 
-    def _validate(self, call, rule, raw, spans):
+    def _validate(self, call, rule, raw, spans, env=None):
         clean = {k: (None if isinstance(v, Word) and v == "none" else
                      str(v) if isinstance(v, Word) else v) for k, v in raw.items()}
         try:
@@ -483,8 +525,12 @@ class _ModelBuilder:
                             help=f"{call.name}({', '.join(f for f, i in rule.Args.model_fields.items() if i.is_required())})") from None
             value = raw.get(field)
             expected = _expected(rule.Args, field, first)
+            if isinstance(value, Word) and any(w in expected for w in ("int", "number")):
+                # `linear(dd)`: a word where a number goes is most likely a misspelt let
+                raise self._unknown_word(value, spans.get(field, call.span), env) from None
             raise error(f"argument '{field}' of {call.name} expects {expected}, got {_describe(value)}",
-                        spans.get(field, call.span)) from None
+                        spans.get(field, call.span),
+                        help=_PYTHON_WORDS.get(value) if isinstance(value, Word) else None) from None
 
     def _add_node(self, node: Node, sources) -> None:
         if node.name in self.node_map:
@@ -504,6 +550,24 @@ def _check_dim_depth(out: TensorType, call: ast.Call) -> None:
                         "(too many strided or valid convolutions in a row over a symbolic length)",
                         call.span, help="give the input a concrete length, or downsample in fewer, "
                                         "larger strides")
+
+
+def _add_new(found: list, diagnostics) -> None:
+    """Add the diagnostics not already in `found` (an error inside a block
+    called twice is one error, reported at the first call)."""
+    seen = {(d.message, str(d.span)) for d in found}
+    found.extend(d for d in diagnostics if (d.message, str(d.span)) not in seen)
+
+
+def _follows_from(exc: SpecError, failed: set) -> bool:
+    """Whether an error only repeats an earlier one: it names a value whose
+    statement was refused (`'y' is not bound` after y's pipeline failed)."""
+    return any(f"'{name}'" in d.message for d in exc.diagnostics for name in failed)
+
+
+# Python's spellings, which a newcomer writes first
+_PYTHON_WORDS = {"True": "write true (lowercase)", "False": "write false (lowercase)",
+                 "None": "write none (lowercase)"}
 
 
 @lru_cache(maxsize=None)

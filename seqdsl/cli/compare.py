@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from pathlib import Path
 
 from ..atomic import check_output, write_atomic
@@ -188,4 +189,6 @@ def run(args) -> int:
     if args.plot:
         plot(c, args.plot)
     print(c.to_json() if args.json else render(c))
+    if args.plot:   # on stderr, so that --json output stays one JSON document
+        print(f"wrote {args.plot}", file=sys.stderr)
     return 0

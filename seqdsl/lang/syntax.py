@@ -21,8 +21,8 @@ from lark.lexer import PatternRE, PatternStr
 from lark.parsers.lalr_analysis import Shift
 
 from . import ast
-from ..errors import SourceFile, Span, SpecError, error
-from ..limits import MAX_EXPR_DEPTH, MAX_ITEMS, MAX_LITERAL_DIGITS, MAX_NESTING, MAX_WRITTEN
+from ..errors import SourceFile, Span, SpecError, error, suggest
+from ..limits import MAX_DIAGNOSTICS, MAX_EXPR_DEPTH, MAX_ITEMS, MAX_LITERAL_DIGITS, MAX_NESTING, MAX_WRITTEN
 
 _GRAMMAR_CANDIDATES = (
     Path(__file__).resolve().parent.parent / "grammars" / "seq.lark",         # installed wheel
@@ -400,10 +400,50 @@ def parse_module(source: SourceFile, fast: bool = True) -> ast.Module:
                 if tree is not None:
                     return tree
         except UnexpectedInput as exc:
-            raise _syntax_error(source, exc) from None
+            first = _syntax_error(source, exc)
+            raise SpecError(first.diagnostics + _later_syntax_errors(source, first)) from None
         finally:
             _TRANSFORMER.source = None
             _TRANSFORMER.expr_depth = {}
+
+
+_RECOVER_CHARS = 200_000   # larger files report their first syntax error only
+_ITEM_START = re.compile(r"(model|block|import)\b")
+
+
+def _later_syntax_errors(source: SourceFile, first: SpecError) -> list:
+    """The syntax errors after the first, each found by parsing again from
+    the next line that starts a model, block or import (at column 1), with
+    the lines before it blanked so positions stay those of the file; up to
+    MAX_DIAGNOSTICS in all. Only syntax errors: a model after a broken one
+    may use what the broken one would have defined."""
+    if len(source.text) > _RECOVER_CHARS:   # each recovery parses the rest of the file again
+        return []
+    lines = source.text.split("\n")
+    found = []
+    err, start = first.diagnostics[0], 0
+    while len(found) + 1 < MAX_DIAGNOSTICS and err.span is not None:
+        at = err.span.line - 1
+        if not (err.span.column == 1 and _ITEM_START.match(lines[at] if at < len(lines) else "")):
+            at += 1        # the error is inside an item: skip to the next one
+        at = max(at, start + 1)
+        at = next((i for i in range(at, len(lines)) if _ITEM_START.match(lines[i])), None)
+        if at is None:
+            break
+        start = at
+        rest = SourceFile(source.path, "\n" * at + "\n".join(lines[at:]))
+        _TRANSFORMER.source = rest
+        _TRANSFORMER.expr_depth = {}
+        _TRANSFORMER.written = 0
+        try:
+            _parser().parse(rest.text)
+            break
+        except UnexpectedInput as exc:
+            err = _syntax_error(rest, exc).diagnostics[0]
+        except SpecError as exc:   # a limit the parser checks (nesting, literal size)
+            err = exc.diagnostics[0]
+        found.append(err)
+    return found
 
 
 class _FastDriver:
@@ -606,12 +646,32 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
         width = max(1, len(str(token))) if token.type != "_NL" else 1
         kind = token.type
     span = Span(source, line, column, line, column + width)
-    open_bracket = _unclosed_bracket(source, line, column) if kind in _STATEMENT_KEYWORDS else None
-    if open_bracket is not None:
+    still_open, balanced, before = _open_brackets(source, line, column)
+    open_bracket = still_open[-1] if still_open else None
+    if before is not None and before.type == "_ARROW" and (kind in _STATEMENT_KEYWORDS or kind == "RBRACE"):
+        return error(f"'->' with no stage after it (found {found})",
+                     Span(source, before.line, before.column, before.line, before.column + 2),
+                     help="write the next stage after the '->', or remove the '->'")
+    if kind in _CLOSERS:
+        inside_parens = open_bracket is not None and open_bracket[0] != "{"   # `linear(4]`
+        if _OPENING[str(token)] not in (b for b, _ in still_open) and not inside_parens:
+            # an extra `}`: point at it, not at what the parser wanted
+            opener = _OPENING[str(token)]
+            return error(f"unmatched '{token}': no '{opener}' is open here", span,
+                         help=f"remove this '{token}', or add the '{opener}' it was meant to close")
+        opener, (at_line, at_column) = open_bracket
+        if _CLOSING[opener] != str(token):
+            return error(f"'{token}' does not close the '{opener}' opened at line {at_line}", span,
+                         help=f"this '{opener}' at {at_line}:{at_column} is closed by '{_CLOSING[opener]}'")
+    # an unclosed bracket: the next statement (or, inside ( ) and [ ], where
+    # newlines do not end anything, a later line) is where the parser notices
+    if open_bracket is not None and not balanced and (kind in _STATEMENT_KEYWORDS
+                                     or (open_bracket[0] != "{" and open_bracket[1][0] < line)):
         opener, (at_line, at_column) = open_bracket
         closer = _CLOSING[opener]
         return error(f"expected '{closer}' to close the '{opener}' opened at line {at_line}, found {found}",
-                     span, help=f"add '{closer}' to close the '{opener}' at {source.path}:{at_line}:{at_column}")
+                     span, help=f"this '{opener}' at {at_line}:{at_column} is never closed: "
+                                f"add '{closer}' to close it ({source.path}:{at_line}:{at_column})")
     message = f"unexpected {found}"
     if words:
         shown = words if len(words) <= 6 else words[:6] + ["..."]
@@ -619,24 +679,76 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
     hint = None
     if token is not None and str(token).lower() in {"input", "output", "let"} and kind == "NAME":
         hint = f"'{token}' is a keyword"
+    elif token is not None and str(token) == "//":
+        hint = "comments start with '#', not '//'"
+    elif token is not None and expected == ["EQUAL"] and _bare_stage_line(source, line):
+        text = source.line(line)
+        start = len(text) - len(text.lstrip()) + 1
+        word = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text.lstrip()).group()
+        return error(f"'{word}' on a line of its own is not a statement",
+                     Span(source, line, start, line, start + len(word)),
+                     help=f"to continue the pipeline above, write '-> {word}' "
+                          "(a stage on a new line starts with '->')")
+    elif token is not None and expected == ["EQUAL"] and _keyword_hint(source.line(line)):
+        word, start, hint = _keyword_hint(source.line(line))
+        return error(f"'{word}' does not start a statement", Span(source, line, start, line, start + len(word)),
+                     help=hint)
     return error(message, span, help=hint)
 
 
+# words from other languages for a statement keyword
+_KEYWORD_ALIASES = {"return": "output", "returns": "output", "var": "let", "const": "let",
+                    "def": "block", "class": "model", "from": "import", "include": "import"}
+
+
+def _keyword_hint(text: str):
+    """For a statement whose first word should have been a keyword
+    (`inupt x: float[...]`, `return y`): the word, its column, and the help
+    naming the keyword; None when it is close to none."""
+    match = re.match(r"(\s*)([A-Za-z_][A-Za-z0-9_]*)\s+[A-Za-z_]", text)
+    if match is None:
+        return None
+    word = match.group(2)
+    keyword = _KEYWORD_ALIASES.get(word.lower())
+    hint = (f"did you mean '{keyword}'?" if keyword
+            else suggest(word, ("input", "output", "let", "model", "block", "import")))
+    if hint is None:
+        return None
+    return word, len(match.group(1)) + 1, "a statement starts with a keyword or `NAME =`; " + hint
+
+
+def _bare_stage_line(source: SourceFile, line: int) -> bool:
+    """Whether `line` holds only a stage (`relu`, `linear(4)`): a stage
+    written on a new line without the `->` that would continue the pipeline."""
+    text = source.line(line).split("#", 1)[0].strip()
+    return bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\(.*\))?( as [A-Za-z_][A-Za-z0-9_]*)?", text))
+
+
 _CLOSING = {"{": "}", "(": ")", "[": "]"}
+_OPENING = {v: k for k, v in _CLOSING.items()}
 
 
-def _unclosed_bracket(source: SourceFile, line: int, column: int):
-    """The innermost bracket still open before (line, column), if any, and
-    its position (on tokens, so brackets in comments and strings do not count)."""
+def _open_brackets(source: SourceFile, line: int, column: int):
+    """The brackets still open before (line, column), innermost last, each
+    with its position (on tokens, so brackets in comments and strings do not
+    count); whether the whole file's brackets balance; and the token before
+    (line, column)."""
     stack = []
+    before = None
+    depth, balanced = 0, True
     try:
         for tok in _parser().lex(source.text):
-            if (tok.line, tok.column) >= (line, column):
-                break
+            if (tok.line, tok.column) < (line, column):
+                before = tok
+                if tok.type in _OPENERS:
+                    stack.append((str(tok), (tok.line, tok.column)))
+                elif tok.type in _CLOSERS and stack:
+                    stack.pop()
             if tok.type in _OPENERS:
-                stack.append((str(tok), (tok.line, tok.column)))
-            elif tok.type in _CLOSERS and stack:
-                stack.pop()
+                depth += 1
+            elif tok.type in _CLOSERS:
+                depth -= 1
+                balanced = balanced and depth >= 0
     except (UnexpectedInput, SpecError):  # the brackets seen up to the first bad character
-        pass
-    return stack[-1] if stack else None
+        balanced = False
+    return stack, balanced and depth == 0, before
