@@ -525,8 +525,9 @@ class _ModelBuilder:
                             help=f"{call.name}({', '.join(f for f, i in rule.Args.model_fields.items() if i.is_required())})") from None
             value = raw.get(field)
             expected = _expected(rule.Args, field, first)
-            if isinstance(value, Word) and any(w in expected for w in ("int", "number")):
-                # `linear(dd)`: a word where a number goes is most likely a misspelt let
+            if isinstance(value, Word) and any(w in expected for w in ("int", "number")) and "one of" not in expected:
+                # `linear(dd)`: a word where only a number goes is most likely a misspelt let
+                # (where words are allowed too, `dt_rank=fast`, the words are the better help)
                 raise self._unknown_word(value, spans.get(field, call.span), env) from None
             raise error(f"argument '{field}' of {call.name} expects {expected}, got {_describe(value)}",
                         spans.get(field, call.span),
