@@ -194,3 +194,11 @@ def test_export_onnx_without_onnxscript_is_a_usage_error(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "onnx" in lines[0] and "Traceback" not in r.stderr, r.stderr
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_emitted_file_opens_with_its_usage():
+    from seqdsl.backend.emit import emit_program
+    src = emit_program([seqdsl.load(os.path.join(ROOT, "specs", "translation.seq")).model()], "translation.seq")
+    head = src.split('"""', 1)[0]
+    assert "model = Translation()" in head and "logits = model(src, tgt)" in head
+    assert "src: int64[B, S]" in head and "logits: float[B, T, 24000]" in head

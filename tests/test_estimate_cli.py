@@ -216,3 +216,23 @@ def test_the_estimate_path_asks_the_cost_model_once(capsys, gpt, monkeypatch):
                                    "--hw", "cpu", *extra)
         assert code == 0 and "flops_forward" in out
     assert len(calls) == 2
+
+
+def test_seq_log_spaced_points():
+    """`LO..HI:N`: N lengths from LO to HI evenly spaced on a log scale, ends included."""
+    from seqdsl.cost.lengths import parse_seq
+    pts = parse_seq("16..10000000:50", ("T",))
+    assert len(pts) == 50 and pts[0] == 16 and pts[-1] == 10_000_000 and pts == sorted(set(pts))
+    ratios = [b / a for a, b in zip(pts[20:], pts[21:])]
+    assert max(ratios) / min(ratios) < 1.01
+    assert parse_seq("1..3:10", ("T",)) == [1, 2, 3]
+
+
+def test_file_colon_model_wherever_a_spec_is_taken(capsys):
+    from seqdsl.cli import main
+    assert main(["check", "examples/lm_sizes.seq:gpt_small"]) == 0
+    assert "model gpt_small" in capsys.readouterr().out
+    assert main(["compile", "examples/lm_sizes.seq:gpt_tiny", "--estimate", "--seq", "64"]) == 0
+    assert "model gpt_tiny" in capsys.readouterr().out
+    assert main(["check", "examples/lm_sizes.seq:gpt_small", "--model", "gpt_tiny"]) == 2
+    assert "--model says 'gpt_tiny'" in capsys.readouterr().err

@@ -204,6 +204,20 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _split_model(args) -> None:
+    """`FILE.seq:MODEL` wherever a spec path is taken (as compare takes it):
+    the same as `FILE.seq --model MODEL`."""
+    spec = getattr(args, "spec", None)
+    if not isinstance(spec, str) or ":" not in spec or os.path.exists(spec) or not hasattr(args, "model"):
+        return
+    path, _, model = spec.rpartition(":")
+    if not model.isidentifier():
+        return
+    if args.model is not None and args.model != model:
+        raise UsageError(f"{spec} names model '{model}' but --model says '{args.model}'")
+    args.spec, args.model = path, model
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -213,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"check": cmd_check, "graph": cmd_graph, "fmt": cmd_fmt, "calibrate": cmd_calibrate, "layers": run_layers}
     handlers.update(COMMANDS)
     try:
+        _split_model(args)
         return handlers[args.command](args)
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)

@@ -32,8 +32,21 @@ def parse_int(text: str, what: str) -> int:
     return value
 
 
+def log_spaced(lo: int, hi: int, n: int) -> list[int]:
+    """n lengths from lo to hi (both included), evenly spaced on a log scale
+    and rounded to integers (fewer where rounding makes two equal)."""
+    if n > MAX_POINTS:
+        raise UsageError(f"--seq asks for {n:,} points, past the limit of {MAX_POINTS:,}")
+    if n == 1 or lo == hi:
+        return [lo] if n == 1 else sorted({lo, hi})
+    ratio = (hi / lo) ** (1 / (n - 1))
+    out = sorted({min(hi, max(lo, round(lo * ratio ** i))) for i in range(n)} | {lo, hi})
+    return out
+
+
 def parse_seq(text: str | None, dims: tuple[str, ...]):
-    """`64,1024` (every sequence dim), `64..65536` (powers of two), `T=1024,S=256`.
+    """`64,1024` (every sequence dim), `64..65536` (powers of two),
+    `16..10000000:50` (50 points, log-spaced), `T=1024,S=256`.
     Returns a list of ints or of {dim: int}."""
     if text is None:
         return None
@@ -59,9 +72,12 @@ def parse_seq(text: str | None, dims: tuple[str, ...]):
         return [point]
     if ".." in text:
         lo_s, _, hi_s = text.partition("..")
+        hi_s, colon, n_s = hi_s.partition(":")
         lo, hi = parse_int(lo_s, "--seq"), parse_int(hi_s, "--seq")
         if lo > hi:
             raise UsageError(f"--seq {text}: the range is empty")
+        if colon:
+            return log_spaced(lo, hi, parse_int(n_s, f"--seq {text}: the number of points"))
         out, p = [], 1
         while p <= hi:
             if p >= lo:
