@@ -19,3 +19,11 @@ def test_the_readme_names_only_modules_that_exist():
     for mod in set(re.findall(r"\bfrom (seqdsl(?:\.\w+)*) import", text)) | set(re.findall(r"\bimport (seqdsl(?:\.\w+)*)", text)):
         path = ROOT / Path(*mod.split("."))
         assert path.with_suffix(".py").is_file() or (path / "__init__.py").is_file(), mod
+
+
+def test_the_compare_example_has_the_crossover_it_shows():
+    from seqdsl.cost.compare import compare
+    text = (ROOT / "README.md").read_text()
+    assert "c.crossovers[0].seq                                       # {'T': 3187}" in text
+    c = compare([str(ROOT / "specs/transformer_lm.seq"), str(ROOT / "specs/mamba2_lm.seq")], metric="flops_train")
+    assert c.crossovers[0].seq == {"T": 3187}
