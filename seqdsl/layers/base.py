@@ -21,7 +21,7 @@ import sympy
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from ..graph.ir import Ref, TensorType
-from .module_spec import ModuleSpec, Tied  # noqa: F401  (Tied: layers import it from here with the rest of the protocol)
+from .module_spec import ModuleSpec
 from ..limits import MAX_DIM
 from ..graph.symbolic import as_int, fmt_dim
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, Tied, channels, require_float, with_channels)
+from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, channels, require_float, with_channels)
+from .module_spec import Tied
 from .costs import LayerCost, matmul, rows
 
 Activation = Literal["gelu", "relu", "silu", "tanh", "sigmoid"]

@@ -6,7 +6,6 @@ compile -o` pastes this file, less its imports, into standalone source.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .torch_modules import sinusoid

@@ -14,11 +14,12 @@ y_t = h_t·C_t + D·x_t comes in three forms that the tests hold equal:
 Streaming (`state` dict): "conv" the last K inputs of the convolution over
 x, B, C (the reference's conv cache, model dtype), "ssm" (B, Hm, P, N) fp32.
 """
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .torch_modules import causal_depthwise_conv, softplus_inverse_dt
 
 
 def _segsum(x):
@@ -106,25 +107,14 @@ class Mamba2(nn.Module):
         self.in_proj = nn.Linear(d, di + self.conv_dim + self.heads, bias=bias)
         self.conv1d = nn.Conv1d(self.conv_dim, self.conv_dim, conv, groups=self.conv_dim, bias=conv_bias,
                                 padding=conv - 1)
-        dt = torch.exp(torch.rand(self.heads) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)).clamp(min=1e-4)
-        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))      # inverse softplus, as the reference
+        self.dt_bias = nn.Parameter(softplus_inverse_dt(self.heads))
         self.A_log = nn.Parameter(torch.log(torch.arange(1, self.heads + 1, dtype=torch.float32)))
         self.norm = MambaGatedRMSNorm(di, di // groups)
         self.D = nn.Parameter(torch.ones(self.heads))
         self.out_proj = nn.Linear(di, d, bias=bias)
 
     def _conv(self, x, state):
-        """Depthwise causal conv over exactly T outputs (left pad only): x (B, conv_dim, T)."""
-        k = self.kernel
-        if state is None:
-            xp = F.pad(x, (k - 1, 0))
-        else:
-            win = state.get("conv")
-            if win is None:
-                win = x.new_zeros(x.shape[0], x.shape[1], k)
-            xp = torch.cat([win[..., 1:], x], -1)
-            state["conv"] = xp[..., -k:] if xp.shape[-1] >= k else F.pad(xp, (k - xp.shape[-1], 0))
-        return F.conv1d(xp, self.conv1d.weight, self.conv1d.bias, groups=self.conv_dim)
+        return causal_depthwise_conv(self.conv1d, x, state, self.kernel)   # x (B, C, T)
 
     def forward(self, x, state=None):
         if x.shape[1] == 0:                   # an empty streaming chunk (a strided conv mid-stride)

@@ -13,11 +13,12 @@ comes in three forms that the tests hold equal:
 Streaming (`state` dict): "conv" the last K inputs of the convolution (the
 reference's conv cache, model dtype), "ssm" the scan state (B, di, N) in fp32.
 """
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .torch_modules import causal_depthwise_conv, softplus_inverse_dt
 
 MAMBA_CHUNK = 64
 
@@ -76,21 +77,10 @@ class Mamba(nn.Module):
         with torch.no_grad():                                   # the reference's dt initialisation
             std = dt_rank ** -0.5
             self.dt_proj.weight.uniform_(-std, std)
-            dt = torch.exp(torch.rand(di) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)).clamp(min=1e-4)
-            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+            self.dt_proj.bias.copy_(softplus_inverse_dt(di))
 
     def _conv(self, x, state):
-        """Depthwise causal conv over exactly T outputs (left pad only): x (B, di, T)."""
-        k, t = self.kernel, x.shape[-1]
-        if state is None:
-            xp = F.pad(x, (k - 1, 0))
-        else:
-            win = state.get("conv")
-            if win is None:
-                win = x.new_zeros(x.shape[0], x.shape[1], k)
-            xp = torch.cat([win[..., 1:], x], -1)
-            state["conv"] = xp[..., -k:] if xp.shape[-1] >= k else F.pad(xp, (k - xp.shape[-1], 0))
-        return F.conv1d(xp, self.conv1d.weight, self.conv1d.bias, groups=self.d_inner)
+        return causal_depthwise_conv(self.conv1d, x, state, self.kernel)   # x (B, C, T)
 
     def forward(self, x, state=None):
         if x.shape[1] == 0:                   # an empty streaming chunk (a strided conv mid-stride)

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .torch_modules import causal_depthwise_conv
+
 RGLRU_CHUNK = 64
 _MAX_SQRT_GRADIENT = 1000.0
 
@@ -128,17 +130,7 @@ class Rglru(nn.Module):
         self.rg_lru = RgLru(width, heads)
 
     def _conv(self, x, state):
-        """Depthwise causal conv over exactly T outputs (left pad only): x (B, W, T)."""
-        k = self.kernel
-        if state is None:
-            xp = F.pad(x, (k - 1, 0))
-        else:
-            win = state.get("conv")
-            if win is None:
-                win = x.new_zeros(x.shape[0], x.shape[1], k - 1)
-            xp = torch.cat([win, x], -1)
-            state["conv"] = xp[..., xp.shape[-1] - (k - 1):]
-        return F.conv1d(xp, self.conv_1d.weight, self.conv_1d.bias, groups=self.width)
+        return causal_depthwise_conv(self.conv_1d, x, state, self.kernel - 1)   # x (B, C, T)
 
     def forward(self, x, state=None):
         if x.shape[1] == 0:                   # an empty streaming chunk (a strided conv mid-stride)

@@ -115,3 +115,28 @@ def sinusoid(n: int | torch.Tensor, c: int, device=None, dtype=torch.float32, st
     pe[:, 0::2] = torch.sin(pos * inv)
     pe[:, 1::2] = torch.cos(pos * inv)
     return pe
+
+
+def causal_depthwise_conv(conv, x, state, window: int):
+    """A depthwise causal conv (an nn.Conv1d with groups = channels) over exactly
+    T outputs of x (B, C, T): left padding only. Streaming keeps the last
+    `window` inputs in state["conv"] as the layer's reference caches them
+    (transformers' Mamba keeps K, RecurrentGemma K - 1)."""
+    k = conv.kernel_size[0]
+    if state is None:
+        xp = F.pad(x, (k - 1, 0))
+    else:
+        win = state.get("conv")
+        if win is None:
+            win = x.new_zeros(x.shape[0], x.shape[1], window)
+        xp = torch.cat([win[..., window - (k - 1):], x], -1)
+        n = xp.shape[-1]
+        state["conv"] = xp[..., n - window:] if n >= window else F.pad(xp, (window - n, 0))
+    return F.conv1d(xp, conv.weight, conv.bias, groups=conv.groups)
+
+
+def softplus_inverse_dt(n: int):
+    """Mamba's time-step bias: dt drawn log-uniform in [0.001, 0.1] (at least
+    1e-4), stored as softplus^-1(dt), as the references initialise it."""
+    dt = torch.exp(torch.rand(n) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)).clamp(min=1e-4)
+    return dt + torch.log(-torch.expm1(-dt))
