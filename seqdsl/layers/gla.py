@@ -38,9 +38,7 @@ class Gla(Layer):
 
     def dims(self, args, c: int):
         """(dk, dv, dk per head, dv per head)."""
-        dk = lr.scaled_width(c, args.expand_k, "expand_k")
-        dv = lr.scaled_width(c, args.expand_v, "expand_v")
-        return dk, dv, lr.split_heads_of(dk, args.heads, "key"), lr.split_heads_of(dv, args.heads, "value")
+        return lr.key_value_dims(c, args)
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs

@@ -7,19 +7,13 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from .linear_rnn_torch import GatedRMSNorm, ShortConv, conv_stream, gla_forward
+from .linear_rnn_torch import GatedRMSNorm, gated_projections, ShortConv, conv_stream, gla_forward
 
 
 class GatedLinearAttention(nn.Module):
     def __init__(self, c, heads, expand_k=0.5, expand_v=1.0, gate_rank=16, conv=0, conv_bias=False, chunk=64):
         super().__init__()
-        self.heads, self.chunk = heads, chunk
-        self.key_dim, self.value_dim = round(c * expand_k), round(c * expand_v)
-        self.head_k, self.head_v = self.key_dim // heads, self.value_dim // heads
-        self.q_proj = nn.Linear(c, self.key_dim, bias=False)
-        self.k_proj = nn.Linear(c, self.key_dim, bias=False)
-        self.v_proj = nn.Linear(c, self.value_dim, bias=False)
-        self.g_proj = nn.Linear(c, self.value_dim, bias=False)
+        gated_projections(self, c, heads, expand_k, expand_v, chunk)
         self.conv = conv
         if conv:
             self.q_conv1d = ShortConv(self.key_dim, conv, conv_bias)

@@ -43,6 +43,14 @@ def split_heads_of(width: int, heads: int, what: str, arg: str = "heads") -> int
     return width // heads
 
 
+def key_value_dims(c: int, args) -> tuple[int, int, int, int]:
+    """(dk, dv, dk per head, dv per head) from expand_k, expand_v and heads,
+    each checked (gla, retention)."""
+    dk = scaled_width(c, args.expand_k, "expand_k")
+    dv = scaled_width(c, args.expand_v, "expand_v")
+    return dk, dv, split_heads_of(dk, args.heads, "key"), split_heads_of(dv, args.heads, "value")
+
+
 def conv_params(width: int, k: int, bias: bool) -> int:
     """A depthwise short convolution over `width` channels (fla ShortConvolution)."""
     return width * (k + int(bias)) if k > 0 else 0

@@ -80,6 +80,19 @@ class GatedRMSNorm(nn.Module):
         return y.to(x.dtype)
 
 
+def gated_projections(module, c, heads, expand_k, expand_v, chunk) -> None:
+    """The q, k, v and output-gate projections fla's GatedLinearAttention and
+    MultiScaleRetention share (their names, shapes and creation order), with
+    the widths they derive: dk = expand_k·c and dv = expand_v·c over `heads`."""
+    module.heads, module.chunk = heads, chunk
+    module.key_dim, module.value_dim = round(c * expand_k), round(c * expand_v)
+    module.head_k, module.head_v = module.key_dim // heads, module.value_dim // heads
+    module.q_proj = nn.Linear(c, module.key_dim, bias=False)
+    module.k_proj = nn.Linear(c, module.key_dim, bias=False)
+    module.v_proj = nn.Linear(c, module.value_dim, bias=False)
+    module.g_proj = nn.Linear(c, module.value_dim, bias=False)
+
+
 # ------------------------------------------------------------------ gated linear attention
 def gla_step(q, k, v, g, scale, s):
     """One token. q, k, g (B, H, dk), v (B, H, dv), s (B, H, dk, dv) fp32

@@ -31,10 +31,7 @@ class Retention(Layer):
              "`segments`. See docs/linear_attention_layers.md.")
 
     def dims(self, args, c: int):
-        dk = lr.scaled_width(c, args.expand_k, "expand_k")
-        dv = lr.scaled_width(c, args.expand_v, "expand_v")
-        dkh = lr.split_heads_of(dk, args.heads, "key")
-        dvh = lr.split_heads_of(dv, args.heads, "value")
+        dk, dv, dkh, dvh = lr.key_value_dims(c, args)
         if dkh % 2:
             raise LayerError(f"RoPE needs an even key head size, got {dk} / {args.heads} = {dkh}",
                              arg="heads")

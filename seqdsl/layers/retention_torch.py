@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .linear_rnn_torch import GatedRMSNorm, gla_forward
+from .linear_rnn_torch import GatedRMSNorm, gated_projections, gla_forward
 
 
 def rotate_half_rope(x, start: int, inv_freq):
@@ -26,13 +26,7 @@ def rotate_half_rope(x, start: int, inv_freq):
 class MultiScaleRetention(nn.Module):
     def __init__(self, c, heads, expand_k=1.0, expand_v=2.0, chunk=64):
         super().__init__()
-        self.heads, self.chunk = heads, chunk
-        self.key_dim, self.value_dim = round(c * expand_k), round(c * expand_v)
-        self.head_k, self.head_v = self.key_dim // heads, self.value_dim // heads
-        self.q_proj = nn.Linear(c, self.key_dim, bias=False)
-        self.k_proj = nn.Linear(c, self.key_dim, bias=False)
-        self.v_proj = nn.Linear(c, self.value_dim, bias=False)
-        self.g_proj = nn.Linear(c, self.value_dim, bias=False)
+        gated_projections(self, c, heads, expand_k, expand_v, chunk)
         self.o_proj = nn.Linear(self.value_dim, c, bias=False)
         self.g_norm_swish_gate = GatedRMSNorm(self.head_v, eps=1e-5)
         dk = self.head_k
