@@ -60,6 +60,15 @@ def read_source(path: str | Path, display: str | None = None, span: Span | None 
     return SourceFile(display or str(path), text)
 
 
+def split_model_path(spec: str) -> tuple[str, str | None]:
+    """`FILE.seq:MODEL` -> (FILE.seq, MODEL), the form every command takes for
+    one model of a file; a plain path (or one that exists as written) -> (path, None)."""
+    file_part, sep, name_part = spec.rpartition(":")
+    if sep and name_part.isidentifier() and not Path(spec).exists():
+        return file_part, name_part
+    return spec, None
+
+
 def spec_files(spec) -> list[str]:
     """The files a spec reads: itself and every file its imports reach (as
     the elaborator resolves them). Unreadable ones are skipped: loading the

@@ -23,7 +23,7 @@ import seqdsl
 
 from .. import __version__
 from ..atomic import check_output, save_atomic, write_atomic
-from ..check.elaborate import load, read_source
+from ..check.elaborate import load, read_source, split_model_path
 from ..errors import SpecError, UsageError
 from ..graph.render import summary, to_dot, to_json, to_mermaid
 from ..lang.printer import format_text
@@ -208,10 +208,10 @@ def _split_model(args) -> None:
     """`FILE.seq:MODEL` wherever a spec path is taken (as compare takes it):
     the same as `FILE.seq --model MODEL`."""
     spec = getattr(args, "spec", None)
-    if not isinstance(spec, str) or ":" not in spec or os.path.exists(spec) or not hasattr(args, "model"):
+    if not isinstance(spec, str) or not hasattr(args, "model"):
         return
-    path, _, model = spec.rpartition(":")
-    if not model.isidentifier():
+    path, model = split_model_path(spec)
+    if model is None:
         return
     if args.model is not None and args.model != model:
         raise UsageError(f"{spec} names model '{model}' but --model says '{args.model}'")

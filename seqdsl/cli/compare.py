@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from ..atomic import check_output, write_atomic
-from ..check.elaborate import spec_files
-from ..cost.compare import (DEFAULT_SEQ, METRICS, Comparison, Crossover, _metric_name, _spec_path, compare, seq_text)
+from ..check.elaborate import spec_files, split_model_path
+from ..cost.compare import (DEFAULT_SEQ, METRICS, Comparison, Crossover, _metric_name, compare, seq_text)
 from ..cost.lengths import parse_int, parse_seq
 from ..errors import UsageError
 from ..units import human_bytes, human_flops, human_seconds
@@ -180,7 +180,7 @@ def run(args) -> int:
     batch = parse_int(args.batch, "--batch")
     seq = parse_compare_seq(args.seq)
     if args.plot:
-        specs = [_spec_path(s) for s in args.specs]
+        specs = [split_model_path(s)[0] for s in args.specs]
         hw = [args.hw] if args.hw and os.path.isfile(args.hw) else []
         check_output(args.plot, specs + hw, flag="--plot", suffixes=PLOT_FORMATS)
         check_output(args.plot, [f for s in specs for f in spec_files(s)] + hw, flag="--plot")

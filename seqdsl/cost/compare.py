@@ -51,7 +51,7 @@ from pydantic import BaseModel
 
 from ..errors import UsageError
 from ..graph.ir import ModelGraph
-from ..check.elaborate import load
+from ..check.elaborate import load, split_model_path
 from ..graph.symbolic import compile_expr, dim_symbol
 from ..layers.costs import DTYPE_BYTES
 from .crossover import crossings
@@ -170,18 +170,6 @@ def _profile(metric: str, hw):
     return None
 
 
-def _split_spec(spec: str) -> tuple[str, str | None]:
-    """`FILE.seq:MODEL` -> (FILE.seq, MODEL); a plain path -> (path, None)."""
-    file_part, sep, name_part = spec.rpartition(":")
-    if sep and name_part.isidentifier() and not Path(spec).exists():
-        return file_part, name_part
-    return spec, None
-
-
-def _spec_path(spec: str) -> str:
-    return _split_spec(spec)[0]
-
-
 def _load_specs(specs) -> list[tuple[str, ModelGraph]]:
     """(display name, model) for each model named. `FILE.seq` means all its
     models, `FILE.seq:MODEL` one of them; names collide -> `stem:model`."""
@@ -192,7 +180,7 @@ def _load_specs(specs) -> list[tuple[str, ModelGraph]]:
         if isinstance(spec, ModelGraph):
             found.append(("", spec))
             continue
-        path, model = _split_spec(str(spec))
+        path, model = split_model_path(str(spec))
         program = load(path)
         stem = Path(path).stem
         graphs = [program.model(model)] if model else list(program.models.values())
