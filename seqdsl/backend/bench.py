@@ -84,6 +84,14 @@ def bench_point(module, inputs, reps: int, device: str) -> dict:
     return {"forward_s": forward_s, "train_s": train_s, "peak_bytes": peak, "inference_peak_bytes": inference_peak}
 
 
+def check_bench_args(reps: int, backend: str) -> None:
+    """The repetitions and compile backend a benchmark may take (UsageError)."""
+    if reps > MAX_REPS:
+        raise UsageError(f"--reps {reps:,} is past the limit of {MAX_REPS:,}")
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown --backend '{backend}': use {', '.join(BACKENDS)}")
+
+
 def bench(graph, points, batch: int = 1, reps: int = 5, device: str = "cpu", dtype: str = "float32",
           compile: bool = False, backend: str = "inductor", hw: str | None = None, progress=None) -> dict:
     """Build `graph` (seed 0) and time it at each point: forward and training
@@ -91,10 +99,7 @@ def bench(graph, points, batch: int = 1, reps: int = 5, device: str = "cpu", dty
     when `hw` names a profile. progress(done, total, label) is called per point."""
     from . import measure   # lazy: torch
     from .seqmodel import build   # lazy: torch
-    if reps > MAX_REPS:
-        raise UsageError(f"--reps {reps:,} is past the limit of {MAX_REPS:,}")
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown --backend '{backend}': use {', '.join(BACKENDS)}")
+    check_bench_args(reps, backend)
     _check_device(device)
     torch_dtype = _torch_dtype(dtype)
     predict = predictor(graph, hw, dtype) if hw else None

@@ -6,13 +6,12 @@ import argparse
 import json
 import sys
 
-from ..backend.bench import BACKENDS, MAX_REPS, bench
+from ..backend.bench import bench, check_bench_args
 from ..backend.verify import check_memory
 from ..check.elaborate import load
 from ..cost.estimate import resolve_points
 from ..cost.hardware import load_profile
 from ..cost.lengths import parse_int, parse_seq
-from ..errors import UsageError
 from ..units import human_bytes, human_seconds
 from .format import grid
 
@@ -48,10 +47,7 @@ def run(args) -> int:
     """Entry point of `seqdsl bench`."""
     batch = parse_int(args.batch, "--batch")
     reps = parse_int(args.reps, "--reps")
-    if reps > MAX_REPS:
-        raise UsageError(f"--reps {reps:,} is past the limit of {MAX_REPS:,}")
-    if args.backend not in BACKENDS:
-        raise UsageError(f"unknown --backend '{args.backend}': use {', '.join(BACKENDS)}")
+    check_bench_args(reps, args.backend)     # before the spec is read
     if args.hw:
         load_profile(args.hw)            # an unknown name or a bad file: UsageError
     graph = load(args.spec).model(args.model)
