@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..atomic import check_output, write_atomic
 from ..backend.emit import emit_program
+from ..backend.export_lengths import export_lengths, learned_lengths
 from ..check.elaborate import load, spec_files
 from ..errors import UsageError
 
@@ -30,8 +31,8 @@ def run_export(args) -> int:
     check_output(args.output, [args.spec])
     graph = load(args.spec).model(args.model)
     check_output(args.output, spec_files(args.spec))
-    from ..backend.export import export_lengths, export_model, learned_lengths   # lazy: torch (seconds)
-    export_lengths(args.seq, graph, learned_lengths(graph))
+    export_lengths(args.seq, graph, learned_lengths(graph))   # a bad --seq before torch loads
+    from ..backend.export import export_model   # lazy: torch (seconds)
     out = export_model(graph, args.output, args.seq)
     print(f"wrote {out}")
     return 0
