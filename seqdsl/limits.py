@@ -19,3 +19,4 @@ MAX_LIST = 16                         # items in a list argument
 MAX_ITEMS = 256                       # comma-separated items in one ( ) or [ ], checked while lexing
 MAX_WRITTEN = 100_000                 # statements and stages written in one file (each costs ~1 KB of AST)
 MAX_DIAGNOSTICS = 20                  # errors reported for one file (checking goes on past the first)
+MAX_LENGTH = 10 ** 15                 # any sequence length or batch a command or estimate takes

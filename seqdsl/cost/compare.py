@@ -50,12 +50,13 @@ import sympy
 from pydantic import BaseModel
 
 from ..errors import UsageError
+from ..limits import MAX_LENGTH
 from ..graph.ir import ModelGraph
 from ..check.elaborate import load, split_model_path
 from ..graph.symbolic import compile_expr, dim_symbol
 from ..layers.costs import DTYPE_BYTES
 from .crossover import crossings
-from .estimate import MAX_LENGTH, compiled, estimate, optimizer_bytes
+from .estimate import compiled, estimate, optimizer_bytes
 from .hardware import HardwareProfile, load_profile
 from .lengths import parse_seq
 from .roofline import latency_exprs

@@ -23,11 +23,11 @@ from ..graph.ir import ModelGraph, Program
 from ..graph.symbolic import compile_columns, compile_expr, compile_shared, fmt_dim, point_columns
 from ..check.elaborate import load
 from ..errors import UsageError
+from ..limits import MAX_LENGTH
 from .hardware import HardwareProfile, load_profile
 from .roofline import latency
 
 OPTIMIZERS = ("adam", "sgd", "none")
-MAX_LENGTH = 10 ** 15
 
 
 class Point(BaseModel):

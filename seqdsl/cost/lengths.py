@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 
 from ..errors import UsageError
+from ..limits import MAX_LENGTH
 
 _INT = re.compile(r"^[0-9][0-9_]*$")
 MAX_POINTS = 100_000
-MAX_INT = 10 ** 15           # a length or batch (seqdsl.estimate.MAX_LENGTH)
 
 
 def parse_int(text: str, what: str) -> int:
@@ -21,14 +21,14 @@ def parse_int(text: str, what: str) -> int:
     if "e" in t:
         mantissa, _, exp = t.partition("e")
         if int(exp) > 15:
-            raise UsageError(f"{what} '{text}' is past the largest length, {MAX_INT:.0e}")
+            raise UsageError(f"{what} '{text}' is past the largest length, {MAX_LENGTH:.0e}")
         value = int(mantissa) * 10 ** int(exp)
     else:
         value = int(t.replace("_", ""))
     if value < 1:
         raise UsageError(f"{what} must be at least 1, got {value}")
-    if value > MAX_INT:
-        raise UsageError(f"{what} {value:,} is past the largest length, {MAX_INT:.0e}")
+    if value > MAX_LENGTH:
+        raise UsageError(f"{what} {value:,} is past the largest length, {MAX_LENGTH:.0e}")
     return value
 
 
