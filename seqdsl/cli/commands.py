@@ -22,7 +22,7 @@ def add_compile_parser(sub) -> None:
     p.add_argument("--model", help="which model, when the file defines several")
     p.add_argument("--estimate", action="store_true",
                    help="print closed-form costs per sequence length (no torch needed)")
-    p.add_argument("--seq", help="lengths: 64,1024 | 64..65536 (powers of two) | 16..1e7:50 (50 log-spaced) | T=1024,S=256")
+    p.add_argument("--seq", help="lengths: 64,1024 | 64..65536 (powers of two) | 16..1e7:50 (50 log-spaced) | T=1024,S=256 | T=128..4096,S=3000 (sweep T, S fixed)")
     p.add_argument("--batch", default="1", help="batch size (default 1)")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     p.add_argument("--optimizer", default="adam", help="adam | sgd | none (training memory)")
