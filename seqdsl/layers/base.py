@@ -44,6 +44,13 @@ class NoArgs(LayerArgs):
     pass
 
 
+class ResidualArgs(LayerArgs):
+    """The args of a residual's `add` node when it scales the body:
+    `residual(scale=s) { body }` is x + s · body(x)."""
+
+    scale: float = 1.0
+
+
 class LayerError(Exception):
     def __init__(self, message: str, arg: str | None = None, help: str | None = None):
         super().__init__(message)
