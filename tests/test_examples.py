@@ -174,7 +174,33 @@ def test_video_pipeline_picks_under_the_budget(tmp_path):
     assert [str(d) for d in graph.inputs["clip"].dims] == ["B", "T", "128", "128", "3"]
 
 
+def test_streaming_speech_streams_what_the_estimate_says(tmp_path):
+    """The streaming example's own checks, re-derived from its JSON and seqdsl:
+    the chunked step() output equals the full forward, the state after every
+    chunk is exactly seqdsl.estimate's state_bytes (the conv windows and the
+    RG-LRU states), frame by frame it never exceeds it, and FlopCounterMode's
+    count of one stride period of single-frame steps is the estimate's
+    per-frame cost times the stride."""
+    r = run_example("streaming_speech", tmp_path)
+    data = json.loads((tmp_path / "streaming_speech.json").read_text())
+    graph = seqdsl.load(EXAMPLES / "streaming_speech.seq").model()
+    p = seqdsl.estimate(graph, seq=data["frames"], batch=1).points[0]
+    assert data["params"] == graph.params and data["stride"] == 4
+    assert data["chunks"] * data["chunk_frames"] == data["frames"] and data["out_frames"] == data["frames"] // 4
+    assert data["streamed_equals_full"] and data["max_abs_diff"] <= 1e-4
+    assert data["state_bytes_estimate"] == p.state_bytes > 0
+    assert data["state_bytes_measured"] == [p.state_bytes] * data["chunks"] and data["state_agrees"]
+    # mid-stride a conv window holds fewer frames: smaller, never larger
+    assert data["frame_state_min"] < data["frame_state_max"] == p.state_bytes
+    assert data["flops_per_frame_estimate"] == p.flops_per_token
+    assert data["flops_period_measured"] == 4 * p.flops_per_token and data["flops_agree"]
+    assert len(data["latency_ms"]) == data["chunks"] and all(t > 0 for t in data["latency_ms"])
+    md = (tmp_path / "streaming_speech.md").read_text()
+    assert md in r.stdout and "| NO" not in md
+
+
 @pytest.mark.parametrize("name,args", [("speech_pipeline", ["--budget-gib", "-1"]),
+                                       ("streaming_speech", ["--chunk-ms", "30"]),
                                        ("video_pipeline", ["--frames", "many"]),
                                        ("transformer_vs_rnn", ["--bogus"])])
 def test_bad_flags_exit_2_with_one_line(tmp_path, name, args):
