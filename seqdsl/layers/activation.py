@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .base import example, Layer, LayerArgs, ModuleSpec, Probability, require_float
-from .costs import LayerCost, numel
+from .costs import LayerCost, ParallelRule, numel
 
 
 FORMULAS = {"relu": "max(x, 0)", "gelu": "x · Φ(x), Φ the standard normal CDF (exact, not tanh)",
@@ -27,6 +27,10 @@ class Activation(Layer):
         if self.kind in ("gelu", "silu"):
             return LayerCost(saves_inputs=(True,))
         return LayerCost(saves_output=True)
+
+    def parallel(self, args, inputs, elem):
+        """Elementwise: its output is split as its input is."""
+        return ParallelRule(output="input")
 
     def module(self, node, memory):
         return ModuleSpec("Act", (self.kind,), lowering="activation_torch")
@@ -58,6 +62,10 @@ class Dropout(Layer):
         if args.p == 0:
             return LayerCost(output_is_view=True, depth=0)
         return LayerCost(saved_bytes=numel(inputs[0].dims) * ctx.elem, inference_view=True)
+
+    def parallel(self, args, inputs, elem):
+        """Elementwise: its output is split as its input is."""
+        return ParallelRule(output="input")
 
     def module(self, node, memory):
         return ModuleSpec("nn.Dropout", (node.args.p,))
