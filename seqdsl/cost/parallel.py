@@ -90,7 +90,7 @@ def parse_parallel(text) -> Parallel:
         if key not in KEYS:
             hint = suggest(key, KEYS) if key else None
             raise ParallelError(f"--parallel: unknown key '{key}' in '{text}'"
-                                + (f" (did you mean '{hint}'?)" if hint else "")
+                                + (f" ({hint})" if hint else "")
                                 + f": use {', '.join(KEYS)}, e.g. {EXAMPLE}")
         if key in values or (key == "world" and world is not None):
             raise ParallelError(f"--parallel gives '{key}' twice in '{text}': give each key once")
@@ -159,7 +159,7 @@ def rule_of(node: Node, elem: int) -> ParallelRule:
 
 def _where(node: Node) -> str:
     name = node.alias or node.name
-    return f"{node.kind} '{name}'" + (f" (line {node.line})" if node.line else "")
+    return f"{node.kind} '{name}'" + (f" ({node.span.path}:{node.line}:{node.span.column})" if node.span else "")
 
 
 def _divisors(n: int) -> str:
