@@ -15,6 +15,7 @@ import pytest
 import seqdsl
 from seqdsl.cli.app import main
 from seqdsl.cost.parallel import Parallel, ParallelError, parse_bytes, parse_parallel
+from seqdsl.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 GPT_TEXT = (ROOT / "tests" / "gpt_megatron.seq").read_text()
@@ -288,3 +289,44 @@ def test_cli_json_and_fit(capsys):
     at = seqdsl.estimate(ROOT / "specs" / "transformer_lm.seq", seq=[fit["seq"], fit["seq"] + 1],
                          dtype="bfloat16", parallel="dp=8,zero=1")
     assert at.points[0].per_device.peak_bytes <= 80 * 2 ** 30 < at.points[1].per_device.peak_bytes
+
+
+# ------------------------------------------------------------------ every layer kind has a rule
+MODERN = ("mamba", "mamba2", "rglru", "mingru", "gla", "gated_deltanet", "retention", "mlstm")
+
+
+@pytest.mark.parametrize("kind", MODERN + ("lstm", "gru", "rnn", "attention"))
+def test_each_sequence_layer_splits_and_behaves_under_context_parallelism(kind):
+    """The modern recurrent layers split over tp (heads or inner width) and hand
+    on their state under cp; the classic recurrences are replicated; softmax
+    attention gathers keys and values."""
+    from seqdsl.layers import LAYERS
+    body = LAYERS[kind].examples()[0]
+    graph = seqdsl.parse(f"model m {{\n{body}\n}}", "example.seq").model()
+    node = next(n for n in graph.nodes if n.kind == kind)
+    rule = LAYERS[kind].parallel(node.args, list(node.inputs), 2)
+    classic = kind in ("lstm", "gru", "rnn")
+    assert rule.tp == ("replicate" if classic else "split")
+    comm = seqdsl.estimate(graph, seq=256, parallel="cp=2").points[0].per_device.comm
+    assert set(comm) == ({"cp_kv_ring"} if kind == "attention" else {"cp_state"})
+    if not classic:
+        assert rule.all_reduces == 1 and rule.divides
+        width = max(count for _, count in rule.divides)
+        tp = next((t for t in (2, 3, 4) if all(c % t == 0 for _, c in rule.divides)), None)
+        if tp is not None and graph.params:
+            one = seqdsl.estimate(graph, seq=64, parallel="dp=1").points[0].per_device.weights_bytes
+            split = seqdsl.estimate(graph, seq=64, parallel=f"tp={tp}").points[0].per_device.weights_bytes
+            assert split < one, (kind, width)
+
+
+# ------------------------------------------------------------------ compare
+def test_compare_train_memory_per_device_is_the_estimates_peak():
+    from seqdsl.cost.compare import compare
+    specs = [str(ROOT / "specs" / "transformer_183m.seq"), str(ROOT / "specs" / "griffin_like.seq")]
+    c = compare(specs, metric="train_memory", seq=[1024, 32768], dtype="bfloat16", parallel="dp=8,pp=2,zero=1,"
+                "microbatches=4")
+    for spec, name in zip(specs, c.specs):
+        est = seqdsl.estimate(spec, seq=[1024, 32768], dtype="bfloat16", parallel="dp=8,pp=2,zero=1,microbatches=4")
+        assert [p.values[name] for p in c.points] == [p.per_device.peak_bytes for p in est.points]
+    with pytest.raises(UsageError, match="train_memory"):
+        compare(specs, metric="flops_train", parallel="dp=8")

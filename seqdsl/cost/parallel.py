@@ -338,16 +338,12 @@ class ParallelCost:
             env[self.model.batch_symbol] = batch
         return env
 
-    def stage_at(self, s: int, env: dict, depth: int, train_s: float | None,
-                 profile: HardwareProfile | None) -> PerDevice:
-        lay, e = self.layout, self.elem
-        st, fn = self.stages[s], self._fns[s]
-        npp = len(self.stages)
-        n, m, cp, tp = lay.dp, lay.microbatches, lay.cp, lay.tp
-        params = st.params
-        weights = params * e
-        grads = params * e
-        opt = self.optimizer_per_param * params
+    def model_state(self, s: int) -> tuple[int, int, int]:
+        """(weights, grads, optimizer) bytes on a device of stage s, after ZeRO."""
+        lay, e, n = self.layout, self.elem, self.layout.dp
+        st = self.stages[s]
+        weights = grads = st.params * e
+        opt = self.optimizer_per_param * st.params
         if lay.zero >= 1:
             opt /= n
         if lay.zero >= 2:
@@ -356,8 +352,29 @@ class ParallelCost:
             # the shard, plus the largest layer gathered whole and its gradient before the reduce-scatter
             weights = weights / n + st.largest * e
             grads = grads + st.largest * e
-        in_flight = min(m, npp - s)
-        act = Fraction(fn["activation"](env)) * in_flight / cp
+        return math.ceil(weights), math.ceil(grads), math.ceil(opt)
+
+    def in_flight(self, s: int) -> int:
+        """Micro-batches whose activations stage s keeps (1F1B)."""
+        return min(self.layout.microbatches, len(self.stages) - s)
+
+    def peak_exprs(self) -> list:
+        """Each stage's training peak as a sympy expression of the model's dims
+        (batch included): the most loaded device's is their max."""
+        out = []
+        for s, st in enumerate(self.stages):
+            act = sympy.ceiling(sympy.sympify(st.activation) * self.in_flight(s) / self.layout.cp)
+            out.append(sum(self.model_state(s)) + act)
+        return out
+
+    def stage_at(self, s: int, env: dict, depth: int, train_s: float | None,
+                 profile: HardwareProfile | None) -> PerDevice:
+        lay, e = self.layout, self.elem
+        st, fn = self.stages[s], self._fns[s]
+        npp = len(self.stages)
+        n, m, cp, tp = lay.dp, lay.microbatches, lay.cp, lay.tp
+        params = st.params
+        act = Fraction(fn["activation"](env)) * self.in_flight(s) / cp
         val = lambda k: Fraction(fn[k](env))  # noqa: E731
         ring = lambda g: Fraction(g - 1, g)   # noqa: E731  each rank sends (g-1)/g of the data
         comm: dict[str, Fraction] = {}
@@ -386,7 +403,8 @@ class ParallelCost:
                                         + Fraction(prev) * (s > 0)) / cp if sends else Fraction(0)
         comm_int = {k: math.ceil(v) for k, v in comm.items() if v}
         state = math.ceil(Fraction(fn["state"](env))) if self.streaming else None
-        w, g, o, a = (math.ceil(x) for x in (weights, grads, opt, act))
+        w, g, o = self.model_state(s)
+        a = math.ceil(act)
         compute_s = comm_s = step_s = None
         if profile is not None and train_s is not None:
             bubble = (npp - 1 + m) / m
