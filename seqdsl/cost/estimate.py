@@ -275,10 +275,20 @@ def estimate(program_or_path, seq=None, batch: int = 1, dtype: str = "float32",
     return est
 
 
+_PARALLEL_CACHE: dict[tuple, tuple[CompiledCost, ParallelCost]] = {}
+
+
 def parallel_cost(cc: CompiledCost, layout, optimizer: str, recompute: str = "none") -> ParallelCost:
-    """The per-device closed forms of a compiled model under `layout`."""
-    return ParallelCost(cc.cost, parse_parallel(layout), optimizer_bytes(1, cc.cost.dtype, optimizer),
-                        check_recompute(recompute))
+    """The per-device closed forms of a compiled model under `layout`, built once per
+    (model, dtype, layout, optimizer, recompute)."""
+    layout = parse_parallel(layout)
+    key = (id(cc), layout, optimizer, check_recompute(recompute))
+    hit = _PARALLEL_CACHE.get(key)
+    if hit is not None and hit[0] is cc:
+        return hit[1]
+    pc = ParallelCost(cc.cost, layout, optimizer_bytes(1, cc.cost.dtype, optimizer), recompute)
+    _PARALLEL_CACHE[key] = (cc, pc)
+    return pc
 
 
 def evaluate_points(graph: ModelGraph, cc: CompiledCost, points, batch: int, dtype: str,
