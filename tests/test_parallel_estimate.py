@@ -330,3 +330,18 @@ def test_compare_train_memory_per_device_is_the_estimates_peak():
         assert [p.values[name] for p in c.points] == [p.per_device.peak_bytes for p in est.points]
     with pytest.raises(UsageError, match="train_memory"):
         compare(specs, metric="flops_train", parallel="dp=8")
+
+
+@pytest.mark.parametrize("spec", sorted(p.name for p in (ROOT / "specs").glob("*.seq")))
+def test_every_bundled_spec_takes_a_layout_or_says_why(spec):
+    """Each bundled spec either gets integer per-device figures or a ParallelError
+    naming what does not divide (conv stacks once returned floats here)."""
+    for layout in ("tp=2,sp", "dp=2,pp=2,cp=2,zero=3,microbatches=4"):
+        try:
+            d = seqdsl.estimate(ROOT / "specs" / spec, seq=4096, dtype="bfloat16", parallel=layout,
+                                recompute="full").points[0].per_device
+        except ParallelError as exc:
+            assert "does not divide" in str(exc) or "no repeat" in str(exc)
+            continue
+        assert all(isinstance(v, int) and v >= 0 for v in (d.weights_bytes, d.activation_bytes, d.peak_bytes,
+                                                             d.comm_bytes))

@@ -201,6 +201,11 @@ def check_layout(model: ModelGraph, layout: Parallel, elem: int = 2) -> None:
 
 
 # ------------------------------------------------------------------ per stage closed forms
+def _div(expr, d: int):
+    """expr / d, exact (a Python int over an int would be a float)."""
+    return expr if d == 1 else sympy.sympify(expr) / d
+
+
 @dataclass
 class _Stage:
     params: Fraction          # parameters this device holds (tp-split ones divided)
@@ -266,7 +271,7 @@ class ParallelCost:
                 div = tp if (split(node) or (sp and rule.cp == "local")) else 1
             else:
                 div = tp if (sharded[owner] or sp) else 1
-            return expr / div if div > 1 else expr
+            return _div(expr, div)
 
         stage_act = [0] * npp
         unit_act: dict[tuple, object] = {}
@@ -286,7 +291,7 @@ class ParallelCost:
                     firsts[u] = node
             for s in range(npp):
                 mine = [u for u in units if unit_stage[u] == s]
-                kept = [tensor_bytes(firsts[u].inputs[0], cost.elem) / (tp if sp else 1) for u in mine]
+                kept = [_div(tensor_bytes(firsts[u].inputs[0], cost.elem), tp if sp else 1) for u in mine]
                 work = [unit_act.get(u, 0) for u in mine]
                 if mine:
                     stage_act[s] += sympy.Add(*kept) + (work[0] if len(set(work)) == 1 else sympy.Max(*work))
@@ -312,18 +317,18 @@ class ParallelCost:
                 params += p
                 largest = max(largest, p)
                 c = costs[node.name]
-                state += c.state_bytes / div
+                state += _div(c.state_bytes, div)
                 if rule.all_reduces:
                     tpb += rule.all_reduces * tensor_bytes(node.output, cost.elem)
                 if rule.cp == "kv":
-                    kvb += rule.kv_bytes / div
+                    kvb += _div(rule.kv_bytes, div)
                 elif rule.cp == "state":
-                    hand += c.state_bytes / div
+                    hand += _div(c.state_bytes, div)
                     state_layers += 1
             boundary = 0
             if s + 1 < npp:
                 nxt = next(n for n in nodes if stage_of[n.name] == s + 1)
-                boundary = tensor_bytes(nxt.inputs[0], cost.elem) / (tp if sp else 1)
+                boundary = _div(tensor_bytes(nxt.inputs[0], cost.elem), tp if sp else 1)
             self.stages.append(_Stage(params, largest, stage_act[s], state, tpb, kvb, hand, boundary,
                                       state_layers))
         self._fns = [{k: compile_expr(getattr(st, k)) for k in
