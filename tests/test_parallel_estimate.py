@@ -206,6 +206,9 @@ def test_recurrent_layers_hand_on_their_state_under_context_parallelism():
     p = est.points[0]
     d = p.per_device
     assert set(d.comm) == {"cp_kv_ring", "cp_state"}
+    # 4 local-attention layers (window 1,024, one kv head of 128) need only the window before
+    # their block, forward and backward: not (cp-1)/cp of the whole sequence
+    assert d.comm["cp_kv_ring"] == 4 * 2 * (2 * 1024 * 128 * 2)
     assert d.sequential_depth == p.sequential_depth + 3 * 8     # 8 RG-LRU layers, 3 hand-offs each
 
 

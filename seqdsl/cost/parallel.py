@@ -213,7 +213,7 @@ class _Stage:
     activation: object        # sympy: one micro-batch's saved bytes, before cp
     state: object             # sympy: generation state, before cp
     tp_bytes: object          # sympy: bytes all-reduced over tp per forward
-    kv_bytes: object          # sympy: keys and values gathered over cp per forward
+    kv_bytes: object          # sympy: keys and values each rank sends around the cp ring per forward
     state_handoff: object     # sympy: recurrent state handed over cp per forward
     boundary: object          # sympy: the tensor sent to the next stage
     state_layers: int         # layers that hand their state on under cp
@@ -317,11 +317,17 @@ class ParallelCost:
                 params += p
                 largest = max(largest, p)
                 c = costs[node.name]
-                state += _div(c.state_bytes, div)
+                # a KV cache is split over the context-parallel ranks too; a recurrent state is not
+                state += _div(c.state_bytes, div * (layout.cp if rule.cp == "kv" else 1))
                 if rule.all_reduces:
                     tpb += rule.all_reduces * tensor_bytes(node.output, cost.elem)
                 if rule.cp == "kv":
-                    kvb += _div(rule.kv_bytes, div)
+                    # the ring passes (cp-1)/cp of the sequence's keys and values through every
+                    # rank; a window needs at most the W positions before the rank's block
+                    ring = _div(rule.kv_bytes, div) * Fraction(layout.cp - 1, layout.cp)
+                    if rule.kv_window_bytes is not None:
+                        ring = sympy.Min(ring, _div(rule.kv_window_bytes, div))
+                    kvb += ring
                 elif rule.cp == "state":
                     hand += _div(c.state_bytes, div)
                     state_layers += 1
@@ -398,7 +404,7 @@ class ParallelCost:
             comm["tp_all_reduce"] = passes * 2 * ring(tp) * val("tp_bytes") / cp * m
         if cp > 1:
             if st.kv_bytes:
-                comm["cp_kv_ring"] = 2 * ring(cp) * val("kv_bytes") * m
+                comm["cp_kv_ring"] = 2 * val("kv_bytes") * m
             if st.state_handoff:
                 comm["cp_state"] = 2 * val("state_handoff") * m
         if npp > 1:

@@ -171,7 +171,8 @@ class Attention(Layer):
         """Heads over tp (q/k/v column-, output row-parallel: one all-reduce);
         under context parallelism softmax attention gathers the keys and values
         of the whole sequence around the ring, linear kinds hand on their
-        state. Selective recompute (Korthikanti et al. 2022) keeps q, k, v,
+        state; a window needs only the keys and values of the W positions
+        before a rank's block. Selective recompute (Korthikanti et al. 2022) keeps q, k, v,
         the output and the log-sum-exp, recomputing scores and probabilities."""
         x = inputs[0]
         b, t, c = x.dims[0], x.dims[1], channels(x)
@@ -180,9 +181,10 @@ class Attention(Layer):
         keep = None
         if args.kind == "softmax" and args.pos != "relative":
             keep = (2 * b * t * c + 2 * b * t * kvd) * elem + b * args.heads * t * STAT_BYTES
+        window = None if args.window is None else 2 * b * args.window * kvd * elem
         return ParallelRule(tp="split", all_reduces=1, divides=(("heads", args.heads), ("kv_heads", kvh)),
                             cp="state" if args.kind in ("linear", "performer") else "kv",
-                            kv_bytes=2 * b * t * kvd * elem, selective_saved=keep)
+                            kv_bytes=2 * b * t * kvd * elem, kv_window_bytes=window, selective_saved=keep)
 
     def module(self, node, memory):
         """memory: M inside segments(memory=M) (Transformer-XL cache), else None."""

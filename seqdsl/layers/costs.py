@@ -62,6 +62,8 @@ class ParallelRule:
     cp: str = "local"                # context parallel: "local" (position-wise), "kv" (gathers keys and
                                      # values around the ring) or "state" (hands its state rank to rank)
     kv_bytes: object = ZERO          # "kv": bytes of the keys and values of the whole sequence
+    kv_window_bytes: object | None = None   # "kv" with a window: the keys and values of W positions,
+                                            # all a rank needs from the ranks before it
     selective_saved: object | None = None   # saved bytes (besides inputs/outputs) under selective recompute
 
 
