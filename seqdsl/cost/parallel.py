@@ -341,12 +341,14 @@ class ParallelCost:
                       ("activation", "state", "tp_bytes", "kv_bytes", "state_handoff", "boundary")}
                      for st in self.stages]
         self.streaming = cost.state_bytes is not None
+        self.batch_symbol = model.batch_symbol
+        self.states = [self.model_state(s) for s in range(npp)]     # constant in the lengths
 
     # -------------------------------------------------------------- evaluation
     def _env(self, point: dict, batch: int) -> dict:
         env = dict(point)
-        if self.model.batch_symbol is not None:
-            env[self.model.batch_symbol] = batch
+        if self.batch_symbol is not None:
+            env[self.batch_symbol] = batch
         return env
 
     def model_state(self, s: int) -> tuple[int, int, int]:
@@ -375,7 +377,7 @@ class ParallelCost:
         out = []
         for s, st in enumerate(self.stages):
             act = sympy.ceiling(sympy.sympify(st.activation) * self.in_flight(s) / self.layout.cp)
-            out.append(sum(self.model_state(s)) + act)
+            out.append(sum(self.states[s]) + act)
         return out
 
     def stage_at(self, s: int, env: dict, depth: int, train_s: float | None,
@@ -414,7 +416,7 @@ class ParallelCost:
                                         + Fraction(prev) * (s > 0)) / cp if sends else Fraction(0)
         comm_int = {k: math.ceil(v) for k, v in comm.items() if v}
         state = math.ceil(Fraction(fn["state"](env))) if self.streaming else None
-        w, g, o = self.model_state(s)
+        w, g, o = self.states[s]
         a = math.ceil(act)
         compute_s = comm_s = step_s = None
         if profile is not None and train_s is not None:
