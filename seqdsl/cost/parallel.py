@@ -211,7 +211,7 @@ class _Stage:
     params: Fraction          # parameters this device holds (tp-split ones divided)
     largest: Fraction         # the largest layer's parameters on it (ZeRO-3 gathers one at a time)
     activation: object        # sympy: one micro-batch's saved bytes, before cp
-    state: object             # sympy: generation state, before cp
+    state: object             # sympy: generation state (KV caches already split over cp)
     tp_bytes: object          # sympy: bytes all-reduced over tp per forward
     kv_bytes: object          # sympy: keys and values each rank sends around the cp ring per forward
     state_handoff: object     # sympy: recurrent state handed over cp per forward
