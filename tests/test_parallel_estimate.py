@@ -247,7 +247,7 @@ def test_step_time_adds_communication_on_the_interconnect():
 @pytest.mark.parametrize("text,needle", [
     ("dp=8,tpp=2", "did you mean 'tp'"), ("dp=0", "from 1"), ("zero=4", "ZeRO stages"),
     ("dp=2,world=8", "product is 8"), ("sp", "tp=1"), ("dp=x", "positive integer"), ("", "empty"),
-    ("dp=2,dp=4", "twice"), ("sp=maybe", "on or off")])
+    ("dp=2,dp=4", "twice"), ("sp=maybe", "on or off"), ("dp=8,", "empty entry")])
 def test_parse_parallel_errors(text, needle):
     with pytest.raises(ParallelError, match=needle):
         parse_parallel(text)

@@ -87,6 +87,9 @@ def parse_parallel(text) -> Parallel:
     world = None
     for part in text.split(","):
         key, eq, value = (s.strip() for s in part.partition("="))
+        if not key and not eq:
+            raise ParallelError(f"--parallel '{text}' has an empty entry (two commas, or one at an end): "
+                                f"write the keys separated by single commas, e.g. {EXAMPLE}")
         if key not in KEYS:
             hint = suggest(key, KEYS) if key else None
             raise ParallelError(f"--parallel: unknown key '{key}' in '{text}'"
