@@ -30,6 +30,11 @@ def add_compile_parser(sub) -> None:
     p.add_argument("--per-layer", action="store_true", help="add a per-layer table at one length")
     p.add_argument("--formula", action="store_true", help="print each figure's closed form")
     p.add_argument("--hw", help="hardware profile for roofline latency: h100 | h200 | a100 | cpu | FILE")
+    p.add_argument("--parallel", help="per-device figures for a layout: dp=8,tp=2,pp=2,cp=1,zero=1,sp,"
+                                      "microbatches=8 (--batch is then one data-parallel micro-batch)")
+    p.add_argument("--recompute", default="none", help="none | selective | full (with --parallel)")
+    p.add_argument("--fit", metavar="MEMORY", help="with --parallel: the largest length and batch whose "
+                                                   "per-device training peak fits, e.g. 80GiB")
     p.add_argument("-o", "--output", help="write standalone PyTorch source to this file")
 
     p = sub.add_parser("export", help="export the model with torch.export (.pt2) or ONNX (.onnx)")

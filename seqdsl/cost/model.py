@@ -78,6 +78,7 @@ class ModelCost:
     streaming_blocker: Node | None
     input_bytes: object = ZERO
     limits: tuple = ()               # (length expr, max_len, layer node): lengths the module refuses
+    activation_parts: tuple = ()     # (node name, "internal" | "tensor", bytes): activation_bytes by owner
 
 
 def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
@@ -145,6 +146,9 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
                 saved_roots.add(root[src])
     saved_roots -= {n.node.name for n in nodes if n.node.kind == "input"}
     activation_bytes = _expanded([*internal, *[size[r] for r in sorted(saved_roots)]], memo)
+    # the same terms by owner, for the per-device split (seqdsl.cost.parallel)
+    activation_parts = tuple([(n.node.name, "internal", n.cost.saved_bytes) for n in nodes if n.in_backward]
+                             + [(r, "tensor", size[r]) for r in sorted(saved_roots)])
 
     # ---- inference: live storages along the graph (free after the last consumer)
     iroot: dict[str, str] = {}
@@ -205,7 +209,7 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
                    if n.node.kind in ("posenc", "attention") and getattr(n.node.args, "max_len", None))
     return ModelCost(model, dtype, elem, nodes, model.params, flops_forward, flops_train,
                      activation_bytes, inference_peak, flops_per_token, state_bytes,
-                     depth, blocker, input_bytes, limits)
+                     depth, blocker, input_bytes, limits, activation_parts)
 
 
 def _expanded(terms, memo: dict):

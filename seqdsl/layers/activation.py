@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, NoArgs, PositiveFloat, Probability, channels,
                    require_float, with_channels)
-from .costs import LayerCost, numel
+from .costs import LayerCost, ParallelRule, numel
 
 
 FORMULAS = {"relu": "max(x, 0)", "gelu": "x · Φ(x), Φ the standard normal CDF (exact, not tanh)",
@@ -72,6 +72,10 @@ class Activation(Layer):
         n = numel(inputs[0].dims) * ctx.elem
         return LayerCost(saved_bytes=n, workspace_bytes=n)
 
+    def parallel(self, args, inputs, elem):
+        """Elementwise: its output is split as its input is."""
+        return ParallelRule(output="input")
+
     def module(self, node, memory):
         a = node.args
         params = (a.min, a.max) if self.kind == "hardtanh" else (a.cap,) if self.kind == "softcap" else ()
@@ -110,6 +114,10 @@ class Dropout(Layer):
         if args.p == 0:
             return LayerCost(output_is_view=True, depth=0)
         return LayerCost(saved_bytes=numel(inputs[0].dims) * ctx.elem, inference_view=True)
+
+    def parallel(self, args, inputs, elem):
+        """Elementwise: its output is split as its input is."""
+        return ParallelRule(output="input")
 
     def module(self, node, memory):
         return ModuleSpec("nn.Dropout", (node.args.p,))

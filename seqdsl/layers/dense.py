@@ -6,7 +6,7 @@ from typing import Literal
 from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, channels, require_float, with_channels)
 from .module_spec import Tied
 from .activation import SAVES
-from .costs import LayerCost, matmul, rows
+from .costs import LayerCost, ParallelRule, matmul, rows
 
 # the element-wise activations an mlp may put between its linears (seqdsl/layers/activation.py)
 Activation = Literal["gelu", "gelu_tanh", "relu", "squared_relu", "silu", "tanh", "sigmoid"]
@@ -57,6 +57,15 @@ class Linear(Layer):
         f = matmul(rows(inputs[0]), channels(inputs[0]), args.out)
         return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(True,),
                          has_weights=True)
+
+    def parallel(self, args, inputs, elem):
+        """Megatron's pair: a widening linear, or a tied head (over the
+        vocabulary), is column-parallel with its output sharded; any other is
+        row-parallel, all-reducing its output."""
+        c = channels(inputs[0])
+        if args.out > c or args.tie is not None:
+            return ParallelRule(tp="split", output="sharded", divides=(("out", args.out),))
+        return ParallelRule(tp="split", all_reduces=1, divides=(("input channels", c),))
 
     def module(self, node, memory):
         """F.linear; `tie=NAME` shares the named embed's weight object."""
@@ -113,6 +122,10 @@ class Mlp(Layer):
                          saves_inputs=(True,), saved_bytes=hidden_tensors * n * h * ctx.elem,
                          workspace_bytes=2 * n * h * ctx.elem)
 
+    def parallel(self, args, inputs, elem):
+        """Hidden units over tp (first linear column-, second row-parallel): one all-reduce."""
+        return ParallelRule(tp="split", all_reduces=1, divides=(("hidden", args.hidden),))
+
     def module(self, node, memory):
         a, c = node.args, channels(node.inputs[0])
         return ModuleSpec("Mlp", (c, a.hidden, a.out or c, a.act, a.dropout), lowering="dense_torch")
@@ -164,6 +177,10 @@ class Swiglu(Layer):
         return LayerCost(flops=f_in + f_out, backward_flops=f_in + 2 * f_out, input_grad_flops=(f_in,),
                          saves_inputs=(True,), saved_bytes=4 * n * h * ctx.elem,
                          workspace_bytes=3 * n * h * ctx.elem)
+
+    def parallel(self, args, inputs, elem):
+        """Hidden units over tp (gate and up column-, down row-parallel): one all-reduce."""
+        return ParallelRule(tp="split", all_reduces=1, divides=(("hidden", args.hidden),))
 
     def module(self, node, memory):
         a, c = node.args, channels(node.inputs[0])
