@@ -610,6 +610,13 @@ def _expected(schema, field: str, err: dict) -> str:
         return "one of " + str(ctx.get("expected", "")).replace("'", "")
     annotation = str(schema.model_fields[field].annotation) if field in schema.model_fields else ""
     words = []
+    if field in schema.model_fields:       # list[Literal[...]]: the words the list may hold
+        for arg in typing.get_args(schema.model_fields[field].annotation):
+            inner = typing.get_args(arg) if typing.get_origin(arg) is list else ()
+            if inner and typing.get_origin(inner[0]) is typing.Literal:
+                if "bool" in annotation:
+                    words.append("true or false")
+                return " or ".join(words + ["a list of " + ", ".join(map(str, typing.get_args(inner[0])))])
     for token, word in (("int", "an int"), ("float", "a number"), ("bool", "true or false"),
                         ("list", "a list of ints"), ("Literal", "a word"), ("str", "a name"),
                         ("Ref", "a bound value")):
