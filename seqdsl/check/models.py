@@ -514,12 +514,15 @@ class _ModelBuilder:
             where = spans.get(exc.arg, call.span) if exc.arg else call.span
             message = exc.message if exc.message.startswith(call.name) else f"{call.name}: {exc.message}"
             raise error(message, where, help=exc.help) from None
-        if call.alias:
-            if call.alias in self.aliases:
-                raise error(f"layer name '{call.alias}' is already used", call.span,
-                            help="`as NAME` names one layer instance")
-            self.aliases[call.alias] = name
-        node = Node(name, call.name, args, tuple(inputs), out, params, call.span, scope, call.alias,
+        alias = call.alias
+        if alias:
+            # inside repeat(N) each copy has its own name: in_proj[0], in_proj[1], ...
+            alias += "".join(f"[{s.index}]" for s in scope if s.kind == "repeat")
+            if alias in self.aliases:
+                raise error(f"layer name '{alias}' is already used", call.span,
+                            help="`as NAME` names one layer instance (inside repeat, one per copy: NAME[i])")
+            self.aliases[alias] = name
+        node = Node(name, call.name, args, tuple(inputs), out, params, call.span, scope, alias,
                     tuple(sources))
         self._add_node(node, sources)
         return (name, out)
