@@ -31,6 +31,8 @@ def add_compile_parser(sub) -> None:
     p.add_argument("--formula", action="store_true", help="print each figure's closed form")
     p.add_argument("--hw", help="hardware profile for roofline latency: h100 | h200 | a100 | cpu | FILE")
     p.add_argument("-o", "--output", help="write standalone PyTorch source to this file")
+    p.add_argument("--no-cache", action="store_true",
+                   help="derive the estimate afresh and keep nothing (also SEQDSL_NO_CACHE=1)")
 
     p = sub.add_parser("export", help="export the model with torch.export (.pt2) or ONNX (.onnx)")
     p.add_argument("spec", help="path to a .seq file")

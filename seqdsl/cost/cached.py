@@ -22,7 +22,8 @@ from ..graph.exprdata import Columns, Encoder, Unavailable, check_nodes, is_row
 FIGURES = ("flops_forward", "flops_train", "activation_bytes", "sequential_depth")
 OPTIONAL_FIGURES = ("flops_per_token", "state_bytes")      # None: the model cannot stream
 ROOFLINE = ("forward", "train", "per_token")
-DEFAULT_SEQ = [2 ** k for k in range(6, 15)]
+DEFAULT_SEQ = tuple(2 ** k for k in range(6, 15))
+OPTIMIZERS = ("adam", "sgd", "none")
 
 
 # ------------------------------------------------------------------ shared arithmetic

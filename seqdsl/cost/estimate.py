@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from ..layers.costs import DTYPE_BYTES
-from .cached import layer_where, max_len_warning, optimizer_bytes, whole as _int
+from .cached import DEFAULT_SEQ, OPTIMIZERS, layer_where, max_len_warning, optimizer_bytes, whole as _int
 from .model import ModelCost, model_cost
 from ..graph.ir import ModelGraph, Program
 from ..graph.symbolic import compile_columns, compile_expr, compile_shared, fmt_dim, point_columns
@@ -25,9 +25,6 @@ from ..errors import UsageError
 from ..limits import MAX_LENGTH
 from .hardware import HardwareProfile, load_profile
 from .roofline import latency
-
-OPTIMIZERS = ("adam", "sgd", "none")
-
 
 class Point(BaseModel):
     """Every figure at one (lengths, batch, dtype). Bytes and FLOPs are exact ints."""
@@ -129,7 +126,7 @@ def resolve_points(model: ModelGraph, seq) -> list[dict[str, int]]:
     list of such dicts. Returns one {dim: value} per point."""
     dims = list(model.seq_symbols)
     if seq is None:
-        seq = [2 ** k for k in range(6, 15)]
+        seq = DEFAULT_SEQ
     if isinstance(seq, (int, dict)):
         seq = [seq]
     if isinstance(seq, (str, bytes)) or not isinstance(seq, (list, tuple, range)):
