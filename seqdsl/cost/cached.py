@@ -255,12 +255,17 @@ def report_from_forms(e: dict, seq, batch: int, optimizer: str, profile: dict | 
     points = [dict(item) if isinstance(item, dict) else {d: item for d in dims} for item in items]
     cols, n = _columns(points, e["batch_symbol"], 1)
     probe = Columns(nodes, cols, n)
+    probe.evaluate(e["dims"])
     for row in e["dims"]:              # estimate.check_lengths: the cold path words the refusal
         if any(v < 1 for v in probe.values(row)):
             raise Unavailable("a dim is below 1 at some length")
     cols, n = _columns(points, e["batch_symbol"], batch)
     at = Columns(nodes, cols, n)
     f = e["figures"]
+    roofline = e["roofline"] if profile is not None else None
+    at.evaluate([f[k] for k in FIGURES + OPTIONAL_FIGURES if f[k] is not None] + f["inference_peak"]
+                + [x[0] for x in e["limits"]]
+                + [i for fig in ROOFLINE for g in (roofline or {}).get(fig) or () for i in g[1:5] if i is not None])
 
     def ints(row):
         return [v if v.__class__ is int else whole(v) for v in at.values(row)]
@@ -312,6 +317,8 @@ def _layers(e: dict, point, batch: int, profile: dict | None) -> list[dict]:
     if e["batch_symbol"]:
         env[e["batch_symbol"]] = [batch]
     at = Columns(e["nodes"], env, 1)
+    at.evaluate([i for r in e["layers"] for i in (*r["output"], r["flops"])]
+                + ([i for o in e["roofline"]["layer_ops"] for i in o[1:5]] if profile is not None else []))
     one = lambda row: at.values(row)[0]  # noqa: E731
     total = point.flops_forward or 1
     rows = [layer_row(r["name"], r["kind"], r["line"], [one(d) for d in r["output"]], r["output_symbolic"],

@@ -20,6 +20,7 @@ at once, over Python ints and Fractions, with the same exact values as
 """
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from fractions import Fraction
@@ -215,12 +216,17 @@ def _map(fn, cols: list[list]) -> list:
         return out
 
 
-def _sum(*xs):
-    return _exact(sum(xs))
-
-
-def _product(*xs):
-    return _exact(math.prod(xs))
+def _fold(op, cols: list[list]) -> list:
+    """A sum or product of columns, exact: an integral Fraction becomes an int."""
+    acc = cols[0]
+    try:
+        for col in cols[1:]:
+            acc = [op(a, b) for a, b in zip(acc, col)]
+    except _ERRORS:        # a FAILED value: point by point
+        return _map(lambda *xs: _exact(functools.reduce(op, xs)), cols)
+    if any(v.__class__ is Fraction for v in acc):
+        acc = [_exact(v) for v in acc]
+    return acc
 
 
 def _piecewise(*xs):
@@ -241,26 +247,30 @@ class Columns:
     def values(self, row: int) -> list:
         """The exact values (ints, or Fractions when not integral) of a row at
         every point; Unavailable if any of them cannot be computed."""
-        out = self._column(row)
+        if row not in self._done:
+            self.evaluate([row])
+        out = self._done[row]
         if any(v is FAILED for v in out):
             raise Unavailable(f"row {row} has no value at some point")
         return out
 
-    def _column(self, row: int) -> list:
-        done = self._done
-        stack = [row]
-        while stack:
-            r = stack[-1]
-            if r in done:
-                stack.pop()
-                continue
-            todo = [k for k in _operands(self.nodes[r]) if k not in done]
-            if todo:
-                stack.extend(todo)
-                continue
-            stack.pop()
-            done[r] = self._evaluate(self.nodes[r])
-        return done[row]
+    def evaluate(self, rows) -> None:
+        """Evaluate these rows and the rows they read, each once, in table
+        order (operands come first): ask for every row needed at once."""
+        nodes, done = self.nodes, self._done
+        rows = [r for r in rows if r not in done]
+        if not rows:
+            return
+        need = bytearray(max(rows) + 1)
+        for r in rows:
+            need[r] = 1
+        for i in range(len(need) - 1, -1, -1):
+            if need[i] and i not in done:
+                for k in _operands(nodes[i]):
+                    need[k] = 1
+        for i, wanted in enumerate(need):
+            if wanted and i not in done:
+                done[i] = self._evaluate(nodes[i])
 
     def _evaluate(self, node: list) -> list:
         op, n, done = node[0], self.n, self._done
@@ -274,8 +284,10 @@ class Columns:
             if node[1] not in self.cols:
                 raise Unavailable(f"no value for dim {node[1]}")
             return self.cols[node[1]]
+        if op == "add" or op == "mul":
+            return _fold(operator.add if op == "add" else operator.mul, [done[i] for i in node[1]])
         if op in _LISTS:
-            fn = {"add": _sum, "mul": _product, "min": lambda *x: min(x), "max": lambda *x: max(x),
+            fn = {"min": lambda *x: min(x), "max": lambda *x: max(x),
                   "and": lambda *x: all(x), "or": lambda *x: any(x)}[op]
             return _map(fn, [done[i] for i in node[1]])
         if op == "pow":
