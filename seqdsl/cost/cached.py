@@ -292,15 +292,15 @@ def report_from_forms(e: dict, seq, batch: int, optimizer: str, profile: dict | 
         flops_per_token=token[i], weights_bytes=weights, grads_bytes=weights, optimizer_bytes=opt,
         activation_bytes=act[i], training_bytes=2 * weights + opt + act[i], inference_peak_bytes=peak[i],
         state_bytes=state[i], sequential_depth=depth[i], warnings=warns[i], latency_forward_s=times[i][0],
-        latency_train_s=times[i][1], latency_per_token_s=times[i][2]) for i in range(n)]
+        latency_train_s=times[i][1], latency_per_token_s=times[i][2], per_device=None) for i in range(n)]
     blocker = e["streaming_blocker"]
     est = SimpleNamespace(model=e["model"], params=params, dtype=dtype, optimizer=optimizer,
                           streaming=blocker is None, streaming_blocker=blocker, points=out,
-                          hw=None if profile is None else profile["name"])
+                          hw=None if profile is None else profile["name"], parallel=None, recompute="none")
     model = SimpleNamespace(name=e["model"], params=params, symbols=tuple(e["symbols"]))
     return SimpleNamespace(model=model, estimate=est,
                            layers=_layers(e, out[-1], batch, profile) if per_layer else None,
-                           formulas=e["formulas"] if formulas else None)
+                           formulas=e["formulas"] if formulas else None, fit=None)   # the cache serves no --parallel/--fit
 
 
 def _columns(points: list[dict], batch_symbol, batch: int) -> tuple[dict, int]:
