@@ -293,7 +293,12 @@ class SeqModel(nn.Module):
         for kind, name, sources, seg in self._plan:
             if name in static and kind != "input" and name not in context_inputs:
                 self._exec(env, None, kind, name, sources)
-        return {"__static__": env, "__stream_inputs__": [n for n in self.input_names if n not in context_inputs],
+        # keep what the streamed layers read (an encoder's output), not every
+        # intermediate of the context's layers: the state the estimate counts
+        read = {s for kind, name, sources, _ in self._plan if name not in static for s in sources}
+        env = {k: v for k, v in env.items() if k in context_inputs or k in read}
+        return {"__static__": env, "__skip__": frozenset(static),
+                "__stream_inputs__": [n for n in self.input_names if n not in context_inputs],
                 "__batch__": batch_size}
 
     def step(self, *chunks, state):
@@ -313,7 +318,7 @@ class SeqModel(nn.Module):
         check_inputs(self, zip(names, chunks), {b: state["__batch__"]} if b else {}, offsets)
         env = dict(state["__static__"])
         env.update(zip(names, chunks))
-        skip = frozenset(state["__static__"])
+        skip = state.get("__skip__", frozenset(state["__static__"]))
         out = self._run(env, state, skip=skip)
         return out, state
 

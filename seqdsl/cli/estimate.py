@@ -127,6 +127,7 @@ def to_json(rep) -> str:
     keys = JSON_KEYS + (LATENCY_KEYS if est.hw is not None else ())
     obj = {"model": est.model, "params": est.params, "dtype": est.dtype, "optimizer": est.optimizer,
            "streaming": est.streaming, "streaming_blocker": est.streaming_blocker,
+           "stream_context": list(est.stream_context),
            "points": [{k: getattr(p, k) for k in keys} for p in est.points]}
     if est.hw is not None:
         obj["hw"] = est.hw
@@ -169,6 +170,9 @@ def table(est) -> str:
             break
     if not est.streaming:
         lines.append(f"no generation figures: {est.streaming_blocker}")
+    elif est.stream_context:
+        lines.append(f"generation figures: {', '.join(est.stream_context)} given once (its layers run at "
+                     f"init_state, what the streamed layers read of them kept in the state); the rest streamed")
     return "\n".join(lines)
 
 

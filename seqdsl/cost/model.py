@@ -79,6 +79,7 @@ class ModelCost:
     input_bytes: object = ZERO
     limits: tuple = ()               # (length expr, max_len, layer node): lengths the module refuses
     activation_parts: tuple = ()     # (node name, "internal" | "tensor", bytes): activation_bytes by owner
+    stream_context: tuple = ()       # inputs given once when generating (an encoder–decoder's source)
 
 
 def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
@@ -177,27 +178,29 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     weights_bytes = model.params * elem
     inference_peak = _dedupe([_expanded([*p, weights_bytes], memo) for p in peaks])
 
-    # ---- generation: only if every layer streams
-    blocker = None
-    for n in nodes:
-        if n.node.kind in ("input", "add"):
-            continue
-        if not LAYERS[n.node.kind].is_causal(n.node.args, list(n.node.inputs)):
-            blocker = n.node
-            break
+    # ---- generation: every input streamed, or (an encoder–decoder) the last
+    # input streamed with the others given once, their layers run at init_state
+    blocker, static = _stream_plan(model, nodes)
     flops_per_token = state_bytes = None
+    stream_context: tuple = ()
     if blocker is None:
+        stream_context = tuple(n for n in model.inputs if n in static)
         steps, states = [], []
+        by_name = {n.node.name: n for n in nodes}
+        kept = set()
         for n in nodes:
             c = n.cost
-            if n.node.kind in ("input", "add"):
+            if n.node.kind in ("input", "add") or n.node.name in static:
                 continue
+            # what the streamed layers read of the context, kept in the state (inputs are the caller's)
+            kept |= {s for s in n.node.sources if s in static and by_name[s].node.kind != "input"}
             step = c.step_flops
             if step is None:
                 tl = _time_len(n.node.inputs[0])
                 step = c.flops / tl if tl is not None else c.flops
             steps.append(n.rate * step)
             states.append(c.state_bytes)
+        states += [size[r] for r in sorted(kept)]
         flops_per_token = _expanded(steps, memo)
         state_bytes = _expanded(states, memo)
 
@@ -209,7 +212,40 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
                    if n.node.kind in ("posenc", "attention") and getattr(n.node.args, "max_len", None))
     return ModelCost(model, dtype, elem, nodes, model.params, flops_forward, flops_train,
                      activation_bytes, inference_peak, flops_per_token, state_bytes,
-                     depth, blocker, input_bytes, limits, activation_parts)
+                     depth, blocker, input_bytes, limits, activation_parts, stream_context)
+
+
+def _stream_plan(model: ModelGraph, nodes: list[NodeCost]):
+    """(blocker, static): the first layer that stops generation (None: it
+    streams), and the nodes computed once from inputs given up front. Every
+    input streams when every layer is causal; otherwise the last input streams
+    and the others are context (an encoder–decoder: the decoder streams, the
+    encoder runs once), as SeqModel.init_state(batch, **context) does, when
+    every layer downstream of the streamed input is causal and reads its
+    context (cross_attention's) from the context side only."""
+    first = _first_non_causal(nodes, set())
+    if first is None or len(model.inputs) < 2:
+        return first, set()
+    static = set(list(model.inputs)[:-1])
+    for n in nodes:
+        if n.node.kind != "input" and n.node.sources and all(s in static for s in n.node.sources):
+            static.add(n.node.name)
+    for n in nodes:
+        if n.node.kind in ("input", "add") or n.node.name in static:
+            continue
+        if LAYERS[n.node.kind].context_args() and any(s not in static for s in n.node.sources[1:]):
+            return first, set()
+    blocker = _first_non_causal(nodes, static)     # on the streamed side: the layer to change
+    return (None, static) if blocker is None else (blocker, set())
+
+
+def _first_non_causal(nodes: list[NodeCost], static: set):
+    for n in nodes:
+        if n.node.kind in ("input", "add") or n.node.name in static:
+            continue
+        if not LAYERS[n.node.kind].is_causal(n.node.args, list(n.node.inputs)):
+            return n.node
+    return None
 
 
 def _expanded(terms, memo: dict):

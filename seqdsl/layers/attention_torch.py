@@ -321,7 +321,12 @@ class CrossAttention(nn.Module):
 
     def forward(self, x, context, state=None):
         q = split_heads(self.q(x), self.h)
-        k = split_heads(self.k(context), self.kvh)
-        v = split_heads(self.v(context), self.kvh)
+        if state is not None and "k" in state:     # streaming: the context's keys and values, projected once
+            k, v = state["k"], state["v"]
+        else:
+            k = split_heads(self.k(context), self.kvh)
+            v = split_heads(self.v(context), self.kvh)
+            if state is not None:
+                state["k"], state["v"] = k, v
         y = F.scaled_dot_product_attention(q, k, v, enable_gqa=self.kvh != self.h)
         return self.o(merge_heads(y))
