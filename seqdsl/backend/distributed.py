@@ -226,7 +226,7 @@ class SavedRecorder:
         self.kept: dict[int, int] = {}        # storage ptr -> bytes, block inputs
         self.block = None
         self.gathered: set = set()
-        self.handles = [model.register_forward_pre_hook(lambda m, a: self._params(m))]
+        self.handles = [model.register_forward_pre_hook(lambda m, a: self._params(m) and None)]
         for i, b in enumerate(blocks_):
             self.handles.append(b.register_forward_pre_hook(lambda m, a, i=i: self._enter(m, a, i)))
             self.handles.append(b.register_forward_hook(lambda m, a, o: self._leave()))
@@ -510,8 +510,9 @@ def launch(jobs: list[dict], nproc: int, device: str = "cpu", timeout: float = D
             log.close()
         errors = sorted(out.glob("rank*.error"))
         if errors:
-            first = errors[0].read_text().split("\n\n")[0]
-            raise DistributedError(f"{errors[0].stem} failed: {first}")
+            reason, _, trace = errors[0].read_text().partition("\n\n")
+            debug = f"\n{trace}" if os.environ.get("SEQDSL_DEBUG") else " (SEQDSL_DEBUG=1 shows its traceback)"
+            raise DistributedError(f"{errors[0].stem.replace('rank', 'rank ')} failed: {reason}{debug}")
         if proc.returncode != 0:
             tail = (out / "log").read_text().strip().splitlines()[-3:]
             raise DistributedError(f"torch.distributed.run exited with {proc.returncode}: " + " | ".join(tail))
