@@ -23,6 +23,7 @@ from ..graph.ir import ModelGraph, Program, TensorType
 from ..layers import LAYERS
 from ..layers.torch_modules import Scope, check_inputs
 from .checks import input_checks
+from .tp import tp_layout
 
 
 def _seg_path(node):
@@ -158,9 +159,8 @@ class SeqModel(nn.Module):
     def tp_plan(self) -> dict:
         """{module path pattern: ColwiseParallel | RowwiseParallel} for
         torch.distributed.tensor.parallel.parallelize_module, from the layer
-        kinds (seqdsl.backend.distributed.tp_layout says which layers stay
-        replicated and why; apply_tp also sets each split layer's local heads)."""
-        from .distributed import tp_layout   # lazy: torch.distributed.tensor
+        kinds (seqdsl.backend.tp.tp_layout says which layers stay replicated
+        and why; distributed.apply_tp also sets each split layer's local heads)."""
         return tp_layout(self).plan
 
     def _get(self, name):
