@@ -14,7 +14,7 @@ from ..check.elaborate import load
 from ..cost.estimate import estimate, resolve_points
 from ..cost.hardware import load_profile
 from ..cost.lengths import parse_int, parse_seq
-from ..cost.parallel import parse_parallel
+from ..cost.parallel import ParallelError, parse_parallel
 from ..errors import UsageError
 from ..units import human_bytes, human_seconds
 from .format import grid
@@ -127,6 +127,7 @@ def run_distributed(args) -> int:
         raise UsageError(f"--seq {args.seq} gives {len(points)} lengths; --nproc runs one: give one value")
     est = estimate(graph, seq=points[0], batch=batch, dtype=args.dtype, parallel=layout,
                    recompute=recompute).points[0].per_device
+    step_est, step_basis = _estimated_step(graph, points[0], batch, layout, recompute, args.hw)
     job = {"spec": args.spec, "model": graph.name if args.model else None, "seq": points[0], "batch": batch,
            "parallel": str(layout), "recompute": recompute, "steps": steps}
     try:
@@ -140,8 +141,25 @@ def run_distributed(args) -> int:
               "ranks": [r[0] for r in ranks],
               "estimate": {k: getattr(est, k) for k in ("weights_bytes", "grads_bytes", "optimizer_bytes",
                                                         "activation_bytes", "peak_bytes", "comm_bytes")}}
+    result["estimate"].update(step_time_s=step_est, step_basis=step_basis, hw=args.hw)
     print(json.dumps(result, separators=(",", ":")) if args.json else distributed_table(result))
     return 0
+
+
+def _estimated_step(graph, point, batch, layout, recompute, hw):
+    """(seconds, what they count) of the estimated training step with --hw:
+    the per-device step (roofline compute plus communication); compute alone,
+    the one-device roofline step over tp, when the profile has no
+    interconnect figures (cpu.json). (None, None) without --hw."""
+    if hw is None:
+        return None, None
+    load_profile(hw)      # an unknown name or a bad file: UsageError
+    try:
+        d = estimate(graph, seq=point, batch=batch, parallel=layout, recompute=recompute, hw=hw).points[0]
+        return d.per_device.step_time_s, "compute + communication"
+    except ParallelError:     # the profile has no interconnect figures to time the collectives
+        p = estimate(graph, seq=point, batch=batch, hw=hw).points[0]
+        return p.latency_train_s / layout.tp, f"compute only ({hw} has no interconnect figures)"
 
 
 def distributed_table(result: dict) -> str:
@@ -151,12 +169,15 @@ def distributed_table(result: dict) -> str:
             for r in result["ranks"]]
     e = result["estimate"]
     body.append(["estimate", human_bytes(e["weights_bytes"]), human_bytes(e["grads_bytes"]),
-                 human_bytes(e["optimizer_bytes"]), human_bytes(e["activation_bytes"]), "-"])
+                 human_bytes(e["optimizer_bytes"]), human_bytes(e["activation_bytes"]),
+                 human_seconds(e["step_time_s"])])
     backend = "NCCL" if result["device"] == "cuda" else "gloo"
     lines = [f"bench {result['model']} on {result['nproc']} x {result['device']} ({backend}): {result['parallel']} "
              f"as {MODES[result['mode']]}, recompute {result['recompute']}, float32, {_label(result['seq'])}, "
              f"micro-batch {result['batch']}, {result['steps']} steps (median step after the first)",
              grid(head, body)]
+    if e["step_time_s"] is not None:
+        lines.append(f"estimated step on {e['hw']}: {e['step_basis']}")
     if result["mode"] == "fsdp":
         lines.append("zero=3: the estimate's params and grads add the largest layer gathered whole; "
                      "the measured figures are the resident shards")
