@@ -368,6 +368,7 @@ def worker(config_path: str) -> int:
     world = int(os.environ.get("WORLD_SIZE", 1))
     torch.set_num_threads(int(cfg.get("threads", 1)))
     cuda = cfg.get("device", "cpu") == "cuda"
+    (out / f"pid{rank}").write_text(str(os.getpid()))
     try:
         device = "cpu"
         if cuda:
@@ -392,6 +393,7 @@ def worker(config_path: str) -> int:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+        (out / f"pid{rank}").unlink(missing_ok=True)     # gone: never a pid to stop
 
 
 # ------------------------------------------------------------------ the launcher
@@ -401,17 +403,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _stop(proc) -> None:
+def _stop(proc, out: Path) -> None:
+    """Stop torch.distributed.run (SIGTERM: it stops its workers; SIGKILL
+    after 5 s), then any worker left: torchrun starts each in a session of
+    its own, and each wrote its pid at start."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
-            return
+            break
         try:
             proc.wait(timeout=5)
-            return
+            break
         except subprocess.TimeoutExpired:
             continue
+    for f in out.glob("pid*"):
+        try:
+            os.kill(int(f.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
 
 
 def launch(jobs: list[dict], nproc: int, device: str = "cpu", timeout: float = DEFAULT_TIMEOUT,
@@ -440,14 +450,14 @@ def launch(jobs: list[dict], nproc: int, device: str = "cpu", timeout: float = D
         try:
             while proc.poll() is None:
                 if time.monotonic() > deadline:
-                    _stop(proc)
+                    _stop(proc, out)
                     raise DistributedError(f"the {nproc} workers ran past the timeout of {timeout:g} s and were "
                                            f"stopped: raise --timeout, or use a shorter --seq or --steps")
                 seen = _report(out / "progress", seen, progress)
                 time.sleep(0.2)
             _report(out / "progress", seen, progress)
         except BaseException:
-            _stop(proc)
+            _stop(proc, out)
             raise
         finally:
             log.close()

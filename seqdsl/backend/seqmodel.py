@@ -189,9 +189,18 @@ class SeqModel(nn.Module):
 
     # ---------------------------------------------------------------- run
     def _run(self, env, states, skip=frozenset(), seg_stream=None):
-        self._run_range(env, states, 0, len(self._plan), skip, blocks=states is None)
+        self._run_range(env, states, 0, len(self._plan), skip, blocks=states is None and self._calls_blocks())
         outs = tuple(env[o] for o in self._out_nodes)
         return outs[0] if len(outs) == 1 else outs
+
+    def _calls_blocks(self) -> bool:
+        """Training forwards call each repeat copy's Block; inference forwards
+        only when hooks wait on one (FSDP2's gather): the call holds the copy's
+        inputs to its end, where running layer by layer frees them at their
+        last read (the inference live set the estimate counts)."""
+        if torch.is_grad_enabled():
+            return True
+        return any(b._forward_pre_hooks or b._forward_hooks for b in self.blocks())
 
     def _run_block(self, env, lo) -> int:
         """Run the repeat copy starting at plan index lo through its Block; the end index."""
