@@ -118,6 +118,13 @@ def run_distributed(args) -> int:
                          f"policy yet); drop --dtype")
     if args.device not in ("cpu", "cuda"):
         raise UsageError(f"--device {args.device} with --nproc: use cpu (gloo) or cuda (NCCL)")
+    if args.device == "cuda":
+        import torch   # lazy: torch
+        gpus = torch.cuda.device_count()
+        if gpus < nproc:
+            use = f"--nproc {gpus} or --device cpu" if gpus >= 2 else "--device cpu (gloo)"
+            raise UsageError(f"--nproc {nproc} --device cuda: NCCL needs a GPU a process, and {gpus} "
+                             f"{'is' if gpus == 1 else 'are'} visible: use {use}")
     layout = parse_parallel(args.parallel or f"dp={nproc}")
     mode = distributed.engine_mode(layout, nproc)
     recompute = distributed.check_engine_recompute(args.recompute)
