@@ -4,7 +4,9 @@ The module holds one submodule per layer node in nested nn.ModuleDicts keyed by
 the node's hierarchical name, so `logits.repeat[0].residual[0].attention.q.weight`
 is a state_dict key. forward walks the graph's nodes in construction order (a
 topological order); nodes under a `segments` scope run segment by segment
-(Transformer-XL recurrence, docs/lowering.md). `CompiledSeqModel` runs the same
+(Transformer-XL recurrence, docs/lowering.md); each copy of an outermost
+`repeat` is a `Block`, called as one module in training forwards (FSDP2 and
+activation checkpointing act per block: seqdsl.backend.distributed). `CompiledSeqModel` runs the same
 plan with the stretches between RNN calls compiled as separate graphs.
 """
 from __future__ import annotations
