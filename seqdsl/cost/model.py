@@ -138,10 +138,16 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
         if not n.in_backward:
             continue
         internal.append(n.cost.saved_bytes)
+        for port, src in enumerate(n.node.sources):
+            if port < len(n.cost.saved_if_input_grad) and by_name[src].needs_grad:
+                internal.append(n.cost.saved_if_input_grad[port])
         if n.cost.saves_output and not n.cost.output_is_view:
             saved_roots.add(root[n.node.name])
         for port, src in enumerate(n.node.sources):
             if port < len(n.cost.saves_inputs) and n.cost.saves_inputs[port]:
+                saved_roots.add(root[src])
+            if port < len(n.cost.saves_inputs_if_grad) and n.cost.saves_inputs_if_grad[port] \
+                    and by_name[src].needs_grad:
                 saved_roots.add(root[src])
     saved_roots -= {n.node.name for n in nodes if n.node.kind == "input"}
     activation_bytes = _expanded([*internal, *[size[r] for r in sorted(saved_roots)]], memo)
@@ -156,14 +162,16 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     for i, n in enumerate(nodes):
         for src in n.node.sources:
             last_use[root[src]] = i
-    keep = {root[model.values[o]] for o in model.outputs}
+    # model outputs are kept; so are the inputs, which the caller holds all along
+    keep = {root[model.values[o]] for o in model.outputs} | {n.node.name for n in nodes if n.node.kind == "input"}
     live: dict[str, object] = {}
     peaks = []
     for i, n in enumerate(nodes):
         r = root[n.node.name]
         if r == n.node.name:
             live[r] = size[r]
-        peaks.append([*live.values(), n.cost.workspace_bytes])
+        work = n.cost.workspace_bytes if n.cost.live_workspace_bytes is None else n.cost.live_workspace_bytes
+        peaks.append([*live.values(), work])
         for src in set(n.node.sources):
             rs = root[src]
             if last_use.get(rs) == i and rs not in keep and rs in live:
