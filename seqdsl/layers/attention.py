@@ -15,7 +15,7 @@ import sympy
 
 from ..graph.symbolic import as_int, ceil_div, min_dim
 from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, ValueRef, channels, require_float, require_rank)
-from .costs import LayerCost, STAT_BYTES, matmul, segment_sums
+from .costs import LayerCost, STAT_BYTES, matmul, segment_sums, transient_peak
 
 
 class AttentionArgs(LayerArgs):
@@ -218,9 +218,18 @@ def _softmax_cost(args, x, c, kvd, proj, ctx):
     dense_core = 2 * matmul(n, c, t)                  # 4·B·C·T² (all T x T pairs)
     dense_saved = heads_bytes + b * h * t * STAT_BYTES + rope
     dense_work = heads_bytes + (2 * n * c * e if args.pos == "rope" else 0)   # rotated copies
+    dense_live = None
     if args.pos == "alibi":                           # (1, H, T, T) float bias, saved by the kernel
         dense_saved += h * t * t * e
         dense_work += h * t * t * e
+        # built in place in fp32 (positions, a (T, T) bool for the causal mask),
+        # cast to the model dtype, freed when the kernel returns; then the
+        # attention output (and its logsumexp) beside q, k, v
+        qkv, bias32, y = (c + 2 * kvd) * n * e, 4 * h * t * t, n * c * e
+        build = qkv + 4 * t + bias32 + (t * t if args.causal else 0)
+        dense_live = transient_peak(n * c * e, before=[build, qkv + bias32 + (h * t * t * e if e != 4 else 0),
+                                                       qkv + h * t * t * e + y + b * h * t * STAT_BYTES],
+                                    after=[qkv + y])
     flops = weights + dense_core
     bwd = backward + sympy.Rational(5, 2) * dense_core
     if args.dropout > 0:
@@ -230,7 +239,7 @@ def _softmax_cost(args, x, c, kvd, proj, ctx):
         # compute dtype) instead of a log-sum-exp; an additive bias is not kept.
         bwd = backward + 2 * dense_core
         dense_saved = heads_bytes + 3 * b * h * t * t * e + rope
-    saved, work = dense_saved, dense_work
+    saved, work, live = dense_saved, dense_work, dense_live
     keys = t
     cache = t
     if args.window is not None:
@@ -250,11 +259,13 @@ def _softmax_cost(args, x, c, kvd, proj, ctx):
         bwd = _pick(t, w, bwd, backward + 2 * band)
         saved = _pick(t, w, saved, band_saved)
         work = _pick(t, w, work, band_work)
+        if live is not None:
+            live = _pick(t, w, live, band_work)
         keys = min_dim(t, w + 1)
         cache = min_dim(t, w)
     step = 2 * matmul(b, c, c) + 2 * matmul(b, c, kvd) + 2 * matmul(b, c, keys)
     return LayerCost(flops=flops, backward_flops=bwd, input_grad_flops=input_grad,
-                     saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work,
+                     saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, live_workspace_bytes=live,
                      step_flops=step, state_bytes=2 * b * kvd * cache * e, has_weights=True)
 
 
@@ -311,10 +322,18 @@ def _linformer_cost(args, x, c, kvd, proj, ctx):
     core = 2 * matmul(n, c, p)
     weights = proj["q"] + proj["kv"] + proj["o"]
     saved = (2 * n * c + 2 * n * kvd + 2 * b * p * kvd) * e + b * h * t * STAT_BYTES
+    # q, k, v; each einsum copies its operand (B, T, kvd) for bmm, and K' (V')
+    # replaces K (V); then the attention output (and its logsumexp) beside q, K', V'
+    q_kv = (n * c + 2 * b * p * kvd) * e
+    live = transient_peak(n * c * e, before=[(n * c + 3 * n * kvd + b * p * kvd) * e,
+                                             (n * c + 2 * n * kvd + 2 * b * p * kvd) * e,
+                                             q_kv + n * c * e + b * h * t * STAT_BYTES],
+                          after=[q_kv + n * c * e])
     return LayerCost(flops=weights + eproj + core,
                      backward_flops=weights + proj["o"] + 2 * eproj + sympy.Rational(5, 2) * core,
                      input_grad_flops=(proj["q"] + proj["kv"],), saves_inputs=(True,), saved_bytes=saved,
-                     workspace_bytes=(3 * n * c + 2 * n * kvd + 2 * b * p * kvd) * e, has_weights=True)
+                     workspace_bytes=(3 * n * c + 2 * n * kvd + 2 * b * p * kvd) * e,
+                     live_workspace_bytes=live, has_weights=True)
 
 
 def _segment_attention_cost(args, x, c, kvd, ctx):
@@ -449,7 +468,7 @@ class CrossAttention(Layer):
         return LayerCost(flops=2 * q + kv + core,
                          backward_flops=2 * q + kv + q + sympy.Rational(5, 2) * core,
                          input_grad_flops=(q, kv), saves_inputs=(True, True), saved_bytes=saved,
-                         workspace_bytes=(3 * b * t * c + 2 * b * s * kvd) * e,
+                         workspace_bytes=(2 * b * t * c + 2 * b * s * kvd) * e,   # q, k, v, attention output
                          step_flops=2 * matmul(b, c, c) + 2 * matmul(b, c, s),
                          state_bytes=2 * b * s * kvd * e, has_weights=True)
 

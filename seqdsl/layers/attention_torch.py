@@ -156,18 +156,30 @@ class Attention(nn.Module):
         elif self.window is not None and t > self.window:
             y = self._windowed(q, k, v)
         elif self.pos == "alibi":
-            i = torch.arange(t, device=x.device)
-            dist = (i[:, None] - i[None, :]).to(q.dtype)
-            bias = -self.slopes.to(q.dtype)[:, None, None] * (dist if self.causal else dist.abs())
-            if self.causal:
-                bias = bias.masked_fill(dist < 0, float("-inf"))
-            # (1, H, T, T): a 4-D bias keeps the CPU on the fused kernel (3-D falls to math)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None], dropout_p=drop,
+            # (1, H, T, T): a 4-D bias keeps the CPU on the fused kernel (3-D falls to math);
+            # passed as a temporary, so inference frees it as soon as the kernel returns
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self._alibi(t, q)[None], dropout_p=drop,
                                                enable_gqa=self.kvh != self.h)
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=drop,
                                                enable_gqa=self.kvh != self.h)
         return self.o(merge_heads(y))
+
+    def _alibi(self, t, q):
+        """The (H, T, T) ALiBi bias -slope_h·|i - j| (causal: keys after the query
+        -inf), written into one (H, T, T) tensor in place: j - i from positions
+        in float32 or wider (exact), times the slopes, then cast to q's dtype
+        (bf16/fp16: one rounding); causal masking needs a (T, T) bool."""
+        dtype = torch.promote_types(q.dtype, torch.float32)
+        pos = torch.arange(t, device=q.device, dtype=dtype)
+        h = self.slopes.shape[0]
+        bias = pos.expand(h, 1, t) - pos[:, None].expand(h, t, 1)        # j - i
+        slopes = self.slopes.to(dtype)[:, None, None]
+        if self.causal:
+            bias.mul_(slopes).masked_fill_(pos[None, :] > pos[:, None], float("-inf"))
+        else:
+            bias.abs_().mul_(-slopes)
+        return bias.to(q.dtype)
 
     def _linear_kind(self, q, k, v, state):
         if self.kind == "linear":
