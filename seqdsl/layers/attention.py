@@ -300,15 +300,32 @@ def _linear_attention_cost(args, x, c, proj, ctx):
         # chunk states S, the numerator/denominator
         saved += (2 * bh * tp * m + 2 * bh * tp * dv + bh * tp * CHUNK + bh * nc * m * dv) * e
         work = (4 * bh * tp * m + 2 * bh * tp * dv + bh * tp * CHUNK + 2 * bh * nc * m * dv + 3 * n * c) * e
+        # alive at once: q, k, v, phi(Q), phi(K) and V's ones column throughout; the
+        # dense (padded) phi chunks and V'; the raw and masked chunk scores, then
+        # the masked scores with the intra-chunk, state and sum terms; after the
+        # kernel, q, k, v, phi(Q), phi(K) and the merged heads beside the output
+        base = (3 * n * c + 2 * bh * t * m + bh * t) * e
+        # phi(Q), phi(K) are copied dense unless they already are (FAVOR+'s maps) and T
+        # needs no padding; V' is (padded or not) one tensor. padded: 1 if tp > T, else 0
+        padded = sympy.Min(1, tp - t) if as_int(t) is None else int(as_int(tp) > as_int(t))
+        copies = 1 if args.kind == "linear" else padded
+        chunks = (2 * bh * tp * m * copies + bh * tp * dv) * e
+        score, states = bh * tp * CHUNK * e, bh * nc * m * dv * e
+        live = transient_peak(n * c * e, before=[
+            base + chunks + 2 * score,
+            base + chunks + score + 3 * bh * tp * dv * e + 2 * states,
+            base + chunks + score + 2 * bh * tp * dv * e + 2 * states + n * c * e],
+            after=[(3 * n * c + 2 * bh * t * m + n * c) * e])
     else:
         core = 2 * matmul(bh * t, m, dv)
         saved += (2 * bh * t * m + 2 * bh * t * dv + bh * m * dv) * e
         work = (2 * bh * t * m + 2 * bh * t * dv + bh * m * dv + 3 * n * c) * e
+        live = None
     step = 4 * matmul(b, c, c) + 2 * matmul(bh, dh, m) * (1 if args.kind == "performer" else 0) \
         + 2 * matmul(bh, m, dv)
     return LayerCost(flops=weights + feat + core, backward_flops=weights + proj["o"] + feat + 2 * core,
                      input_grad_flops=(proj["q"] + proj["kv"],), saves_inputs=(True,),
-                     saved_bytes=saved, workspace_bytes=work, step_flops=step,
+                     saved_bytes=saved, workspace_bytes=work, live_workspace_bytes=live, step_flops=step,
                      state_bytes=bh * m * dv * e, has_weights=True)
 
 

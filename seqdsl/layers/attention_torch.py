@@ -54,6 +54,8 @@ def linear_attention(q, k, v, causal: bool, chunk: int = 64):
         pad = nc * chunk - t
         if pad:
             q, k, vp = (F.pad(z, (0, 0, 0, pad)) for z in (q, k, vp))
+        else:   # one dense copy each (F.pad makes it above): every product would copy a strided chunk view
+            q, k = q.contiguous(), k.contiguous()
         qc = q.view(b, h, nc, chunk, m)                        # (B, H, nc, c, m)
         kc = k.view(b, h, nc, chunk, m)
         vc = vp.view(b, h, nc, chunk, vp.shape[-1])
