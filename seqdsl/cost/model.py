@@ -134,6 +134,17 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     # ---- training: tensors autograd saves, each storage once; model inputs excluded
     saved_roots: set[str] = set()
     internal = []
+    entries: dict[str, tuple] = {}       # segments path -> (scope, entry value name)
+    entry_saved: set = set()
+    nodes_by_seg: dict[str, Node] = {}   # segments path -> its first node
+    for n in nodes:
+        seg = n.node.segments_scope()
+        if seg is not None and seg.path not in entries:
+            # the first source of the group's first node that is not in the group
+            members = {m.node.name for m in nodes
+                       if m.node.segments_scope() is not None and m.node.segments_scope().path == seg.path}
+            entries[seg.path] = (seg, next(s for s in n.node.sources if s not in members))
+            nodes_by_seg[seg.path] = n.node
     for n in nodes:
         if not n.in_backward:
             continue
@@ -144,12 +155,26 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
         if n.cost.saves_output and not n.cost.output_is_view:
             saved_roots.add(root[n.node.name])
         for port, src in enumerate(n.node.sources):
-            if port < len(n.cost.saves_inputs) and n.cost.saves_inputs[port]:
+            saves = (port < len(n.cost.saves_inputs) and n.cost.saves_inputs[port]) or \
+                (port < len(n.cost.saves_inputs_if_grad) and n.cost.saves_inputs_if_grad[port]
+                 and by_name[src].needs_grad)
+            if not saves:
+                continue
+            entry = _segments_entry(n.node, entries)
+            if entry is not None and entry[1] == src:
+                entry_saved.add((entry, root[src]))
+            else:
                 saved_roots.add(root[src])
-            if port < len(n.cost.saves_inputs_if_grad) and n.cost.saves_inputs_if_grad[port] \
-                    and by_name[src].needs_grad:
-                saved_roots.add(root[src])
-    saved_roots -= {n.node.name for n in nodes if n.node.kind == "input"}
+    inputs = {n.node.name for n in nodes if n.node.kind == "input"}
+    # A segments group over several pieces runs on a copy of each piece of its
+    # entry value (docs/lowering.md): the layers save those copies (the value's
+    # bytes in all), and the value itself only when one piece is the whole of it.
+    for (seg, _), r in sorted(entry_saved, key=str):
+        several = _several_pieces(seg, nodes_by_seg[seg.path])
+        internal.append(size[r] * several)
+        if r not in inputs and r not in saved_roots:
+            internal.append(size[r] * (1 - several))
+    saved_roots -= inputs
     activation_bytes = _expanded([*internal, *[size[r] for r in sorted(saved_roots)]], memo)
 
     # ---- inference: live storages along the graph (free after the last consumer)
@@ -214,6 +239,19 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     return ModelCost(model, dtype, elem, nodes, model.params, flops_forward, flops_train,
                      activation_bytes, inference_peak, flops_per_token, state_bytes,
                      depth, blocker, input_bytes, limits)
+
+
+def _segments_entry(node: Node, entries: dict):
+    """(scope, entry value) of the segments group `node` runs in, or None."""
+    seg = node.segments_scope()
+    return None if seg is None else entries[seg.path]
+
+
+def _several_pieces(seg, first: Node):
+    """1 when the group's input of T steps is cut into more than one piece
+    (T > length), else 0: Min(1, ceil(T/length) - 1)."""
+    t = first.inputs[0].dims[1]
+    return sympy.Min(ONE, ceil_div(t, dict(seg.args)["length"]) - 1)
 
 
 def _expanded(terms, memo: dict):

@@ -396,6 +396,18 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         saved = (b * mem_rows * c + 2 * b * klen * kvd + 3 * klen * c + 3 * n * c + b * h * pairs) * e + pairs
         work = (b * seg_klen * c + 2 * b * seg_klen * kvd + 2 * seg_klen * c + 3 * b * seg_len * c
                 + 2 * b * h * seg_len * seg_klen) * e + held
+        # alive at once (one segment, docs/lowering.md): q, k, v and r throughout;
+        # AC with q + u and the copies its product reads, then BD's the same way,
+        # then BD's shifted (padded) copy beside AC and BD; then the scores (BD
+        # added in place) with their probabilities and the bool masks; then the
+        # probabilities with v's copy and the result
+        qkv = (b * seg_len * c + 2 * b * seg_klen * kvd) * e
+        r, scores = seg_klen * c * e, b * h * seg_len * seg_klen * e
+        operands = (2 * b * seg_len * c + b * seg_klen * c) * e
+        phases = [qkv + r + operands + scores, qkv + r + 2 * scores + operands,
+                  qkv + r + 2 * scores + b * h * seg_len * (seg_klen + 1) * e,
+                  qkv + 2 * scores + 2 * seg_len * seg_klen,
+                  qkv + scores + (b * seg_klen * kvd + b * seg_len * c) * e]
         step += 3 * matmul(b, c, step_keys) + matmul(1, c, c)
         if args.dropout > 0:      # training: the dropped probabilities and the mask too
             saved += 2 * b * h * pairs * e
@@ -405,6 +417,7 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         backward = weights + q + sympy.Rational(5, 2) * core
         saved = (b * mem_rows * c + 2 * b * klen * kvd + 2 * n * c + pairs) * e + b * h * t * STAT_BYTES
         work = (b * seg_klen * c + 2 * b * seg_klen * kvd + 3 * b * seg_len * c + seg_len * seg_klen) * e + held
+        phases = [work - held]
         step += 2 * matmul(b, c, step_keys)
         if args.dropout > 0:
             # training with dropout: SDPA's math path (see _softmax_cost): backward 2x,
@@ -414,8 +427,14 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
     # The input gradient reaches k/v only through the segment's own rows: the
     # memory rows are projected from detached activations (no gradient through them).
     input_grad = q + 2 * matmul(n, c, kvd)
+    # Inside segments the pieces' outputs are held until they are concatenated
+    # into the output: after the last segment only they are left beside it.
+    # Outside, q, k, v and the merged heads are left beside the output.
+    out_bytes = n * c * e
+    after = held if ctx.segments is not None else (b * seg_len * c + 2 * b * seg_klen * kvd + n * c) * e
+    live = transient_peak(out_bytes, before=[p + held for p in phases], after=[after])
     return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(input_grad,),
-                     saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work,
+                     saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, live_workspace_bytes=live,
                      step_flops=step, state_bytes=state, has_weights=True)
 
 

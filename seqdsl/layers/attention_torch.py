@@ -233,20 +233,26 @@ class Attention(nn.Module):
 
     def _relative(self, q, k, v, mask):
         """Transformer-XL: q (B,H,Tq,dh), k/v (B,H,Tk,dh) with the memory first."""
-        tq, tk = q.shape[2], k.shape[2]
-        r = self.r_proj(sinusoid(tk, self.c, q.device, q.dtype).flip(0))   # positions tk-1 .. 0
-        r = r.view(tk, self.h, self.dh).transpose(0, 1)                     # (H, Tk, dh)
-        ac = (q + self.u[:, None].to(q.dtype)) @ k.transpose(-2, -1)
-        bd = rel_shift((q + self.v_bias[:, None].to(q.dtype)) @ r.transpose(-2, -1))
-        scores = (ac + bd) / math.sqrt(self.dh)
-        if mask is None:
-            mask = _seg_mask(tq, tk - tq, True, q.device) if self.causal else None
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        probs = scores.softmax(-1)
+        probs = self._relative_scores(q, k, mask).softmax(-1)   # the scores are freed here
         if self._drop():
             probs = F.dropout(probs, self._drop())
         return probs @ v
+
+    def _relative_scores(self, q, k, mask):
+        """(AC + BD) / sqrt(dh), masked, in one (B, H, Tq, Tk) tensor: BD and the
+        scaling and masking are applied in place (autograd keeps none of the
+        overwritten values), so BD's product and shifted copy are freed at once."""
+        tq, tk = q.shape[2], k.shape[2]
+        r = self.r_proj(sinusoid(tk, self.c, q.device, q.dtype).flip(0))   # positions tk-1 .. 0
+        r = r.view(tk, self.h, self.dh).transpose(0, 1)                     # (H, Tk, dh)
+        scores = (q + self.u[:, None].to(q.dtype)) @ k.transpose(-2, -1)   # AC
+        scores += rel_shift((q + self.v_bias[:, None].to(q.dtype)) @ r.transpose(-2, -1))   # BD
+        scores /= math.sqrt(self.dh)
+        if mask is None:
+            mask = _seg_mask(tq, tk - tq, True, q.device) if self.causal else None
+        if mask is not None:
+            scores.masked_fill_(~mask, float("-inf"))
+        return scores
 
     def _segment(self, x, q, k, v, state):
         """One (piece of a) segment with per-layer memory: `mem` holds the last M
