@@ -51,8 +51,10 @@ class Norm(Layer):
                              workspace_bytes=n * c * STAT_BYTES * (2 if upcast else 1),
                              saved_bytes=n * c * STAT_BYTES,
                              saved_if_input_grad=(n * STAT_BYTES + (n * c * STAT_BYTES if upcast else 0),))
-        extra = 2 * n * e if self.kind == "layernorm" else 4 * c * STAT_BYTES
-        return LayerCost(saves_inputs=(True,), saved_bytes=extra, has_weights=True)
+        if self.kind == "layernorm":     # aten.native_layer_norm writes mean and rstd beside the output
+            return LayerCost(saves_inputs=(True,), saved_bytes=2 * n * e, workspace_bytes=2 * n * e,
+                             has_weights=True)
+        return LayerCost(saves_inputs=(True,), saved_bytes=4 * c * STAT_BYTES, has_weights=True)
 
     def module(self, node, memory):
         cls = {"batchnorm": "BatchNorm", "layernorm": "nn.LayerNorm", "rmsnorm": "nn.RMSNorm"}[self.kind]
