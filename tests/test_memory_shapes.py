@@ -58,3 +58,15 @@ def test_rmsnorm_saves_its_input_only_when_it_needs_a_gradient():
     # linear's output), rstd per row and x·rstd
     assert est["first"] == rows * 8 * 4
     assert est["after"] == rows * 8 * 4 + rows * 4 + rows * 8 * 4
+
+
+def test_segments_stack_within_one_segment_and_across_several():
+    """A segments group no longer than one segment has no memory keys: the
+    live set was 1.44x measured at T = 6 < length (every key counted with a
+    full memory). Two groups, residuals inside, the entry a layer's output."""
+    text = ("model m {\n    input x: float[B, T, 16]\n    y = x -> linear(16)\n"
+            "        -> segments(length=8, memory=8) { residual { layernorm -> attention(2, causal=true) }\n"
+            "               -> residual { layernorm -> mlp(32) } }\n"
+            "        -> segments(length=5, memory=0) { attention(2, causal=true) }\n    output y\n}\n")
+    report = verify(seqdsl.parse(text, "<segments>").model(), seq=[{"T": 6}, {"T": 33}], batch=2)
+    assert report.ok, "\n".join(f"{r.figure} at {r.seq}: ratio {r.ratio}" for r in report.failed)

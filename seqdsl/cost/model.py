@@ -134,17 +134,8 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     # ---- training: tensors autograd saves, each storage once; model inputs excluded
     saved_roots: set[str] = set()
     internal = []
-    entries: dict[str, tuple] = {}       # segments path -> (scope, entry value name)
     entry_saved: set = set()
-    nodes_by_seg: dict[str, Node] = {}   # segments path -> its first node
-    for n in nodes:
-        seg = n.node.segments_scope()
-        if seg is not None and seg.path not in entries:
-            # the first source of the group's first node that is not in the group
-            members = {m.node.name for m in nodes
-                       if m.node.segments_scope() is not None and m.node.segments_scope().path == seg.path}
-            entries[seg.path] = (seg, next(s for s in n.node.sources if s not in members))
-            nodes_by_seg[seg.path] = n.node
+    entries, nodes_by_seg = _segments_entries(nodes)
     for n in nodes:
         if not n.in_backward:
             continue
@@ -239,6 +230,24 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     return ModelCost(model, dtype, elem, nodes, model.params, flops_forward, flops_train,
                      activation_bytes, inference_peak, flops_per_token, state_bytes,
                      depth, blocker, input_bytes, limits)
+
+
+def _segments_entries(nodes: list[NodeCost]) -> tuple[dict, dict]:
+    """Per segments group (by path): (scope, entry value) — the first source of
+    its first node that is not in the group, the value the emitted module cuts
+    into pieces (backend/seqmodel.py) — and its first node."""
+    members: dict[str, set] = {}
+    first: dict[str, Node] = {}
+    for n in nodes:
+        seg = n.node.segments_scope()
+        if seg is not None:
+            members.setdefault(seg.path, set()).add(n.node.name)
+            first.setdefault(seg.path, n.node)
+    entries = {}
+    for path, node in first.items():
+        seg = node.segments_scope()
+        entries[path] = (seg, next(s for s in node.sources if s not in members[path]))
+    return entries, first
 
 
 def _segments_entry(node: Node, entries: dict):

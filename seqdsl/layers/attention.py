@@ -373,7 +373,10 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         # inference frees each segment's temporaries before the next: one segment's
         # worth, plus the segment outputs held until they are concatenated
         seg_len = min_dim(t, length)
-        seg_klen = seg_len + memory
+        # keys of the widest segment: the memory is what earlier segments left (none
+        # when one segment is the whole input)
+        seg_klen = seg_len + (sympy.Min(memory, t - seg_len) if as_int(t) is None
+                              else min(memory, as_int(t) - as_int(seg_len)))
         held = n * c * e
     else:
         pairs, klen = t * t, t
