@@ -143,6 +143,9 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
             saved_roots.add(root[n.node.name])
         for port, src in enumerate(n.node.sources):
             if port < len(n.cost.saves_inputs) and n.cost.saves_inputs[port]:
+                if n.cost.saves_for_other and not any(
+                        by_name[s].needs_grad for p, s in enumerate(n.node.sources) if p != port):
+                    continue
                 saved_roots.add(root[src])
     saved_roots -= {n.node.name for n in nodes if n.node.kind == "input"}
     activation_bytes = _expanded([*internal, *[size[r] for r in sorted(saved_roots)]], memo)
@@ -160,7 +163,8 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     for i, n in enumerate(nodes):
         for src in n.node.sources:
             last_use[root[src]] = i
-    keep = {root[model.values[o]] for o in model.outputs}
+    # outputs stay live, and so do the inputs: the caller holds them all along
+    keep = {root[model.values[o]] for o in model.outputs} | {n.node.name for n in nodes if n.node.kind == "input"}
     live: dict[str, object] = {}
     peaks = []
     for i, n in enumerate(nodes):

@@ -213,9 +213,13 @@ class _ToAst(Transformer):
                                      self._span(children)))
 
     def bind_stmt(self, children):
-        name, source, *stages = self._nodes(children)
+        nodes = self._nodes(children)
+        names = [c for c in nodes if type(c) is Token]   # the targets, then the source; stages are nodes
+        (name, *more), source = names[:-1], names[-1]
+        stages = nodes[len(names):]
         return self._count(ast.Bind(str(name), ast.Name(str(source), self._tok_span(source)), tuple(stages),
-                                    self._span(children)))
+                                    self._span(children),
+                                    tuple(ast.Name(str(n), self._tok_span(n)) for n in more)))
 
     def output_stmt(self, children):
         names = self._nodes(children)

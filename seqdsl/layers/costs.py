@@ -38,6 +38,8 @@ class LayerCost:
     input_grad_flops: tuple = ()         # extra backward work per input port, only if that input needs a grad
     saved_bytes: object = ZERO           # saved for backward, other than the inputs/output themselves
     saves_inputs: tuple = ()             # per input port: autograd keeps that tensor
+    saves_for_other: bool = False        # ... only while another input needs a gradient (a product
+                                         # keeps each factor for the other factor's gradient)
     saves_output: bool = False           # autograd keeps the output tensor
     output_is_view: bool = False         # output shares the input's storage (no new memory)
     inference_view: bool = False         # ... in an inference (eval, no_grad) pass: dropout is identity
