@@ -226,9 +226,10 @@ class _ModelBuilder:
         arg = stage.args[0]
         value = self.eval(arg.value, env, "arg")
         if not isinstance(value, Ref):
-            shown = value if isinstance(value, str) else _describe(value)
-            raise error(f"unknown name '{shown}': add( ) must name a value bound earlier in the model",
-                        arg.span, help=suggest(str(value), self.values) if isinstance(value, str) else None)
+            message = (f"unknown name '{value}': add( ) must name a value bound earlier in the model"
+                       if isinstance(value, str) else
+                       f"add( ) must name a value bound earlier in the model, got {_describe(value)}")
+            raise error(message, arg.span, help=suggest(str(value), self.values) if isinstance(value, str) else None)
         if any(s.kind == "segments" for s in scope):
             raise error("add cannot combine values inside segments(...): the body runs segment by segment, "
                         "the other value is whole", stage.span,
@@ -557,9 +558,10 @@ class _ModelBuilder:
             if value is None:
                 continue
             if not isinstance(value, Ref):
-                shown = value if isinstance(value, str) else _describe(value)
-                raise error(f"unknown name '{shown}': {key}= must name a value bound earlier in the model",
-                            spans[key], help=suggest(str(value), self.values) if isinstance(value, str) else None)
+                message = (f"unknown name '{value}': {key}= must name a value bound earlier in the model"
+                           if isinstance(value, str) else
+                           f"{key}= must name a value bound earlier in the model, got {_describe(value)}")
+                raise error(message, spans[key], help=suggest(str(value), self.values) if isinstance(value, str) else None)
             sources.append(self.values[value.name][0])
             inputs.append(self.values[value.name][1])
         in_segments = any(s.kind == "segments" for s in scope)
