@@ -686,7 +686,7 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
         hint = f"'{token}' is a keyword"
     elif token is not None and str(token) == "//":
         hint = "comments start with '#', not '//'"
-    elif token is not None and expected == ["EQUAL"] and _bare_stage_line(source, line):
+    elif token is not None and set(expected) in _BIND_HEAD and _bare_stage_line(source, line):
         text = source.line(line)
         start = len(text) - len(text.lstrip()) + 1
         word = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text.lstrip()).group()
@@ -694,12 +694,16 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
                      Span(source, line, start, line, start + len(word)),
                      help=f"to continue the pipeline above, write '-> {word}' "
                           "(a stage on a new line starts with '->')")
-    elif token is not None and expected == ["EQUAL"] and _keyword_hint(source.line(line)):
+    elif token is not None and set(expected) in _BIND_HEAD and _keyword_hint(source.line(line)):
         word, start, hint = _keyword_hint(source.line(line))
         return error(f"'{word}' does not start a statement", Span(source, line, start, line, start + len(word)),
                      help=hint)
     return error(message, span, help=hint)
 
+
+# what the parser expects after a statement's first word when it is a bind's
+# first name: `=`, or `,` and another name (`a, b = h -> split(2)`)
+_BIND_HEAD = ({"EQUAL"}, {"COMMA", "EQUAL"})
 
 # words from other languages for a statement keyword
 _KEYWORD_ALIASES = {"return": "output", "returns": "output", "var": "let", "const": "let",
