@@ -204,10 +204,11 @@ class _ModelBuilder:
         if len(st.stages) > 1:
             self._check_expansion(st.stages[:-1])
             x = self.run_stages(st.stages[:-1], x, names[0], (), self.lets, 0, ())
+        key = self.stage_keys(st.stages)[-1]     # `split`, or `split[1]` after another split
         for i, target in enumerate(names):
             part = ast.Call("split", last.args + (ast.Arg("part", ast.Literal(i, last.span), last.span),),
                             last.span, last.name_span)
-            out = self._layer(part, x, f"{target}.split", (), self.lets)
+            out = self._layer(part, x, f"{target}.{key}", (), self.lets)
             parts = self.node_map[out[0]].args.parts
             count = parts if isinstance(parts, int) else len(parts)
             if count != len(names):
