@@ -237,6 +237,15 @@ def layer(kind: str, *args, as_: str | None = None, **kwargs) -> ast.Call:
     return _alias(ast.Call(kind, _args(args, kwargs), None, None), as_)
 
 
+def add(other: Value | str) -> ast.Call:
+    """`add(b)`: the input plus the bound value `other`, of the same shape
+    (not a layer kind: the graph's own add node, docs/language.md)."""
+    if not isinstance(other, (Value, str)):
+        raise BuilderTypeError(f"add takes a Value or a value's name, not {type(other).__name__}")
+    name = other.name if isinstance(other, Value) else other
+    return ast.Call("add", (ast.Arg(None, ast.Name(_name(name, "value"), None), None),), None, None)
+
+
 def call(block: str, *args, as_: str | None = None, **kwargs) -> ast.Call:
     """A block call: `call("frame_stem", 384)`."""
     return _alias(ast.Call(_name(block, "block"), _args(args, kwargs), None, None), as_)
@@ -296,13 +305,19 @@ class ModelBuilder:
         self.statements.append(ast.Input(name, dtype, None, tuple(_dim(d, name) for d in dims), None))
         return Value(name)
 
-    def bind(self, name: str, source: Value | str, *stages) -> Value:
+    def bind(self, name: str | tuple | list, source: Value | str, *stages):
+        """`name = source -> stages`; with several names, `a, b = source ->
+        ... -> split(2)`, which returns one Value per name."""
+        names = [name] if isinstance(name, str) else name
+        if not isinstance(names, (list, tuple)) or not names:
+            raise BuilderTypeError(f"bind: name must be a name or a list of names, not {name!r}")
         if not isinstance(source, (Value, str)):
             raise BuilderTypeError(f"value {name!r}: source must be a Value or a name, not {type(source).__name__}")
         src = source.name if isinstance(source, Value) else source
-        self.statements.append(ast.Bind(_name(name, "value"), ast.Name(_name(src, "value"), None),
-                                        _stages(stages), None))
-        return Value(name)
+        self.statements.append(ast.Bind(_name(names[0], "value"), ast.Name(_name(src, "value"), None),
+                                        _stages(stages), None,
+                                        tuple(ast.Name(_name(n, "value"), None) for n in names[1:])))
+        return Value(name) if isinstance(name, str) else tuple(Value(n) for n in names)
 
     def output(self, *values) -> None:
         names = tuple(ast.Name(_name(v.name if isinstance(v, Value) else v, "output"), None) for v in values)

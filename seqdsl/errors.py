@@ -227,6 +227,7 @@ ABBREVIATIONS = {
     "bn": "batchnorm", "emb": "embed", "embedding": "embed", "ffn": "mlp", "feedforward": "mlp",
     "fc": "linear", "dense": "linear", "swish": "silu", "conv": "conv1d",
     "pos_enc": "posenc", "positional_encoding": "posenc",
+    "cat": "concat", "chunk": "split", "multiply": "mul", "prod": "mul", "plus": "add", "sum": "add",
 }
 
 # Layers and operations people know from other frameworks that the language
@@ -239,10 +240,7 @@ ABSENT_CONCEPTS = {
     "squeeze": "flatten merges the axes after T into the channel axis",
     "prelu": "its rectifiers are relu, squared_relu and hardtanh (clipped)",
     "leaky_relu": "its rectifiers are relu, squared_relu and hardtanh (clipped)",
-    "concat": "cross_attention reads a second bound value", "cat": "cross_attention reads a second bound value",
-    "stack": None, "split": None, "chunk": None,
-    "add": "residual { ... } adds a stage's input to its output",
-    "mul": None, "matmul": None, "einsum": None,
+    "stack": None, "matmul": None, "einsum": None,
     "maxpool": "maxpool1d, maxpool2d and maxpool3d pool windows (as conv1d/2d/3d convolve); spatial_max whole axes",
     "avgpool": "avgpool1d, avgpool2d and avgpool3d pool windows (as conv1d/2d/3d convolve); spatial_mean and "
                "time_mean whole axes",

@@ -242,6 +242,18 @@ HOSTILE = [n for n in HOSTILE if is_identifier(n)]
 
 def _model_text(model, names, variant=0):
     a, b, v1, v2, v3, l1, l2, l3 = names
+    if variant == 2:
+        # combining values: a split bound to two names, mul, add and concat of bound values
+        return f"""
+model {model} {{
+    input {a}: float[B, T, 8]
+    input {b}: float[B, T, 8]
+    {v1}, {l1} = {a} -> linear(16) -> split(2)
+    {l2} = {l1} -> silu
+    {v2} = {v1} -> mul({l2}) -> add({b}) -> concat({a}) as {l3}
+    {v3} = {v2} -> linear(8) -> add({v1})
+    output {v3}, {v1}
+}}"""
     if variant:
         # token ids, a tied head (tie= names an alias), repeat, conv, an RNN
         return f"""
@@ -268,7 +280,7 @@ model {model} {{
 @given(models=st.lists(st.sampled_from(HOSTILE), min_size=2, max_size=2, unique=True),
        names=st.lists(st.lists(st.sampled_from(HOSTILE), min_size=8, max_size=8, unique=True),
                       min_size=2, max_size=2),
-       variants=st.lists(st.integers(0, 1), min_size=2, max_size=2))
+       variants=st.lists(st.integers(0, 2), min_size=2, max_size=2))
 def test_hostile_names_emit_what_build_computes(models, names, variants):
     text = "".join(_model_text(m, n, v) for m, n, v in zip(models, names, variants))
     try:   # a draw the checker refuses cleanly (a value named like an enum word it then stands for,

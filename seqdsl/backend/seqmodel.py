@@ -341,11 +341,21 @@ class SeqModel(nn.Module):
         static = self._static_nodes(context_names)
         sources = {name: srcs for _, name, srcs, _ in self._plan}
         for node in self._graph.nodes:
-            if node.kind in ("input", "add") or node.name in static:
+            if node.kind == "input" or node.name in static:
+                continue
+            aligned = node.kind == "add" or LAYERS[node.kind].aligned_context
+            whole = [s for s in sources.get(node.name, ()) if s in static]
+            if aligned and whole:
+                # add, mul, concat read both values position by position: a chunk
+                # cannot meet a value computed whole from the context inputs
+                raise error(f"{self.spec_name} cannot stream: '{node.name}' ({node.kind}) at line {node.line} "
+                            f"combines a streamed value with '{whole[0]}', computed once from the context inputs",
+                            span=node.span, help="stream every input the combined values come from")
+            if node.kind == "add":
                 continue
             rule = LAYERS[node.kind]
             streamed = [s for s in sources.get(node.name, ())[1:] if s not in static]
-            if rule.context_args() and streamed:
+            if rule.context_args() and streamed and not rule.aligned_context:
                 # a context read whole by every step cannot arrive in chunks
                 raise error(f"{self.spec_name} cannot stream: layer '{node.name}' ({node.kind}) at line "
                             f"{node.line} reads its context from a streamed input",

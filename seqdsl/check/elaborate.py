@@ -20,7 +20,7 @@ from ..lang.syntax import parse_module
 from ..layers import LAYERS
 from ..limits import MAX_DIAGNOSTICS, MAX_FILE_BYTES, MAX_IMPORTS, MAX_NODES
 from .models import _ModelBuilder, _add_new
-from .values import COMBINATORS
+from .values import COMBINATORS, VALUE_STAGES
 
 def read_source(path: str | Path, display: str | None = None, span: Span | None = None) -> SourceFile:
     p = Path(path)
@@ -176,7 +176,7 @@ def _collect_blocks(root: ast.Module, root_dir: Path, root_file: Path | None = N
     while pending:
         module, here, file = pending.pop(0)
         for block in module.blocks:
-            if block.name in LAYERS or block.name in COMBINATORS:
+            if block.name in LAYERS or block.name in COMBINATORS or block.name in VALUE_STAGES:
                 raise error(f"block '{block.name}' has the name of a built-in layer", block.name_span,
                             help="rename the block")
             if block.name in blocks:

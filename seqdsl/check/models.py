@@ -19,7 +19,7 @@ from ..lang import ast
 from ..layers import LAYERS, LayerError
 from ..layers.base import ResidualArgs
 from ..limits import MAX_DIAGNOSTICS, MAX_DIM, MAX_DIM_DEPTH, MAX_LIST, MAX_NESTING, MAX_NODES, MAX_REPEAT
-from .values import COMBINATORS, FUNCTIONS, Word, _binop, _check_magnitude, _describe, _number
+from .values import COMBINATORS, FUNCTIONS, VALUE_STAGES, Word, _binop, _check_magnitude, _describe, _number
 
 @dataclass
 class _LayerContext:
@@ -66,7 +66,7 @@ class _ModelBuilder:
                 elif isinstance(st, ast.Input):
                     total += 1
                 elif isinstance(st, ast.Bind):
-                    total += self._size(st.stages, env, ())
+                    total += self._size(st.stages, env, ()) + len(st.more)
                 if total > MAX_NODES:
                     break
         except SpecError:
@@ -98,7 +98,7 @@ class _ModelBuilder:
                 if not found or not _follows_from(exc, failed):
                     _add_new(found, exc.diagnostics)
                 if hasattr(st, "name"):
-                    failed.add(st.name)
+                    failed.update(getattr(st, "names", (st.name,)))
                 if len(found) >= MAX_DIAGNOSTICS or self.built_before + len(self.node_map) >= MAX_NODES:
                     break
         else:
@@ -165,16 +165,86 @@ class _ModelBuilder:
 
     def _bind(self, st: ast.Bind) -> None:
         self._claim(st.name, st.span)
+        for more in st.more:
+            if more.name in st.names[:st.more.index(more) + 1]:
+                raise error(f"name '{more.name}' is bound twice in one statement", more.span,
+                            help="each part of a split gets its own name")
+            self._claim(more.name, more.span)
         if st.source.name not in self.values:
             hint = suggest(st.source.name, self.values)
             what = "a let constant, not a tensor" if st.source.name in self.lets else "not bound"
             raise error(f"'{st.source.name}' is {what}", st.source.span,
                         help=hint or "a pipeline starts from an input or an earlier bound value")
         x = self.values[st.source.name]
+        if st.more:
+            self._bind_parts(st, x)
+            return
         if st.stages:
             self._check_expansion(st.stages)
             x = self.run_stages(st.stages, x, st.name, (), self.lets, 0, ())
         self.values[st.name] = x
+
+    def _bind_parts(self, st: ast.Bind, x) -> None:
+        """`a, b = h -> ... -> split(2)`: the stages before the split run once
+        (their nodes named after the first name), then one `split` node per
+        name, `part=i`, named `<name>.split`."""
+        names = st.names
+        last = st.stages[-1] if st.stages else None
+        if not (isinstance(last, ast.Call) and last.name == "split"):
+            raise error(f"binding {len(names)} names needs the pipeline to end with split({len(names)})",
+                        last.span if last is not None else st.span,
+                        help=f"{', '.join(names)} = {st.source.name} -> ... -> split({len(names)}): "
+                             "one name per part of the channels")
+        if any(a.key == "part" for a in last.args):
+            raise error("split's part= is set by the names bound: one part each", last.span,
+                        help=f"drop part=, or bind one name: {names[0]} = ... -> split(..., part=0)")
+        if last.alias:
+            raise error("a split that binds several names makes one layer per name: it cannot take `as`",
+                        last.span, help="remove the `as NAME`")
+        if len(st.stages) > 1:
+            self._check_expansion(st.stages[:-1])
+            x = self.run_stages(st.stages[:-1], x, names[0], (), self.lets, 0, ())
+        key = self.stage_keys(st.stages)[-1]     # `split`, or `split[1]` after another split
+        for i, target in enumerate(names):
+            part = ast.Call("split", last.args + (ast.Arg("part", ast.Literal(i, last.span), last.span),),
+                            last.span, last.name_span)
+            out = self._layer(part, x, f"{target}.{key}", (), self.lets)
+            parts = self.node_map[out[0]].args.parts
+            count = parts if isinstance(parts, int) else len(parts)
+            if count != len(names):
+                raise error(f"split makes {count} parts, but {len(names)} names are bound",
+                            last.span, help=f"bind {count} names, or split into {len(names)} parts")
+            self.values[target] = out
+
+    def _add_value(self, stage: ast.Call, x, name, scope, env):
+        """`y = a -> add(b)`: the graph's `add` node (the one a residual
+        makes), a + b, over two values of the same shape."""
+        if stage.alias:
+            raise error("add has no weights to name: it cannot take `as`", stage.span, help="remove the `as NAME`")
+        if len(stage.args) != 1 or stage.args[0].key not in (None, "other"):
+            raise error(f"add takes one value, the one to add, got {len(stage.args)} argument(s)", stage.span,
+                        help="y = a -> add(b); for three values chain them: a -> add(b) -> add(c)")
+        arg = stage.args[0]
+        value = self.eval(arg.value, env, "arg")
+        if not isinstance(value, Ref):
+            message = (f"unknown name '{value}': add( ) must name a value bound earlier in the model"
+                       if isinstance(value, str) else
+                       f"add( ) must name a value bound earlier in the model, got {_describe(value)}")
+            raise error(message, arg.span, help=suggest(str(value), self.values) if isinstance(value, str) else None)
+        if any(s.kind == "segments" for s in scope):
+            raise error("add cannot combine values inside segments(...): the body runs segment by segment, "
+                        "the other value is whole", stage.span,
+                        help="combine the values before or after the segments stage")
+        other = self.values[value.name]
+        tx, to = x[1], other[1]
+        if tx.dtype != "float" or to.dtype != "float" or tx.rank != to.rank or not all(
+                dims_equal(a, b) for a, b in zip(tx.dims, to.dims)):
+            raise error(f"add needs the same shape: the input is {tx}, the other value is {to}", arg.span,
+                        help="no broadcasting: bring both to one shape first (e.g. a linear to the "
+                             "same channels, or embed token ids first)")
+        node = Node(name, "add", None, (tx, to), tx, 0, stage.span, scope, None, (x[0], other[0]))
+        self._add_node(node, (x[0], other[0]))
+        return (name, tx)
 
     # ------------------------------------------------------------ expressions
     def eval(self, e, env: dict, mode: str):
@@ -260,12 +330,14 @@ class _ModelBuilder:
         for stage, key in zip(stages, self.stage_keys(stages)):
             name = f"{prefix}.{key}"
             if isinstance(stage, ast.Call):
-                if stage.name in LAYERS:
+                if stage.name in VALUE_STAGES:
+                    x = self._add_value(stage, x, name, scope, env)
+                elif stage.name in LAYERS:
                     x = self._layer(stage, x, name, scope, env)
                 elif stage.name in self.blocks:
                     x = self._block(stage, x, name, scope, env, depth, stack)
                 else:
-                    candidates = list(LAYERS) + list(self.blocks) + list(COMBINATORS)
+                    candidates = list(LAYERS) + list(self.blocks) + list(COMBINATORS) + list(VALUE_STAGES)
                     raise error(f"unknown layer '{stage.name}'", stage.name_span,
                                 help=absent_concept(stage.name) or suggest(stage.name, candidates)
                                 or "`seqdsl layers` lists the layer kinds (docs/language.md describes them), or define a block")
@@ -487,9 +559,10 @@ class _ModelBuilder:
             if value is None:
                 continue
             if not isinstance(value, Ref):
-                shown = value if isinstance(value, str) else _describe(value)
-                raise error(f"unknown name '{shown}': {key}= must name a value bound earlier in the model",
-                            spans[key], help=suggest(str(value), self.values) if isinstance(value, str) else None)
+                message = (f"unknown name '{value}': {key}= must name a value bound earlier in the model"
+                           if isinstance(value, str) else
+                           f"{key}= must name a value bound earlier in the model, got {_describe(value)}")
+                raise error(message, spans[key], help=suggest(str(value), self.values) if isinstance(value, str) else None)
             sources.append(self.values[value.name][0])
             inputs.append(self.values[value.name][1])
         in_segments = any(s.kind == "segments" for s in scope)

@@ -10,6 +10,8 @@ from ..graph.ir import Ref
 from ..limits import MAX_VALUE
 
 COMBINATORS = ("repeat", "residual", "segments")
+#: Stages that are graph nodes, not layer kinds: `add(b)` (docs/language.md, "Combining values").
+VALUE_STAGES = ("add",)
 FUNCTIONS = ("min", "max", "ceil", "floor")
 
 

@@ -206,6 +206,9 @@ def run_layers(args) -> int:
         return 0
     if args.name in COMBINATORS:
         raise UsageError(f"'{args.name}' is a combinator, not a layer kind: docs/language.md describes it")
+    if args.name == "add":
+        raise UsageError("'add' is not a layer kind: `y = a -> add(b)` is the graph's own add node "
+                         "(docs/language.md, \"Combining values\")")
     if args.name not in LAYERS:
         hint = suggest(args.name, LAYERS)
         raise UsageError(f"unknown layer '{args.name}'; " + (hint or "`seqdsl layers` lists them"))

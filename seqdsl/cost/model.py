@@ -151,6 +151,9 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
             saves = (port < len(n.cost.saves_inputs) and n.cost.saves_inputs[port]) or \
                 (port < len(n.cost.saves_inputs_if_grad) and n.cost.saves_inputs_if_grad[port]
                  and by_name[src].needs_grad)
+            if saves and n.cost.saves_for_other and not any(
+                    by_name[s].needs_grad for p, s in enumerate(n.node.sources) if p != port):
+                saves = False   # a product keeps each factor only for the other factor's gradient
             if not saves:
                 continue
             entry = _segments_entry(n.node, entries)

@@ -122,6 +122,12 @@ class Bind:
     source: Name
     stages: tuple[Stage, ...]
     span: Span
+    more: tuple[Name, ...] = ()      # `x, z = h -> split(2)`: the names after the first
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name the statement binds, in order."""
+        return (self.name,) + tuple(n.name for n in self.more)
 
 
 @dataclass(frozen=True)

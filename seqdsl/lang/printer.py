@@ -247,7 +247,7 @@ class _Printer:
         elif isinstance(st, ast.Output):
             self.emit(indent, "output " + ", ".join(n.name for n in st.names), _end_line(st))
         else:
-            head = f"{st.name} = {st.source.name}"
+            head = f"{', '.join(st.names)} = {st.source.name}"
             line = " -> ".join([head] + [stage_inline(s) for s in st.stages])
             if self.fits(indent, line) and not self.has_comments(st):
                 self.emit(indent, line, _end_line(st))

@@ -213,9 +213,13 @@ class _ToAst(Transformer):
                                      self._span(children)))
 
     def bind_stmt(self, children):
-        name, source, *stages = self._nodes(children)
+        nodes = self._nodes(children)
+        names = [c for c in nodes if type(c) is Token]   # the targets, then the source; stages are nodes
+        (name, *more), source = names[:-1], names[-1]
+        stages = nodes[len(names):]
         return self._count(ast.Bind(str(name), ast.Name(str(source), self._tok_span(source)), tuple(stages),
-                                    self._span(children)))
+                                    self._span(children),
+                                    tuple(ast.Name(str(n), self._tok_span(n)) for n in more)))
 
     def output_stmt(self, children):
         names = self._nodes(children)
@@ -682,7 +686,7 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
         hint = f"'{token}' is a keyword"
     elif token is not None and str(token) == "//":
         hint = "comments start with '#', not '//'"
-    elif token is not None and expected == ["EQUAL"] and _bare_stage_line(source, line):
+    elif token is not None and set(expected) in _BIND_HEAD and _bare_stage_line(source, line):
         text = source.line(line)
         start = len(text) - len(text.lstrip()) + 1
         word = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text.lstrip()).group()
@@ -690,12 +694,16 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
                      Span(source, line, start, line, start + len(word)),
                      help=f"to continue the pipeline above, write '-> {word}' "
                           "(a stage on a new line starts with '->')")
-    elif token is not None and expected == ["EQUAL"] and _keyword_hint(source.line(line)):
+    elif token is not None and set(expected) in _BIND_HEAD and _keyword_hint(source.line(line)):
         word, start, hint = _keyword_hint(source.line(line))
         return error(f"'{word}' does not start a statement", Span(source, line, start, line, start + len(word)),
                      help=hint)
     return error(message, span, help=hint)
 
+
+# what the parser expects after a statement's first word when it is a bind's
+# first name: `=`, or `,` and another name (`a, b = h -> split(2)`)
+_BIND_HEAD = ({"EQUAL"}, {"COMMA", "EQUAL"})
 
 # words from other languages for a statement keyword
 _KEYWORD_ALIASES = {"return": "output", "returns": "output", "var": "let", "const": "let",

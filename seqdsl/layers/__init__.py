@@ -8,6 +8,7 @@ from __future__ import annotations
 from .activation import Activation, Dropout
 from .attention import Attention, CrossAttention
 from .base import Layer, LayerArgs, LayerError
+from .combine import Concat, Mul, Split
 from .conv import Conv
 from .dense import Linear, Mlp, Swiglu
 from .embed import Embed, Posenc
@@ -61,6 +62,9 @@ LAYERS: dict[str, Layer] = {
     "softcap": Activation("softcap"),
     "glu": Activation("glu"),
     "dropout": Dropout(),
+    "mul": Mul(),
+    "concat": Concat(),
+    "split": Split(),
     "attention": Attention(),
     "cross_attention": CrossAttention(),
     "lstm": Recurrent("lstm"),

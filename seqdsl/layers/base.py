@@ -65,6 +65,10 @@ class Layer:
     Args: ClassVar[type[LayerArgs]] = NoArgs
     #: True when output position t depends only on inputs at positions <= t.
     causal_by_default: ClassVar[bool] = True
+    #: True when the values its `context_args` name are read position by
+    #: position with the input (`mul`, `concat`): they stream with it, chunk
+    #: by chunk, instead of being read whole (`cross_attention`).
+    aligned_context: ClassVar[bool] = False
 
     # The kind's reference (`seqdsl layers`, docs/language.md), generated from
     # here so the two cannot drift; tests/test_language_doc.py requires the

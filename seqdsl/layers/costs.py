@@ -40,6 +40,8 @@ class LayerCost:
     saved_if_input_grad: tuple = ()      # per input port: more saved bytes, only if that input needs a grad
     saves_inputs: tuple = ()             # per input port: autograd keeps that tensor
     saves_inputs_if_grad: tuple = ()     # per input port: kept only when that input needs a gradient
+    saves_for_other: bool = False        # ... only while another input needs a gradient (a product
+                                         # keeps each factor for the other factor's gradient)
     saves_output: bool = False           # autograd keeps the output tensor
     output_is_view: bool = False         # output shares the input's storage (no new memory)
     inference_view: bool = False         # ... in an inference (eval, no_grad) pass: dropout is identity
