@@ -120,11 +120,14 @@ class Mlp(Layer):
         act_saves_input = SAVES[args.act] != "output"   # its input or an intermediate
         hidden_tensors = int(act_saves_input) + int(not act_saves_input)
         hidden_tensors += 2 if args.dropout > 0 else (1 if act_saves_input else 0)
+        live_hidden = 3 if SAVES[args.act] == "other" else 2
         return LayerCost(flops=f1 + f2, backward_flops=f1 + 2 * f2, input_grad_flops=(f1,),
                          saves_inputs=(True,), saved_bytes=hidden_tensors * n * h * ctx.elem,
-                         workspace_bytes=2 * n * h * ctx.elem,
-                         # fc1's output and the activation; fc1's is freed before fc2 writes
-                         live_workspace_bytes=transient_peak(n * o * ctx.elem, before=[2 * n * h * ctx.elem],
+                         workspace_bytes=live_hidden * n * h * ctx.elem,
+                         # fc1's output and the activation (squared_relu: and relu's output, all
+                         # alive inside the call); fc1's is freed before fc2 writes
+                         live_workspace_bytes=transient_peak(n * o * ctx.elem,
+                                                             before=[live_hidden * n * h * ctx.elem],
                                                              after=[n * h * ctx.elem]))
 
     def parallel(self, args, inputs, elem):
