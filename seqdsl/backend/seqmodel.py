@@ -20,6 +20,7 @@ from ..errors import SpecError, error, suggest
 from ..check.elaborate import load
 from ..graph.ir import ModelGraph, Program, TensorType
 from ..layers import LAYERS
+from ..layers.loss_torch import compute_loss
 from ..layers.torch_modules import Scope, check_inputs
 from .checks import input_checks
 
@@ -233,6 +234,17 @@ class SeqModel(nn.Module):
         env = dict(zip(self.input_names, inputs))
         return self._run(env, None)
 
+    def loss(self, outputs, targets, target_lengths=None) -> torch.Tensor:
+        """The spec's declared loss (`loss KIND(OUTPUT)`) of forward's `outputs`
+        against `targets` (seqdsl.layers.loss_torch.compute_loss says what each
+        kind takes). A spec without a `loss` statement has none to compute."""
+        spec = self._graph.loss
+        if spec is None:
+            raise ValueError(f"{self.spec_name} declares no loss: add a statement such as "
+                             f"`loss cross_entropy({self.output_names[0]})` to the model")
+        outs = outputs if isinstance(outputs, tuple) else (outputs,)
+        return compute_loss(spec, outs[self.output_names.index(spec.output)], targets, target_lengths)
+
     # ---------------------------------------------------------------- streaming
     def _static_nodes(self, context_names):
         """Nodes computed from context inputs only: run once at init_state."""
@@ -444,6 +456,9 @@ class CompiledSeqModel(nn.Module):
     def stage_modes(self) -> list[str]:
         """How each stage runs ("compiled", "rnn", "segments"), for tests and docs."""
         return [s.mode for s in self._stages]
+
+    def loss(self, *a, **k):
+        return self.model.loss(*a, **k)
 
     def init_state(self, *a, **k):
         return self.model.init_state(*a, **k)
