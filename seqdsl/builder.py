@@ -35,6 +35,7 @@ from .lang import ast
 from .check.elaborate import parse
 from .lang.printer import expr_text, is_identifier, to_seq
 from .layers import LAYERS
+from .layers.loss import LOSSES
 from .limits import MAX_EXPR_DEPTH, MAX_NESTING
 
 
@@ -322,6 +323,16 @@ class ModelBuilder:
     def output(self, *values) -> None:
         names = tuple(ast.Name(_name(v.name if isinstance(v, Value) else v, "output"), None) for v in values)
         self.statements.append(ast.Output(names, None))
+
+    def loss(self, kind: str, of: Value | str | None = None, **options) -> None:
+        """`loss KIND(OF, option=N)`: how the model is trained (`m.loss("cross_entropy",
+        logits)`, `m.loss("ctc", logits, target_len=200)`); `of` may be left out
+        when the model has one output (seqdsl.layers.loss)."""
+        if _name(kind, "loss kind") not in LOSSES:
+            raise BuilderError(f"unknown loss '{kind}'", help=suggest(kind, LOSSES) or "losses: " + ", ".join(LOSSES))
+        args = () if of is None else (ast.Name(_name(of.name if isinstance(of, Value) else of, "output"), None),)
+        call = ast.Call(kind, tuple(ast.Arg(None, a, None) for a in args) + _args((), options), None, None)
+        self.statements.append(ast.Loss(call, None))
 
     def to_ast(self) -> ast.ModelDef:
         model = ast.ModelDef(_name(self.name, "model"), tuple(self.statements), None, None)

@@ -44,7 +44,10 @@ def test_compiled_matches_eager_and_compiles_at_most_twice():
 def test_rnn_specs_compile_stage_by_stage():
     """The runs of nodes between RNN calls are separate full graphs (fullgraph=True
     would raise on a graph break), each compiled once for all lengths; the RNN
-    runs eagerly in between. Train mode adds one graph per stage."""
+    runs eagerly in between, and so do the runs of one-kernel layers (the
+    conv1d before the LSTM; the residual's add and the linear head at the
+    end), which compiling could not speed up. Train mode adds one graph per
+    compiled stage."""
     import torch._dynamo
     from torch._dynamo.utils import counters
     torch._dynamo.reset()
@@ -62,12 +65,12 @@ model m {
     compiled = seqdsl.compile_model(graph, backend="aot_eager", fullgraph=True)
     compiled.load_state_dict(eager.state_dict())
     compiled.eval()
-    assert compiled.stage_modes == ["compiled", "rnn", "compiled", "rnn", "compiled"]
+    assert compiled.stage_modes == ["eager", "rnn", "compiled", "rnn", "eager"]
     with torch.no_grad():
         for t in (7, 13, 21, 30, 41):
             x = torch.randn(2, t, 8)
             assert torch.allclose(compiled(x), eager(x), atol=1e-4, rtol=1e-4)
-    assert counters["stats"]["unique_graphs"] == 3, dict(counters["stats"])
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
     compiled.train()
     eager.train()
     x = torch.randn(2, 9, 8, requires_grad=True)
@@ -76,7 +79,48 @@ model m {
     x.grad = None
     eager(x).square().sum().backward()
     assert torch.allclose(g, x.grad, atol=1e-4, rtol=1e-4)
-    assert counters["stats"]["unique_graphs"] == 6, dict(counters["stats"])
+    assert counters["stats"]["unique_graphs"] == 2, dict(counters["stats"])
+
+
+LSTM_LM = """
+model lstm_lm {
+    input tokens: int[B, T]
+    logits = tokens -> embed(50, 16) as enc -> dropout(0.2) -> lstm(24) -> dropout(0.2) -> lstm(16)
+        -> dropout(0.2) -> linear(50, tie=enc)
+    output logits
+}"""
+
+
+@pytest.mark.parametrize("every, modes, graphs", [
+    (False, ["eager", "rnn", "eager", "rnn", "eager"], 0),
+    (True, ["compiled", "rnn", "compiled", "rnn", "compiled"], 3),
+])
+def test_an_lstm_lm_compiles_nothing_that_gains_nothing(every, modes, graphs):
+    """An LSTM LM is embed, RNN calls and a head: every stage between the RNNs
+    is one kernel, so compiling it traces no graph at all (compile_every_stage
+    restores the old plan, which benchmarks/compile_stages.py compares), in
+    eval and in training, and computes what the eager module does."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    from seqdsl.backend.seqmodel import CompiledSeqModel
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    eager = seqdsl.build(seqdsl.parse(LSTM_LM).model())
+    compiled = CompiledSeqModel(eager, backend="aot_eager", fullgraph=True, compile_every_stage=every)
+    assert compiled.stage_modes == modes
+    eager.eval()
+    with torch.no_grad():
+        for t in (5, 11, 23):
+            x = torch.randint(0, 50, (2, t))
+            assert torch.equal(compiled(x), eager(x)) or torch.allclose(compiled(x), eager(x), atol=1e-5)
+    assert counters["stats"].get("unique_graphs", 0) == graphs, dict(counters["stats"])
+    eager.train()
+    x = torch.randint(0, 50, (2, 9))
+    torch.manual_seed(1)
+    compiled(x).sum().backward()
+    assert all(p.grad is not None for p in eager.parameters())
+    assert counters["stats"].get("unique_graphs", 0) == 2 * graphs, dict(counters["stats"])
 
 
 def test_segments_run_eagerly_between_compiled_stages():
@@ -85,7 +129,8 @@ def test_segments_run_eagerly_between_compiled_stages():
     text = """
 model m {
     input x: float[B, T, 8]
-    y = x -> linear(16) -> segments(length=5, memory=3) { residual { attention(2, causal=true) } } -> linear(4)
+    y = x -> rmsnorm -> linear(16) -> segments(length=5, memory=3) { residual { attention(2, causal=true) } }
+        -> rmsnorm -> linear(4)
     output y
 }"""
     graph = seqdsl.parse(text).model()

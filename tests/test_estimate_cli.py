@@ -185,7 +185,10 @@ def test_optimizer_and_dtype_memory(gpt):
     assert p.weights_bytes == 2 * n and p.optimizer_bytes == 12 * n     # two fp32 moments + master
     assert seqdsl.estimate(gpt, seq=64, optimizer="sgd").points[0].optimizer_bytes == 0
     q = seqdsl.estimate(gpt, seq=64, optimizer="none").points[0]
-    assert q.training_bytes == 2 * q.weights_bytes + q.activation_bytes
+    # no optimizer state: the weights, then the larger of the two phases of a
+    # step (activations where backward starts, gradients where it ends)
+    assert q.training_bytes - q.weights_bytes >= max(q.activation_bytes, q.grads_bytes)
+    assert q.training_bytes < 2 * q.weights_bytes + q.activation_bytes
 
 
 def test_estimating_does_not_import_torch(gpt):

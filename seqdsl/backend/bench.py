@@ -1,7 +1,8 @@
 """`seqdsl bench SPEC --seq ...`: real latency and memory of the built module.
 
 Per length: the median seconds of an inference forward (eval, no_grad) and of
-a training step (forward, backward of sum(outputs), Adam step), each after a
+a training step (forward, backward of the spec's declared loss or else of
+sum(outputs), Adam step), each after a
 warm-up call (which also compiles, with --compile), and the peak bytes of
 both: on the CPU the live-tensor tracker of seqdsl.backend.measure plus the resident
 weights, buffers, inputs and optimizer state; on CUDA
@@ -51,8 +52,10 @@ def _default_loss(out):
     return sum(o.float().sum() for o in outs)
 
 
-def bench_point(module, inputs, reps: int, device: str) -> dict:
-    """forward_s, train_s, peak_bytes (training step), inference_peak_bytes at one length."""
+def bench_point(module, inputs, reps: int, device: str, targets=None) -> dict:
+    """forward_s, train_s, peak_bytes (training step), inference_peak_bytes at one length.
+    With `targets` the training step's loss is the spec's declared one
+    (`module.loss`), otherwise the sum of the outputs."""
     import torch   # lazy: torch
 
     from . import measure   # lazy: torch
@@ -73,7 +76,10 @@ def bench_point(module, inputs, reps: int, device: str) -> dict:
 
     def train_step():
         opt.zero_grad(set_to_none=True)
-        _default_loss(module(*inputs)).backward()
+        out = module(*inputs)
+        value = _default_loss(out) if targets is None else module.loss(out, targets)
+        del out                     # as `loss = model(x).loss`: the outputs go before backward
+        value.backward()
         opt.step()
 
     train_s = _median_seconds(train_step, reps, device)
@@ -110,7 +116,8 @@ def bench(graph, points, batch: int = 1, reps: int = 5, device: str = "cpu", dty
         if progress:
             progress(i, len(points), point)
         xs = measure.example_inputs(graph, env, device=device, dtype=torch_dtype)
-        row = {"seq": point, "batch": batch, **bench_point(module, xs, reps, device)}
+        ys = measure.example_targets(graph, env, device=device, dtype=torch_dtype)
+        row = {"seq": point, "batch": batch, **bench_point(module, xs, reps, device, ys)}
         if predict is not None:
             fwd, train = predict(env)
             row.update(forward_pred_s=fwd, train_pred_s=train, forward_ratio=fwd / row["forward_s"],

@@ -37,7 +37,8 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from ..graph.symbolic import evaluate
 
 __all__ = ["FORMULAS", "LiveTensorTracker", "allocation_peak", "count_flops", "counter", "example_inputs",
-           "forward_and_train_flops", "forward_flops", "inference_live_bytes", "input_env", "params",
+           "example_targets", "forward_and_train_flops", "forward_flops", "inference_live_bytes", "input_env",
+           "params",
            "register", "registered", "saved_bytes", "storage_bytes", "train_flops", "training_pass",
            "unregister"]
 
@@ -362,6 +363,27 @@ def _vocab(graph, input_name: str) -> int:
     """Token ids must index every embedding fed by the input: the smallest vocab."""
     vocabs = [n.args.vocab for n in graph.nodes if n.kind == "embed" and input_name in n.sources]
     return min(vocabs) if vocabs else 2
+
+
+def example_targets(graph, env: dict[str, int], seed: int = 1, device=None, dtype=None):
+    """Targets for the graph's declared loss (None without one), as
+    `SeqModel.loss` takes them: class ids for cross_entropy, a float tensor of
+    the output's shape for mse, labels [B, target_len] that avoid the blank
+    for ctc."""
+    spec = graph.loss
+    if spec is None:
+        return None
+    g = torch.Generator().manual_seed(seed)
+    shape = [int(evaluate(d, env)) for d in graph.outputs[spec.output].dims]
+    if spec.kind == "cross_entropy":
+        t = torch.randint(0, shape[-1], shape[:-1], generator=g)
+    elif spec.kind == "mse":
+        t = torch.randn(shape, generator=g, dtype=dtype or torch.float32)
+    else:
+        blank = spec.option("blank")
+        t = torch.randint(0, shape[-1] - 1, (shape[0], spec.option("target_len")), generator=g)
+        t = t + (t >= blank).long()        # every class but the blank
+    return t.to(device) if device is not None else t
 
 
 def example_inputs(graph, env: dict[str, int], seed: int = 0, device=None, dtype=None) -> list:

@@ -23,6 +23,7 @@ from ..errors import SpecError, error, suggest
 from ..check.elaborate import load
 from ..graph.ir import ModelGraph, Program, TensorType
 from ..layers import LAYERS
+from ..layers.loss_torch import compute_loss
 from ..layers.torch_modules import Scope, check_inputs
 from .checks import input_checks
 from .tp import tp_layout
@@ -328,6 +329,17 @@ class SeqModel(nn.Module):
         env = dict(zip(self.input_names, inputs))
         return self._run(env, None)
 
+    def loss(self, outputs, targets, target_lengths=None) -> torch.Tensor:
+        """The spec's declared loss (`loss KIND(OUTPUT)`) of forward's `outputs`
+        against `targets` (seqdsl.layers.loss_torch.compute_loss says what each
+        kind takes). A spec without a `loss` statement has none to compute."""
+        spec = self._graph.loss
+        if spec is None:
+            raise ValueError(f"{self.spec_name} declares no loss: add a statement such as "
+                             f"`loss cross_entropy({self.output_names[0]})` to the model")
+        outs = outputs if isinstance(outputs, tuple) else (outputs,)
+        return compute_loss(spec, outs[self.output_names.index(spec.output)], targets, target_lengths)
+
     # ---------------------------------------------------------------- streaming
     def _static_nodes(self, context_names):
         """Nodes computed from context inputs only: run once at init_state."""
@@ -439,6 +451,15 @@ def _dynamic_dims(ttype: TensorType, seq_symbols: set) -> list[int]:
 
 
 _RNN_KINDS = ("lstm", "gru", "rnn")
+# Kinds that eager PyTorch runs as one kernel (a GEMM, a convolution, a gather,
+# a norm, one element-wise op) or a few that inductor on the CPU does not fuse
+# further (the GEMM stays an extern call): a stage made of these alone gains
+# nothing from torch.compile but its compile time (an LSTM LM's embed and
+# head: 14.4 s first call against 1.0 s, benchmarks/compile_stages.py), so
+# it runs eagerly. "add" is a residual's sum.
+_ONE_KERNEL_KINDS = frozenset({"embed", "linear", "conv1d", "conv2d", "conv3d", "dropout", "layernorm",
+                               "batchnorm", "relu", "gelu", "silu", "tanh", "sigmoid", "unsqueeze", "flatten",
+                               "time_mean", "time_last", "spatial_mean", "spatial_max", "add"})
 
 
 class _Stage:
@@ -446,6 +467,9 @@ class _Stage:
     as one graph (`compiled`), or a node group run eagerly (`rnn`: dynamo breaks
     the graph around nn.LSTM/GRU/RNN; `segments`: a loop over a data-dependent
     number of segments with growing memory, which would recompile per length).
+
+    A run made only of one-kernel layers (`_ONE_KERNEL_KINDS`) is `eager`:
+    there is nothing for the compiler to fuse.
 
     Each compiled stage traces `_run_nodes` through its own copy of that
     function's code object: dynamo keeps its cache and recompile limit per code
@@ -479,6 +503,8 @@ class _Stage:
         elif self.mode == "rnn":
             kind, name, sources, _ = self.entries[0]
             self.model._exec(env, None, kind, name, sources)
+        elif self.mode == "eager":
+            env.update(zip(self.gives, self._run_nodes(*[env[n] for n in self.needs])))
         else:
             # the caller's own tensors are marked through a view: the mark stays off them
             # (another compiled model fed the same tensor would compile dynamic too)
@@ -493,8 +519,10 @@ class _Stage:
             env.pop(name, None)
 
 
-def plan_stages(model: "SeqModel", **compile_kw) -> list[_Stage]:
-    """Split the model's plan into compiled runs, RNN calls and segments groups."""
+def plan_stages(model: "SeqModel", compile_every_stage: bool = False, **compile_kw) -> list[_Stage]:
+    """Split the model's plan into compiled runs, RNN calls and segments
+    groups; a run of one-kernel layers only runs eagerly unless
+    `compile_every_stage` (for benchmarks/compile_stages.py's comparison)."""
     graph = model._graph
     types = {n.name: n.output for n in graph.nodes}
     seq = set(graph.seq_symbols)
@@ -517,6 +545,9 @@ def plan_stages(model: "SeqModel", **compile_kw) -> list[_Stage]:
     last_use, outputs = model._last_use, set(model._out_nodes)
     stages = []
     for mode, entries, end in groups:
+        if mode == "compiled" and not compile_every_stage and all(
+                kind == "add" or graph.node(name).kind in _ONE_KERNEL_KINDS for kind, name, _, _ in entries):
+            mode = "eager"
         made = {e[1] for e in entries}
         needs = list(dict.fromkeys(s for e in entries for s in e[2] if s not in made))
         gives = [e[1] for e in entries if e[1] in outputs or last_use.get(e[1], -1) > end]
@@ -529,14 +560,17 @@ class CompiledSeqModel(nn.Module):
     """torch.compile for a SeqModel, stage by stage (see `_Stage`): the nodes
     between RNN calls compile to one graph each, with the sequence dims of
     every stage input marked dynamic so one compile serves all lengths; the
-    RNNs (cuDNN/oneDNN kernels) and segments loops run eagerly in between.
-    Without RNNs or segments the whole model is one compiled stage.
+    RNNs (cuDNN/oneDNN kernels) and segments loops run eagerly in between, and
+    so do runs of one-kernel layers (an embed, a head), which compiling would
+    only slow down. Without RNNs or segments the whole model is one compiled
+    stage (or, if it is all one-kernel layers, none).
     """
 
-    def __init__(self, model: SeqModel, backend="inductor", fullgraph=False, **kw):
+    def __init__(self, model: SeqModel, backend="inductor", fullgraph=False, compile_every_stage=False, **kw):
         super().__init__()
         self.model = model
-        self.__dict__["_stages"] = plan_stages(model, backend=backend, fullgraph=fullgraph, **kw)
+        self.__dict__["_stages"] = plan_stages(model, compile_every_stage, backend=backend, fullgraph=fullgraph,
+                                               **kw)
 
     def forward(self, *inputs):
         m = self.model
@@ -552,8 +586,11 @@ class CompiledSeqModel(nn.Module):
 
     @property
     def stage_modes(self) -> list[str]:
-        """How each stage runs ("compiled", "rnn", "segments"), for tests and docs."""
+        """How each stage runs ("compiled", "eager", "rnn", "segments"), for tests and docs."""
         return [s.mode for s in self._stages]
+
+    def loss(self, *a, **k):
+        return self.model.loss(*a, **k)
 
     def init_state(self, *a, **k):
         return self.model.init_state(*a, **k)

@@ -18,6 +18,7 @@ from ..graph.symbolic import dim_symbol, dims_equal, fmt_dim, rounding_depth
 from ..lang import ast
 from ..layers import LAYERS, LayerError
 from ..layers.base import ResidualArgs
+from ..layers.loss import LOSSES, LossSpec, check_loss
 from ..limits import MAX_DIAGNOSTICS, MAX_DIM, MAX_DIM_DEPTH, MAX_LIST, MAX_NESTING, MAX_NODES, MAX_REPEAT
 from .values import COMBINATORS, FUNCTIONS, VALUE_STAGES, Word, _binop, _check_magnitude, _describe, _number
 
@@ -77,7 +78,7 @@ class _ModelBuilder:
         """The model's graph, or a SpecError with every error found in it:
         a refused statement does not stop the check of the ones after it,
         except for errors that only repeat it (a name it failed to bind)."""
-        output_stmt = None
+        output_stmt = loss_stmt = None
         found = []           # diagnostics of refused statements, in order
         failed = set()       # names of refused statements
         for st in self.model.statements:
@@ -94,6 +95,11 @@ class _ModelBuilder:
                         raise error("a model has one output statement", st.span,
                                     help=f"list every output in the one at line {output_stmt.span.line}")
                     output_stmt = st
+                elif isinstance(st, ast.Loss):
+                    if loss_stmt is not None:
+                        raise error("a model has one loss statement", st.span,
+                                    help=f"keep the one at line {loss_stmt.span.line}")
+                    loss_stmt = st
             except SpecError as exc:
                 if not found or not _follows_from(exc, failed):
                     _add_new(found, exc.diagnostics)
@@ -104,6 +110,7 @@ class _ModelBuilder:
         else:
             try:
                 self._check_outputs(output_stmt)
+                loss = self._check_loss(loss_stmt) if loss_stmt is not None else None
             except SpecError as exc:
                 if not found or not _follows_from(exc, failed):
                     found.extend(exc.diagnostics)
@@ -111,7 +118,7 @@ class _ModelBuilder:
             raise SpecError(found[:MAX_DIAGNOSTICS])
         return ModelGraph(self.model.name, self.node_map, self.edges, self.inputs, self.outputs,
                           {k: v[0] for k, v in self.values.items()}, tuple(self.symbols),
-                          self.model.span)
+                          self.model.span, loss)
 
     def _check_outputs(self, output_stmt) -> None:
         if output_stmt is None:
@@ -124,6 +131,43 @@ class _ModelBuilder:
             if name.name in self.outputs:
                 raise error(f"output '{name.name}' is listed twice", name.span)
             self.outputs[name.name] = self.values[name.name][1]
+
+    def _check_loss(self, st: ast.Loss) -> LossSpec:
+        """`loss KIND(OUTPUT, option=N)`: which output, which options (seqdsl.layers.loss)."""
+        call = st.call
+        if call.name not in LOSSES:
+            raise error(f"unknown loss '{call.name}'", call.name_span,
+                        help=suggest(call.name, LOSSES) or "losses: " + ", ".join(LOSSES))
+        positional = [a for a in call.args if a.key is None]
+        if len(positional) > 1:
+            raise error(f"{call.name} takes one positional argument, the output it is computed on",
+                        positional[1].span, help="give options by name, e.g. target_len=200")
+        if positional:
+            named = positional[0].value
+            if not isinstance(named, ast.Name) or named.name not in self.outputs:
+                what = f"'{named.name}'" if isinstance(named, ast.Name) else "this"
+                raise error(f"{what} is not an output of model '{self.model.name}'", positional[0].span,
+                            help=(suggest(named.name, self.outputs) if isinstance(named, ast.Name) else None)
+                            or "outputs: " + ", ".join(self.outputs))
+            output = named.name
+        elif len(self.outputs) == 1:
+            output = next(iter(self.outputs))
+        else:
+            raise error(f"model '{self.model.name}' has {len(self.outputs)} outputs: name the one the loss is on",
+                        call.span, help=f"write {call.name}({next(iter(self.outputs))})")
+        options, spans = {}, {}
+        for arg in call.args:
+            if arg.key is None:
+                continue
+            if arg.key in options:
+                raise error(f"argument '{arg.key}' of {call.name} is given twice", arg.span)
+            options[arg.key] = self.eval(arg.value, self.lets, "let")
+            spans[arg.key] = arg.span
+        try:
+            values = check_loss(call.name, self.outputs[output], options)
+        except LayerError as exc:
+            raise error(exc.message, spans.get(exc.arg, call.span), help=exc.help) from None
+        return LossSpec(call.name, output, values, st.span)
 
     def _claim(self, name: str, span: Span) -> None:
         if name in self.bound_at:

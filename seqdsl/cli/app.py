@@ -195,14 +195,22 @@ def _rewrite_file(path, text: str) -> None:
 
 def cmd_calibrate(args) -> int:
     check_output(args.output, [], suffixes=(".json",))
-    from ..backend.calibrate import calibrate   # lazy: torch
-    profile = calibrate(quick=args.quick)
+    from ..backend.calibrate import measure_machine   # lazy: torch
+    cal = measure_machine(quick=args.quick)
+    profile = cal.profile
     write_atomic(args.output, profile.model_dump_json(indent=2) + "\n")
     print(f"wrote {args.output}: float32 {profile.peak_flops['float32'] / 1e9:.1f} GFLOP/s, "
           f"bfloat16 {profile.peak_flops['bfloat16'] / 1e9:.1f} GFLOP/s, "
           f"bandwidth {profile.bandwidth / 1e9:.1f} GB/s, steps (us, forward/backward) "
           + ", ".join(f"{k} {profile.step_floor(k) * 1e6:.1f}/{profile.step_floor(k + '.backward') * 1e6:.1f}"
                       for k in ("lstm", "gru", "rnn")))
+    print("figure           median per unit   spread  trusted")
+    for name, t in cal.timings.items():
+        unit = "per step" if t.per > 1 else "per call"
+        print(f"{name:<16} {t.median * 1e6:>10.2f} us {unit:<8} {t.spread:>4.0%}   {'no' if t.flags else 'yes'}")
+    for name, flags in cal.untrusted.items():
+        for flag in flags:
+            print(f"untrusted: {name}: {flag}")
     return 0
 
 

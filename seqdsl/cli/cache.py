@@ -36,7 +36,7 @@ from ..errors import UsageError
 from ..graph.exprdata import Unavailable
 from ..limits import MAX_FILE_BYTES
 
-SCHEMA = 1
+SCHEMA = 2   # 2: stream_context, tied_grad_bytes and the loss figure
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
 PACKAGE = Path(__file__).resolve().parent.parent
 PROFILES = PACKAGE / "profiles"

@@ -19,7 +19,7 @@ from . import cache
 from .format import grid, seq_label
 
 JSON_KEYS = ("seq", "batch", "dtype", "flops_forward", "flops_train", "flops_per_token",
-             "weights_bytes", "grads_bytes", "optimizer_bytes", "activation_bytes",
+             "weights_bytes", "grads_bytes", "optimizer_bytes", "activation_bytes", "loss_bytes",
              "training_bytes", "inference_peak_bytes", "state_bytes", "sequential_depth", "warnings")
 LATENCY_KEYS = ("latency_forward_s", "latency_train_s", "latency_per_token_s")   # with --hw
 

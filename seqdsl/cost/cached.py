@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 from ..graph.exprdata import Columns, Encoder, Unavailable, check_nodes, is_row
 
-FIGURES = ("flops_forward", "flops_train", "activation_bytes", "sequential_depth")
+FIGURES = ("flops_forward", "flops_train", "activation_bytes", "sequential_depth", "loss_bytes")
 OPTIONAL_FIGURES = ("flops_per_token", "state_bytes")      # None: the model cannot stream
 ROOFLINE = ("forward", "train", "per_token")
 DEFAULT_SEQ = tuple(2 ** k for k in range(6, 15))
@@ -139,9 +139,16 @@ def forms_entry(model, cost, streaming_blocker: str | None, ops=None, formulas: 
     return {"model": model.name, "params": model.params, "symbols": list(model.symbols),
             "seq_symbols": list(model.seq_symbols), "batch_symbol": model.batch_symbol,
             "dtype": cost.dtype, "elem": cost.elem, "streaming_blocker": streaming_blocker,
-            "stream_context": list(cost.stream_context),
+            "stream_context": list(cost.stream_context), "tied_grad_bytes": int(cost.tied_grad_bytes),
             "nodes": enc.nodes, "figures": figures, "limits": limits, "dims": dims, "layers": layers,
             "roofline": roofline, "formulas": formulas}
+
+
+def peak_of_training(weights: int, optimizer: int, forward_phase: int, gradients: int) -> int:
+    """The training step's peak in bytes (seqdsl.cost.estimate.training_peak
+    says why): weights and optimizer state, plus the larger of what backward
+    starts from and what it ends with."""
+    return weights + optimizer + max(forward_phase, gradients)
 
 
 def layer_where(node) -> str:
@@ -160,7 +167,8 @@ def profile_entry(profile, dtype: str, floors: list[str]) -> dict:
 def check_forms(e) -> None:
     """Refuse (ValueError) forms that are not exactly what forms_entry writes."""
     _keys(e, ("model", "params", "symbols", "seq_symbols", "batch_symbol", "dtype", "elem",
-              "streaming_blocker", "stream_context", "nodes", "figures", "limits", "dims", "layers", "roofline",
+              "streaming_blocker", "stream_context", "tied_grad_bytes", "nodes", "figures", "limits", "dims",
+              "layers", "roofline",
               "formulas"))
     check_nodes(e["nodes"])
     nodes = e["nodes"]
@@ -170,6 +178,8 @@ def check_forms(e) -> None:
     _need(e["batch_symbol"] is None or isinstance(e["batch_symbol"], str), "batch_symbol")
     _need(isinstance(e["dtype"], str) and _opt_str(e["streaming_blocker"]), "dtype")
     _need(_strs(e["stream_context"]), "stream_context")
+    _need(isinstance(e["tied_grad_bytes"], int) and not isinstance(e["tied_grad_bytes"], bool)
+          and e["tied_grad_bytes"] >= 0, "tied_grad_bytes")
     f = e["figures"]
     _keys(f, FIGURES + OPTIONAL_FIGURES + ("inference_peak",))
     _need(all(row(f[k]) for k in FIGURES) and all(f[k] is None or row(f[k]) for k in OPTIONAL_FIGURES)
@@ -272,7 +282,7 @@ def report_from_forms(e: dict, seq, batch: int, optimizer: str, profile: dict | 
 
     def ints(row):
         return [v if v.__class__ is int else whole(v) for v in at.values(row)]
-    fwd, train, act, depth = (ints(f[k]) for k in FIGURES)
+    fwd, train, act, depth, loss = (ints(f[k]) for k in FIGURES)
     token = ints(f["flops_per_token"]) if f["flops_per_token"] is not None else [None] * n
     state = ints(f["state_bytes"]) if f["state_bytes"] is not None else [None] * n
     peak = [max(values) for values in zip(*(ints(p) for p in f["inference_peak"]))]
@@ -293,7 +303,9 @@ def report_from_forms(e: dict, seq, batch: int, optimizer: str, profile: dict | 
     out = [SimpleNamespace(
         seq=points[i], batch=batch, dtype=dtype, flops_forward=fwd[i], flops_train=train[i],
         flops_per_token=token[i], weights_bytes=weights, grads_bytes=weights, optimizer_bytes=opt,
-        activation_bytes=act[i], training_bytes=2 * weights + opt + act[i], inference_peak_bytes=peak[i],
+        activation_bytes=act[i], loss_bytes=loss[i],
+        training_bytes=peak_of_training(weights, opt, act[i] + loss[i], weights + e["tied_grad_bytes"]),
+        inference_peak_bytes=peak[i],
         state_bytes=state[i], sequential_depth=depth[i], warnings=warns[i], latency_forward_s=times[i][0],
         latency_train_s=times[i][1], latency_per_token_s=times[i][2], per_device=None) for i in range(n)]
     blocker = e["streaming_blocker"]

@@ -16,8 +16,9 @@ where two names collide. At least two models in all.
 
 Metrics (closed forms from seqdsl.cost, exact integers, rounded up where
 seqdsl.estimate rounds): flops_forward, flops_train, flops_per_token (one
-generation step at position T), train_memory (weights + gradients + optimizer
-+ saved activations, as `compile --estimate`'s training_bytes),
+generation step at position T), train_memory (a training step's peak: weights
++ optimizer + the larger of saved activations + the declared loss and the
+gradients, as `compile --estimate`'s training_bytes),
 inference_peak, state_bytes (generation state at T), sequential_depth
 (steps on the critical path: the parallelism a length allows); with `--hw PROFILE`, the
 roofline latencies in seconds latency_forward, latency_train,
@@ -56,7 +57,7 @@ from ..check.elaborate import load, split_model_path
 from ..graph.symbolic import compile_expr, dim_symbol
 from ..layers.costs import DTYPE_BYTES
 from .crossover import crossings
-from .estimate import compiled, estimate, optimizer_bytes, parallel_cost
+from .estimate import compiled, estimate, optimizer_bytes, parallel_cost, training_peak
 from .hardware import HardwareProfile, load_profile
 from .lengths import parse_seq
 from .parallel import parse_parallel
@@ -284,8 +285,9 @@ def _metric_expr(graph: ModelGraph, metric: str, batch: int, dtype: str, optimiz
         expr = stages[0] if len(stages) == 1 else sympy.Max(*stages, evaluate=False)
     elif metric == "train_memory":
         weights = graph.params * DTYPE_BYTES[dtype]
-        expr = sympy.ceiling(2 * weights + optimizer_bytes(graph.params, dtype, optimizer)
-                             + c.activation_bytes.xreplace(env))
+        expr = sympy.ceiling(training_peak(weights, optimizer_bytes(graph.params, dtype, optimizer),
+                                           (c.activation_bytes + c.loss_bytes).xreplace(env),
+                                           weights + c.tied_grad_bytes))
     elif metric == "inference_peak":
         # Max built unevaluated from substituted candidates: sympy's pairwise
         # comparison of the candidates costs seconds and decides nothing we need

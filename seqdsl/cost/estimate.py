@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sympy
 from pydantic import BaseModel, ConfigDict
 
 from ..layers.costs import DTYPE_BYTES
-from .cached import DEFAULT_SEQ, OPTIMIZERS, layer_where, max_len_warning, optimizer_bytes, whole as _int
+from .cached import (DEFAULT_SEQ, OPTIMIZERS, layer_where, max_len_warning, optimizer_bytes, peak_of_training,
+                     whole as _int)
 from .model import ModelCost, model_cost
 from ..graph.ir import ModelGraph, Program
 from ..graph.symbolic import compile_columns, compile_expr, compile_shared, fmt_dim, point_columns
@@ -42,7 +44,12 @@ class Point(BaseModel):
     grads_bytes: int
     optimizer_bytes: int
     activation_bytes: int                # saved for backward
-    training_bytes: int                  # weights + grads + optimizer + activations
+    loss_bytes: int                      # the declared loss's working set (0 without a `loss` statement)
+    # the peak of a training step (optimizer state resident, gradients set to
+    # None before it): weights + optimizer + the larger of the two phases,
+    # activations + loss (where backward starts) and gradients (where it ends,
+    # tied weights' extra copies included); `training_peak` says why
+    training_bytes: int
     inference_peak_bytes: int
     state_bytes: int | None              # generation state at this length; None if it cannot stream
     sequential_depth: int
@@ -80,12 +87,13 @@ class CompiledCost:
         self.cost = cost
         figures = [cost.flops_forward, cost.flops_train, cost.activation_bytes, cost.sequential_depth,
                    cost.flops_per_token if cost.flops_per_token is not None else 0,
-                   cost.state_bytes if cost.state_bytes is not None else 0, *cost.inference_peak]
+                   cost.state_bytes if cost.state_bytes is not None else 0, cost.loss_bytes,
+                   *cost.inference_peak]
         self.shared, f = compile_shared(figures, "_cse")
-        self.fwd, self.train, self.act, self.depth, token, state = f[:6]
+        self.fwd, self.train, self.act, self.depth, token, state, self.loss = f[:7]
         self.token = None if cost.flops_per_token is None else token
         self.state = None if cost.state_bytes is None else state
-        self.peaks = f[6:]
+        self.peaks = f[7:]
         self.limits = [(compile_columns(length)[0], max_len, node) for length, max_len, node in cost.limits]
 
     def warnings(self, cols: dict, n: int) -> list[list[str]]:
@@ -293,7 +301,7 @@ def evaluate_points(graph: ModelGraph, cc: CompiledCost, points, batch: int, dty
 
     def ints(fn):
         return [v if v.__class__ is int else _int(v) for v in fn(cols, n)]
-    fwd, train, act, depth = ints(cc.fwd), ints(cc.train), ints(cc.act), ints(cc.depth)
+    fwd, train, act, depth, loss = ints(cc.fwd), ints(cc.train), ints(cc.act), ints(cc.depth), ints(cc.loss)
     token = ints(cc.token) if cc.token is not None else [None] * n
     state = ints(cc.state) if cc.state is not None else [None] * n
     peak = [max(values) for values in zip(*(ints(p) for p in cc.peaks))]
@@ -303,7 +311,8 @@ def evaluate_points(graph: ModelGraph, cc: CompiledCost, points, batch: int, dty
             seq=point, batch=batch, dtype=dtype,
             flops_forward=fwd[i], flops_train=train[i], flops_per_token=token[i],
             weights_bytes=weights, grads_bytes=weights, optimizer_bytes=opt,
-            activation_bytes=act[i], training_bytes=2 * weights + opt + act[i],
+            activation_bytes=act[i], loss_bytes=loss[i],
+            training_bytes=training_peak(weights, opt, act[i] + loss[i], weights + cc.cost.tied_grad_bytes),
             inference_peak_bytes=peak[i], state_bytes=state[i],
             sequential_depth=depth[i], warnings=warns[i], **time))
     blocker = cc.cost.streaming_blocker
@@ -314,6 +323,19 @@ def evaluate_points(graph: ModelGraph, cc: CompiledCost, points, batch: int, dty
                                     streaming=blocker is None, streaming_blocker=why, points=out,
                                     hw=None if profile is None else profile.name,
                                     stream_context=list(cc.cost.stream_context), parallel=None, recompute="none")
+
+
+def training_peak(weights, optimizer, forward_phase, gradients):
+    """The most bytes a training step holds at once (measured against HF GPT-2
+    in tests/test_loss.py): the weights and optimizer state throughout, plus
+    either what backward starts from (`forward_phase`: saved activations and
+    the loss's working set) or what it ends with (`gradients`: every
+    parameter's, tied weights' extra copies included), whichever is larger —
+    the activations are freed as the gradients are made. Works on ints and on
+    sympy expressions (seqdsl.cost.compare)."""
+    if isinstance(forward_phase, int) and isinstance(gradients, int):
+        return peak_of_training(weights, optimizer, forward_phase, gradients)
+    return weights + optimizer + sympy.Max(forward_phase, gradients, evaluate=False)
 
 
 def _model_of(program_or_path, name: str | None) -> ModelGraph:

@@ -19,6 +19,7 @@ from ..graph.ir import ModelGraph, Node, TensorType
 from ..graph.symbolic import ceil_div
 from ..layers import LAYERS
 from ..layers.costs import DTYPE_BYTES, ONE, ZERO, CostContext, LayerCost, tensor_bytes
+from ..layers.loss import loss_bytes as _loss_bytes
 
 # ------------------------------------------------------------------ per node
 @dataclass
@@ -80,6 +81,8 @@ class ModelCost:
     limits: tuple = ()               # (length expr, max_len, layer node): lengths the module refuses
     activation_parts: tuple = ()     # (node name, "internal" | "tensor", bytes): activation_bytes by owner
     stream_context: tuple = ()       # inputs given once when generating (an encoder–decoder's source)
+    loss_bytes: object = ZERO        # the declared loss's training working set (seqdsl.layers.loss)
+    tied_grad_bytes: int = 0         # extra gradient copies of tied weights at the end of backward
 
 
 def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
@@ -237,9 +240,15 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     # learned positions and linformer projections exist for max_len steps only
     limits = tuple((n.node.inputs[0].dims[1], n.node.args.max_len, n.node) for n in nodes
                    if n.node.kind in ("posenc", "attention") and getattr(n.node.args, "max_len", None))
+    loss = ZERO if model.loss is None else _loss_bytes(model.loss, model.outputs[model.loss.output], elem)
+    # A weight used twice (a tied head) gets one gradient per use; autograd holds
+    # the first while the second is computed, then adds them: three copies at
+    # once where an untied weight has one (measured: tests/test_loss.py).
+    tied = sum(2 * n.node.args.out * n.node.inputs[0].channels * elem for n in nodes
+               if n.node.kind == "linear" and n.node.args.tie is not None)
     return ModelCost(model, dtype, elem, nodes, model.params, flops_forward, flops_train,
                      activation_bytes, inference_peak, flops_per_token, state_bytes,
-                     depth, blocker, input_bytes, limits, activation_parts, stream_context)
+                     depth, blocker, input_bytes, limits, activation_parts, stream_context, loss, tied)
 
 
 def _stream_plan(model: ModelGraph, nodes: list[NodeCost]):

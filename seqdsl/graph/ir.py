@@ -90,6 +90,7 @@ class ModelGraph:
     values: dict[str, str]                 # bound value name -> producing node name
     symbols: tuple[str, ...]               # symbolic dims, first-seen order
     span: Span | None = None
+    loss: Any = None                       # seqdsl.layers.loss.LossSpec of a `loss` statement, or None
     _graph: Any = field(default=None, repr=False, compare=False)
 
     @property

@@ -15,6 +15,9 @@ def summary(model: ModelGraph, path: str) -> str:
     lines += [f"    {n:<{width}}  {t}" for n, t in model.inputs.items()]
     lines.append("  outputs:")
     lines += [f"    {n:<{width}}  {t}" for n, t in model.outputs.items()]
+    if model.loss is not None:
+        options = "".join(f", {k}={v}" for k, v in model.loss.options)
+        lines.append(f"  loss: {model.loss.kind}({model.loss.output}{options})")
     kinds = Counter(n.kind for n in model.layers)
     shown = ", ".join(f"{k} {c}" for k, c in kinds.items())
     lines.append(f"  layers: {len(model.layers)}  ({shown})")
@@ -82,7 +85,7 @@ def node_json(node: Node) -> dict:
 
 
 def to_json(model: ModelGraph) -> str:
-    return json.dumps({
+    out = {
         "model": model.name,
         "params": model.params,
         "inputs": {n: str(t) for n, t in model.inputs.items()},
@@ -91,4 +94,7 @@ def to_json(model: ModelGraph) -> str:
         "nodes": [node_json(n) for n in model.nodes],
         "edges": [{"from": s, "to": d, "port": data.get("port", 0)}
                   for s, d, data in model.graph.edges(data=True)],
-    }, indent=2)
+    }
+    if model.loss is not None:   # only when declared: older readers see the keys they knew
+        out["loss"] = {"kind": model.loss.kind, "output": model.loss.output, **dict(model.loss.options)}
+    return json.dumps(out, indent=2)

@@ -136,7 +136,15 @@ class Output:
     span: Span
 
 
-Statement = Union[Let, Input, Bind, Output]
+@dataclass(frozen=True)
+class Loss:
+    """`loss KIND(ARGS)`: the objective the model is trained with."""
+
+    call: Call
+    span: Span
+
+
+Statement = Union[Let, Input, Bind, Output, Loss]
 
 
 # ---------------------------------------------------------------- top level

@@ -246,6 +246,8 @@ class _Printer:
             self.emit(indent, f"input {st.name}: {st.dtype}[{dims}]", _end_line(st))
         elif isinstance(st, ast.Output):
             self.emit(indent, "output " + ", ".join(n.name for n in st.names), _end_line(st))
+        elif isinstance(st, ast.Loss):
+            self.emit(indent, "loss " + stage_inline(st.call), _end_line(st))
         else:
             head = f"{', '.join(st.names)} = {st.source.name}"
             line = " -> ".join([head] + [stage_inline(s) for s in st.stages])

@@ -31,13 +31,13 @@ _GRAMMAR_CANDIDATES = (
 
 KEYWORDS = ("model", "block", "let", "input", "output", "repeat", "residual",
             "segments", "as", "import", "true", "false")
-_STATEMENT_KEYWORDS = {"OUTPUT", "LET", "INPUT", "MODEL", "BLOCK", "IMPORT", "$END"}
+_STATEMENT_KEYWORDS = {"OUTPUT", "LET", "INPUT", "LOSS", "MODEL", "BLOCK", "IMPORT", "$END"}
 
 _TERMINAL_WORDS = {
     "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
     "_NL": "a new line", "_ARROW": "'->'", "LBRACE": "'{'", "RBRACE": "'}'",
     "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','",
-    "EQUAL": "'='", "COLON": "':'", "$END": "end of file", "PLUS": "'+'",
+    "EQUAL": "'='", "COLON": "':'", "LOSS": "'loss'", "$END": "end of file", "PLUS": "'+'",
     "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'", "PERCENT": "'%'",
 }
 
@@ -61,6 +61,9 @@ class _Newlines:
     always_accept = ("_NL",)
 
     def process(self, stream):
+        return _loss_keyword(self._settle(stream))
+
+    def _settle(self, stream):
         depth = 0      # open ( and [: newlines inside do not end anything
         nesting = 0    # open ( [ {
         commas = [None]  # commas seen in each open ( and [, innermost last (None: outside, or a { })
@@ -102,6 +105,26 @@ class _Newlines:
             yield pending
 
 
+def _loss_keyword(tokens):
+    """Retype `loss` as the LOSS keyword where it starts a statement and a
+    name follows (`loss cross_entropy(logits)`). Anywhere else it stays a
+    name, so specs that bind `loss = ...` or call a block `loss` mean what
+    they meant before the statement existed."""
+    prev = None
+    held = None
+    for tok in tokens:
+        if held is not None:
+            yield Token.new_borrow_pos("LOSS", str(held), held) if tok.type == "NAME" else held
+            held = None
+        if tok.type == "NAME" and tok == "loss" and prev in (None, "_NL", "LBRACE"):
+            held = tok
+        else:
+            yield tok
+        prev = tok.type
+    if held is not None:
+        yield held
+
+
 _OPENERS = frozenset({"LPAR", "LSQB", "LBRACE"})
 _CLOSERS = frozenset({"RPAR", "RSQB", "RBRACE"})
 
@@ -133,7 +156,7 @@ class _Seq:
 # Tokens the AST does not keep: punctuation and keywords (kept by the parser
 # only so that every rule knows where it starts and ends).
 _SKIP = frozenset({"LPAR", "RPAR", "LSQB", "RSQB", "LBRACE", "RBRACE", "COMMA", "EQUAL",
-                   "COLON", "_NL", "_ARROW"} | {k.upper() for k in KEYWORDS})
+                   "COLON", "_NL", "_ARROW", "LOSS"} | {k.upper() for k in KEYWORDS})
 
 
 class _ToAst(Transformer):
@@ -224,6 +247,10 @@ class _ToAst(Transformer):
     def output_stmt(self, children):
         names = self._nodes(children)
         return ast.Output(tuple(ast.Name(str(n), self._tok_span(n)) for n in names), self._span(children))
+
+    def loss_stmt(self, children):
+        (call,) = self._nodes(children)
+        return ast.Loss(call, self._span(children))
 
     # -- stages
     def body(self, children):
