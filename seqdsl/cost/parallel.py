@@ -144,7 +144,8 @@ class PerDevice(BaseModel):
     optimizer_bytes: int
     activation_bytes: int             # saved for backward, all micro-batches in flight
     state_bytes: int | None           # inference KV cache / recurrent state of its layers; None: cannot stream
-    peak_bytes: int                   # training: weights + grads + optimizer + gathered + activations
+    peak_bytes: int                   # training: weights + optimizer + gathered + the larger of
+                                      # activations + loss and the gradients (as training_bytes)
     gathered_bytes: int               # ZeRO-3 / FSDP: the largest layer and its gradient gathered whole
     comm_bytes: int                   # sent per training step, all collectives
     comm: dict[str, int]              # sent per training step, by collective
@@ -344,6 +345,10 @@ class ParallelCost:
         self._fns = [{k: compile_expr(getattr(st, k)) for k in
                       ("activation", "state", "tp_bytes", "kv_bytes", "state_handoff", "boundary")}
                      for st in self.stages]
+        # the declared loss works on the last stage's logits, split over the vocabulary (tp) and
+        # the positions (cp); tied weights' extra gradient copies sit with the embedding (stage 0)
+        self._loss = compile_expr(cost.loss_bytes)
+        self._tied = Fraction(cost.tied_grad_bytes) / self.layout.tp
         self.streaming = cost.state_bytes is not None
         self.batch_symbol = model.batch_symbol
         self.states = [self.model_state(s) for s in range(npp)]     # constant in the lengths
@@ -382,9 +387,14 @@ class ParallelCost:
         """Each stage's training peak as a sympy expression of the model's dims
         (batch included): the most loaded device's is their max."""
         out = []
+        last = len(self.stages) - 1
         for s, st in enumerate(self.stages):
             act = sympy.ceiling(sympy.sympify(st.activation) * self.in_flight(s) / self.layout.cp)
-            out.append(sum(self.states[s]) + act)
+            if s == last:
+                act += sympy.ceiling(self.cost.loss_bytes / (self.layout.tp * self.layout.cp))
+            w, g, o, gathered = self.states[s]
+            grads = g + (math.ceil(self._tied) if s == 0 else 0)
+            out.append(w + o + gathered + sympy.Max(act, grads))
         return out
 
     def stage_at(self, s: int, env: dict, depth: int, train_s: float | None,
@@ -425,6 +435,8 @@ class ParallelCost:
         state = math.ceil(Fraction(fn["state"](env))) if self.streaming else None
         w, g, o, gathered = self.states[s]
         a = math.ceil(act)
+        loss = math.ceil(Fraction(self._loss(env)) / (tp * cp)) if s == npp - 1 else 0
+        grads_end = g + (math.ceil(self._tied) if s == 0 else 0)
         compute_s = comm_s = step_s = None
         if profile is not None and train_s is not None:
             bubble = (npp - 1 + m) / m
@@ -432,7 +444,8 @@ class ParallelCost:
             comm_s = comm_seconds(comm_int, lay, profile)
             step_s = compute_s + comm_s
         return PerDevice(stage=s, weights_bytes=w, grads_bytes=g, optimizer_bytes=o, activation_bytes=a,
-                         state_bytes=state, peak_bytes=w + g + o + gathered + a, gathered_bytes=gathered,
+                         state_bytes=state, peak_bytes=w + o + gathered + max(a + loss, grads_end),
+                         gathered_bytes=gathered,
                          comm_bytes=sum(comm_int.values()),
                          comm=comm_int, sequential_depth=depth + (cp - 1) * st.state_layers,
                          compute_time_s=compute_s, comm_time_s=comm_s, step_time_s=step_s)
