@@ -51,7 +51,9 @@ class Norm(Layer):
                              workspace_bytes=n * c * STAT_BYTES * (2 if upcast else 1),
                              saved_bytes=n * STAT_BYTES + n * c * STAT_BYTES * (2 if upcast else 1))
         extra = 2 * n * e if self.kind == "layernorm" else 4 * c * STAT_BYTES
-        return LayerCost(saves_inputs=(True,), saved_bytes=extra, has_weights=True)
+        # layernorm's mean/rstd are allocated in inference too: as large as x when C is 2
+        return LayerCost(saves_inputs=(True,), saved_bytes=extra, has_weights=True,
+                         workspace_bytes=extra if self.kind == "layernorm" else 0)
 
     def module(self, node, memory):
         cls = {"batchnorm": "BatchNorm", "layernorm": "nn.LayerNorm", "rmsnorm": "nn.RMSNorm"}[self.kind]
