@@ -63,7 +63,8 @@ FLOAT_POOLS = {
     "proj": (0.5, 1.0, 1.5, 2.0),
 }
 KEEP_DEFAULT = 0.5           # chance an optional argument is left at its default
-ATTEMPTS = (120, 30, 20)     # draws of one stage (by nesting depth) before its pipeline ends there
+ATTEMPTS = (40, 12, 8)       # draws of one stage (by nesting depth) before its pipeline ends there
+ARG_DRAWS = 6                # argument draws for one drawn kind
 
 
 def _alternatives(annotation) -> list:
@@ -119,13 +120,21 @@ class _Draw:
                 options += list(self.embeds)
         return rng.choice(options) if options else None
 
-    def call(self, kind: str) -> str | None:
-        """`kind(args)` with every required argument and some optional ones."""
+    def call(self, kind: str, minimal: bool = False) -> str | None:
+        """`kind(args)` with every required argument and some optional ones
+        (none when `minimal`)."""
         fields = LAYERS[kind].Args.model_fields
+        # about two optional arguments off their defaults, however many there are
+        optional = sum(not f.is_required() for f in fields.values())
+        keep = max(KEEP_DEFAULT, 1 - 2 / optional) if optional else 1.0
         positional, keyword = [], []
         for name, field in fields.items():
             required = field.is_required()
-            if not required and self.rng.random() < KEEP_DEFAULT:
+            # a default past the widths (mamba2's state=128, gated_deltanet's head_dim=256) is
+            # always drawn smaller: verify stays fast
+            big = isinstance(field.default, int) and not isinstance(field.default, bool) \
+                and field.default > max(WIDTHS)
+            if not required and not big and (minimal or self.rng.random() < keep):
                 continue
             value = self.value(kind, name, field.annotation)
             if value is None:
@@ -150,12 +159,8 @@ def _model_text(inputs: list[str], statements: list[str], outputs: list[str]) ->
     return "model m {\n" + "\n".join(lines) + "\n}\n"
 
 
-PARSES = [0]
-
-
 def _accepts(text: str):
     """The checked graph, or None when the checker refuses the text."""
-    PARSES[0] += 1
     try:
         return seqdsl.parse(text, "<random spec>").model()
     except SpecError:
@@ -177,9 +182,9 @@ def _fits(kind: str, t) -> bool:
         draw.contexts = ["memory"]
         decl = f"x: {t.dtype}[{', '.join(dims)}]"
         _FITS[key] = any(
-            (stage := draw.call(kind)) is not None
+            (stage := draw.call(kind, minimal=i == 0)) is not None
             and _accepts(_model_text(["memory: float[B, S, 16]", decl], [f"y = x -> {stage}"], ["y"]))
-            is not None for _ in range(12))
+            is not None for i in range(12))
     return _FITS[key]
 
 
@@ -229,8 +234,14 @@ class _Generator:
                 head = f"segments(length={rng.choice((4, 8, 16))}, memory={rng.choice((0, 4, 8))})"
                 stage = self._combinator("segments", head, wrap, depth)
             else:
-                fitting = [k for k in self.kinds if _fits(k, self.current)]
-                stage = self.draw.call(rng.choice(fitting or self.kinds))
+                # A kind, then a few argument draws for it: kinds with many
+                # interdependent options (attention) are drawn as often as the rest.
+                kind = rng.choice([k for k in self.kinds if _fits(k, self.current)] or self.kinds)
+                for _ in range(ARG_DRAWS):
+                    stage = self.draw.call(kind)
+                    if stage is not None and self._ok(wrap(stage)):
+                        return stage
+                continue
             if stage is not None and self._ok(wrap(stage)):
                 return stage
         return None
@@ -335,3 +346,114 @@ def describe(failures: list[dict]) -> str:
             lines.append(f"{f['figure']} at {f['seq']}: estimate {f['estimate']} measured {f['measured']} "
                          f"(ratio {ratio}, tolerance {f['tolerance']})")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ known failure classes
+# Figures a spec is not held to, with the reason, in two lists. Each entry:
+# (ids, figures excused, predicate on a checked node and its graph (None:
+# every spec), why). A spec with a node the predicate accepts is not held to
+# those figures; every other figure still is.
+#
+# MEMFIX_PENDING: memory figures the memfix branch fixes, keyed by the KNOWN
+# ids of tests/test_layer_harness.py. tests/test_random_verify.py fails once
+# an id is gone from KNOWN, so the entry is removed with it.
+#
+# OPEN: classes these specs found, still wrong after memfix (checked against
+# its branch), not fixed here. Each has a smallest spec that
+# tests/test_random_verify.py keeps as a strict xfail.
+def _attention(**want):
+    return lambda n, g: n.kind == "attention" and all(getattr(n.args, k) == v for k, v in want.items())
+
+
+def _kind(*kinds):
+    return lambda n, g: n.kind in kinds
+
+
+def _in_segments(n, g) -> bool:
+    return n.segments_scope() is not None
+
+
+def _context_is_segments_entry(n, g) -> bool:
+    """cross_attention inside segments reading, as its context, the value the
+    segments group is entered with (the module hands it the piece)."""
+    seg = n.segments_scope()
+    if n.kind != "cross_attention" or seg is None:
+        return False
+    group = {m.name for m in g.nodes if m.segments_scope() is not None and m.segments_scope().path == seg.path}
+    entries = {s for m in g.nodes if m.name in group for s in m.sources[:1] if s not in group}
+    return n.sources[1] in entries
+
+
+MEMFIX_PENDING = (
+    (("mlp-0", "lstm-0", "cross_attention-0", "cross_attention-1"), ("inference_live_bytes",), None,
+     "the inference live set frees the model inputs after their last use, but the caller holds them "
+     "(memfix: inputs stay live, transients counted at their worst moment)"),
+    (("conv1d-0", "conv1d-1", "conv1d-2"), ("activation_bytes",), _kind("conv1d"),
+     "conv1d saves its dense copy even unpadded"),
+    (("conv2d-1",), ("activation_bytes",), _kind("conv2d", "conv3d"),
+     "conv2d/3d: no saved activations estimated for a valid, bias-free conv"),
+    (("flatten-0",), ("activation_bytes",), _kind("flatten"), "flatten is a view"),
+    (("rmsnorm-0", "rmsnorm-1"), ("activation_bytes",), _kind("rmsnorm"),
+     "rmsnorm saves x and rstd only when its input needs a gradient"),
+    (("attention-4",), ("activation_bytes",), _attention(pos="alibi"), "ALiBi's bias tensor"),
+    (("attention-5",), ("activation_bytes",), _attention(pos="relative"), "Transformer-XL scores"),
+    (("attention-6",), ("activation_bytes",), _attention(kind="linear"), "linear attention's dense copies"),
+    (("attention-7",), ("activation_bytes",), _attention(kind="performer"), "performer"),
+    (("attention-8",), ("activation_bytes",), _attention(kind="linformer"), "linformer"),
+    (("attention-10",), ("activation_bytes",), _in_segments,
+     "a segments group saves the copies of its entry's pieces, not the entry"),
+)
+
+OPEN = (
+    (("open-lstm-small",), ("activation_bytes",), _kind("lstm"),
+     "oneDNN's LSTM workspace below B·T·h = 16k is page-rounded: the fitted 4·(14h + 3in) bytes a row "
+     "undercounts it (0.61x at C = 48, h = 8, T = 19)",
+     "input x: float[B, T, 48]\ny = x -> lstm(8)\noutput y"),
+    (("open-rnn-stacked",), ("activation_bytes",), lambda n, g: n.kind == "rnn" and
+     (n.args.layers > 1 or n.args.bidirectional),
+     "rnn with layers > 1 or bidirectional: saved activations 1.22x (two layers) and 0.79x "
+     "(bidirectional) measured",
+     "input x: float[B, T, 8]\ny = x -> rnn(16, layers=2, dropout=0.1)\noutput y"),
+    (("open-rnn-live",), ("inference_live_bytes",), _kind("rnn"),
+     "rnn's inference live set 0.69-0.78x measured when C differs from h or layers > 1",
+     "input x: float[B, T, 48]\ny = x -> rnn(8, nonlinearity=relu) -> layernorm\noutput y"),
+    (("open-segments-live",), ("inference_live_bytes",), _in_segments,
+     "the live set of a segments body: pieces held until the concatenation are missing (0.6x, "
+     "elementwise body) and a body layer's workspace counts the whole T, not one piece (2.7x, mlp)",
+     "input x: float[B, T, 24]\ny = x -> segments(length=8, memory=0) { sigmoid }\noutput y"),
+    (("open-chunked-live",), ("inference_live_bytes",), _kind("gla", "retention"),
+     "gla and retention at an odd T below one chunk: live set 0.84x measured",
+     "input x: float[B, T, 24]\ny = x -> gla(2, expand_v=1.0, gate_rank=8, conv=0)\noutput y"),
+    (("open-segments-context",), ("flops_forward", "flops_train", "activation_bytes", "inference_live_bytes"),
+     _context_is_segments_entry,
+     "backend: cross_attention inside segments whose context is the value the group is entered with "
+     "reads the current piece, not the whole value (seqmodel._run_segments rebinds the entry name), "
+     "so it attends within the segment; the estimate counts the whole context (FLOPs 2-2.7x measured)",
+     "input x: float[B, T, 16]\ny = x -> segments(length=8, memory=0) { layernorm -> cross_attention(2, context=x) }\n"
+     "output y"),
+)
+
+
+def excused(graph, lists=(MEMFIX_PENDING, OPEN)) -> dict[str, list[str]]:
+    """figure -> the reasons (from `lists`) that excuse it for this graph."""
+    out: dict[str, list[str]] = {}
+    for entries in lists:
+        for ids, figures, applies, why, *_ in entries:
+            if applies is None or any(applies(n, graph) for n in graph.nodes if n.kind in LAYERS):
+                for f in figures:
+                    out.setdefault(f, []).append(f"{ids[0]}: {why}")
+    return out
+
+
+def excused_reasons(text: str, failures: list[dict]) -> list[str]:
+    """The reasons behind these failures when every failure is excused; []
+    when any failure is not (a new finding)."""
+    reasons = excused(_accepts(text))
+    if not failures or any(f["figure"] not in reasons for f in failures):
+        return []
+    return sorted({r for f in failures for r in reasons[f["figure"]]})
+
+
+def open_spec(body: str) -> str:
+    """An OPEN entry's smallest spec, as a model text."""
+    return "model m {\n" + "\n".join("    " + line for line in body.splitlines()) + "\n}\n"
