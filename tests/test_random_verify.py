@@ -32,10 +32,22 @@ from seqdsl.layers import LAYERS  # noqa: E402
 
 from random_specs import (MEMFIX_PENDING, OPEN, SEQ_POINTS, describe, excused, kinds_of, open_spec,  # noqa: E402
                           random_spec, verify_failures)
-from test_backend_build import one_thread  # noqa: E402,F401  (autouse: one intra-op thread)
+
+# torch warns that an RNN's dropout needs two layers: a drawn option, harmless here
+pytestmark = pytest.mark.filterwarnings("ignore:dropout option adds dropout")
 
 SPECS = 200
 POINTS = SEQ_POINTS[:1]        # T = 19, S = 7: one odd length keeps the 200 within a minute
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small models on a shared 2-core machine: one intra-op thread."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @functools.lru_cache(maxsize=None)
