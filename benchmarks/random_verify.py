@@ -135,20 +135,34 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="processes verifying specs side by side")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "random_verify"),
                         help="results path without extension (.md and .json are written)")
+    parser.add_argument("--relabel", action="store_true",
+                        help="re-read OUT.json and recompute which failures are excused (after an edit of "
+                             "MEMFIX_PENDING or OPEN), without verifying again")
     args = parser.parse_args()
+    out = Path(args.out)
+    if args.relabel:
+        report = json.loads(out.with_suffix(".json").read_text())
+        for r in report["results"]:
+            r["excused"] = random_specs.excused_reasons(r["text"], r["failures"])
+        report["summary"] = summarize(report["results"])
+        _write(out, report)
+        return
     ran = run(args.specs, args.start, args.jobs, args.threads)
     report = {"command": "python benchmarks/random_verify.py " + " ".join(sys.argv[1:]),
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "torch": torch.__version__, "machine": f"{platform.machine()}, {args.jobs} process(es) x {args.threads} thread(s)",
               "start": args.start, "points": list(random_specs.SEQ_POINTS), "seconds": ran["seconds"],
               "summary": summarize(ran["results"]), "results": ran["results"]}
-    out = Path(args.out)
+    _write(out, report)
+
+
+def _write(out: Path, report: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     out.with_suffix(".md").write_text(markdown(report))
     s = report["summary"]
     print(f"{s['specs']} specs, {s['failing']} failing ({s['failing_excused']} excused), "
-          f"{ran['seconds']} s -> {out}.md")
+          f"{report['seconds']} s -> {out}.md")
 
 
 if __name__ == "__main__":
