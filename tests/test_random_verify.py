@@ -115,3 +115,13 @@ def test_layernorm_counts_its_mean_and_rstd_in_the_live_set():
     text = "model m {\n    input x: float[B, T, 4, 2]\n    y = x -> layernorm\n    output y\n}\n"
     failures = verify_failures(text, points=SEQ_POINTS)
     assert not failures, describe(failures)
+
+
+def test_token_ids_index_an_embed_reached_through_views():
+    """measure.example_inputs draws ids below the smallest vocab of every embed
+    the input reaches, through unsqueeze/flatten too (ids of the larger vocab
+    raised IndexError in the smaller embed)."""
+    text = ("model m {\n    input x: int[B, T]\n    v0 = x -> embed(50, 8)\n"
+            "    v1 = x -> unsqueeze -> flatten -> embed(20, 8)\n    output v0, v1\n}\n")
+    failures = verify_failures(text, points=SEQ_POINTS)
+    assert not [f for f in failures if f["figure"] == "error"], describe(failures)

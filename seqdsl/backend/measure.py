@@ -359,8 +359,16 @@ def input_env(graph, seq: dict[str, int], batch: int) -> dict[str, int]:
 
 
 def _vocab(graph, input_name: str) -> int:
-    """Token ids must index every embedding fed by the input: the smallest vocab."""
-    vocabs = [n.args.vocab for n in graph.nodes if n.kind == "embed" and input_name in n.sources]
+    """Token ids must index every embedding fed by the input, directly or
+    through the int-valued views between (unsqueeze, flatten): the smallest vocab."""
+    ids = {input_name}          # nodes whose output still holds the input's ids (topological order)
+    vocabs = []
+    for n in graph.nodes:
+        if n.sources and n.sources[0] in ids:
+            if n.kind == "embed":
+                vocabs.append(n.args.vocab)
+            elif n.output.dtype == "int":
+                ids.add(n.name)
     return min(vocabs) if vocabs else 2
 
 
