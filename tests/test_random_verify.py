@@ -125,3 +125,12 @@ def test_token_ids_index_an_embed_reached_through_views():
             "    v1 = x -> unsqueeze -> flatten -> embed(20, 8)\n    output v0, v1\n}\n")
     failures = verify_failures(text, points=SEQ_POINTS)
     assert not [f for f in failures if f["figure"] == "error"], describe(failures)
+
+
+def test_token_ids_stay_in_range_through_a_residual_add_of_ids():
+    """A residual over int ids sums them; the ids drawn are small enough that
+    the sum still indexes the embed after it."""
+    text = ("model m {\n    input x: int[B, T]\n    v0 = x -> unsqueeze -> residual { flatten } -> flatten "
+            "-> embed(50, 16)\n    output v0\n}\n")
+    failures = verify_failures(text, points=SEQ_POINTS)
+    assert not [f for f in failures if f["figure"] == "error"], describe(failures)
