@@ -304,9 +304,23 @@ def random_spec(seed: int, exclude=None) -> str:
     (its args) the spec must not contain."""
     for attempt in range(100):
         text = _Generator(seed * 1000 + attempt, exclude).spec()
-        if text and _accepts(text) is not None:
+        graph = _accepts(text) if text else None
+        if graph is not None and _measurable(graph):
             return text
     raise RuntimeError(f"no valid spec drawn for seed {seed}")
+
+
+def _measurable(graph) -> bool:
+    """Whether every length verify measures at is one the model takes (a
+    stack of strided convs needs a long enough input): the estimate refuses
+    the others with a UsageError."""
+    from seqdsl.errors import UsageError
+    pts = [{d: v for d, v in p.items() if d in graph.seq_symbols} for p in SEQ_POINTS]
+    try:
+        seqdsl.estimate(graph, seq=pts, batch=2)
+    except (UsageError, ValueError):
+        return False
+    return True
 
 
 def kinds_of(text: str) -> list[str]:
