@@ -360,9 +360,19 @@ def input_env(graph, seq: dict[str, int], batch: int) -> dict[str, int]:
 
 
 def _vocab(graph, input_name: str) -> int:
-    """Token ids must index every embedding fed by the input: the smallest vocab."""
-    vocabs = [n.args.vocab for n in graph.nodes if n.kind == "embed" and input_name in n.sources]
-    return min(vocabs) if vocabs else 2
+    """Token ids must index every embedding fed by the input, directly or
+    through the int-valued nodes between (unsqueeze, flatten, and a residual
+    add, which sums ids): the bound that keeps every embed's index in range."""
+    scale = {input_name: 1}     # node -> the most an id of the input can have been multiplied by
+    bounds = []
+    for n in graph.nodes:       # topological order
+        if not n.sources or n.sources[0] not in scale:
+            continue
+        if n.kind == "embed":
+            bounds.append((n.args.vocab - 1) // scale[n.sources[0]] + 1)
+        elif n.output.dtype == "int":
+            scale[n.name] = sum(scale.get(s, 0) for s in n.sources) if n.kind == "add" else scale[n.sources[0]]
+    return min(bounds) if bounds else 2
 
 
 def example_targets(graph, env: dict[str, int], seed: int = 1, device=None, dtype=None):

@@ -556,16 +556,21 @@ class CrossAttention(Layer):
 
     def cost(self, args, inputs, out, ctx):
         """q from x, k/v from the context (length S), one SDPA (flash on the CPU),
-        not causal. Generation: the context's k/v are cached once."""
+        not causal. Generation: the context's k/v are cached once. Inside
+        segments(L, M) each of the ceil(T/L) pieces projects the whole context
+        again (seqmodel._run_segments runs the body piece by piece), so the k/v
+        projections, their backward and their saved outputs count once a piece."""
         x, context = inputs
         b, t, c = x.dims[0], x.dims[1], channels(x)
         s, cc = context.dims[1], channels(context)
         kvd = self.kv_heads(args) * (c // args.heads)
         e = ctx.elem
+        pieces = ceil_div(t, ctx.segments[0]) if ctx.segments is not None else 1
         q = matmul(b * t, c, c)
-        kv = 2 * matmul(b * s, cc, kvd)
+        kv = pieces * 2 * matmul(b * s, cc, kvd)
         core = 2 * matmul(b * t, c, s)       # 4·B·heads·d_head·T·S
-        saved = (2 * b * t * c + 2 * b * s * kvd) * e + b * args.heads * t * STAT_BYTES
+
+        saved = (2 * b * t * c + pieces * 2 * b * s * kvd) * e + b * args.heads * t * STAT_BYTES
         return LayerCost(flops=2 * q + kv + core,
                          backward_flops=2 * q + kv + q + sympy.Rational(5, 2) * core,
                          input_grad_flops=(q, kv), saves_inputs=(True, True), saved_bytes=saved,

@@ -181,8 +181,9 @@ class Conv(Layer):
             step = f / out.dims[1] / t_stride
             state = (t_k - 1) * batch * c * numel([x.dims[i] for i in axes if i != 1]) * ctx.elem
         out_bytes = numel(out.dims) * ctx.elem
-        if self.ndim == 1:
+        if self.ndim == 1 and as_int(out.dims[axes[0]]) != 1:
             # the copy and the raw result, then the raw result beside the output
+            # (one output position: the channels-first result is already channels-last, no copy)
             raw = out_bytes
             live = transient_peak(out_bytes, before=[copy + raw], after=[raw])
         else:

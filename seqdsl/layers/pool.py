@@ -13,7 +13,8 @@ import sympy
 
 from ..graph.ir import TensorType
 from ..graph.symbolic import as_int, floor_div
-from .base import example, Layer, LayerArgs, LayerError, ModuleSpec, NonNegInt, PositiveInt, require_float, require_rank
+from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, NonNegInt, PositiveInt, channels, require_float,
+                   require_rank)
 from .costs import INDEX_BYTES, LayerCost, ParallelRule, numel
 
 
@@ -85,7 +86,8 @@ class Pool(Layer):
         beside the raw output (measured: tests/test_layer_harness.py)."""
         x = inputs[0]
         indices = numel(out.dims) * INDEX_BYTES if self.op == "max" else 0
-        raw = numel(out.dims) * ctx.elem if (self.op, self.ndim) == ("avg", 3) else 0
+        # (one channel: channels-first is channels-last, nothing to copy)
+        raw = numel(out.dims) * ctx.elem if (self.op, self.ndim) == ("avg", 3) and channels(x) > 1 else 0
         time = 1 in self.axes(x)
         stride = self.per_axis(args, "stride")[list(self.axes(x)).index(1)] if time else 1
         return LayerCost(saves_inputs=(True,), saved_bytes=indices, workspace_bytes=raw + indices,
