@@ -11,24 +11,55 @@ sequential depth. Nothing here imports torch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import sympy
 
 from ..graph.ir import ModelGraph, Node, TensorType
 from ..graph.symbolic import ceil_div
 from ..layers import LAYERS
-from ..layers.costs import DTYPE_BYTES, ONE, ZERO, CostContext, LayerCost, tensor_bytes
+from ..layers.costs import (DTYPE_BYTES, ONE, SEGMENT_LENGTH, SEGMENT_MEMORY, ZERO, CostContext, LayerCost,
+                            cost_symbol, is_cost_symbol, tensor_bytes)
 
 # ------------------------------------------------------------------ per node
 @dataclass
 class NodeCost:
     node: Node
-    cost: LayerCost
+    shared: LayerCost            # the cost with the node's shared arguments as cost symbols
+    binding: tuple               # ((cost symbol, value), ...): the node's values; () when `shared` is its own
     needs_grad: bool             # the output carries a gradient
     in_backward: bool            # the layer takes part in the backward pass
-    train_flops: object          # forward + backward, as counted for this instance
+    grad_ports: tuple = ()       # input ports whose input needs a gradient
     rate: object = ONE           # steps of this layer per model input step (strided convs upstream)
+    _own: LayerCost | None = None
+
+    @property
+    def cost(self) -> LayerCost:
+        """The node's own LayerCost (the shared one at the node's values)."""
+        if not self.binding:
+            return self.shared
+        if self._own is None:
+            env = dict(self.binding)
+            self._own = LayerCost(**{f.name: _bind(getattr(self.shared, f.name), env) for f in fields(LayerCost)})
+        return self._own
+
+    @property
+    def train_flops(self):
+        """Forward + backward, as counted for this instance."""
+        c = self.cost
+        train = c.flops
+        if self.in_backward:
+            train = train + c.backward_flops
+            for port in self.grad_ports:
+                if port < len(c.input_grad_flops):
+                    train = train + c.input_grad_flops[port]
+        return train
+
+
+def _bind(value, env: dict):
+    if isinstance(value, tuple):
+        return tuple(_bind(v, env) for v in value)
+    return value.xreplace(env) if isinstance(value, sympy.Basic) else value
 
 
 def _input_cost(node: Node, ctx: CostContext) -> LayerCost:
@@ -45,11 +76,109 @@ def layer_cost(node: Node, elem: int) -> LayerCost:
     """The node's LayerCost (inputs and residual adds handled here)."""
     seg = node.segments_scope()
     ctx = CostContext(elem, tuple(v for _, v in seg.args) if seg else None)
+    return _cost(node, node.args, ctx)
+
+
+def _cost(node: Node, args, ctx: CostContext) -> LayerCost:
     if node.kind == "input":
         return _input_cost(node, ctx)
     if node.kind == "add":
         return _add_cost(node, ctx)
-    return LAYERS[node.kind].cost(node.args, list(node.inputs), node.output, ctx)
+    return LAYERS[node.kind].cost(args, list(node.inputs), node.output, ctx)
+
+
+# ------------------------------------------------------------------ shared costs
+# 2,000 attention layers with 2,000 distinct windows (or segments blocks with
+# distinct lengths) are 2,000 distinct closed forms, and sympy spends
+# milliseconds on each operation that builds one. Instead the layer's
+# `symbolic_cost_args` and the enclosing segments' (length, memory) are given
+# to the cost rule as cost symbols (`@window`, ...): one derivation serves
+# every layer that differs only in them, and each node keeps its values (its
+# binding). A total is then a `Figure`: the terms without cost symbols summed
+# and expanded as before, plus (expression, binding) terms that the estimate
+# evaluates once per distinct expression, at every binding at once.
+def _shared_key(node: Node, elem: int):
+    """(cache key, binding, thunk deriving the shared LayerCost)."""
+    binding = []
+    args = node.args
+    layer = LAYERS.get(node.kind)
+    if layer is not None and layer.symbolic_cost_args:
+        given = {a: getattr(args, a) for a in layer.symbolic_cost_args if getattr(args, a) is not None}
+        if given:
+            args = args.model_copy(update={a: cost_symbol(a) for a in given})
+            binding += [(cost_symbol(a), v) for a, v in given.items()]
+    seg = node.segments_scope()
+    segments = None
+    if seg is not None:
+        values = dict(seg.args)
+        segments = (SEGMENT_LENGTH, SEGMENT_MEMORY)
+        binding += [(SEGMENT_LENGTH, values["length"]), (SEGMENT_MEMORY, values.get("memory", 0))]
+    try:
+        key = (node.kind, args, node.inputs, segments)
+        hash(key)
+    except TypeError:   # an argument value that cannot be hashed: the args object stands for itself
+        key = (node.kind, id(node.args), node.inputs, segments)
+    return key, tuple(binding), lambda: _cost(node, args, CostContext(elem, segments))
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A closed form as a sum: `base` (expanded, no cost symbols) plus `bound`,
+    ((expression, ((cost symbol, value), ...)), ...) terms, each its expression
+    at its binding."""
+
+    base: object
+    bound: tuple = ()
+
+    def closed_form(self):
+        """The whole sum as one expanded sympy expression (slow on thousands of
+        bound terms: the estimate never asks for it)."""
+        if not self.bound:
+            return self.base
+        return sympy.Add(self.base, *[sympy.expand(e.xreplace(dict(b))) for e, b in self.bound])
+
+
+class _Terms:
+    """Builds Figures; expansions and cost-symbol lookups are memoised across
+    the totals, which repeat the same per-layer terms."""
+
+    def __init__(self):
+        self.expanded: dict = {}
+        self.symbols: dict = {}
+
+    def figure(self, terms) -> Figure:
+        """terms: (expression, binding) pairs. A term's binding keeps only the
+        cost symbols its expression reads; a term that reads none is summed
+        into the base."""
+        base, bound = [], []
+        for e, binding in terms:
+            if binding:
+                syms = self.symbols.get(e)
+                if syms is None:
+                    syms = self.symbols[e] = frozenset(s for s in getattr(e, "free_symbols", ()) if is_cost_symbol(s))
+                if syms:
+                    bound.append((e, tuple(sorted(((s, v) for s, v in binding if s in syms),
+                                                  key=lambda p: p[0].name))))
+                    continue
+            base.append(e)
+        return Figure(self.sum(base), tuple(bound))
+
+    def sum(self, terms):
+        """sympy.expand(Add(*terms)), expanding each distinct term once;
+        expanding a whole total rebuilds, and so re-evaluates, every Piecewise
+        and Min in it."""
+        key = tuple(terms)
+        hit = self.expanded.get(key)
+        if hit is not None:
+            return hit
+        out = []
+        for t in terms:
+            e = self.expanded.get(t)
+            if e is None:
+                e = self.expanded[t] = sympy.expand(t)
+            out.append(e)
+        total = self.expanded[key] = sympy.Add(*out)
+        return total
 
 
 def _time_len(t: TensorType):
@@ -59,76 +188,102 @@ def _time_len(t: TensorType):
 # ------------------------------------------------------------------ model totals
 @dataclass
 class ModelCost:
-    """Closed forms for one model at one dtype. Peak memory is a max over
-    candidate expressions (kept as a list: evaluating the max is cheaper than
-    asking sympy to compare them)."""
+    """Closed forms for one model at one dtype, each a `Figure` (the estimate
+    evaluates these); the properties give each as one sympy expression. Peak
+    memory is a max over candidates (kept as a list: evaluating the max is
+    cheaper than asking sympy to compare them)."""
 
     model: ModelGraph
     dtype: str
     elem: int
     nodes: list[NodeCost]
     params: int
-    flops_forward: object
-    flops_train: object
-    activation_bytes: object
-    inference_peak: list             # candidates; the peak is their max (weights included)
-    flops_per_token: object | None   # None when the model cannot stream
-    state_bytes: object | None
-    sequential_depth: object
+    forward: Figure
+    train: Figure
+    activation: Figure
+    peaks: list                      # Figures; the inference peak is their max (weights included)
+    per_token: Figure | None         # None when the model cannot stream
+    state: Figure | None
+    depth: Figure
     streaming_blocker: Node | None
     input_bytes: object = ZERO
     limits: tuple = ()               # (length expr, max_len, layer node): lengths the module refuses
 
+    @property
+    def flops_forward(self):
+        return self.forward.closed_form()
 
-def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
-    """Derive every closed form of `model` once (COST_MODEL.md)."""
+    @property
+    def flops_train(self):
+        return self.train.closed_form()
+
+    @property
+    def activation_bytes(self):
+        return self.activation.closed_form()
+
+    @property
+    def inference_peak(self) -> list:
+        return _dedupe([p.closed_form() for p in self.peaks])
+
+    @property
+    def flops_per_token(self):
+        return None if self.per_token is None else self.per_token.closed_form()
+
+    @property
+    def state_bytes(self):
+        return None if self.state is None else self.state.closed_form()
+
+    @property
+    def sequential_depth(self):
+        return self.depth.closed_form()
+
+
+def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) -> ModelCost:
+    """Derive every closed form of `model` once (COST_MODEL.md). share=False
+    derives each layer's cost at its own values (no cost symbols): the same
+    figures, slower on many distinct layers; tests compare the two."""
     elem = DTYPE_BYTES[dtype]
     nodes: list[NodeCost] = []
     by_name: dict[str, NodeCost] = {}
     cache: dict = {}
     for node in model.nodes:
-        # repeats share one validated args object (the elaborator's rule cache)
-        key = (node.kind, id(node.args), node.inputs, tuple(s.args for s in node.scope if s.kind == "segments"))
+        if share:
+            key, binding, derive = _shared_key(node, elem)
+        else:
+            # repeats share one validated args object (the elaborator's rule cache)
+            key = (node.kind, id(node.args), node.inputs, tuple(s.args for s in node.scope if s.kind == "segments"))
+            binding, derive = (), (lambda node=node: layer_cost(node, elem))
         c = cache.get(key)
         if c is None:
-            c = cache[key] = layer_cost(node, elem)
+            c = cache[key] = derive()
         srcs = [by_name[s] for s in node.sources]
         in_grads = [s.needs_grad for s in srcs]
         has_weights = node.params > 0 or c.has_weights
         in_backward = node.kind != "input" and (has_weights or any(in_grads))
-        needs_grad = in_backward
-        train = c.flops
-        if in_backward:
-            train = train + c.backward_flops
-            for port, g in enumerate(in_grads):
-                if g and port < len(c.input_grad_flops):
-                    train = train + c.input_grad_flops[port]
+        grad_ports = tuple(p for p, g in enumerate(in_grads) if g) if in_backward else ()
         # steps of this layer per model step: a time-strided conv upstream slows it down
-        rate = srcs[0].rate / srcs[0].cost.time_stride if srcs else ONE
-        nc = NodeCost(node, c, needs_grad, in_backward, train, rate)
+        rate = srcs[0].rate / srcs[0].shared.time_stride if srcs else ONE
+        nc = NodeCost(node, c, binding, in_backward, in_backward, grad_ports, rate)
         nodes.append(nc)
         by_name[node.name] = nc
 
-    # Totals are sums of per-layer terms expanded one at a time (each distinct
-    # term once: `_expanded`); expanding a whole total rebuilds, and so
-    # re-evaluates, every Piecewise and Min in it, which on 2,000 layers with
-    # distinct windows or segment lengths took minutes.
-    memo: dict = {}
-    flops_forward = _expanded([n.cost.flops for n in nodes], memo)
+    terms = _Terms()
+    forward = terms.figure([(n.shared.flops, n.binding) for n in nodes])
     train_terms = []
     for n in nodes:
-        train_terms.append(n.cost.flops)
+        c, b = n.shared, n.binding
+        train_terms.append((c.flops, b))
         if n.in_backward:
-            train_terms.append(n.cost.backward_flops)
-            for port, src in enumerate(n.node.sources):
-                if by_name[src].needs_grad and port < len(n.cost.input_grad_flops):
-                    train_terms.append(n.cost.input_grad_flops[port])
-    flops_train = _expanded(train_terms, memo)
+            train_terms.append((c.backward_flops, b))
+            for port in n.grad_ports:
+                if port < len(c.input_grad_flops):
+                    train_terms.append((c.input_grad_flops[port], b))
+    train = terms.figure(train_terms)
 
     # ---- storages: a view's storage is its source's (unsqueeze, flatten, time_last, p=0 dropout)
     root: dict[str, str] = {}
     for n in nodes:
-        root[n.node.name] = root[n.node.sources[0]] if n.cost.output_is_view else n.node.name
+        root[n.node.name] = root[n.node.sources[0]] if n.shared.output_is_view else n.node.name
     size = {n.node.name: tensor_bytes(n.node.output, elem) for n in nodes}
 
     # ---- training: tensors autograd saves, each storage once; model inputs excluded
@@ -137,19 +292,19 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     for n in nodes:
         if not n.in_backward:
             continue
-        internal.append(n.cost.saved_bytes)
-        if n.cost.saves_output and not n.cost.output_is_view:
+        internal.append((n.shared.saved_bytes, n.binding))
+        if n.shared.saves_output and not n.shared.output_is_view:
             saved_roots.add(root[n.node.name])
         for port, src in enumerate(n.node.sources):
-            if port < len(n.cost.saves_inputs) and n.cost.saves_inputs[port]:
+            if port < len(n.shared.saves_inputs) and n.shared.saves_inputs[port]:
                 saved_roots.add(root[src])
     saved_roots -= {n.node.name for n in nodes if n.node.kind == "input"}
-    activation_bytes = _expanded([*internal, *[size[r] for r in sorted(saved_roots)]], memo)
+    activation = terms.figure([*internal, *[(size[r], ()) for r in sorted(saved_roots)]])
 
     # ---- inference: live storages along the graph (free after the last consumer)
     iroot: dict[str, str] = {}
     for n in nodes:
-        view = n.cost.output_is_view or n.cost.inference_view
+        view = n.shared.output_is_view or n.shared.inference_view
         iroot[n.node.name] = iroot[n.node.sources[0]] if view else n.node.name
     root = iroot
     last_use: dict[str, int] = {}
@@ -158,20 +313,21 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
             last_use[root[src]] = i
     keep = {root[model.values[o]] for o in model.outputs}
     live: dict[str, object] = {}
+    weights_bytes = model.params * elem
     peaks = []
     for i, n in enumerate(nodes):
         r = root[n.node.name]
         if r == n.node.name:
             live[r] = size[r]
-        peaks.append([*live.values(), n.cost.workspace_bytes])
+        peaks.append(terms.figure([*[(v, ()) for v in live.values()], (n.shared.workspace_bytes, n.binding),
+                                   (weights_bytes, ())]))
         for src in set(n.node.sources):
             rs = root[src]
             if last_use.get(rs) == i and rs not in keep and rs in live:
                 del live[rs]
         if last_use.get(r) is None and r not in keep and r in live:
             del live[r]
-    weights_bytes = model.params * elem
-    inference_peak = _dedupe([_expanded([*p, weights_bytes], memo) for p in peaks])
+    peaks = _dedupe(peaks)
 
     # ---- generation: only if every layer streams
     blocker = None
@@ -181,43 +337,36 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
         if not LAYERS[n.node.kind].is_causal(n.node.args, list(n.node.inputs)):
             blocker = n.node
             break
-    flops_per_token = state_bytes = None
+    per_token = state = None
     if blocker is None:
         steps, states = [], []
+        scaled: dict = {}
         for n in nodes:
-            c = n.cost
+            c = n.shared
             if n.node.kind in ("input", "add"):
                 continue
             step = c.step_flops
             if step is None:
                 tl = _time_len(n.node.inputs[0])
                 step = c.flops / tl if tl is not None else c.flops
-            steps.append(n.rate * step)
-            states.append(c.state_bytes)
-        flops_per_token = _expanded(steps, memo)
-        state_bytes = _expanded(states, memo)
+            if n.rate != ONE:
+                key = (step, n.rate)
+                if key not in scaled:
+                    scaled[key] = n.rate * step
+                step = scaled[key]
+            steps.append((step, n.binding))
+            states.append((c.state_bytes, n.binding))
+        per_token = terms.figure(steps)
+        state = terms.figure(states)
 
     # ---- sequential depth: longest path; segments with memory run one after another
-    depth = _sequential_depth(model, nodes)
+    depth = _sequential_depth(model, nodes, terms, share)
     input_bytes = sympy.Add(*[tensor_bytes(t, elem) for t in model.inputs.values()])
     # learned positions and linformer projections exist for max_len steps only
     limits = tuple((n.node.inputs[0].dims[1], n.node.args.max_len, n.node) for n in nodes
                    if n.node.kind in ("posenc", "attention") and getattr(n.node.args, "max_len", None))
-    return ModelCost(model, dtype, elem, nodes, model.params, flops_forward, flops_train,
-                     activation_bytes, inference_peak, flops_per_token, state_bytes,
-                     depth, blocker, input_bytes, limits)
-
-
-def _expanded(terms, memo: dict):
-    """sympy.expand(Add(*terms)), expanding each distinct term once (memo is
-    shared across the totals, which repeat the same per-layer terms)."""
-    out = []
-    for t in terms:
-        e = memo.get(t)
-        if e is None:
-            e = memo[t] = sympy.expand(t)
-        out.append(e)
-    return sympy.Add(*out)
+    return ModelCost(model, dtype, elem, nodes, model.params, forward, train, activation, peaks,
+                     per_token, state, depth, blocker, input_bytes, limits)
 
 
 def _dedupe(exprs):
@@ -229,7 +378,7 @@ def _dedupe(exprs):
     return out
 
 
-def _sequential_depth(model: ModelGraph, nodes: list[NodeCost]):
+def _sequential_depth(model: ModelGraph, nodes: list[NodeCost], terms: _Terms, share: bool) -> Figure:
     """Dependent steps of one training forward (COST_MODEL.md): recurrent
     layers add T each, attention/conv/position-wise layers 1. A `segments`
     body with memory runs its segments in order; as a wavefront (layer l of
@@ -245,15 +394,26 @@ def _sequential_depth(model: ModelGraph, nodes: list[NodeCost]):
         seg = node.segments_scope()
         if seg is not None and seg.path not in seg_info:
             seg_info[seg.path] = (dict(seg.args), node.inputs[0].dims[1])
-        depth[node.name] = start + n.cost.depth
-    # add the segment wavefront once, after each segments block
-    # one Add of all the terms: adding them one at a time re-flattens the
-    # growing sum each time (quadratic in the number of segments blocks)
-    extra = sympy.Add(*[ceil_div(T, args["length"]) - 1 for args, T in seg_info.values()
-                        if args.get("memory", 0) > 0])
+        # the node's own depth (its instance's, where it reads a cost symbol: none does today)
+        own = n.shared.depth
+        if n.binding and any(is_cost_symbol(s) for s in getattr(own, "free_symbols", ())):
+            own = n.cost.depth
+        depth[node.name] = start + own
+    # add the segment wavefront once, after each segments block: ceil(T/L) - 1,
+    # shared (one expression at each block's L) unless share=False
+    wave: dict = {}
+    extra = []
+    for args, T in seg_info.values():
+        if args.get("memory", 0) > 0:
+            if not share:
+                extra.append((ceil_div(T, args["length"]) - 1, ()))
+                continue
+            if T not in wave:
+                wave[T] = ceil_div(T, SEGMENT_LENGTH) - 1
+            extra.append((wave[T], ((SEGMENT_LENGTH, args["length"]),)))
     outs = [depth[model.values[o]] for o in model.outputs]
     total = outs[0] if len(outs) == 1 else sympy.Max(*outs)
-    return sympy.expand(total + extra)
+    return terms.figure([(total, ()), *extra])
 
 
 def leading_terms(expr, symbols, keep: int = 3) -> str:
@@ -309,4 +469,4 @@ def _superscript(p: int) -> str:
     return str(p).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
-__all__ = ["ModelCost", "NodeCost", "model_cost", "layer_cost", "leading_terms"]
+__all__ = ["Figure", "ModelCost", "NodeCost", "model_cost", "layer_cost", "leading_terms"]
