@@ -12,6 +12,7 @@ sequential depth. Nothing here imports torch.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 import sympy
 
@@ -189,7 +190,8 @@ def _time_len(t: TensorType):
 @dataclass
 class ModelCost:
     """Closed forms for one model at one dtype, each a `Figure` (the estimate
-    evaluates these); the properties give each as one sympy expression. Peak
+    evaluates these); the properties give each as one sympy expression
+    (derived on first use: thousands of bound terms take seconds). Peak
     memory is a max over candidates (kept as a list: evaluating the max is
     cheaper than asking sympy to compare them)."""
 
@@ -209,31 +211,31 @@ class ModelCost:
     input_bytes: object = ZERO
     limits: tuple = ()               # (length expr, max_len, layer node): lengths the module refuses
 
-    @property
+    @cached_property
     def flops_forward(self):
         return self.forward.closed_form()
 
-    @property
+    @cached_property
     def flops_train(self):
         return self.train.closed_form()
 
-    @property
+    @cached_property
     def activation_bytes(self):
         return self.activation.closed_form()
 
-    @property
+    @cached_property
     def inference_peak(self) -> list:
         return _dedupe([p.closed_form() for p in self.peaks])
 
-    @property
+    @cached_property
     def flops_per_token(self):
         return None if self.per_token is None else self.per_token.closed_form()
 
-    @property
+    @cached_property
     def state_bytes(self):
         return None if self.state is None else self.state.closed_form()
 
-    @property
+    @cached_property
     def sequential_depth(self):
         return self.depth.closed_form()
 
