@@ -98,6 +98,13 @@ def _cost(node: Node, args, ctx: CostContext) -> LayerCost:
 # binding). A total is then a `Figure`: the terms without cost symbols summed
 # and expanded as before, plus (expression, binding) terms that the estimate
 # evaluates once per distinct expression, at every binding at once.
+# A cost used at fewer distinct values is derived at each (as share=False
+# does): a handful of derivations cost little, and the totals then share
+# their subexpressions (ceil(T/L), ...) in a sweep (CompiledCost), which
+# bound terms do not.
+SHARE_FROM = 8
+
+
 def _shared_key(node: Node, elem: int):
     """(cache key, binding, thunk deriving the shared LayerCost)."""
     binding = []
@@ -241,16 +248,23 @@ class ModelCost:
 
 
 def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) -> ModelCost:
-    """Derive every closed form of `model` once (COST_MODEL.md). share=False
-    derives each layer's cost at its own values (no cost symbols): the same
-    figures, slower on many distinct layers; tests compare the two."""
+    """Derive every closed form of `model` once (COST_MODEL.md). Layers that
+    differ only in cost-symbol arguments, at SHARE_FROM distinct values or
+    more, share one derivation ("shared costs" above); share=False derives
+    each layer's cost at its own values: the same figures, slower on many
+    distinct layers (tests compare the two)."""
     elem = DTYPE_BYTES[dtype]
     nodes: list[NodeCost] = []
     by_name: dict[str, NodeCost] = {}
     cache: dict = {}
-    for node in model.nodes:
-        if share:
-            key, binding, derive = _shared_key(node, elem)
+    plan = [_shared_key(node, elem) if share else None for node in model.nodes]
+    values: dict = {}
+    for p in plan:
+        if p is not None and p[1]:
+            values.setdefault(p[0], set()).add(p[1])
+    for node, p in zip(model.nodes, plan):
+        if p is not None and len(values.get(p[0], ())) >= SHARE_FROM:
+            key, binding, derive = p
         else:
             # repeats share one validated args object (the elaborator's rule cache)
             key = (node.kind, id(node.args), node.inputs, tuple(s.args for s in node.scope if s.kind == "segments"))
@@ -402,9 +416,10 @@ def _sequential_depth(model: ModelGraph, nodes: list[NodeCost], terms: _Terms, s
             own = n.cost.depth
         depth[node.name] = start + own
     # add the segment wavefront once, after each segments block: ceil(T/L) - 1,
-    # shared (one expression at each block's L) unless share=False
+    # shared (one expression at each block's L) when SHARE_FROM lengths or more
     wave: dict = {}
     extra = []
+    share = share and len({args["length"] for args, _ in seg_info.values()}) >= SHARE_FROM
     for args, T in seg_info.values():
         if args.get("memory", 0) > 0:
             if not share:
