@@ -122,7 +122,7 @@ class BoundTerms:
 
     def __init__(self, per_figure: list[tuple]):
         index: dict = {}                      # expression -> its slot in self.groups
-        self.groups: list[tuple] = []         # (fn, model dims it reads, cost symbol names, bindings)
+        self.groups: list[tuple] = []         # (shared, fn, model dims it reads, cost symbol names, bindings)
         bindings: list[dict] = []             # per group: binding -> its position
         self.figures = []                     # per figure: [(group, position), ...]
         for terms in per_figure:
@@ -131,26 +131,29 @@ class BoundTerms:
                 g = index.get(expr)
                 if g is None:
                     g = index[expr] = len(self.groups)
-                    fn, _ = compile_columns(expr)
+                    # its repeated subexpressions (ceil(T/@length), ...) once per (binding, point)
+                    shared, (fn,) = compile_shared([expr], f"_b{g}_")
                     names = tuple(s.name for s, _ in binding)
                     dims = tuple(s.name for s in expr.free_symbols if not is_cost_symbol(s))
-                    self.groups.append((fn, dims, names, []))
+                    self.groups.append((shared, fn, dims, names, []))
                     bindings.append({})
                 pos = bindings[g].get(binding)
                 if pos is None:
-                    pos = bindings[g][binding] = len(self.groups[g][3])
-                    self.groups[g][3].append(tuple(v for _, v in binding))
+                    pos = bindings[g][binding] = len(self.groups[g][4])
+                    self.groups[g][4].append(tuple(v for _, v in binding))
                 refs.append((g, pos))
             self.figures.append(refs)
 
     def evaluate(self, cols: dict, n: int) -> list:
         """Per figure, the sum of its bound terms at each point (None: none)."""
         values = []
-        for fn, dims, names, rows in self.groups:
+        for shared, fn, dims, names, rows in self.groups:
             k = len(rows)
             tiled = {d: cols[d] * k for d in dims}
             for j, name in enumerate(names):
                 tiled[name] = [row[j] for row in rows for _ in range(n)]
+            for name, sub in shared:
+                tiled[name] = sub(tiled, k * n)
             values.append(fn(tiled, k * n))
         out = []
         for refs in self.figures:

@@ -152,7 +152,8 @@ class _Terms:
 
     def __init__(self):
         self.expanded: dict = {}
-        self.symbols: dict = {}
+        self.symbols: dict = {}     # expression -> the cost symbols it reads
+        self.kept: dict = {}        # (those symbols, binding) -> the binding restricted to them
 
     def figure(self, terms) -> Figure:
         """terms: (expression, binding) pairs. A term's binding keeps only the
@@ -165,8 +166,11 @@ class _Terms:
                 if syms is None:
                     syms = self.symbols[e] = frozenset(s for s in getattr(e, "free_symbols", ()) if is_cost_symbol(s))
                 if syms:
-                    bound.append((e, tuple(sorted(((s, v) for s, v in binding if s in syms),
-                                                  key=lambda p: p[0].name))))
+                    kept = self.kept.get((syms, binding))
+                    if kept is None:
+                        kept = self.kept[syms, binding] = tuple(sorted(((s, v) for s, v in binding if s in syms),
+                                                                      key=lambda p: p[0].name))
+                    bound.append((e, kept))
                     continue
             base.append(e)
         return Figure(self.sum(base), tuple(bound))
