@@ -1,8 +1,8 @@
-"""What the three example scripts share: the command line, atomic writes,
+"""What the example scripts share: the command line, atomic writes,
 one-line errors, and picking a model under a memory budget.
 
 Kept tiny on purpose: each example reads top to bottom on its own; this file
-only holds the plumbing that would otherwise be copied three times.
+only holds the plumbing that would otherwise be copied into each.
 """
 from __future__ import annotations
 

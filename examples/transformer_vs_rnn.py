@@ -1,26 +1,34 @@
-"""Transformer vs LSTM vs hybrid: which wins where, with numbers.
+"""Transformer vs LSTM vs Mamba-2 vs Gated DeltaNet vs hybrid: which wins where, with numbers.
 
 The essay that motivated seqdsl argues in regimes: on short sequences
 (< 100 tokens) the transformer wins everything; on medium ones (100-1,000)
 its quadratic attention starts to show; on long ones (> 1,000) recurrence or
-a hybrid (sliding windows, Transformer-XL memory) wins on memory and
-generation, while the LSTM pays in sequential depth. This example makes the
-table from three comparable (~16-17M parameter) language models written by
-hand in examples/transformer_vs_rnn/*.seq:
+a hybrid wins on memory and generation, while the LSTM pays in sequential
+depth. This example makes the table from five comparable (16.3-17.3M
+parameter) language models written by hand in examples/transformer_vs_rnn/*.seq:
+a transformer, an LSTM, the two modern linear-time recurrences Mamba-2 and
+Gated DeltaNet, and a modern hybrid (Mamba-2 interleaved with sliding-window
+attention, Samba's layout):
 
 * every figure is seqdsl's closed form (seqdsl.estimate), exact at any T;
 * the winner of each (regime, metric) cell holds across the whole regime,
   with the exact lengths where it changes (seqdsl.compare's crossovers,
   seqdsl.cost.crossover for sequential depth, which compare has no metric for);
+* the generation state of each model against the context length, split into
+  the KV cache of its attention layers and the states of its recurrent
+  layers (the hybrid's is both: the figure tools that assume one kind of
+  layer get wrong), summed per layer from seqdsl's cost model and checked
+  against the estimate's total;
 * a spot check builds each model in PyTorch and counts FLOPs with
   FlopCounterMode and saved activations with saved_tensors_hooks
   (seqdsl.backend.measure) at one small length: the ratio measured / estimated.
 
-    .venv/bin/python examples/transformer_vs_rnn.py            # table, crossovers, spot check, plot
-    .venv/bin/python examples/transformer_vs_rnn.py --smoke    # table and crossovers only
+    .venv/bin/python examples/transformer_vs_rnn.py            # tables, crossovers, spot check, plots
+    .venv/bin/python examples/transformer_vs_rnn.py --smoke    # tables and crossovers only
 
-Writes OUT/transformer_vs_rnn.md (the tables), .json (the same, for tests)
-and .png (one log-log panel per metric, crossovers dashed).
+Writes OUT/transformer_vs_rnn.md (the tables), .json (the same, for tests),
+.png (one log-log panel per metric, crossovers dashed) and _state.png (the
+generation state against the context length).
 """
 from __future__ import annotations
 
@@ -32,7 +40,7 @@ from pathlib import Path
 import _common
 
 SPEC_DIR = _common.HERE / "transformer_vs_rnn"
-SPECS = ("transformer", "lstm", "hybrid")
+SPECS = ("transformer", "lstm", "mamba2", "gated_deltanet", "hybrid")
 TRAIN_BATCH = 8      # training figures: a batch of 8 sequences of length T
 GEN_BATCH = 1        # generation figures: one stream
 SWEEP = [2 ** k for k in range(17)]          # T = 1 .. 65,536
@@ -52,7 +60,9 @@ METRICS = (
     ("state_bytes", "KV / state memory", GEN_BATCH, "state_bytes"),
     ("flops_per_token", "generation FLOPs / token", GEN_BATCH, "flops_per_token"),
 )
-SPOT = {"T": 160, "B": 1}   # > window and > one segment (128), so the hybrid's band and memory are exercised
+SPOT = {"T": 520, "B": 1}   # > the hybrid's window (512) and two Mamba-2 chunks (256), a partial GDN chunk (64)
+STATE_T = [1, 8, 16, 32, 64, 128, 256, 384, 448, 512, 520, 576, 640, 768, 1024, 1536, 2048, 4096, 8192,
+           16384, 32768, 65536]   # context lengths of the generation-state figure (the window is 512)
 
 
 def load_models() -> dict:
@@ -169,6 +179,34 @@ def regime_table(models: dict, flips: dict) -> list[dict]:
     return rows
 
 
+def state_label(kind: str) -> str:
+    return "KV cache (attention)" if kind == "attention" else f"{kind} state"
+
+
+def state_parts(models: dict) -> dict:
+    """model -> {part: [bytes at each STATE_T]}, one generation (batch
+    GEN_BATCH): each layer's state_bytes from seqdsl's cost model
+    (seqdsl.cost.model, the per-layer terms the estimate sums), summed by
+    kind: the attention layers' KV cache, each recurrent kind's state. The
+    parts of a model add up to seqdsl.estimate's state_bytes at every length
+    (checked here, and by tests/test_examples.py on the JSON)."""
+    import seqdsl
+    from seqdsl.cost.estimate import compiled
+    from seqdsl.graph.symbolic import compile_expr
+    out = {}
+    for name, graph in models.items():
+        terms: dict[str, list] = {}
+        for n in compiled(graph, "float32").cost.nodes:
+            if n.node.kind not in ("input", "add") and n.cost.state_bytes != 0:
+                terms.setdefault(state_label(n.node.kind), []).append(compile_expr(n.cost.state_bytes))
+        parts = {label: [int(sum(f({"T": T, graph.batch_symbol: GEN_BATCH}) for f in fs)) for T in STATE_T]
+                 for label, fs in terms.items()}
+        totals = [p.state_bytes for p in seqdsl.estimate(graph, seq=STATE_T, batch=GEN_BATCH).points]
+        assert [sum(col) for col in zip(*parts.values())] == totals, name
+        out[name] = parts
+    return out
+
+
 # ------------------------------------------------------------------ text
 def fmt(metric: str, v) -> str:
     from seqdsl.units import human_bytes, human_flops, human_seconds
@@ -194,9 +232,9 @@ def winner_text(pieces: list[dict]) -> str:
     return "; ".join(parts)
 
 
-def markdown(models: dict, rows: list[dict], flips: dict, spot: list[dict] | None) -> str:
+def markdown(models: dict, rows: list[dict], flips: dict, states: dict, spot: list[dict] | None) -> str:
     params = ", ".join(f"{n} {g.params / 1e6:.2f}M" for n, g in models.items())
-    out = ["# Transformer vs LSTM vs hybrid: regime table", "",
+    out = ["# Transformer vs LSTM vs Mamba-2 vs Gated DeltaNet vs hybrid: regime table", "",
            f"Models (examples/transformer_vs_rnn/*.seq, parameters): {params}. float32, Adam.",
            f"Training figures at batch {TRAIN_BATCH}, generation figures at batch {GEN_BATCH}. "
            "Lower is better in every column. The winner holds over the whole regime unless the cell "
@@ -221,6 +259,15 @@ def markdown(models: dict, rows: list[dict], flips: dict, spot: list[dict] | Non
                        f"{exact(x['before'][lo])} | {exact(x['at'][hi])} vs {exact(x['at'][lo])} |")
         if not found:
             out.append(f"| {label} | — | none | | | |")
+    shown = [T for T in (64, 512, 8192, 65536) if T in STATE_T]
+    out += ["", f"## Generation state by layer kind (batch {GEN_BATCH})", "",
+            "Each model's state split into its attention layers' KV cache and its recurrent layers' "
+            "states; the parts add up to the estimate's KV / state memory.", "",
+            "| model | part | " + " | ".join(f"T = {T:,}" for T in shown) + " |", "|---|---|" + "---|" * len(shown)]
+    for name, parts in states.items():
+        for label, ys in parts.items():
+            out.append(f"| {name} | {label} | " + " | ".join(fmt("state_bytes", ys[STATE_T.index(T)])
+                                                            for T in shown) + " |")
     if spot:
         out += ["", f"## Spot check: estimate vs measurement at T = {SPOT['T']}, B = {SPOT['B']}", "",
                 "FLOPs by torch's FlopCounterMode (with seqdsl.backend.measure's CPU formulas), saved activations "
@@ -284,6 +331,54 @@ def plot(compared: dict, path: Path) -> None:
     _common.save_figure(fig, path, dpi=100)
 
 
+def hybrid_window(graph) -> int:
+    """The hybrid's attention window (from its checked graph), marked on the state figure."""
+    return next(n.args.window for n in graph.nodes if n.kind == "attention")
+
+
+def plot_state(states: dict, window: int, path: Path) -> None:
+    """Generation state against context length: the hybrid's KV cache stacked
+    on its Mamba-2 states, beside the transformer's KV cache and the pure
+    recurrent models' constant states. Left linear (the first 4x the
+    window, where the hybrid's cache fills), right log-log to 65,536."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    mib = 2 ** 20
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5.5))
+    colours = {"transformer": "tab:red", "lstm": "tab:grey", "mamba2": "tab:blue",
+               "gated_deltanet": "tab:green", "hybrid": "black"}
+    for ax, hi, log in ((axes[0], 4 * window, False), (axes[1], STATE_T[-1], True)):
+        ts = [T for T in STATE_T if T <= hi]
+        hybrid = states["hybrid"]
+        recurrent = [label for label in hybrid if not label.startswith("KV")]
+        stack = [[v / mib for v in hybrid[label][:len(ts)]] for label in recurrent + ["KV cache (attention)"]]
+        ax.stackplot(ts, *stack, colors=["tab:cyan", "tab:orange"], alpha=0.45,
+                     labels=[f"hybrid: {label}" for label in recurrent] + ["hybrid: KV cache (attention, window "
+                                                                           f"{window})"])
+        for name, parts in states.items():
+            total = [sum(col) / mib for col in zip(*parts.values())][:len(ts)]
+            ax.plot(ts, total, color=colours.get(name), linewidth=2 if name == "hybrid" else 1.5,
+                    linestyle="-" if name in ("transformer", "hybrid") else "--",
+                    label=f"{name} total" if name == "hybrid" else name)
+        ax.axvline(window, color="tab:orange", linestyle=":", linewidth=1)
+        if log:
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_ylim(bottom=0.01)
+        else:
+            ax.set_xlim(0, hi)
+            ax.set_ylim(0, 3 * max(sum(col) for col in zip(*states["hybrid"].values())) / mib)
+        ax.set_xlabel("context length T (tokens)")
+        ax.set_ylabel(f"generation state (MiB, batch {GEN_BATCH}, float32)")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_title("the hybrid's state: Mamba-2 states + a KV cache that fills to the window")
+    axes[1].set_title("every model, to 65,536 tokens (log-log)")
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    _common.save_figure(fig, path, dpi=100)
+
+
 def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
     args = p.parse_args()
@@ -294,17 +389,20 @@ def main() -> None:
     compared = comparisons(models, metrics)
     flips = crossovers(models, metrics, compared)
     rows = regime_table(models, flips)
+    states = state_parts(models)
     spot = None if args.smoke else spot_check(models)
-    text = markdown(models, rows, flips, spot)
+    text = markdown(models, rows, flips, states, spot)
     _common.write(out / "transformer_vs_rnn.md", text)
     _common.write(out / "transformer_vs_rnn.json", json.dumps(
         {"params": {n: g.params for n, g in models.items()}, "train_batch": TRAIN_BATCH, "gen_batch": GEN_BATCH,
          "metrics": {m: {"batch": BATCH[m], "field": FIELD[m]} for m in metrics}, "hw": HW,
-         "regimes": rows, "crossovers": flips, "spot_check": spot}, indent=1))
+         "regimes": rows, "crossovers": flips, "state_T": STATE_T, "state_parts": states, "spot_check": spot},
+        indent=1))
     if not args.smoke:
         plot(compared, out / "transformer_vs_rnn.png")
+        plot_state(states, hybrid_window(models["hybrid"]), out / "transformer_vs_rnn_state.png")
     print(text)
-    print(f"wrote {out}/transformer_vs_rnn.{{md,json{'' if args.smoke else ',png'}}} "
+    print(f"wrote {out}/transformer_vs_rnn{{.md,.json{'' if args.smoke else ',.png,_state.png'}}} "
           f"in {time.perf_counter() - t0:.1f} s")
 
 

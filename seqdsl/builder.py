@@ -246,8 +246,10 @@ def repeat(count, *body, as_: str | None = None) -> ast.Repeat:
     return _alias(ast.Repeat(_args((count,), {}), _stages(body), None), as_)
 
 
-def residual(*body, as_: str | None = None) -> ast.Residual:
-    return _alias(ast.Residual(_stages(body), None), as_)
+def residual(*body, scale=None, as_: str | None = None) -> ast.Residual:
+    """`residual { body }`, or with `scale=`: x + scale · body(x)."""
+    args = _args((), {"scale": scale}) if scale is not None else ()
+    return _alias(ast.Residual(_stages(body), None, args=args), as_)
 
 
 def segments(length, memory, *body, as_: str | None = None) -> ast.Segments:

@@ -191,7 +191,7 @@ def suggest(name: str, candidates) -> str | None:
     `reshape` -> `repeat` nor `layout` -> `out`), a candidate that starts with
     `name` (`lay` -> `layernorm`), or a common abbreviation (`attn` ->
     `attention`); never for a word that names a concept the language lacks
-    (`glu` is not a misspelt `gelu`: see `absent_concept`)."""
+    (`prelu` is not a misspelt `relu`: see `absent_concept`)."""
     names = sorted(set(candidates))
     if name.lower() in ABSENT_CONCEPTS and name not in names:
         return None
@@ -237,8 +237,8 @@ ABSENT_CONCEPTS = {
     "permute": "layers act on the channel axis (the last), convolutions on the axes before it",
     "transpose": "layers act on the channel axis (the last), convolutions on the axes before it",
     "squeeze": "flatten merges the axes after T into the channel axis",
-    "glu": "swiglu is the gated feed-forward block; mlp the plain one",
-    "geglu": "swiglu is the gated feed-forward block; mlp the plain one",
+    "prelu": "its rectifiers are relu, squared_relu and hardtanh (clipped)",
+    "leaky_relu": "its rectifiers are relu, squared_relu and hardtanh (clipped)",
     "concat": "cross_attention reads a second bound value", "cat": "cross_attention reads a second bound value",
     "stack": None, "split": None, "chunk": None,
     "add": "residual { ... } adds a stage's input to its output",
@@ -254,7 +254,7 @@ ABSENT_CONCEPTS = {
 
 def absent_concept(name: str) -> str | None:
     """The help for a word that names a layer the language does not have
-    (`reshape`, `glu`, `maxpool`), or None when it names no such concept."""
+    (`reshape`, `prelu`, `maxpool`), or None when it names no such concept."""
     key = name.lower()
     if key not in ABSENT_CONCEPTS:
         return None

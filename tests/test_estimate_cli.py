@@ -69,6 +69,33 @@ def test_seq_ranges_and_named_dims(capsys, gpt, s2s):
     assert json.loads(out)["points"][0]["seq"] == {"S": 512, "T": 512}
 
 
+def test_seq_sweeps_one_dim_with_the_others_fixed(capsys, s2s):
+    # `T=LO..HI,S=N`: a sweep over T at a fixed source length, each point the
+    # same as asking for it alone
+    _, out, _ = run_compile(capsys, s2s, "--estimate", "--json", "--seq", "T=128..512,S=3000")
+    points = json.loads(out)["points"]
+    assert [p["seq"] for p in points] == [{"S": 3000, "T": t} for t in (128, 256, 512)]
+    for p in points:
+        alone = seqdsl.estimate(s2s, seq=p["seq"]).points[0]
+        assert p["flops_train"] == alone.flops_train and p["training_bytes"] == alone.training_bytes
+    # ranges on both dims: every combination; log-spaced ranges too
+    _, out, _ = run_compile(capsys, s2s, "--estimate", "--json", "--seq", "T=100..1000:3,S=16..32")
+    seqs = [(p["seq"]["S"], p["seq"]["T"]) for p in json.loads(out)["points"]]
+    assert sorted(seqs) == sorted((s, t) for s in (16, 32) for t in (100, 316, 1000))
+
+
+@pytest.mark.parametrize("seq, message", [
+    ("T=128..512", "gives no length for dim 'S'"),
+    ("T=512..128,S=4", "the range is empty"),
+    ("T=3..3,S=4", "contains no power of two"),
+    ("T=1..1000000:1000,S=1..1000:1000", "past the limit"),
+    ("T=,S=4", "is not DIM=LENGTH or DIM=LO..HI"),
+])
+def test_bad_sweeps_name_the_fix(capsys, s2s, seq, message):
+    code, _, err = run_compile(capsys, s2s, "--estimate", "--seq", seq)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
 def test_cross_attention_cost_follows_each_length(capsys, s2s):
     def fwd(t, s):
         return seqdsl.estimate(s2s, seq={"T": t, "S": s}).points[0].flops_forward

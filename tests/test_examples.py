@@ -14,6 +14,7 @@ import seqdsl
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+CONTENDERS = ("transformer", "lstm", "mamba2", "gated_deltanet", "hybrid")
 
 
 def run_example(name: str, out: Path, *args: str) -> subprocess.CompletedProcess:
@@ -33,17 +34,17 @@ def regimes(tmp_path_factory):
 
 def models():
     return {n: seqdsl.load(EXAMPLES / "transformer_vs_rnn" / f"{n}.seq").model(n)
-            for n in ("transformer", "lstm", "hybrid")}
+            for n in CONTENDERS}
 
 
 def direct(graph, field: str, T: int, batch: int) -> int:
     return getattr(seqdsl.estimate(graph, seq=T, batch=batch).points[0], field)
 
 
-def test_the_three_language_models_are_comparable_in_size(regimes):
+def test_the_five_language_models_are_comparable_in_size(regimes):
     _, _, data = regimes
     params = {n: g.params for n, g in models().items()}
-    assert data["params"] == params
+    assert data["params"] == params and list(params) == list(CONTENDERS)
     assert all(10e6 <= p <= 20e6 for p in params.values())
     assert max(params.values()) / min(params.values()) < 1.1
 
@@ -86,10 +87,33 @@ def test_regime_winners_are_the_cheapest_models(regimes):
         if row["at"] >= row["pieces"][-1]["from"]:
             assert [n for n in values if values[n] == min(values.values())] == last
     long_state = next(row for row in data["regimes"] if row["regime"] == "long" and row["metric"] == "state_bytes")
-    assert long_state["values"]["transformer"] > long_state["values"]["hybrid"] > long_state["values"]["lstm"]
+    v = long_state["values"]
+    assert v["transformer"] > v["hybrid"] > v["mamba2"] > v["gated_deltanet"] > v["lstm"]
     md = (out / "transformer_vs_rnn.md").read_text()
     assert "| regime | metric | winner |" in md and md in r.stdout
     assert not (out / "transformer_vs_rnn.png").exists()      # --smoke draws no plot
+
+
+def test_generation_state_parts_add_up_to_the_estimate(regimes):
+    """The state figure's parts: each model's per-kind parts sum to the
+    estimate's state_bytes; the hybrid's KV cache is its 3 attention layers'
+    keys and values (6 heads x 64, float32) over min(T, 512) positions, its
+    Mamba-2 states a constant; the pure recurrent models have no KV cache."""
+    _, _, data = regimes
+    graphs = models()
+    ts, parts = data["state_T"], data["state_parts"]
+    for name, g in graphs.items():
+        totals = [p.state_bytes for p in seqdsl.estimate(g, seq=ts, batch=data["gen_batch"]).points]
+        assert [sum(col) for col in zip(*parts[name].values())] == totals, name
+    hybrid = parts["hybrid"]
+    assert set(hybrid) == {"KV cache (attention)", "mamba2 state"}
+    assert hybrid["KV cache (attention)"] == [3 * 2 * 384 * min(T, 512) * 4 for T in ts]
+    assert len(set(hybrid["mamba2 state"])) == 1 and hybrid["mamba2 state"][0] > 0
+    assert parts["transformer"] == {"KV cache (attention)": [6 * 2 * 384 * T * 4 for T in ts]}
+    for name in ("lstm", "mamba2", "gated_deltanet"):
+        assert list(parts[name]) == [f"{name} state"] and len(set(parts[name][f"{name} state"])) == 1
+    # 3 of the pure Mamba-2 model's 11 layers: the hybrid's recurrent part is 3/11 of its state
+    assert hybrid["mamba2 state"][0] * 11 == parts["mamba2"]["mamba2 state"][0] * 3
 
 
 def check_pipeline(out: Path, stem: str) -> dict:
@@ -150,7 +174,33 @@ def test_video_pipeline_picks_under_the_budget(tmp_path):
     assert [str(d) for d in graph.inputs["clip"].dims] == ["B", "T", "128", "128", "3"]
 
 
+def test_streaming_speech_streams_what_the_estimate_says(tmp_path):
+    """The streaming example's own checks, re-derived from its JSON and seqdsl:
+    the chunked step() output equals the full forward, the state after every
+    chunk is exactly seqdsl.estimate's state_bytes (the conv windows and the
+    RG-LRU states), frame by frame it never exceeds it, and FlopCounterMode's
+    count of one stride period of single-frame steps is the estimate's
+    per-frame cost times the stride."""
+    r = run_example("streaming_speech", tmp_path)
+    data = json.loads((tmp_path / "streaming_speech.json").read_text())
+    graph = seqdsl.load(EXAMPLES / "streaming_speech.seq").model()
+    p = seqdsl.estimate(graph, seq=data["frames"], batch=1).points[0]
+    assert data["params"] == graph.params and data["stride"] == 4
+    assert data["chunks"] * data["chunk_frames"] == data["frames"] and data["out_frames"] == data["frames"] // 4
+    assert data["streamed_equals_full"] and data["max_abs_diff"] <= 1e-4
+    assert data["state_bytes_estimate"] == p.state_bytes > 0
+    assert data["state_bytes_measured"] == [p.state_bytes] * data["chunks"] and data["state_agrees"]
+    # mid-stride a conv window holds fewer frames: smaller, never larger
+    assert data["frame_state_min"] < data["frame_state_max"] == p.state_bytes
+    assert data["flops_per_frame_estimate"] == p.flops_per_token
+    assert data["flops_period_measured"] == 4 * p.flops_per_token and data["flops_agree"]
+    assert len(data["latency_ms"]) == data["chunks"] and all(t > 0 for t in data["latency_ms"])
+    md = (tmp_path / "streaming_speech.md").read_text()
+    assert md in r.stdout and "| NO" not in md
+
+
 @pytest.mark.parametrize("name,args", [("speech_pipeline", ["--budget-gib", "-1"]),
+                                       ("streaming_speech", ["--chunk-ms", "30"]),
                                        ("video_pipeline", ["--frames", "many"]),
                                        ("transformer_vs_rnn", ["--bogus"])])
 def test_bad_flags_exit_2_with_one_line(tmp_path, name, args):

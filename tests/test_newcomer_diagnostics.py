@@ -57,7 +57,7 @@ def test_the_corpus_is_there():
     ("scr", ["src", "x"], "src"),
     ("reshape", ["repeat", "residual"], None),
     ("layout", ["out", "bias", "tie"], None),
-    ("glu", ["gelu", "silu"], None),
+    ("prelu", ["relu", "gelu", "silu"], None),
     ("x", ["y"], None),
 ])
 def test_suggestions_only_when_close(name, candidates, expected):

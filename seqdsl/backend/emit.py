@@ -104,6 +104,14 @@ def input_name(name: str) -> str:
     return f"v_{name}"
 
 
+def _add_expr(node, a: str, b: str) -> str:
+    """A residual's add in emitted source: `a + b`, or one torch.add with
+    alpha for `residual(scale=...)`."""
+    if node.args is None:
+        return f"{a} + {b}"
+    return f"torch.add({a}, {b}, alpha={_lit(float(node.args.scale))})"
+
+
 def _lit(v):
     """A Python literal for a validated value: only None, bool, int, float, str, tuples."""
     if v is None or isinstance(v, (bool, int)):
@@ -213,7 +221,7 @@ def emit_model(graph: ModelGraph, cls: str | None = None) -> str:
         if seg is None:
             v = new_var()
             if n.kind == "add":
-                fwd.append(f"{v} = {var[n.sources[0]]} + {var[n.sources[1]]}")
+                fwd.append(f"{v} = {_add_expr(n, var[n.sources[0]], var[n.sources[1]])}")
             else:
                 fwd.append(f"{v} = {_path_expr(n.name)}({', '.join(var[s] for s in n.sources)})"
                            f"  # {n.kind} -> {n.output}")
@@ -244,7 +252,7 @@ def emit_model(graph: ModelGraph, cls: str | None = None) -> str:
             v = f"s{k}"
             k += 1
             if g.kind == "add":
-                body.append(f"        {v} = {local[g.sources[0]]} + {local[g.sources[1]]}")
+                body.append(f"        {v} = {_add_expr(g, local[g.sources[0]], local[g.sources[1]])}")
             elif g.kind == "attention":
                 body.append(f"        {v} = {_path_expr(g.name)}({', '.join(local[s] for s in g.sources)}, "
                             f"state=states[{attn.index(g)}])")

@@ -41,6 +41,7 @@ class SeqModel(nn.Module):
         tied: dict[str, nn.Module] = {}
         plan = []            # (kind, name, sources, segments path)
         seg_args = {}
+        self._scales = {n.name: n.args.scale for n in graph.nodes if n.kind == "add" and n.args is not None}
         for node in graph.nodes:
             if node.kind in ("input", "add"):
                 plan.append((node.kind, node.name, node.sources, _seg_path(node)))
@@ -152,13 +153,18 @@ class SeqModel(nn.Module):
         outs = tuple(env[o] for o in self._out_nodes)
         return outs[0] if len(outs) == 1 else outs
 
+    def _add(self, name, x, y):
+        """A residual's add: x + y, or x + scale · y in one kernel (`residual(scale=...)`)."""
+        scale = self._scales.get(name)
+        return x + y if scale is None else torch.add(x, y, alpha=scale)
+
     def _free(self, env, i) -> None:
         for name in self._frees.get(i, ()):
             env.pop(name, None)
 
     def _exec(self, env, states, kind, name, sources, x_override=None):
         if kind == "add":
-            env[name] = env[sources[0]] + env[sources[1]]
+            env[name] = self._add(name, env[sources[0]], env[sources[1]])
             return
         args = [env[s] for s in sources]
         mod = self._mods[name]
@@ -200,7 +206,7 @@ class SeqModel(nn.Module):
             sub[entry] = piece.clone(memory_format=torch.contiguous_format) if n < t else piece
             for kind, name, sources, _ in group:
                 if kind == "add":
-                    sub[name] = sub[sources[0]] + sub[sources[1]]
+                    sub[name] = self._add(name, sub[sources[0]], sub[sources[1]])
                     continue
                 mod = self._mods[name]
                 args = [sub[s] for s in sources]
@@ -357,7 +363,7 @@ class _Stage:
         env = dict(zip(self.needs, xs))
         for kind, name, sources, _ in self.entries:
             if kind == "add":
-                env[name] = env[sources[0]] + env[sources[1]]
+                env[name] = self.model._add(name, env[sources[0]], env[sources[1]])
             else:
                 env[name] = self.model._mods[name](*[env[s] for s in sources])
         return tuple(env[n] for n in self.gives)

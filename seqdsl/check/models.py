@@ -17,6 +17,7 @@ from ..graph.ir import ModelGraph, Node, Ref, Scope, TensorType
 from ..graph.symbolic import dim_symbol, dims_equal, fmt_dim, rounding_depth
 from ..lang import ast
 from ..layers import LAYERS, LayerError
+from ..layers.base import ResidualArgs
 from ..limits import MAX_DIAGNOSTICS, MAX_DIM, MAX_DIM_DEPTH, MAX_LIST, MAX_NESTING, MAX_NODES, MAX_REPEAT
 from .values import COMBINATORS, FUNCTIONS, Word, _binop, _check_magnitude, _describe, _number
 
@@ -276,8 +277,9 @@ class _ModelBuilder:
                 x = self._segments(stage, x, name, scope, env, depth, stack)
         return x
 
-    def _combinator_args(self, stage, env, schema: list[tuple[str, bool]]) -> dict:
-        """Bind a combinator's args to `schema` [(name, required)], all ints."""
+    def _combinator_args(self, stage, env, schema: list[tuple[str, bool]], numbers: tuple = ()) -> dict:
+        """Bind a combinator's args to `schema` [(name, required)]: ints, or
+        any number for the names in `numbers`."""
         kind = type(stage).__name__.lower()
         names = [n for n, _ in schema]
         bound: dict[str, object] = {}
@@ -291,7 +293,10 @@ class _ModelBuilder:
             if key in bound:
                 raise error(f"argument '{key}' given twice", arg.span)
             value = self.eval(arg.value, env, "arg")
-            if isinstance(value, bool) or not isinstance(value, int):
+            if key in numbers:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise error(f"{kind} argument '{key}' must be a number, got {_describe(value)}", arg.span)
+            elif isinstance(value, bool) or not isinstance(value, int):
                 raise error(f"{kind} argument '{key}' must be an int, got {_describe(value)}", arg.span)
             bound[key] = (value, arg.span)
         for n, required in schema:
@@ -370,6 +375,12 @@ class _ModelBuilder:
         return size
 
     def _residual(self, stage: ast.Residual, x, name, scope, env, depth, stack):
+        scale = 1.0
+        if stage.args:
+            scale, sspan = self._combinator_args(stage, env, [("scale", False)], numbers=("scale",))["scale"]
+            if not (math.isfinite(scale) and scale != 0):
+                raise error(f"residual scale must be a finite, non-zero number, got {scale}", sspan,
+                            help="residual(scale=0.5) adds half the body's output (the Conformer's macaron halves)")
         if not stage.body:
             raise error("residual body is empty", stage.span)
         inner = scope + (Scope("residual", name, stage.span),)
@@ -380,7 +391,8 @@ class _ModelBuilder:
             raise error(f"residual body changes the shape from {tx} to {ty}", stage.span,
                         help="x + body(x) needs the body to keep the shape; "
                              f"end the body with a layer back to {fmt_dim(tx.dims[-1])} channels")
-        add = Node(f"{name}.add", "add", None, (tx, ty), tx, 0, stage.span, inner, None, (x[0], y[0]))
+        args = ResidualArgs(scale=float(scale)) if scale != 1 else None
+        add = Node(f"{name}.add", "add", args, (tx, ty), tx, 0, stage.span, inner, None, (x[0], y[0]))
         self._add_node(add, (x[0], y[0]))
         return (add.name, tx)
 

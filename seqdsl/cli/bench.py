@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="measure forward / training-step latency and peak memory of the module")
     p.add_argument("spec", help="path to a .seq file")
     p.add_argument("--model", help="which model, when the file defines several")
-    p.add_argument("--seq", required=True, help="lengths: 64,1024 | 64..4096 (powers of two) | T=1024,S=256")
+    p.add_argument("--seq", required=True, help="lengths: 64,1024 | 64..4096 (powers of two) | T=1024,S=256 | T=64..1024,S=256")
     p.add_argument("--batch", default="1", help="batch size (default 1)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                    help="torch.compile the module first (--no-compile: eager, the default)")

@@ -22,7 +22,7 @@ def add_compile_parser(sub) -> None:
     p.add_argument("--model", help="which model, when the file defines several")
     p.add_argument("--estimate", action="store_true",
                    help="print closed-form costs per sequence length (no torch needed)")
-    p.add_argument("--seq", help="lengths: 64,1024 | 64..65536 (powers of two) | 16..1e7:50 (50 log-spaced) | T=1024,S=256")
+    p.add_argument("--seq", help="lengths: 64,1024 | 64..65536 (powers of two) | 16..1e7:50 (50 log-spaced) | T=1024,S=256 | T=128..4096,S=3000 (sweep T, S fixed)")
     p.add_argument("--batch", default="1", help="batch size (default 1)")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     p.add_argument("--optimizer", default="adam", help="adam | sgd | none (training memory)")
@@ -30,6 +30,11 @@ def add_compile_parser(sub) -> None:
     p.add_argument("--per-layer", action="store_true", help="add a per-layer table at one length")
     p.add_argument("--formula", action="store_true", help="print each figure's closed form")
     p.add_argument("--hw", help="hardware profile for roofline latency: h100 | h200 | a100 | cpu | FILE")
+    p.add_argument("--parallel", help="per-device figures for a layout: dp=8,tp=2,pp=2,cp=1,zero=1,sp,"
+                                      "microbatches=8 (--batch is then one data-parallel micro-batch)")
+    p.add_argument("--recompute", default="none", help="none | selective | full (with --parallel)")
+    p.add_argument("--fit", metavar="MEMORY", help="with --parallel: the largest length and batch whose "
+                                                   "per-device training peak fits, e.g. 80GiB")
     p.add_argument("-o", "--output", help="write standalone PyTorch source to this file")
 
     p = sub.add_parser("export", help="export the model with torch.export (.pt2) or ONNX (.onnx)")

@@ -11,6 +11,7 @@ from ..atomic import check_output, write_atomic
 from ..check.elaborate import spec_files, split_model_path
 from ..cost.compare import (DEFAULT_SEQ, METRICS, Comparison, Crossover, _metric_name, compare, seq_text)
 from ..cost.lengths import parse_int, parse_seq
+from ..cost.parallel import check_recompute, parse_parallel
 from ..errors import UsageError
 from ..units import human_bytes, human_flops, human_seconds
 from .format import grid
@@ -54,6 +55,8 @@ def table(c: Comparison) -> str:
         title += f", optimizer {c.optimizer}"
     if c.hw:
         title += f", hardware {c.hw}"
+    if c.parallel:
+        title += f", per device (the most loaded) of {c.parallel}, recompute {c.recompute}"
     if c.fixed:
         title += ", " + ", ".join(f"{d} = {v:,}" for d, v in c.fixed.items())
     title += "  (* lowest)"
@@ -152,6 +155,9 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     p.add_argument("--optimizer", default="adam", help="adam | sgd | none (train_memory)")
     p.add_argument("--hw", help="hardware profile for the latency metrics: h100 | h200 | a100 | cpu | FILE")
+    p.add_argument("--parallel", help="train_memory of the most loaded device under a layout: "
+                                      "dp=8,tp=2,pp=2,cp=1,zero=1,sp,microbatches=8 (--batch: one micro-batch)")
+    p.add_argument("--recompute", default="none", help="none | selective | full (with --parallel)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="draw cost against length to FILE.png, .svg or .pdf (log-log; needs matplotlib)")
 
@@ -179,13 +185,15 @@ def run(args) -> int:
     metric = _metric_name(args.metric)      # flag errors before any file is read
     batch = parse_int(args.batch, "--batch")
     seq = parse_compare_seq(args.seq)
+    layout = parse_parallel(args.parallel) if args.parallel is not None else None
+    check_recompute(args.recompute)
     if args.plot:
         specs = [split_model_path(s)[0] for s in args.specs]
         hw = [args.hw] if args.hw and os.path.isfile(args.hw) else []
         check_output(args.plot, specs + hw, flag="--plot", suffixes=PLOT_FORMATS)
         check_output(args.plot, [f for s in specs for f in spec_files(s)] + hw, flag="--plot")
     c = compare(args.specs, metric=metric, seq=seq, batch=batch, dtype=args.dtype,
-                optimizer=args.optimizer, hw=args.hw)
+                optimizer=args.optimizer, hw=args.hw, parallel=layout, recompute=args.recompute)
     if args.plot:
         plot(c, args.plot)
     print(c.to_json() if args.json else render(c))

@@ -10,6 +10,7 @@ from ..check.elaborate import load
 from ..cost.estimate import OPTIMIZERS
 from ..cost.hardware import load_profile
 from ..cost.lengths import parse_int, parse_seq
+from ..cost.parallel import check_recompute, parse_bytes, parse_parallel
 from ..cost.report import Report, report
 from ..errors import UsageError
 from ..layers.costs import DTYPE_BYTES
@@ -31,10 +32,17 @@ def run(args) -> int:
         raise UsageError(f"unknown --optimizer '{args.optimizer}': use adam, sgd or none")
     batch = parse_int(args.batch, "--batch")
     profile = load_profile(args.hw) if args.hw else None
+    layout = parse_parallel(args.parallel) if args.parallel is not None else None
+    if args.recompute != "none" and layout is None:
+        raise UsageError(f"--recompute {args.recompute} applies to the per-device figures: add --parallel "
+                         f"(e.g. --parallel dp=8)")
+    check_recompute(args.recompute)
+    budget = parse_bytes(args.fit) if args.fit is not None else None
     model = load(args.spec).model(args.model)
     seq = parse_seq(args.seq, model.seq_symbols)
     rep = report(model, seq, batch=batch, dtype=args.dtype, optimizer=args.optimizer, hw=profile,
-                 per_layer=args.per_layer, formulas=args.formula)
+                 per_layer=args.per_layer, formulas=args.formula, parallel=layout,
+                 recompute=args.recompute, fit=budget)
     print(to_json(rep) if args.json else render(rep))
     return 0
 
@@ -42,6 +50,10 @@ def run(args) -> int:
 def render(rep: Report) -> str:
     """The text tables: the estimate, then the per-layer table and closed forms when present."""
     parts = [table(rep.estimate)]
+    if rep.estimate.parallel is not None:
+        parts.append(per_device_table(rep.estimate))
+    if rep.fit is not None:
+        parts.append(fit_text(rep.fit))
     if rep.layers is not None:
         parts.append(per_layer_table(rep.model, rep.layers, rep.estimate.points[-1]))
     if rep.formulas is not None:
@@ -58,6 +70,14 @@ def to_json(rep: Report) -> str:
            "points": [{k: getattr(p, k) for k in keys} for p in est.points]}
     if est.hw is not None:
         obj["hw"] = est.hw
+    if est.parallel is not None:
+        obj["parallel"], obj["recompute"] = est.parallel, est.recompute
+        for p, q in zip(obj["points"], est.points):
+            p["per_device"] = q.per_device.model_dump()
+    if rep.fit is not None:
+        f = rep.fit
+        obj["fit"] = {"budget_bytes": f.budget, "seq": f.seq, "batch": f.batch, "at_seq": f.at_seq,
+                      "binding": f.binding, "per_device": f.per_device.model_dump()}
     if rep.layers is not None:
         obj["layers"] = rep.layers
     if rep.formulas is not None:
@@ -112,3 +132,37 @@ def formulas(model, fm: dict) -> str:
     for k, v in fm.items():
         lines.append(f"  {k:<{width}}  " + ("-  (cannot stream)" if v is None else v["leading"]))
     return "\n".join(lines)
+
+
+def per_device_table(est) -> str:
+    """The most loaded device at each length: memory by term, communication, time."""
+    head = ["seq", "stage", "weights", "grads", "optimizer", "activations", "peak", "comm/step", "gen state"]
+    timed = est.hw is not None
+    if timed:
+        head += ["compute", "comm", "step"]
+    rows = []
+    for p in est.points:
+        d = p.per_device
+        row = [seq_label(p.seq), str(d.stage), human_bytes(d.weights_bytes), human_bytes(d.grads_bytes),
+               human_bytes(d.optimizer_bytes), human_bytes(d.activation_bytes), human_bytes(d.peak_bytes),
+               human_bytes(d.comm_bytes), human_bytes(d.state_bytes)]
+        if timed:
+            row += [human_seconds(d.compute_time_s), human_seconds(d.comm_time_s), human_seconds(d.step_time_s)]
+        rows.append(row)
+    title = (f"per device, the most loaded of {est.parallel} (micro-batch {est.points[0].batch}, "
+             f"recompute {est.recompute})")
+    if timed:
+        title += f"; step time on {est.hw}: compute with the pipeline bubble + communication, not overlapped"
+    last = est.points[-1].per_device
+    by = ", ".join(f"{k} {human_bytes(v)}" for k, v in last.comm.items()) or "none"
+    return title + "\n" + grid(head, rows) + f"\ncommunication per step at {seq_label(est.points[-1].seq)}: {by}"
+
+
+def fit_text(f) -> str:
+    budget = human_bytes(f.budget)
+    if f.seq is None and f.batch is None:
+        return (f"fit {budget}: nothing fits, not even length 1 at batch 1: the {f.binding} alone take "
+                f"{human_bytes(getattr(f.per_device, f.binding.replace('activations', 'activation') + '_bytes'))}")
+    seq = "no length fits at this batch" if f.seq is None else f"largest length {f.seq:,}"
+    batch = "no batch fits" if f.batch is None else f"largest micro-batch {f.batch:,} at {seq_label(f.at_seq)}"
+    return f"fit {budget} per device: {seq}; {batch}; the binding term is {f.binding}"

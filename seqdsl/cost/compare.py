@@ -56,9 +56,10 @@ from ..check.elaborate import load, split_model_path
 from ..graph.symbolic import compile_expr, dim_symbol
 from ..layers.costs import DTYPE_BYTES
 from .crossover import crossings
-from .estimate import compiled, estimate, optimizer_bytes
+from .estimate import compiled, estimate, optimizer_bytes, parallel_cost
 from .hardware import HardwareProfile, load_profile
 from .lengths import parse_seq
+from .parallel import parse_parallel
 from .roofline import latency_exprs
 
 COUNT_METRICS = ("flops_forward", "flops_train", "flops_per_token", "train_memory",
@@ -99,6 +100,8 @@ class Comparison(BaseModel):
     dtype: str = "float32"
     optimizer: str = "adam"
     hw: str | None = None
+    parallel: str | None = None    # train_memory per device under this layout
+    recompute: str = "none"
 
     def to_json(self) -> str:
         """The `--json` object: exactly metric, specs, points, crossovers."""
@@ -110,15 +113,22 @@ class Comparison(BaseModel):
 
 # ------------------------------------------------------------------ API
 def compare(specs, metric: str = "flops_train", seq=None, batch: int = 1, dtype: str = "float32",
-            optimizer: str = "adam", hw=None) -> Comparison:
+            optimizer: str = "adam", hw=None, parallel=None, recompute: str = "none") -> Comparison:
     """Compare models on one metric over a sweep of lengths.
 
     specs: paths (`FILE.seq`: all its models, `FILE.seq:MODEL`: one) or
     ModelGraphs. seq: None (64..2**20, powers of two), an int or a list of
     ints (every sequence dim), or {dim: int | [ints]} with at most one list
     (the swept dim). hw: a profile name or file, or a HardwareProfile; needed
-    by (and only by) the latency metrics."""
+    by (and only by) the latency metrics. parallel: a layout
+    ("dp=8,tp=2,...", seqdsl.cost.parallel) makes train_memory the training
+    peak of the most loaded device (batch: one micro-batch), with recompute."""
     metric = _metric_name(metric)
+    if parallel is not None and metric != "train_memory":
+        raise UsageError(f"--parallel applies to --metric train_memory (the per-device training peak), "
+                         f"not to {metric}")
+    if recompute != "none" and parallel is None:
+        raise UsageError(f"--recompute {recompute} applies to the per-device figures: add --parallel")
     profile = _profile(metric, hw)
     named = _load_specs(specs)
     if len(named) < 2:
@@ -126,7 +136,8 @@ def compare(specs, metric: str = "flops_train", seq=None, batch: int = 1, dtype:
                          + (f" ({named[0][0]})" if named else ""))
     swept, lengths, fixed = _sweep(seq, [g for _, g in named])
     ests = {name: estimate(graph, seq=[_point(graph, swept, fixed, n) for n in lengths], batch=batch,
-                           dtype=dtype, optimizer=optimizer) for name, graph in named}  # validates the args
+                           dtype=dtype, optimizer=optimizer, parallel=parallel, recompute=recompute)
+            for name, graph in named}  # validates the args
     raw: dict[str, object] = {}     # latency: the roofline's expressions, before substitution
     if metric in LATENCY_METRICS:
         raw = {name: latency_exprs(graph, profile, dtype)[LATENCY_METRICS[metric]] for name, graph in named}
@@ -135,7 +146,9 @@ def compare(specs, metric: str = "flops_train", seq=None, batch: int = 1, dtype:
     exprs: dict[str, object] = {}
     for name, graph in named:
         est = ests[name]
-        exprs[name] = _metric_expr(graph, metric, batch, dtype, optimizer, swept, fixed, raw.get(name), scale)
+        exprs[name] = _metric_expr(graph, metric, batch, dtype, optimizer, swept, fixed, raw.get(name), scale,
+                                   None if parallel is None else parallel_cost(compiled(graph, dtype), parallel,
+                                                                               optimizer, recompute))
         if exprs[name] is None:
             notes.append(f"{name}: no {metric}, it cannot stream: {est.streaming_blocker}")
         for n, p in zip(lengths, est.points):
@@ -151,7 +164,8 @@ def compare(specs, metric: str = "flops_train", seq=None, batch: int = 1, dtype:
     crossovers = _crossovers(names, exprs, evals, swept, fixed, min(lengths), max(lengths), scale)
     return Comparison(metric=metric, specs=names, points=points, crossovers=crossovers, notes=notes,
                       swept=list(swept), fixed=fixed, batch=batch, dtype=dtype, optimizer=optimizer,
-                      hw=None if profile is None else profile.name)
+                      hw=None if profile is None else profile.name,
+                      parallel=None if parallel is None else str(parse_parallel(parallel)), recompute=recompute)
 
 
 def _metric_name(metric: str) -> str:
@@ -253,7 +267,7 @@ def _label(swept, fixed, n: int) -> dict[str, int]:
 
 # ------------------------------------------------------------------ closed forms
 def _metric_expr(graph: ModelGraph, metric: str, batch: int, dtype: str, optimizer: str, swept, fixed,
-                 latency=None, scale: int = 1):
+                 latency=None, scale: int = 1, per_device=None):
     """The metric as an expression of SWEEP alone (batch and held dims
     substituted), or None where it is undefined (the model cannot stream).
     Counts are rounded up as seqdsl.estimate rounds them (amortised strided
@@ -265,6 +279,9 @@ def _metric_expr(graph: ModelGraph, metric: str, batch: int, dtype: str, optimiz
         env[dim_symbol(graph.batch_symbol)] = sympy.Integer(batch)
     if metric in LATENCY_METRICS:
         expr = None if latency is None else _substitute(sympy.sympify(latency), env, scale)
+    elif metric == "train_memory" and per_device is not None:
+        stages = [p.xreplace(env) for p in per_device.peak_exprs()]
+        expr = stages[0] if len(stages) == 1 else sympy.Max(*stages, evaluate=False)
     elif metric == "train_memory":
         weights = graph.params * DTYPE_BYTES[dtype]
         expr = sympy.ceiling(2 * weights + optimizer_bytes(graph.params, dtype, optimizer)

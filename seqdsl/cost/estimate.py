@@ -25,6 +25,7 @@ from ..check.elaborate import load
 from ..errors import UsageError
 from ..limits import MAX_LENGTH
 from .hardware import HardwareProfile, load_profile
+from .parallel import ParallelCost, PerDevice, check_recompute, parse_parallel
 from .roofline import latency
 
 OPTIMIZERS = ("adam", "sgd", "none")
@@ -54,6 +55,8 @@ class Point(BaseModel):
     latency_forward_s: float | None = None
     latency_train_s: float | None = None
     latency_per_token_s: float | None = None
+    # the most loaded device under parallel=... (seqdsl.cost.parallel); None without a layout
+    per_device: PerDevice | None = None
 
 
 class Estimate(BaseModel):
@@ -65,6 +68,8 @@ class Estimate(BaseModel):
     streaming_blocker: str | None        # which layer at which line prevents generation
     points: list[Point]
     hw: str | None = None                # the hardware profile of the latency figures
+    parallel: str | None = None          # the layout of the per_device figures (batch: one micro-batch)
+    recompute: str = "none"
 
 
 # ------------------------------------------------------------------ compiled forms
@@ -302,11 +307,16 @@ def check_lengths(model: ModelGraph, points: list[dict[str, int]]) -> None:
 
 
 def estimate(program_or_path, seq=None, batch: int = 1, dtype: str = "float32",
-             optimizer: str = "adam", model: str | None = None, hw=None) -> Estimate:
+             optimizer: str = "adam", model: str | None = None, hw=None, parallel=None,
+             recompute: str = "none") -> Estimate:
     """Closed-form costs of one model (a path, a Program or a ModelGraph) at
     each requested length. See COST_MODEL.md for what every figure counts.
     hw: a hardware profile (name, JSON path or HardwareProfile) adds roofline
-    latencies to each point (seqdsl.cost.roofline)."""
+    latencies to each point (seqdsl.cost.roofline).
+    parallel: a layout ("dp=8,tp=2,pp=2,zero=1,sp,microbatches=8" or a
+    seqdsl.cost.parallel.Parallel) adds each point's `per_device` figures for
+    the most loaded device, batch being one data-parallel micro-batch;
+    recompute: none, selective or full (activation recomputation)."""
     graph = _model_of(program_or_path, model)
     if dtype not in DTYPE_BYTES:
         raise _usage(f"unknown dtype '{dtype}': use float32, bfloat16 or float16")
@@ -317,8 +327,34 @@ def estimate(program_or_path, seq=None, batch: int = 1, dtype: str = "float32",
     profile = None
     if hw is not None:
         profile = hw if isinstance(hw, HardwareProfile) else load_profile(str(hw))
+    check_recompute(recompute)
+    layout = parse_parallel(parallel) if parallel is not None else None
     points = resolve_points(graph, seq)
-    return evaluate_points(graph, compiled(graph, dtype), points, batch, dtype, optimizer, profile)
+    cc = compiled(graph, dtype)
+    est = evaluate_points(graph, cc, points, batch, dtype, optimizer, profile)
+    if layout is None:
+        return est
+    pc = parallel_cost(cc, layout, optimizer, recompute)
+    est.points = [p.model_copy(update={"per_device": pc.at(p.seq, batch, p.sequential_depth, p.latency_train_s,
+                                                           profile)}) for p in est.points]
+    est.parallel, est.recompute = str(layout), recompute
+    return est
+
+
+_PARALLEL_CACHE: dict[tuple, tuple[CompiledCost, ParallelCost]] = {}
+
+
+def parallel_cost(cc: CompiledCost, layout, optimizer: str, recompute: str = "none") -> ParallelCost:
+    """The per-device closed forms of a compiled model under `layout`, built once per
+    (model, dtype, layout, optimizer, recompute)."""
+    layout = parse_parallel(layout)
+    key = (id(cc), layout, optimizer, check_recompute(recompute))
+    hit = _PARALLEL_CACHE.get(key)
+    if hit is not None and hit[0] is cc:
+        return hit[1]
+    pc = ParallelCost(cc.cost, layout, optimizer_bytes(1, cc.cost.dtype, optimizer), recompute)
+    _PARALLEL_CACHE[key] = (cc, pc)
+    return pc
 
 
 def evaluate_points(graph: ModelGraph, cc: CompiledCost, points, batch: int, dtype: str,

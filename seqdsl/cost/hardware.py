@@ -31,6 +31,11 @@ class HardwareProfile(BaseModel):
     compute_efficiency: float = Field(0.6, gt=0, le=1)
     memory_efficiency: float = Field(0.8, gt=0, le=1)
     step_latency: float = Field(ge=0, description="seconds: floor of one sequential step (kernel launch, loop)")
+    # the interconnect, for communication time under parallelism (seqdsl.cost.parallel): bytes/s one
+    # GPU sends in one direction inside a node (NVLink) and to other nodes (InfiniBand); None: not known
+    intra_node_bw: float | None = Field(None, gt=0, description="bytes/s per GPU, one direction, inside a node")
+    inter_node_bw: float | None = Field(None, gt=0, description="bytes/s per GPU, one direction, across nodes")
+    gpus_per_node: int | None = Field(None, gt=0, le=1024, description="GPUs sharing the fast intra-node links")
     step_latencies: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict,
         description="per-kind floors overriding step_latency: 'lstm', 'gru', 'rnn' (forward step) and "

@@ -54,39 +54,55 @@ def parse_seq(text: str | None, dims: tuple[str, ...]):
     if not text:
         raise UsageError("--seq is empty")
     if "=" in text:
-        point = {}
+        axes: dict[str, list[int]] = {}
         for part in text.split(","):
             name, _, value = part.partition("=")
             name = name.strip()
-            if not name.isidentifier():
-                raise UsageError(f"--seq '{part}' is not DIM=LENGTH")
+            if not name.isidentifier() or not value.strip():
+                raise UsageError(f"--seq '{part}' is not DIM=LENGTH or DIM=LO..HI")
             if name not in dims:
                 raise UsageError(f"--seq names dim '{name}', which the model does not have "
                                  f"(its sequence dims: {', '.join(dims) or 'none'})")
-            if name in point:
+            if name in axes:
                 raise UsageError(f"--seq gives dim '{name}' twice")
-            point[name] = parse_int(value, f"--seq {name}")
-        missing = [d for d in dims if d not in point]
+            axes[name] = (_lengths(value.strip(), f"--seq {name}={value.strip()}") if ".." in value
+                          else [parse_int(value, f"--seq {name}")])
+        missing = [d for d in dims if d not in axes]
         if missing:
             raise UsageError(f"--seq gives no length for dim '{missing[0]}'")
-        return [point]
+        total = 1
+        for values in axes.values():
+            total *= len(values)
+        if total > MAX_POINTS:
+            raise UsageError(f"--seq asks for {total:,} points (every combination of the dims' "
+                             f"lengths), past the limit of {MAX_POINTS:,}")
+        # every combination, the last dim varying fastest (dims in the model's order)
+        points: list[dict[str, int]] = [{}]
+        for d in dims:
+            points = [{**p, d: v} for p in points for v in axes[d]]
+        return points
     if ".." in text:
-        lo_s, _, hi_s = text.partition("..")
-        hi_s, colon, n_s = hi_s.partition(":")
-        lo, hi = parse_int(lo_s, "--seq"), parse_int(hi_s, "--seq")
-        if lo > hi:
-            raise UsageError(f"--seq {text}: the range is empty")
-        if colon:
-            return log_spaced(lo, hi, parse_int(n_s, f"--seq {text}: the number of points"))
-        out, p = [], 1
-        while p <= hi:
-            if p >= lo:
-                out.append(p)
-            p *= 2
-        if not out:
-            raise UsageError(f"--seq {text} contains no power of two")
-        return out
+        return _lengths(text, f"--seq {text}")
     parts = text.split(",")
     if len(parts) > MAX_POINTS:
         raise UsageError(f"--seq lists {len(parts)} lengths, past the limit of {MAX_POINTS}")
     return [parse_int(p, "--seq length") for p in parts]
+
+
+def _lengths(text: str, what: str) -> list[int]:
+    """`LO..HI` (the powers of two between) or `LO..HI:N` (N log-spaced points)."""
+    lo_s, _, hi_s = text.partition("..")
+    hi_s, colon, n_s = hi_s.partition(":")
+    lo, hi = parse_int(lo_s, "--seq"), parse_int(hi_s, "--seq")
+    if lo > hi:
+        raise UsageError(f"{what}: the range is empty (write the smaller length first)")
+    if colon:
+        return log_spaced(lo, hi, parse_int(n_s, f"{what}: the number of points"))
+    out, p = [], 1
+    while p <= hi:
+        if p >= lo:
+            out.append(p)
+        p *= 2
+    if not out:
+        raise UsageError(f"{what} contains no power of two (write LO..HI:N for N log-spaced lengths)")
+    return out

@@ -221,6 +221,7 @@ class ModelCost:
     streaming_blocker: Node | None
     input_bytes: object = ZERO
     limits: tuple = ()               # (length expr, max_len, layer node): lengths the module refuses
+    saved_tensors: tuple = ()        # (storage name, "tensor", bytes): the stored tensors autograd saves
 
     @cached_property
     def flops_forward(self):
@@ -249,6 +250,13 @@ class ModelCost:
     @cached_property
     def sequential_depth(self):
         return self.depth.closed_form()
+
+    @cached_property
+    def activation_parts(self) -> tuple:
+        """activation_bytes by owner, for the per-device split (seqdsl.cost.parallel):
+        (node name, "internal" | "tensor", bytes); each node's at its own values."""
+        return tuple([(n.node.name, "internal", n.cost.saved_bytes) for n in self.nodes if n.in_backward]
+                     + list(self.saved_tensors))
 
 
 def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) -> ModelCost:
@@ -320,6 +328,7 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
                 saved_roots.add(root[src])
     saved_roots -= {n.node.name for n in nodes if n.node.kind == "input"}
     activation = terms.figure([*internal, *[(size[r], ()) for r in sorted(saved_roots)]])
+    saved_tensors = tuple((r, "tensor", size[r]) for r in sorted(saved_roots))
 
     # ---- inference: live storages along the graph (free after the last consumer)
     iroot: dict[str, str] = {}
@@ -386,7 +395,7 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
     limits = tuple((n.node.inputs[0].dims[1], n.node.args.max_len, n.node) for n in nodes
                    if n.node.kind in ("posenc", "attention") and getattr(n.node.args, "max_len", None))
     return ModelCost(model, dtype, elem, nodes, model.params, forward, train, activation, peaks,
-                     per_token, state, depth, blocker, input_bytes, limits)
+                     per_token, state, depth, blocker, input_bytes, limits, saved_tensors)
 
 
 def _dedupe(exprs):

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 from ..graph.ir import ModelGraph
 from ..graph.symbolic import compile_expr, fmt_dim
-from .estimate import Estimate, _int, compiled, estimate
+from .estimate import Estimate, _int, compiled, estimate, parallel_cost
 from .hardware import HardwareProfile
 from .model import leading_terms
+from .parallel import Fit, ParallelError, fit as fit_memory
 from .roofline import node_latency
 
 
@@ -20,18 +21,29 @@ class Report:
     estimate: Estimate
     layers: list[dict] | None = None      # per layer at the last length (per_layer=True)
     formulas: dict | None = None          # closed forms per figure (formulas=True)
+    fit: Fit | None = None                # the largest length and batch that fit (fit=bytes, with parallel)
 
 
 def report(model: ModelGraph, seq, batch: int = 1, dtype: str = "float32", optimizer: str = "adam",
-           hw: HardwareProfile | None = None, per_layer: bool = False, formulas: bool = False) -> Report:
+           hw: HardwareProfile | None = None, per_layer: bool = False, formulas: bool = False,
+           parallel=None, recompute: str = "none", fit: int | None = None) -> Report:
     """The estimate of `model` at `seq`, with the per-layer rows and closed
-    forms when asked, from one compiled set of closed forms."""
-    est = estimate(model, seq=seq, batch=batch, dtype=dtype, optimizer=optimizer, hw=hw)
+    forms when asked, from one compiled set of closed forms; with `parallel`
+    the per-device figures, and with `fit` (bytes) the largest length and
+    micro-batch that fit on the most loaded device."""
+    if fit is not None and parallel is None:
+        raise ParallelError("--fit answers for a layout: add --parallel (e.g. --parallel dp=8 for data "
+                            "parallel only, or dp=1 for one device)")
+    est = estimate(model, seq=seq, batch=batch, dtype=dtype, optimizer=optimizer, hw=hw, parallel=parallel,
+                   recompute=recompute)
     cc = compiled(model, dtype)
     last = est.points[-1]
+    answer = None
+    if fit is not None:
+        answer = fit_memory(parallel_cost(cc, parallel, optimizer, recompute), fit, est.points[0].seq, batch)
     return Report(model, est,
                   layers=per_layer_rows(model, cc, last, last.batch, hw) if per_layer else None,
-                  formulas=formula_map(model, cc) if formulas else None)
+                  formulas=formula_map(model, cc) if formulas else None, fit=answer)
 
 
 def per_layer_rows(model, cc, point, batch, profile=None) -> list[dict]:

@@ -85,6 +85,7 @@ class Residual:
     body: tuple["Stage", ...]
     span: Span
     alias: str | None = None
+    args: tuple[Arg, ...] = ()       # `residual(scale=0.5)`: x + 0.5 · body(x)
 
 
 @dataclass(frozen=True)

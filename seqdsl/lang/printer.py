@@ -158,7 +158,7 @@ def _stage_head(stage) -> str:
     if isinstance(stage, ast.Repeat):
         return f"repeat({args_text(stage.args)})"
     if isinstance(stage, ast.Residual):
-        return "residual"
+        return "residual" + (f"({args_text(stage.args)})" if stage.args else "")
     return f"segments({args_text(stage.args)})"
 
 

@@ -240,8 +240,9 @@ class _ToAst(Transformer):
         return self._count(ast.Repeat(tuple(args), body.items, self._span(children)))
 
     def residual(self, children):
-        (body,) = self._nodes(children)
-        return self._count(ast.Residual(body.items, self._span(children)))
+        *args, body = self._nodes(children)
+        _check_arg_order(args)
+        return self._count(ast.Residual(body.items, self._span(children), args=tuple(args)))
 
     def segments(self, children):
         *args, body = self._nodes(children)

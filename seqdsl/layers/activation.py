@@ -1,37 +1,93 @@
 """Element-wise layers: activations and dropout. Shape unchanged, no weights."""
 from __future__ import annotations
 
-from .base import example, Layer, LayerArgs, ModuleSpec, Probability, require_float
-from .costs import LayerCost, numel
+from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, NoArgs, PositiveFloat, Probability, channels,
+                   require_float, with_channels)
+from .costs import LayerCost, ParallelRule, numel
 
 
 FORMULAS = {"relu": "max(x, 0)", "gelu": "x · Φ(x), Φ the standard normal CDF (exact, not tanh)",
-            "silu": "x · sigmoid(x)", "tanh": "tanh(x)", "sigmoid": "1 / (1 + exp(-x))"}
+            "gelu_tanh": "GELU with Φ approximated by tanh (GPT-2's `gelu_new`, Gemma's `gelu_pytorch_tanh`)",
+            "silu": "x · sigmoid(x)", "tanh": "tanh(x)", "sigmoid": "1 / (1 + exp(-x))",
+            "squared_relu": "max(x, 0)² (Primer, Nemotron-H)",
+            "hardtanh": "x clipped to [min, max]; `hardtanh(min=0, max=20)` is DeepSpeech's clipped ReLU",
+            "log_softmax": "log-softmax over the channel axis",
+            "softcap": "cap · tanh(x / cap): logit soft-capping (Gemma 2)",
+            "glu": "a · sigmoid(b), a and b the two halves of the channels (the Conformer's GLU)"}
+
+# What autograd keeps of each activation for backward: its "input", its
+# "output", or "other" (one intermediate of the input's size: squared_relu
+# keeps relu's output, softcap keeps tanh's). Read by mlp's rule too.
+SAVES = {"relu": "output", "gelu": "input", "gelu_tanh": "input", "silu": "input", "tanh": "output",
+         "sigmoid": "output", "squared_relu": "other", "hardtanh": "input", "log_softmax": "output",
+         "softcap": "other", "glu": "input"}
+
+
+class HardtanhArgs(LayerArgs):
+    min: float = -1.0
+    max: float = 1.0
+
+
+class SoftcapArgs(LayerArgs):
+    cap: PositiveFloat
+
+
+ARGS = {"hardtanh": HardtanhArgs, "softcap": SoftcapArgs}
+ARG_DOCS = {"hardtanh": {"min": "lower bound", "max": "upper bound (above min)"},
+            "softcap": {"cap": "the largest magnitude of the output"}}
 
 
 class Activation(Layer):
-    shape_rule = "unchanged (float input)"
     params_rule = "0"
 
     def __init__(self, kind: str):
         self.kind = kind
         self.summary = f"element-wise {kind}: {FORMULAS[kind]}"
+        self.Args = ARGS.get(kind, NoArgs)
+        self.arg_docs = ARG_DOCS.get(kind, {})
+        self.shape_rule = ("`[.., 2·C] -> [.., C]` (float input, even channels)" if kind == "glu"
+                           else "unchanged (float input)")
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
         require_float(x, self.kind)
+        if self.kind == "hardtanh" and not args.min < args.max:
+            raise LayerError(f"hardtanh's min ({args.min}) must be below its max ({args.max})", arg="max")
+        if self.kind == "glu":
+            c = channels(x)
+            if c % 2:
+                raise LayerError(f"glu halves the channels, but the input has {c} (an odd number)",
+                                 help="give the layer before it an even number of output channels")
+            return with_channels(x, c // 2)
         return x
 
     def cost(self, args, inputs, out, ctx):
-        """No FLOPs. gelu and silu save their input, relu/tanh/sigmoid their output."""
-        if self.kind in ("gelu", "silu"):
+        """No FLOPs (element-wise, COST_MODEL.md). Saved as SAVES says; the
+        intermediate of squared_relu and softcap also lives in inference."""
+        saves = SAVES[self.kind]
+        if saves == "input":
             return LayerCost(saves_inputs=(True,))
-        return LayerCost(saves_output=True)
+        if saves == "output":
+            return LayerCost(saves_output=True)
+        n = numel(inputs[0].dims) * ctx.elem
+        return LayerCost(saved_bytes=n, workspace_bytes=n)
+
+    def parallel(self, args, inputs, elem):
+        """Elementwise: its output is split as its input is."""
+        return ParallelRule(output="input")
 
     def module(self, node, memory):
-        return ModuleSpec("Act", (self.kind,), lowering="activation_torch")
+        a = node.args
+        params = (a.min, a.max) if self.kind == "hardtanh" else (a.cap,) if self.kind == "softcap" else ()
+        return ModuleSpec("Act", (self.kind, *params), lowering="activation_torch")
 
     def examples(self):
+        if self.kind == "hardtanh":
+            return (example("float[B, T, 8]", "hardtanh"), example("float[B, T, 8]", "hardtanh(min=0, max=20)"))
+        if self.kind == "softcap":
+            return (example("float[B, T, 8]", "softcap(30)"),)
+        if self.kind == "glu":
+            return (example("float[B, T, 8]", "glu"), example("float[B, T, 4, 6]", "glu"))
         return (example("float[B, T, 8]", self.kind),)
 
 
@@ -58,6 +114,10 @@ class Dropout(Layer):
         if args.p == 0:
             return LayerCost(output_is_view=True, depth=0)
         return LayerCost(saved_bytes=numel(inputs[0].dims) * ctx.elem, inference_view=True)
+
+    def parallel(self, args, inputs, elem):
+        """Elementwise: its output is split as its input is."""
+        return ParallelRule(output="input")
 
     def module(self, node, memory):
         return ModuleSpec("nn.Dropout", (node.args.p,))

@@ -11,10 +11,11 @@ from .torch_modules import ACTS
 
 
 class Act(nn.Module):
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, *params: float):
         super().__init__()
         self.kind = kind
         self.fn = ACTS[kind]
+        self.params = params     # hardtanh's bounds, softcap's cap
 
     def forward(self, x):
-        return self.fn(x)
+        return self.fn(x, *self.params)

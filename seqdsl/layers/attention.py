@@ -15,7 +15,7 @@ import sympy
 
 from ..graph.symbolic import as_int, ceil_div, min_dim
 from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, ValueRef, channels, require_float, require_rank)
-from .costs import LayerCost, STAT_BYTES, matmul, segment_sums
+from .costs import LayerCost, ParallelRule, STAT_BYTES, matmul, segment_sums
 
 
 class AttentionArgs(LayerArgs):
@@ -169,6 +169,25 @@ class Attention(Layer):
         if args.kind == "linformer":
             return _linformer_cost(args, x, c, kvd, proj, ctx)
         return _softmax_cost(args, x, c, kvd, proj, ctx)
+
+    def parallel(self, args, inputs, elem):
+        """Heads over tp (q/k/v column-, output row-parallel: one all-reduce);
+        under context parallelism softmax attention gathers the keys and values
+        of the whole sequence around the ring, linear kinds hand on their
+        state; a window needs only the keys and values of the W positions
+        before a rank's block. Selective recompute (Korthikanti et al. 2022) keeps q, k, v,
+        the output and the log-sum-exp, recomputing scores and probabilities."""
+        x = inputs[0]
+        b, t, c = x.dims[0], x.dims[1], channels(x)
+        kvh = self.kv_heads(args)
+        kvd = kvh * (c // args.heads)
+        keep = None
+        if args.kind == "softmax" and args.pos != "relative":
+            keep = (2 * b * t * c + 2 * b * t * kvd) * elem + b * args.heads * t * STAT_BYTES
+        window = None if args.window is None else 2 * b * args.window * kvd * elem
+        return ParallelRule(tp="split", all_reduces=1, divides=(("heads", args.heads), ("kv_heads", kvh)),
+                            cp="state" if args.kind in ("linear", "performer") else "kv",
+                            kv_bytes=2 * b * t * kvd * elem, kv_window_bytes=window, selective_saved=keep)
 
     def module(self, node, memory):
         """memory: M inside segments(memory=M) (Transformer-XL cache), else None."""
@@ -456,6 +475,11 @@ class CrossAttention(Layer):
                          workspace_bytes=(3 * b * t * c + 2 * b * s * kvd) * e,
                          step_flops=2 * matmul(b, c, c) + 2 * matmul(b, c, s),
                          state_bytes=2 * b * s * kvd * e, has_weights=True)
+
+    def parallel(self, args, inputs, elem):
+        """Heads over tp, one all-reduce; the context is read whole on every rank."""
+        return ParallelRule(tp="split", all_reduces=1,
+                            divides=(("heads", args.heads), ("kv_heads", self.kv_heads(args))))
 
     def module(self, node, memory):
         a = node.args

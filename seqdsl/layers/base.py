@@ -21,6 +21,7 @@ import sympy
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from ..graph.ir import Ref, TensorType
+from .costs import ParallelRule
 from .module_spec import ModuleSpec
 from ..limits import MAX_DIM
 from ..graph.symbolic import as_int, fmt_dim
@@ -42,6 +43,13 @@ class LayerArgs(BaseModel):
 
 class NoArgs(LayerArgs):
     pass
+
+
+class ResidualArgs(LayerArgs):
+    """The args of a residual's `add` node when it scales the body:
+    `residual(scale=s) { body }` is x + s · body(x)."""
+
+    scale: float = 1.0
 
 
 class LayerError(Exception):
@@ -110,6 +118,12 @@ class Layer:
         streaming against forward, compiled against eager. Every kind gives at
         least one, covering its options."""
         raise NotImplementedError(f"layer kind {self.kind!r} gives no examples for the conformance harness")
+
+    def parallel(self, args, inputs: list[TensorType], elem: int) -> ParallelRule:
+        """How the layer splits over tensor- and context-parallel devices
+        (seqdsl.cost.parallel). Default: replicated weights, position-wise,
+        output replicated; split layers override it beside their `cost`."""
+        return ParallelRule()
 
     def context_args(self) -> tuple[str, ...]:
         """Argument names that refer to other bound values (extra inputs)."""

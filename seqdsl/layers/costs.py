@@ -73,6 +73,24 @@ class LayerCost:
     has_weights: bool = False            # needs weight gradients even with params == 0 (tied head)
 
 
+@dataclass(frozen=True)
+class ParallelRule:
+    """How one layer instance splits over devices (COST_MODEL.md "Per device,
+    under parallelism"), declared beside its cost rule and read by
+    seqdsl.cost.parallel. The default is a replicated, position-wise layer."""
+
+    tp: str = "replicate"            # "split": weights and the tensors it saves inside are divided by tp
+    output: str = "replicated"       # its output under tp: "replicated", "sharded" (column-parallel) or "input"
+    all_reduces: int = 0             # all-reduces of its output per forward (row-parallel end); as many backward
+    divides: tuple = ()              # ((what, count), ...): tp must divide each count (heads, widths, vocab)
+    cp: str = "local"                # context parallel: "local" (position-wise), "kv" (gathers keys and
+                                     # values around the ring) or "state" (hands its state rank to rank)
+    kv_bytes: object = ZERO          # "kv": bytes of the keys and values of the whole sequence
+    kv_window_bytes: object | None = None   # "kv" with a window: the keys and values of W positions,
+                                            # all a rank needs from the ranks before it
+    selective_saved: object | None = None   # saved bytes (besides inputs/outputs) under selective recompute
+
+
 # ------------------------------------------------------------------ helpers
 def numel(dims) -> sympy.Expr:
     return reduce(lambda a, b: a * b, dims, ONE)

@@ -5,9 +5,11 @@ from typing import Literal
 
 from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, channels, require_float, with_channels)
 from .module_spec import Tied
-from .costs import LayerCost, matmul, rows
+from .activation import SAVES
+from .costs import LayerCost, ParallelRule, matmul, rows
 
-Activation = Literal["gelu", "relu", "silu", "tanh", "sigmoid"]
+# the element-wise activations an mlp may put between its linears (seqdsl/layers/activation.py)
+Activation = Literal["gelu", "gelu_tanh", "relu", "squared_relu", "silu", "tanh", "sigmoid"]
 
 
 class LinearArgs(LayerArgs):
@@ -56,6 +58,15 @@ class Linear(Layer):
         return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(True,),
                          has_weights=True)
 
+    def parallel(self, args, inputs, elem):
+        """Megatron's pair: a widening linear, or a tied head (over the
+        vocabulary), is column-parallel with its output sharded; any other is
+        row-parallel, all-reducing its output."""
+        c = channels(inputs[0])
+        if args.out > c or args.tie is not None:
+            return ParallelRule(tp="split", output="sharded", divides=(("out", args.out),))
+        return ParallelRule(tp="split", all_reduces=1, divides=(("input channels", c),))
+
     def module(self, node, memory):
         """F.linear; `tie=NAME` shares the named embed's weight object."""
         a = node.args
@@ -98,24 +109,30 @@ class Mlp(Layer):
 
     def cost(self, args, inputs, out, ctx):
         """fc1 -> act -> dropout -> fc2 (docs/lowering.md). Saved: x (fc1), the
-        act's input (gelu, silu) or output (relu, tanh, sigmoid), the dropout
-        mask and output, fc2's input — each tensor once."""
+        act's input (gelu, silu) or output (relu, tanh, sigmoid) or its
+        intermediate (squared_relu: relu's output), the dropout mask and output,
+        fc2's input — each tensor once."""
         n, c, h = rows(inputs[0]), channels(inputs[0]), args.hidden
         o = args.out or c
         f1, f2 = matmul(n, c, h), matmul(n, h, o)
-        act_saves_input = args.act in ("gelu", "silu")
+        act_saves_input = SAVES[args.act] != "output"   # its input or an intermediate
         hidden_tensors = int(act_saves_input) + int(not act_saves_input)
         hidden_tensors += 2 if args.dropout > 0 else (1 if act_saves_input else 0)
         return LayerCost(flops=f1 + f2, backward_flops=f1 + 2 * f2, input_grad_flops=(f1,),
                          saves_inputs=(True,), saved_bytes=hidden_tensors * n * h * ctx.elem,
                          workspace_bytes=2 * n * h * ctx.elem)
 
+    def parallel(self, args, inputs, elem):
+        """Hidden units over tp (first linear column-, second row-parallel): one all-reduce."""
+        return ParallelRule(tp="split", all_reduces=1, divides=(("hidden", args.hidden),))
+
     def module(self, node, memory):
         a, c = node.args, channels(node.inputs[0])
         return ModuleSpec("Mlp", (c, a.hidden, a.out or c, a.act, a.dropout), lowering="dense_torch")
 
     def examples(self):
-        return (example("float[B, T, 8]", "mlp(16)"), example("float[B, T, 8]", "mlp(16, out=4, act=relu, dropout=0.1)"))
+        return (example("float[B, T, 8]", "mlp(16)"), example("float[B, T, 8]", "mlp(16, out=4, act=relu, dropout=0.1)"),
+                example("float[B, T, 8]", "mlp(16, act=squared_relu, dropout=0.1)"), example("float[B, T, 8]", "mlp(16, out=4, act=gelu_tanh)"))
 
 
 class SwigluArgs(LayerArgs):
@@ -123,19 +140,29 @@ class SwigluArgs(LayerArgs):
     out: PositiveInt | None = None
 
 
-class Swiglu(Layer):
-    """w2(silu(w1 x) * w3 x): three bias-free linears (C->hidden twice, hidden->out)."""
+class GegluArgs(SwigluArgs):
+    act: Literal["gelu", "gelu_tanh"] = "gelu"
 
-    kind = "swiglu"
-    Args = SwigluArgs
-    summary = "gated feed-forward w2(silu(w1 x) · w3 x), three linears without bias"
+
+class Swiglu(Layer):
+    """w2(act(w1 x) * w3 x): three bias-free linears (C->hidden twice,
+    hidden->out); act silu (swiglu) or gelu (geglu)."""
+
     shape_rule = "`[.., C] -> [.., out]` (out = C when not given)"
     params_rule = "2 · C · hidden + hidden · out"
-    arg_docs = {"hidden": "hidden width (of w1 and w3)", "out": "output channels; none: C"}
+
+    def __init__(self, kind: str = "swiglu"):
+        self.kind = kind
+        self.Args = SwigluArgs if kind == "swiglu" else GegluArgs
+        act = "silu" if kind == "swiglu" else "act"
+        self.summary = f"gated feed-forward w2({act}(w1 x) · w3 x), three linears without bias"
+        self.arg_docs = {"hidden": "hidden width (of w1 and w3)", "out": "output channels; none: C"}
+        if kind == "geglu":
+            self.arg_docs["act"] = "gelu (exact, Shazeer 2020) or gelu_tanh (T5 v1.1, Gemma)"
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
-        require_float(x, "swiglu")
+        require_float(x, self.kind)
         return with_channels(x, args.out or channels(x))
 
     def count_params(self, args, inputs, out):
@@ -143,19 +170,26 @@ class Swiglu(Layer):
         return 2 * c * args.hidden + args.hidden * (args.out or c)
 
     def cost(self, args, inputs, out, ctx):
-        """w2(silu(w1 x) * w3 x): saved x, w1 x (silu), silu(w1 x) and w3 x (mul),
-        the product (w2)."""
+        """w2(act(w1 x) * w3 x): saved x, w1 x (silu and gelu keep their
+        input), act(w1 x) and w3 x (mul), the product (w2)."""
         n, c, h = rows(inputs[0]), channels(inputs[0]), args.hidden
         f_in, f_out = 2 * matmul(n, c, h), matmul(n, h, args.out or c)
         return LayerCost(flops=f_in + f_out, backward_flops=f_in + 2 * f_out, input_grad_flops=(f_in,),
                          saves_inputs=(True,), saved_bytes=4 * n * h * ctx.elem,
                          workspace_bytes=3 * n * h * ctx.elem)
 
+    def parallel(self, args, inputs, elem):
+        """Hidden units over tp (gate and up column-, down row-parallel): one all-reduce."""
+        return ParallelRule(tp="split", all_reduces=1, divides=(("hidden", args.hidden),))
+
     def module(self, node, memory):
         a, c = node.args, channels(node.inputs[0])
-        return ModuleSpec("Swiglu", (c, a.hidden, a.out or c), lowering="dense_torch")
+        act = "silu" if self.kind == "swiglu" else a.act
+        return ModuleSpec("Swiglu", (c, a.hidden, a.out or c, act), lowering="dense_torch")
 
     def examples(self):
+        if self.kind == "geglu":
+            return (example("float[B, T, 8]", "geglu(16)"), example("float[B, T, 8]", "geglu(16, out=4, act=gelu_tanh)"))
         return (example("float[B, T, 8]", "swiglu(16)"), example("float[B, T, 8]", "swiglu(16, out=4)"))
 
 

@@ -42,12 +42,13 @@ class Mlp(nn.Module):
 
 
 class Swiglu(nn.Module):
-    def __init__(self, c, hidden, out):
+    def __init__(self, c, hidden, out, act="silu"):
         super().__init__()
+        self.act = ACTS[act]
         self.w1 = nn.Linear(c, hidden, bias=False)
         self.w2 = nn.Linear(hidden, out, bias=False)
         self.w3 = nn.Linear(c, hidden, bias=False)
 
     def forward(self, x):
         x = _dense(x)
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        return self.w2(self.act(self.w1(x)) * self.w3(x))

@@ -7,7 +7,7 @@ import sympy
 
 from ..graph.ir import TensorType
 from .base import example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, require_float, require_rank
-from .costs import LayerCost
+from .costs import LayerCost, ParallelRule
 
 
 class EmbedArgs(LayerArgs):
@@ -39,6 +39,10 @@ class Embed(Layer):
     def cost(self, args, inputs, out, ctx):
         """A gather: no FLOPs; saves the indices (the model's input)."""
         return LayerCost(saves_inputs=(True,), has_weights=True)
+
+    def parallel(self, args, inputs, elem):
+        """Vocabulary over tp (Megatron's VocabParallelEmbedding): one all-reduce."""
+        return ParallelRule(tp="split", all_reduces=1, divides=(("vocab", args.vocab),))
 
     def module(self, node, memory):
         return ModuleSpec("Embed", (node.args.vocab, node.args.dim), lowering="embed_torch")

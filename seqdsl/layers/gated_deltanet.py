@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .base import Layer, LayerArgs, ModuleSpec, NonNegInt, PositiveInt, example
 from . import linear_rnn as lr
-from .costs import LayerCost
+from .costs import LayerCost, ParallelRule
 
 
 class GatedDeltaNetArgs(LayerArgs):
@@ -93,6 +93,12 @@ class GatedDeltaNet(Layer):
     def examples(self):
         return (example("float[B, T, 64]", "gated_deltanet(2, head_dim=16, chunk=16)"),
                 example("float[B, T, 48]", "gated_deltanet(3, head_dim=8, expand_v=1.5, conv=0, gate=false)"))
+
+    def parallel(self, args, inputs, elem):
+        """Heads over tp (projections column-, output row-parallel: one
+        all-reduce); under context parallelism each rank hands its final
+        state on."""
+        return ParallelRule(tp="split", all_reduces=1, cp="state", divides=(("heads", args.heads),))
 
     def module(self, node, memory):
         a, c = node.args, lr.channels(node.inputs[0])

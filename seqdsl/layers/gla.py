@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .base import Layer, LayerArgs, ModuleSpec, NonNegInt, PositiveInt, example
 from . import linear_rnn as lr
-from .costs import LayerCost
+from .costs import LayerCost, ParallelRule
 
 class GlaArgs(LayerArgs):
     heads: PositiveInt
@@ -79,6 +79,12 @@ class Gla(Layer):
     def examples(self):
         return (example("float[B, T, 64]", "gla(2, chunk=16)"),
                 example("float[B, T, 48]", "gla(3, expand_k=1, expand_v=2, gate_rank=8, conv=4, conv_bias=true)"))
+
+    def parallel(self, args, inputs, elem):
+        """Heads over tp (projections column-, output row-parallel: one
+        all-reduce); under context parallelism each rank hands its final
+        state on."""
+        return ParallelRule(tp="split", all_reduces=1, cp="state", divides=(("heads", args.heads),))
 
     def module(self, node, memory):
         a, c = node.args, lr.channels(node.inputs[0])

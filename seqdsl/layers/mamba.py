@@ -13,7 +13,7 @@ import sympy
 
 from ..graph.symbolic import as_int, ceil_div
 from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, example, require_float, require_rank, with_channels
-from .costs import LayerCost
+from .costs import LayerCost, ParallelRule
 
 #: Mamba-1's chunk length (the lowering's chunked scan: a doubling scan inside
 #: a chunk, the state handed chunk to chunk). It changes cost, never the function.
@@ -37,6 +37,18 @@ class SequenceMixer(Layer):
                                   "put the recurrent layer before or after the segments block")
         self.validate(args, c)
         return with_channels(x, c)
+
+    def parallel(self, args, inputs, elem):
+        """Its inner width (or heads) over tp, in projection column-, out
+        projection row-parallel: one all-reduce. Every weight counts as split,
+        though a small projection (Mamba's x_proj, shared B/C groups) is
+        replicated in practice. Under context parallelism each rank hands its
+        final state on."""
+        return ParallelRule(tp="split", all_reduces=1, cp="state", divides=self.tp_units(args, channels(inputs[0])))
+
+    def tp_units(self, args, c: int) -> tuple:
+        """((what, count), ...) that tp must divide."""
+        return (("inner width", self.dims(args, c)[0]),)
 
     def validate(self, args, c: int) -> None:
         """Raise LayerError for argument combinations the reference refuses."""

@@ -89,6 +89,10 @@ class Mamba2(SequenceMixer):
                          saved_bytes=saved, saves_inputs=(True,), workspace_bytes=work, step_flops=step,
                          state_bytes=b * cd * k * e + b * hm * p * n * 4, depth=nc + 1, has_weights=True)
 
+    def tp_units(self, args, c):
+        di, hm, g, n, k = self.dims(args, c)
+        return (("heads", hm), ("groups", g))
+
     def module(self, node, memory):
         a = node.args
         return ModuleSpec("Mamba2", (channels(node.inputs[0]), a.state, a.expand, a.head_dim, a.groups, a.conv,

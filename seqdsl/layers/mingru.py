@@ -51,6 +51,9 @@ class MinGru(SequenceMixer):
                          step_flops=2 * b * d * 2 * di + proj_out * 2 * b * di * d,
                          state_bytes=b * di * e, has_weights=True)
 
+    def tp_units(self, args, c):
+        return (("inner width", self.inner(args, c)),)
+
     def module(self, node, memory):
         a = node.args
         return ModuleSpec("MinGru", (channels(node.inputs[0]), float(a.expand)), lowering="mingru_torch")

@@ -10,7 +10,7 @@ import math
 
 from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, example
 from . import linear_rnn as lr
-from .costs import LayerCost
+from .costs import LayerCost, ParallelRule
 
 
 #: chunk length of mlstm's chunked form (the contract gives mlstm no `chunk`)
@@ -96,6 +96,12 @@ class Mlstm(Layer):
     def examples(self):
         return (example("float[B, T, 64]", "mlstm(2)"),
                 example("float[B, T, 48]", "mlstm(4, proj=1.5, qkv_block=8, conv=3, bias=true)"))
+
+    def parallel(self, args, inputs, elem):
+        """Heads over tp (projections column-, output row-parallel: one
+        all-reduce); under context parallelism each rank hands its final
+        state on."""
+        return ParallelRule(tp="split", all_reduces=1, cp="state", divides=(("heads", args.heads),))
 
     def module(self, node, memory):
         a, c = node.args, lr.channels(node.inputs[0])

@@ -6,7 +6,7 @@ from typing import Literal
 import sympy
 
 from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, channels, require_float, require_rank, with_channels)
-from .costs import LayerCost
+from .costs import LayerCost, ParallelRule
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -127,6 +127,11 @@ class Recurrent(Layer):
 
     def is_causal(self, args, inputs=None) -> bool:
         return not args.bidirectional
+
+    def parallel(self, args, inputs, elem):
+        """Replicated under tp (each step needs the whole hidden state); under
+        context parallelism each rank hands its final state to the next."""
+        return ParallelRule(cp="state")
 
     def module(self, node, memory):
         a = node.args

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, example
 from . import linear_rnn as lr
-from .costs import LayerCost
+from .costs import LayerCost, ParallelRule
 
 
 class RetentionArgs(LayerArgs):
@@ -73,6 +73,12 @@ class Retention(Layer):
     def examples(self):
         return (example("float[B, T, 64]", "retention(2, chunk=16)"),
                 example("float[B, T, 48]", "retention(3, expand_k=0.5, expand_v=1)"))
+
+    def parallel(self, args, inputs, elem):
+        """Heads over tp (projections column-, output row-parallel: one
+        all-reduce); under context parallelism each rank hands its final
+        state on."""
+        return ParallelRule(tp="split", all_reduces=1, cp="state", divides=(("heads", args.heads),))
 
     def module(self, node, memory):
         a, c = node.args, lr.channels(node.inputs[0])

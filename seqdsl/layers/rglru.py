@@ -67,6 +67,9 @@ class Rglru(SequenceMixer):
                          state_bytes=b * w * (k - 1) * e + b * w * 4, depth=ceil_div(t, RGLRU_CHUNK) + 1,
                          has_weights=True)
 
+    def tp_units(self, args, c):
+        return (("heads", args.heads),)
+
     def module(self, node, memory):
         a = node.args
         d = channels(node.inputs[0])

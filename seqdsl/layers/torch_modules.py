@@ -16,7 +16,35 @@ import torch.nn.functional as F
 from torch import nn
 
 
-ACTS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
+def gelu_tanh(x):
+    return F.gelu(x, approximate="tanh")
+
+
+def squared_relu(x):
+    return torch.square(F.relu(x))
+
+
+def hardtanh(x, lo, hi):
+    return F.hardtanh(x, lo, hi)
+
+
+def log_softmax(x):
+    return F.log_softmax(x, dim=-1)
+
+
+def softcap(x, cap):
+    return torch.tanh(x / cap) * cap
+
+
+def glu(x):
+    return F.glu(x, dim=-1)
+
+
+# Element-wise (and channel-wise) activations by spec name; `Act` and `mlp` call
+# them with the layer's numeric arguments after the tensor.
+ACTS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": gelu_tanh, "silu": F.silu, "tanh": torch.tanh,
+        "sigmoid": torch.sigmoid, "squared_relu": squared_relu, "hardtanh": hardtanh,
+        "log_softmax": log_softmax, "softcap": softcap, "glu": glu}
 
 
 # Names a submodule key must not take: attributes of a ModuleDict (`eval`,
