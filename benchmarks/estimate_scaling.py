@@ -9,7 +9,8 @@ sizes beside the same estimate with shared costs off (every layer derived
 at its own values, as before seqdsl.cost.model's shared costs:
 `model_cost(share=False)`), with the ratio old / new. Then the CLI,
 `seqdsl compile SPEC --estimate --seq 1024`, as a cold process on the
-largest size. Kinds:
+largest size; with --before DIR, seqdsl.estimate of an older checkout
+beside this tree's. Kinds:
 
 * window:   attention(4, window=i, causal=true), i = 1..N
 * segments: segments(length=i, memory=i % 7) { attention(4, causal=true) }
@@ -17,6 +18,7 @@ largest size. Kinds:
 
 Usage: python benchmarks/estimate_scaling.py [--sizes 250,500,1000,2000]
            [--old-sizes 125,250,500] [--kinds window,segments,conv] [--out FILE.md]
+           [--before DIR [--before-sizes 2000]]   (DIR: an older checkout, timed beside this one)
 Results: benchmarks/results/estimate_scaling.md
 """
 from __future__ import annotations
@@ -56,25 +58,29 @@ def time_one(n: int, kind: str, share: bool = True) -> tuple[float, float]:
     return tuple(measure(n, kind, share)[k] for k in ("load_s", "estimate_s"))
 
 
-def measure(n: int, kind: str, share: bool = True) -> dict:
+def measure(n: int, kind: str, share: bool = True, api: bool = False) -> dict:
+    """api=True: time seqdsl.estimate itself (what an older tree also has)."""
     from seqdsl.check.elaborate import parse
-    from seqdsl.cost.estimate import CompiledCost, evaluate_points, resolve_points
+    from seqdsl.cost.estimate import CompiledCost, estimate, evaluate_points, resolve_points
     from seqdsl.cost.model import model_cost
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     model = parse(spec(n, kind), f"<{kind}{n}>").model()
     t1, c1 = time.perf_counter(), time.process_time()
-    # what seqdsl.estimate(model, seq=[1024]) runs, with shared costs on or off
-    cc = CompiledCost(model_cost(model, "float32", share=share))
-    evaluate_points(model, cc, resolve_points(model, [1024]), 1, "float32", "adam")
+    if api:
+        estimate(model, seq=[1024])
+    else:   # what seqdsl.estimate(model, seq=[1024]) runs, with shared costs on or off
+        cc = CompiledCost(model_cost(model, "float32", share=share))
+        evaluate_points(model, cc, resolve_points(model, [1024]), 1, "float32", "adam")
     t2, c2 = time.perf_counter(), time.process_time()
     return {"load_s": t1 - t0, "estimate_s": t2 - t1, "estimate_cpu_s": c2 - c1,
             "rss_before_mib": rss0 / 1024, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def in_child(n: int, kind: str, share: bool) -> dict:
-    """measure() in a fresh interpreter, so each peak RSS is its own."""
-    out = subprocess.run([sys.executable, __file__, "--child", f"{kind},{n},{int(share)}"],
+def in_child(n: int, kind: str, share: bool, tree: str = "") -> dict:
+    """measure() in a fresh interpreter, so each peak RSS is its own; with
+    `tree`, seqdsl.estimate of the seqdsl in that directory."""
+    out = subprocess.run([sys.executable, __file__, "--child", f"{kind},{n},{int(share)},{tree}"],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
@@ -101,12 +107,17 @@ def main() -> None:
     ap.add_argument("--old-sizes", default="125,250,500",
                     help="sizes also run with shared costs off (slow: seconds to minutes)")
     ap.add_argument("--kinds", default="window,segments,conv")
+    ap.add_argument("--before", metavar="DIR",
+                    help="an older checkout (git archive COMMIT | tar -x -C DIR): its seqdsl.estimate beside this one's")
+    ap.add_argument("--before-sizes", default="2000", help="sizes for --before (the old derivation takes minutes)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "estimate_scaling.md"))
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        kind, n, share = a.child.split(",")
-        print(json.dumps(measure(int(n), kind, share == "1")))
+        kind, n, share, tree = a.child.split(",", 3)
+        if tree:
+            sys.path.insert(0, tree)    # before seqdsl is first imported (in measure)
+        print(json.dumps(measure(int(n), kind, share == "1", api=bool(tree))))
         return
     sizes = [int(s) for s in a.sizes.split(",")]
     old = {int(s) for s in a.old_sizes.split(",") if s}
@@ -136,6 +147,18 @@ def main() -> None:
         r = cli_run(big, kind)
         cli_rows.append(f"| {kind} | {big:,} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | {r['peak_rss_mib']:.0f} |")
         print(cli_rows[-1], flush=True)
+    before_rows = []
+    if a.before:
+        before_rows = ["| kind | layers | before: wall s | CPU s | peak RSS MiB | now: wall s | CPU s | peak RSS MiB "
+                       "| CPU before / now |", "|" + "---|" * 9]
+        for kind in a.kinds.split(","):
+            for n in [int(s) for s in a.before_sizes.split(",")]:
+                b, c = in_child(n, kind, True, str(Path(a.before).resolve())), in_child(n, kind, True, str(ROOT))
+                before_rows.append(
+                    f"| {kind} | {n:,} | {b['estimate_s']:.2f} | {b['estimate_cpu_s']:.2f} | {b['peak_rss_mib']:.0f} "
+                    f"| {c['estimate_s']:.2f} | {c['estimate_cpu_s']:.2f} | {c['peak_rss_mib']:.0f} "
+                    f"| {b['estimate_cpu_s'] / c['estimate_cpu_s']:.0f}x |")
+                print(before_rows[-1], flush=True)
     cmd = "python benchmarks/estimate_scaling.py " + " ".join(sys.argv[1:])
     text = "\n".join([
         "# Estimate scaling: thousands of distinct layers",
@@ -155,7 +178,8 @@ def main() -> None:
         f"`seqdsl compile SPEC --estimate --seq 1024`, cold process (Python start and imports included), {big:,} layers:",
         "",
         *cli_rows,
-        ""])
+        ""] + ([f"`seqdsl.estimate(model, seq=[1024])` of the tree in `{a.before}` (before) and of this one (now),",
+               "one fresh process each, back to back:", "", *before_rows, ""] if before_rows else []))
     Path(a.out).write_text(text)
     print(f"wrote {a.out}")
 
