@@ -151,7 +151,8 @@ class _Terms:
     the totals, which repeat the same per-layer terms."""
 
     def __init__(self):
-        self.expanded: dict = {}
+        self.expanded: dict = {}    # term -> sympy.expand(term)
+        self.sums: dict = {}        # tuple of terms -> their expanded sum
         self.symbols: dict = {}     # expression -> the cost symbols it reads
         self.kept: dict = {}        # (those symbols, binding) -> the binding restricted to them
 
@@ -180,7 +181,7 @@ class _Terms:
         expanding a whole total rebuilds, and so re-evaluates, every Piecewise
         and Min in it."""
         key = tuple(terms)
-        hit = self.expanded.get(key)
+        hit = self.sums.get(key)
         if hit is not None:
             return hit
         out = []
@@ -189,7 +190,7 @@ class _Terms:
             if e is None:
                 e = self.expanded[t] = sympy.expand(t)
             out.append(e)
-        total = self.expanded[key] = sympy.Add(*out)
+        total = self.sums[key] = sympy.Add(*out)
         return total
 
 
