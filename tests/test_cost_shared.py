@@ -110,16 +110,20 @@ def test_hostile_specs_have_the_same_figures(make, shape):
 
 
 def test_each_node_cost_is_its_own_layer_cost():
-    """NodeCost.cost (the shared cost at the node's values), which the per-layer
-    rows and the roofline read, is the node's LayerCost."""
+    """NodeCost.value (a shared field at the node's values, which the
+    per-layer rows read) and NodeCost.cost (which the roofline reads) are the
+    node's own LayerCost."""
     for text in (windows(12, mix=False), segments(12, mix=False)):
-        for n in model_cost(parse(text, "<hostile>").model()).nodes:
+        nodes = model_cost(parse(text, "<hostile>").model()).nodes
+        assert any(n.binding for n in nodes)
+        for n in nodes:
             own = layer_cost(n.node, 4)
             for field in ("flops", "backward_flops", "saved_bytes", "workspace_bytes", "step_flops", "state_bytes"):
+                want = getattr(own, field)
+                if want is None:
+                    assert getattr(n.shared, field) is None and getattr(n.cost, field) is None
+                    continue
                 for t in (1, 5, 9, 100):
                     env = {"B": 2, "T": t}
-                    got, want = getattr(n.cost, field), getattr(own, field)
-                    if want is None:
-                        assert got is None
-                        continue
-                    assert compile_expr(got)(env) == compile_expr(want)(env), (n.node.name, field, t)
+                    assert n.value(field, env) == compile_expr(want)(env) == compile_expr(getattr(n.cost, field))(env), \
+                        (n.node.name, field, t)

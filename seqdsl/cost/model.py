@@ -11,13 +11,13 @@ sequential depth. Nothing here imports torch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from functools import cached_property
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import sympy
 
 from ..graph.ir import ModelGraph, Node, TensorType
-from ..graph.symbolic import ceil_div
+from ..graph.symbolic import ceil_div, compile_expr
 from ..layers import LAYERS
 from ..layers.costs import (DTYPE_BYTES, ONE, SEGMENT_LENGTH, SEGMENT_MEMORY, ZERO, CostContext, LayerCost,
                             cost_symbol, is_cost_symbol, tensor_bytes)
@@ -32,17 +32,26 @@ class NodeCost:
     in_backward: bool            # the layer takes part in the backward pass
     grad_ports: tuple = ()       # input ports whose input needs a gradient
     rate: object = ONE           # steps of this layer per model input step (strided convs upstream)
+    elem: int = 4                # bytes per float element at the model dtype
     _own: LayerCost | None = None
 
     @property
     def cost(self) -> LayerCost:
-        """The node's own LayerCost (the shared one at the node's values)."""
+        """The node's own LayerCost: `shared`, or derived at the node's values
+        on first use (milliseconds: the estimate never asks; `value` is cheaper)."""
         if not self.binding:
             return self.shared
         if self._own is None:
-            env = dict(self.binding)
-            self._own = LayerCost(**{f.name: _bind(getattr(self.shared, f.name), env) for f in fields(LayerCost)})
+            self._own = layer_cost(self.node, self.elem)
         return self._own
+
+    def value(self, field: str, env: dict):
+        """One LayerCost field of this node at env ({dim name: int}), exact,
+        evaluated from `shared` at the node's values (nothing derived)."""
+        expr = getattr(self.shared, field)
+        if not self.binding:
+            return _compiled(expr)(env)
+        return _compiled(expr)({**env, **{s.name: v for s, v in self.binding}})
 
     @property
     def train_flops(self):
@@ -57,10 +66,9 @@ class NodeCost:
         return train
 
 
-def _bind(value, env: dict):
-    if isinstance(value, tuple):
-        return tuple(_bind(v, env) for v in value)
-    return value.xreplace(env) if isinstance(value, sympy.Basic) else value
+@lru_cache(maxsize=4096)
+def _compiled(expr):
+    return compile_expr(expr)
 
 
 def _input_cost(node: Node, ctx: CostContext) -> LayerCost:
@@ -292,7 +300,7 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
         grad_ports = tuple(p for p, g in enumerate(in_grads) if g) if in_backward else ()
         # steps of this layer per model step: a time-strided conv upstream slows it down
         rate = srcs[0].rate / srcs[0].shared.time_stride if srcs else ONE
-        nc = NodeCost(node, c, binding, in_backward, in_backward, grad_ports, rate)
+        nc = NodeCost(node, c, binding, in_backward, in_backward, grad_ports, rate, elem)
         nodes.append(nc)
         by_name[node.name] = nc
 

@@ -57,7 +57,7 @@ def per_layer_rows(model, cc, point, batch, profile=None) -> list[dict]:
     for n in cc.cost.nodes:
         if n.node.kind in ("input", "add"):
             continue
-        f = _int(compile_expr(n.cost.flops)(env))
+        f = _int(n.value("flops", env))
         shape = "[" + ", ".join(str(_int(compile_expr(d)(env))) for d in n.node.output.dims) + "]"
         rows.append({"name": n.node.name, "kind": n.node.kind, "line": n.node.line, "output": shape,
                      "output_symbolic": ", ".join(fmt_dim(d) for d in n.node.output.dims),
