@@ -78,7 +78,9 @@ def best(fn, repeat: int) -> float:
 
 def cold_process(spec: str, seq: str) -> tuple[float, int]:
     exe = Path(sys.executable).parent / "seqdsl"
-    cmd = [str(exe), "compile", spec, "--estimate", "--json", "--seq", seq]
+    # --no-cache: a cold process derives the closed forms (a repeated one reads
+    # them from the cache: benchmarks/estimate_cache.py)
+    cmd = [str(exe), "compile", spec, "--estimate", "--json", "--seq", seq, "--no-cache"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     import json
     points = len(json.loads(out.stdout)["points"])

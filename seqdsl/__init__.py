@@ -5,7 +5,8 @@
     model = program.model()            # the ModelGraph (networkx DiGraph inside)
     print(model.params, model.outputs)
 
-Nothing here imports torch; `seqdsl.build` (the torch backend) does, lazily.
+Nothing here imports torch; `seqdsl.build` (the torch backend) does, lazily;
+the rest of the API loads sympy, lark and pydantic when first used.
 """
 from __future__ import annotations
 
@@ -45,15 +46,7 @@ if _running_as_cli():
     # KeyboardInterrupt in an error of its own: the flag says what happened
     _signal.signal(_signal.SIGINT, _on_sigint)
 
-try:   # the heavy imports (sympy, pydantic, lark): most of a short command's first second
-    from .check.elaborate import load, parse
-    from .cost.estimate import estimate
-    from .errors import Diagnostic, SpecError
-    from .graph.ir import ModelGraph, Node, Program, TensorType
-except BaseException as exc:
-    if not (_running_as_cli() and (isinstance(exc, KeyboardInterrupt) or _sigint_seen)):
-        raise
-    _exit_interrupted()
+from .errors import Diagnostic, SpecError
 
 __version__ = "0.1.0"
 
@@ -62,6 +55,17 @@ __all__ = ["Diagnostic", "ModelGraph", "Node", "Program", "SpecError", "TensorTy
 
 
 def __getattr__(name: str):
+    """The rest of the API loads when first used: sympy, pydantic and lark are
+    most of a short command's first second, and a cached estimate needs none."""
+    if name in ("load", "parse"):
+        from .check import elaborate   # lazy: lark, sympy, pydantic
+        return getattr(elaborate, name)
+    if name == "estimate":
+        from .cost.estimate import estimate   # lazy: sympy, pydantic
+        return estimate
+    if name in ("ModelGraph", "Node", "Program", "TensorType"):
+        from .graph import ir   # lazy: sympy
+        return getattr(ir, name)
     if name in ("build", "compile_model"):
         from .backend import seqmodel   # lazy: torch loads only when the backend is first used
         return getattr(seqmodel, name)

@@ -5,8 +5,8 @@ Every file a command writes (source, profiles, plots, exports) goes through
 """
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
 from pathlib import Path
 
 from .errors import UsageError
@@ -19,12 +19,11 @@ def save_atomic(path, save) -> None:
     a usage error (one line, exit 2)."""
     target = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp" + target.suffix)
+        tmp = _new_temporary(target)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-    os.close(fd)
     try:
-        # mkstemp makes the file 0600; give it the mode a plain open() would
+        # made 0600; give it the mode a plain open() would
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -36,6 +35,21 @@ def save_atomic(path, save) -> None:
         if isinstance(exc, OSError):
             raise UsageError(f"cannot write {path}: {exc.strerror}") from None
         raise
+
+
+def _new_temporary(target: Path) -> str:
+    """A new empty file (0600) beside `target`, as tempfile.mkstemp makes one
+    (an unguessable name, created exclusively, never through a link); without
+    importing tempfile, which a cached estimate would pay for (seqdsl/cli/cache.py)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = str(target.parent / f".{target.name}.{os.urandom(6).hex()}.tmp{target.suffix}")
+        try:
+            os.close(os.open(tmp, flags, 0o600))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"no free temporary name beside {target}")
 
 
 def write_atomic(path, data: str | bytes) -> None:

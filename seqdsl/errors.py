@@ -243,8 +243,9 @@ ABSENT_CONCEPTS = {
     "stack": None, "split": None, "chunk": None,
     "add": "residual { ... } adds a stage's input to its output",
     "mul": None, "matmul": None, "einsum": None,
-    "maxpool": "spatial_max pools the axes between T and C; conv1d with stride downsamples time",
-    "avgpool": "spatial_mean pools the axes between T and C, time_mean the time axis",
+    "maxpool": "maxpool1d, maxpool2d and maxpool3d pool windows (as conv1d/2d/3d convolve); spatial_max whole axes",
+    "avgpool": "avgpool1d, avgpool2d and avgpool3d pool windows (as conv1d/2d/3d convolve); spatial_mean and "
+               "time_mean whole axes",
     "pool": "spatial_mean or spatial_max pool the axes between T and C, time_mean the time axis",
     "softmax": "attention applies its own softmax",
     "upsample": None, "interpolate": None,

@@ -127,3 +127,16 @@ def test_each_node_cost_is_its_own_layer_cost():
                     env = {"B": 2, "T": t}
                     assert n.value(field, env) == compile_expr(want)(env) == compile_expr(getattr(n.cost, field))(env), \
                         (n.node.name, field, t)
+
+
+def test_shared_costs_are_not_written_to_the_cache():
+    """seqdsl.cost.cached would write every layer's closed form out whole,
+    deriving each again (seconds on thousands of layers): a model with shared
+    costs is not cached, a model without is."""
+    from seqdsl.cost.cached import forms_entry
+    from seqdsl.graph.exprdata import Unsupported
+    shared = parse(windows(12, mix=False), "<hostile>").model()
+    with pytest.raises(Unsupported):
+        forms_entry(shared, model_cost(shared), None)
+    few = parse(windows(4, mix=False), "<hostile>").model()
+    assert forms_entry(few, model_cost(few), None)["figures"]["flops_forward"] is not None

@@ -41,6 +41,9 @@ EXPECTED = {
     # swiglu 3*1024*3072 = 9,437,184; MQA attention 2*1024^2 + 2*1024*128 = 2,359,296; 2 rmsnorms
     # a layer; 4 x (2*12,858,368 + 11,798,528) = 150,061,056; final rmsnorm 1,024.
     "griffin_like": ({"logits": "float[B, T, 32000]"}, 182_830_080),
+    # embed 32,768,000; a layer: 2 rmsnorms 2,048, GQA attention 2*1024^2 + 2*1024*512 = 3,145,728,
+    # swiglu 3*1024*3072 = 9,437,184: 12,584,960; 12 layers 151,019,520; final rmsnorm 1,024.
+    "transformer_183m": ({"logits": "float[B, T, 32000]"}, 183_788_544),
 }
 
 

@@ -38,6 +38,7 @@ KNOWN = {
     "conv1d-0": "inference live set 1.33x measured",
     "conv1d-1": "inference live set 1.16x measured (strided causal)",
     "conv1d-2": "inference live set 0.57x measured (kernel-1 conv after relu)",
+    "conv1d-3": "inference live set 1.16x measured (strided, explicit padding; as conv1d-1)",
     "conv2d-1": "no saved activations estimated for a valid, bias-free conv2d (measured 36 KB); live set 0.65x",
     "flatten-0": "inference live set 2.0x measured (flatten is a view)",
     "mlp-0": "inference live set 1.2x the dispatch tracker on a one-layer model; the profiler inside a residual agrees with the estimate (test_cost_specs)",

@@ -897,6 +897,8 @@ TWINS: dict[str, Twin] = {
     "keyword_spotter": Twin(SPECS / "keyword_spotter.seq", KeywordSpotter),
     "mamba2_lm": Twin(SPECS / "mamba2_lm.seq", Mamba2LM),
     "griffin_like": Twin(SPECS / "griffin_like.seq", GriffinLike),
+    "transformer_183m": Twin(SPECS / "transformer_183m.seq",
+                             lambda: TransformerLM(d=1024, heads=8, kv_heads=4, hidden=3072, layers=12)),
     "lm_sizes:gpt_tiny": Twin(EXAMPLES / "lm_sizes.seq", GPT, "gpt_tiny"),
     "lm_sizes:gpt_small": Twin(EXAMPLES / "lm_sizes.seq", lambda: GPT(d=256, heads=8, layers=4, max_len=512),
                                "gpt_small"),

@@ -514,12 +514,15 @@ class _ModelBuilder:
             where = spans.get(exc.arg, call.span) if exc.arg else call.span
             message = exc.message if exc.message.startswith(call.name) else f"{call.name}: {exc.message}"
             raise error(message, where, help=exc.help) from None
-        if call.alias:
-            if call.alias in self.aliases:
-                raise error(f"layer name '{call.alias}' is already used", call.span,
-                            help="`as NAME` names one layer instance")
-            self.aliases[call.alias] = name
-        node = Node(name, call.name, args, tuple(inputs), out, params, call.span, scope, call.alias,
+        alias = call.alias
+        if alias:
+            # inside repeat(N) each copy has its own name: in_proj[0], in_proj[1], ...
+            alias += "".join(f"[{s.index}]" for s in scope if s.kind == "repeat")
+            if alias in self.aliases:
+                raise error(f"layer name '{alias}' is already used", call.span,
+                            help="`as NAME` names one layer instance (inside repeat, one per copy: NAME[i])")
+            self.aliases[alias] = name
+        node = Node(name, call.name, args, tuple(inputs), out, params, call.span, scope, alias,
                     tuple(sources))
         self._add_node(node, sources)
         return (name, out)
@@ -610,6 +613,13 @@ def _expected(schema, field: str, err: dict) -> str:
         return "one of " + str(ctx.get("expected", "")).replace("'", "")
     annotation = str(schema.model_fields[field].annotation) if field in schema.model_fields else ""
     words = []
+    if field in schema.model_fields:       # list[Literal[...]]: the words the list may hold
+        for arg in typing.get_args(schema.model_fields[field].annotation):
+            inner = typing.get_args(arg) if typing.get_origin(arg) is list else ()
+            if inner and typing.get_origin(inner[0]) is typing.Literal:
+                if "bool" in annotation:
+                    words.append("true or false")
+                return " or ".join(words + ["a list of " + ", ".join(map(str, typing.get_args(inner[0])))])
     for token, word in (("int", "an int"), ("float", "a number"), ("bool", "true or false"),
                         ("list", "a list of ints"), ("Literal", "a word"), ("str", "a name"),
                         ("Ref", "a bound value")):

@@ -1,4 +1,4 @@
 """`python -m seqdsl.cli`: the same entry point as the `seqdsl` command."""
-from .app import entry
+from . import entry
 
 entry()

@@ -28,6 +28,8 @@ from ..errors import SpecError, UsageError
 from ..graph.render import summary, to_dot, to_json, to_mermaid
 from ..lang.printer import format_text
 from .commands import COMMANDS, add_compile_parser
+from .exits import finish_output as _finish_output, interrupted as _interrupted, stdout_failed as _stdout_failed
+from .exits import output_error as _output_error
 from .layers import add_layers_parser, run_layers
 
 
@@ -254,47 +256,6 @@ def main(argv: list[str] | None = None) -> int:
         if seqdsl._sigint_seen:   # a Ctrl-C a library wrapped in an error of its own
             return _interrupted()
         return _internal_error(exc)
-
-
-EXIT_PIPE = 141          # stdout closed early (EPIPE): 128 + SIGPIPE, quietly
-
-
-def _interrupted() -> int:
-    print("seqdsl: interrupted", file=sys.stderr)
-    return 130
-
-
-def _stdout_failed(exc: OSError) -> bool:
-    """Whether `exc` is a failure to write our output (a full disk or quota,
-    a closed pipe). Files the commands write themselves go through
-    `save_atomic`, which reports its own errors, so these are stdout's."""
-    return isinstance(exc, BrokenPipeError) or exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EPIPE)
-
-
-def _output_error(exc: OSError) -> int:
-    """stdout cannot take our output: point it at /dev/null (so the exit-time
-    flush does not fail again) and say so in one line, except for a closed
-    pipe, which is the reader's choice (exit quietly)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
-    if isinstance(exc, BrokenPipeError):
-        return EXIT_PIPE
-    print(f"seqdsl: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
-    return 2
-
-
-def _finish_output(code: int) -> int:
-    """Flush stdout now, so a full disk or closed pipe is reported like any
-    other output error instead of by the interpreter at exit."""
-    try:
-        sys.stdout.flush()
-    except OSError as exc:
-        return _output_error(exc)
-    return code
 
 
 def _internal_error(exc: BaseException) -> int:

@@ -36,6 +36,8 @@ def add_compile_parser(sub) -> None:
     p.add_argument("--fit", metavar="MEMORY", help="with --parallel: the largest length and batch whose "
                                                    "per-device training peak fits, e.g. 80GiB")
     p.add_argument("-o", "--output", help="write standalone PyTorch source to this file")
+    p.add_argument("--no-cache", action="store_true",
+                   help="derive the estimate afresh and keep nothing (also SEQDSL_NO_CACHE=1)")
 
     p = sub.add_parser("export", help="export the model with torch.export (.pt2) or ONNX (.onnx)")
     p.add_argument("spec", help="path to a .seq file")

@@ -1,20 +1,21 @@
 """`seqdsl compile SPEC --estimate`: the cost table, JSON, per-layer and formulas.
 
-Imports only the front end, sympy and pydantic: never torch.
+Rendering and the cached path (`run_cached`: the closed forms from the
+per-user cache, seqdsl/cli/cache.py) import neither sympy, lark nor
+pydantic; deriving the forms (`run`) imports the front end, sympy and
+pydantic: never torch.
 """
 from __future__ import annotations
 
 import json
+import os
 
-from ..check.elaborate import load
-from ..cost.estimate import OPTIMIZERS
-from ..cost.hardware import load_profile
+from ..cost.cached import OPTIMIZERS, forms_entry, profile_entry
 from ..cost.lengths import parse_int, parse_seq
-from ..cost.parallel import check_recompute, parse_bytes, parse_parallel
-from ..cost.report import Report, report
 from ..errors import UsageError
-from ..layers.costs import DTYPE_BYTES
+from ..graph.exprdata import Unsupported
 from ..units import human_bytes, human_flops, human_seconds
+from . import cache
 from .format import grid, seq_label
 
 JSON_KEYS = ("seq", "batch", "dtype", "flops_forward", "flops_train", "flops_per_token",
@@ -22,8 +23,26 @@ JSON_KEYS = ("seq", "batch", "dtype", "flops_forward", "flops_train", "flops_per
              "training_bytes", "inference_peak_bytes", "state_bytes", "sequential_depth", "warnings")
 LATENCY_KEYS = ("latency_forward_s", "latency_train_s", "latency_per_token_s")   # with --hw
 
+
+def run_cached(argv: list[str]) -> int | None:
+    """`seqdsl compile SPEC --estimate ...` answered from the cache: print and
+    return 0; None (nothing printed) when it must be derived (`run`)."""
+    hit = cache.cached_report(argv)
+    if hit is None:
+        return None
+    rep, as_json = hit
+    print(to_json(rep) if as_json else render(rep))
+    return 0
+
+
 def run(args) -> int:
-    """Entry point of `seqdsl compile SPEC --estimate`: one Report, rendered once."""
+    """Entry point of `seqdsl compile SPEC --estimate`: one Report, rendered
+    once, and its closed forms kept in the cache for the next run."""
+    from ..check.elaborate import load   # lazy: lark, sympy, pydantic (run_cached needs none)
+    from ..cost.hardware import load_profile   # lazy: pydantic
+    from ..cost.parallel import check_recompute, parse_bytes, parse_parallel   # lazy: sympy
+    from ..cost.report import report   # lazy: sympy
+    from ..layers.costs import DTYPE_BYTES   # lazy: sympy
     if args.output:
         raise UsageError("--estimate and -o are separate commands: run them one at a time")
     if args.dtype not in DTYPE_BYTES:
@@ -38,16 +57,58 @@ def run(args) -> int:
                          f"(e.g. --parallel dp=8)")
     check_recompute(args.recompute)
     budget = parse_bytes(args.fit) if args.fit is not None else None
+    slot, imports = _slot(args)
     model = load(args.spec).model(args.model)
     seq = parse_seq(args.seq, model.seq_symbols)
     rep = report(model, seq, batch=batch, dtype=args.dtype, optimizer=args.optimizer, hw=profile,
                  per_layer=args.per_layer, formulas=args.formula, parallel=layout,
                  recompute=args.recompute, fit=budget)
     print(to_json(rep) if args.json else render(rep))
+    if slot is not None and imports is not None:
+        _remember(slot, imports, args, model, rep, profile)
     return 0
 
 
-def render(rep: Report) -> str:
+def _slot(args):
+    """The cache slot of this run and the hashes of the files the spec
+    imports, read before the spec is loaded (None, None: no caching)."""
+    if cache.disabled(args.no_cache):
+        return None, None
+    from ..check.elaborate import spec_files   # lazy: lark
+    slot = cache.Slot(args.spec, args.model, args.dtype)
+    if not slot.ok:
+        return None, None
+    # only a spec with an import statement has files to follow (parsing a large spec twice is not free)
+    imports = spec_files(args.spec)[1:] if b"import" in slot.data else []
+    return slot, cache.file_hashes(imports)
+
+
+def _remember(slot, imports, args, model, rep, profile) -> None:
+    """Keep this run's closed forms, with the parts an earlier entry of the
+    same key holds (another profile, the formulas). Never fails the command."""
+    from ..cost.estimate import compiled   # lazy: sympy
+    from ..cost.roofline import compiled_ops   # lazy: sympy
+    try:
+        old = slot.load() or {"profiles": {}, "forms": {"roofline": None, "formulas": None}}
+        formulas = rep.formulas if rep.formulas is not None else old["forms"]["formulas"]
+        ops = compiled_ops(model, args.dtype) if profile is not None or old["forms"]["roofline"] else None
+        forms = forms_entry(model, compiled(model, args.dtype).cost, rep.estimate.streaming_blocker,
+                            ops, formulas)
+        profiles = dict(old["profiles"])
+        if profile is not None:
+            digest = cache.profile_digest(args.hw)
+            if digest is not None:
+                profiles[digest] = profile_entry(profile, args.dtype, forms["roofline"]["floors"])
+        slot.save(forms, imports, profiles)
+    except Unsupported:
+        pass
+    except Exception:  # noqa: BLE001 - the estimate is printed; a cache that cannot keep it is no error
+        if os.environ.get("SEQDSL_DEBUG"):
+            raise
+
+
+# ------------------------------------------------------------------ rendering
+def render(rep) -> str:
     """The text tables: the estimate, then the per-layer table and closed forms when present."""
     parts = [table(rep.estimate)]
     if rep.estimate.parallel is not None:
@@ -61,8 +122,7 @@ def render(rep: Report) -> str:
     return "\n\n".join(parts)
 
 
-# ------------------------------------------------------------------ rendering
-def to_json(rep: Report) -> str:
+def to_json(rep) -> str:
     est = rep.estimate
     keys = JSON_KEYS + (LATENCY_KEYS if est.hw is not None else ())
     obj = {"model": est.model, "params": est.params, "dtype": est.dtype, "optimizer": est.optimizer,

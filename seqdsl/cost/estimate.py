@@ -11,13 +11,12 @@ Torch is never imported.
 """
 from __future__ import annotations
 
-import math
-from fractions import Fraction
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from ..layers.costs import DTYPE_BYTES, ZERO, is_cost_symbol
+from .cached import DEFAULT_SEQ, OPTIMIZERS, layer_where, max_len_warning, optimizer_bytes, whole as _int
 from .model import Figure, ModelCost, model_cost
 from ..graph.ir import ModelGraph, Program
 from ..graph.symbolic import compile_columns, compile_expr, compile_shared, fmt_dim, point_columns
@@ -27,9 +26,6 @@ from ..limits import MAX_LENGTH
 from .hardware import HardwareProfile, load_profile
 from .parallel import ParallelCost, PerDevice, check_recompute, parse_parallel
 from .roofline import latency
-
-OPTIMIZERS = ("adam", "sgd", "none")
-
 
 class Point(BaseModel):
     """Every figure at one (lengths, batch, dtype). Bytes and FLOPs are exact ints."""
@@ -102,8 +98,7 @@ class CompiledCost:
         for length, max_len, node in self.limits:
             for i, steps in enumerate(length(cols, n)):
                 if steps > max_len:
-                    out[i].append(f"{node.kind} '{node.alias or node.name}' at line {node.line} has "
-                                  f"max_len={max_len}, but sees {_int(steps)} steps: the module refuses this length")
+                    out[i].append(max_len_warning(layer_where(node), max_len, steps))
         return out
 
     def bind(self, cols: dict, n: int) -> dict:
@@ -188,20 +183,6 @@ def compiled(model: ModelGraph, dtype: str) -> CompiledCost:
     return c
 
 
-def _int(v) -> int:
-    """Exact values are ints; a fractional one (amortised strided steps) rounds up."""
-    if v.__class__ is Fraction:   # not isinstance: Fraction's ABC check is slow
-        return math.ceil(v)
-    return int(v)
-
-
-def optimizer_bytes(params: int, dtype: str, optimizer: str) -> int:
-    """Adam: two fp32 moments (8 bytes a parameter); sgd (no momentum): none;
-    under bf16/fp16 both keep an fp32 master copy (4 bytes) (COST_MODEL.md)."""
-    master = 4 * params if dtype != "float32" and optimizer != "none" else 0
-    return {"adam": 8 * params, "sgd": 0, "none": 0}[optimizer] + master
-
-
 # ------------------------------------------------------------------ arguments
 class EstimateArgumentError(UsageError, ValueError):
     """A bad argument: a UsageError to the CLI (exit 2), a ValueError to Python callers."""
@@ -216,7 +197,7 @@ def resolve_points(model: ModelGraph, seq) -> list[dict[str, int]]:
     list of such dicts. Returns one {dim: value} per point."""
     dims = list(model.seq_symbols)
     if seq is None:
-        seq = [2 ** k for k in range(6, 15)]
+        seq = DEFAULT_SEQ
     if isinstance(seq, (int, dict)):
         seq = [seq]
     if isinstance(seq, (str, bytes)) or not isinstance(seq, (list, tuple, range)):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..graph.ir import ModelGraph
 from ..graph.symbolic import compile_expr, fmt_dim
+from .cached import layer_row
 from .estimate import Estimate, _int, compiled, estimate, parallel_cost
 from .hardware import HardwareProfile
 from .model import leading_terms
@@ -57,11 +58,10 @@ def per_layer_rows(model, cc, point, batch, profile=None) -> list[dict]:
     for n in cc.cost.nodes:
         if n.node.kind in ("input", "add"):
             continue
-        f = _int(n.value("flops", env))
-        shape = "[" + ", ".join(str(_int(compile_expr(d)(env))) for d in n.node.output.dims) + "]"
-        rows.append({"name": n.node.name, "kind": n.node.kind, "line": n.node.line, "output": shape,
-                     "output_symbolic": ", ".join(fmt_dim(d) for d in n.node.output.dims),
-                     "params": n.node.params, "flops": f, "share": f / total})
+        rows.append(layer_row(n.node.name, n.node.kind, n.node.line,
+                              [compile_expr(d)(env) for d in n.node.output.dims],
+                              ", ".join(fmt_dim(d) for d in n.node.output.dims), n.node.params,
+                              _int(n.value("flops", env)), total))
     if profile is not None:
         times = node_latency(model, profile, cc.cost.dtype, point.seq, batch)
         for r in rows:

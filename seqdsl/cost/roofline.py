@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import sympy
 
+from .cached import node_bounds, roofline_seconds
 from .model import ModelCost, NodeCost, model_cost
 from ..layers.costs import tensor_bytes
 from .hardware import HardwareProfile, load_profile
@@ -252,6 +253,7 @@ class CompiledOps:
                     exprs.append(runs)
                 group.append((same, at, at + 1, si, ri, floor))
             self.groups[fig] = group
+        self.exprs = exprs               # the cache stores them (seqdsl.cost.cached)
         self.shared, self.fns = compile_shared(exprs, "_rl")
 
     def evaluate(self, cols: dict, n: int, profile: HardwareProfile, dtype: str) -> list[dict[str, float | None]]:
@@ -263,25 +265,7 @@ class CompiledOps:
         for name, fn in self.shared:
             cols[name] = fn(cols, n)
         values = [fn(cols, n) for fn in self.fns]
-        out = [{} for _ in range(n)]
-        for fig, group in self.groups.items():
-            if group is None:
-                for row in out:
-                    row[fig] = None
-                continue
-            totals = [0.0] * n
-            for same, fi, bi, si, ri, floor in group:
-                floor_s = profile.step_floor(floor)
-                for i in range(n):
-                    t = max(values[fi][i] / compute, values[bi][i] / memory)
-                    if ri is not None:
-                        t *= float(values[ri][i])
-                    if si is not None:
-                        t += float(values[si][i]) * floor_s
-                    totals[i] += same * t
-            for row, total in zip(out, totals):
-                row[fig] = total
-        return out
+        return roofline_seconds(self.groups, values.__getitem__, n, compute, memory, profile.step_floor)
 
 
 _CACHE: dict[tuple[int, str], tuple[ModelGraph, CompiledOps]] = {}
@@ -317,15 +301,9 @@ def node_latency(model: ModelGraph, profile: HardwareProfile, dtype: str, point:
     env = dict(point)
     if model.batch_symbol is not None:
         env[model.batch_symbol] = batch
-    parts: dict[str, dict[str, float]] = {}
-    for op in compiled_ops(model, dtype).ops.forward:
-        name = op.name.removesuffix(".steps")
-        tc, tm = (float(compile_expr(e)(env)) / d for e, d in ((op.flops, compute), (op.bytes, memory)))
-        runs, steps = (float(compile_expr(e)(env)) for e in (op.count, op.steps))
-        share = parts.setdefault(name, {"compute": 0.0, "memory": 0.0, "steps": 0.0})
-        share["compute" if tc >= tm else "memory"] += runs * max(tc, tm)
-        share["steps"] += steps * profile.step_floor(op.floor)
-    return {name: (sum(share.values()), max(share, key=share.get)) for name, share in parts.items()}
+    ops = [(op.name, *(compile_expr(e)(env) for e in (op.flops, op.bytes, op.count, op.steps)), op.floor)
+           for op in compiled_ops(model, dtype).ops.forward]
+    return node_bounds(ops, compute, memory, profile.step_floor)
 
 
 __all__ = ["Op", "RooflineOps", "roofline_ops", "latency_exprs", "latency", "compiled_ops", "node_latency",

@@ -18,6 +18,7 @@ from .mamba2 import Mamba2
 from .mingru import MinGru
 from .mlstm import Mlstm
 from .norm import Norm
+from .pool import Pool
 from .recurrent import Recurrent
 from .retention import Retention
 from .rglru import Rglru
@@ -29,6 +30,12 @@ LAYERS: dict[str, Layer] = {
     "conv3d": Conv(3),
     "unsqueeze": Unsqueeze(),
     "flatten": Flatten(),
+    "maxpool1d": Pool("max", 1),
+    "maxpool2d": Pool("max", 2),
+    "maxpool3d": Pool("max", 3),
+    "avgpool1d": Pool("avg", 1),
+    "avgpool2d": Pool("avg", 2),
+    "avgpool3d": Pool("avg", 3),
     "spatial_mean": SpatialPool("mean"),
     "spatial_max": SpatialPool("max"),
     "time_mean": TimePool("mean"),

@@ -14,8 +14,12 @@ from typing import Literal
 import sympy
 
 from ..graph.symbolic import as_int, ceil_div, min_dim
-from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, ValueRef, channels, require_float, require_rank)
+from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveFloat, PositiveInt, Probability, ValueRef, channels, require_float, require_rank)
 from .costs import LayerCost, ParallelRule, STAT_BYTES, matmul, segment_sums
+
+
+#: The projections `bias=[...]` may name (Whisper's k has no bias; RecurrentGemma biases only o).
+Projection = Literal["q", "k", "v", "o"]
 
 
 class AttentionArgs(LayerArgs):
@@ -29,7 +33,36 @@ class AttentionArgs(LayerArgs):
     proj: PositiveInt | None = None
     max_len: PositiveInt | None = None
     dropout: Probability = 0.0
-    bias: bool = True
+    bias: bool | list[Projection] = True
+    rope_dims: PositiveInt | None = None
+    rope_base: PositiveFloat = 10000.0
+
+
+def biased(args) -> tuple[bool, bool, bool, bool]:
+    """Whether the q, k, v and o projections have a bias: `bias=true|false`
+    for all four, or the list of those that do."""
+    if isinstance(args.bias, bool):
+        return (args.bias,) * 4
+    if len(set(args.bias)) != len(args.bias):
+        twice = next(p for p in args.bias if args.bias.count(p) > 1)
+        raise LayerError(f"bias names the {twice} projection twice", arg="bias")
+    return tuple(p in args.bias for p in ("q", "k", "v", "o"))
+
+
+def _bias_params(args, c: int, kvd: int) -> int:
+    bq, bk, bv, bo = biased(args)
+    return c * (bq + bo) + kvd * (bk + bv)
+
+
+def rope_options(args) -> dict:
+    """The lowering's keyword arguments for partial or re-based rotary
+    positions; none for the defaults (so emitted source stays as it was)."""
+    out = {}
+    if args.rope_dims is not None:
+        out["rope_dims"] = args.rope_dims
+    if args.rope_base != 10000.0:
+        out["rope_base"] = args.rope_base
+    return out
 
 
 def performer_features(args, d_head: int) -> int:
@@ -59,7 +92,7 @@ class Attention(Layer):
     summary = ("multi-head self-attention: softmax (optionally windowed, grouped key/value heads, "
                "RoPE/ALiBi/relative positions), linear, Performer or Linformer")
     shape_rule = "`[B, T, C] -> [B, T, C]`; heads divides C, kv_heads divides heads"
-    params_rule = ("2 · C² + 2 · C · kvd + [bias] · (2 · C + 2 · kvd) + [pos=relative] · (C² + 2 · C) "
+    params_rule = ("2 · C² + 2 · C · kvd + (C per biased q and o) + (kvd per biased k and v) + [pos=relative] · (C² + 2 · C) "
                    "+ [kind=linformer] · 2 · proj · max_len; kvd = kv_heads · C / heads")
     causal_rule = "yes with causal=true"
     # the cost rule takes the window as a symbol too (seqdsl.layers.costs.cost_symbol):
@@ -79,7 +112,11 @@ class Attention(Layer):
         "proj": "linformer's projected length (required by linformer)",
         "max_len": "linformer's longest sequence (required by linformer)",
         "dropout": "dropout probability on the attention weights",
-        "bias": "biases on the q, k, v and output projections"}
+        "rope_dims": "with pos=rope: rotate only the first rope_dims (even) of each head, the rest pass "
+                     "through (partial rotary); none: the whole head",
+        "rope_base": "with pos=rope: the base θ of the rotation frequencies",
+        "bias": "biases on the q, k, v and output projections: true, false, or the list of those that "
+                "have one (`bias=[q, v, o]`: Whisper's k_proj has none)"}
     notes = ("Inside `segments` only kind=softmax without window= is allowed; each such layer also attends "
              "to the memory of earlier segments. pos, window and kv_heads other than heads need kind=softmax.")
 
@@ -120,9 +157,16 @@ class Attention(Layer):
             if kvh != args.heads:
                 raise LayerError(f"kv_heads is only supported with kind=softmax, not kind={kind}",
                                  arg="kv_heads")
-        if args.pos == "rope" and d_head % 2:
+        if args.pos == "rope" and d_head % 2 and args.rope_dims is None:
             raise LayerError(f"pos=rope needs an even head size, got {c} / {args.heads} = {d_head}",
-                             arg="pos")
+                             arg="pos", help="or rotate an even part of each head with rope_dims=")
+        if args.pos != "rope" and (args.rope_dims is not None or args.rope_base != 10000.0):
+            which = "rope_dims" if args.rope_dims is not None else "rope_base"
+            raise LayerError(f"{which}= is an option of rotary positions, but pos is {args.pos or 'none'}",
+                             arg=which, help="add pos=rope, or drop the option")
+        if args.rope_dims is not None and (args.rope_dims % 2 or args.rope_dims > d_head):
+            raise LayerError(f"rope_dims={args.rope_dims} must be even and at most the head size {d_head}",
+                             arg="rope_dims", help=f"e.g. rope_dims={max(2, d_head // 4 * 2)} (half the head)")
         if args.pos == "relative" and kvh != args.heads:
             raise LayerError("pos=relative (Transformer-XL) needs kv_heads equal to heads", arg="kv_heads")
         if args.pos == "relative" and args.window is not None:
@@ -139,9 +183,7 @@ class Attention(Layer):
     def count_params(self, args, inputs, out):
         c = channels(inputs[0])
         kvd = self.kv_heads(args) * (c // args.heads)
-        n = 2 * c * c + 2 * c * kvd
-        if args.bias:
-            n += 2 * c + 2 * kvd
+        n = 2 * c * c + 2 * c * kvd + _bias_params(args, c, kvd)
         if args.pos == "relative":
             n += c * c + 2 * c
         if args.kind == "linformer":
@@ -195,8 +237,8 @@ class Attention(Layer):
         feats = performer_features(a, c // a.heads) if a.kind == "performer" else None
         return ModuleSpec("Attention", (c,), dict(
             heads=a.heads, kv_heads=self.kv_heads(a), causal=a.causal, window=a.window, pos=a.pos,
-            kind=a.kind, features=feats, proj=a.proj, max_len=a.max_len, dropout=a.dropout, bias=a.bias,
-            memory=memory), lowering="attention_torch")
+            kind=a.kind, features=feats, proj=a.proj, max_len=a.max_len, dropout=a.dropout, bias=biased(a),
+            memory=memory, **rope_options(a)), lowering="attention_torch")
 
     def examples(self):
         x = "float[B, T, 16]"
@@ -206,7 +248,9 @@ class Attention(Layer):
             "attention(2, causal=true, pos=relative)", "attention(2, causal=true, kind=linear)",
             "attention(2, causal=true, kind=performer)", "attention(2, kind=linformer, proj=4, max_len=256)",
             "attention(2, causal=true, dropout=0.1)",
-            "segments(length=8, memory=8) { attention(2, causal=true) }"))
+            "segments(length=8, memory=8) { attention(2, causal=true) }",
+            "attention(4, causal=true, bias=[q, v, o])",
+            "attention(4, causal=true, pos=rope, rope_dims=2, rope_base=500000)"))
 
 
 # ------------------------------------------------------------------ cost rules
@@ -410,7 +454,7 @@ class CrossAttentionArgs(LayerArgs):
     heads: PositiveInt
     context: ValueRef
     kv_heads: PositiveInt | None = None
-    bias: bool = True
+    bias: bool | list[Projection] = True
 
 
 class CrossAttention(Layer):
@@ -420,10 +464,11 @@ class CrossAttention(Layer):
     Args = CrossAttentionArgs
     summary = "multi-head attention from the input (queries) to another bound value (keys and values)"
     shape_rule = "`[B, T, C]` with context `[B, S, Cc]` -> `[B, T, C]`; S may differ from T"
-    params_rule = "2 · C² + 2 · Cc · kvd + [bias] · (2 · C + 2 · kvd); kvd = kv_heads · C / heads"
+    params_rule = "2 · C² + 2 · Cc · kvd + (C per biased q and o) + (kvd per biased k and v); kvd = kv_heads · C / heads"
     arg_docs = {"heads": "query heads; divides C", "context": "a value bound earlier in the model, float `[B, S, Cc]`",
                 "kv_heads": "key/value heads; divides heads; none: heads",
-                "bias": "biases on the q, k, v and output projections"}
+                "bias": "biases on the q, k, v and output projections: true, false, or the list of those that "
+                "have one (`bias=[q, v, o]`: Whisper's k_proj has none)"}
     notes = "Not causal over the context, which is read whole; causal over the input, so a decoder can stream."
 
     def context_args(self):
@@ -452,9 +497,7 @@ class CrossAttention(Layer):
         x, context = inputs
         c, cc = channels(x), channels(context)
         kvd = self.kv_heads(args) * (c // args.heads)
-        n = 2 * c * c + 2 * cc * kvd
-        if args.bias:
-            n += 2 * c + 2 * kvd
+        n = 2 * c * c + 2 * cc * kvd + _bias_params(args, c, kvd)
         return n
 
     def cost(self, args, inputs, out, ctx):
@@ -484,7 +527,7 @@ class CrossAttention(Layer):
     def module(self, node, memory):
         a = node.args
         return ModuleSpec("CrossAttention", (channels(node.inputs[0]), channels(node.inputs[1]), a.heads,
-                                             self.kv_heads(a), a.bias), lowering="attention_torch")
+                                             self.kv_heads(a), biased(a)), lowering="attention_torch")
 
     def examples(self):
         return (example("float[B, T, 16]", "cross_attention(2, context=memory)", "memory: float[B, S, 16]"),

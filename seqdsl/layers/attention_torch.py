@@ -24,16 +24,24 @@ def merge_heads(x):
     return x.transpose(1, 2).reshape(b, t, h * d)  # (B, H, T, dh) -> (B, T, C)
 
 
-def rope(x, start: int):
-    """Rotate-half RoPE (NeoX layout), base 10000; x (B, H, T, dh)."""
+def rope(x, start: int, dims=None, base=10000.0):
+    """Rotate-half RoPE (NeoX layout); x (B, H, T, dh). With `dims` < dh only
+    the first `dims` of each head rotate (partial rotary: GPT-NeoX's
+    rotary_pct, RecurrentGemma's partial_rotary_factor); the rest pass through
+    as x·1 + x·0, exactly, so that the partial and the whole rotation run the
+    same kernels on the same sizes (one cost rule)."""
     t, d = x.shape[-2], x.shape[-1]
-    inv = 1.0 / (10000 ** (torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d))
+    r = d if dims is None else dims
+    inv = 1.0 / (base ** (torch.arange(0, r, 2, device=x.device, dtype=torch.float32) / r))
     pos = torch.arange(start, start + t, device=x.device, dtype=torch.float32)
     ang = torch.outer(pos, inv)
-    ang = torch.cat([ang, ang], dim=-1).to(x.dtype)   # (T, dh)
+    ang = torch.cat([ang, ang], dim=-1)                # (T, r)
     cos, sin = ang.cos(), ang.sin()
-    x1, x2 = x[..., : d // 2], x[..., d // 2:]
-    rot = torch.cat([-x2, x1], dim=-1)
+    if r < d:
+        cos = torch.cat([cos, cos.new_ones(t, d - r)], dim=-1)
+        sin = torch.cat([sin, sin.new_zeros(t, d - r)], dim=-1)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)       # (T, dh)
+    rot = torch.cat([-x[..., r // 2:r], x[..., : r // 2], x[..., r:]], dim=-1)
     return x * cos + rot * sin
 
 
@@ -79,18 +87,20 @@ def rel_shift(x):
 
 class Attention(nn.Module):
     def __init__(self, c, heads, kv_heads, causal, window, pos, kind, features, proj, max_len,
-                 dropout, bias, memory=None):
+                 dropout, bias, memory=None, rope_dims=None, rope_base=10000.0):
         super().__init__()
         self.c, self.h, self.kvh = c, heads, kv_heads
         self.dh = c // heads
         self.causal, self.window, self.pos, self.kind = causal, window, pos, kind
         self.dropout = dropout
         self.memory = memory          # None: not in segments; else M (>= 0)
+        self.rope_dims, self.rope_base = rope_dims, rope_base
         kvd = kv_heads * self.dh
-        self.q = nn.Linear(c, c, bias=bias)
-        self.k = nn.Linear(c, kvd, bias=bias)
-        self.v = nn.Linear(c, kvd, bias=bias)
-        self.o = nn.Linear(c, c, bias=bias)
+        bq, bk, bv, bo = bias          # per projection
+        self.q = nn.Linear(c, c, bias=bq)
+        self.k = nn.Linear(c, kvd, bias=bk)
+        self.v = nn.Linear(c, kvd, bias=bv)
+        self.o = nn.Linear(c, c, bias=bo)
         if pos == "relative":
             self.r_proj = nn.Linear(c, c, bias=False)
             self.u = nn.Parameter(torch.zeros(heads, self.dh))
@@ -139,7 +149,7 @@ class Attention(nn.Module):
             start = state.get("pos", 0)
             state["pos"] = start + t
         if self.pos == "rope":
-            q, k = rope(q, start), rope(k, start)
+            q, k = rope(q, start, self.rope_dims, self.rope_base), rope(k, start, self.rope_dims, self.rope_base)
         if self.kind in ("linear", "performer"):
             return self._linear_kind(q, k, v, state)
         if self.kind == "linformer":
@@ -251,7 +261,7 @@ class Attention(nn.Module):
             y = self._relative(q, k, v, mask)
         else:
             if self.pos == "rope":
-                q, k = rope(q, m), rope(k, 0)
+                q, k = rope(q, m, self.rope_dims, self.rope_base), rope(k, 0, self.rope_dims, self.rope_base)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self._drop(),
                                                enable_gqa=self.kvh != self.h)
         state["cur"] = x.detach() if cur is None else torch.cat([cur, x.detach()], 1)
@@ -303,10 +313,11 @@ class CrossAttention(nn.Module):
         super().__init__()
         self.h, self.kvh, self.dh = heads, kv_heads, c // heads
         kvd = kv_heads * self.dh
-        self.q = nn.Linear(c, c, bias=bias)
-        self.k = nn.Linear(cc, kvd, bias=bias)
-        self.v = nn.Linear(cc, kvd, bias=bias)
-        self.o = nn.Linear(c, c, bias=bias)
+        bq, bk, bv, bo = bias          # per projection
+        self.q = nn.Linear(c, c, bias=bq)
+        self.k = nn.Linear(cc, kvd, bias=bk)
+        self.v = nn.Linear(cc, kvd, bias=bv)
+        self.o = nn.Linear(c, c, bias=bo)
 
     def forward(self, x, context, state=None):
         q = split_heads(self.q(x), self.h)

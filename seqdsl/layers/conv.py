@@ -3,7 +3,10 @@
 Axes before those (other than the batch) are folded into the batch, so conv2d
 on video [B, T, H, W, C] convolves each frame. Padding: `same` gives
 ceil(n / stride), `valid` floor((n - kernel) / stride) + 1, `causal` (conv1d)
-pads kernel - 1 on the left, which also gives ceil(n / stride).
+pads kernel - 1 on the left, which also gives ceil(n / stride). An explicit
+padding (`padding=16`, conv1d's `padding=[left, right]`, conv2d/3d's
+`padding=[p1, p2(, p3)]` per axis) pads that many zeros, giving
+floor((n + left + right - kernel) / stride) + 1 as PyTorch does.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import sympy
 
 from ..graph.ir import TensorType
 from ..graph.symbolic import as_int, ceil_div, floor_div
-from .base import example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, require_float, require_rank
+from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, NonNegInt, PositiveInt, channels, require_float,
+                   require_rank)
 from .costs import LayerCost, numel
 
 
@@ -22,7 +26,7 @@ class ConvArgs(LayerArgs):
     out: PositiveInt
     kernel: PositiveInt | list[PositiveInt]
     stride: PositiveInt | list[PositiveInt] = 1
-    padding: Literal["same", "valid", "causal"] = "same"
+    padding: Literal["same", "valid", "causal"] | NonNegInt | list[NonNegInt] = "same"
     groups: PositiveInt = 1
     bias: bool = True
 
@@ -34,7 +38,10 @@ class Conv(Layer):
                    "(conv2d on [B, T, H, W, C] frames); otherwise no")
     arg_docs = {"out": "output channels",
                 "padding": "`same`: each axis becomes ceil(n / stride); `valid`: floor((n - kernel) / stride) + 1; "
-                           "`causal` (conv1d only): pads kernel - 1 on the left, ceil(n / stride)",
+                           "`causal` (conv1d only): pads kernel - 1 on the left, ceil(n / stride); an int p: p "
+                           "zeros on both sides of every axis, floor((n + 2p - kernel) / stride) + 1 (PyTorch's "
+                           "`padding=p`); conv1d's `[left, right]` pads each side apart; conv2d/3d's list gives "
+                           "one p per axis",
                 "groups": "grouped convolution; divides C and out (groups=C: depthwise)",
                 "bias": "add a bias per output channel"}
 
@@ -63,6 +70,24 @@ class Conv(Layer):
                              arg=field, help=f"give one int or a list of {self.ndim}")
         return tuple(value)
 
+    def explicit_pads(self, args) -> tuple[tuple[int, int], ...] | None:
+        """(left, right) zeros per convolved axis for an explicit padding, or
+        None for same / valid / causal."""
+        p = args.padding
+        if isinstance(p, str):
+            return None
+        if isinstance(p, int):
+            return ((p, p),) * self.ndim
+        if self.ndim == 1:
+            if len(p) != 2:
+                raise LayerError(f"conv1d takes padding=[left, right], got a list of {len(p)}", arg="padding",
+                                 help="give one int for both sides, or [left, right]")
+            return ((p[0], p[1]),)
+        if len(p) != self.ndim:
+            raise LayerError(f"{self.kind} takes one padding per axis ({self.ndim}), got a list of {len(p)}",
+                             arg="padding", help=f"give one int for every axis, or a list of {self.ndim}")
+        return tuple((q, q) for q in p)
+
     def conv_axes(self, x: TensorType) -> range:
         """Indices of the convolved axes in x.dims."""
         return range(x.rank - 1 - self.ndim, x.rank - 1)
@@ -84,9 +109,21 @@ class Conv(Layer):
             raise LayerError(f"groups={args.groups} must divide both the {c} input and "
                              f"the {args.out} output channels", arg="groups")
         dims = list(x.dims)
-        for axis, k, s in zip(self.conv_axes(x), kernel, stride):
+        explicit = self.explicit_pads(args)
+        for i, (axis, k, s) in enumerate(zip(self.conv_axes(x), kernel, stride)):
             n = dims[axis]
-            if args.padding == "valid":
+            if explicit is not None:
+                lo, hi = explicit[i]
+                if lo >= k or hi >= k:
+                    raise LayerError(f"padding {lo, hi} on axis {axis} is not below the kernel ({k}): "
+                                     f"some outputs would read only zeros", arg="padding",
+                                     help=f"pad at most {k - 1} on each side")
+                if as_int(n) is not None and as_int(n) + lo + hi < k:
+                    raise LayerError(f"axis {axis} has {n} positions, {as_int(n) + lo + hi} padded: fewer than "
+                                     f"kernel={k}", arg="kernel")
+                m = n + lo + hi - k
+                dims[axis] = floor_div(m, s) + 1 if as_int(n) is None else sympy.Integer(as_int(m) // s + 1)
+            elif args.padding == "valid":
                 if as_int(n) is not None and as_int(n) < k:
                     raise LayerError(f"padding=valid needs at least kernel={k} positions "
                                      f"on axis {axis}, which has {n}", arg="kernel")
@@ -101,9 +138,13 @@ class Conv(Layer):
         weight = args.out * (c // args.groups) * math.prod(self.per_axis(args, "kernel"))
         return weight + (args.out if args.bias else 0)
 
-    def padding_total(self, args, n, k: int, s: int):
-        """Explicit F.pad total on one axis (docs/lowering.md): same pads
-        max((ceil(n/s) - 1)·s + k - n, 0) (TensorFlow's rule), causal k - 1."""
+    def padding_total(self, args, axis: int, n, k: int, s: int):
+        """F.pad total on the `axis`-th convolved axis (docs/lowering.md): same
+        pads max((ceil(n/s) - 1)·s + k - n, 0) (TensorFlow's rule), causal
+        k - 1, an explicit padding left + right."""
+        explicit = self.explicit_pads(args)
+        if explicit is not None:
+            return sympy.Integer(sum(explicit[axis]))
         if args.padding == "valid":
             return sympy.Integer(0)
         if args.padding == "causal":
@@ -123,7 +164,7 @@ class Conv(Layer):
         batch = numel([d for i, d in enumerate(x.dims[:-1]) if i not in axes])
         out_positions = numel([out.dims[i] for i in axes])
         f = 2 * batch * out_positions * args.out * (c // args.groups) * math.prod(kernel)
-        pads = [self.padding_total(args, x.dims[i], k, s) for i, k, s in zip(axes, kernel, stride)]
+        pads = [self.padding_total(args, j, x.dims[i], k, s) for j, (i, k, s) in enumerate(zip(axes, kernel, stride))]
         padded = all(p == 0 for p in pads) is False
         copy = batch * c * numel([x.dims[i] + p for i, p in zip(axes, pads)]) * ctx.elem if padded else 0
         time = 1 in axes
@@ -150,15 +191,18 @@ class Conv(Layer):
 
     def module(self, node, memory):
         a = node.args
+        padding = self.explicit_pads(a) or a.padding       # explicit: ((left, right), ...) per axis
         return ModuleSpec("Conv", (self.ndim, channels(node.inputs[0]), a.out, self.per_axis(a, "kernel"),
-                                   self.per_axis(a, "stride"), a.padding, a.groups, a.bias), lowering="conv_torch")
+                                   self.per_axis(a, "stride"), padding, a.groups, a.bias), lowering="conv_torch")
 
     def examples(self):
         if self.ndim == 1:
             return (example("float[B, T, 8]", "conv1d(8, 3)"),
                     example("float[B, T, 8]", "conv1d(6, 4, stride=2, padding=causal, groups=2)"),
-                    example("float[B, T, 8]", "relu -> conv1d(4, 1, bias=false)"))
+                    example("float[B, T, 8]", "relu -> conv1d(4, 1, bias=false)"),
+                    example("float[B, T, 8]", "conv1d(6, 5, stride=2, padding=[3, 1])"))
         if self.ndim == 2:
             return (example("float[B, T, 6, 6, 4]", "conv2d(4, 3, stride=2)"),
-                    example("float[B, T, 7, 5, 2]", "conv2d(3, [3, 2], padding=valid, bias=false)"))
+                    example("float[B, T, 7, 5, 2]", "conv2d(3, [3, 2], padding=valid, bias=false)"),
+                    example("float[B, T, 7, 5, 2]", "conv2d(3, [3, 2], stride=2, padding=[1, 0])"))
         return (example("float[B, T, 6, 6, 3]", "conv3d(4, [3, 3, 3], stride=[1, 2, 2])"),)

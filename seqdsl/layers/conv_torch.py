@@ -23,8 +23,10 @@ class Conv(nn.Module):
 
     def _pads(self, sizes):
         pads = []
-        for n, k, s in zip(sizes, self.kernel, self.stride):
-            if self.padding == "valid":
+        for axis, (n, k, s) in enumerate(zip(sizes, self.kernel, self.stride)):
+            if isinstance(self.padding, tuple):    # explicit (left, right) per axis
+                pads.append(tuple(self.padding[axis]))
+            elif self.padding == "valid":
                 pads.append((0, 0))
             elif self.padding == "causal":
                 pads.append((k - 1, 0))

@@ -83,6 +83,7 @@ class MlpArgs(LayerArgs):
     out: PositiveInt | None = None
     act: Activation = "gelu"
     dropout: Probability = 0.0
+    bias: bool = True
 
 
 class Mlp(Layer):
@@ -90,11 +91,12 @@ class Mlp(Layer):
 
     kind = "mlp"
     Args = MlpArgs
-    summary = "feed-forward block: linear(C -> hidden), act, dropout, linear(hidden -> out), both linears with bias"
+    summary = "feed-forward block: linear(C -> hidden), act, dropout, linear(hidden -> out), both with bias unless bias=false"
     shape_rule = "`[.., C] -> [.., out]` (out = C when not given)"
-    params_rule = "C · hidden + hidden + hidden · out + out"
+    params_rule = "C · hidden + hidden · out + [bias] · (hidden + out)"
     arg_docs = {"hidden": "hidden width", "out": "output channels; none: C", "act": "activation between the linears",
-                "dropout": "dropout probability after the activation"}
+                "dropout": "dropout probability after the activation",
+                "bias": "biases on both linears (false: T5's and PaLM's bias-free feed-forward)"}
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -105,7 +107,7 @@ class Mlp(Layer):
     def count_params(self, args, inputs, out):
         c = channels(inputs[0])
         o = args.out or c
-        return c * args.hidden + args.hidden + args.hidden * o + o
+        return c * args.hidden + args.hidden * o + ((args.hidden + o) if args.bias else 0)
 
     def cost(self, args, inputs, out, ctx):
         """fc1 -> act -> dropout -> fc2 (docs/lowering.md). Saved: x (fc1), the
@@ -128,11 +130,11 @@ class Mlp(Layer):
 
     def module(self, node, memory):
         a, c = node.args, channels(node.inputs[0])
-        return ModuleSpec("Mlp", (c, a.hidden, a.out or c, a.act, a.dropout), lowering="dense_torch")
+        return ModuleSpec("Mlp", (c, a.hidden, a.out or c, a.act, a.dropout, a.bias), lowering="dense_torch")
 
     def examples(self):
         return (example("float[B, T, 8]", "mlp(16)"), example("float[B, T, 8]", "mlp(16, out=4, act=relu, dropout=0.1)"),
-                example("float[B, T, 8]", "mlp(16, act=squared_relu, dropout=0.1)"), example("float[B, T, 8]", "mlp(16, out=4, act=gelu_tanh)"))
+                example("float[B, T, 8]", "mlp(16, act=squared_relu, dropout=0.1)"), example("float[B, T, 8]", "mlp(16, out=4, act=gelu_tanh, bias=false)"))
 
 
 class SwigluArgs(LayerArgs):

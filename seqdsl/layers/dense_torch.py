@@ -30,10 +30,10 @@ class Linear(nn.Module):
 
 
 class Mlp(nn.Module):
-    def __init__(self, c, hidden, out, act, dropout):
+    def __init__(self, c, hidden, out, act, dropout, bias=True):
         super().__init__()
-        self.fc1 = nn.Linear(c, hidden)
-        self.fc2 = nn.Linear(hidden, out)
+        self.fc1 = nn.Linear(c, hidden, bias=bias)
+        self.fc2 = nn.Linear(hidden, out, bias=bias)
         self.act = ACTS[act]
         self.dropout = nn.Dropout(dropout)
 
