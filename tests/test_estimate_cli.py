@@ -147,12 +147,23 @@ def test_table_per_layer_and_formulas(capsys, gpt):
     assert "T²" in obj["formulas"]["flops_forward"]["leading"]
 
 
-def test_non_streaming_spec_says_which_layer_and_line(capsys, s2s):
-    code, out, _ = run_compile(capsys, s2s, "--estimate", "--seq", "64")
-    assert code == 0 and "no generation figures" in out and "line 4" in out
-    _, out, _ = run_compile(capsys, s2s, "--estimate", "--seq", "64", "--json")
+def test_non_streaming_spec_says_which_layer_and_line(capsys, tmp_path):
+    # the decoder's own attention looks ahead: nothing can stream
+    bidi = write_spec(tmp_path, SEQ2SEQ.replace("attention(4, causal=true)", "attention(4)"), "bidi.seq")
+    code, out, _ = run_compile(capsys, bidi, "--estimate", "--seq", "64")
+    assert code == 0 and "no generation figures" in out and "line 5" in out
+    _, out, _ = run_compile(capsys, bidi, "--estimate", "--seq", "64", "--json")
     p = json.loads(out)["points"][0]
     assert p["flops_per_token"] is None and p["state_bytes"] is None
+
+
+def test_encoder_decoder_streams_its_decoder_and_says_so(capsys, s2s):
+    code, out, _ = run_compile(capsys, s2s, "--estimate", "--seq", "64")
+    assert code == 0 and "generation figures: src given once" in out
+    _, out, _ = run_compile(capsys, s2s, "--estimate", "--seq", "64", "--json")
+    obj = json.loads(out)
+    assert obj["streaming"] and obj["stream_context"] == ["src"]
+    assert obj["points"][0]["flops_per_token"] > 0 and obj["points"][0]["state_bytes"] > 0
 
 
 def test_huge_lengths_stay_exact_integers(gpt):
@@ -201,8 +212,9 @@ def test_inference_peak_frees_each_tensor_after_its_last_consumer():
     p = seqdsl.estimate(model, seq=10, batch=3).points[0]
     rows = 3 * 10 * 4
     x, h, y = rows * 16, rows * 64, rows * 8
-    # linear1: x + h live; relu: h + relu(h); linear2: relu(h) + y (x and h freed)
-    assert p.inference_peak_bytes == 4 * model.params + max(x + h, h + h, h + y)
+    # the caller holds x throughout; linear1: x + h live; relu: x + h + relu(h);
+    # linear2: x + relu(h) + y (h freed)
+    assert p.inference_peak_bytes == 4 * model.params + max(x + h, x + h + h, x + h + y)
     # training: relu saves its output, which linear2 saves too: counted once; x is the caller's
     assert p.activation_bytes == h
 

@@ -4,7 +4,9 @@ The module holds one submodule per layer node in nested nn.ModuleDicts keyed by
 the node's hierarchical name, so `logits.repeat[0].residual[0].attention.q.weight`
 is a state_dict key. forward walks the graph's nodes in construction order (a
 topological order); nodes under a `segments` scope run segment by segment
-(Transformer-XL recurrence, docs/lowering.md). `CompiledSeqModel` runs the same
+(Transformer-XL recurrence, docs/lowering.md); each copy of an outermost
+`repeat` is a `Block`, called as one module in training forwards (FSDP2 and
+activation checkpointing act per block: seqdsl.backend.distributed). `CompiledSeqModel` runs the same
 plan with the stretches between RNN calls compiled as separate graphs.
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..errors import SpecError, error, suggest
 from ..check.elaborate import load
@@ -22,11 +25,41 @@ from ..graph.ir import ModelGraph, Program, TensorType
 from ..layers import LAYERS
 from ..layers.torch_modules import Scope, check_inputs
 from .checks import input_checks
+from .tp import tp_layout
 
 
 def _seg_path(node):
     s = node.segments_scope()
     return s.path if s is not None else None
+
+
+def _unit_path(node):
+    """The outermost `repeat` copy holding node (its scope path, e.g.
+    `logits.repeat[0]`), or None; None too when a `segments` scope encloses
+    that copy (the segments loop runs across copies, so one cannot run alone)."""
+    for s in node.scope:
+        if s.kind == "segments":
+            return None
+        if s.kind == "repeat":
+            return s.path
+    return None
+
+
+class Block(Scope):
+    """The modules of one copy of an outermost `repeat` (a pipeline unit of
+    seqdsl.cost.parallel), called as one module in training and inference
+    forwards: `block(run, *inputs)` runs that copy's nodes. So per-block
+    module hooks fire once per copy: FSDP2's `fully_shard(block)` gathers its
+    parameters for that call, and `recompute = True` runs it under activation
+    checkpointing (only the inputs are kept; the body runs again in backward).
+    seqdsl.backend.distributed applies both."""
+
+    recompute = False
+
+    def forward(self, run, *inputs):
+        if self.recompute and torch.is_grad_enabled():
+            return checkpoint(run, *inputs, use_reentrant=False)
+        return run(*inputs)
 
 
 class SeqModel(nn.Module):
@@ -41,6 +74,7 @@ class SeqModel(nn.Module):
         tied: dict[str, nn.Module] = {}
         plan = []            # (kind, name, sources, segments path)
         seg_args = {}
+        self._unit_paths = {_unit_path(n) for n in graph.nodes if n.kind not in ("input", "add")} - {None}
         self._scales = {n.name: n.args.scale for n in graph.nodes if n.kind == "add" and n.args is not None}
         for node in graph.nodes:
             if node.kind in ("input", "add"):
@@ -91,6 +125,19 @@ class SeqModel(nn.Module):
         self._frees = {i: tuple(names) for i, names in frees.items()}
         # what check_inputs holds forward's, init_state's and step's tensors to
         self.input_specs, self.position_limits = input_checks(graph)
+        # each outermost repeat copy with layers: (Block path, first plan index, end, inputs, outputs)
+        spans: dict[str, list[int]] = {}
+        for i, node in enumerate(graph.nodes):
+            u = _unit_path(node)
+            if u is not None and u in self._unit_paths:
+                spans.setdefault(u, []).append(i)
+        self._units = {}
+        for u, idx in spans.items():
+            lo, hi = idx[0], idx[-1] + 1
+            inside = [plan[k][1] for k in range(lo, hi)]
+            ins = dict.fromkeys(s for k in range(lo, hi) for s in plan[k][2] if s not in inside)
+            later = {s for k in range(hi, len(plan)) for s in plan[k][2]} | set(self._out_nodes)
+            self._units[lo] = (u, hi, tuple(ins), tuple(n for n in inside if n in later))
 
     # ---------------------------------------------------------------- naming
     @staticmethod
@@ -100,11 +147,23 @@ class SeqModel(nn.Module):
     def _put(self, name, module):
         d = self.layers
         parts = self._parts(name)
-        for p in parts[:-1]:
+        for k, p in enumerate(parts[:-1]):
             if p not in d:
-                d[p] = Scope()
+                d[p] = Block() if ".".join(parts[:k + 1]) in self._unit_paths else Scope()
             d = d[p]
         d[parts[-1]] = module
+
+    def blocks(self) -> list[Block]:
+        """The Block of each outermost `repeat` copy, in order (the units FSDP2
+        wraps and activation checkpointing recomputes)."""
+        return [self._get(u) for u, *_ in self._units.values()]
+
+    def tp_plan(self) -> dict:
+        """{module path pattern: ColwiseParallel | RowwiseParallel} for
+        torch.distributed.tensor.parallel.parallelize_module, from the layer
+        kinds (seqdsl.backend.tp.tp_layout says which layers stay replicated
+        and why; distributed.apply_tp also sets each split layer's local heads)."""
+        return tp_layout(self).plan
 
     def _get(self, name):
         d = self.layers
@@ -132,12 +191,44 @@ class SeqModel(nn.Module):
 
     # ---------------------------------------------------------------- run
     def _run(self, env, states, skip=frozenset(), seg_stream=None):
+        self._run_range(env, states, 0, len(self._plan), skip, blocks=states is None and self._calls_blocks())
+        outs = tuple(env[o] for o in self._out_nodes)
+        return outs[0] if len(outs) == 1 else outs
+
+    def _calls_blocks(self) -> bool:
+        """Training forwards call each repeat copy's Block; inference forwards
+        only when hooks wait on one (FSDP2's gather): the call holds the copy's
+        inputs to its end, where running layer by layer frees them at their
+        last read (the inference live set the estimate counts)."""
+        if torch.is_grad_enabled():
+            return True
+        return any(b._forward_pre_hooks or b._forward_hooks for b in self.blocks())
+
+    def _run_block(self, env, lo) -> int:
+        """Run the repeat copy starting at plan index lo through its Block; the end index."""
+        path, hi, ins, outs = self._units[lo]
+
+        def run(*xs):
+            sub = dict(zip(ins, xs))
+            self._run_range(sub, None, lo, hi, blocks=False)
+            return tuple(sub[o] for o in outs)
+
+        ys = self._get(path)(run, *(env[s] for s in ins))
+        env.update(zip(outs, ys))
+        for k in range(lo, hi):
+            self._free(env, k)
+        return hi
+
+    def _run_range(self, env, states, lo, hi, skip=frozenset(), blocks=False):
         plan = self._plan
-        i = 0
-        while i < len(plan):
+        i = lo
+        while i < hi:
             kind, name, sources, seg = plan[i]
             if name in skip or kind == "input":
                 i += 1
+                continue
+            if blocks and i in self._units:
+                i = self._run_block(env, i)
                 continue
             if seg is not None:
                 j = i
@@ -150,8 +241,6 @@ class SeqModel(nn.Module):
             self._exec(env, states, kind, name, sources)
             self._free(env, i)
             i += 1
-        outs = tuple(env[o] for o in self._out_nodes)
-        return outs[0] if len(outs) == 1 else outs
 
     def _add(self, name, x, y):
         """A residual's add: x + y, or x + scale · y in one kernel (`residual(scale=...)`)."""
@@ -293,7 +382,12 @@ class SeqModel(nn.Module):
         for kind, name, sources, seg in self._plan:
             if name in static and kind != "input" and name not in context_inputs:
                 self._exec(env, None, kind, name, sources)
-        return {"__static__": env, "__stream_inputs__": [n for n in self.input_names if n not in context_inputs],
+        # keep what the streamed layers read (an encoder's output), not every
+        # intermediate of the context's layers: the state the estimate counts
+        read = {s for kind, name, sources, _ in self._plan if name not in static for s in sources}
+        env = {k: v for k, v in env.items() if k in context_inputs or k in read}
+        return {"__static__": env, "__skip__": frozenset(static),
+                "__stream_inputs__": [n for n in self.input_names if n not in context_inputs],
                 "__batch__": batch_size}
 
     def step(self, *chunks, state):
@@ -313,7 +407,7 @@ class SeqModel(nn.Module):
         check_inputs(self, zip(names, chunks), {b: state["__batch__"]} if b else {}, offsets)
         env = dict(state["__static__"])
         env.update(zip(names, chunks))
-        skip = frozenset(state["__static__"])
+        skip = state.get("__skip__", frozenset(state["__static__"]))
         out = self._run(env, state, skip=skip)
         return out, state
 

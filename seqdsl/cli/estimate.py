@@ -127,6 +127,7 @@ def to_json(rep) -> str:
     keys = JSON_KEYS + (LATENCY_KEYS if est.hw is not None else ())
     obj = {"model": est.model, "params": est.params, "dtype": est.dtype, "optimizer": est.optimizer,
            "streaming": est.streaming, "streaming_blocker": est.streaming_blocker,
+           "stream_context": list(est.stream_context),
            "points": [{k: getattr(p, k) for k in keys} for p in est.points]}
     if est.hw is not None:
         obj["hw"] = est.hw
@@ -169,6 +170,9 @@ def table(est) -> str:
             break
     if not est.streaming:
         lines.append(f"no generation figures: {est.streaming_blocker}")
+    elif est.stream_context:
+        lines.append(f"generation figures: {', '.join(est.stream_context)} given once (its layers run at "
+                     f"init_state, what the streamed layers read of them kept in the state); the rest streamed")
     return "\n".join(lines)
 
 
@@ -196,7 +200,8 @@ def formulas(model, fm: dict) -> str:
 
 def per_device_table(est) -> str:
     """The most loaded device at each length: memory by term, communication, time."""
-    head = ["seq", "stage", "weights", "grads", "optimizer", "activations", "peak", "comm/step", "gen state"]
+    head = ["seq", "stage", "weights", "grads", "optimizer", "gathered", "activations", "peak", "comm/step",
+            "gen state"]
     timed = est.hw is not None
     if timed:
         head += ["compute", "comm", "step"]
@@ -204,7 +209,8 @@ def per_device_table(est) -> str:
     for p in est.points:
         d = p.per_device
         row = [seq_label(p.seq), str(d.stage), human_bytes(d.weights_bytes), human_bytes(d.grads_bytes),
-               human_bytes(d.optimizer_bytes), human_bytes(d.activation_bytes), human_bytes(d.peak_bytes),
+               human_bytes(d.optimizer_bytes), human_bytes(d.gathered_bytes), human_bytes(d.activation_bytes),
+               human_bytes(d.peak_bytes),
                human_bytes(d.comm_bytes), human_bytes(d.state_bytes)]
         if timed:
             row += [human_seconds(d.compute_time_s), human_seconds(d.comm_time_s), human_seconds(d.step_time_s)]

@@ -144,6 +144,7 @@ def forms_entry(model, cost, streaming_blocker: str | None, ops=None, formulas: 
     return {"model": model.name, "params": model.params, "symbols": list(model.symbols),
             "seq_symbols": list(model.seq_symbols), "batch_symbol": model.batch_symbol,
             "dtype": cost.dtype, "elem": cost.elem, "streaming_blocker": streaming_blocker,
+            "stream_context": list(cost.stream_context),
             "nodes": enc.nodes, "figures": figures, "limits": limits, "dims": dims, "layers": layers,
             "roofline": roofline, "formulas": formulas}
 
@@ -164,7 +165,8 @@ def profile_entry(profile, dtype: str, floors: list[str]) -> dict:
 def check_forms(e) -> None:
     """Refuse (ValueError) forms that are not exactly what forms_entry writes."""
     _keys(e, ("model", "params", "symbols", "seq_symbols", "batch_symbol", "dtype", "elem",
-              "streaming_blocker", "nodes", "figures", "limits", "dims", "layers", "roofline", "formulas"))
+              "streaming_blocker", "stream_context", "nodes", "figures", "limits", "dims", "layers", "roofline",
+              "formulas"))
     check_nodes(e["nodes"])
     nodes = e["nodes"]
     row = lambda i: is_row(i, nodes)  # noqa: E731
@@ -172,6 +174,7 @@ def check_forms(e) -> None:
     _need(_strs(e["symbols"]) and _strs(e["seq_symbols"]), "symbols")
     _need(e["batch_symbol"] is None or isinstance(e["batch_symbol"], str), "batch_symbol")
     _need(isinstance(e["dtype"], str) and _opt_str(e["streaming_blocker"]), "dtype")
+    _need(_strs(e["stream_context"]), "stream_context")
     f = e["figures"]
     _keys(f, FIGURES + OPTIONAL_FIGURES + ("inference_peak",))
     _need(all(row(f[k]) for k in FIGURES) and all(f[k] is None or row(f[k]) for k in OPTIONAL_FIGURES)
@@ -301,7 +304,8 @@ def report_from_forms(e: dict, seq, batch: int, optimizer: str, profile: dict | 
     blocker = e["streaming_blocker"]
     est = SimpleNamespace(model=e["model"], params=params, dtype=dtype, optimizer=optimizer,
                           streaming=blocker is None, streaming_blocker=blocker, points=out,
-                          hw=None if profile is None else profile["name"], parallel=None, recompute="none")
+                          hw=None if profile is None else profile["name"], parallel=None, recompute="none",
+                          stream_context=list(e["stream_context"]))
     model = SimpleNamespace(name=e["model"], params=params, symbols=tuple(e["symbols"]))
     return SimpleNamespace(model=model, estimate=est,
                            layers=_layers(e, out[-1], batch, profile) if per_layer else None,

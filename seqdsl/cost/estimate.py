@@ -62,6 +62,7 @@ class Estimate(BaseModel):
     optimizer: str
     streaming: bool
     streaming_blocker: str | None        # which layer at which line prevents generation
+    stream_context: list[str] = []       # inputs given once when generating (an encoder's source)
     points: list[Point]
     hw: str | None = None                # the hardware profile of the latency figures
     parallel: str | None = None          # the layout of the per_device figures (batch: one micro-batch)
@@ -378,7 +379,8 @@ def evaluate_points(graph: ModelGraph, cc: CompiledCost, points, batch: int, dty
         why = f"{blocker.kind} '{blocker.alias or blocker.name}' at line {blocker.line} is not causal"
     return Estimate.model_construct(model=graph.name, params=params, dtype=dtype, optimizer=optimizer,
                                     streaming=blocker is None, streaming_blocker=why, points=out,
-                                    hw=None if profile is None else profile.name)
+                                    hw=None if profile is None else profile.name,
+                                    stream_context=list(cc.cost.stream_context), parallel=None, recompute="none")
 
 
 def _model_of(program_or_path, name: str | None) -> ModelGraph:

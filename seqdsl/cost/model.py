@@ -231,6 +231,7 @@ class ModelCost:
     input_bytes: object = ZERO
     limits: tuple = ()               # (length expr, max_len, layer node): lengths the module refuses
     saved_tensors: tuple = ()        # (storage name, "tensor", bytes): the stored tensors autograd saves
+    stream_context: tuple = ()       # inputs given once when generating (an encoder–decoder's source)
 
     @cached_property
     def flops_forward(self):
@@ -326,16 +327,45 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
     # ---- training: tensors autograd saves, each storage once; model inputs excluded
     saved_roots: set[str] = set()
     internal = []
+    entry_saved: set = set()
+    entries, nodes_by_seg = _segments_entries(nodes)
     for n in nodes:
         if not n.in_backward:
             continue
-        internal.append((n.shared.saved_bytes, n.binding))
-        if n.shared.saves_output and not n.shared.output_is_view:
+        c, bind = n.shared, n.binding
+        internal.append((c.saved_bytes, bind))
+        for port, src in enumerate(n.node.sources):
+            if port < len(c.saved_if_input_grad) and by_name[src].needs_grad:
+                internal.append((c.saved_if_input_grad[port], bind))
+        if c.saves_output and not c.output_is_view:
             saved_roots.add(root[n.node.name])
         for port, src in enumerate(n.node.sources):
-            if port < len(n.shared.saves_inputs) and n.shared.saves_inputs[port]:
+            saves = (port < len(c.saves_inputs) and c.saves_inputs[port]) or \
+                (port < len(c.saves_inputs_if_grad) and c.saves_inputs_if_grad[port]
+                 and by_name[src].needs_grad)
+            if not saves:
+                continue
+            entry = _segments_entry(n.node, entries)
+            if entry is not None and entry[1] == src:
+                entry_saved.add((entry, root[src]))
+            else:
                 saved_roots.add(root[src])
-    saved_roots -= {n.node.name for n in nodes if n.node.kind == "input"}
+    inputs = {n.node.name for n in nodes if n.node.kind == "input"}
+    # A segments group over several pieces runs on a copy of each piece of its
+    # entry value (docs/lowering.md): the layers save those copies (the value's
+    # bytes in all), and the value itself only when one piece is the whole of it.
+    # Over SHARE_FROM distinct lengths or more, one expression at each group's length.
+    share_pieces = share and len({dict(seg.args)["length"] for (seg, _), _ in entry_saved}) >= SHARE_FROM
+    products: dict = {}
+    for (seg, _), r in sorted(entry_saved, key=str):
+        several, bind = _several_pieces(seg, nodes_by_seg[seg.path], share_pieces)
+        for key in ((size[r], several), (size[r], 1 - several)):
+            if key not in products:
+                products[key] = key[0] * key[1]
+        internal.append((products[size[r], several], bind))
+        if r not in inputs and r not in saved_roots:
+            internal.append((products[size[r], 1 - several], bind))
+    saved_roots -= inputs
     activation = terms.figure([*internal, *[(size[r], ()) for r in sorted(saved_roots)]])
     saved_tensors = tuple((r, "tensor", size[r]) for r in sorted(saved_roots))
 
@@ -349,7 +379,8 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
     for i, n in enumerate(nodes):
         for src in n.node.sources:
             last_use[root[src]] = i
-    keep = {root[model.values[o]] for o in model.outputs}
+    # model outputs are kept; so are the inputs, which the caller holds all along
+    keep = {root[model.values[o]] for o in model.outputs} | {n.node.name for n in nodes if n.node.kind == "input"}
     live: dict[str, object] = {}
     weights_bytes = model.params * elem
     peaks = []
@@ -357,8 +388,9 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
         r = root[n.node.name]
         if r == n.node.name:
             live[r] = size[r]
-        peaks.append(terms.figure([*[(v, ()) for v in live.values()], (n.shared.workspace_bytes, n.binding),
-                                   (weights_bytes, ())]))
+        c = n.shared
+        work = c.workspace_bytes if c.live_workspace_bytes is None else c.live_workspace_bytes
+        peaks.append(terms.figure([*[(v, ()) for v in live.values()], (work, n.binding), (weights_bytes, ())]))
         for src in set(n.node.sources):
             rs = root[src]
             if last_use.get(rs) == i and rs not in keep and rs in live:
@@ -367,22 +399,22 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
             del live[r]
     peaks = _dedupe(peaks)
 
-    # ---- generation: only if every layer streams
-    blocker = None
-    for n in nodes:
-        if n.node.kind in ("input", "add"):
-            continue
-        if not LAYERS[n.node.kind].is_causal(n.node.args, list(n.node.inputs)):
-            blocker = n.node
-            break
+    # ---- generation: every input streamed, or (an encoder–decoder) the last
+    # input streamed with the others given once, their layers run at init_state
+    blocker, static = _stream_plan(model, nodes)
     per_token = state = None
+    stream_context: tuple = ()
     if blocker is None:
+        stream_context = tuple(n for n in model.inputs if n in static)
         steps, states = [], []
         scaled: dict = {}
+        kept = set()
         for n in nodes:
             c = n.shared
-            if n.node.kind in ("input", "add"):
+            if n.node.kind in ("input", "add") or n.node.name in static:
                 continue
+            # what the streamed layers read of the context, kept in the state (inputs are the caller's)
+            kept |= {s for s in n.node.sources if s in static and by_name[s].node.kind != "input"}
             step = c.step_flops
             if step is None:
                 tl = _time_len(n.node.inputs[0])
@@ -394,6 +426,7 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
                 step = scaled[key]
             steps.append((step, n.binding))
             states.append((c.state_bytes, n.binding))
+        states += [(size[r], ()) for r in sorted(kept)]
         per_token = terms.figure(steps)
         state = terms.figure(states)
 
@@ -404,7 +437,77 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
     limits = tuple((n.node.inputs[0].dims[1], n.node.args.max_len, n.node) for n in nodes
                    if n.node.kind in ("posenc", "attention") and getattr(n.node.args, "max_len", None))
     return ModelCost(model, dtype, elem, nodes, model.params, forward, train, activation, peaks,
-                     per_token, state, depth, blocker, input_bytes, limits, saved_tensors)
+                     per_token, state, depth, blocker, input_bytes, limits, saved_tensors, stream_context)
+
+
+def _stream_plan(model: ModelGraph, nodes: list[NodeCost]):
+    """(blocker, static): the first layer that stops generation (None: it
+    streams), and the nodes computed once from inputs given up front. Every
+    input streams when every layer is causal; otherwise the last input streams
+    and the others are context (an encoder–decoder: the decoder streams, the
+    encoder runs once), as SeqModel.init_state(batch, **context) does, when
+    every layer downstream of the streamed input is causal and reads its
+    context (cross_attention's) from the context side only."""
+    first = _first_non_causal(nodes, set())
+    if first is None or len(model.inputs) < 2:
+        return first, set()
+    static = set(list(model.inputs)[:-1])
+    for n in nodes:
+        if n.node.kind != "input" and n.node.sources and all(s in static for s in n.node.sources):
+            static.add(n.node.name)
+    for n in nodes:
+        if n.node.kind in ("input", "add") or n.node.name in static:
+            continue
+        if LAYERS[n.node.kind].context_args() and any(s not in static for s in n.node.sources[1:]):
+            return first, set()
+    blocker = _first_non_causal(nodes, static)     # on the streamed side: the layer to change
+    return (None, static) if blocker is None else (blocker, set())
+
+
+def _first_non_causal(nodes: list[NodeCost], static: set):
+    for n in nodes:
+        if n.node.kind in ("input", "add") or n.node.name in static:
+            continue
+        if not LAYERS[n.node.kind].is_causal(n.node.args, list(n.node.inputs)):
+            return n.node
+    return None
+
+
+def _segments_entries(nodes: list[NodeCost]) -> tuple[dict, dict]:
+    """Per segments group (by path): (scope, entry value) — the first source of
+    its first node that is not in the group, the value the emitted module cuts
+    into pieces (backend/seqmodel.py) — and its first node."""
+    members: dict[str, set] = {}
+    first: dict[str, Node] = {}
+    for n in nodes:
+        seg = n.node.segments_scope()
+        if seg is not None:
+            members.setdefault(seg.path, set()).add(n.node.name)
+            first.setdefault(seg.path, n.node)
+    entries = {}
+    for path, node in first.items():
+        seg = node.segments_scope()
+        entries[path] = (seg, next(s for s in node.sources if s not in members[path]))
+    return entries, first
+
+
+def _segments_entry(node: Node, entries: dict):
+    """(scope, entry value) of the segments group `node` runs in, or None."""
+    seg = node.segments_scope()
+    return None if seg is None else entries[seg.path]
+
+
+def _several_pieces(seg, first: Node, share: bool):
+    """(expression, binding): 1 when the group's input of T steps is cut into
+    more than one piece (T > length), else 0: Min(1, ceil(T/length) - 1); with
+    share, at SEGMENT_LENGTH bound to the group's length."""
+    t = first.inputs[0].dims[1]
+    length = dict(seg.args)["length"]
+    if share:
+        return sympy.Min(ONE, ceil_div(t, SEGMENT_LENGTH) - 1), ((SEGMENT_LENGTH, length),)
+    return sympy.Min(ONE, ceil_div(t, length) - 1), ()
+
+
 
 
 def _dedupe(exprs):
