@@ -504,8 +504,14 @@ def _several_pieces(seg, first: Node, share: bool):
     t = first.inputs[0].dims[1]
     length = dict(seg.args)["length"]
     if share:
-        return sympy.Min(ONE, ceil_div(t, SEGMENT_LENGTH) - 1), ((SEGMENT_LENGTH, length),)
-    return sympy.Min(ONE, ceil_div(t, length) - 1), ()
+        return _pieces(t, SEGMENT_LENGTH), ((SEGMENT_LENGTH, length),)
+    return _pieces(t, length), ()
+
+
+@lru_cache(maxsize=1024)
+def _pieces(t, length):
+    # built once per (T, length): sympy's Min costs milliseconds (2,000 groups: seconds)
+    return sympy.Min(ONE, ceil_div(t, length) - 1)
 
 
 
