@@ -17,7 +17,7 @@ import math
 from fractions import Fraction
 from types import SimpleNamespace
 
-from ..graph.exprdata import Columns, Encoder, Unavailable, check_nodes, is_row
+from ..graph.exprdata import Columns, Encoder, Unavailable, Unsupported, check_nodes, is_row
 
 FIGURES = ("flops_forward", "flops_train", "activation_bytes", "sequential_depth", "loss_bytes")
 OPTIONAL_FIGURES = ("flops_per_token", "state_bytes")      # None: the model cannot stream
@@ -105,6 +105,11 @@ def forms_entry(model, cost, streaming_blocker: str | None, ops=None, formulas: 
     the closed-form strings (or None). Raises exprdata.Unsupported for an
     expression outside the vocabulary (then nothing is cached)."""
     from ..graph.symbolic import fmt_dim   # lazy: sympy (the cold path has it loaded already)
+    if any(f is not None and f.bound for f in (cost.forward, cost.train, cost.activation, cost.depth,
+                                               cost.per_token, cost.state, *cost.peaks)):
+        # shared costs (seqdsl.cost.model): writing them out whole would derive every
+        # layer again (seconds on thousands), while deriving them is fast already
+        raise Unsupported("the closed forms hold shared costs")
     enc = Encoder()
     add = enc.add
     figures = {k: add(getattr(cost, k)) for k in FIGURES}

@@ -16,10 +16,10 @@ from pathlib import Path
 import sympy
 from pydantic import BaseModel, ConfigDict
 
-from ..layers.costs import DTYPE_BYTES
+from ..layers.costs import DTYPE_BYTES, ZERO, is_cost_symbol
 from .cached import (DEFAULT_SEQ, OPTIMIZERS, layer_where, max_len_warning, optimizer_bytes, peak_of_training,
                      whole as _int)
-from .model import ModelCost, model_cost
+from .model import Figure, ModelCost, model_cost
 from ..graph.ir import ModelGraph, Program
 from ..graph.symbolic import compile_columns, compile_expr, compile_shared, fmt_dim, point_columns
 from ..check.elaborate import load
@@ -79,21 +79,25 @@ class Estimate(BaseModel):
 # ------------------------------------------------------------------ compiled forms
 class CompiledCost:
     """A ModelCost with every figure compiled to exact column evaluators
-    (`seqdsl.graph.symbolic.compile_columns`: all points of a sweep at once). Shared
-    subexpressions (ceil(T/2), segment counts, ...) are factored out once with
-    sympy.cse and evaluated once a sweep (`bind`), then each figure reads them."""
+    (`seqdsl.graph.symbolic.compile_columns`: all points of a sweep at once).
+    Each figure is a Figure (seqdsl.cost.model): its base, whose shared
+    subexpressions (ceil(T/2), segment counts, ...) are evaluated once a sweep
+    (`bind`), plus its bound terms: each distinct expression compiled once and
+    evaluated at every (binding, point) pair in one pass (`BoundTerms`)."""
 
     def __init__(self, cost: ModelCost):
         self.cost = cost
-        figures = [cost.flops_forward, cost.flops_train, cost.activation_bytes, cost.sequential_depth,
-                   cost.flops_per_token if cost.flops_per_token is not None else 0,
-                   cost.state_bytes if cost.state_bytes is not None else 0, cost.loss_bytes,
-                   *cost.inference_peak]
-        self.shared, f = compile_shared(figures, "_cse")
-        self.fwd, self.train, self.act, self.depth, token, state, self.loss = f[:7]
-        self.token = None if cost.flops_per_token is None else token
-        self.state = None if cost.state_bytes is None else state
-        self.peaks = f[7:]
+        none = Figure(ZERO)
+        figures = [cost.forward, cost.train, cost.activation, cost.depth,
+                   cost.per_token if cost.per_token is not None else none,
+                   cost.state if cost.state is not None else none, Figure(cost.loss_bytes), *cost.peaks]
+        self.shared, f = compile_shared([fig.base for fig in figures], "_cse")
+        self.bound = BoundTerms([fig.bound for fig in figures])
+        self.fwd, self.train, self.act, self.depth, token, state, self.loss = range(7)
+        self.bases = f
+        self.token = None if cost.per_token is None else token
+        self.state = None if cost.state is None else state
+        self.peaks = range(7, len(figures))
         self.limits = [(compile_columns(length)[0], max_len, node) for length, max_len, node in cost.limits]
 
     def warnings(self, cols: dict, n: int) -> list[list[str]]:
@@ -110,6 +114,67 @@ class CompiledCost:
         for name, fn in self.shared:
             cols[name] = fn(cols, n)
         return cols
+
+    def values(self, cols: dict, n: int) -> list[list]:
+        """Every figure's exact values at the n points of `cols` (after `bind`)."""
+        bound = self.bound.evaluate(cols, n)
+        return [fn(cols, n) if not extra else [a + b for a, b in zip(fn(cols, n), extra)]
+                for fn, extra in zip(self.bases, bound)]
+
+
+class BoundTerms:
+    """The bound terms of several figures: each distinct expression is
+    compiled once and evaluated at all its bindings and all points in one
+    column pass (the points repeated once per binding), and each figure sums
+    its terms' values per point."""
+
+    def __init__(self, per_figure: list[tuple]):
+        index: dict = {}                      # expression -> its slot in self.groups
+        self.groups: list[tuple] = []         # (shared, fn, model dims it reads, cost symbol names, bindings)
+        bindings: list[dict] = []             # per group: binding -> its position
+        self.figures = []                     # per figure: [(group, position), ...]
+        for terms in per_figure:
+            refs = []
+            for expr, binding in terms:
+                g = index.get(expr)
+                if g is None:
+                    g = index[expr] = len(self.groups)
+                    # its repeated subexpressions (ceil(T/@length), ...) once per (binding, point)
+                    shared, (fn,) = compile_shared([expr], f"_b{g}_")
+                    names = tuple(s.name for s, _ in binding)
+                    dims = tuple(s.name for s in expr.free_symbols if not is_cost_symbol(s))
+                    self.groups.append((shared, fn, dims, names, []))
+                    bindings.append({})
+                pos = bindings[g].get(binding)
+                if pos is None:
+                    pos = bindings[g][binding] = len(self.groups[g][4])
+                    self.groups[g][4].append(tuple(v for _, v in binding))
+                refs.append((g, pos))
+            self.figures.append(refs)
+
+    def evaluate(self, cols: dict, n: int) -> list:
+        """Per figure, the sum of its bound terms at each point (None: none)."""
+        values = []
+        for shared, fn, dims, names, rows in self.groups:
+            k = len(rows)
+            tiled = {d: cols[d] * k for d in dims}
+            for j, name in enumerate(names):
+                tiled[name] = [row[j] for row in rows for _ in range(n)]
+            for name, sub in shared:
+                tiled[name] = sub(tiled, k * n)
+            values.append(fn(tiled, k * n))
+        out = []
+        for refs in self.figures:
+            if not refs:
+                out.append(None)
+                continue
+            acc = [0] * n
+            for g, pos in refs:
+                v = values[g]
+                base = pos * n
+                acc = [a + v[base + i] for i, a in enumerate(acc)]
+            out.append(acc)
+        return out
 
 
 _CACHE: dict[tuple[int, str], tuple[ModelGraph, CompiledCost]] = {}
@@ -298,9 +363,10 @@ def evaluate_points(graph: ModelGraph, cc: CompiledCost, points, batch: int, dty
                  for t in latency(graph, profile, dtype, points, batch, cc.cost)]
     cols, n = point_columns(points, {batch_sym: batch} if batch_sym is not None else None)
     cc.bind(cols, n)
+    figures = cc.values(cols, n)
 
-    def ints(fn):
-        return [v if v.__class__ is int else _int(v) for v in fn(cols, n)]
+    def ints(i):
+        return [v if v.__class__ is int else _int(v) for v in figures[i]]
     fwd, train, act, depth, loss = ints(cc.fwd), ints(cc.train), ints(cc.act), ints(cc.depth), ints(cc.loss)
     token = ints(cc.token) if cc.token is not None else [None] * n
     state = ints(cc.state) if cc.state is not None else [None] * n

@@ -12,24 +12,64 @@ sequential depth. Nothing here imports torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import sympy
 
 from ..graph.ir import ModelGraph, Node, TensorType
-from ..graph.symbolic import ceil_div
+from ..graph.symbolic import ceil_div, compile_expr
 from ..layers import LAYERS
-from ..layers.costs import DTYPE_BYTES, ONE, ZERO, CostContext, LayerCost, tensor_bytes
+from ..layers.costs import (DTYPE_BYTES, ONE, SEGMENT_LENGTH, SEGMENT_MEMORY, ZERO, CostContext, LayerCost,
+                            cost_symbol, is_cost_symbol, tensor_bytes)
 from ..layers.loss import loss_bytes as _loss_bytes
 
 # ------------------------------------------------------------------ per node
 @dataclass
 class NodeCost:
     node: Node
-    cost: LayerCost
+    shared: LayerCost            # the cost with the node's shared arguments as cost symbols
+    binding: tuple               # ((cost symbol, value), ...): the node's values; () when `shared` is its own
     needs_grad: bool             # the output carries a gradient
     in_backward: bool            # the layer takes part in the backward pass
-    train_flops: object          # forward + backward, as counted for this instance
+    grad_ports: tuple = ()       # input ports whose input needs a gradient
     rate: object = ONE           # steps of this layer per model input step (strided convs upstream)
+    elem: int = 4                # bytes per float element at the model dtype
+    _own: LayerCost | None = None
+
+    @property
+    def cost(self) -> LayerCost:
+        """The node's own LayerCost: `shared`, or derived at the node's values
+        on first use (milliseconds: the estimate never asks; `value` is cheaper)."""
+        if not self.binding:
+            return self.shared
+        if self._own is None:
+            self._own = layer_cost(self.node, self.elem)
+        return self._own
+
+    def value(self, field: str, env: dict):
+        """One LayerCost field of this node at env ({dim name: int}), exact,
+        evaluated from `shared` at the node's values (nothing derived)."""
+        expr = getattr(self.shared, field)
+        if not self.binding:
+            return _compiled(expr)(env)
+        return _compiled(expr)({**env, **{s.name: v for s, v in self.binding}})
+
+    @property
+    def train_flops(self):
+        """Forward + backward, as counted for this instance."""
+        c = self.cost
+        train = c.flops
+        if self.in_backward:
+            train = train + c.backward_flops
+            for port in self.grad_ports:
+                if port < len(c.input_grad_flops):
+                    train = train + c.input_grad_flops[port]
+        return train
+
+
+@lru_cache(maxsize=4096)
+def _compiled(expr):
+    return compile_expr(expr)
 
 
 def _input_cost(node: Node, ctx: CostContext) -> LayerCost:
@@ -46,11 +86,121 @@ def layer_cost(node: Node, elem: int) -> LayerCost:
     """The node's LayerCost (inputs and residual adds handled here)."""
     seg = node.segments_scope()
     ctx = CostContext(elem, tuple(v for _, v in seg.args) if seg else None)
+    return _cost(node, node.args, ctx)
+
+
+def _cost(node: Node, args, ctx: CostContext) -> LayerCost:
     if node.kind == "input":
         return _input_cost(node, ctx)
     if node.kind == "add":
         return _add_cost(node, ctx)
-    return LAYERS[node.kind].cost(node.args, list(node.inputs), node.output, ctx)
+    return LAYERS[node.kind].cost(args, list(node.inputs), node.output, ctx)
+
+
+# ------------------------------------------------------------------ shared costs
+# 2,000 attention layers with 2,000 distinct windows (or segments blocks with
+# distinct lengths) are 2,000 distinct closed forms, and sympy spends
+# milliseconds on each operation that builds one. Instead the layer's
+# `symbolic_cost_args` and the enclosing segments' (length, memory) are given
+# to the cost rule as cost symbols (`@window`, ...): one derivation serves
+# every layer that differs only in them, and each node keeps its values (its
+# binding). A total is then a `Figure`: the terms without cost symbols summed
+# and expanded as before, plus (expression, binding) terms that the estimate
+# evaluates once per distinct expression, at every binding at once.
+# A cost used at fewer distinct values is derived at each (as share=False
+# does): a handful of derivations cost little, and the totals then share
+# their subexpressions (ceil(T/L), ...) in a sweep (CompiledCost), which
+# bound terms do not.
+SHARE_FROM = 8
+
+
+def _shared_key(node: Node, elem: int):
+    """(cache key, binding, thunk deriving the shared LayerCost)."""
+    binding = []
+    args = node.args
+    layer = LAYERS.get(node.kind)
+    if layer is not None and layer.symbolic_cost_args:
+        given = {a: getattr(args, a) for a in layer.symbolic_cost_args if getattr(args, a) is not None}
+        if given:
+            args = args.model_copy(update={a: cost_symbol(a) for a in given})
+            binding += [(cost_symbol(a), v) for a, v in given.items()]
+    seg = node.segments_scope()
+    segments = None
+    if seg is not None:
+        values = dict(seg.args)
+        segments = (SEGMENT_LENGTH, SEGMENT_MEMORY)
+        binding += [(SEGMENT_LENGTH, values["length"]), (SEGMENT_MEMORY, values.get("memory", 0))]
+    try:
+        key = (node.kind, args, node.inputs, segments)
+        hash(key)
+    except TypeError:   # an argument value that cannot be hashed: the args object stands for itself
+        key = (node.kind, id(node.args), node.inputs, segments)
+    return key, tuple(binding), lambda: _cost(node, args, CostContext(elem, segments))
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A closed form as a sum: `base` (expanded, no cost symbols) plus `bound`,
+    ((expression, ((cost symbol, value), ...)), ...) terms, each its expression
+    at its binding."""
+
+    base: object
+    bound: tuple = ()
+
+    def closed_form(self):
+        """The whole sum as one expanded sympy expression (slow on thousands of
+        bound terms: the estimate never asks for it)."""
+        if not self.bound:
+            return self.base
+        return sympy.Add(self.base, *[sympy.expand(e.xreplace(dict(b))) for e, b in self.bound])
+
+
+class _Terms:
+    """Builds Figures; expansions and cost-symbol lookups are memoised across
+    the totals, which repeat the same per-layer terms."""
+
+    def __init__(self):
+        self.expanded: dict = {}    # term -> sympy.expand(term)
+        self.sums: dict = {}        # tuple of terms -> their expanded sum
+        self.symbols: dict = {}     # expression -> the cost symbols it reads
+        self.kept: dict = {}        # (those symbols, binding) -> the binding restricted to them
+
+    def figure(self, terms) -> Figure:
+        """terms: (expression, binding) pairs. A term's binding keeps only the
+        cost symbols its expression reads; a term that reads none is summed
+        into the base."""
+        base, bound = [], []
+        for e, binding in terms:
+            if binding:
+                syms = self.symbols.get(e)
+                if syms is None:
+                    syms = self.symbols[e] = frozenset(s for s in getattr(e, "free_symbols", ()) if is_cost_symbol(s))
+                if syms:
+                    kept = self.kept.get((syms, binding))
+                    if kept is None:
+                        kept = self.kept[syms, binding] = tuple(sorted(((s, v) for s, v in binding if s in syms),
+                                                                      key=lambda p: p[0].name))
+                    bound.append((e, kept))
+                    continue
+            base.append(e)
+        return Figure(self.sum(base), tuple(bound))
+
+    def sum(self, terms):
+        """sympy.expand(Add(*terms)), expanding each distinct term once;
+        expanding a whole total rebuilds, and so re-evaluates, every Piecewise
+        and Min in it."""
+        key = tuple(terms)
+        hit = self.sums.get(key)
+        if hit is not None:
+            return hit
+        out = []
+        for t in terms:
+            e = self.expanded.get(t)
+            if e is None:
+                e = self.expanded[t] = sympy.expand(t)
+            out.append(e)
+        total = self.sums[key] = sympy.Add(*out)
+        return total
 
 
 def _time_len(t: TensorType):
@@ -60,80 +210,121 @@ def _time_len(t: TensorType):
 # ------------------------------------------------------------------ model totals
 @dataclass
 class ModelCost:
-    """Closed forms for one model at one dtype. Peak memory is a max over
-    candidate expressions (kept as a list: evaluating the max is cheaper than
-    asking sympy to compare them)."""
+    """Closed forms for one model at one dtype, each a `Figure` (the estimate
+    evaluates these); the properties give each as one sympy expression
+    (derived on first use: thousands of bound terms take seconds). Peak
+    memory is a max over candidates (kept as a list: evaluating the max is
+    cheaper than asking sympy to compare them)."""
 
     model: ModelGraph
     dtype: str
     elem: int
     nodes: list[NodeCost]
     params: int
-    flops_forward: object
-    flops_train: object
-    activation_bytes: object
-    inference_peak: list             # candidates; the peak is their max (weights included)
-    flops_per_token: object | None   # None when the model cannot stream
-    state_bytes: object | None
-    sequential_depth: object
+    forward: Figure
+    train: Figure
+    activation: Figure
+    peaks: list                      # Figures; the inference peak is their max (weights included)
+    per_token: Figure | None         # None when the model cannot stream
+    state: Figure | None
+    depth: Figure
     streaming_blocker: Node | None
     input_bytes: object = ZERO
     limits: tuple = ()               # (length expr, max_len, layer node): lengths the module refuses
-    activation_parts: tuple = ()     # (node name, "internal" | "tensor", bytes): activation_bytes by owner
+    saved_tensors: tuple = ()        # (storage name, "tensor", bytes): the stored tensors autograd saves
     stream_context: tuple = ()       # inputs given once when generating (an encoder–decoder's source)
     loss_bytes: object = ZERO        # the declared loss's training working set (seqdsl.layers.loss)
     tied_grad_bytes: int = 0         # extra gradient copies of tied weights at the end of backward
 
+    @cached_property
+    def flops_forward(self):
+        return self.forward.closed_form()
 
-def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
-    """Derive every closed form of `model` once (COST_MODEL.md)."""
+    @cached_property
+    def flops_train(self):
+        return self.train.closed_form()
+
+    @cached_property
+    def activation_bytes(self):
+        return self.activation.closed_form()
+
+    @cached_property
+    def inference_peak(self) -> list:
+        return _dedupe([p.closed_form() for p in self.peaks])
+
+    @cached_property
+    def flops_per_token(self):
+        return None if self.per_token is None else self.per_token.closed_form()
+
+    @cached_property
+    def state_bytes(self):
+        return None if self.state is None else self.state.closed_form()
+
+    @cached_property
+    def sequential_depth(self):
+        return self.depth.closed_form()
+
+    @cached_property
+    def activation_parts(self) -> tuple:
+        """activation_bytes by owner, for the per-device split (seqdsl.cost.parallel):
+        (node name, "internal" | "tensor", bytes); each node's at its own values."""
+        return tuple([(n.node.name, "internal", n.cost.saved_bytes) for n in self.nodes if n.in_backward]
+                     + list(self.saved_tensors))
+
+
+def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) -> ModelCost:
+    """Derive every closed form of `model` once (COST_MODEL.md). Layers that
+    differ only in cost-symbol arguments, at SHARE_FROM distinct values or
+    more, share one derivation ("shared costs" above); share=False derives
+    each layer's cost at its own values: the same figures, slower on many
+    distinct layers (tests compare the two)."""
     elem = DTYPE_BYTES[dtype]
     nodes: list[NodeCost] = []
     by_name: dict[str, NodeCost] = {}
     cache: dict = {}
-    for node in model.nodes:
-        # repeats share one validated args object (the elaborator's rule cache)
-        key = (node.kind, id(node.args), node.inputs, tuple(s.args for s in node.scope if s.kind == "segments"))
+    plan = [_shared_key(node, elem) if share else None for node in model.nodes]
+    values: dict = {}
+    for p in plan:
+        if p is not None and p[1]:
+            values.setdefault(p[0], set()).add(p[1])
+    for node, p in zip(model.nodes, plan):
+        if p is not None and len(values.get(p[0], ())) >= SHARE_FROM:
+            key, binding, derive = p
+        else:
+            # repeats share one validated args object (the elaborator's rule cache)
+            key = (node.kind, id(node.args), node.inputs, tuple(s.args for s in node.scope if s.kind == "segments"))
+            binding, derive = (), (lambda node=node: layer_cost(node, elem))
         c = cache.get(key)
         if c is None:
-            c = cache[key] = layer_cost(node, elem)
+            c = cache[key] = derive()
         srcs = [by_name[s] for s in node.sources]
         in_grads = [s.needs_grad for s in srcs]
         has_weights = node.params > 0 or c.has_weights
         in_backward = node.kind != "input" and (has_weights or any(in_grads))
-        needs_grad = in_backward
-        train = c.flops
-        if in_backward:
-            train = train + c.backward_flops
-            for port, g in enumerate(in_grads):
-                if g and port < len(c.input_grad_flops):
-                    train = train + c.input_grad_flops[port]
+        grad_ports = tuple(p for p, g in enumerate(in_grads) if g) if in_backward else ()
         # steps of this layer per model step: a time-strided conv upstream slows it down
-        rate = srcs[0].rate / srcs[0].cost.time_stride if srcs else ONE
-        nc = NodeCost(node, c, needs_grad, in_backward, train, rate)
+        rate = srcs[0].rate / srcs[0].shared.time_stride if srcs else ONE
+        nc = NodeCost(node, c, binding, in_backward, in_backward, grad_ports, rate, elem)
         nodes.append(nc)
         by_name[node.name] = nc
 
-    # Totals are sums of per-layer terms expanded one at a time (each distinct
-    # term once: `_expanded`); expanding a whole total rebuilds, and so
-    # re-evaluates, every Piecewise and Min in it, which on 2,000 layers with
-    # distinct windows or segment lengths took minutes.
-    memo: dict = {}
-    flops_forward = _expanded([n.cost.flops for n in nodes], memo)
+    terms = _Terms()
+    forward = terms.figure([(n.shared.flops, n.binding) for n in nodes])
     train_terms = []
     for n in nodes:
-        train_terms.append(n.cost.flops)
+        c, b = n.shared, n.binding
+        train_terms.append((c.flops, b))
         if n.in_backward:
-            train_terms.append(n.cost.backward_flops)
-            for port, src in enumerate(n.node.sources):
-                if by_name[src].needs_grad and port < len(n.cost.input_grad_flops):
-                    train_terms.append(n.cost.input_grad_flops[port])
-    flops_train = _expanded(train_terms, memo)
+            train_terms.append((c.backward_flops, b))
+            for port in n.grad_ports:
+                if port < len(c.input_grad_flops):
+                    train_terms.append((c.input_grad_flops[port], b))
+    train = terms.figure(train_terms)
 
     # ---- storages: a view's storage is its source's (unsqueeze, flatten, time_last, p=0 dropout)
     root: dict[str, str] = {}
     for n in nodes:
-        root[n.node.name] = root[n.node.sources[0]] if n.cost.output_is_view else n.node.name
+        root[n.node.name] = root[n.node.sources[0]] if n.shared.output_is_view else n.node.name
     size = {n.node.name: tensor_bytes(n.node.output, elem) for n in nodes}
 
     # ---- training: tensors autograd saves, each storage once; model inputs excluded
@@ -144,15 +335,16 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     for n in nodes:
         if not n.in_backward:
             continue
-        internal.append(n.cost.saved_bytes)
+        c, bind = n.shared, n.binding
+        internal.append((c.saved_bytes, bind))
         for port, src in enumerate(n.node.sources):
-            if port < len(n.cost.saved_if_input_grad) and by_name[src].needs_grad:
-                internal.append(n.cost.saved_if_input_grad[port])
-        if n.cost.saves_output and not n.cost.output_is_view:
+            if port < len(c.saved_if_input_grad) and by_name[src].needs_grad:
+                internal.append((c.saved_if_input_grad[port], bind))
+        if c.saves_output and not c.output_is_view:
             saved_roots.add(root[n.node.name])
         for port, src in enumerate(n.node.sources):
-            saves = (port < len(n.cost.saves_inputs) and n.cost.saves_inputs[port]) or \
-                (port < len(n.cost.saves_inputs_if_grad) and n.cost.saves_inputs_if_grad[port]
+            saves = (port < len(c.saves_inputs) and c.saves_inputs[port]) or \
+                (port < len(c.saves_inputs_if_grad) and c.saves_inputs_if_grad[port]
                  and by_name[src].needs_grad)
             if saves and n.cost.saves_for_other and not any(
                     by_name[s].needs_grad for p, s in enumerate(n.node.sources) if p != port):
@@ -168,21 +360,25 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     # A segments group over several pieces runs on a copy of each piece of its
     # entry value (docs/lowering.md): the layers save those copies (the value's
     # bytes in all), and the value itself only when one piece is the whole of it.
+    # Over SHARE_FROM distinct lengths or more, one expression at each group's length.
+    share_pieces = share and len({dict(seg.args)["length"] for (seg, _), _ in entry_saved}) >= SHARE_FROM
+    products: dict = {}
     for (seg, _), r in sorted(entry_saved, key=str):
-        several = _several_pieces(seg, nodes_by_seg[seg.path])
-        internal.append(size[r] * several)
+        several, bind = _several_pieces(seg, nodes_by_seg[seg.path], share_pieces)
+        for key in ((size[r], several), (size[r], 1 - several)):
+            if key not in products:
+                products[key] = key[0] * key[1]
+        internal.append((products[size[r], several], bind))
         if r not in inputs and r not in saved_roots:
-            internal.append(size[r] * (1 - several))
+            internal.append((products[size[r], 1 - several], bind))
     saved_roots -= inputs
-    activation_bytes = _expanded([*internal, *[size[r] for r in sorted(saved_roots)]], memo)
-    # the same terms by owner, for the per-device split (seqdsl.cost.parallel)
-    activation_parts = tuple([(n.node.name, "internal", n.cost.saved_bytes) for n in nodes if n.in_backward]
-                             + [(r, "tensor", size[r]) for r in sorted(saved_roots)])
+    activation = terms.figure([*internal, *[(size[r], ()) for r in sorted(saved_roots)]])
+    saved_tensors = tuple((r, "tensor", size[r]) for r in sorted(saved_roots))
 
     # ---- inference: live storages along the graph (free after the last consumer)
     iroot: dict[str, str] = {}
     for n in nodes:
-        view = n.cost.output_is_view or n.cost.inference_view
+        view = n.shared.output_is_view or n.shared.inference_view
         iroot[n.node.name] = iroot[n.node.sources[0]] if view else n.node.name
     root = iroot
     last_use: dict[str, int] = {}
@@ -192,34 +388,35 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     # model outputs are kept; so are the inputs, which the caller holds all along
     keep = {root[model.values[o]] for o in model.outputs} | {n.node.name for n in nodes if n.node.kind == "input"}
     live: dict[str, object] = {}
+    weights_bytes = model.params * elem
     peaks = []
     for i, n in enumerate(nodes):
         r = root[n.node.name]
         if r == n.node.name:
             live[r] = size[r]
-        work = n.cost.workspace_bytes if n.cost.live_workspace_bytes is None else n.cost.live_workspace_bytes
-        peaks.append([*live.values(), work])
+        c = n.shared
+        work = c.workspace_bytes if c.live_workspace_bytes is None else c.live_workspace_bytes
+        peaks.append(terms.figure([*[(v, ()) for v in live.values()], (work, n.binding), (weights_bytes, ())]))
         for src in set(n.node.sources):
             rs = root[src]
             if last_use.get(rs) == i and rs not in keep and rs in live:
                 del live[rs]
         if last_use.get(r) is None and r not in keep and r in live:
             del live[r]
-    weights_bytes = model.params * elem
-    inference_peak = _dedupe([_expanded([*p, weights_bytes], memo) for p in peaks])
+    peaks = _dedupe(peaks)
 
     # ---- generation: every input streamed, or (an encoder–decoder) the last
     # input streamed with the others given once, their layers run at init_state
     blocker, static = _stream_plan(model, nodes)
-    flops_per_token = state_bytes = None
+    per_token = state = None
     stream_context: tuple = ()
     if blocker is None:
         stream_context = tuple(n for n in model.inputs if n in static)
         steps, states = [], []
-        by_name = {n.node.name: n for n in nodes}
+        scaled: dict = {}
         kept = set()
         for n in nodes:
-            c = n.cost
+            c = n.shared
             if n.node.kind in ("input", "add") or n.node.name in static:
                 continue
             # what the streamed layers read of the context, kept in the state (inputs are the caller's)
@@ -228,14 +425,19 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
             if step is None:
                 tl = _time_len(n.node.inputs[0])
                 step = c.flops / tl if tl is not None else c.flops
-            steps.append(n.rate * step)
-            states.append(c.state_bytes)
-        states += [size[r] for r in sorted(kept)]
-        flops_per_token = _expanded(steps, memo)
-        state_bytes = _expanded(states, memo)
+            if n.rate != ONE:
+                key = (step, n.rate)
+                if key not in scaled:
+                    scaled[key] = n.rate * step
+                step = scaled[key]
+            steps.append((step, n.binding))
+            states.append((c.state_bytes, n.binding))
+        states += [(size[r], ()) for r in sorted(kept)]
+        per_token = terms.figure(steps)
+        state = terms.figure(states)
 
     # ---- sequential depth: longest path; segments with memory run one after another
-    depth = _sequential_depth(model, nodes)
+    depth = _sequential_depth(model, nodes, terms, share)
     input_bytes = sympy.Add(*[tensor_bytes(t, elem) for t in model.inputs.values()])
     # learned positions and linformer projections exist for max_len steps only
     limits = tuple((n.node.inputs[0].dims[1], n.node.args.max_len, n.node) for n in nodes
@@ -246,9 +448,9 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     # once where an untied weight has one (measured: tests/test_loss.py).
     tied = sum(2 * n.node.args.out * n.node.inputs[0].channels * elem for n in nodes
                if n.node.kind == "linear" and n.node.args.tie is not None)
-    return ModelCost(model, dtype, elem, nodes, model.params, flops_forward, flops_train,
-                     activation_bytes, inference_peak, flops_per_token, state_bytes,
-                     depth, blocker, input_bytes, limits, activation_parts, stream_context, loss, tied)
+    return ModelCost(model, dtype, elem, nodes, model.params, forward, train, activation, peaks,
+                     per_token, state, depth, blocker, input_bytes, limits, saved_tensors, stream_context,
+                     loss, tied)
 
 
 def _stream_plan(model: ModelGraph, nodes: list[NodeCost]):
@@ -308,23 +510,23 @@ def _segments_entry(node: Node, entries: dict):
     return None if seg is None else entries[seg.path]
 
 
-def _several_pieces(seg, first: Node):
-    """1 when the group's input of T steps is cut into more than one piece
-    (T > length), else 0: Min(1, ceil(T/length) - 1)."""
+def _several_pieces(seg, first: Node, share: bool):
+    """(expression, binding): 1 when the group's input of T steps is cut into
+    more than one piece (T > length), else 0: Min(1, ceil(T/length) - 1); with
+    share, at SEGMENT_LENGTH bound to the group's length."""
     t = first.inputs[0].dims[1]
-    return sympy.Min(ONE, ceil_div(t, dict(seg.args)["length"]) - 1)
+    length = dict(seg.args)["length"]
+    if share:
+        return _pieces(t, SEGMENT_LENGTH), ((SEGMENT_LENGTH, length),)
+    return _pieces(t, length), ()
 
 
-def _expanded(terms, memo: dict):
-    """sympy.expand(Add(*terms)), expanding each distinct term once (memo is
-    shared across the totals, which repeat the same per-layer terms)."""
-    out = []
-    for t in terms:
-        e = memo.get(t)
-        if e is None:
-            e = memo[t] = sympy.expand(t)
-        out.append(e)
-    return sympy.Add(*out)
+@lru_cache(maxsize=1024)
+def _pieces(t, length):
+    # built once per (T, length): sympy's Min costs milliseconds (2,000 groups: seconds)
+    return sympy.Min(ONE, ceil_div(t, length) - 1)
+
+
 
 
 def _dedupe(exprs):
@@ -336,7 +538,7 @@ def _dedupe(exprs):
     return out
 
 
-def _sequential_depth(model: ModelGraph, nodes: list[NodeCost]):
+def _sequential_depth(model: ModelGraph, nodes: list[NodeCost], terms: _Terms, share: bool) -> Figure:
     """Dependent steps of one training forward (COST_MODEL.md): recurrent
     layers add T each, attention/conv/position-wise layers 1. A `segments`
     body with memory runs its segments in order; as a wavefront (layer l of
@@ -352,15 +554,27 @@ def _sequential_depth(model: ModelGraph, nodes: list[NodeCost]):
         seg = node.segments_scope()
         if seg is not None and seg.path not in seg_info:
             seg_info[seg.path] = (dict(seg.args), node.inputs[0].dims[1])
-        depth[node.name] = start + n.cost.depth
-    # add the segment wavefront once, after each segments block
-    # one Add of all the terms: adding them one at a time re-flattens the
-    # growing sum each time (quadratic in the number of segments blocks)
-    extra = sympy.Add(*[ceil_div(T, args["length"]) - 1 for args, T in seg_info.values()
-                        if args.get("memory", 0) > 0])
+        # the node's own depth (its instance's, where it reads a cost symbol: none does today)
+        own = n.shared.depth
+        if n.binding and any(is_cost_symbol(s) for s in getattr(own, "free_symbols", ())):
+            own = n.cost.depth
+        depth[node.name] = start + own
+    # add the segment wavefront once, after each segments block: ceil(T/L) - 1,
+    # shared (one expression at each block's L) when SHARE_FROM lengths or more
+    wave: dict = {}
+    extra = []
+    share = share and len({args["length"] for args, _ in seg_info.values()}) >= SHARE_FROM
+    for args, T in seg_info.values():
+        if args.get("memory", 0) > 0:
+            if not share:
+                extra.append((ceil_div(T, args["length"]) - 1, ()))
+                continue
+            if T not in wave:
+                wave[T] = ceil_div(T, SEGMENT_LENGTH) - 1
+            extra.append((wave[T], ((SEGMENT_LENGTH, args["length"]),)))
     outs = [depth[model.values[o]] for o in model.outputs]
     total = outs[0] if len(outs) == 1 else sympy.Max(*outs)
-    return sympy.expand(total + extra)
+    return terms.figure([(total, ()), *extra])
 
 
 def leading_terms(expr, symbols, keep: int = 3) -> str:
@@ -416,4 +630,4 @@ def _superscript(p: int) -> str:
     return str(p).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
-__all__ = ["ModelCost", "NodeCost", "model_cost", "layer_cost", "leading_terms"]
+__all__ = ["Figure", "ModelCost", "NodeCost", "model_cost", "layer_cost", "leading_terms"]

@@ -61,7 +61,7 @@ def per_layer_rows(model, cc, point, batch, profile=None) -> list[dict]:
         rows.append(layer_row(n.node.name, n.node.kind, n.node.line,
                               [compile_expr(d)(env) for d in n.node.output.dims],
                               ", ".join(fmt_dim(d) for d in n.node.output.dims), n.node.params,
-                              _int(compile_expr(n.cost.flops)(env)), total))
+                              _int(n.value("flops", env)), total))
     if profile is not None:
         times = node_latency(model, profile, cc.cost.dtype, point.seq, batch)
         for r in rows:

@@ -35,8 +35,12 @@ def as_int(expr) -> int | None:
     return None
 
 
-def ceil_div(n, d: int):
-    """ceil(n / d) for a concrete or symbolic n."""
+def ceil_div(n, d):
+    """ceil(n / d) for a concrete or symbolic n and a positive integer d (or a
+    positive integer symbol: seqdsl.layers.costs.cost_symbol)."""
+    if isinstance(d, sympy.Basic) and not d.is_Integer:
+        return sympy.ceiling(n / d)
+    d = int(d)
     if isinstance(n, (int, sympy.Integer)):
         return sympy.Integer(-(-int(n) // d))
     if d != 1 and n.is_Symbol:

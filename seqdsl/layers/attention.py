@@ -95,6 +95,9 @@ class Attention(Layer):
     params_rule = ("2 · C² + 2 · C · kvd + (C per biased q and o) + (kvd per biased k and v) + [pos=relative] · (C² + 2 · C) "
                    "+ [kind=linformer] · 2 · proj · max_len; kvd = kv_heads · C / heads")
     causal_rule = "yes with causal=true"
+    # the cost rule takes the window as a symbol too (seqdsl.layers.costs.cost_symbol):
+    # layers that differ only in it share one closed form
+    symbolic_cost_args = ("window",)
     arg_docs = {
         "heads": "query heads; divides C (head size C / heads)",
         "kv_heads": "key/value heads (grouped-query attention); divides heads; none: heads",
@@ -253,10 +256,11 @@ class Attention(Layer):
 # ------------------------------------------------------------------ cost rules
 # Each returns a LayerCost for one self-attention layer (Attention.cost).
 def _pick(t, limit, small, big):
-    """small when t <= limit, else big; a Piecewise when t is symbolic."""
-    if as_int(t) is not None:
-        return small if as_int(t) <= limit else big
-    if t.is_Symbol and small != big:   # canonical already: skip sympy's evaluation (ms per distinct limit)
+    """small when t <= limit, else big; a Piecewise when t or limit (a cost
+    symbol) is symbolic."""
+    if as_int(t) is not None and as_int(limit) is not None:
+        return small if as_int(t) <= as_int(limit) else big
+    if isinstance(t, sympy.Basic) and t.is_Symbol and small != big:   # canonical already: skip sympy's evaluation (ms per distinct limit)
         return sympy.Piecewise((sympy.expand(small), sympy.LessThan(t, limit, evaluate=False)),
                                (sympy.expand(big), True), evaluate=False)
     return sympy.Piecewise((small, sympy.LessThan(t, limit)), (big, True))
@@ -438,8 +442,10 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         seg_len = min_dim(t, length)
         # keys of the widest segment: the memory is what earlier segments left (none
         # when one segment is the whole input)
-        seg_klen = seg_len + (sympy.Min(memory, t - seg_len) if as_int(t) is None
-                              else min(memory, as_int(t) - as_int(seg_len)))
+        # (symbolic also when length or memory are cost symbols: seqdsl.cost.model's shared costs)
+        concrete = None not in (as_int(t), as_int(seg_len), as_int(memory))
+        seg_klen = seg_len + (min(as_int(memory), as_int(t) - as_int(seg_len)) if concrete
+                              else sympy.Min(memory, t - seg_len))
         held = n * c * e
     else:
         pairs, klen = t * t, t

@@ -87,6 +87,11 @@ class Layer:
     arg_docs: ClassVar[dict[str, str]] = {}
     #: Optional: restrictions and remarks, a sentence or two.
     notes: ClassVar[str | None] = None
+    #: Integer arguments `cost` also accepts as a positive integer symbol
+    #: (seqdsl.layers.costs.cost_symbol), so layers that differ only in them
+    #: share one derived cost (seqdsl.cost.model). A rule listed here must not
+    #: branch in Python on the argument's value.
+    symbolic_cost_args: ClassVar[tuple[str, ...]] = ()
 
     def infer_shape(self, args, inputs: list[TensorType], ctx) -> TensorType:
         raise NotImplementedError

@@ -5,7 +5,7 @@ Conventions: docs/cost_model.md. The model totals are summed in seqdsl.cost.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import reduce
+from functools import lru_cache, reduce
 
 import sympy
 
@@ -19,12 +19,36 @@ ZERO = sympy.Integer(0)
 ONE = sympy.Integer(1)
 
 
+# ------------------------------------------------------------------ cost symbols
+# Integer arguments a cost rule can take as sympy symbols: model_cost derives
+# one LayerCost for every layer that differs only in them (2,000 attention
+# layers with distinct windows: one closed form, not 2,000) and evaluates it
+# at each layer's values (seqdsl.cost.model, "shared costs"). The names
+# cannot be dims: `@` is not in an identifier.
+@lru_cache(maxsize=None)
+def cost_symbol(name: str, zero: bool = False) -> sympy.Symbol:
+    """`@name`, a positive integer symbol (or non-negative with zero=True)."""
+    if zero:
+        return sympy.Symbol("@" + name, integer=True, nonnegative=True)
+    return sympy.Symbol("@" + name, integer=True, positive=True)
+
+
+SEGMENT_LENGTH = cost_symbol("length")             # segments(length=L, ...)
+SEGMENT_MEMORY = cost_symbol("memory", zero=True)  # segments(..., memory=M)
+
+
+def is_cost_symbol(s) -> bool:
+    return s.is_Symbol and s.name.startswith("@")
+
+
 @dataclass(frozen=True)
 class CostContext:
     """What a cost rule may ask besides its args and input types."""
 
     elem: int                              # bytes per float element at the model dtype
-    segments: tuple[int, int] | None = None  # (length, memory) inside `segments`
+    # (length, memory) inside `segments`: ints, or SEGMENT_LENGTH and
+    # SEGMENT_MEMORY when model_cost shares the cost across segments blocks
+    segments: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -112,16 +136,17 @@ def segment_sums(T, length: int, memory: int):
     sq = (n - 1) * L * L + last * last
     if M == 0:
         return n, sq, ZERO, ZERO
-    j = -(-M // L)  # segments before the memory is full
+    j = ceil_div(M, L)  # segments before the memory is full
     # n <= j: every earlier step is in memory; else the first j segments fill it.
+    # (j·(j - 1) is even: the halves below are whole numbers)
     cross_small = L * L * (n - 1) * (n - 2) / 2 + last * (n - 1) * L
-    cross_big = sympy.Integer(L * L * j * (j - 1) // 2) + M * (T - j * L)
+    cross_big = L * L * j * (j - 1) / 2 + M * (T - j * L)
     mem_small = L * n * (n - 1) / 2
-    mem_big = sympy.Integer(L * j * (j - 1) // 2) + M * (n - j)
+    mem_big = L * j * (j - 1) / 2 + M * (n - j)
     if as_int(n) is not None:
         big = as_int(n) > j
         return n, sq, (cross_big if big else cross_small), (mem_big if big else mem_small)
-    if T.is_Symbol:
+    if isinstance(T, sympy.Basic) and T.is_Symbol:
         # n = ceiling(T/L) with distinct branches: the Piecewise is canonical as
         # built, and its branches are expanded here, once, so expanding a total
         # later finds nothing to rebuild (sympy's evaluation of each relation and
