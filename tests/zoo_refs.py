@@ -1,0 +1,88 @@
+"""The reference implementations of the specs in specs/zoo/, built from a
+config with random weights (test-only: transformers, or a plain module
+written from the reference's source where its package does not install),
+and for each the mapping of its weights onto the seqdsl build's names.
+
+Each Entry gives: the spec, the `let` values that shrink it to the small
+config the FLOP and output checks run (the published size's parameters are
+counted on the meta device), the reference at either size, its inputs at a
+length, and `load(ours, ref)`, which copies the reference's weights into the
+seqdsl module. Used by tests/test_zoo.py and benchmarks/zoo_table.py."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import torch
+
+import seqdsl
+
+ZOO = Path(__file__).resolve().parent.parent / "specs" / "zoo"
+
+
+def spec_text(name: str, lets: dict | None = None) -> str:
+    """specs/zoo/NAME.seq with some `let` lines given other values."""
+    text = (ZOO / f"{name}.seq").read_text()
+    for key, value in (lets or {}).items():
+        text, n = re.subn(rf"(?m)^(\s*let {key} = ).*$", rf"\g<1>{value}", text)
+        assert n == 1, f"{name}.seq has no single `let {key} =` line"
+    return text
+
+
+def graph(name: str, lets: dict | None = None):
+    return seqdsl.parse(spec_text(name, lets), path=str(ZOO / f"{name}.seq")).model()
+
+
+class Entry(NamedTuple):
+    spec: str                                   # specs/zoo/<spec>.seq
+    small: dict                                 # let values of the small config
+    reference: Callable[[bool], torch.nn.Module]   # reference(small) -> module
+    inputs: Callable[[int], tuple]              # inputs(t) for the small config, batch 1
+    seq: Callable[[int], dict]                  # the spec's symbols at length t
+    load: Callable | None                       # load(ours, ref): weights across, or None
+    run: Callable                               # run(ref, *inputs) -> the tensor ours returns
+
+
+# ---------------------------------------------------------------- GPT-2 small
+def gpt2(small: bool):
+    import transformers as tf
+    cfg = tf.GPT2Config(n_layer=2 if small else 12, n_embd=768, n_head=12, n_positions=1024,
+                        vocab_size=512 if small else 50257, activation_function="gelu_new", layer_norm_epsilon=1e-5,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True)
+    return tf.GPT2LMHeadModel(cfg).eval()
+
+
+def gpt2_load(ours, ref):
+    sd, out = ref.state_dict(), {}
+    out["logits.wte.weight"] = sd["transformer.wte.weight"]
+    out["logits.posenc.weight"] = sd["transformer.wpe.weight"]
+    for i in range(ref.config.n_layer):
+        h, o = f"transformer.h.{i}.", f"logits.repeat[{i}]."
+        a, m = o + "residual[0].", o + "residual[1]."
+        out[a + "layernorm.weight"], out[a + "layernorm.bias"] = sd[h + "ln_1.weight"], sd[h + "ln_1.bias"]
+        w, b = sd[h + "attn.c_attn.weight"].t(), sd[h + "attn.c_attn.bias"]   # Conv1D: [in, out]
+        for j, n in enumerate("qkv"):
+            out[a + f"attention.{n}.weight"] = w[j * 768:(j + 1) * 768]
+            out[a + f"attention.{n}.bias"] = b[j * 768:(j + 1) * 768]
+        out[a + "attention.o.weight"] = sd[h + "attn.c_proj.weight"].t()
+        out[a + "attention.o.bias"] = sd[h + "attn.c_proj.bias"]
+        out[m + "layernorm.weight"], out[m + "layernorm.bias"] = sd[h + "ln_2.weight"], sd[h + "ln_2.bias"]
+        out[m + "mlp.fc1.weight"], out[m + "mlp.fc1.bias"] = sd[h + "mlp.c_fc.weight"].t(), sd[h + "mlp.c_fc.bias"]
+        out[m + "mlp.fc2.weight"] = sd[h + "mlp.c_proj.weight"].t()
+        out[m + "mlp.fc2.bias"] = sd[h + "mlp.c_proj.bias"]
+    out["logits.layernorm.weight"], out["logits.layernorm.bias"] = sd["transformer.ln_f.weight"], sd["transformer.ln_f.bias"]
+    ours.load_state_dict(out, strict=True)
+
+
+def tokens(vocab):
+    return lambda t: (torch.randint(0, vocab, (1, t), generator=torch.Generator().manual_seed(t)),)
+
+
+def logits(ref, *xs):
+    return ref(*xs).logits
+
+
+ENTRIES: dict[str, Entry] = {
+    "gpt2_small": Entry("gpt2_small", {"layers": 2, "vocab": 512}, gpt2, tokens(512), lambda t: {"T": t}, gpt2_load, logits),
+}
