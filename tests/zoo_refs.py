@@ -75,6 +75,58 @@ def gpt2_load(ours, ref):
     ours.load_state_dict(out, strict=True)
 
 
+# ---------------------------------------------------------------- torch.nn.Transformer
+def torch_transformer(small: bool):
+    n = 2 if small else 6
+    return torch.nn.Transformer(num_encoder_layers=n, num_decoder_layers=n, batch_first=True).eval()
+
+
+def split_mha(out: dict, ours: str, sd: dict, ref: str) -> None:
+    """nn.MultiheadAttention's packed in_proj -> our q, k, v; out_proj -> o."""
+    w, b = sd[ref + "in_proj_weight"].chunk(3), sd[ref + "in_proj_bias"].chunk(3)
+    for n, wi, bi in zip("qkv", w, b):
+        out[f"{ours}{n}.weight"], out[f"{ours}{n}.bias"] = wi, bi
+    out[ours + "o.weight"], out[ours + "o.bias"] = sd[ref + "out_proj.weight"], sd[ref + "out_proj.bias"]
+
+
+def both(out: dict, ours: str, sd: dict, ref: str, names=("weight", "bias")) -> None:
+    for n in names:
+        out[f"{ours}.{n}"] = sd[f"{ref}.{n}"]
+
+
+def torch_transformer_load(ours, ref):
+    sd, out = ref.state_dict(), {}
+    for i in range(len(ref.encoder.layers)):
+        o, r = f"memory.repeat[{i}].", f"encoder.layers.{i}."
+        split_mha(out, o + "residual[0].attention.", sd, r + "self_attn.")
+        both(out, o + "residual[1].mlp.fc1", sd, r + "linear1")
+        both(out, o + "residual[1].mlp.fc2", sd, r + "linear2")
+        both(out, o + "layernorm[0]", sd, r + "norm1")
+        both(out, o + "layernorm[1]", sd, r + "norm2")
+    both(out, "memory.layernorm", sd, "encoder.norm")
+    for i in range(len(ref.decoder.layers)):
+        o, r = f"out.repeat[{i}].", f"decoder.layers.{i}."
+        split_mha(out, o + "residual[0].attention.", sd, r + "self_attn.")
+        split_mha(out, o + "residual[1].cross_attention.", sd, r + "multihead_attn.")
+        both(out, o + "residual[2].mlp.fc1", sd, r + "linear1")
+        both(out, o + "residual[2].mlp.fc2", sd, r + "linear2")
+        for j in range(3):
+            both(out, o + f"layernorm[{j}]", sd, r + f"norm{j + 1}")
+    both(out, "out.layernorm", sd, "decoder.norm")
+    ours.load_state_dict(out, strict=True)
+
+
+def src_tgt(t):
+    g = torch.Generator().manual_seed(t)
+    return torch.randn(1, t, 512, generator=g), torch.randn(1, t // 2, 512, generator=g)
+
+
+def torch_transformer_run(ref, src, tgt):
+    mask = torch.nn.Transformer.generate_square_subsequent_mask(tgt.shape[1])
+    with torch.enable_grad():   # no_grad would take the fused fast path, an op FlopCounterMode cannot see
+        return ref(src, tgt, tgt_mask=mask, tgt_is_causal=True).detach()
+
+
 def tokens(vocab):
     return lambda t: (torch.randint(0, vocab, (1, t), generator=torch.Generator().manual_seed(t)),)
 
@@ -85,4 +137,6 @@ def logits(ref, *xs):
 
 ENTRIES: dict[str, Entry] = {
     "gpt2_small": Entry("gpt2_small", {"layers": 2, "vocab": 512}, gpt2, tokens(512), lambda t: {"T": t}, gpt2_load, logits),
+    "torch_transformer": Entry("torch_transformer", {"layers": 2}, torch_transformer, src_tgt,
+                               lambda t: {"S": t, "T": t // 2}, torch_transformer_load, torch_transformer_run),
 }
