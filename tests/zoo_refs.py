@@ -127,6 +127,69 @@ def torch_transformer_run(ref, src, tgt):
         return ref(src, tgt, tgt_mask=mask, tgt_is_causal=True).detach()
 
 
+# ---------------------------------------------------------------- Whisper tiny
+def whisper(small: bool):
+    import transformers as tf
+    n = 2 if small else 4
+    cfg = tf.WhisperConfig(vocab_size=512 if small else 51865, num_mel_bins=80, d_model=384,
+                           encoder_layers=n, decoder_layers=n, encoder_attention_heads=6,
+                           decoder_attention_heads=6, encoder_ffn_dim=1536, decoder_ffn_dim=1536,
+                           max_source_positions=16 if small else 1500, max_target_positions=448,
+                           dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+                           **(dict(pad_token_id=1, bos_token_id=1, eos_token_id=1, decoder_start_token_id=1)
+                              if small else {}))   # the special ids inside the small vocabulary
+    return tf.WhisperForConditionalGeneration(cfg).eval()
+
+
+def whisper_attention(out: dict, ours: str, sd: dict, ref: str) -> None:
+    for n in "qkvo":
+        r = ref + ("out_proj" if n == "o" else f"{n}_proj")
+        out[f"{ours}{n}.weight"] = sd[r + ".weight"]
+        if n != "k":   # Whisper's k_proj has no bias
+            out[f"{ours}{n}.bias"] = sd[r + ".bias"]
+
+
+def whisper_load(ours, ref):
+    sd, out = ref.state_dict(), {}
+    both(out, "audio.conv1d[0].conv", sd, "model.encoder.conv1")
+    both(out, "audio.conv1d[1].conv", sd, "model.encoder.conv2")
+    out["audio.posenc.weight"] = sd["model.encoder.embed_positions.weight"]
+    for i in range(ref.config.encoder_layers):
+        o, r = f"audio.repeat[{i}].", f"model.encoder.layers.{i}."
+        both(out, o + "residual[0].layernorm", sd, r + "self_attn_layer_norm")
+        whisper_attention(out, o + "residual[0].attention.", sd, r + "self_attn.")
+        both(out, o + "residual[1].layernorm", sd, r + "final_layer_norm")
+        both(out, o + "residual[1].mlp.fc1", sd, r + "fc1")
+        both(out, o + "residual[1].mlp.fc2", sd, r + "fc2")
+    both(out, "audio.layernorm", sd, "model.encoder.layer_norm")
+    out["logits.embed_tokens.weight"] = sd["model.decoder.embed_tokens.weight"]
+    out["logits.posenc.weight"] = sd["model.decoder.embed_positions.weight"]
+    for i in range(ref.config.decoder_layers):
+        o, r = f"logits.repeat[{i}].", f"model.decoder.layers.{i}."
+        both(out, o + "residual[0].layernorm", sd, r + "self_attn_layer_norm")
+        whisper_attention(out, o + "residual[0].attention.", sd, r + "self_attn.")
+        both(out, o + "residual[1].layernorm", sd, r + "encoder_attn_layer_norm")
+        whisper_attention(out, o + "residual[1].cross_attention.", sd, r + "encoder_attn.")
+        both(out, o + "residual[2].layernorm", sd, r + "final_layer_norm")
+        both(out, o + "residual[2].mlp.fc1", sd, r + "fc1")
+        both(out, o + "residual[2].mlp.fc2", sd, r + "fc2")
+    both(out, "logits.layernorm", sd, "model.decoder.layer_norm")
+    ours.load_state_dict(out, strict=True)
+
+
+def mel_tokens(frames: int, vocab: int):
+    """Whisper's inputs: exactly 2 x max_source_positions mel frames (the
+    reference refuses any other length) and t decoder tokens."""
+    def make(t):
+        g = torch.Generator().manual_seed(t)
+        return torch.randn(1, frames, 80, generator=g), torch.randint(0, vocab, (1, t), generator=g)
+    return make
+
+
+def whisper_run(ref, mel, tokens):
+    return ref(input_features=mel.transpose(1, 2), decoder_input_ids=tokens).logits
+
+
 def tokens(vocab):
     return lambda t: (torch.randint(0, vocab, (1, t), generator=torch.Generator().manual_seed(t)),)
 
@@ -139,4 +202,6 @@ ENTRIES: dict[str, Entry] = {
     "gpt2_small": Entry("gpt2_small", {"layers": 2, "vocab": 512}, gpt2, tokens(512), lambda t: {"T": t}, gpt2_load, logits),
     "torch_transformer": Entry("torch_transformer", {"layers": 2}, torch_transformer, src_tgt,
                                lambda t: {"S": t, "T": t // 2}, torch_transformer_load, torch_transformer_run),
+    "whisper_tiny": Entry("whisper_tiny", {"layers": 2, "vocab": 512, "frames": 16}, whisper,
+                          mel_tokens(32, 512), lambda t: {"S": 32, "T": t}, whisper_load, whisper_run),
 }
