@@ -3,7 +3,14 @@ implementation (tests/zoo_refs.py) built from a config with random weights:
 parameters exact at the published size (built on the meta device), forward
 FLOPs exact against FlopCounterMode (with seqdsl.backend.measure's formulas
 for the ops it lacks) at a small config and two lengths, and the outputs
-equal after loading the reference's weights into the seqdsl build."""
+equal after loading the reference's weights into the seqdsl build.
+
+Where a reference spends FLOPs past the function (transformers' fallback
+causal conv computes kernel - 1 outputs it then drops), zoo_refs gives that
+overhang as a formula (Entry.extra) and the check is estimate + overhang ==
+measured. The Mamba-1 lengths are multiples of 64: our scan pads T to whole
+chunks of 64 and the estimate counts that padding, where the reference's
+step loop runs exactly T steps."""
 import pytest
 import torch
 
@@ -37,12 +44,12 @@ def test_forward_flops_exact_and_outputs_equal(name):
     ours = seqdsl.build(model).eval()
     if entry.load is not None:
         entry.load(ours, ref)
-    for t in (16, 40):
+    for t in entry.lengths:
         xs = entry.inputs(t)
         estimated = seqdsl.estimate(model, seq=entry.seq(t), batch=1).points[0].flops_forward
         with torch.no_grad(), measure.counter() as c:
             expected = entry.run(ref, *xs)
-        assert estimated == c.get_total_flops(), (t, estimated, c.get_total_flops())
+        assert estimated + entry.extra(t) == c.get_total_flops(), (t, estimated, entry.extra(t), c.get_total_flops())
         if entry.load is not None:
             with torch.no_grad():
                 got = ours(*xs)

@@ -42,6 +42,8 @@ class Entry(NamedTuple):
     seq: Callable[[int], dict]                  # the spec's symbols at length t
     load: Callable | None                       # load(ours, ref): weights across, or None
     run: Callable                               # run(ref, *inputs) -> the tensor ours returns
+    lengths: tuple = (16, 40)                   # the small config's lengths the test runs
+    extra: Callable[[int], int] = lambda t: 0   # FLOPs the reference spends past the function, at length t
 
 
 # ---------------------------------------------------------------- GPT-2 small
@@ -190,6 +192,48 @@ def whisper_run(ref, mel, tokens):
     return ref(input_features=mel.transpose(1, 2), decoder_input_ids=tokens).logits
 
 
+# ---------------------------------------------------------------- Mamba and Mamba-2
+def mamba(small: bool):
+    import transformers as tf
+    cfg = tf.MambaConfig(vocab_size=512 if small else 50280, hidden_size=768, state_size=16,
+                         num_hidden_layers=2 if small else 24, expand=2, conv_kernel=4, time_step_rank=48,
+                         use_bias=False, use_conv_bias=True, layer_norm_epsilon=1e-5, tie_word_embeddings=True,
+                         **(dict(pad_token_id=1, bos_token_id=1, eos_token_id=1) if small else {}))
+    return tf.MambaForCausalLM(cfg).eval()
+
+
+def mamba2(small: bool):
+    import transformers as tf
+    cfg = tf.Mamba2Config(vocab_size=512 if small else 50288, hidden_size=768, num_hidden_layers=2 if small else 24,
+                          state_size=128, expand=2, head_dim=64, num_heads=24, n_groups=1, conv_kernel=4,
+                          chunk_size=256, layer_norm_epsilon=1e-5, tie_word_embeddings=True,
+                          **(dict(pad_token_id=1, bos_token_id=1, eos_token_id=1) if small else {}))
+    return tf.Mamba2ForCausalLM(cfg).eval()
+
+
+def conv_overhang(channels: int, kernel: int = 4, layers: int = 2) -> Callable[[int], int]:
+    """transformers' causal_conv1d fallback pads kernel - 1 on both sides and
+    drops the last kernel - 1 outputs: it computes kernel - 1 outputs per layer
+    past the causal conv's T (2 FLOPs per weight each, batch 1)."""
+    return lambda t: layers * 2 * channels * kernel * (kernel - 1)
+
+
+def ssm_loader(embed: str, mixer: str):
+    """transformers' Mamba/Mamba2ForCausalLM: the mixers' own names are ours."""
+    def load(ours, ref):
+        sd, out = ref.state_dict(), {}
+        out[f"logits.{embed}.weight"] = sd["backbone.embeddings.weight"]
+        for key, value in sd.items():
+            parts = key.split(".")
+            if parts[:2] == ["backbone", "layers"] and parts[3] == "norm":
+                out[f"logits.repeat[{parts[2]}].residual.rmsnorm.weight"] = value
+            elif parts[:2] == ["backbone", "layers"] and parts[3] == "mixer":
+                out[f"logits.repeat[{parts[2]}].residual.{mixer}." + ".".join(parts[4:])] = value
+        out["logits.rmsnorm.weight"] = sd["backbone.norm_f.weight"]
+        ours.load_state_dict(out, strict=True)
+    return load
+
+
 def tokens(vocab):
     return lambda t: (torch.randint(0, vocab, (1, t), generator=torch.Generator().manual_seed(t)),)
 
@@ -204,4 +248,9 @@ ENTRIES: dict[str, Entry] = {
                                lambda t: {"S": t, "T": t // 2}, torch_transformer_load, torch_transformer_run),
     "whisper_tiny": Entry("whisper_tiny", {"layers": 2, "vocab": 512, "frames": 16}, whisper,
                           mel_tokens(32, 512), lambda t: {"S": 32, "T": t}, whisper_load, whisper_run),
+    "mamba_130m": Entry("mamba_130m", {"layers": 2, "vocab": 512}, mamba, tokens(512), lambda t: {"T": t},
+                        ssm_loader("embeddings", "mamba"), logits,
+                        lengths=(64, 128), extra=conv_overhang(2 * 768)),
+    "mamba2_130m": Entry("mamba2_130m", {"layers": 2, "vocab": 512}, mamba2, tokens(512), lambda t: {"T": t},
+                         ssm_loader("wte", "mamba2"), logits, extra=conv_overhang(2 * 768 + 2 * 128)),
 }
