@@ -234,6 +234,44 @@ def ssm_loader(embed: str, mixer: str):
     return load
 
 
+# ---------------------------------------------------------------- Wav2Letter
+class Wav2Letter(torch.nn.Module):
+    """torchaudio.models.Wav2Letter(num_classes=40, input_type="waveform",
+    num_features=1), written from its source (torchaudio/models/wav2letter.py;
+    the torchaudio wheel does not install here): conv1d layers (in, out,
+    kernel, stride, padding), each followed by relu, then log_softmax over the
+    channels. Takes and returns channels-first tensors, as torchaudio's does."""
+
+    CONVS = ([(1, 250, 250, 160, 45), (250, 250, 48, 2, 23)] + [(250, 250, 7, 1, 3)] * 7
+             + [(250, 2000, 32, 1, 16), (2000, 2000, 1, 1, 0), (2000, 40, 1, 1, 0)])
+
+    def __init__(self):
+        super().__init__()
+        self.convs = torch.nn.ModuleList(torch.nn.Conv1d(i, o, k, stride=s, padding=p)
+                                         for i, o, k, s, p in self.CONVS)
+
+    def forward(self, x):                       # (B, features, samples) -> (B, classes, frames)
+        for conv in self.convs:
+            x = torch.relu(conv(x))
+        return torch.log_softmax(x, dim=1)
+
+
+def wav2letter_load(ours, ref):
+    mine = [k[:-len(".weight")] for k in ours.state_dict() if k.endswith(".weight")]
+    out = {}
+    for name, conv in zip(mine, ref.convs, strict=True):
+        out[name + ".weight"], out[name + ".bias"] = conv.weight, conv.bias
+    ours.load_state_dict(out, strict=True)
+
+
+def waveform(t):
+    return (torch.randn(1, t, 1, generator=torch.Generator().manual_seed(t)),)
+
+
+def channels_first(ref, x):
+    return ref(x.transpose(1, 2)).transpose(1, 2)
+
+
 def tokens(vocab):
     return lambda t: (torch.randint(0, vocab, (1, t), generator=torch.Generator().manual_seed(t)),)
 
@@ -253,4 +291,6 @@ ENTRIES: dict[str, Entry] = {
                         lengths=(64, 128), extra=conv_overhang(2 * 768)),
     "mamba2_130m": Entry("mamba2_130m", {"layers": 2, "vocab": 512}, mamba2, tokens(512), lambda t: {"T": t},
                          ssm_loader("wte", "mamba2"), logits, extra=conv_overhang(2 * 768 + 2 * 128)),
+    "wav2letter": Entry("wav2letter", {}, lambda small: Wav2Letter(), waveform, lambda t: {"T": t},
+                        wav2letter_load, channels_first, lengths=(3200, 8000)),
 }
