@@ -272,6 +272,84 @@ def channels_first(ref, x):
     return ref(x.transpose(1, 2)).transpose(1, 2)
 
 
+# ---------------------------------------------------------------- Conformer (torchaudio)
+class ConformerLayer(torch.nn.Module):
+    """torchaudio.models.conformer.ConformerLayer (use_group_norm=False,
+    convolution_first=False), written from its source (the torchaudio wheel
+    does not install here); its conv_module (LayerNorm + sequential) is
+    conv_layer_norm + conv here. Time-major (T, B, D), as torchaudio's."""
+
+    def __init__(self, d, ffn, heads, kernel):
+        super().__init__()
+        nn = torch.nn
+
+        def feed_forward():
+            return nn.Sequential(nn.LayerNorm(d), nn.Linear(d, ffn), nn.SiLU(), nn.Dropout(0.0),
+                                 nn.Linear(ffn, d), nn.Dropout(0.0))
+        self.ffn1, self.ffn2 = feed_forward(), feed_forward()
+        self.self_attn_layer_norm = nn.LayerNorm(d)
+        self.self_attn = nn.MultiheadAttention(d, heads)
+        self.conv_layer_norm = nn.LayerNorm(d)
+        self.conv = nn.Sequential(nn.Conv1d(d, 2 * d, 1), nn.GLU(dim=1),
+                                  nn.Conv1d(d, d, kernel, padding=(kernel - 1) // 2, groups=d),
+                                  nn.BatchNorm1d(d), nn.SiLU(), nn.Conv1d(d, d, 1), nn.Dropout(0.0))
+        self.final_layer_norm = nn.LayerNorm(d)
+
+    def forward(self, x, key_padding_mask):
+        x = self.ffn1(x) * 0.5 + x
+        y = self.self_attn_layer_norm(x)
+        x = self.self_attn(y, y, y, key_padding_mask=key_padding_mask, need_weights=False)[0] + x
+        y = self.conv_layer_norm(x).permute(1, 2, 0)            # (T, B, D) -> (B, D, T)
+        x = self.conv(y).permute(2, 0, 1) + x
+        x = self.ffn2(x) * 0.5 + x
+        return self.final_layer_norm(x)
+
+
+class Conformer(torch.nn.Module):
+    """torchaudio.models.Conformer: the layers over (B, T, D) features, all
+    frames valid here (lengths = T)."""
+
+    def __init__(self, d=144, heads=4, ffn=576, layers=16, kernel=31):
+        super().__init__()
+        self.conformer_layers = torch.nn.ModuleList(ConformerLayer(d, ffn, heads, kernel) for _ in range(layers))
+
+    def forward(self, x):
+        mask = torch.zeros(x.shape[0], x.shape[1], dtype=torch.bool)
+        x = x.transpose(0, 1)
+        for layer in self.conformer_layers:
+            x = layer(x, mask)
+        return x.transpose(0, 1)
+
+
+def conformer_load(ours, ref):
+    sd, out = ref.state_dict(), {}
+    for i in range(len(ref.conformer_layers)):
+        o, r = f"encoded.repeat[{i}].", f"conformer_layers.{i}."
+        for j, ffn in ((0, "ffn1"), (3, "ffn2")):
+            both(out, o + f"residual[{j}].layernorm", sd, r + f"{ffn}.0")
+            both(out, o + f"residual[{j}].mlp.fc1", sd, r + f"{ffn}.1")
+            both(out, o + f"residual[{j}].mlp.fc2", sd, r + f"{ffn}.4")
+        both(out, o + "residual[1].layernorm", sd, r + "self_attn_layer_norm")
+        split_mha(out, o + "residual[1].attention.", sd, r + "self_attn.")
+        both(out, o + "residual[2].layernorm", sd, r + "conv_layer_norm")
+        both(out, o + "residual[2].conv1d[0].conv", sd, r + "conv.0")
+        both(out, o + "residual[2].conv1d[1].conv", sd, r + "conv.2")
+        both(out, o + "residual[2].batchnorm", sd, r + "conv.3",
+             ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"))
+        both(out, o + "residual[2].conv1d[2].conv", sd, r + "conv.5")
+        both(out, o + "layernorm", sd, r + "final_layer_norm")
+    ours.load_state_dict(out, strict=True)
+
+
+def features(d):
+    return lambda t: (torch.randn(1, t, d, generator=torch.Generator().manual_seed(t)),)
+
+
+def with_grad(ref, *xs):
+    with torch.enable_grad():   # no_grad would take nn.MultiheadAttention's fused fast path, unseen by the counter
+        return ref(*xs).detach()
+
+
 def tokens(vocab):
     return lambda t: (torch.randint(0, vocab, (1, t), generator=torch.Generator().manual_seed(t)),)
 
@@ -293,4 +371,6 @@ ENTRIES: dict[str, Entry] = {
                          ssm_loader("wte", "mamba2"), logits, extra=conv_overhang(2 * 768 + 2 * 128)),
     "wav2letter": Entry("wav2letter", {}, lambda small: Wav2Letter(), waveform, lambda t: {"T": t},
                         wav2letter_load, channels_first, lengths=(3200, 8000)),
+    "conformer_s": Entry("conformer_s", {"layers": 2}, lambda small: Conformer(layers=2 if small else 16),
+                         features(144), lambda t: {"T": t}, conformer_load, with_grad),
 }
