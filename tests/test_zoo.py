@@ -16,6 +16,7 @@ import torch
 
 import seqdsl
 from seqdsl.backend import measure
+from test_backend_build import one_thread  # noqa: F401  (autouse: one torch thread on the shared machine)
 from zoo_refs import ENTRIES, graph
 
 pytest.importorskip("transformers")
