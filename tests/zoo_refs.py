@@ -321,6 +321,17 @@ class Conformer(torch.nn.Module):
         return x.transpose(0, 1)
 
 
+def random_running_stats(module):
+    """BatchNorm's running mean and variance drawn at random (a fresh one
+    holds 0 and 1, which would let a mix-up of the two go unseen)."""
+    g = torch.Generator().manual_seed(1)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm1d) and m.running_mean.device.type != "meta":
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g))
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return module
+
+
 def conformer_load(ours, ref):
     sd, out = ref.state_dict(), {}
     for i in range(len(ref.conformer_layers)):
@@ -371,6 +382,7 @@ ENTRIES: dict[str, Entry] = {
                          ssm_loader("wte", "mamba2"), logits, extra=conv_overhang(2 * 768 + 2 * 128)),
     "wav2letter": Entry("wav2letter", {}, lambda small: Wav2Letter(), waveform, lambda t: {"T": t},
                         wav2letter_load, channels_first, lengths=(3200, 8000)),
-    "conformer_s": Entry("conformer_s", {"layers": 2}, lambda small: Conformer(layers=2 if small else 16),
+    "conformer_s": Entry("conformer_s", {"layers": 2},
+                         lambda small: random_running_stats(Conformer(layers=2 if small else 16)),
                          features(144), lambda t: {"T": t}, conformer_load, with_grad),
 }
