@@ -51,7 +51,8 @@ def gpt2(small: bool):
     import transformers as tf
     cfg = tf.GPT2Config(n_layer=2 if small else 12, n_embd=768, n_head=12, n_positions=1024,
                         vocab_size=512 if small else 50257, activation_function="gelu_new", layer_norm_epsilon=1e-5,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True)
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True,
+                        **(dict(bos_token_id=1, eos_token_id=1) if small else {}))
     return tf.GPT2LMHeadModel(cfg).eval()
 
 
