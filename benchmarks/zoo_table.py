@@ -23,32 +23,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import torch  # noqa: E402
 
-import seqdsl  # noqa: E402
-from seqdsl.backend import measure  # noqa: E402
-from zoo_refs import ENTRIES, graph  # noqa: E402
+from zoo_refs import ENTRIES, graph, published_flops  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "zoo.md"
 
 
-def ids(vocab):
-    return lambda t: (torch.zeros(1, t, dtype=torch.long),)
-
-
-def randn(*shape):
-    return torch.zeros(*shape)
-
-
-# published-size inputs and lengths: (lengths, the spec's symbols, inputs at t)
-FULL = {
-    "gpt2_small": ((256, 1024), lambda t: {"T": t}, ids(50257)),
-    "torch_transformer": ((256, 1024), lambda t: {"S": t, "T": t}, lambda t: (randn(1, t, 512), randn(1, t, 512))),
-    "whisper_tiny": ((64, 256), lambda t: {"S": 3000, "T": t},
-                     lambda t: (randn(1, 3000, 80), torch.zeros(1, t, dtype=torch.long))),
-    "mamba_130m": ((256, 1024), lambda t: {"T": t}, ids(50280)),
-    "mamba2_130m": ((256, 1024), lambda t: {"T": t}, ids(50288)),
-    "wav2letter": ((16_000, 160_000), lambda t: {"T": t}, lambda t: (randn(1, t, 1),)),
-    "conformer_s": ((256, 1024), lambda t: {"T": t}, lambda t: (randn(1, t, 144),)),
-}
+# the two published-size lengths of each row (Whisper: decoder tokens; its encoder takes 3,000 frames)
+LENGTHS = {"gpt2_small": (256, 1024), "torch_transformer": (256, 1024), "whisper_tiny": (64, 256),
+           "mamba_130m": (256, 1024), "mamba2_130m": (256, 1024), "wav2letter": (16_000, 160_000),
+           "conformer_s": (256, 1024)}
 
 SOURCES = {
     "gpt2_small": "transformers GPT2LMHeadModel (`gpt2`)",
@@ -76,16 +59,6 @@ NOT_WRITTEN = [
 ]
 
 
-def reference_flops(name: str, t: int) -> int:
-    entry = ENTRIES[name]
-    with torch.device("meta"):
-        ref = entry.reference(False).eval()
-        xs = [x.to("meta") for x in FULL[name][2](t)]
-        with torch.no_grad(), measure.counter() as c:
-            entry.run(ref, *xs)
-    return c.get_total_flops()
-
-
 def reference_params(name: str) -> int:
     with torch.device("meta"):
         return sum(p.numel() for p in ENTRIES[name].reference(False).parameters())
@@ -94,12 +67,12 @@ def reference_params(name: str) -> int:
 def main() -> None:
     rows, started = [], time.perf_counter()
     for name, entry in ENTRIES.items():
-        lengths, seq, _ = FULL[name]
-        model = graph(entry.spec)
-        ours = [seqdsl.estimate(model, seq=seq(t), batch=1).points[0].flops_forward for t in lengths]
-        theirs = [reference_flops(name, t) for t in lengths]
-        rows.append((name, lengths, seq, model.params, reference_params(name), ours, theirs))
-        print(name, model.params, ours, theirs, flush=True)
+        lengths = LENGTHS[name]
+        ours, theirs = zip(*(published_flops(name, t) for t in lengths))
+        seq = [entry.full(t)[0] for t in lengths]
+        params = graph(entry.spec).params
+        rows.append((name, seq, params, reference_params(name), ours, theirs))
+        print(name, params, ours, theirs, flush=True)
     elapsed = time.perf_counter() - started
     lines = ["# Model zoo", "",
              f"Machine: {platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}.",
@@ -108,10 +81,10 @@ def main() -> None:
              "| model | reference | params: ours / reference | forward FLOPs, length 1: ours / reference "
              "| forward FLOPs, length 2: ours / reference |",
              "|---|---|---|---|---|"]
-    for name, lengths, seq, p_ours, p_ref, ours, theirs in rows:
+    for name, seq, p_ours, p_ref, ours, theirs in rows:
         cells = []
-        for t, a, b in zip(lengths, ours, theirs):
-            where = ", ".join(f"{k} = {v:,}" for k, v in seq(t).items())
+        for sizes, a, b in zip(seq, ours, theirs):
+            where = ", ".join(f"{k} = {v:,}" for k, v in sizes.items())
             cells.append(f"{where}: {a:,} / {b:,}" + (" (equal)" if a == b else f" (reference +{b - a:,}\\*)"))
         lines.append(f"| `specs/zoo/{name}.seq` | {SOURCES[name]} | {p_ours:,} / {p_ref:,}"
                      + (" (equal)" if p_ours == p_ref else "") + f" | {cells[0]} | {cells[1]} |")

@@ -43,7 +43,8 @@ class Entry(NamedTuple):
     load: Callable | None                       # load(ours, ref): weights across, or None
     run: Callable                               # run(ref, *inputs) -> the tensor ours returns
     lengths: tuple = (16, 40)                   # the small config's lengths the test runs
-    extra: Callable[[int], int] = lambda t: 0   # FLOPs the reference spends past the function, at length t
+    extra: Callable[[bool], int] = lambda small: 0   # FLOPs the reference spends past the function
+    full: Callable[[int], tuple] | None = None  # published size: t -> (the spec's symbols, inputs)
 
 
 # ---------------------------------------------------------------- GPT-2 small
@@ -212,11 +213,12 @@ def mamba2(small: bool):
     return tf.Mamba2ForCausalLM(cfg).eval()
 
 
-def conv_overhang(channels: int, kernel: int = 4, layers: int = 2) -> Callable[[int], int]:
+def conv_overhang(channels: int, kernel: int = 4) -> Callable[[bool], int]:
     """transformers' causal_conv1d fallback pads kernel - 1 on both sides and
     drops the last kernel - 1 outputs: it computes kernel - 1 outputs per layer
-    past the causal conv's T (2 FLOPs per weight each, batch 1)."""
-    return lambda t: layers * 2 * channels * kernel * (kernel - 1)
+    past the causal conv's T (2 FLOPs per weight each, batch 1), at any T;
+    2 layers in the small config, 24 at the published size."""
+    return lambda small: (2 if small else 24) * 2 * channels * kernel * (kernel - 1)
 
 
 def ssm_loader(embed: str, mixer: str):
@@ -366,24 +368,51 @@ def tokens(vocab):
     return lambda t: (torch.randint(0, vocab, (1, t), generator=torch.Generator().manual_seed(t)),)
 
 
+def full_tokens(vocab):
+    return lambda t: ({"T": t}, tokens(vocab)(t))
+
+
+def full_features(d):
+    return lambda t: ({"T": t}, (torch.zeros(1, t, d),))
+
+
 def logits(ref, *xs):
     return ref(*xs).logits
 
 
 ENTRIES: dict[str, Entry] = {
-    "gpt2_small": Entry("gpt2_small", {"layers": 2, "vocab": 512}, gpt2, tokens(512), lambda t: {"T": t}, gpt2_load, logits),
+    "gpt2_small": Entry("gpt2_small", {"layers": 2, "vocab": 512}, gpt2, tokens(512), lambda t: {"T": t}, gpt2_load,
+                        logits, full=full_tokens(50257)),
     "torch_transformer": Entry("torch_transformer", {"layers": 2}, torch_transformer, src_tgt,
-                               lambda t: {"S": t, "T": t // 2}, torch_transformer_load, torch_transformer_run),
+                               lambda t: {"S": t, "T": t // 2}, torch_transformer_load, torch_transformer_run,
+                               full=lambda t: ({"S": t, "T": t}, (torch.zeros(1, t, 512), torch.zeros(1, t, 512)))),
     "whisper_tiny": Entry("whisper_tiny", {"layers": 2, "vocab": 512, "frames": 16}, whisper,
-                          mel_tokens(32, 512), lambda t: {"S": 32, "T": t}, whisper_load, whisper_run),
+                          mel_tokens(32, 512), lambda t: {"S": 32, "T": t}, whisper_load, whisper_run,
+                          full=lambda t: ({"S": 3000, "T": t}, mel_tokens(3000, 51865)(t))),
     "mamba_130m": Entry("mamba_130m", {"layers": 2, "vocab": 512}, mamba, tokens(512), lambda t: {"T": t},
                         ssm_loader("embeddings", "mamba"), logits,
-                        lengths=(64, 128), extra=conv_overhang(2 * 768)),
+                        lengths=(64, 128), extra=conv_overhang(2 * 768), full=full_tokens(50280)),
     "mamba2_130m": Entry("mamba2_130m", {"layers": 2, "vocab": 512}, mamba2, tokens(512), lambda t: {"T": t},
-                         ssm_loader("wte", "mamba2"), logits, extra=conv_overhang(2 * 768 + 2 * 128)),
+                         ssm_loader("wte", "mamba2"), logits, extra=conv_overhang(2 * 768 + 2 * 128),
+                         full=full_tokens(50288)),
     "wav2letter": Entry("wav2letter", {}, lambda small: Wav2Letter(), waveform, lambda t: {"T": t},
-                        wav2letter_load, channels_first, lengths=(3200, 8000)),
+                        wav2letter_load, channels_first, lengths=(3200, 8000), full=full_features(1)),
     "conformer_s": Entry("conformer_s", {"layers": 2},
                          lambda small: random_running_stats(Conformer(layers=2 if small else 16)),
-                         features(144), lambda t: {"T": t}, conformer_load, with_grad),
+                         features(144), lambda t: {"T": t}, conformer_load, with_grad, full=full_features(144)),
 }
+
+
+def published_flops(name: str, t: int) -> tuple[int, int]:
+    """(our estimate, the reference's FlopCounterMode count) at the published
+    size, length t, batch 1: the reference runs on the meta device, so this
+    costs shapes, not arithmetic."""
+    from seqdsl.backend import measure
+    entry = ENTRIES[name]
+    seq, xs = entry.full(t)
+    ours = seqdsl.estimate(graph(entry.spec), seq=seq, batch=1).points[0].flops_forward
+    with torch.device("meta"):
+        ref = entry.reference(False).eval()
+        with torch.no_grad(), measure.counter() as c:
+            entry.run(ref, *(x.to("meta") for x in xs))
+    return ours, c.get_total_flops()
