@@ -1,9 +1,11 @@
 """specs/zoo/: real published architectures, each against its reference
 implementation (tests/zoo_refs.py) built from a config with random weights:
-parameters exact at the published size (built on the meta device), forward
+parameters exact at the published size (built on the meta device); forward
 FLOPs exact against FlopCounterMode (with seqdsl.backend.measure's formulas
-for the ops it lacks) at a small config and two lengths, and the outputs
-equal after loading the reference's weights into the seqdsl build.
+for the ops it lacks) at the published size on the meta device at one
+length, and at a small config (fewer layers, a small vocabulary) at two
+lengths, where the outputs must also equal the reference's after loading
+its weights into the seqdsl build.
 
 Where a reference spends FLOPs past the function (transformers' fallback
 causal conv computes kernel - 1 outputs it then drops), zoo_refs gives that
