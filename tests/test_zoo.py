@@ -76,3 +76,39 @@ def test_published_size_forward_flops_exact(name):
     t = PUBLISHED_LENGTH.get(name, 64)
     ours, theirs = published_flops(name, t)
     assert ours + ENTRIES[name].extra(False) == theirs, (t, ours, theirs)
+
+
+# ---------------------------------------------------------------- RecurrentGemma: the pieces the language has
+# RecurrentGemma-2B is not in the zoo: its gated MLP has biases (`geglu` has
+# none), its embedding is scaled by sqrt(d), its RMSNorm multiplies by 1 + w.
+# Its local attention layer is expressible, and is checked here at the 2B
+# sizes against transformers' own layer (its RG-LRU block is `rglru`,
+# checked in tests/test_layers_rec1.py).
+RG_ATTENTION = """model rg_attention {
+    input x: float[B, T, 2560]
+    y = x -> attention(10, kv_heads=1, causal=true, window=2048, pos=rope, rope_dims=128, bias=[o])
+    output y
+}
+"""
+
+
+def test_recurrentgemma_2b_local_attention_exact():
+    import transformers as tf
+    from transformers.models.recurrent_gemma.modeling_recurrent_gemma import RecurrentGemmaAttention
+    cfg = tf.RecurrentGemmaConfig(hidden_size=2560, num_attention_heads=10, num_key_value_heads=1,
+                                  attention_window_size=2048, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    ref = RecurrentGemmaAttention(cfg, 2).eval()
+    model = seqdsl.parse(RG_ATTENTION).model()
+    assert model.params == count(ref)
+    ours = seqdsl.build(model).eval()
+    sd = ref.state_dict()
+    ours.load_state_dict({f"y.attention.{n}.{w}": sd[f"{'o' if n == 'o' else n}_proj.{w}"]
+                          for n in "qkvo" for w in ("weight", "bias") if f"{n}_proj.{w}" in sd}, strict=True)
+    x = torch.randn(1, 24, 2560, generator=torch.Generator().manual_seed(3))
+    pos = torch.arange(24)[None]
+    with torch.no_grad(), measure.counter() as c:
+        expected = ref(x, position_ids=pos)[0]
+    assert seqdsl.estimate(model, seq={"T": 24}, batch=1).points[0].flops_forward == c.get_total_flops()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), expected, rtol=1e-5, atol=5e-5)
