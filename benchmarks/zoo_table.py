@@ -55,7 +55,8 @@ NOT_WRITTEN = [
      "neither exists"),
     ("RecurrentGemma-2B", "transformers RecurrentGemmaForCausalLM",
      "its gated MLP has biases on all three projections (`geglu` has none), its embedding is scaled by "
-     "sqrt(d) (no layer scales by a constant), and its RMSNorm multiplies by 1 + w (`rmsnorm` by w)"),
+     "sqrt(d) (no layer scales by a constant), and its RMSNorm multiplies by 1 + w (`rmsnorm` by w); its "
+     "local attention layer is exact (tests/test_zoo.py), its RG-LRU block is `rglru`"),
 ]
 
 
