@@ -63,5 +63,5 @@ class Join(Layer):
         return ModuleSpec("Join", lowering="join_torch")
 
     def examples(self):
-        return (example("float[B, T, 8]", "join(context=pred)", "pred: float[B, U, 8]"),
-                example("float[B, T, 8]", "join(context=pred) -> tanh -> linear(5)", "pred: float[B, U, 8]"))
+        return (example("float[B, T, 8]", "join(context=pred)", "pred: float[B, S, 8]"),
+                example("float[B, T, 8]", "join(context=pred) -> tanh -> linear(5)", "pred: float[B, S, 8]"))
