@@ -246,3 +246,34 @@ def test_rnnt_example_is_canonical_and_its_joiner_dominates():
     assert str(g.outputs["logits"]) == "float[B, ceil(T/2), U, 512]"
     joint_linear = 2 * 200 * 40 * 320 * 512
     assert joint_linear > 0.6 * est.points[0].flops_forward
+
+
+def nbytes(obj, skip=()):
+    if isinstance(obj, torch.Tensor):
+        return obj.nbytes
+    if isinstance(obj, dict):          # the caller's own context inputs are not the state's
+        return sum(nbytes(v, skip) for k, v in obj.items() if k not in skip)
+    if isinstance(obj, (list, tuple)):
+        return sum(nbytes(v) for v in obj)
+    return 0
+
+
+def test_joiner_streams_its_input_with_the_context_given_once():
+    """Every layer is causal, but join reads its context whole: the estimate
+    takes the predictor's input as given once (init_state) and streams x, as
+    the built model does; per-step FLOPs and the state are measured."""
+    prog = seqdsl.parse(JOINER)
+    t, u = 6, 4
+    est = seqdsl.estimate(prog, seq={"T": t, "U": u}, batch=2)
+    assert est.streaming and est.stream_context == ["y"]
+    m = seqdsl.build(prog).eval()
+    y, x = torch.randn(2, u, 6), torch.randn(2, t, 6)
+    with torch.no_grad():
+        full = m(y, x)
+        state = m.init_state(2, y=y)
+        outs = [m.step(x[:, i:i + 1], state=state)[0] for i in range(t - 1)]
+        with FlopCounterMode(display=False) as step:
+            outs.append(m.step(x[:, t - 1:], state=state)[0])
+    torch.testing.assert_close(torch.cat(outs, 1), full)
+    assert step.get_total_flops() == est.points[0].flops_per_token == 2 * 2 * 6 * 8 + 2 * 2 * u * 8 * 5
+    assert nbytes(state, skip=("y", "__skip__")) == est.points[0].state_bytes == 2 * u * 8 * 4
