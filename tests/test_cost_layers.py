@@ -124,7 +124,7 @@ class Conv(nn.Module):
                 pads += [k - 1, 0]
             else:
                 pads += [0, 0]
-        if any(pads):
+        if any(pads) or self.ndim == 1:      # conv1d: F.pad is its dense copy, padded or not
             z = F.pad(z, pads)
         y = self.conv(z).movedim(1, -1)                                  # (N, *spatial', out)
         return y.reshape(*lead, *y.shape[1:]).contiguous()               # dense channels-last, as the lowering

@@ -7,6 +7,7 @@ sources; where seqdsl differs on purpose, the difference is a named, exact
 term (docs/cost_model.md, "Per device, under parallelism")."""
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -178,7 +179,8 @@ def test_deepspeed_zero3(n):
     model = gpt(8)
     P = model.params
     largest = max(node.params for node in model.nodes)       # the embedding, as DeepSpeed's module walk finds
-    ours = d.weights_bytes + d.grads_bytes + d.optimizer_bytes
+    ours = d.weights_bytes + d.grads_bytes + d.optimizer_bytes + d.gathered_bytes
+    assert d.gathered_bytes == 2 * largest * 2 and d.weights_bytes == math.ceil(Fraction(2 * P, n))
     # the largest layer gathered whole with its gradient (4 bytes a parameter, as DeepSpeed), the
     # rest sharded; the one difference is DeepSpeed's fp32 gradient partition (2 bytes more).
     assert deepspeed_zero3(P, largest, n) - ours == Fraction(2 * P, n)

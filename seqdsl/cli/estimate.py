@@ -200,7 +200,8 @@ def formulas(model, fm: dict) -> str:
 
 def per_device_table(est) -> str:
     """The most loaded device at each length: memory by term, communication, time."""
-    head = ["seq", "stage", "weights", "grads", "optimizer", "activations", "peak", "comm/step", "gen state"]
+    head = ["seq", "stage", "weights", "grads", "optimizer", "gathered", "activations", "peak", "comm/step",
+            "gen state"]
     timed = est.hw is not None
     if timed:
         head += ["compute", "comm", "step"]
@@ -208,7 +209,8 @@ def per_device_table(est) -> str:
     for p in est.points:
         d = p.per_device
         row = [seq_label(p.seq), str(d.stage), human_bytes(d.weights_bytes), human_bytes(d.grads_bytes),
-               human_bytes(d.optimizer_bytes), human_bytes(d.activation_bytes), human_bytes(d.peak_bytes),
+               human_bytes(d.optimizer_bytes), human_bytes(d.gathered_bytes), human_bytes(d.activation_bytes),
+               human_bytes(d.peak_bytes),
                human_bytes(d.comm_bytes), human_bytes(d.state_bytes)]
         if timed:
             row += [human_seconds(d.compute_time_s), human_seconds(d.comm_time_s), human_seconds(d.step_time_s)]

@@ -136,16 +136,38 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     # ---- training: tensors autograd saves, each storage once; model inputs excluded
     saved_roots: set[str] = set()
     internal = []
+    entry_saved: set = set()
+    entries, nodes_by_seg = _segments_entries(nodes)
     for n in nodes:
         if not n.in_backward:
             continue
         internal.append(n.cost.saved_bytes)
+        for port, src in enumerate(n.node.sources):
+            if port < len(n.cost.saved_if_input_grad) and by_name[src].needs_grad:
+                internal.append(n.cost.saved_if_input_grad[port])
         if n.cost.saves_output and not n.cost.output_is_view:
             saved_roots.add(root[n.node.name])
         for port, src in enumerate(n.node.sources):
-            if port < len(n.cost.saves_inputs) and n.cost.saves_inputs[port]:
+            saves = (port < len(n.cost.saves_inputs) and n.cost.saves_inputs[port]) or \
+                (port < len(n.cost.saves_inputs_if_grad) and n.cost.saves_inputs_if_grad[port]
+                 and by_name[src].needs_grad)
+            if not saves:
+                continue
+            entry = _segments_entry(n.node, entries)
+            if entry is not None and entry[1] == src:
+                entry_saved.add((entry, root[src]))
+            else:
                 saved_roots.add(root[src])
-    saved_roots -= {n.node.name for n in nodes if n.node.kind == "input"}
+    inputs = {n.node.name for n in nodes if n.node.kind == "input"}
+    # A segments group over several pieces runs on a copy of each piece of its
+    # entry value (docs/lowering.md): the layers save those copies (the value's
+    # bytes in all), and the value itself only when one piece is the whole of it.
+    for (seg, _), r in sorted(entry_saved, key=str):
+        several = _several_pieces(seg, nodes_by_seg[seg.path])
+        internal.append(size[r] * several)
+        if r not in inputs and r not in saved_roots:
+            internal.append(size[r] * (1 - several))
+    saved_roots -= inputs
     activation_bytes = _expanded([*internal, *[size[r] for r in sorted(saved_roots)]], memo)
     # the same terms by owner, for the per-device split (seqdsl.cost.parallel)
     activation_parts = tuple([(n.node.name, "internal", n.cost.saved_bytes) for n in nodes if n.in_backward]
@@ -161,14 +183,16 @@ def model_cost(model: ModelGraph, dtype: str = "float32") -> ModelCost:
     for i, n in enumerate(nodes):
         for src in n.node.sources:
             last_use[root[src]] = i
-    keep = {root[model.values[o]] for o in model.outputs}
+    # model outputs are kept; so are the inputs, which the caller holds all along
+    keep = {root[model.values[o]] for o in model.outputs} | {n.node.name for n in nodes if n.node.kind == "input"}
     live: dict[str, object] = {}
     peaks = []
     for i, n in enumerate(nodes):
         r = root[n.node.name]
         if r == n.node.name:
             live[r] = size[r]
-        peaks.append([*live.values(), n.cost.workspace_bytes])
+        work = n.cost.workspace_bytes if n.cost.live_workspace_bytes is None else n.cost.live_workspace_bytes
+        peaks.append([*live.values(), work])
         for src in set(n.node.sources):
             rs = root[src]
             if last_use.get(rs) == i and rs not in keep and rs in live:
@@ -250,6 +274,37 @@ def _first_non_causal(nodes: list[NodeCost], static: set):
         if not LAYERS[n.node.kind].is_causal(n.node.args, list(n.node.inputs)):
             return n.node
     return None
+
+
+def _segments_entries(nodes: list[NodeCost]) -> tuple[dict, dict]:
+    """Per segments group (by path): (scope, entry value) — the first source of
+    its first node that is not in the group, the value the emitted module cuts
+    into pieces (backend/seqmodel.py) — and its first node."""
+    members: dict[str, set] = {}
+    first: dict[str, Node] = {}
+    for n in nodes:
+        seg = n.node.segments_scope()
+        if seg is not None:
+            members.setdefault(seg.path, set()).add(n.node.name)
+            first.setdefault(seg.path, n.node)
+    entries = {}
+    for path, node in first.items():
+        seg = node.segments_scope()
+        entries[path] = (seg, next(s for s in node.sources if s not in members[path]))
+    return entries, first
+
+
+def _segments_entry(node: Node, entries: dict):
+    """(scope, entry value) of the segments group `node` runs in, or None."""
+    seg = node.segments_scope()
+    return None if seg is None else entries[seg.path]
+
+
+def _several_pieces(seg, first: Node):
+    """1 when the group's input of T steps is cut into more than one piece
+    (T > length), else 0: Min(1, ceil(T/length) - 1)."""
+    t = first.inputs[0].dims[1]
+    return sympy.Min(ONE, ceil_div(t, dict(seg.args)["length"]) - 1)
 
 
 def _expanded(terms, memo: dict):

@@ -144,7 +144,8 @@ class PerDevice(BaseModel):
     optimizer_bytes: int
     activation_bytes: int             # saved for backward, all micro-batches in flight
     state_bytes: int | None           # inference KV cache / recurrent state of its layers; None: cannot stream
-    peak_bytes: int                   # training: weights + grads + optimizer + activations
+    peak_bytes: int                   # training: weights + grads + optimizer + gathered + activations
+    gathered_bytes: int               # ZeRO-3 / FSDP: the largest layer and its gradient gathered whole
     comm_bytes: int                   # sent per training step, all collectives
     comm: dict[str, int]              # sent per training step, by collective
     sequential_depth: int             # the model's, plus cp − 1 state hand-offs per recurrent layer
@@ -354,8 +355,11 @@ class ParallelCost:
             env[self.batch_symbol] = batch
         return env
 
-    def model_state(self, s: int) -> tuple[int, int, int]:
-        """(weights, grads, optimizer) bytes on a device of stage s, after ZeRO."""
+    def model_state(self, s: int) -> tuple[int, int, int, int]:
+        """(weights, grads, optimizer, gathered) bytes on a device of stage s,
+        after ZeRO: the resident shards, and under ZeRO-3 / FSDP the largest
+        layer gathered whole with its gradient before the reduce-scatter (a
+        transient the peak counts, not a shard the device keeps)."""
         lay, e, n = self.layout, self.elem, self.layout.dp
         st = self.stages[s]
         weights = grads = st.params * e
@@ -364,11 +368,11 @@ class ParallelCost:
             opt /= n
         if lay.zero >= 2:
             grads /= n
+        gathered = 0
         if lay.zero >= 3:
-            # the shard, plus the largest layer gathered whole and its gradient before the reduce-scatter
-            weights = weights / n + st.largest * e
-            grads = grads + st.largest * e
-        return math.ceil(weights), math.ceil(grads), math.ceil(opt)
+            weights = weights / n
+            gathered = 2 * st.largest * e
+        return math.ceil(weights), math.ceil(grads), math.ceil(opt), math.ceil(gathered)
 
     def in_flight(self, s: int) -> int:
         """Micro-batches whose activations stage s keeps (1F1B)."""
@@ -419,7 +423,7 @@ class ParallelCost:
                                         + Fraction(prev) * (s > 0)) / cp if sends else Fraction(0)
         comm_int = {k: math.ceil(v) for k, v in comm.items() if v}
         state = math.ceil(Fraction(fn["state"](env))) if self.streaming else None
-        w, g, o = self.states[s]
+        w, g, o, gathered = self.states[s]
         a = math.ceil(act)
         compute_s = comm_s = step_s = None
         if profile is not None and train_s is not None:
@@ -428,7 +432,8 @@ class ParallelCost:
             comm_s = comm_seconds(comm_int, lay, profile)
             step_s = compute_s + comm_s
         return PerDevice(stage=s, weights_bytes=w, grads_bytes=g, optimizer_bytes=o, activation_bytes=a,
-                         state_bytes=state, peak_bytes=w + g + o + a, comm_bytes=sum(comm_int.values()),
+                         state_bytes=state, peak_bytes=w + g + o + gathered + a, gathered_bytes=gathered,
+                         comm_bytes=sum(comm_int.values()),
                          comm=comm_int, sequential_depth=depth + (cp - 1) * st.state_layers,
                          compute_time_s=compute_s, comm_time_s=comm_s, step_time_s=step_s)
 
@@ -465,7 +470,7 @@ class Fit:
     seq: int | None          # the largest length that fits at the batch, None if even 1 does not
     batch: int | None        # the largest micro-batch that fits at the given length
     at_seq: dict
-    binding: str             # the largest term at the limit: weights, grads, optimizer or activations
+    binding: str             # the largest term at the limit: weights, grads, optimizer, gathered layer or activations
     per_device: PerDevice    # at (seq or 1, batch asked)
 
 
@@ -486,6 +491,7 @@ def parse_bytes(text: str, what: str = "--fit") -> int:
 
 def binding_term(d: PerDevice) -> str:
     terms = {"weights": d.weights_bytes, "grads": d.grads_bytes, "optimizer": d.optimizer_bytes,
+             "gathered layer": d.gathered_bytes,
              "activations": d.activation_bytes}
     return max(terms, key=terms.get)
 

@@ -15,7 +15,7 @@ import sympy
 
 from ..graph.symbolic import as_int, ceil_div, min_dim
 from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveFloat, PositiveInt, Probability, ValueRef, channels, require_float, require_rank)
-from .costs import LayerCost, ParallelRule, STAT_BYTES, matmul, segment_sums
+from .costs import LayerCost, ParallelRule, STAT_BYTES, matmul, segment_sums, transient_peak
 
 
 #: The projections `bias=[...]` may name (Whisper's k has no bias; RecurrentGemma biases only o).
@@ -281,9 +281,18 @@ def _softmax_cost(args, x, c, kvd, proj, ctx):
     dense_core = 2 * matmul(n, c, t)                  # 4·B·C·T² (all T x T pairs)
     dense_saved = heads_bytes + b * h * t * STAT_BYTES + rope
     dense_work = heads_bytes + (2 * n * c * e if args.pos == "rope" else 0)   # rotated copies
+    dense_live = None
     if args.pos == "alibi":                           # (1, H, T, T) float bias, saved by the kernel
         dense_saved += h * t * t * e
         dense_work += h * t * t * e
+        # built in place in fp32 (positions, a (T, T) bool for the causal mask),
+        # cast to the model dtype, freed when the kernel returns; then the
+        # attention output (and its logsumexp) beside q, k, v
+        qkv, bias32, y = (c + 2 * kvd) * n * e, 4 * h * t * t, n * c * e
+        build = qkv + 4 * t + bias32 + (t * t if args.causal else 0)
+        dense_live = transient_peak(n * c * e, before=[build, qkv + bias32 + (h * t * t * e if e != 4 else 0),
+                                                       qkv + h * t * t * e + y + b * h * t * STAT_BYTES],
+                                    after=[qkv + y])
     flops = weights + dense_core
     bwd = backward + sympy.Rational(5, 2) * dense_core
     if args.dropout > 0:
@@ -293,7 +302,7 @@ def _softmax_cost(args, x, c, kvd, proj, ctx):
         # compute dtype) instead of a log-sum-exp; an additive bias is not kept.
         bwd = backward + 2 * dense_core
         dense_saved = heads_bytes + 3 * b * h * t * t * e + rope
-    saved, work = dense_saved, dense_work
+    saved, work, live = dense_saved, dense_work, dense_live
     keys = t
     cache = t
     if args.window is not None:
@@ -313,11 +322,13 @@ def _softmax_cost(args, x, c, kvd, proj, ctx):
         bwd = _pick(t, w, bwd, backward + 2 * band)
         saved = _pick(t, w, saved, band_saved)
         work = _pick(t, w, work, band_work)
+        if live is not None:
+            live = _pick(t, w, live, band_work)
         keys = min_dim(t, w + 1)
         cache = min_dim(t, w)
     step = 2 * matmul(b, c, c) + 2 * matmul(b, c, kvd) + 2 * matmul(b, c, keys)
     return LayerCost(flops=flops, backward_flops=bwd, input_grad_flops=input_grad,
-                     saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work,
+                     saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, live_workspace_bytes=live,
                      step_flops=step, state_bytes=2 * b * kvd * cache * e, has_weights=True)
 
 
@@ -352,15 +363,32 @@ def _linear_attention_cost(args, x, c, proj, ctx):
         # chunk states S, the numerator/denominator
         saved += (2 * bh * tp * m + 2 * bh * tp * dv + bh * tp * CHUNK + bh * nc * m * dv) * e
         work = (4 * bh * tp * m + 2 * bh * tp * dv + bh * tp * CHUNK + 2 * bh * nc * m * dv + 3 * n * c) * e
+        # alive at once: q, k, v, phi(Q), phi(K) and V's ones column throughout; the
+        # dense (padded) phi chunks and V'; the raw and masked chunk scores, then
+        # the masked scores with the intra-chunk, state and sum terms; after the
+        # kernel, q, k, v, phi(Q), phi(K) and the merged heads beside the output
+        base = (3 * n * c + 2 * bh * t * m + bh * t) * e
+        # phi(Q), phi(K) are copied dense unless they already are (FAVOR+'s maps) and T
+        # needs no padding; V' is (padded or not) one tensor. padded: 1 if tp > T, else 0
+        padded = sympy.Min(1, tp - t) if as_int(t) is None else int(as_int(tp) > as_int(t))
+        copies = 1 if args.kind == "linear" else padded
+        chunks = (2 * bh * tp * m * copies + bh * tp * dv) * e
+        score, states = bh * tp * CHUNK * e, bh * nc * m * dv * e
+        live = transient_peak(n * c * e, before=[
+            base + chunks + 2 * score,
+            base + chunks + score + 3 * bh * tp * dv * e + 2 * states,
+            base + chunks + score + 2 * bh * tp * dv * e + 2 * states + n * c * e],
+            after=[(3 * n * c + 2 * bh * t * m + n * c) * e])
     else:
         core = 2 * matmul(bh * t, m, dv)
         saved += (2 * bh * t * m + 2 * bh * t * dv + bh * m * dv) * e
         work = (2 * bh * t * m + 2 * bh * t * dv + bh * m * dv + 3 * n * c) * e
+        live = None
     step = 4 * matmul(b, c, c) + 2 * matmul(bh, dh, m) * (1 if args.kind == "performer" else 0) \
         + 2 * matmul(bh, m, dv)
     return LayerCost(flops=weights + feat + core, backward_flops=weights + proj["o"] + feat + 2 * core,
                      input_grad_flops=(proj["q"] + proj["kv"],), saves_inputs=(True,),
-                     saved_bytes=saved, workspace_bytes=work, step_flops=step,
+                     saved_bytes=saved, workspace_bytes=work, live_workspace_bytes=live, step_flops=step,
                      state_bytes=bh * m * dv * e, has_weights=True)
 
 
@@ -374,10 +402,18 @@ def _linformer_cost(args, x, c, kvd, proj, ctx):
     core = 2 * matmul(n, c, p)
     weights = proj["q"] + proj["kv"] + proj["o"]
     saved = (2 * n * c + 2 * n * kvd + 2 * b * p * kvd) * e + b * h * t * STAT_BYTES
+    # q, k, v; each einsum copies its operand (B, T, kvd) for bmm, and K' (V')
+    # replaces K (V); then the attention output (and its logsumexp) beside q, K', V'
+    q_kv = (n * c + 2 * b * p * kvd) * e
+    live = transient_peak(n * c * e, before=[(n * c + 3 * n * kvd + b * p * kvd) * e,
+                                             (n * c + 2 * n * kvd + 2 * b * p * kvd) * e,
+                                             q_kv + n * c * e + b * h * t * STAT_BYTES],
+                          after=[q_kv + n * c * e])
     return LayerCost(flops=weights + eproj + core,
                      backward_flops=weights + proj["o"] + 2 * eproj + sympy.Rational(5, 2) * core,
                      input_grad_flops=(proj["q"] + proj["kv"],), saves_inputs=(True,), saved_bytes=saved,
-                     workspace_bytes=(3 * n * c + 2 * n * kvd + 2 * b * p * kvd) * e, has_weights=True)
+                     workspace_bytes=(3 * n * c + 2 * n * kvd + 2 * b * p * kvd) * e,
+                     live_workspace_bytes=live, has_weights=True)
 
 
 def _segment_attention_cost(args, x, c, kvd, ctx):
@@ -400,7 +436,10 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         # inference frees each segment's temporaries before the next: one segment's
         # worth, plus the segment outputs held until they are concatenated
         seg_len = min_dim(t, length)
-        seg_klen = seg_len + memory
+        # keys of the widest segment: the memory is what earlier segments left (none
+        # when one segment is the whole input)
+        seg_klen = seg_len + (sympy.Min(memory, t - seg_len) if as_int(t) is None
+                              else min(memory, as_int(t) - as_int(seg_len)))
         held = n * c * e
     else:
         pairs, klen = t * t, t
@@ -423,6 +462,18 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         saved = (b * mem_rows * c + 2 * b * klen * kvd + 3 * klen * c + 3 * n * c + b * h * pairs) * e + pairs
         work = (b * seg_klen * c + 2 * b * seg_klen * kvd + 2 * seg_klen * c + 3 * b * seg_len * c
                 + 2 * b * h * seg_len * seg_klen) * e + held
+        # alive at once (one segment, docs/lowering.md): q, k, v and r throughout;
+        # AC with q + u and the copies its product reads, then BD's the same way,
+        # then BD's shifted (padded) copy beside AC and BD; then the scores (BD
+        # added in place) with their probabilities and the bool masks; then the
+        # probabilities with v's copy and the result
+        qkv = (b * seg_len * c + 2 * b * seg_klen * kvd) * e
+        r, scores = seg_klen * c * e, b * h * seg_len * seg_klen * e
+        operands = (2 * b * seg_len * c + b * seg_klen * c) * e
+        phases = [qkv + r + operands + scores, qkv + r + 2 * scores + operands,
+                  qkv + r + 2 * scores + b * h * seg_len * (seg_klen + 1) * e,
+                  qkv + 2 * scores + 2 * seg_len * seg_klen,
+                  qkv + scores + (b * seg_klen * kvd + b * seg_len * c) * e]
         step += 3 * matmul(b, c, step_keys) + matmul(1, c, c)
         if args.dropout > 0:      # training: the dropped probabilities and the mask too
             saved += 2 * b * h * pairs * e
@@ -432,6 +483,7 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         backward = weights + q + sympy.Rational(5, 2) * core
         saved = (b * mem_rows * c + 2 * b * klen * kvd + 2 * n * c + pairs) * e + b * h * t * STAT_BYTES
         work = (b * seg_klen * c + 2 * b * seg_klen * kvd + 3 * b * seg_len * c + seg_len * seg_klen) * e + held
+        phases = [work - held]
         step += 2 * matmul(b, c, step_keys)
         if args.dropout > 0:
             # training with dropout: SDPA's math path (see _softmax_cost): backward 2x,
@@ -441,8 +493,14 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
     # The input gradient reaches k/v only through the segment's own rows: the
     # memory rows are projected from detached activations (no gradient through them).
     input_grad = q + 2 * matmul(n, c, kvd)
+    # Inside segments the pieces' outputs are held until they are concatenated
+    # into the output: after the last segment only they are left beside it.
+    # Outside, q, k, v and the merged heads are left beside the output.
+    out_bytes = n * c * e
+    after = held if ctx.segments is not None else (b * seg_len * c + 2 * b * seg_klen * kvd + n * c) * e
+    live = transient_peak(out_bytes, before=[p + held for p in phases], after=[after])
     return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(input_grad,),
-                     saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work,
+                     saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, live_workspace_bytes=live,
                      step_flops=step, state_bytes=state, has_weights=True)
 
 
@@ -511,7 +569,7 @@ class CrossAttention(Layer):
         return LayerCost(flops=2 * q + kv + core,
                          backward_flops=2 * q + kv + q + sympy.Rational(5, 2) * core,
                          input_grad_flops=(q, kv), saves_inputs=(True, True), saved_bytes=saved,
-                         workspace_bytes=(3 * b * t * c + 2 * b * s * kvd) * e,
+                         workspace_bytes=(2 * b * t * c + 2 * b * s * kvd) * e,   # q, k, v, attention output
                          step_flops=2 * matmul(b, c, c) + 2 * matmul(b, c, s),
                          state_bytes=2 * b * s * kvd * e, has_weights=True)
 

@@ -62,6 +62,8 @@ def linear_attention(q, k, v, causal: bool, chunk: int = 64):
         pad = nc * chunk - t
         if pad:
             q, k, vp = (F.pad(z, (0, 0, 0, pad)) for z in (q, k, vp))
+        else:   # one dense copy each (F.pad makes it above): every product would copy a strided chunk view
+            q, k = q.contiguous(), k.contiguous()
         qc = q.view(b, h, nc, chunk, m)                        # (B, H, nc, c, m)
         kc = k.view(b, h, nc, chunk, m)
         vc = vp.view(b, h, nc, chunk, vp.shape[-1])
@@ -166,18 +168,30 @@ class Attention(nn.Module):
         elif self.window is not None and t > self.window:
             y = self._windowed(q, k, v)
         elif self.pos == "alibi":
-            i = torch.arange(t, device=x.device)
-            dist = (i[:, None] - i[None, :]).to(q.dtype)
-            bias = -self.slopes.to(q.dtype)[:, None, None] * (dist if self.causal else dist.abs())
-            if self.causal:
-                bias = bias.masked_fill(dist < 0, float("-inf"))
-            # (1, H, T, T): a 4-D bias keeps the CPU on the fused kernel (3-D falls to math)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None], dropout_p=drop,
+            # (1, H, T, T): a 4-D bias keeps the CPU on the fused kernel (3-D falls to math);
+            # passed as a temporary, so inference frees it as soon as the kernel returns
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self._alibi(t, q)[None], dropout_p=drop,
                                                enable_gqa=self.kvh != self.h)
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=drop,
                                                enable_gqa=self.kvh != self.h)
         return self.o(merge_heads(y))
+
+    def _alibi(self, t, q):
+        """The (H, T, T) ALiBi bias -slope_h·|i - j| (causal: keys after the query
+        -inf), written into one (H, T, T) tensor in place: j - i from positions
+        in float32 or wider (exact), times the slopes, then cast to q's dtype
+        (bf16/fp16: one rounding); causal masking needs a (T, T) bool."""
+        dtype = torch.promote_types(q.dtype, torch.float32)
+        pos = torch.arange(t, device=q.device, dtype=dtype)
+        h = self.slopes.shape[0]
+        bias = pos.expand(h, 1, t) - pos[:, None].expand(h, t, 1)        # j - i
+        slopes = self.slopes.to(dtype)[:, None, None]
+        if self.causal:
+            bias.mul_(slopes).masked_fill_(pos[None, :] > pos[:, None], float("-inf"))
+        else:
+            bias.abs_().mul_(-slopes)
+        return bias.to(q.dtype)
 
     def _linear_kind(self, q, k, v, state):
         if self.kind == "linear":
@@ -229,20 +243,26 @@ class Attention(nn.Module):
 
     def _relative(self, q, k, v, mask):
         """Transformer-XL: q (B,H,Tq,dh), k/v (B,H,Tk,dh) with the memory first."""
-        tq, tk = q.shape[2], k.shape[2]
-        r = self.r_proj(sinusoid(tk, self.c, q.device, q.dtype).flip(0))   # positions tk-1 .. 0
-        r = r.view(tk, self.h, self.dh).transpose(0, 1)                     # (H, Tk, dh)
-        ac = (q + self.u[:, None].to(q.dtype)) @ k.transpose(-2, -1)
-        bd = rel_shift((q + self.v_bias[:, None].to(q.dtype)) @ r.transpose(-2, -1))
-        scores = (ac + bd) / math.sqrt(self.dh)
-        if mask is None:
-            mask = _seg_mask(tq, tk - tq, True, q.device) if self.causal else None
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        probs = scores.softmax(-1)
+        probs = self._relative_scores(q, k, mask).softmax(-1)   # the scores are freed here
         if self._drop():
             probs = F.dropout(probs, self._drop())
         return probs @ v
+
+    def _relative_scores(self, q, k, mask):
+        """(AC + BD) / sqrt(dh), masked, in one (B, H, Tq, Tk) tensor: BD and the
+        scaling and masking are applied in place (autograd keeps none of the
+        overwritten values), so BD's product and shifted copy are freed at once."""
+        tq, tk = q.shape[2], k.shape[2]
+        r = self.r_proj(sinusoid(tk, self.c, q.device, q.dtype).flip(0))   # positions tk-1 .. 0
+        r = r.view(tk, self.h, self.dh).transpose(0, 1)                     # (H, Tk, dh)
+        scores = (q + self.u[:, None].to(q.dtype)) @ k.transpose(-2, -1)   # AC
+        scores += rel_shift((q + self.v_bias[:, None].to(q.dtype)) @ r.transpose(-2, -1))   # BD
+        scores /= math.sqrt(self.dh)
+        if mask is None:
+            mask = _seg_mask(tq, tk - tq, True, q.device) if self.causal else None
+        if mask is not None:
+            scores.masked_fill_(~mask, float("-inf"))
+        return scores
 
     def _segment(self, x, q, k, v, state):
         """One (piece of a) segment with per-layer memory: `mem` holds the last M

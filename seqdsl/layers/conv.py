@@ -19,7 +19,7 @@ from ..graph.ir import TensorType
 from ..graph.symbolic import as_int, ceil_div, floor_div
 from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, NonNegInt, PositiveInt, channels, require_float,
                    require_rank)
-from .costs import LayerCost, numel
+from .costs import LayerCost, numel, transient_peak
 
 
 class ConvArgs(LayerArgs):
@@ -155,8 +155,12 @@ class Conv(Layer):
     def cost(self, args, inputs, out, ctx):
         """2·batch·out_positions·out·(C/groups)·prod(kernel) (aten.convolution);
         weight and input gradients the same each (aten.convolution_backward,
-        whose FlopCounterMode formula over-counts groups > 1). Saves the
-        padded copy, or the input itself when nothing is padded."""
+        whose FlopCounterMode formula over-counts groups > 1). Memory, as the
+        lowering runs (docs/lowering.md): conv1d always convolves a dense
+        channels-first copy (F.pad's, with or without padding), saves it and
+        writes a channels-first result that the channels-last output copies;
+        conv2d/3d pad only when padding is needed (else they read and save the
+        channels-last input itself) and write channels-last."""
         x = inputs[0]
         c = channels(x)
         kernel, stride = self.per_axis(args, "kernel"), self.per_axis(args, "stride")
@@ -165,8 +169,8 @@ class Conv(Layer):
         out_positions = numel([out.dims[i] for i in axes])
         f = 2 * batch * out_positions * args.out * (c // args.groups) * math.prod(kernel)
         pads = [self.padding_total(args, j, x.dims[i], k, s) for j, (i, k, s) in enumerate(zip(axes, kernel, stride))]
-        padded = all(p == 0 for p in pads) is False
-        copy = batch * c * numel([x.dims[i] + p for i, p in zip(axes, pads)]) * ctx.elem if padded else 0
+        copied = self.ndim == 1 or any(p != 0 for p in pads)
+        copy = batch * c * numel([x.dims[i] + p for i, p in zip(axes, pads)]) * ctx.elem if copied else 0
         time = 1 in axes
         t_stride = stride[axes.index(1)] if time else 1
         step = None
@@ -176,13 +180,17 @@ class Conv(Layer):
             t_k = kernel[axes.index(1)]
             step = f / out.dims[1] / t_stride
             state = (t_k - 1) * batch * c * numel([x.dims[i] for i in axes if i != 1]) * ctx.elem
-        # conv1d writes channels-first, so its channels-last result is a dense copy
-        # (docs/lowering.md) and the raw output a transient beside it; conv2d/3d
-        # given a channels-last input write channels-last, already dense
-        raw = numel(out.dims) * ctx.elem if self.ndim == 1 else 0
-        return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(not padded,),
-                         saved_bytes=copy, workspace_bytes=copy + raw, step_flops=step, state_bytes=state,
-                         time_stride=t_stride, has_weights=True)
+        out_bytes = numel(out.dims) * ctx.elem
+        if self.ndim == 1:
+            # the copy and the raw result, then the raw result beside the output
+            raw = out_bytes
+            live = transient_peak(out_bytes, before=[copy + raw], after=[raw])
+        else:
+            raw = 0
+            live = copy                 # the padded copy is freed once the output is written
+        return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(not copied,),
+                         saved_bytes=copy, workspace_bytes=copy + raw, live_workspace_bytes=live,
+                         step_flops=step, state_bytes=state, time_stride=t_stride, has_weights=True)
 
     def is_causal(self, args, inputs=None) -> bool:
         if args.padding == "causal":

@@ -48,7 +48,13 @@ class Conv(nn.Module):
         if state is not None and self.padding == "causal" and x.dim() == 3:
             y = self._stream(y, state)             # conv1d over time: a chunk of the stream
         else:
-            y = self.conv(F.pad(y, self._pads(conv_sizes)))   # (N, out, *conv')
+            pads = self._pads(conv_sizes)
+            # conv1d's kernel wants channels-first dense input (it would copy this
+            # strided view unseen): F.pad makes that copy, even with no padding.
+            # conv2d/3d read the channels-last view as it is when nothing is padded.
+            if nd == 1 or any(pads):
+                y = F.pad(y, pads)
+            y = self.conv(y)                       # (N, out, *conv')
         y = y.movedim(1, -1)                       # (N, *conv', out), a strided view
         # channels-last made dense here, once, not by each consumer (see _dense)
         return _dense(y.reshape(*lead, *y.shape[1:]))   # (B, folded.., *conv', out)

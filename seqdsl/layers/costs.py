@@ -37,11 +37,15 @@ class LayerCost:
     backward_flops: object = ZERO        # backward work run whenever the layer is in the backward graph
     input_grad_flops: tuple = ()         # extra backward work per input port, only if that input needs a grad
     saved_bytes: object = ZERO           # saved for backward, other than the inputs/output themselves
+    saved_if_input_grad: tuple = ()      # per input port: more saved bytes, only if that input needs a grad
     saves_inputs: tuple = ()             # per input port: autograd keeps that tensor
+    saves_inputs_if_grad: tuple = ()     # per input port: kept only when that input needs a gradient
     saves_output: bool = False           # autograd keeps the output tensor
     output_is_view: bool = False         # output shares the input's storage (no new memory)
     inference_view: bool = False         # ... in an inference (eval, no_grad) pass: dropout is identity
-    workspace_bytes: object = ZERO       # transient inference memory besides inputs and output
+    workspace_bytes: object = ZERO       # transient inference memory besides inputs and output (each written once)
+    live_workspace_bytes: object | None = None   # the most of it alive at once, beside the inputs and the
+                                                 # output (`transient_peak`); None: all of workspace_bytes
     step_flops: object | None = None     # one generation step; None: position-wise (flops / n)
     state_bytes: object = ZERO           # generation state carried at length n
     depth: object = ONE                  # sequential steps on the critical path
@@ -84,6 +88,16 @@ def rows(x: TensorType) -> sympy.Expr:
 def matmul(m, k, n) -> sympy.Expr:
     """FLOPs of an (m x k)(k x n) product: 2·m·n·k (aten.mm / bmm convention)."""
     return 2 * m * k * n
+
+
+def transient_peak(out, before=(), after=()):
+    """A layer's inference working set beyond its inputs, as `live_workspace_bytes`
+    (docs/cost_model.md, "Inference peak"): `before` lists the transients alive
+    together at each moment before the output is written, `after` those alive
+    beside the output. The walk adds the output itself, so moments before it
+    count less the output's bytes."""
+    terms = [sympy.sympify(b) - out for b in before] + [sympy.sympify(a) for a in after]
+    return terms[0] if len(terms) == 1 else sympy.Max(*terms)
 
 
 def segment_sums(T, length: int, memory: int):

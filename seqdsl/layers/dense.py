@@ -6,7 +6,7 @@ from typing import Literal
 from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, channels, require_float, with_channels)
 from .module_spec import Tied
 from .activation import SAVES
-from .costs import LayerCost, ParallelRule, matmul, rows
+from .costs import LayerCost, ParallelRule, matmul, rows, transient_peak
 
 # the element-wise activations an mlp may put between its linears (seqdsl/layers/activation.py)
 Activation = Literal["gelu", "gelu_tanh", "relu", "squared_relu", "silu", "tanh", "sigmoid"]
@@ -122,7 +122,10 @@ class Mlp(Layer):
         hidden_tensors += 2 if args.dropout > 0 else (1 if act_saves_input else 0)
         return LayerCost(flops=f1 + f2, backward_flops=f1 + 2 * f2, input_grad_flops=(f1,),
                          saves_inputs=(True,), saved_bytes=hidden_tensors * n * h * ctx.elem,
-                         workspace_bytes=2 * n * h * ctx.elem)
+                         workspace_bytes=2 * n * h * ctx.elem,
+                         # fc1's output and the activation; fc1's is freed before fc2 writes
+                         live_workspace_bytes=transient_peak(n * o * ctx.elem, before=[2 * n * h * ctx.elem],
+                                                             after=[n * h * ctx.elem]))
 
     def parallel(self, args, inputs, elem):
         """Hidden units over tp (first linear column-, second row-parallel): one all-reduce."""
@@ -178,7 +181,10 @@ class Swiglu(Layer):
         f_in, f_out = 2 * matmul(n, c, h), matmul(n, h, args.out or c)
         return LayerCost(flops=f_in + f_out, backward_flops=f_in + 2 * f_out, input_grad_flops=(f_in,),
                          saves_inputs=(True,), saved_bytes=4 * n * h * ctx.elem,
-                         workspace_bytes=3 * n * h * ctx.elem)
+                         workspace_bytes=3 * n * h * ctx.elem,
+                         # silu(w1 x), w3 x and their product; only the product is left when w2 writes
+                         live_workspace_bytes=transient_peak(n * (args.out or c) * ctx.elem,
+                                                             before=[3 * n * h * ctx.elem], after=[n * h * ctx.elem]))
 
     def parallel(self, args, inputs, elem):
         """Hidden units over tp (gate and up column-, down row-parallel): one all-reduce."""

@@ -41,17 +41,20 @@ class Norm(Layer):
     def cost(self, args, inputs, out, ctx):
         """No FLOPs (elementwise). Saved, as aten saves them: layernorm x and
         mean/rstd per row (at the input dtype on the CPU); RMSNorm (composite,
-        computed in fp32) x — or its fp32 copy under bf16/fp16 — rstd and
-        x·rstd in fp32; batchnorm x, save_mean/invstd and the running buffers
-        (4 x C fp32)."""
+        computed in fp32) x·rstd in fp32 for the weight gradient, and, only when
+        the input needs a gradient, x — or its fp32 copy under bf16/fp16 — and
+        rstd; batchnorm x, save_mean/invstd and the running buffers (4 x C fp32)."""
         n, c, e = rows(inputs[0]), channels(inputs[0]), ctx.elem
         if self.kind == "rmsnorm":
             upcast = e != STAT_BYTES
-            return LayerCost(saves_inputs=(not upcast,), has_weights=True,
+            return LayerCost(saves_inputs_if_grad=(not upcast,), has_weights=True,
                              workspace_bytes=n * c * STAT_BYTES * (2 if upcast else 1),
-                             saved_bytes=n * STAT_BYTES + n * c * STAT_BYTES * (2 if upcast else 1))
-        extra = 2 * n * e if self.kind == "layernorm" else 4 * c * STAT_BYTES
-        return LayerCost(saves_inputs=(True,), saved_bytes=extra, has_weights=True)
+                             saved_bytes=n * c * STAT_BYTES,
+                             saved_if_input_grad=(n * STAT_BYTES + (n * c * STAT_BYTES if upcast else 0),))
+        if self.kind == "layernorm":     # aten.native_layer_norm writes mean and rstd beside the output
+            return LayerCost(saves_inputs=(True,), saved_bytes=2 * n * e, workspace_bytes=2 * n * e,
+                             has_weights=True)
+        return LayerCost(saves_inputs=(True,), saved_bytes=4 * c * STAT_BYTES, has_weights=True)
 
     def module(self, node, memory):
         cls = {"batchnorm": "BatchNorm", "layernorm": "nn.LayerNorm", "rmsnorm": "nn.RMSNorm"}[self.kind]

@@ -108,14 +108,21 @@ class Recurrent(Layer):
             saved += (args.layers - 1) * b * t * h * e
         if args.dropout > 0 and args.layers > 1:  # mask and dropped copy between layers
             saved += (args.layers - 1) * 2 * b * t * d * h * e
-        # inference, measured on torch 2.13's CPU kernels (tests/test_layer_harness.py):
-        # oneDNN's LSTM holds a copy of its input and one layer's output, its
-        # gates in its own scratchpad; the decomposed GRU
+        # inference, measured on torch 2.13's CPU kernels (tests/test_layer_harness.py,
+        # tests/test_memory_shapes.py): oneDNN's LSTM holds the time-major copy of
+        # its input, h0/c0 and every layer's final (h, c) throughout; at its last
+        # layer also that layer's input (the previous layer's output) and, when
+        # bidirectional, both directions' outputs beside their concatenation (the
+        # output); its gates live in its own scratchpad. The decomposed GRU
         # holds the input projection and gate activations of a direction, 5h (9h
         # for both directions, the first direction's output kept), the RNN its
         # input projection and pre-activation, 2h a direction
-        if self.kind == "lstm":   # (c alone on a one-layer model; c + dh holds where LSTMs follow other layers)
-            workspace = b * t * e * (c + d * h)
+        if self.kind == "lstm":
+            workspace = many * b * t * c * e + 4 * args.layers * d * b * h * e
+            if args.layers > 1:
+                workspace += d * b * t * h * e
+            if d == 2:
+                workspace += d * b * t * h * e
         elif self.kind == "gru":
             workspace = b * t * e * h * (d * (g + 1) + 1)
         else:

@@ -57,9 +57,10 @@ class Flatten(Layer):
         return TensorType(x.dtype, x.dims[:2] + (size,))
 
     def cost(self, args, inputs, out, ctx):
-        """x.flatten(2): it follows a convolution, whose channels-last output is a
-        permuted view, so flatten copies (a new tensor, the next layer saves it)."""
-        return LayerCost(depth=0)
+        """x.flatten(2): a view. Every layer writes a dense output (a conv's
+        channels-last result is made contiguous where it is written), so
+        merging the trailing axes copies nothing."""
+        return LayerCost(output_is_view=True, depth=0)
 
     def module(self, node, memory):
         return ModuleSpec("Flatten", lowering="shape_ops_torch")
