@@ -277,3 +277,16 @@ def test_joiner_streams_its_input_with_the_context_given_once():
     torch.testing.assert_close(torch.cat(outs, 1), full)
     assert step.get_total_flops() == est.points[0].flops_per_token == 2 * 2 * 6 * 8 + 2 * 2 * u * 8 * 5
     assert nbytes(state, skip=("y", "__skip__")) == est.points[0].state_bytes == 2 * u * 8 * 4
+
+
+def test_builder_writes_permute_and_join():
+    import seqdsl.builder as sb
+    m = sb.model("j")
+    p = m.input("p", "float", ["B", "U", 8])
+    x = m.input("x", "float", ["B", "T", 3, 16, 16])
+    pred = m.bind("pred", p, sb.linear(8))
+    m.output(m.bind("out", x, sb.permute([0, 1, 3, 4, 2]), sb.conv2d(8, 3), sb.spatial_mean(),
+                    sb.join(context=pred), sb.tanh(), sb.linear(5)))
+    assert "-> permute([0, 1, 3, 4, 2])" in m.to_seq() and "-> join(context=pred)" in m.to_seq()
+    graph = m.check()
+    assert str(graph.outputs["out"]) == "float[B, T, U, 5]" and graph.warnings == []
