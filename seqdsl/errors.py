@@ -73,15 +73,16 @@ class Diagnostic:
     span: Span | None = None
     help: str | None = None
     notes: tuple[str, ...] = ()
+    severity: str = "error"    # or "warning": the spec checks, but likely not as meant (Program.warnings)
 
     def render(self) -> str:
         """`PATH:LINE:COL: error: MESSAGE`, the source line, a caret, help."""
         message = printable(self.message)
         if self.span is None:
-            out = [f"error: {message}"]
+            out = [f"{self.severity}: {message}"]
         else:
             sp = self.span
-            out = [f"{printable(sp.path)}:{sp.line}:{sp.column}: error: {message}"]
+            out = [f"{printable(sp.path)}:{sp.line}:{sp.column}: {self.severity}: {message}"]
             text = sp.source.line(sp.line)
             if text:
                 gutter = f"{sp.line:>4} | "
@@ -235,8 +236,7 @@ ABBREVIATIONS = {
 ABSENT_CONCEPTS = {
     "reshape": "flatten merges the axes after T into the channel axis, unsqueeze adds a channel axis",
     "view": "flatten merges the axes after T into the channel axis, unsqueeze adds a channel axis",
-    "permute": "layers act on the channel axis (the last), convolutions on the axes before it",
-    "transpose": "layers act on the channel axis (the last), convolutions on the axes before it",
+    "transpose": "permute reorders the axes after T (layers act on the channel axis, the last)",
     "squeeze": "flatten merges the axes after T into the channel axis",
     "prelu": "its rectifiers are relu, squared_relu and hardtanh (clipped)",
     "leaky_relu": "its rectifiers are relu, squared_relu and hardtanh (clipped)",

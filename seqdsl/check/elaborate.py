@@ -19,6 +19,7 @@ from ..lang import ast
 from ..lang.syntax import parse_module
 from ..layers import LAYERS
 from ..limits import MAX_DIAGNOSTICS, MAX_FILE_BYTES, MAX_IMPORTS, MAX_NODES
+from .layout import layout_warnings
 from .models import _ModelBuilder, _add_new
 from .values import COMBINATORS, VALUE_STAGES
 
@@ -155,6 +156,7 @@ def _check_source(source: SourceFile, root_dir: Path, root_file: Path | None = N
                             help=f"first defined at line {defined[model.name]}")
             defined[model.name] = model.span.line
             models[model.name] = graph = _ModelBuilder(model, blocks, built).build()
+            graph.warnings.extend(layout_warnings(graph))
             built += len(graph.nodes)
         except SpecError as exc:
             _add_new(found, exc.diagnostics)

@@ -79,6 +79,8 @@ def cmd_check(args) -> int:
     program = load(args.spec)
     models = [program.model(args.model)] if args.model or len(program.models) == 1 else list(program.models.values())
     print("\n\n".join(summary(m, args.spec) for m in models))
+    for w in (w for m in models for w in m.warnings):   # a warning does not refuse the spec: exit 0
+        print(w.render(), file=sys.stderr)
     return 0
 
 

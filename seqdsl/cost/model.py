@@ -460,9 +460,13 @@ def _stream_plan(model: ModelGraph, nodes: list[NodeCost]):
     and the others are context (an encoder–decoder: the decoder streams, the
     encoder runs once), as SeqModel.init_state(batch, **context) does, when
     every layer downstream of the streamed input is causal and reads its
-    context (cross_attention's) from the context side only."""
+    context (cross_attention's, join's) from the context side only. A layer
+    that reads a context whole cannot have it streamed, so a model with one
+    takes the second plan even when every layer is causal (an RNN-T: the
+    audio streams, the predictor's labels are given)."""
     first = _first_non_causal(nodes, set())
-    if first is None or len(model.inputs) < 2:
+    reads_context = any(n.node.kind not in ("input", "add") and LAYERS[n.node.kind].context_args() for n in nodes)
+    if (first is None and not reads_context) or len(model.inputs) < 2:
         return first, set()
     static = set(list(model.inputs)[:-1])
     for n in nodes:

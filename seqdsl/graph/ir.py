@@ -91,6 +91,9 @@ class ModelGraph:
     symbols: tuple[str, ...]               # symbolic dims, first-seen order
     span: Span | None = None
     loss: Any = None                       # seqdsl.layers.loss.LossSpec of a `loss` statement, or None
+    #: Diagnostics (severity "warning") of a spec that checks but likely not as
+    #: meant (seqdsl.check.layout); `seqdsl check` prints them to stderr.
+    warnings: list = field(default_factory=list, compare=False)
     _graph: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -142,6 +145,11 @@ class Program:
 
     path: str
     models: dict[str, ModelGraph]
+
+    @property
+    def warnings(self) -> list:
+        """Every model's warnings (Diagnostics), in file order."""
+        return [w for m in self.models.values() for w in m.warnings]
 
     def model(self, name: str | None = None) -> ModelGraph:
         if name is None:

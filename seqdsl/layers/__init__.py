@@ -14,6 +14,7 @@ from .dense import Linear, Mlp, Swiglu
 from .embed import Embed, Posenc
 from .gated_deltanet import GatedDeltaNet
 from .gla import Gla
+from .join import Join
 from .mamba import Mamba
 from .mamba2 import Mamba2
 from .mingru import MinGru
@@ -23,7 +24,7 @@ from .pool import Pool
 from .recurrent import Recurrent
 from .retention import Retention
 from .rglru import Rglru
-from .shape_ops import Flatten, SpatialPool, TimePool, Unsqueeze
+from .shape_ops import Flatten, Permute, SpatialPool, TimePool, Unsqueeze
 
 LAYERS: dict[str, Layer] = {
     "conv1d": Conv(1),
@@ -31,6 +32,7 @@ LAYERS: dict[str, Layer] = {
     "conv3d": Conv(3),
     "unsqueeze": Unsqueeze(),
     "flatten": Flatten(),
+    "permute": Permute(),
     "maxpool1d": Pool("max", 1),
     "maxpool2d": Pool("max", 2),
     "maxpool3d": Pool("max", 3),
@@ -67,6 +69,7 @@ LAYERS: dict[str, Layer] = {
     "split": Split(),
     "attention": Attention(),
     "cross_attention": CrossAttention(),
+    "join": Join(),
     "lstm": Recurrent("lstm"),
     "gru": Recurrent("gru"),
     "rnn": Recurrent("rnn"),

@@ -1,4 +1,4 @@
-"""Layers that only move axes: unsqueeze, flatten, spatial and time pooling."""
+"""Layers that only move axes: unsqueeze, flatten, permute, spatial and time pooling."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import sympy
 from ..graph.ir import TensorType
 from ..limits import MAX_DIM
 from ..graph.symbolic import as_int
-from .base import example, Layer, LayerError, ModuleSpec, require_float, require_rank
+from .base import example, Layer, LayerArgs, LayerError, ModuleSpec, NonNegInt, require_float, require_rank
 from .costs import LayerCost
 
 
@@ -67,6 +67,58 @@ class Flatten(Layer):
 
     def examples(self):
         return (example("float[B, T, 4, 3]", "flatten"),)
+
+
+class PermuteArgs(LayerArgs):
+    order: list[NonNegInt]
+
+
+class Permute(Layer):
+    """Reorders the axes after T: channels-first video [B, T, 3, H, W] ->
+    channels-last [B, T, H, W, 3] is `permute([0, 1, 3, 4, 2])`."""
+
+    kind = "permute"
+    Args = PermuteArgs
+    summary = ("reorders the axes after T (a channels-first input [B, T, 3, H, W] to the channels-last "
+               "[B, T, H, W, 3] that conv and pool layers read)")
+    shape_rule = "`[B, T, d2, .., dn] -> [B, T, d[order[2]], .., d[order[n]]]` (rank 3 or more)"
+    params_rule = "0"
+    arg_docs = {"order": "the input axis each output axis takes, as torch's `permute`: a permutation of "
+                         "0..rank-1 that keeps 0 (B) and 1 (T) first"}
+    notes = ("Costs a copy: the output is a new contiguous tensor (no FLOPs; nothing saved for backward). "
+             "Position-wise over T, so it streams.")
+
+    def infer_shape(self, args, inputs, ctx):
+        (x,) = inputs
+        require_rank(x, at_least=3, what=" ([B, T, .., C])")
+        order = list(args.order)
+        if sorted(order) != list(range(x.rank)):
+            raise LayerError(f"order={order} is not a permutation of the {x.rank} axes of {x}", arg="order",
+                             help=f"list each axis 0..{x.rank - 1} once, e.g. {self._channels_last(x.rank)} "
+                                  f"moves axis 2 last")
+        if order[:2] != [0, 1]:
+            raise LayerError(f"order={order} moves the batch or time axis; they stay first", arg="order",
+                             help=f"start the order with 0, 1, e.g. {self._channels_last(x.rank)}")
+        if order == list(range(x.rank)):
+            raise LayerError(f"order={order} leaves every axis in place", arg="order",
+                             help="leave the stage out")
+        return TensorType(x.dtype, tuple(x.dims[i] for i in order))
+
+    @staticmethod
+    def _channels_last(rank: int) -> list[int]:
+        return [0, 1] + list(range(3, rank)) + [2]
+
+    def cost(self, args, inputs, out, ctx):
+        """x.permute(order) then a contiguous copy: a new tensor, no FLOPs,
+        nothing saved (the backward permutes the gradient back)."""
+        return LayerCost(depth=0)
+
+    def module(self, node, memory):
+        return ModuleSpec("Permute", (tuple(node.args.order),), lowering="shape_ops_torch")
+
+    def examples(self):
+        return (example("float[B, T, 3, 4, 5]", "permute([0, 1, 3, 4, 2])"),
+                example("float[B, T, 3, 6]", "permute([0, 1, 3, 2]) -> conv1d(4, 3)"))
 
 
 class SpatialPool(Layer):

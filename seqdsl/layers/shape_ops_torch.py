@@ -1,10 +1,11 @@
-"""The torch lowering of unsqueeze, flatten, spatial and time pooling (docs/lowering.md).
+"""The torch lowering of unsqueeze, flatten, permute, spatial and time pooling (docs/lowering.md).
 
 Imports only torch, math and the shared kernels of torch_modules.py: `seqdsl
 compile -o` pastes this file, less its imports, into standalone source.
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -17,6 +18,17 @@ class Unsqueeze(nn.Module):
 class Flatten(nn.Module):
     def forward(self, x):
         return x.flatten(2)
+
+
+class Permute(nn.Module):
+    def __init__(self, order):
+        super().__init__()
+        self.order = tuple(order)
+
+    def forward(self, x):
+        # always a new tensor, as the estimate counts (contiguous() would
+        # return an already-contiguous permutation as a view)
+        return x.permute(self.order).clone(memory_format=torch.contiguous_format)
 
 
 class SpatialPool(nn.Module):
