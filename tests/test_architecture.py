@@ -38,8 +38,9 @@ ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli", "seqdsl"},
 }
 
-# Packages heavy enough to load only when a command needs them.
-HEAVY = ("torch", "matplotlib", "onnx", "onnxscript", "numpy", "networkx")
+# Packages heavy enough to load only when a command needs them; the last three
+# are the optional `cuda` extra, imported only for GPU tensors (torch_modules.cuda_kernel).
+HEAVY = ("torch", "matplotlib", "onnx", "onnxscript", "numpy", "networkx", "mamba_ssm", "causal_conv1d", "fla")
 
 
 def _modules():
