@@ -242,7 +242,8 @@ def markdown(res) -> str:
     lines = ["# Recurrent layers: one training step (forward + backward)",
              "",
              *([] if res["complete"] else [f"**Incomplete run**: {len(res['layers'])} layer(s) measured so far.", ""]),
-             f"CPU: {res['cpu']}, torch {res['torch']}, {res['threads']} thread(s); "
+             f"CPU: {res['cpu']}, torch {res['torch']}, {res['threads']} torch thread(s) per process, "
+             f"{res['jobs']} layer(s) measured at once (separate processes); "
              f"load average {res['loadavg_start'][0]:.2f} at the start, {res['loadavg_end'][0]:.2f} at the end "
              f"(1-minute; the machine is shared). Run took {res['wall_s']:.0f} s ({res['date']}).",
              f"Width d = {res['width']}, batch B = {res['batch']}, heads d/64; fp32. Every variant runs once to warm up, "
@@ -269,7 +270,7 @@ def markdown(res) -> str:
             comp = s.get("compiled_ms", {}).get("median")
             diff = s.get("max_abs_diff_vs_reference")
             lines.append(f"| `{r['call']}` | {r['params']:,} | {me:.1f} | {f'{ref:.1f}' if ref else 'skipped'} | "
-                         f"{_ratio(ref, me)} | {att:.1f} | {_ratio(me, att)} | {f'{comp:.1f}' if comp else 'failed'} | "
+                         f"{_ratio(ref, me)} | {att:.1f} | {_ratio(me, att)} | {f'{comp:.1f}' if comp else ('not run' if 'skipped' in r['compile'] else 'failed')} | "
                          f"{_ratio(me, comp)} | {f'{diff:.1e}' if diff is not None else '–'} |")
         lines.append("")
     lines += ["## One compile across five lengths", "",
@@ -301,6 +302,8 @@ def parse_args(argv=None):
     p.add_argument("--reps", type=int, default=None, help="timed rounds per length (default 3; --quick 1)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     p.add_argument("--backend", default=None, help="torch.compile backend (default inductor; --quick eager)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="layers measured at once, each in its own process (default 1)")
     p.add_argument("--no-compile", dest="compile", action="store_false",
                    help="leave out the compiled columns and the five-length compile")
     p.add_argument("--layers", default=",".join(CALLS), help="comma-separated kinds (default: all eight)")
@@ -312,8 +315,8 @@ def parse_args(argv=None):
         p.error(f"--layers: unknown kind(s) {', '.join(unknown)}; choose from {', '.join(CALLS)}")
     if a.reps is not None and a.reps < 1:
         p.error("--reps must be at least 1")
-    if a.threads < 1:
-        p.error("--threads must be at least 1")
+    if a.threads < 1 or a.jobs < 1:
+        p.error("--threads and --jobs must be at least 1")
     a.reps = a.reps or (1 if a.quick else 3)
     a.backend = a.backend or ("eager" if a.quick else "inductor")
     a.width, a.batch = (64, 1) if a.quick else (256, 1)
@@ -322,34 +325,46 @@ def parse_args(argv=None):
     return a
 
 
+def run_layer(kind, args) -> dict:
+    """One layer's whole measurement (in this process or a --jobs worker)."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    xs = {}
+
+    def x_of(t):      # one input per length, the same for every layer and process
+        if t not in xs:
+            xs[t] = torch.randn(args.batch, t, args.width, generator=torch.Generator().manual_seed(t))
+        return xs[t]
+
+    t0 = time.perf_counter()
+    row = bench_layer(kind, args, x_of)
+    row["wall_s"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
     start = time.perf_counter()
-    load0 = os.getloadavg()
-    gen = torch.Generator().manual_seed(1)
-    xs = {}
-
-    def x_of(t):      # one input per length, the same for every layer
-        if t not in xs:
-            xs[t] = torch.randn(args.batch, t, args.width, generator=gen)
-        return xs[t]
-
     res = {"command": "PYTHONPATH=. .venv/bin/python benchmarks/recurrent_layers.py"
                       + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip(),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "cpu": f"{platform.machine()}, {os.cpu_count()} cores", "torch": torch.__version__,
-           "threads": torch.get_num_threads(), "loadavg_start": list(load0),
+           "threads": torch.get_num_threads(), "jobs": args.jobs, "loadavg_start": list(os.getloadavg()),
            "quick": args.quick, "reps": args.reps, "backend": args.backend, "width": args.width,
            "batch": args.batch, "lengths": args.lengths, "compile_lengths": args.compile_lengths,
            "complete": False, "layers": []}
     args.out.mkdir(parents=True, exist_ok=True)
-    for kind in args.layers:
-        print(f"{kind} ...", flush=True)
-        t0 = time.perf_counter()
-        res["layers"].append(bench_layer(kind, args, x_of))
-        res["layers"][-1]["wall_s"] = round(time.perf_counter() - t0, 1)
+    if args.jobs == 1:
+        rows = (run_layer(kind, args) for kind in args.layers)
+    else:             # layers in separate processes, --jobs at a time (spawned: a fresh torch each)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
+        rows = (f.result() for f in as_completed([pool.submit(run_layer, kind, args) for kind in args.layers]))
+    for row in rows:
+        print(f"{row['kind']}: {row['wall_s']:.0f} s", flush=True)
+        res["layers"] = sorted(res["layers"] + [row], key=lambda r: args.layers.index(r["kind"]))
         res["complete"] = len(res["layers"]) == len(args.layers)
         res["loadavg_end"] = list(os.getloadavg())
         res["wall_s"] = round(time.perf_counter() - start, 1)
