@@ -234,6 +234,29 @@ def bench_layer(kind, args, x_of):
 
 
 # ------------------------------------------------------------------ the report
+RUN_KEYS = ("command", "date", "jobs", "loadavg_start", "loadavg_end", "wall_s", "complete", "backend")
+
+
+def merged(results: list[dict]) -> dict:
+    """Several runs' results as one report (--merge): each layer from the first
+    run that measured it, marked with its run; the runs' commands and loads kept."""
+    first = results[0]
+    for r in results[1:]:
+        if (r["width"], r["batch"], r["lengths"], r["reps"]) != (first["width"], first["batch"], first["lengths"], first["reps"]):
+            raise SystemExit("--merge: the runs differ in width, batch, lengths or reps")
+    res = {**first, "runs": [{k: r[k] for k in RUN_KEYS} for r in results], "layers": []}
+    seen = set()
+    for i, r in enumerate(results, 1):
+        res["layers"] += [{**row, "run": i} for row in r["layers"] if row["kind"] not in seen]
+        seen |= {row["kind"] for row in r["layers"]}
+    res["layers"].sort(key=lambda row: list(CALLS).index(row["kind"]))
+    res["complete"] = seen == set(CALLS)
+    res["loadavg_start"] = [max(r["loadavg_start"][i] for r in results) for i in range(3)]
+    res["loadavg_end"] = [max(r["loadavg_end"][i] for r in results) for i in range(3)]
+    res["wall_s"] = sum(r["wall_s"] for r in results)
+    return res
+
+
 def _ratio(a, b):
     return f"{a / b:.2f}" if a and b else "–"
 
@@ -245,11 +268,17 @@ def markdown(res) -> str:
              f"CPU: {res['cpu']}, torch {res['torch']}, {res['threads']} torch thread(s) per process, "
              f"{res['jobs']} layer(s) measured at once (separate processes); "
              f"load average {res['loadavg_start'][0]:.2f} at the start, {res['loadavg_end'][0]:.2f} at the end "
-             f"(1-minute; the machine is shared). Run took {res['wall_s']:.0f} s ({res['date']}).",
+             "(1-minute; the machine is shared)."
+             + ("" if "runs" in res else f" Run took {res['wall_s']:.0f} s ({res['date']})."),
              f"Width d = {res['width']}, batch B = {res['batch']}, heads d/64; fp32. Every variant runs once to warm up, "
              f"then {res['reps']} round(s) in turn (round robin, so each sees the same load); times are medians "
              f"(best in the JSON).",
-             f"Command: `{res['command']}`",
+             *([f"Command: `{res['command']}`"] if "runs" not in res else
+               [f"Merged from {len(res['runs'])} runs (`--merge`); each layer's row is from the run marked beside it, "
+                "and its ratios are from inside that run (the load figures above are the highest of the runs):"]
+               + [f"- run {i}: `{r['command']}` ({r['date']}, {r['jobs']} at once; load {r['loadavg_start'][0]:.2f} "
+                  f"at the start, {r['loadavg_end'][0]:.2f} at the end; {r['wall_s']:.0f} s"
+                  f"{'' if r['complete'] else '; cut short'})" for i, r in enumerate(res["runs"], 1)]),
              "",
              "Columns: seqdsl's built layer (eager); its reference on the same weights; **ref / seqdsl** "
              "(above 1: seqdsl faster); softmax attention of the same width (seqdsl `attention`, causal, SDPA) "
@@ -269,7 +298,8 @@ def markdown(res) -> str:
             att = s["attention_ms"]["median"]
             comp = s.get("compiled_ms", {}).get("median")
             diff = s.get("max_abs_diff_vs_reference")
-            lines.append(f"| `{r['call']}` | {r['params']:,} | {me:.1f} | {f'{ref:.1f}' if ref else 'skipped'} | "
+            run = f" (run {r['run']})" if "run" in r else ""
+            lines.append(f"| `{r['call']}`{run} | {r['params']:,} | {me:.1f} | {f'{ref:.1f}' if ref else 'skipped'} | "
                          f"{_ratio(ref, me)} | {att:.1f} | {_ratio(me, att)} | {f'{comp:.1f}' if comp else ('not run' if 'skipped' in r['compile'] else 'failed')} | "
                          f"{_ratio(me, comp)} | {f'{diff:.1e}' if diff is not None else '–'} |")
         lines.append("")
@@ -307,6 +337,8 @@ def parse_args(argv=None):
     p.add_argument("--no-compile", dest="compile", action="store_false",
                    help="leave out the compiled columns and the five-length compile")
     p.add_argument("--layers", default=",".join(CALLS), help="comma-separated kinds (default: all eight)")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                   help="write one report from earlier runs' JSON files (no measuring)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="results folder")
     a = p.parse_args(argv)
     a.layers = [k.strip() for k in a.layers.split(",") if k.strip()]
@@ -344,6 +376,12 @@ def run_layer(kind, args) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.merge:
+        res = merged([json.loads(Path(f).read_text()) for f in args.merge])
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "recurrent_layers.json").write_text(json.dumps(res, indent=1) + "\n")
+        (args.out / "recurrent_layers.md").write_text(markdown(res))
+        return res
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     res = {"command": "PYTHONPATH=. .venv/bin/python benchmarks/recurrent_layers.py"

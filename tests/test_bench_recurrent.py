@@ -36,14 +36,26 @@ def _check_layer(row, lengths):
             assert step["max_abs_diff_vs_reference"] < 1e-3, (row["kind"], step)
 
 
-def test_quick_run_covers_every_layer(bench, tmp_path):
-    res = bench.main(["--quick", "--no-compile", "--out", str(tmp_path)])
-    saved = json.loads((tmp_path / "recurrent_layers.json").read_text())
+@pytest.fixture(scope="module")
+def quick_all(bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick_all")
+    return bench.main(["--quick", "--no-compile", "--out", str(out)]), out
+
+
+@pytest.fixture(scope="module")
+def quick_compiled(bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick_compiled")
+    return bench.main(["--quick", "--layers", "mingru", "--out", str(out)]), out
+
+
+def test_quick_run_covers_every_layer(bench, quick_all):
+    res, out = quick_all
+    saved = json.loads((out / "recurrent_layers.json").read_text())
     assert saved == json.loads(json.dumps(res))
     assert saved["complete"] and saved["quick"] and saved["reps"] == 1 and saved["threads"] == 1
     assert len(saved["loadavg_start"]) == 3 and len(saved["loadavg_end"]) == 3
     assert [r["kind"] for r in saved["layers"]] == list(bench.CALLS)
-    md = (tmp_path / "recurrent_layers.md").read_text()
+    md = (out / "recurrent_layers.md").read_text()
     for row in saved["layers"]:
         _check_layer(row, saved["lengths"])
         assert row["compile"]["skipped"] == "--no-compile" and "compiled_ms" not in row["steps"]["32"]
@@ -51,15 +63,25 @@ def test_quick_run_covers_every_layer(bench, tmp_path):
     assert "Incomplete" not in md and "## One compile across five lengths" in md
 
 
-def test_quick_run_with_compile(bench, tmp_path):
+def test_quick_run_with_compile(quick_compiled):
     """The compiled columns and the five-length compile (eager backend in --quick)."""
-    res = bench.main(["--quick", "--layers", "mingru", "--out", str(tmp_path)])
-    (row,) = res["layers"]
+    (row,) = quick_compiled[0]["layers"]
     c = row["compile"]
     assert c["backend"] == "eager" and len(c["first_step_s"]) == len(c["lengths"]) == 5
     assert c["graphs"] >= 1 and c["graphs"] == c["graphs_after_each"][-1] and c["compile_s"] > 0
     step = row["steps"]["32"]
     assert step["compiled_ms"]["best"] > 0 and step["max_abs_diff_compiled"] < 1e-4
+
+
+def test_merge_takes_each_layer_from_the_first_run_that_has_it(bench, quick_all, quick_compiled, tmp_path):
+    res = bench.main(["--merge", str(quick_compiled[1] / "recurrent_layers.json"),
+                      str(quick_all[1] / "recurrent_layers.json"), "--out", str(tmp_path)])
+    assert res["complete"] and [r["kind"] for r in res["layers"]] == list(bench.CALLS)
+    runs = {r["kind"]: r["run"] for r in res["layers"]}
+    assert runs == {k: 1 if k == "mingru" else 2 for k in bench.CALLS}
+    assert "compiled_ms" in res["layers"][list(bench.CALLS).index("mingru")]["steps"]["32"]
+    md = (tmp_path / "recurrent_layers.md").read_text()
+    assert "Merged from 2 runs" in md and "`mingru` (run 1)" in md and "(run 2)" in md
 
 
 def test_bad_arguments_are_refused(bench, capsys):
