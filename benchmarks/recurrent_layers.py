@@ -225,6 +225,7 @@ def bench_layer(kind, args, x_of):
                 times[k].append(timed(fn, ps, x))
         step = {f"{k}_ms": {"median": round(1e3 * statistics.median(v), 3), "best": round(1e3 * min(v), 3)}
                 for k, v in times.items()}
+        step["not_finite"] = [k for k, out in outs.items() if not bool(torch.isfinite(out).all())]
         if "reference" in outs:
             step["max_abs_diff_vs_reference"] = float((outs["seqdsl"] - outs["reference"]).abs().max())
         if "compiled" in outs:
@@ -259,6 +260,14 @@ def merged(results: list[dict]) -> dict:
 
 def _ratio(a, b):
     return f"{a / b:.2f}" if a and b else "–"
+
+
+def _diff(diff, not_finite) -> str:
+    if diff is None:
+        return "–"
+    if diff == diff:
+        return f"{diff:.1e}"
+    return f"nan: {', '.join(not_finite)} output not finite" if not_finite else "nan"
 
 
 def markdown(res) -> str:
@@ -301,7 +310,7 @@ def markdown(res) -> str:
             run = f" (run {r['run']})" if "run" in r else ""
             lines.append(f"| `{r['call']}`{run} | {r['params']:,} | {me:.1f} | {f'{ref:.1f}' if ref else 'skipped'} | "
                          f"{_ratio(ref, me)} | {att:.1f} | {_ratio(me, att)} | {f'{comp:.1f}' if comp else ('not run' if 'skipped' in r['compile'] else 'failed')} | "
-                         f"{_ratio(me, comp)} | {f'{diff:.1e}' if diff is not None else '–'} |")
+                         f"{_ratio(me, comp)} | {_diff(diff, s.get('not_finite'))} |")
         lines.append("")
     lines += ["## One compile across five lengths", "",
               f"`seqdsl.build(compile=True, backend={res['backend']!r})`, then one training step at each of "
