@@ -39,9 +39,10 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 # Packages heavy enough to load only when a command needs them: the optional
-# ones, and the front end's (a cached `compile --estimate` answers without
-# sympy, lark or pydantic: seqdsl/cli/cache.py).
-OPTIONAL = ("torch", "matplotlib", "onnx", "onnxscript", "numpy", "networkx")
+# ones (the last three are the `cuda` extra, imported only for GPU tensors:
+# torch_modules.cuda_kernel), and the front end's (a cached `compile
+# --estimate` answers without sympy, lark or pydantic: seqdsl/cli/cache.py).
+OPTIONAL = ("torch", "matplotlib", "onnx", "onnxscript", "numpy", "networkx", "mamba_ssm", "causal_conv1d", "fla")
 HEAVY = OPTIONAL + ("sympy", "lark", "pydantic")
 
 

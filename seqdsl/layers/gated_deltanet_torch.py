@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .linear_rnn_torch import GatedRMSNorm, ShortConv, _chunked, acc, acc_dtype, conv_stream
+from .torch_modules import cuda_kernel
 
 
 def delta_step(q, k, v, beta, g, scale, s):
@@ -127,7 +128,10 @@ class GatedDeltaNet(nn.Module):
         beta = torch.sigmoid(self.b_proj(x)).transpose(1, 2)           # (B, H, T)
         g = (-acc(self.A_log).exp() * F.softplus(acc(self.a_proj(x)) + self.dt_bias)).transpose(1, 2)
         scale = dk ** -0.5
-        if state is None:
+        fla_chunk = cuda_kernel("chunk_gated_delta_rule", x.is_cuda) if state is None else None
+        if fla_chunk is not None:   # fla's fused kernel (the `cuda` extra), its (B, T, H, ...) layout: the same o
+            o = fla_chunk(*(z.transpose(1, 2) for z in (q, k, v, g, beta)), scale=scale)[0].transpose(1, 2)
+        elif state is None:
             o = chunk_delta_rule(q, k, v, beta, g, scale, self.chunk)[0]
         else:
             s = state.get("S")

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .torch_modules import cuda_kernel
+
 
 def acc(x):
     """x at the accumulation dtype: fp32 (as fla's kernels, whatever the model
@@ -168,8 +170,14 @@ def _carry(s, decay, u):
 
 def gla_forward(q, k, v, g, scale, chunk: int, state=None, key: str = "S"):
     """chunk_gla for a whole sequence (state None) or a chunk of a stream
-    (state[key] carries S); a single token takes gla_step."""
+    (state[key] carries S); a single token takes gla_step. A whole sequence on
+    a GPU runs fla's chunk_gla when flash-linear-attention imports (the `cuda`
+    extra): the same function, in its (B, T, H, K) layout."""
     if state is None:
+        fla_chunk = cuda_kernel("chunk_gla", q.is_cuda)
+        if fla_chunk is not None:
+            q, k, v, g = (z.transpose(1, 2) for z in (q, k, v, g.expand_as(q)))     # (B, T, H, dk|dv)
+            return fla_chunk(q, k, v, g, scale)[0].transpose(1, 2)                  # (B, H, T, dv)
         return chunk_gla(q, k, v, g, scale, chunk)[0]
     s = state.get(key)
     if s is None:

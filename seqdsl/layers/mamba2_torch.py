@@ -11,6 +11,10 @@ y_t = h_t·C_t + D·x_t comes in three forms that the tests hold equal:
   to chunk, state-to-output products), from an initial state when streaming;
 * `ssd_step`: one decoding step on the carried state.
 
+On a GPU with mamba-ssm and causal-conv1d installed (the `cuda` extra) the
+chunked scan (from a carried state too) and the whole-sequence convolution run
+their fused kernels instead (torch_modules.cuda_kernel); the function is the same.
+
 Streaming (`state` dict): "conv" the last K inputs of the convolution over
 x, B, C (the reference's conv cache, model dtype), "ssm" (B, Hm, P, N) fp32.
 """
@@ -19,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_modules import causal_depthwise_conv, softplus_inverse_dt
+from .torch_modules import causal_conv_silu, cuda_kernel, softplus_inverse_dt
 
 
 def _segsum(x):
@@ -113,31 +117,34 @@ class Mamba2(nn.Module):
         self.D = nn.Parameter(torch.ones(self.heads))
         self.out_proj = nn.Linear(di, d, bias=bias)
 
-    def _conv(self, x, state):
-        return causal_depthwise_conv(self.conv1d, x, state, self.kernel)   # x (B, C, T)
-
     def forward(self, x, state=None):
         if x.shape[1] == 0:                   # an empty streaming chunk (a strided conv mid-stride)
             return torch.zeros_like(x)
         bsz, t, _ = x.shape
         nh, p, n, g = self.heads, self.head_dim, self.state_size, self.groups
         gate, xbc, dt = self.in_proj(x).split([self.d_inner, self.conv_dim, nh], dim=-1)
-        xbc = F.silu(self._conv(xbc.transpose(1, 2), state)).transpose(1, 2)
+        xbc = causal_conv_silu(self.conv1d, xbc.transpose(1, 2), state, self.kernel).transpose(1, 2)
         xs, b, c = xbc.split([self.d_inner, g * n, g * n], dim=-1)
         dt = F.softplus(dt + self.dt_bias).float()                                  # (B, T, H)
         a = -torch.exp(self.A_log.float())                                           # (H,)
         xs = xs.reshape(bsz, t, nh, p).float()
-        b = b.reshape(bsz, t, g, n).float().repeat_interleave(nh // g, dim=2)        # (B, T, H, N)
-        c = c.reshape(bsz, t, g, n).float().repeat_interleave(nh // g, dim=2)
+        b, c = b.reshape(bsz, t, g, n).float(), c.reshape(bsz, t, g, n).float()      # (B, T, G, N)
         h0 = None if state is None else state.get("ssm")
-        if state is not None and t == 1:
-            if h0 is None:
-                h0 = state["ssm"] = xs.new_zeros(bsz, nh, p, n)
-            y = ssd_step(h0, xs[:, 0], dt[:, 0], a, b[:, 0], c[:, 0])[:, None]
-        else:
-            y, final = ssd_chunk_scan(xs, dt, a, b, c, self.chunk, h0)
-            if state is not None and t:
+        scan = cuda_kernel("ssd_chunk_scan", x.is_cuda) if not (state is not None and t == 1) else None
+        if scan is not None:   # mamba-ssm's fused SSD (the `cuda` extra): the same y and final state
+            y, final = scan(xs, dt, a, b, c, self.chunk, initial_states=h0, return_final_states=True)
+            if state is not None:
                 state["ssm"] = final.detach()
+        else:
+            b, c = b.repeat_interleave(nh // g, dim=2), c.repeat_interleave(nh // g, dim=2)   # (B, T, H, N)
+            if state is not None and t == 1:
+                if h0 is None:
+                    h0 = state["ssm"] = xs.new_zeros(bsz, nh, p, n)
+                y = ssd_step(h0, xs[:, 0], dt[:, 0], a, b[:, 0], c[:, 0])[:, None]
+            else:
+                y, final = ssd_chunk_scan(xs, dt, a, b, c, self.chunk, h0)
+                if state is not None and t:
+                    state["ssm"] = final.detach()
         y = y + xs * self.D[:, None]                                                 # (B, T, H, P)
         y = self.norm(y.reshape(bsz, t, self.d_inner), gate)
         return self.out_proj(y.to(x.dtype))

@@ -10,6 +10,10 @@ comes in three forms that the tests hold equal:
   handed chunk to chunk, so the critical path is ceil(T/Q) chunks, not T steps;
 * `mamba_scan_step`: one decoding step on the carried state.
 
+On a GPU with mamba-ssm and causal-conv1d installed (the `cuda` extra) the
+whole-sequence scan and convolution run their fused kernels instead
+(torch_modules.cuda_kernel); the function is the same.
+
 Streaming (`state` dict): "conv" the last K inputs of the convolution (the
 reference's conv cache, model dtype), "ssm" the scan state (B, di, N) in fp32.
 """
@@ -18,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_modules import causal_depthwise_conv, softplus_inverse_dt
+from .torch_modules import causal_conv_silu, cuda_kernel, softplus_inverse_dt
 
 MAMBA_CHUNK = 64
 
@@ -79,30 +83,35 @@ class Mamba(nn.Module):
             self.dt_proj.weight.uniform_(-std, std)
             self.dt_proj.bias.copy_(softplus_inverse_dt(di))
 
-    def _conv(self, x, state):
-        return causal_depthwise_conv(self.conv1d, x, state, self.kernel)   # x (B, C, T)
-
     def forward(self, x, state=None):
         if x.shape[1] == 0:                   # an empty streaming chunk (a strided conv mid-stride)
             return torch.zeros_like(x)
         bsz, t, _ = x.shape
         n, r = self.state_size, self.dt_rank
         xs, z = self.in_proj(x).chunk(2, dim=-1)               # (B, T, di) each
-        xs = F.silu(self._conv(xs.transpose(1, 2), state)).transpose(1, 2)
+        xs = causal_conv_silu(self.conv1d, xs.transpose(1, 2), state, self.kernel).transpose(1, 2)
         dt, b, c = self.x_proj(xs).split([r, n, n], dim=-1)     # (B, T, R), (B, T, N), (B, T, N)
         dt = F.softplus(self.dt_proj(dt)).float()               # (B, T, di)
         a = -torch.exp(self.A_log.float())                      # (di, N)
-        da = torch.exp(dt[..., None] * a)                       # (B, T, di, N)
-        dbx = (dt * xs.float())[..., None] * b.float()[:, :, None]
-        c = c.float()
         h0 = None if state is None else state.get("ssm")
-        if state is not None and t == 1:
-            if h0 is None:
-                h0 = state["ssm"] = da.new_zeros(bsz, self.d_inner, n)
-            y = mamba_scan_step(h0, da[:, 0], dbx[:, 0], c[:, 0])[:, None]
+        scan = cuda_kernel("selective_scan", x.is_cuda) if h0 is None else None
+        if scan is not None:   # mamba-ssm's fused selective scan (the `cuda` extra): the same y and h_T
+            y, h = scan(*(v.float().transpose(1, 2).contiguous() for v in (xs, dt)), a,       # (B, di, T)
+                        *(v.float().transpose(1, 2).contiguous() for v in (b, c)), return_last_state=True)
+            y = y.transpose(1, 2)                               # (B, T, di)
+            if state is not None:
+                state["ssm"] = h.detach().clone()               # (B, di, N)
         else:
-            y, h = mamba_chunk_scan(da, dbx, c, h0)             # (B, T, di)
-            if state is not None and t:
-                state["ssm"] = h.detach().clone()
+            da = torch.exp(dt[..., None] * a)                   # (B, T, di, N)
+            dbx = (dt * xs.float())[..., None] * b.float()[:, :, None]
+            c = c.float()
+            if state is not None and t == 1:
+                if h0 is None:
+                    h0 = state["ssm"] = da.new_zeros(bsz, self.d_inner, n)
+                y = mamba_scan_step(h0, da[:, 0], dbx[:, 0], c[:, 0])[:, None]
+            else:
+                y, h = mamba_chunk_scan(da, dbx, c, h0)         # (B, T, di)
+                if state is not None and t:
+                    state["ssm"] = h.detach().clone()
         y = (y + xs * self.D) * F.silu(z)
         return self.out_proj(y.to(x.dtype))

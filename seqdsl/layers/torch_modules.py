@@ -163,6 +163,53 @@ def causal_depthwise_conv(conv, x, state, window: int):
     return F.conv1d(xp, conv.weight, conv.bias, groups=conv.groups)
 
 
+# ---- optional CUDA kernels (the `cuda` extra: mamba-ssm, causal-conv1d,
+# flash-linear-attention). A layer asks for one by name; on the CPU, or when the
+# package does not import, it gets None and runs its pure-torch path. The
+# kernels compute the same function (docs/recurrent_layers.md, "CUDA kernels").
+_CUDA_KERNELS: dict = {}
+
+
+def cuda_kernel(name: str, on_cuda: bool):
+    """The fused kernel `name` when the tensors are on a GPU (`on_cuda`, the
+    caller's x.is_cuda) and its package imports; else None. The import is tried
+    once, and never for CPU tensors."""
+    if not on_cuda:
+        return None
+    if name not in _CUDA_KERNELS:
+        _CUDA_KERNELS[name] = _import_cuda_kernel(name)
+    return _CUDA_KERNELS[name]
+
+
+def _import_cuda_kernel(name: str):
+    try:
+        if name == "selective_scan":
+            from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as fn  # lazy: optional cuda extra
+        elif name == "ssd_chunk_scan":
+            from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined as fn  # lazy: optional cuda extra
+        elif name == "causal_conv1d":
+            from causal_conv1d import causal_conv1d_fn as fn  # lazy: optional cuda extra
+        elif name == "chunk_gla":
+            from fla.ops.gla import chunk_gla as fn  # lazy: optional cuda extra
+        elif name == "chunk_gated_delta_rule":
+            from fla.ops.gated_delta_rule import chunk_gated_delta_rule as fn  # lazy: optional cuda extra
+        else:
+            raise ValueError(f"unknown CUDA kernel {name!r}")
+    except ImportError:      # not installed (or its Triton/CUDA build does not load): the pure path
+        return None
+    return fn
+
+
+def causal_conv_silu(conv, x, state, window: int):
+    """silu(causal_depthwise_conv(conv, x, state, window)), x (B, C, T); on a GPU
+    with causal-conv1d installed, its fused kernel (whole sequences only: it
+    keeps no stream state; kernel widths 2-4, as it supports)."""
+    fused = cuda_kernel("causal_conv1d", x.is_cuda) if state is None and 2 <= conv.kernel_size[0] <= 4 else None
+    if fused is not None:
+        return fused(x, conv.weight[:, 0], conv.bias, activation="silu")      # weight (C, 1, K) -> (C, K)
+    return F.silu(causal_depthwise_conv(conv, x, state, window))
+
+
 def softplus_inverse_dt(n: int):
     """Mamba's time-step bias: dt drawn log-uniform in [0.001, 0.1] (at least
     1e-4), stored as softplus^-1(dt), as the references initialise it."""
