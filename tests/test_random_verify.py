@@ -68,8 +68,10 @@ def test_the_specs_cover_every_kind_and_combinator():
     texts = [_spec(seed) for seed in range(SPECS)]
     used = set().union(*(kinds_of(t) for t in texts))
     # mul and concat read a second value of the stage input's own shape, which the context pool
-    # ([B, S, C] values) cannot give: tests/test_combine.py verifies them
-    assert set(LAYERS) - {"mul", "concat"} | {"residual", "repeat", "segments"} <= used, sorted(set(LAYERS) - used)
+    # ([B, S, C] values) cannot give (tests/test_combine.py verifies them); permute's order is a
+    # permutation of the input's rank that the argument pools do not draw (tests/test_layout_join.py)
+    untested_here = {"mul", "concat", "permute"}
+    assert set(LAYERS) - untested_here | {"residual", "repeat", "segments"} <= used, sorted(set(LAYERS) - used)
     assert sum("input memory" in t for t in texts) >= 20                  # a second input
     assert sum("cross_attention" in t for t in texts) >= 5
     assert sum(", v" in t.splitlines()[-2] for t in texts) >= 10          # several outputs

@@ -346,7 +346,7 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
             saves = (port < len(c.saves_inputs) and c.saves_inputs[port]) or \
                 (port < len(c.saves_inputs_if_grad) and c.saves_inputs_if_grad[port]
                  and by_name[src].needs_grad)
-            if saves and n.cost.saves_for_other and not any(
+            if saves and c.saves_for_other and not any(
                     by_name[s].needs_grad for p, s in enumerate(n.node.sources) if p != port):
                 saves = False   # a product keeps each factor only for the other factor's gradient
             if not saves:
