@@ -186,8 +186,8 @@ def distributed_table(result: dict) -> str:
     if e["step_time_s"] is not None:
         lines.append(f"estimated step on {e['hw']}: {e['step_basis']}")
     if result["mode"] == "fsdp":
-        lines.append("zero=3: the estimate's params and grads add the largest layer gathered whole; "
-                     "the measured figures are the resident shards")
+        lines.append("zero=3: params, grads and optimizer are the resident shards; the largest layer "
+                     "gathered whole with its gradient is the estimate's own term, in its peak")
     if result["mode"] == "tp":
         lines.append("tp: the estimate splits every layer its rule splits; the engine's plan splits "
                      "attention, mlp and swiglu only:")
