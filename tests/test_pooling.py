@@ -43,6 +43,15 @@ def test_pooling_equals_torch(input_type, stage, shape, ref):
     assert dims == tuple(y.shape)
 
 
+def test_max_pool3d_takes_a_window_over_the_padded_axis():
+    g, model = build("float[B, T, 4, 3, 8]", "maxpool3d(4, padding=2)")
+    x = torch.randn(2, 9, 4, 3, 8)
+    with torch.no_grad():
+        y = model(x)
+    ref = torch.nn.functional.max_pool3d(x.movedim(-1, 1), 4, 4, 2).movedim(1, -1)
+    assert torch.equal(y, ref)
+
+
 def test_pooling_time_does_not_stream_pooling_frames_does():
     g, model = build("float[B, T, 6]", "maxpool1d(2) -> linear(4)")
     assert str(g.nodes[-1].output.dims[1]) == "floor(T/2)"
@@ -58,6 +67,9 @@ def test_pooling_time_does_not_stream_pooling_frames_does():
     ("float[B, T, 6, 6, 4]", "maxpool2d([2, 2, 2])", "maxpool2d takes 2 kernel size(s), got 3"),
     ("float[B, T]", "avgpool1d(2)", "avgpool1d"),
     ("int[B, T, 6]", "maxpool1d(2)", "maxpool1d"),
+    # found by the random specs (seed 1794): torch's avg_pool3d refuses a window larger than the
+    # unpadded axis, padding or not (max_pool3d and the 1-D/2-D pools take it)
+    ("float[B, T, 1, 1, 16]", "avgpool3d(2, stride=1, padding=1)", "avgpool3d: axis 2 has 1 positions, fewer than kernel=2"),
 ])
 def test_bad_windows_name_the_argument(input_type, stage, message):
     text = f"model m {{\n    input x: {input_type}\n    y = x -> {stage}\n    output y\n}}\n"

@@ -69,6 +69,12 @@ class Pool(Layer):
                                  help=f"pad at most {k // 2} (PyTorch's limit: a window must hold an input)")
             n = dims[axis]
             if as_int(n) is not None:
+                if (self.op, self.ndim) == ("avg", 3) and as_int(n) < k:
+                    # PyTorch's avg_pool3d checks the input before padding ("input image smaller
+                    # than kernel size"); the other pools only check the output size
+                    raise LayerError(f"axis {axis} has {n} positions, fewer than kernel={k}: the kernel "
+                                     f"must fit the unpadded input", arg="kernel",
+                                     help=f"a kernel of at most {as_int(n)} on that axis")
                 if as_int(n) + 2 * p < k:
                     raise LayerError(f"axis {axis} has {n} positions ({as_int(n) + 2 * p} padded), fewer than "
                                      f"kernel={k}", arg="kernel")
