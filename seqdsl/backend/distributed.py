@@ -386,6 +386,9 @@ def worker(config_path: str) -> int:
             results.append(run_job(job, rank, world, device,
                                    lambda d, n, label, i=i: progress(i * n + d, n * len(cfg["jobs"]), label)))
         (out / f"rank{rank}.json").write_text(json.dumps(results))
+        # every rank done before any tears its gloo connections down: a rank leaving early
+        # aborts a peer still in its last collective (SIGABRT, seen once in CI)
+        dist.barrier()
         return 0
     except Exception as exc:  # noqa: BLE001 - the launcher reports it, one line per rank
         (out / f"rank{rank}.error").write_text(f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}")
