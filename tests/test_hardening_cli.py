@@ -117,12 +117,10 @@ def test_estimate_of_2000_distinct_window_layers_finishes(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_estimate_of_distinct_segment_lengths_scales_linearly():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from estimate_scaling import time_one
-    small = max(time_one(40, "segments")[1], 0.05)
-    big = time_one(160, "segments")[1]
-    assert big < 10 * small, (small, big)      # 4x the layers: linear is ~4x; quadratic was ~13x
+# Item 15 (distinct windows and segment lengths scale linearly) is held by
+# tests/test_cost_shared.py, which counts rule calls and sympy constructions
+# rather than timing them (a timed ratio here failed once on a loaded CI run);
+# the speed itself is benchmarks/estimate_scaling.py's.
 
 
 def test_shared_subexpressions_give_the_same_figures(gpt_like_specs=None):
