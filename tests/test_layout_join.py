@@ -20,6 +20,7 @@ from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from seqdsl.backend.emit import class_name, emit_program  # noqa: E402
+from test_encoder_decoder_generation import nbytes  # noqa: E402  (state bytes, context inputs skipped)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -248,14 +249,6 @@ def test_rnnt_example_is_canonical_and_its_joiner_dominates():
     assert joint_linear > 0.6 * est.points[0].flops_forward
 
 
-def nbytes(obj, skip=()):
-    if isinstance(obj, torch.Tensor):
-        return obj.nbytes
-    if isinstance(obj, dict):          # the caller's own context inputs are not the state's
-        return sum(nbytes(v, skip) for k, v in obj.items() if k not in skip)
-    if isinstance(obj, (list, tuple)):
-        return sum(nbytes(v) for v in obj)
-    return 0
 
 
 def test_joiner_streams_its_input_with_the_context_given_once():
