@@ -34,3 +34,17 @@ model gpt {
     output logits
 }
 """
+
+
+def assert_refused(input_type: str, stages: str, message: str) -> None:
+    """A one-stage model `y = x -> STAGES` over `input x: INPUT_TYPE` is
+    refused at check time with MESSAGE, placed at the stage's line (3)."""
+    import pytest
+
+    import seqdsl
+    from seqdsl.errors import SpecError
+    text = f"model m {{\n    input x: {input_type}\n    y = x -> {stages}\n    output y\n}}\n"
+    with pytest.raises(SpecError) as e:
+        seqdsl.parse(text, "t.seq").model()
+    shown = str(e.value)
+    assert message in shown and "t.seq:3:" in shown, shown

@@ -9,9 +9,9 @@ import math
 import pytest
 
 import seqdsl
-from seqdsl.errors import SpecError
 
 torch = pytest.importorskip("torch")
+from small_specs import assert_refused  # noqa: E402
 
 
 def build(stages: str, c: int = 8):
@@ -78,8 +78,4 @@ def test_mlp_takes_the_new_activations():
     ("mlp(16, act=glu)", 8, "act"),
 ])
 def test_bad_arguments_name_the_place(stages, c, message):
-    text = f"model m {{\n    input x: float[B, T, {c}]\n    y = x -> {stages}\n    output y\n}}\n"
-    with pytest.raises(SpecError) as e:
-        seqdsl.parse(text, "t.seq").model()
-    shown = str(e.value)
-    assert message in shown and "t.seq:3:" in shown
+    assert_refused(f"float[B, T, {c}]", stages, message)

@@ -6,9 +6,9 @@ with the same weights, and bad paddings are refused at the argument."""
 import pytest
 
 import seqdsl
-from seqdsl.errors import SpecError
 
 torch = pytest.importorskip("torch")
+from small_specs import assert_refused  # noqa: E402
 F = torch.nn.functional
 
 
@@ -70,7 +70,4 @@ def _torch_order(pad, nd):
     ("float[B, 2, 4]", "conv1d(4, 5, padding=1)", "fewer than kernel=5"),
 ])
 def test_bad_paddings_name_the_argument(input_type, stage, message):
-    text = f"model m {{\n    input x: {input_type}\n    y = x -> {stage}\n    output y\n}}\n"
-    with pytest.raises(SpecError) as e:
-        seqdsl.parse(text, "t.seq").model()
-    assert message in str(e.value) and "t.seq:3:" in str(e.value)
+    assert_refused(input_type, stage, message)

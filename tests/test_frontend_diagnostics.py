@@ -2,7 +2,6 @@
 caret, suggestions), the CLI (exit codes, summary, graph formats, no torch on
 the check path) and hostile input (limits refused at once)."""
 import json
-import os
 import re
 import subprocess
 import sys

@@ -7,9 +7,9 @@ combinations are refused at the argument."""
 import pytest
 
 import seqdsl
-from seqdsl.errors import SpecError
 
 torch = pytest.importorskip("torch")
+from small_specs import assert_refused  # noqa: E402
 
 
 def graph(stage, c=16):
@@ -92,10 +92,7 @@ def test_partial_rotary_attention_streams_and_costs_like_full_rotary():
     ("mlp(8, bias=1)", "bias"),
 ])
 def test_bad_options_name_the_argument(stage, message):
-    text = f"model m {{\n    input x: float[B, T, 16]\n    y = x -> {stage}\n    output y\n}}\n"
-    with pytest.raises(SpecError) as e:
-        seqdsl.parse(text, "t.seq").model()
-    assert message in str(e.value) and "t.seq:3:" in str(e.value)
+    assert_refused("float[B, T, 16]", stage, message)
 
 
 def test_emitted_source_keeps_the_options():

@@ -6,9 +6,9 @@ import pytest
 
 import seqdsl
 import seqdsl.builder as sb
-from seqdsl.errors import SpecError
 
 torch = pytest.importorskip("torch")
+from small_specs import assert_refused  # noqa: E402
 
 from seqdsl.backend.emit import emit_program  # noqa: E402
 from seqdsl.lang.printer import format_text  # noqa: E402
@@ -83,7 +83,4 @@ def test_the_scale_costs_nothing():
     ("residual(0.5, 2)", "residual takes at most 1 positional argument"),
 ])
 def test_bad_scales_name_the_place(head, message):
-    text = f"model m {{\n    input x: float[B, T, 8]\n    y = x -> {head} {{ linear(8) }}\n    output y\n}}\n"
-    with pytest.raises(SpecError) as e:
-        seqdsl.parse(text, "t.seq").model()
-    assert message in str(e.value) and "t.seq:3:" in str(e.value)
+    assert_refused("float[B, T, 8]", f"{head} {{ linear(8) }}", message)
