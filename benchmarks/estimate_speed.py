@@ -14,7 +14,7 @@ Times, on this machine:
 
 and the ratios. Usage:
 
-    python benchmarks/estimate_speed.py [SPEC]     (default: the GPT-2 small spec)
+    python benchmarks/estimate_speed.py [SPEC]     (default: specs/zoo/gpt2_small.seq)
 
 writes benchmarks/results/estimate_speed.md.
 """
@@ -25,7 +25,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,27 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-GPT2 = """# Decoder-only transformer language model, GPT-2 small shape.
-model transformer_lm {
-    let vocab  = 50257
-    let d      = 768
-    let heads  = 12
-    let layers = 12
-
-    input tokens: int[B, T]
-
-    logits = tokens
-        -> embed(vocab, d) as wte
-        -> posenc(learned, max_len=1024)
-        -> repeat(layers) {
-               residual { layernorm -> attention(heads, causal=true) }
-               residual { layernorm -> mlp(4 * d, act=gelu) }
-           }
-        -> layernorm
-        -> linear(vocab, bias=false, tie=wte)
-    output logits
-}
-"""
+GPT2 = ROOT / "specs" / "zoo" / "gpt2_small.seq"     # the default spec: GPT-2 small, exactly
 
 
 def lengths(n: int = 1000, hi: int = 10 ** 7) -> list[int]:
@@ -206,26 +185,24 @@ def bundled_table(seq: list[int]) -> str:
 
 def main() -> None:
     spec_arg = sys.argv[1] if len(sys.argv) > 1 else None
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = spec_arg or os.path.join(tmp, "transformer_lm.seq")
-        if spec_arg is None:
-            Path(spec).write_text(GPT2)
-        seq = lengths()
-        seq_arg = ",".join(map(str, seq))
-        cold, points = cold_process(spec, seq_arg)
-        floor = import_floor()
-        heavy = imports_of_cold_process(spec)
-        warm, derive = in_process(spec, seq)
-        import seqdsl
-        est = seqdsl.estimate(spec, seq=[1024], batch=1).points[0]
-        measured_s, counting_s, measured_flops, what = flop_counter_measurement(spec)
-        extra = bundled_table(seq)
+    spec = spec_arg or str(GPT2)
+    seq = lengths()
+    seq_arg = ",".join(map(str, seq))
+    cold, points = cold_process(spec, seq_arg)
+    floor = import_floor()
+    heavy = imports_of_cold_process(spec)
+    warm, derive = in_process(spec, seq)
+    import seqdsl
+    estimate = seqdsl.estimate(spec, seq=[1024], batch=1)
+    est = estimate.points[0]
+    measured_s, counting_s, measured_flops, what = flop_counter_measurement(spec)
+    extra = bundled_table(seq)
     rows = [
-        f"| `seqdsl compile --estimate --json`, {points:,} lengths (64 .. 10^7), cold process, best of 7 (median) | {cold[0] * 1000:.0f} ms ({cold[1] * 1000:.0f} ms) | target < 1 s |",
-        f"| `seqdsl.estimate(model, seq=<same {points:,}>)` after load (closed forms cached) | {warm * 1000:.1f} ms | target < 50 ms |",
-        f"| deriving and compiling the closed forms (once per model and dtype) | {derive * 1000:.0f} ms | |",
-        f"| one FlopCounterMode measurement, forward + backward, T = 1,024 (import torch, build, count) | {measured_s:.1f} s | {what} |",
-        f"| ... of which the counted forward + backward alone | {counting_s:.1f} s | |",
+    f"| `seqdsl compile --estimate --json`, {points:,} lengths (64 .. 10^7), cold process, best of 7 (median) | {cold[0] * 1000:.0f} ms ({cold[1] * 1000:.0f} ms) | target < 1 s |",
+    f"| `seqdsl.estimate(model, seq=<same {points:,}>)` after load (closed forms cached) | {warm * 1000:.1f} ms | target < 50 ms |",
+    f"| deriving and compiling the closed forms (once per model and dtype) | {derive * 1000:.0f} ms | |",
+    f"| one FlopCounterMode measurement, forward + backward, T = 1,024 (import torch, build, count) | {measured_s:.1f} s | {what} |",
+    f"| ... of which the counted forward + backward alone | {counting_s:.1f} s | |",
     ]
     ratio_cold = measured_s / cold[0]
     ratio_warm = measured_s / warm
@@ -234,7 +211,7 @@ def main() -> None:
     text = f"""# Estimate speed
 
 Machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}.
-Spec: {'GPT-2 small (`transformer_lm`, 124,439,808 parameters)' if spec_arg is None else spec_arg}.
+Spec: `{Path(spec).resolve().relative_to(ROOT) if Path(spec).resolve().is_relative_to(ROOT) else spec}` ({estimate.params:,} parameters).
 Command: `python benchmarks/estimate_speed.py`.
 
 | what | time | note |
