@@ -420,10 +420,10 @@ OPEN = (
     (("open-chunked-live",), ("inference_live_bytes",), _kind("gla", "retention"),
      "gla and retention at an odd T below one chunk: live set 0.84x measured",
      "input x: float[B, T, 24]\ny = x -> gla(2, expand_v=1.0, gate_rank=8, conv=0)\noutput y"),
-    (("open-time-last",), ("activation_bytes",), _kind("time_last"),
-     "time_last is a view x[:, -1]: an elementwise layer after it saves the whole [B, T, C] storage (as "
-     "estimated), but a linear or mlp saves a contiguous [B, C] copy (estimate 0.67x-5.9x measured); "
-     "the rule depends on the consumer",
+    (("open-time-last",), ("activation_bytes",), _kind("time_last", "time_first"),
+     "time_last (time_first) is a view x[:, -1] (x[:, 0]): an elementwise layer after it saves the whole "
+     "[B, T, C] storage (as estimated), but a linear or mlp saves a contiguous [B, C] copy (estimate "
+     "0.67x-5.9x measured); the rule depends on the consumer",
      "input x: float[B, T, 48]\ny = x -> time_last -> mlp(48)\noutput y"),
     (("open-segments-context",), ("flops_forward", "flops_train", "activation_bytes", "inference_live_bytes"),
      _context_is_segments_entry,
