@@ -188,11 +188,19 @@ def _fits(kind: str, t) -> bool:
     return _FITS[key]
 
 
+# Kinds not drawn: time_first is time_last's rule at x[:, 0] (one TimePool class,
+# covered by tests/test_layer_harness.py). Kinds are drawn uniformly from the
+# list, so drawing one more would redraw every seed's spec, where the 200 of
+# tests/test_random_verify.py and the 2,000 of benchmarks/results/random_verify.md
+# are the specs of today's list.
+NOT_DRAWN = frozenset({"time_first"})
+
+
 class _Generator:
     def __init__(self, seed: int, exclude=None):
         self.rng = random.Random(seed)
         self.draw = _Draw(self.rng)
-        self.kinds = [k for k in LAYERS if not (exclude and exclude(k, None))]
+        self.kinds = [k for k in LAYERS if k not in NOT_DRAWN and not (exclude and exclude(k, None))]
         self.exclude = exclude
         self.inputs: list[str] = []
         self.statements: list[str] = []
