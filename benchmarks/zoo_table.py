@@ -6,13 +6,17 @@ FlopCounterMode (seqdsl.backend.measure's counter, which adds the formulas
 for ops torch's counter lacks). The references run on the meta device, so
 the full sizes cost shapes, not arithmetic. Usage:
 
-    python benchmarks/zoo_table.py
+    python benchmarks/zoo_table.py [--models NAME,NAME]
 
-writes benchmarks/results/zoo.md (the README's "Model zoo" table).
+writes benchmarks/results/zoo.md (the README's "Model zoo" table). With
+--models only those rows are measured; the file's other rows are kept as
+they were.
 """
 from __future__ import annotations
 
+import argparse
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -44,12 +48,6 @@ SOURCES = {
 }
 
 NOT_WRITTEN = [
-    ("BERT-base", "transformers BertModel",
-     "the token-type embedding is added to the word and position embeddings: needs adding two bound values "
-     "(value combination, another branch)"),
-    ("DeepSpeech", "torchaudio DeepSpeech",
-     "its bidirectional RNN sums the two directions instead of concatenating: needs adding bound values "
-     "(value combination)"),
     ("Emformer RNN-T", "torchaudio emformer_rnnt_base",
      "needs block (segment-wise, right-context) Emformer attention and an RNN-T joiner of two sequences: "
      "neither exists"),
@@ -60,35 +58,65 @@ NOT_WRITTEN = [
 ]
 
 
+# ---- BERT-base and DeepSpeech (a block of their own, so that other rows merge untouched);
+# DeepSpeech's lengths are frames of 10 ms: 10 s and 30 s of audio
+LENGTHS.update({"bert_base": (128, 512), "deepspeech": (1000, 3000)})
+SOURCES.update({"bert_base": "transformers BertModel (`bert-base-uncased`, pooler included)",
+                "deepspeech": "torchaudio `DeepSpeech(n_feature=80)` defaults (module from its source)"})
+
+
 def reference_params(name: str) -> int:
     with torch.device("meta"):
         return sum(p.numel() for p in ENTRIES[name].reference(False).parameters())
 
 
+def row(name: str) -> str:
+    """The table row of one zoo spec, measured now."""
+    entry, lengths = ENTRIES[name], LENGTHS[name]
+    ours, theirs = zip(*(published_flops(name, t) for t in lengths))
+    p_ours, p_ref = graph(entry.spec).params, reference_params(name)
+    print(name, p_ours, ours, theirs, flush=True)
+    cells = []
+    for t, a, b in zip(lengths, ours, theirs):
+        where = ", ".join(f"{k} = {v:,}" for k, v in entry.full(t)[0].items())
+        cells.append(f"{where}: {a:,} / {b:,}" + (" (equal)" if a == b else f" (reference +{b - a:,}\\*)"))
+    return (f"| `specs/zoo/{name}.seq` | {SOURCES[name]} | {p_ours:,} / {p_ref:,}"
+            + (" (equal)" if p_ours == p_ref else "") + f" | {cells[0]} | {cells[1]} |")
+
+
+def kept_rows() -> dict[str, str]:
+    """The rows benchmarks/results/zoo.md holds now, by spec name."""
+    if not OUT.exists():
+        return {}
+    return {m.group(1): line for line in OUT.read_text().splitlines()
+            if (m := re.match(r"\| `specs/zoo/(\w+)\.seq` \|", line))}
+
+
 def main() -> None:
-    rows, started = [], time.perf_counter()
-    for name, entry in ENTRIES.items():
-        lengths = LENGTHS[name]
-        ours, theirs = zip(*(published_flops(name, t) for t in lengths))
-        seq = [entry.full(t)[0] for t in lengths]
-        params = graph(entry.spec).params
-        rows.append((name, seq, params, reference_params(name), ours, theirs))
-        print(name, params, ours, theirs, flush=True)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", help="comma-separated zoo names to measure (default: all); the file's "
+                        "other rows are kept")
+    args = parser.parse_args()
+    names = list(ENTRIES) if not args.models else args.models.split(",")
+    unknown = [n for n in names if n not in ENTRIES]
+    if unknown:
+        parser.error(f"--models: no zoo entry {', '.join(unknown)}; known: {', '.join(ENTRIES)}")
+    old = kept_rows()
+    missing = [n for n in ENTRIES if n not in names and n not in old]
+    if missing:
+        parser.error(f"--models: {OUT.name} has no row for {', '.join(missing)} yet; measure it too")
+    started = time.perf_counter()
+    rows = {name: row(name) for name in names}
     elapsed = time.perf_counter() - started
+    command = "python benchmarks/zoo_table.py" + (f" --models {args.models}" if args.models else "")
     lines = ["# Model zoo", "",
              f"Machine: {platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}.",
-             "Command: `python benchmarks/zoo_table.py` "
-             f"({elapsed:.0f} s; references on the meta device, batch 1).", "",
+             f"Last command: `{command}` ({elapsed:.0f} s for {len(rows)} rows; references on the meta device, "
+             "batch 1)" + ("; the other rows are from earlier runs of the script." if args.models else "."), "",
              "| model | reference | params: ours / reference | forward FLOPs, length 1: ours / reference "
              "| forward FLOPs, length 2: ours / reference |",
              "|---|---|---|---|---|"]
-    for name, seq, p_ours, p_ref, ours, theirs in rows:
-        cells = []
-        for sizes, a, b in zip(seq, ours, theirs):
-            where = ", ".join(f"{k} = {v:,}" for k, v in sizes.items())
-            cells.append(f"{where}: {a:,} / {b:,}" + (" (equal)" if a == b else f" (reference +{b - a:,}\\*)"))
-        lines.append(f"| `specs/zoo/{name}.seq` | {SOURCES[name]} | {p_ours:,} / {p_ref:,}"
-                     + (" (equal)" if p_ours == p_ref else "") + f" | {cells[0]} | {cells[1]} |")
+    lines += [rows.get(name) or old[name] for name in ENTRIES]
     lines += ["", "\\* transformers' fallback causal conv (no `causal_conv1d` package) pads kernel − 1 on both "
               "sides and drops the last kernel − 1 outputs: 2 · channels · kernel · (kernel − 1) FLOPs per layer "
               "past the function (24 layers × 2 × 1,536 × 4 × 3 = 884,736 for Mamba, 24 × 2 × 1,792 × 4 × 3 = "

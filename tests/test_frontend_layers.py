@@ -240,6 +240,7 @@ def test_cross_attention_projects_keys_from_the_context_channels():
     ("spatial_max", "B, T, 20, 8", "float[B, T, 8]"),
     ("time_mean", "B, T, 8", "float[B, 8]"),
     ("time_last", "B, T, 8", "float[B, 8]"),
+    ("time_first", "B, T, 8", "float[B, 8]"),
 ])
 def test_shape_ops(call, dims, out):
     n = layer(call, dims)
@@ -252,7 +253,15 @@ def test_shape_ops_with_the_twins():
     assert twins.SpatialPool("max")(x).shape == (2, 3, 8)
 
 
+def test_time_first_and_last_read_their_positions():
+    text = "model m {\n    input x: float[B, T, 8]\n    a = x -> time_first\n    z = x -> time_last\n    output a, z\n}"
+    x = torch.randn(2, 5, 8)
+    first, last = seqdsl.build(seqdsl.parse(text).model())(x)
+    assert torch.equal(first, x[:, 0]) and torch.equal(last, x[:, -1])
+
+
 def test_shape_op_errors():
     refused("time_mean", "B, T, 4, 8")
     refused("time_last", "B, T", "int")
+    refused("time_first", "B, T, 4, 8")
     refused("flatten", "B, T", "int")

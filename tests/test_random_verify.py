@@ -30,8 +30,8 @@ pytest.importorskip("torch")
 import seqdsl  # noqa: E402
 from seqdsl.layers import LAYERS  # noqa: E402
 
-from random_specs import (MEMFIX_PENDING, OPEN, SEQ_POINTS, describe, excused, kinds_of, open_spec,  # noqa: E402
-                          random_spec, verify_failures)
+from random_specs import (MEMFIX_PENDING, NOT_DRAWN, OPEN, SEQ_POINTS, describe, excused, kinds_of,  # noqa: E402
+                          open_spec, random_spec, verify_failures)
 
 # torch warns that an RNN's dropout needs two layers: a drawn option, harmless here
 pytestmark = pytest.mark.filterwarnings("ignore:dropout option adds dropout")
@@ -69,8 +69,9 @@ def test_the_specs_cover_every_kind_and_combinator():
     used = set().union(*(kinds_of(t) for t in texts))
     # mul and concat read a second value of the stage input's own shape, which the context pool
     # ([B, S, C] values) cannot give (tests/test_combine.py verifies them); permute's order is a
-    # permutation of the input's rank that the argument pools do not draw (tests/test_layout_join.py)
-    untested_here = {"mul", "concat", "permute"}
+    # permutation of the input's rank that the argument pools do not draw (tests/test_layout_join.py);
+    # random_specs.NOT_DRAWN are not drawn at all
+    untested_here = {"mul", "concat", "permute"} | NOT_DRAWN
     assert set(LAYERS) - untested_here | {"residual", "repeat", "segments"} <= used, sorted(set(LAYERS) - used)
     assert sum("input memory" in t for t in texts) >= 20                  # a second input
     assert sum("cross_attention" in t for t in texts) >= 5

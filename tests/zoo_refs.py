@@ -416,3 +416,109 @@ def published_flops(name: str, t: int) -> tuple[int, int]:
         with torch.no_grad(), measure.counter() as c:
             entry.run(ref, *(x.to("meta") for x in xs))
     return ours, c.get_total_flops()
+
+
+# ---------------------------------------------------------------- BERT-base and DeepSpeech
+# (their own block, after the published_flops helper, so that the other zoo
+# entries' blocks above merge untouched)
+def bert(small: bool):
+    import transformers as tf
+    cfg = tf.BertConfig(vocab_size=512 if small else 30522, hidden_size=768, num_hidden_layers=2 if small else 12,
+                        num_attention_heads=12, intermediate_size=3072, hidden_act="gelu",
+                        max_position_embeddings=512, type_vocab_size=2, layer_norm_eps=1e-12,
+                        hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    return tf.BertModel(cfg).eval()   # add_pooling_layer=True, BertModel's default
+
+
+def bert_load(ours, ref):
+    sd, out = ref.state_dict(), {}
+    out["type_embeddings.token_type_embeddings.weight"] = sd["embeddings.token_type_embeddings.weight"]
+    out["hidden.word_embeddings.weight"] = sd["embeddings.word_embeddings.weight"]
+    out["hidden.position_embeddings.weight"] = sd["embeddings.position_embeddings.weight"]
+    both(out, "hidden.layernorm", sd, "embeddings.LayerNorm")
+    for i in range(ref.config.num_hidden_layers):
+        o, r = f"hidden.repeat[{i}].", f"encoder.layer.{i}."
+        for n, name in zip("qkv", ("query", "key", "value")):
+            both(out, o + f"residual[0].attention.{n}", sd, r + f"attention.self.{name}")
+        both(out, o + "residual[0].attention.o", sd, r + "attention.output.dense")
+        both(out, o + "layernorm[0]", sd, r + "attention.output.LayerNorm")
+        both(out, o + "residual[1].mlp.fc1", sd, r + "intermediate.dense")
+        both(out, o + "residual[1].mlp.fc2", sd, r + "output.dense")
+        both(out, o + "layernorm[1]", sd, r + "output.LayerNorm")
+    both(out, "pooled.linear", sd, "pooler.dense")
+    ours.load_state_dict(out, strict=True)
+
+
+def tokens_and_types(vocab):
+    """Token ids and token type ids (segment A then segment B, BERT's sentence pair)."""
+    def make(t):
+        ids = torch.randint(0, vocab, (1, t), generator=torch.Generator().manual_seed(t))
+        return ids, (torch.arange(t) >= t // 2).long()[None]
+    return make
+
+
+def bert_run(ref, ids, types):
+    out = ref(input_ids=ids, token_type_ids=types)
+    return out.last_hidden_state, out.pooler_output
+
+
+class FullyConnected(torch.nn.Module):
+    """torchaudio's DeepSpeech layer: linear, relu, then hardtanh(0, 20) (no dropout at dropout=0)."""
+
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.fc = torch.nn.Linear(n_in, n_out)
+
+    def forward(self, x):
+        return torch.nn.functional.hardtanh(torch.relu(self.fc(x)), 0.0, 20.0)
+
+
+class DeepSpeech(torch.nn.Module):
+    """torchaudio.models.DeepSpeech(n_feature, n_hidden=2048, n_class=40,
+    dropout=0.0), written from its source (torchaudio/models/deepspeech.py;
+    the torchaudio wheel does not install here), with its parameter names:
+    fc1-fc3, a one-layer bidirectional relu nn.RNN over the time-major
+    sequence whose two directions are summed, fc4, the output linear, and
+    log_softmax over the classes. Takes (B, 1, T, n_feature) and returns
+    (B, T, n_class), as torchaudio's does."""
+
+    def __init__(self, n_feature=80, n_hidden=2048, n_class=40):
+        super().__init__()
+        self.n_hidden = n_hidden
+        self.fc1 = FullyConnected(n_feature, n_hidden)
+        self.fc2 = FullyConnected(n_hidden, n_hidden)
+        self.fc3 = FullyConnected(n_hidden, n_hidden)
+        self.bi_rnn = torch.nn.RNN(n_hidden, n_hidden, num_layers=1, nonlinearity="relu", bidirectional=True)
+        self.fc4 = FullyConnected(n_hidden, n_hidden)
+        self.out = torch.nn.Linear(n_hidden, n_class)
+
+    def forward(self, x):                            # (B, 1, T, F)
+        x = self.fc3(self.fc2(self.fc1(x))).squeeze(1).transpose(0, 1)   # (T, B, H)
+        x = self.bi_rnn(x)[0]
+        x = x[:, :, :self.n_hidden] + x[:, :, self.n_hidden:]
+        x = self.out(self.fc4(x)).permute(1, 0, 2)   # (B, T, classes)
+        return torch.log_softmax(x, dim=2)
+
+
+def deepspeech_load(ours, ref):
+    sd, out = ref.state_dict(), {}
+    for i in range(3):
+        both(out, f"directions.fully_connected[{i}].linear", sd, f"fc{i + 1}.fc")
+    for key, value in sd.items():
+        if key.startswith("bi_rnn."):
+            out["directions.rnn.rnn." + key[len("bi_rnn."):]] = value
+    both(out, "log_probs.fully_connected.linear", sd, "fc4.fc")
+    both(out, "log_probs.linear", sd, "out")
+    ours.load_state_dict(out, strict=True)
+
+
+def with_channel(ref, x):
+    return ref(x.unsqueeze(1))
+
+
+ENTRIES["bert_base"] = Entry("bert_base", {"layers": 2, "vocab": 512}, bert, tokens_and_types(512),
+                             lambda t: {"T": t}, bert_load, bert_run,
+                             full=lambda t: ({"T": t}, tokens_and_types(30522)(t)))
+ENTRIES["deepspeech"] = Entry("deepspeech", {"hidden": 64}, lambda small: DeepSpeech(n_hidden=64 if small else 2048),
+                              features(80), lambda t: {"T": t}, deepspeech_load, with_channel,
+                              full=full_features(80))

@@ -459,7 +459,7 @@ _RNN_KINDS = ("lstm", "gru", "rnn")
 # it runs eagerly. "add" is a residual's sum.
 _ONE_KERNEL_KINDS = frozenset({"embed", "linear", "conv1d", "conv2d", "conv3d", "dropout", "layernorm",
                                "batchnorm", "relu", "gelu", "silu", "tanh", "sigmoid", "unsqueeze", "flatten",
-                               "time_mean", "time_last", "spatial_mean", "spatial_max", "add"})
+                               "time_mean", "time_last", "time_first", "spatial_mean", "spatial_max", "add"})
 
 
 class _Stage:

@@ -43,6 +43,7 @@ LAYERS: dict[str, Layer] = {
     "spatial_max": SpatialPool("max"),
     "time_mean": TimePool("mean"),
     "time_last": TimePool("last"),
+    "time_first": TimePool("first"),
     "embed": Embed(),
     "posenc": Posenc(),
     "linear": Linear(),

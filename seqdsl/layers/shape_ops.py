@@ -152,29 +152,35 @@ class SpatialPool(Layer):
 
 
 class TimePool(Layer):
-    """[B, T, C] -> [B, C]: mean over time, or the last step."""
+    """[B, T, C] -> [B, C]: mean over time, the last step, or the first."""
 
     causal_by_default = False
     shape_rule = "`[B, T, C] -> [B, C]`"
     params_rule = "0"
     notes = "Needs the whole sequence: not allowed inside `segments`, and a model using it cannot stream."
+    SUMMARIES = {"mean": "mean over the time axis", "last": "the last time step",
+                 "first": "the first time step (BERT's pooler reads token 0)"}
 
     def __init__(self, reduce: str):
         self.reduce = reduce
         self.kind = f"time_{reduce}"
-        self.summary = "mean over the time axis" if reduce == "mean" else "the last time step"
+        self.summary = self.SUMMARIES[reduce]
+        if reduce == "first":   # reads one position, but its output has no time axis to stream
+            self.causal_rule = "no: its output has no time axis"
+            self.notes = "Not allowed inside `segments`, and a model using it cannot stream."
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
         require_float(x, self.kind)
         require_rank(x, 3, what=" [B, T, C]")
         if ctx.in_segments:
-            raise LayerError(f"{self.kind} cannot run inside segments: it needs the whole sequence")
+            raise LayerError(f"{self.kind} cannot run inside segments: it drops the time axis the segments cut; "
+                             "use it after the segments stage")
         return TensorType("float", (x.dims[0], x.dims[2]))
 
     def cost(self, args, inputs, out, ctx):
-        """x.mean(1) saves nothing; x[:, -1] is a view."""
-        if self.reduce == "last":
+        """x.mean(1) saves nothing; x[:, -1] and x[:, 0] are views."""
+        if self.reduce in ("last", "first"):
             return LayerCost(output_is_view=True, depth=0)
         return LayerCost()
 

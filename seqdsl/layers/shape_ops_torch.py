@@ -49,4 +49,6 @@ class TimePool(nn.Module):
         self.reduce = reduce
 
     def forward(self, x):
-        return x.mean(1) if self.reduce == "mean" else x[:, -1]
+        if self.reduce == "mean":
+            return x.mean(1)
+        return x[:, 0] if self.reduce == "first" else x[:, -1]
