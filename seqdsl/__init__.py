@@ -24,13 +24,27 @@ def _running_as_cli() -> bool:
     return bool(_sys.argv) and _os.path.basename(_sys.argv[0]) in ("seqdsl", "seqdsl.exe")
 
 
-_sigint_seen = False   # a Ctrl-C arrived while the command was loading
+_sigint_seen = False   # a Ctrl-C arrived while the command was working
 
 
 def _on_sigint(signum, frame):
+    """Ctrl-C once the command works: its handlers remove what it was writing."""
     global _sigint_seen
     _sigint_seen = True
     raise KeyboardInterrupt
+
+
+def _on_sigint_loading(signum, frame):
+    """Ctrl-C while the command's modules load (nothing written yet, no
+    handler of its own in place): exit at once."""
+    _exit_interrupted()
+
+
+def _sigint_from_now_raises() -> None:
+    """The command's entry point starts its work: Ctrl-C raises
+    KeyboardInterrupt from here on (entry() catches it)."""
+    if _running_as_cli():
+        _signal.signal(_signal.SIGINT, _on_sigint)
 
 
 def _exit_interrupted() -> None:
@@ -42,9 +56,9 @@ def _exit_interrupted() -> None:
 
 
 if _running_as_cli():
-    # a library (pydantic-core, building its validators) may wrap the
-    # KeyboardInterrupt in an error of its own: the flag says what happened
-    _signal.signal(_signal.SIGINT, _on_sigint)
+    # until the entry point runs (`_sigint_from_now_raises`), a Ctrl-C lands in
+    # module-level imports that no handler of the command surrounds
+    _signal.signal(_signal.SIGINT, _on_sigint_loading)
 
 from .errors import Diagnostic, SpecError
 

@@ -11,13 +11,8 @@ import sys
 
 import seqdsl
 
-try:
-    from .estimate import run_cached
-    from .exits import finish_output, interrupted, output_error
-except BaseException as exc:  # Ctrl-C while the console script loads: one line, exit 130
-    if not (seqdsl._running_as_cli() and (isinstance(exc, KeyboardInterrupt) or seqdsl._sigint_seen)):
-        raise
-    seqdsl._exit_interrupted()
+from .estimate import run_cached
+from .exits import finish_output, interrupted, output_error
 
 __all__ = ["entry", "main"]
 
@@ -25,6 +20,7 @@ __all__ = ["entry", "main"]
 def entry() -> None:
     """The console script: a cached estimate if this command line is one
     (no sympy, lark or pydantic loaded), else `app.entry`."""
+    seqdsl._sigint_from_now_raises()
     try:
         code = run_cached(sys.argv[1:])
     except KeyboardInterrupt:
