@@ -422,19 +422,20 @@ def published_flops(name: str, t: int) -> tuple[int, int]:
 RG_SMALL = {"vocab": 512, "d": 128, "heads": 2, "hidden": 384, "groups": 1}
 
 
-def recurrentgemma(small: bool):
+def recurrentgemma(small: bool, window: int = 2048):
     """transformers' RecurrentGemmaForCausalLM at google/recurrentgemma-2b's
     config (its MLP is intermediate_size // 2 wide), or at RG_SMALL's sizes:
     groups = 1, so 5 layers (recurrent, recurrent, attention, recurrent,
     recurrent). At the small size every weight transformers initialises to
     zero (biases, the RMSNorms' w of 1 + w, the RG-LRU gate biases) is drawn
-    at random instead, so that a swapped or dropped one cannot go unseen."""
+    at random instead, so that a swapped or dropped one cannot go unseen.
+    window: its attention_window_size (tests/test_zoo.py tries a small one)."""
     import transformers as tf
     d, heads, hidden = (RG_SMALL["d"], RG_SMALL["heads"], RG_SMALL["hidden"]) if small else (2560, 10, 7680)
     cfg = tf.RecurrentGemmaConfig(vocab_size=RG_SMALL["vocab"] if small else 256000, hidden_size=d,
                                   num_attention_heads=heads, num_key_value_heads=1, intermediate_size=2 * hidden,
                                   num_hidden_layers=3 * (RG_SMALL["groups"] if small else 8) + 2,
-                                  attention_window_size=2048, conv1d_width=4, logits_soft_cap=30.0,
+                                  attention_window_size=window, conv1d_width=4, logits_soft_cap=30.0,
                                   rms_norm_eps=1e-6, tie_word_embeddings=True, attn_implementation="sdpa")
     ref = tf.RecurrentGemmaForCausalLM(cfg).eval()
     if small:
