@@ -131,3 +131,16 @@ def test_recurrentgemma_window_counts_the_position_itself():
         with torch.no_grad():
             error = (ours(x) - expected).abs().max().item()
         assert (error < 5e-5) == equal, (window, error)
+
+
+def test_recurrentgemma_streams_like_its_forward():
+    """Generation: step() over uneven chunks (RG-LRU and conv states, the
+    attention's KV cache cut to its window of 8) gives forward()'s logits."""
+    from zoo_refs import RG_SMALL, tokens
+    model = seqdsl.build(graph("recurrentgemma_2b", {**RG_SMALL, "window": 8}), seed=0).eval()
+    (x,) = tokens(RG_SMALL["vocab"])(40)
+    with torch.no_grad():
+        whole = model(x)
+        state = model.init_state(1)
+        parts = [model.step(x[:, i:i + 7], state=state)[0] for i in range(0, 40, 7)]
+    torch.testing.assert_close(torch.cat(parts, 1), whole, rtol=1e-5, atol=5e-5)
