@@ -125,6 +125,24 @@ def test_rmsnorm_offset_starts_as_plain_rmsnorm():
         torch.testing.assert_close(gemma(x), 1.5 * plain(x), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_rmsnorm_offset_memory_is_the_measured(dtype):
+    """Saved activations and the inference live set equal the module's
+    (verify); the offset keeps (1 + w), C float32 numbers, only when the
+    input needs a gradient (after a linear, not on the model's input)."""
+    from seqdsl.backend.verify import verify
+    est = {}
+    for stages in ("rmsnorm(offset=1)", "rmsnorm", "linear(8) -> rmsnorm(offset=1)", "linear(8) -> rmsnorm"):
+        g = seqdsl.parse(f"model m {{\n    input x: float[B, T, 8]\n    y = x -> {stages}\n    output y\n}}\n",
+                         "m.seq").model()
+        if "offset" in stages:
+            report = verify(g, seq=[{"T": 33}, {"T": 64}], batch=2, dtype=dtype)
+            assert report.ok, [(r.figure, r.seq, r.estimate, r.measured) for r in report.failed]
+        est[stages] = seqdsl.estimate(g, seq=64, batch=2, dtype=dtype).points[0].activation_bytes
+    assert est["rmsnorm(offset=1)"] == est["rmsnorm"]
+    assert est["linear(8) -> rmsnorm(offset=1)"] == est["linear(8) -> rmsnorm"] + 8 * 4
+
+
 @pytest.mark.parametrize("stage, message", [
     ("scale(0)", "scale(0) would zero its input"),
     ("scale(2, round=bf16)", "round"),

@@ -26,7 +26,9 @@ class OffsetRMSNorm(nn.Module):
         self.offset, self.eps = offset, eps
         self.weight = nn.Parameter(torch.full((c,), 1.0 - offset))
 
+    def _norm(self, xf):
+        return xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+
     def forward(self, x):
-        xf = x.float()
-        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        y = self._norm(x.float())      # the float32 copy of a 16-bit x is freed here
         return (y * (self.offset + self.weight.float())).type_as(x)
