@@ -78,12 +78,12 @@ def test_published_size_forward_flops_exact(name):
     assert ours + ENTRIES[name].extra(False) == theirs, (t, ours, theirs)
 
 
-# ---------------------------------------------------------------- RecurrentGemma: the pieces the language has
-# RecurrentGemma-2B is not in the zoo: its gated MLP has biases (`geglu` has
-# none), its embedding is scaled by sqrt(d), its RMSNorm multiplies by 1 + w.
-# Its local attention layer is expressible, and is checked here at the 2B
-# sizes against transformers' own layer (its RG-LRU block is `rglru`,
-# checked in tests/test_layers_rec1.py).
+# ---------------------------------------------------------------- RecurrentGemma: attention at the 2B sizes
+# specs/zoo/recurrentgemma_2b.seq runs the tests above (its small config has
+# d = 128); its local attention layer is checked here at the 2B sizes against
+# transformers' own layer (its RG-LRU block is `rglru`, checked in
+# tests/test_layers_rec1.py), and its window below, where the small config's
+# 2,048 never bites.
 RG_ATTENTION = """model rg_attention {
     input x: float[B, T, 2560]
     y = x -> attention(10, kv_heads=1, causal=true, window=2048, pos=rope, rope_dims=128, bias=[o])
@@ -112,3 +112,46 @@ def test_recurrentgemma_2b_local_attention_exact():
     assert seqdsl.estimate(model, seq={"T": 24}, batch=1).points[0].flops_forward == c.get_total_flops()
     with torch.no_grad():
         torch.testing.assert_close(ours(x), expected, rtol=1e-5, atol=5e-5)
+
+
+def test_recurrentgemma_window_counts_the_position_itself():
+    """transformers' attention_window_size W lets a position see itself and
+    the W - 1 before it: the spec's window=window - 1. At W = 8 and T = 40 the
+    outputs equal the reference's; with the spec's window one larger (each
+    position seeing one more) they do not."""
+    from zoo_refs import RG_SMALL, recurrentgemma, recurrentgemma_load, tokens
+    torch.manual_seed(0)
+    ref = recurrentgemma(True, window=8)
+    (x,) = tokens(RG_SMALL["vocab"])(40)
+    with torch.no_grad():
+        expected = ref(x).logits
+    for window, equal in ((8, True), (9, False)):
+        ours = seqdsl.build(graph("recurrentgemma_2b", {**RG_SMALL, "window": window})).eval()
+        recurrentgemma_load(ours, ref)
+        with torch.no_grad():
+            error = (ours(x) - expected).abs().max().item()
+        assert (error < 5e-5) == equal, (window, error)
+
+
+def test_recurrentgemma_streams_like_its_forward():
+    """Generation: step() over uneven chunks (RG-LRU and conv states, the
+    attention's KV cache cut to its window of 8) gives forward()'s logits."""
+    from zoo_refs import RG_SMALL, tokens
+    model = seqdsl.build(graph("recurrentgemma_2b", {**RG_SMALL, "window": 8}), seed=0).eval()
+    (x,) = tokens(RG_SMALL["vocab"])(40)
+    with torch.no_grad():
+        whole = model(x)
+        state = model.init_state(1)
+        parts = [model.step(x[:, i:i + 7], state=state)[0] for i in range(0, 40, 7)]
+    torch.testing.assert_close(torch.cat(parts, 1), whole, rtol=1e-5, atol=5e-5)
+
+
+def test_recurrentgemma_small_config_verifies():
+    """`seqdsl verify` on the small config with a window of 8 (passed at
+    T = 40 and 64): training FLOPs exact, saved activations and the inference
+    live set within verify's tolerances (measured 1.03x and 1.01-1.02x)."""
+    from seqdsl.backend.verify import verify
+    from zoo_refs import RG_SMALL
+    report = verify(graph("recurrentgemma_2b", {**RG_SMALL, "window": 8}), seq=[{"T": 40}, {"T": 64}], batch=1)
+    assert report.ok, [(r.figure, r.seq, r.estimate, r.measured) for r in report.failed]
+    assert all(r.estimate == r.measured for r in report.rows if r.figure.startswith("flops"))

@@ -522,3 +522,73 @@ ENTRIES["bert_base"] = Entry("bert_base", {"layers": 2, "vocab": 512}, bert, tok
 ENTRIES["deepspeech"] = Entry("deepspeech", {"hidden": 64}, lambda small: DeepSpeech(n_hidden=64 if small else 2048),
                               features(80), lambda t: {"T": t}, deepspeech_load, with_channel,
                               full=full_features(80))
+
+
+# ---------------------------------------------------------------- RecurrentGemma-2B
+RG_SMALL = {"vocab": 512, "d": 128, "heads": 2, "hidden": 384, "groups": 1}
+
+
+def recurrentgemma(small: bool, window: int = 2048):
+    """transformers' RecurrentGemmaForCausalLM at google/recurrentgemma-2b's
+    config (its MLP is intermediate_size // 2 wide), or at RG_SMALL's sizes:
+    groups = 1, so 5 layers (recurrent, recurrent, attention, recurrent,
+    recurrent). At the small size every weight transformers initialises to
+    zero (biases, the RMSNorms' w of 1 + w, the RG-LRU gate biases) is drawn
+    at random instead, so that a swapped or dropped one cannot go unseen.
+    window: its attention_window_size (tests/test_zoo.py tries a small one)."""
+    import transformers as tf
+    d, heads, hidden = (RG_SMALL["d"], RG_SMALL["heads"], RG_SMALL["hidden"]) if small else (2560, 10, 7680)
+    cfg = tf.RecurrentGemmaConfig(vocab_size=RG_SMALL["vocab"] if small else 256000, hidden_size=d,
+                                  num_attention_heads=heads, num_key_value_heads=1, intermediate_size=2 * hidden,
+                                  num_hidden_layers=3 * (RG_SMALL["groups"] if small else 8) + 2,
+                                  attention_window_size=window, conv1d_width=4, logits_soft_cap=30.0,
+                                  rms_norm_eps=1e-6, tie_word_embeddings=True, attn_implementation="sdpa")
+    ref = tf.RecurrentGemmaForCausalLM(cfg).eval()
+    if small:
+        g = torch.Generator().manual_seed(2)
+        with torch.no_grad():
+            for name, p in ref.named_parameters():
+                if name.endswith("bias") or name.endswith("norm.weight"):
+                    p.add_(0.1 * torch.randn(p.shape, generator=g))
+    return ref
+
+
+def recurrentgemma_layers(groups: int) -> list[str]:
+    """Our name of each of transformers' layers, in its order."""
+    names = []
+    for g in range(groups):
+        names += [f"repeat[{g}].recurrent_layer[0]", f"repeat[{g}].recurrent_layer[1]", f"repeat[{g}].attention_layer"]
+    return [f"logits.{n}." for n in names + ["recurrent_layer[0]", "recurrent_layer[1]"]]
+
+
+def recurrentgemma_load(ours, ref):
+    sd, out = ref.state_dict(), {}
+    out["logits.embed_tokens.weight"] = sd["model.embed_tokens.weight"]
+    for i, o in enumerate(recurrentgemma_layers((ref.config.num_hidden_layers - 2) // 3)):
+        r = f"model.layers.{i}."
+        out[o + "residual[0].rmsnorm.weight"] = sd[r + "temporal_pre_norm.weight"]
+        out[o + "residual[1].rmsnorm.weight"] = sd[r + "channel_pre_norm.weight"]
+        for key, value in sd.items():
+            if key.startswith(r + "temporal_block.") and "attention_layer" not in o:
+                out[o + "residual[0].rglru." + key[len(r + "temporal_block."):]] = value
+        if "attention_layer" in o:
+            for n in "qkv":
+                out[o + f"residual[0].attention.{n}.weight"] = sd[r + f"temporal_block.{n}_proj.weight"]
+            both(out, o + "residual[0].attention.o", sd, r + "temporal_block.o_proj")
+        for ours_name, theirs in (("w1", "gate_proj"), ("w3", "up_proj"), ("w2", "down_proj")):
+            both(out, o + f"residual[1].geglu.{ours_name}", sd, r + f"mlp_block.{theirs}")
+    out["logits.rmsnorm.weight"] = sd["model.final_norm.weight"]
+    ours.load_state_dict(out, strict=True)
+
+
+def rg_conv_overhang(small: bool) -> int:
+    """transformers' RecurrentGemmaRecurrentBlock pads its depthwise conv by
+    kernel - 1 on both sides and drops the last kernel - 1 outputs: 2 · width
+    · 4 · 3 FLOPs per recurrent layer past the function (4 layers small, 18 at
+    the published size)."""
+    return (4 * 2 * RG_SMALL["d"] if small else 18 * 2 * 2560) * 4 * 3
+
+
+ENTRIES["recurrentgemma_2b"] = Entry("recurrentgemma_2b", RG_SMALL, recurrentgemma, tokens(RG_SMALL["vocab"]),
+                                     lambda t: {"T": t}, recurrentgemma_load, logits, lengths=(16, 40),
+                                     extra=rg_conv_overhang, full=full_tokens(256000))

@@ -5,7 +5,7 @@ lower) in a module here and add one line below.
 """
 from __future__ import annotations
 
-from .activation import Activation, Dropout
+from .activation import Activation, Dropout, Scale
 from .attention import Attention, CrossAttention
 from .base import Layer, LayerArgs, LayerError
 from .combine import Concat, Mul, Split
@@ -65,6 +65,7 @@ LAYERS: dict[str, Layer] = {
     "softcap": Activation("softcap"),
     "glu": Activation("glu"),
     "dropout": Dropout(),
+    "scale": Scale(),
     "mul": Mul(),
     "concat": Concat(),
     "split": Split(),

@@ -1,5 +1,7 @@
-"""Element-wise layers: activations and dropout. Shape unchanged, no weights."""
+"""Element-wise layers: activations, scale and dropout. Shape unchanged, no weights."""
 from __future__ import annotations
+
+from typing import Literal
 
 from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, NoArgs, PositiveFloat, Probability, channels,
                    require_float, with_channels)
@@ -89,6 +91,49 @@ class Activation(Layer):
         if self.kind == "glu":
             return (example("float[B, T, 8]", "glu"), example("float[B, T, 4, 6]", "glu"))
         return (example("float[B, T, 8]", self.kind),)
+
+
+class ScaleArgs(LayerArgs):
+    factor: float
+    round: Literal["bfloat16", "float16"] | None = None
+
+
+class Scale(Layer):
+    """x · factor, the factor a constant (an embedding scaled by sqrt(d))."""
+
+    kind = "scale"
+    Args = ScaleArgs
+    summary = "multiplies by a constant factor (Gemma's embedding · sqrt(d)), the factor optionally rounded to a 16-bit float first"
+    shape_rule = "unchanged (float input)"
+    params_rule = "0"
+    arg_docs = {"factor": "the constant, any finite non-zero number (an expression: `d ** 0.5`)",
+                "round": "`bfloat16` or `float16`: the factor is first rounded to that type, as a model that "
+                         "keeps it in a 16-bit buffer computes it (transformers' Gemma and RecurrentGemma "
+                         "hold sqrt(d) as a bfloat16 `normalizer`: sqrt(2560) = 50.596 multiplies as 50.5); "
+                         "none: the factor as given, at the input's dtype"}
+
+    def infer_shape(self, args, inputs, ctx):
+        (x,) = inputs
+        require_float(x, "scale")
+        if args.factor == 0:
+            raise LayerError("scale(0) would zero its input", arg="factor",
+                             help="give a non-zero factor, or drop the stage")
+        return x
+
+    def cost(self, args, inputs, out, ctx):
+        """One multiply by a Python number: no FLOPs (element-wise,
+        COST_MODEL.md), nothing saved (its gradient needs only the factor)."""
+        return LayerCost()
+
+    def parallel(self, args, inputs, elem):
+        """Elementwise: its output is split as its input is."""
+        return ParallelRule(output="input")
+
+    def module(self, node, memory):
+        return ModuleSpec("Scale", (node.args.factor, node.args.round), lowering="activation_torch")
+
+    def examples(self):
+        return (example("float[B, T, 8]", "scale(0.5)"), example("float[B, T, 8]", "scale(8 ** 0.5, round=bfloat16)"))
 
 
 class DropoutArgs(LayerArgs):

@@ -146,6 +146,7 @@ class Mlp(Layer):
 class SwigluArgs(LayerArgs):
     hidden: PositiveInt
     out: PositiveInt | None = None
+    bias: bool = False
 
 
 class GegluArgs(SwigluArgs):
@@ -153,18 +154,20 @@ class GegluArgs(SwigluArgs):
 
 
 class Swiglu(Layer):
-    """w2(act(w1 x) * w3 x): three bias-free linears (C->hidden twice,
-    hidden->out); act silu (swiglu) or gelu (geglu)."""
+    """w2(act(w1 x) * w3 x): three linears (C->hidden twice, hidden->out),
+    bias-free unless bias=true; act silu (swiglu) or gelu (geglu)."""
 
     shape_rule = "`[.., C] -> [.., out]` (out = C when not given)"
-    params_rule = "2 · C · hidden + hidden · out"
+    params_rule = "2 · C · hidden + hidden · out + [bias] · (2 · hidden + out)"
 
     def __init__(self, kind: str = "swiglu"):
         self.kind = kind
         self.Args = SwigluArgs if kind == "swiglu" else GegluArgs
         act = "silu" if kind == "swiglu" else "act"
-        self.summary = f"gated feed-forward w2({act}(w1 x) · w3 x), three linears without bias"
-        self.arg_docs = {"hidden": "hidden width (of w1 and w3)", "out": "output channels; none: C"}
+        self.summary = f"gated feed-forward w2({act}(w1 x) · w3 x), three linears, without bias unless bias=true"
+        self.arg_docs = {"hidden": "hidden width (of w1 and w3)", "out": "output channels; none: C",
+                         "bias": "biases on all three linears (RecurrentGemma's MLP: "
+                                 "`geglu(hidden, act=gelu_tanh, bias=true)`)"}
         if kind == "geglu":
             self.arg_docs["act"] = "gelu (exact, Shazeer 2020) or gelu_tanh (T5 v1.1, Gemma)"
 
@@ -174,12 +177,14 @@ class Swiglu(Layer):
         return with_channels(x, args.out or channels(x))
 
     def count_params(self, args, inputs, out):
-        c = channels(inputs[0])
-        return 2 * c * args.hidden + args.hidden * (args.out or c)
+        c, h = channels(inputs[0]), args.hidden
+        o = args.out or c
+        return 2 * c * h + h * o + ((2 * h + o) if args.bias else 0)
 
     def cost(self, args, inputs, out, ctx):
         """w2(act(w1 x) * w3 x): saved x, w1 x (silu and gelu keep their
-        input), act(w1 x) and w3 x (mul), the product (w2)."""
+        input), act(w1 x) and w3 x (mul), the product (w2). With bias=true
+        each linear is an addmm: the same FLOPs (the bias add is element-wise)."""
         n, c, h = rows(inputs[0]), channels(inputs[0]), args.hidden
         f_in, f_out = 2 * matmul(n, c, h), matmul(n, h, args.out or c)
         return LayerCost(flops=f_in + f_out, backward_flops=f_in + 2 * f_out, input_grad_flops=(f_in,),
@@ -196,12 +201,14 @@ class Swiglu(Layer):
     def module(self, node, memory):
         a, c = node.args, channels(node.inputs[0])
         act = "silu" if self.kind == "swiglu" else a.act
-        return ModuleSpec("Swiglu", (c, a.hidden, a.out or c, act), lowering="dense_torch")
+        return ModuleSpec("Swiglu", (c, a.hidden, a.out or c, act, a.bias), lowering="dense_torch")
 
     def examples(self):
         if self.kind == "geglu":
-            return (example("float[B, T, 8]", "geglu(16)"), example("float[B, T, 8]", "geglu(16, out=4, act=gelu_tanh)"))
-        return (example("float[B, T, 8]", "swiglu(16)"), example("float[B, T, 8]", "swiglu(16, out=4)"))
+            return (example("float[B, T, 8]", "geglu(16)"), example("float[B, T, 8]", "geglu(16, out=4, act=gelu_tanh)"),
+                    example("float[B, T, 8]", "geglu(16, act=gelu_tanh, bias=true)"))
+        return (example("float[B, T, 8]", "swiglu(16)"), example("float[B, T, 8]", "swiglu(16, out=4)"),
+                example("float[B, T, 8]", "swiglu(16, out=4, bias=true)"))
 
 
 __all__ = ["Linear", "Mlp", "Swiglu", "LayerError"]

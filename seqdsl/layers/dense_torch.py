@@ -42,12 +42,12 @@ class Mlp(nn.Module):
 
 
 class Swiglu(nn.Module):
-    def __init__(self, c, hidden, out, act="silu"):
+    def __init__(self, c, hidden, out, act="silu", bias=False):
         super().__init__()
         self.act = ACTS[act]
-        self.w1 = nn.Linear(c, hidden, bias=False)
-        self.w2 = nn.Linear(hidden, out, bias=False)
-        self.w3 = nn.Linear(c, hidden, bias=False)
+        self.w1 = nn.Linear(c, hidden, bias=bias)
+        self.w2 = nn.Linear(hidden, out, bias=bias)
+        self.w3 = nn.Linear(c, hidden, bias=bias)
 
     def forward(self, x):
         x = _dense(x)

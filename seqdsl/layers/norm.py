@@ -9,6 +9,10 @@ class NormArgs(LayerArgs):
     eps: PositiveFloat = 1e-5
 
 
+class RmsNormArgs(NormArgs):
+    offset: float = 0.0
+
+
 SUMMARIES = {"layernorm": "layer normalisation over the channel axis, with weight and bias",
              "rmsnorm": "RMS normalisation over the channel axis, with weight",
              "batchnorm": "batch normalisation of each channel over all other axes, with weight and bias "
@@ -19,12 +23,16 @@ class Norm(Layer):
     """layernorm (weight + bias), rmsnorm (weight), batchnorm (weight + bias;
     running statistics are buffers). Shape unchanged."""
 
-    Args = NormArgs
     shape_rule = "unchanged (float input)"
-    arg_docs = {"eps": "added to the variance (mean square for rmsnorm) before the square root"}
 
     def __init__(self, kind: str, params_per_channel: int):
         self.kind = kind
+        self.Args = RmsNormArgs if kind == "rmsnorm" else NormArgs
+        self.arg_docs = {"eps": "added to the variance (mean square for rmsnorm) before the square root"}
+        if kind == "rmsnorm":
+            self.arg_docs["offset"] = ("the normalised x multiplies by (offset + weight), the weight starting at "
+                                       "1 - offset; `offset=1` is Gemma's RMSNorm (x · (1 + w), w from zero, "
+                                       "computed in float32 and cast back)")
         self.params_per_channel = params_per_channel
         self.summary = SUMMARIES[kind]
         self.params_rule = "C" if params_per_channel == 1 else f"{params_per_channel} · C"
@@ -47,18 +55,25 @@ class Norm(Layer):
         n, c, e = rows(inputs[0]), channels(inputs[0]), ctx.elem
         if self.kind == "rmsnorm":
             upcast = e != STAT_BYTES
+            # offset: (offset + w), C floats, which the product keeps for the input gradient
+            offset = c * STAT_BYTES if args.offset else 0
             return LayerCost(saves_inputs_if_grad=(not upcast,), has_weights=True,
                              workspace_bytes=n * c * STAT_BYTES * (2 if upcast else 1),
                              saved_bytes=n * c * STAT_BYTES,
-                             saved_if_input_grad=(n * STAT_BYTES + (n * c * STAT_BYTES if upcast else 0),))
+                             saved_if_input_grad=(n * STAT_BYTES + (n * c * STAT_BYTES if upcast else 0) + offset,))
         if self.kind == "layernorm":     # aten.native_layer_norm writes mean and rstd beside the output
             return LayerCost(saves_inputs=(True,), saved_bytes=2 * n * e, workspace_bytes=2 * n * e,
                              has_weights=True)
         return LayerCost(saves_inputs=(True,), saved_bytes=4 * c * STAT_BYTES, has_weights=True)
 
     def module(self, node, memory):
+        """nn.RMSNorm, or with an offset OffsetRMSNorm (norm_torch.py)."""
+        c, a = channels(node.inputs[0]), node.args
+        if self.kind == "rmsnorm" and a.offset:
+            return ModuleSpec("OffsetRMSNorm", (c, a.offset), {"eps": a.eps}, lowering="norm_torch")
         cls = {"batchnorm": "BatchNorm", "layernorm": "nn.LayerNorm", "rmsnorm": "nn.RMSNorm"}[self.kind]
-        return ModuleSpec(cls, (channels(node.inputs[0]),), {"eps": node.args.eps}, lowering="norm_torch")
+        return ModuleSpec(cls, (c,), {"eps": a.eps}, lowering="norm_torch")
 
     def examples(self):
-        return (example("float[B, T, 8]", self.kind), example("float[B, T, 8]", f"{self.kind}(eps=1e-3)"))
+        more = (example("float[B, T, 8]", "rmsnorm(eps=1e-6, offset=1)"),) if self.kind == "rmsnorm" else ()
+        return (example("float[B, T, 8]", self.kind), example("float[B, T, 8]", f"{self.kind}(eps=1e-3)")) + more
