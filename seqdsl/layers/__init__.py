@@ -12,6 +12,7 @@ from .combine import Concat, Mul, Split
 from .conv import Conv
 from .dense import Linear, Mlp, Swiglu
 from .embed import Embed, Posenc
+from .emformer import Emformer
 from .gated_deltanet import GatedDeltaNet
 from .gla import Gla
 from .join import Join
@@ -69,6 +70,7 @@ LAYERS: dict[str, Layer] = {
     "split": Split(),
     "attention": Attention(),
     "cross_attention": CrossAttention(),
+    "emformer": Emformer(),
     "join": Join(),
     "lstm": Recurrent("lstm"),
     "gru": Recurrent("gru"),
