@@ -111,27 +111,50 @@ class Emformer(Layer):
         f, h, e, layers = args.ffn, args.heads, ctx.elem, args.layers
         tu, n, rc, q, k = emformer_rows(t, args)
         rows = rc + tu
-        s = q - rows                      # summaries (0 without memory)
-        m = k - rows                      # memory bank rows
         attn = matmul(b * q, c, c) + matmul(b * k, c, 2 * c) + 2 * matmul(b * c, q, k) + matmul(b * q, c, c)
         ffn = matmul(b * rows, c, f) + matmul(b * rows, f, c)
         per_layer = attn + ffn
-        scores = b * h * q * k
-        # saved per layer: the layer input and the attention's norm input (norm stats fp32),
-        # q/kv inputs (cat copies with memory), q·scale and k^T, v, the mask, probabilities,
-        # merged heads, the feed-forward's norm input, its hidden (act input and output), the
-        # output norm's input
-        act_tensors = 2 if args.act != "relu" else 1
-        saved_layer = ((b * rows * c) * 5 + b * q * c * 3 + b * k * c * 2 + b * s * c * (1 if args.memory else 0)
-                       + scores + act_tensors * b * rows * f) * e + q * k + 3 * b * rows * STAT_BYTES
+        sc = b * h * q * k                # one layer's scores (and probabilities)
+        bq, bk, bx, bf, bn = b * q * c, b * k * c, b * rows * c, b * rows * f, b * n * c
+        stats = 2 * b * rows * STAT_BYTES  # a layer norm's mean and rstd
+        act = 1 if args.act == "relu" else 2   # relu keeps its output, gelu/silu their input and output
+        # saved per layer: the norms' inputs and statistics (the attention norm's input and
+        # output, the feed-forward norm's input and output, the output norm's input), the
+        # copies the score and value products read (q, k^T, v), the probabilities, the
+        # merged heads (the output projection's input), the activation's tensors
+        layer = (5 * bx + 2 * bq + 2 * bk + sc + act * bf) * e + 3 * stats
+        if args.memory:
+            # the query and key/value inputs are copies ([rows, summaries], [memory, rows]);
+            # the memory squash keeps tanh's output or clamp's input (the output projection's)
+            layer += (bq + bk + (b * (n - 1) * c if args.tanh_on_mem else bq)) * e
         if args.dropout > 0:
-            saved_layer += (2 * scores + 4 * b * rows * c + 2 * b * rows * f) * e
-        saved = layers * saved_layer + b * rc * c * e + b * m * c * e
-        work = (3 * scores + 4 * b * q * c + 2 * b * k * c + b * rows * f + 2 * b * rows * c) * e + q * k
-        live = transient_peak(b * tu * c * e, before=[(2 * scores + 2 * b * q * c + 2 * b * k * c
-                                                       + 2 * b * rows * c) * e + q * k])
+            # masks and dropped copies: the probabilities (2), the attention output and the
+            # feed-forward output (masks), the hidden (mask and the dropped copy unless the
+            # activation's output is already kept)
+            layer += (2 * sc + 2 * bx + (3 - act) * bf) * e
+        saved = layers * layer + q * k    # the boolean mask, shared by every layer
+        # inference (docs/lowering.md): the right-context rows gathered and the rows
+        # [right context, utterance] built; per layer, beside its input rows, the mask and
+        # the memory bank: the attention's moments, then the feed-forward's; at the end the
+        # last rows beside the output (the utterance's rows copied)
+        mem_bank = bn * e if args.memory else 0
+        base = bx * e + q * k + mem_bank
+        if args.memory:
+            attn_in = [bx * e + stats, (2 * bx + bn + bq + bk) * e, (2 * bq + bk) * e, (bq + 3 * bk) * e]
+        else:
+            attn_in = [bx * e + stats, (bx + bq) * e, (bx + bq + 2 * bk) * e]
+        attn = [(3 * bq + 3 * bk + sc) * e, (bq + 2 * bk + 2 * sc) * e, (bq + 3 * bk + sc) * e,
+                (2 * bq + 2 * bk + sc) * e, 2 * bq * e]
+        new_mem = b * (n - 1) * c * e if args.memory else 0
+        ffn = [(bq + bx) * e, (2 * bx + bf) * e + stats, (bx + 2 * bf) * e, (2 * bx + bf) * e, 3 * bx * e,
+               2 * bx * e + stats]
+        moments = ([(b * rc * c + bx) * e]
+                   + [base + p for p in attn_in + attn] + [base + new_mem + p for p in ffn]
+                   + [bx * e + b * tu * c * e])
+        work = (3 * bx + 3 * bq + 3 * bk + 2 * bf + 2 * sc) * e + q * k + mem_bank + new_mem
+        live = transient_peak(b * tu * c * e, before=moments)
         return LayerCost(flops=layers * per_layer, backward_flops=2 * layers * per_layer, input_grad_flops=(0,),
-                         saves_inputs=(False,), saved_bytes=saved, workspace_bytes=work,
+                         saves_inputs=(False,), saves_inputs_if_grad=(bool(args.memory),), saved_bytes=saved, workspace_bytes=work,
                          live_workspace_bytes=live, state_bytes=0, depth=layers, has_weights=True)
 
     def parallel(self, args, inputs, elem):

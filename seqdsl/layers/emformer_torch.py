@@ -70,24 +70,37 @@ class EmformerLayer(nn.Module):
     def _drop(self, x):
         return F.dropout(x, self.dropout) if self.training and self.dropout > 0 else x
 
-    def forward(self, x, mems, mask, rc_rows: int, segment: int):
-        b, rows, c = x.shape
+    def _attention(self, x, mems, mask, rc_rows: int, segment: int):
+        """[right context, utterance, summaries] attend to [memory, right
+        context, utterance]: (B, Q, C), the summaries' rows last. Written so
+        each temporary is freed once read (the scores are masked in place)."""
+        b, _, c = x.shape
         h = self.attn_norm(x)
-        q_in, kv_in = h, h
+        q_in = kv_in = h
         if self.memory:
-            utt = h[:, rc_rows:].transpose(1, 2)
-            summary = F.avg_pool1d(utt, segment, segment, ceil_mode=True).transpose(1, 2)
-            q_in, kv_in = torch.cat([h, summary], 1), torch.cat([mems, h], 1)
+            summary = F.avg_pool1d(h[:, rc_rows:].transpose(1, 2), segment, segment, ceil_mode=True)
+            q_in, kv_in = torch.cat([h, summary.transpose(1, 2)], 1), torch.cat([mems, h], 1)
+            del summary
+        del h
         q = self.q(q_in).view(b, -1, self.h, self.dh).transpose(1, 2)
+        del q_in
         k, v = self.kv(kv_in).view(b, -1, 2 * self.h, self.dh).transpose(1, 2).chunk(2, dim=1)
-        scores = (q * self.dh ** -0.5) @ k.transpose(-2, -1)              # (B, H, Q, K)
-        probs = F.softmax(scores.masked_fill(mask, EMFORMER_NEG_INF), dim=-1)
-        y = self.o((self._drop(probs) @ v).transpose(1, 2).reshape(b, -1, c))
+        del kv_in
+        probs = F.softmax(((q * self.dh ** -0.5) @ k.transpose(-2, -1)).masked_fill_(mask, EMFORMER_NEG_INF), dim=-1)
+        del q, k
+        y = (self._drop(probs) @ v).transpose(1, 2).reshape(b, -1, c)
+        del probs, v
+        return self.o(y)
+
+    def forward(self, x, mems, mask, rc_rows: int, segment: int):
+        rows = x.shape[1]
+        y = self._attention(x, mems, mask, rc_rows, segment)
         if self.memory:
             mems = y[:, rows:-1]
             mems = torch.tanh(mems) if self.tanh_on_mem else mems.clamp(-10, 10)
             y = y[:, :rows]
         x = self._drop(y) + x
+        del y
         x = self._drop(self.fc2(self._drop(self.act(self.fc1(self.ffn_norm(x)))))) + x
         return self.out_norm(x), mems
 
@@ -109,14 +122,17 @@ class Emformer(nn.Module):
             raise ValueError(f"emformer needs more than right={self.right} frames, got {x.shape[1]}")
         rc = x.index_select(1, emformer_blocks(t, self.segment, self.right, x.device))
         rows = torch.cat([rc, x[:, :t]], 1)
+        n_rc = rc.shape[1]
+        del rc
         mask = emformer_mask(t, self.segment, self.left, self.right, self.memory, x.device)
         mems = None
         if self.memory:
             mems = F.avg_pool1d(x[:, :t].transpose(1, 2), self.segment, self.segment,
                                 ceil_mode=True).transpose(1, 2)[:, :-1]
         for layer in self.layers:
-            rows, mems = layer(rows, mems, mask, rc.shape[1], self.segment)
-        return rows[:, rc.shape[1]:]
+            rows, mems = layer(rows, mems, mask, n_rc, self.segment)
+        # a copy: a view would hold the right-context rows' storage too
+        return rows[:, n_rc:].clone(memory_format=torch.contiguous_format)
 
 
 __all__ = ["Emformer", "EmformerLayer", "emformer_blocks", "emformer_mask"]
