@@ -202,3 +202,19 @@ def emformer_rnnt_base_params(num_symbols: int = 4097) -> int:
     with torch.device("meta"):
         parts = (EmformerEncoder(), Predictor(num_symbols), nn.Linear(1024, num_symbols))
     return sum(p.numel() for m in parts for p in m.parameters())
+
+
+# torchaudio's names of an Emformer layer's modules -> seqdsl's (seqdsl/layers/emformer_torch.py)
+LAYER_NAMES = {"attn_norm": "layer_norm_input", "q": "attention.emb_to_query", "kv": "attention.emb_to_key_value",
+               "o": "attention.out_proj", "ffn_norm": "pos_ff.0", "fc1": "pos_ff.1", "fc2": "pos_ff.4",
+               "out_norm": "layer_norm_output"}
+
+
+def emformer_weights(ours: str, ref: Emformer) -> dict:
+    """The reference Emformer's weights under the names of the seqdsl module at `ours`."""
+    sd, out = ref.state_dict(), {}
+    for i in range(len(ref.emformer_layers)):
+        for mine, theirs in LAYER_NAMES.items():
+            for w in ("weight", "bias"):
+                out[f"{ours}.layers.{i}.{mine}.{w}"] = sd[f"emformer_layers.{i}.{theirs}.{w}"]
+    return out

@@ -56,6 +56,7 @@ INT_POOLS = {
     "expand": (1, 2), "dt_rank": (2, 4), "gate_rank": (2, 4, 8), "max_len": MAX_LEN,
     "proj": (4, 8), "features": (4, 8, 16), "layers": (1, 2), "vocab": (20, 50),
     "window": (1, 3, 5, 40), "qkv_block": (2, 4, 8),
+    "right": (0, 1, 2),      # emformer's lookahead: short, so a time-reduced T still exceeds it
 }
 FLOAT_POOLS = {
     "dropout": (0.1, 0.3), "p": (0.0, 0.1, 0.5), "eps": (1e-5, 1e-3),

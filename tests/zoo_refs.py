@@ -403,6 +403,36 @@ ENTRIES: dict[str, Entry] = {
 }
 
 
+# ---------------------------------------------------------------- Emformer RNN-T encoder (torchaudio)
+def emformer_rnnt_encoder(small: bool):
+    """emformer_rnnt_base(4097)'s transcriber (tests/emformer_ref.py), 2 layers when small."""
+    from emformer_ref import EmformerEncoder
+    return EmformerEncoder(layers=2 if small else 20)
+
+
+def emformer_rnnt_encoder_load(ours, ref):
+    from emformer_ref import emformer_weights
+    sd = ref.state_dict()
+    out = emformer_weights("encoded.emformer", ref.transformer)
+    out["encoded.input_linear.weight"] = sd["input_linear.weight"]
+    both(out, "encoded.output_linear", sd, "output_linear")
+    both(out, "encoded.layernorm", sd, "layer_norm")
+    ours.load_state_dict(out, strict=True)
+
+
+def mel_steps(t):
+    """t time-reduced steps: 4·t mel frames, as [1, t, 4, 80] (the spec's input; a view of the reference's)."""
+    return (torch.randn(1, t, 4, 80, generator=torch.Generator().manual_seed(t)),)
+
+
+def mel_frames(ref, steps):
+    return ref(steps.reshape(steps.shape[0], -1, steps.shape[-1]))
+
+
+ENTRIES["emformer_rnnt_encoder"] = Entry(
+    "emformer_rnnt_encoder", {"layers": 2}, emformer_rnnt_encoder, mel_steps, lambda t: {"T": t},
+    emformer_rnnt_encoder_load, mel_frames, full=lambda t: ({"T": t}, (torch.zeros(1, t, 4, 80),)))
+
 def published_flops(name: str, t: int) -> tuple[int, int]:
     """(our estimate, the reference's FlopCounterMode count) at the published
     size, length t, batch 1: the reference runs on the meta device, so this

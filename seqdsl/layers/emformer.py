@@ -57,6 +57,7 @@ class Emformer(Layer):
                "a right-context lookahead and a memory bank, each layer with a feed-forward and three layer norms")
     shape_rule = "`[B, T, C] -> [B, T - right, C]`: the input's last `right` frames are the lookahead"
     params_rule = "layers · (4 · C² + 2 · C · ffn + 11 · C + ffn)"
+    causal_rule = "no: each segment sees its right-context lookahead and its own later frames"
     arg_docs = {
         "heads": "attention heads; divides C",
         "ffn": "feed-forward hidden width",
