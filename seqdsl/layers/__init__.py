@@ -16,6 +16,7 @@ from .emformer import Emformer
 from .gated_deltanet import GatedDeltaNet
 from .gla import Gla
 from .join import Join
+from .ln_lstm import LnLstm
 from .mamba import Mamba
 from .mamba2 import Mamba2
 from .mingru import MinGru
@@ -75,6 +76,7 @@ LAYERS: dict[str, Layer] = {
     "lstm": Recurrent("lstm"),
     "gru": Recurrent("gru"),
     "rnn": Recurrent("rnn"),
+    "ln_lstm": LnLstm(),
     "mamba": Mamba(),
     "mamba2": Mamba2(),
     "rglru": Rglru(),
