@@ -10,7 +10,7 @@ the full sizes cost shapes, not arithmetic. Usage:
 
 writes benchmarks/results/zoo.md (the README's "Model zoo" table).
 
-    python benchmarks/zoo_table.py --models emformer_rnnt_encoder
+    python benchmarks/zoo_table.py --models emformer_rnnt
 
 re-runs only the named rows (comma-separated) and writes them into the
 existing table, the other rows as they were.
@@ -37,7 +37,7 @@ OUT = ROOT / "benchmarks" / "results" / "zoo.md"
 # the two published-size lengths of each row (Whisper: decoder tokens; its encoder takes 3,000 frames)
 LENGTHS = {"gpt2_small": (256, 1024), "torch_transformer": (256, 1024), "whisper_tiny": (64, 256),
            "mamba_130m": (256, 1024), "mamba2_130m": (256, 1024), "wav2letter": (16_000, 160_000),
-           "conformer_s": (256, 1024), "emformer_rnnt_encoder": (256, 1024)}
+           "conformer_s": (256, 1024), "emformer_rnnt": (256, 1024)}
 
 SOURCES = {
     "gpt2_small": "transformers GPT2LMHeadModel (`gpt2`)",
@@ -47,7 +47,7 @@ SOURCES = {
     "mamba2_130m": "transformers Mamba2ForCausalLM (`state-spaces/mamba2-130m`)",
     "wav2letter": "torchaudio `Wav2Letter()` defaults (module from its source)",
     "conformer_s": "torchaudio `Conformer`, Conformer (S) sizes (module from its source)",
-    "emformer_rnnt_encoder": "torchaudio `emformer_rnnt_base(4097)`'s encoder (module from its source)",
+    "emformer_rnnt": "torchaudio `emformer_rnnt_base(4097)` (modules from its source)",
 }
 
 NOT_WRITTEN = [
@@ -57,9 +57,6 @@ NOT_WRITTEN = [
     ("DeepSpeech", "torchaudio DeepSpeech",
      "its bidirectional RNN sums the two directions instead of concatenating: needs adding bound values "
      "(value combination)"),
-    ("Emformer RNN-T (predictor)", "torchaudio emformer_rnnt_base",
-     "its encoder is `emformer_rnnt_encoder` and its joiner is `join`, but its predictor's LSTM normalises "
-     "the gates and the cell (torchaudio's _CustomLSTM with layer_norm=True): `lstm` is torch.nn.LSTM's"),
     ("RecurrentGemma-2B", "transformers RecurrentGemmaForCausalLM",
      "its gated MLP has biases on all three projections (`geglu` has none), its embedding is scaled by "
      "sqrt(d) (no layer scales by a constant), and its RMSNorm multiplies by 1 + w (`rmsnorm` by w); its "

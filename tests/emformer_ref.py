@@ -172,36 +172,70 @@ class EmformerEncoder(nn.Module):
 
 class CustomLSTM(nn.Module):
     """torchaudio's _CustomLSTM with layer_norm=True: x2g without bias, p2g,
-    a layer norm on the gates and on the cell."""
+    a layer norm on the gates and on the cell; time-major (T, B, D)."""
 
     def __init__(self, d, hidden, eps):
         super().__init__()
+        self.hidden = hidden
         self.x2g = nn.Linear(d, 4 * hidden, bias=False)
         self.p2g = nn.Linear(hidden, 4 * hidden, bias=False)
         self.c_norm = nn.LayerNorm(hidden, eps=eps)
         self.g_norm = nn.LayerNorm(4 * hidden, eps=eps)
 
+    def forward(self, x):
+        h = x.new_zeros(x.size(1), self.hidden)
+        c = x.new_zeros(x.size(1), self.hidden)
+        outputs = []
+        for gates in self.x2g(x).unbind(0):
+            gates = self.g_norm(gates + self.p2g(h))
+            i, f, g, o = gates.chunk(4, 1)
+            c = self.c_norm(f.sigmoid() * c + i.sigmoid() * g.tanh())
+            h = o.sigmoid() * c.tanh()
+            outputs.append(h)
+        return torch.stack(outputs, dim=0)
+
 
 class Predictor(nn.Module):
-    """torchaudio's _Predictor (parameters only: the seqdsl language has no
-    layer-normed LSTM, so the zoo spec stops at the encoder; this counts the
-    whole model's published size)."""
+    """torchaudio's _Predictor: embedding, layer norm, the LSTM stack (dropout
+    after each layer), linear, layer norm. forward(targets (B, U)) -> (B, U, out)."""
 
-    def __init__(self, num_symbols, output_dim=1024, embed_dim=512, layers=3, eps=1e-3):
+    def __init__(self, num_symbols, output_dim=1024, embed_dim=512, layers=3, eps=1e-3, dropout=0.3):
         super().__init__()
         self.embedding = nn.Embedding(num_symbols, embed_dim)
         self.input_layer_norm = nn.LayerNorm(embed_dim)
         self.lstm_layers = nn.ModuleList(CustomLSTM(embed_dim, embed_dim, eps) for _ in range(layers))
+        self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(embed_dim, output_dim)
         self.output_layer_norm = nn.LayerNorm(output_dim)
 
+    def forward(self, targets):
+        y = self.input_layer_norm(self.embedding(targets.permute(1, 0)))
+        for lstm in self.lstm_layers:
+            y = self.dropout(lstm(y))
+        return self.output_layer_norm(self.linear(y)).permute(1, 0, 2)
+
+
+class RNNT(nn.Module):
+    """torchaudio's emformer_rnnt_base(num_symbols): transcriber, predictor, and
+    the joiner (source[:, :, None] + target[:, None], relu, linear).
+    forward(sources (B, 4T, 80), targets (B, U)) -> (B, T - 1, U, num_symbols)."""
+
+    def __init__(self, num_symbols=4097, layers=20):
+        super().__init__()
+        self.transcriber = EmformerEncoder(layers=layers)
+        self.predictor = Predictor(num_symbols)
+        self.joiner = nn.Linear(1024, num_symbols)
+
+    def forward(self, sources, targets):
+        source, target = self.transcriber(sources), self.predictor(targets)
+        joint = source.unsqueeze(2).contiguous() + target.unsqueeze(1).contiguous()
+        return self.joiner(torch.relu(joint))
+
 
 def emformer_rnnt_base_params(num_symbols: int = 4097) -> int:
-    """The parameters of torchaudio's emformer_rnnt_base(num_symbols): encoder,
-    predictor and joiner (linear encoding_dim -> num_symbols), on the meta device."""
+    """The parameters of torchaudio's emformer_rnnt_base(num_symbols), on the meta device."""
     with torch.device("meta"):
-        parts = (EmformerEncoder(), Predictor(num_symbols), nn.Linear(1024, num_symbols))
-    return sum(p.numel() for m in parts for p in m.parameters())
+        return sum(p.numel() for p in RNNT(num_symbols).parameters())
 
 
 # torchaudio's names of an Emformer layer's modules -> seqdsl's (seqdsl/layers/emformer_torch.py)
