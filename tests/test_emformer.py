@@ -190,3 +190,24 @@ def test_fmt_and_builder_round_trip():
                                         tanh_on_mem=True)))
     assert m.check().params == params
     assert "emformer(2, 16, segment=4" in m.to_seq()
+
+
+# ---------------------------------------------------------------- ln_lstm: the RNN-T predictor's LSTM
+def test_ln_lstm_equals_torchaudio_custom_lstm():
+    from emformer_ref import CustomLSTM
+    text = "model m {\n    input x: float[B, T, 24]\n    y = x -> ln_lstm(16, eps=1e-3)\n    output y\n}\n"
+    graph = seqdsl.parse(text).model()
+    torch.manual_seed(0)
+    ref = CustomLSTM(24, 16, 1e-3)
+    with torch.no_grad():       # norms off their defaults, so a swapped g_norm/c_norm shows
+        for p in (ref.g_norm.weight, ref.g_norm.bias, ref.c_norm.weight, ref.c_norm.bias):
+            p.uniform_(-1.0, 1.0)
+    assert graph.params == sum(p.numel() for p in ref.parameters())
+    ours = seqdsl.build(graph).eval()
+    ours.load_state_dict({f"y.ln_lstm.{k}": v for k, v in ref.state_dict().items()}, strict=True)
+    x = torch.randn(3, 11, 24, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad(), measure.counter() as c:
+        expected = ref(x.transpose(0, 1)).transpose(0, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), expected, rtol=1e-5, atol=1e-5)
+    assert seqdsl.estimate(graph, seq={"T": 11}, batch=3).points[0].flops_forward == c.get_total_flops()
