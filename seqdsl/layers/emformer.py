@@ -152,7 +152,14 @@ class Emformer(Layer):
         moments = ([(b * rc * c + bx) * e]
                    + [base + p for p in attn_in + attn] + [base + new_mem + p for p in ffn]
                    + [bx * e + b * tu * c * e])
-        work = (3 * bx + 3 * bq + 3 * bk + 2 * bf + 2 * sc) * e + q * k + mem_bank + new_mem
+        # every transient written once (the roofline's bytes moved): per layer the norms,
+        # q, k/v, the scaled q and the products' copies, scores, probabilities, the merged
+        # heads and projections, the feed-forward; before the layers the right-context
+        # rows, the rows and the mask
+        per_layer_work = (6 * bx + 6 * bq + 4 * bk + 2 * sc + 2 * bf) * e
+        if args.memory:
+            per_layer_work += (bq + bk + b * (2 * n - 1) * c) * e
+        work = layers * per_layer_work + (b * rc * c + bx) * e + q * k + mem_bank
         live = transient_peak(b * tu * c * e, before=moments)
         return LayerCost(flops=layers * per_layer, backward_flops=2 * layers * per_layer, input_grad_flops=(0,),
                          saves_inputs=(False,), saves_inputs_if_grad=(bool(args.memory),), saved_bytes=saved, workspace_bytes=work,

@@ -63,9 +63,11 @@ class LnLstm(Layer):
         # last step's normed gates (4h) and cell (h) are still held
         gx, outs = 4 * b * t * h * e, t * bh * e
         step_peak = 12 * bh * e + 2 * b * STAT_BYTES
+        # written once a step (the roofline's bytes moved): p2g's product, the sum, the normed
+        # gates, the four activations, three products and sums, the cell (normed), tanh, h
         live = transient_peak(b * t * h * e, before=[gx + outs + step_peak, gx + 2 * outs + 5 * bh * e])
         return LayerCost(flops=into + t * step, backward_flops=into + (2 * t - 1) * step, input_grad_flops=(into,),
-                         saves_inputs=(True,), saved_bytes=saved, workspace_bytes=gx + outs + step_peak,
+                         saves_inputs=(True,), saved_bytes=saved, workspace_bytes=gx + outs + t * 21 * bh * e,
                          live_workspace_bytes=live, step_flops=matmul(b, c, 4 * h) + step,
                          state_bytes=2 * bh * e, depth=t, has_weights=True)
 
