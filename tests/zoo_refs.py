@@ -403,6 +403,56 @@ ENTRIES: dict[str, Entry] = {
 }
 
 
+# ---------------------------------------------------------------- Emformer RNN-T (torchaudio)
+def emformer_rnnt(small: bool):
+    """emformer_rnnt_base(4097) (tests/emformer_ref.py); small: 2 Emformer layers, 64 symbols."""
+    from emformer_ref import RNNT
+    return RNNT(num_symbols=64 if small else 4097, layers=2 if small else 20)
+
+
+def emformer_rnnt_load(ours, ref):
+    from emformer_ref import emformer_weights
+    sd = ref.state_dict()
+    out = emformer_weights("source.emformer", ref.transcriber.transformer)
+    out["source.input_linear.weight"] = sd["transcriber.input_linear.weight"]
+    both(out, "source.output_linear", sd, "transcriber.output_linear")
+    both(out, "source.layernorm", sd, "transcriber.layer_norm")
+    out["target.embed.weight"] = sd["predictor.embedding.weight"]
+    both(out, "target.layernorm[0]", sd, "predictor.input_layer_norm")
+    for i in range(len(ref.predictor.lstm_layers)):
+        o, r = f"target.repeat[{i}].ln_lstm.", f"predictor.lstm_layers.{i}."
+        out[o + "x2g.weight"], out[o + "p2g.weight"] = sd[r + "x2g.weight"], sd[r + "p2g.weight"]
+        both(out, o + "g_norm", sd, r + "g_norm")
+        both(out, o + "c_norm", sd, r + "c_norm")
+    both(out, "target.linear", sd, "predictor.linear")
+    both(out, "target.layernorm[1]", sd, "predictor.output_layer_norm")
+    both(out, "logits.linear", sd, "joiner")
+    ours.load_state_dict(out, strict=True)
+
+
+def rnnt_lengths(t):
+    """The spec's symbols at t time-reduced steps: U = t // 4 + 1 target tokens."""
+    return {"T": t, "U": t // 4 + 1}
+
+
+def frames_targets(symbols):
+    """t steps of 4 mel frames, as [1, t, 4, 80] (the spec's input; a view of the
+    reference's [1, 4t, 80]), and U target tokens."""
+    def make(t):
+        g = torch.Generator().manual_seed(t)
+        return (torch.randn(1, t, 4, 80, generator=g),
+                torch.randint(0, symbols, (1, rnnt_lengths(t)["U"]), generator=g))
+    return make
+
+
+def rnnt_run(ref, steps, targets):
+    return ref(steps.reshape(steps.shape[0], -1, steps.shape[-1]), targets)
+
+
+ENTRIES["emformer_rnnt"] = Entry(
+    "emformer_rnnt", {"layers": 2, "symbols": 64}, emformer_rnnt, frames_targets(64), rnnt_lengths,
+    emformer_rnnt_load, rnnt_run, full=lambda t: (rnnt_lengths(t), frames_targets(4097)(t)))
+
 def published_flops(name: str, t: int) -> tuple[int, int]:
     """(our estimate, the reference's FlopCounterMode count) at the published
     size, length t, batch 1: the reference runs on the meta device, so this

@@ -12,9 +12,11 @@ from .combine import Concat, Mul, Split
 from .conv import Conv
 from .dense import Linear, Mlp, Swiglu
 from .embed import Embed, Posenc
+from .emformer import Emformer
 from .gated_deltanet import GatedDeltaNet
 from .gla import Gla
 from .join import Join
+from .ln_lstm import LnLstm
 from .mamba import Mamba
 from .mamba2 import Mamba2
 from .mingru import MinGru
@@ -71,10 +73,12 @@ LAYERS: dict[str, Layer] = {
     "split": Split(),
     "attention": Attention(),
     "cross_attention": CrossAttention(),
+    "emformer": Emformer(),
     "join": Join(),
     "lstm": Recurrent("lstm"),
     "gru": Recurrent("gru"),
     "rnn": Recurrent("rnn"),
+    "ln_lstm": LnLstm(),
     "mamba": Mamba(),
     "mamba2": Mamba2(),
     "rglru": Rglru(),
