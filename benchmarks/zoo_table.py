@@ -124,7 +124,7 @@ def main() -> None:
     command = "python benchmarks/zoo_table.py" + (f" --models {args.models}" if args.models else "")
     lines = ["# Model zoo", "",
              f"Machine: {platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}.",
-             f"Last command: `{command}` ({elapsed:.0f} s for {len(rows)} row{"s" if len(rows) != 1 else ""}; references on the meta device, "
+             f"Last command: `{command}` ({elapsed:.0f} s for {len(rows)} row{'s' if len(rows) != 1 else ''}; references on the meta device, "
              "batch 1)" + ("; the other rows are from earlier runs of the script." if args.models else "."), "",
              "| model | reference | params: ours / reference | forward FLOPs, length 1: ours / reference "
              "| forward FLOPs, length 2: ours / reference |",
