@@ -232,8 +232,13 @@ class _ToAst(Transformer):
 
     def input_stmt(self, children):
         name, dtype, *dims = self._nodes(children)
+        marker = dims.pop() if type(dims[-1]) is Token else None
+        if marker is not None and str(marker) != "lengths":
+            raise error(f"unknown input marker '{marker}' after the dims", self._tok_span(marker),
+                        help="the one marker is `lengths` (per-sequence lengths along axis 1): "
+                             f"input {name}: {dtype}[...] lengths")
         return self._count(ast.Input(str(name), str(dtype), self._tok_span(dtype), tuple(dims),
-                                     self._span(children)))
+                                     self._span(children), marker is not None))
 
     def bind_stmt(self, children):
         nodes = self._nodes(children)

@@ -88,6 +88,7 @@ def _divisors_hint(n: int, near: int) -> str:
 
 class Attention(Layer):
     kind = "attention"
+    takes_lengths = True       # non-causal: a key padding mask (attention_torch.Attention)
     Args = AttentionArgs
     summary = ("multi-head self-attention: softmax (optionally windowed, grouped key/value heads, "
                "RoPE/ALiBi/relative positions), linear, Performer or Linformer")
@@ -521,6 +522,8 @@ class CrossAttention(Layer):
     """Queries from the input, keys and values from `context` (length S may differ)."""
 
     kind = "cross_attention"
+    takes_lengths = True       # the queries are position-wise
+    masks_context = True       # the context's lengths: a key padding mask
     Args = CrossAttentionArgs
     summary = "multi-head attention from the input (queries) to another bound value (keys and values)"
     shape_rule = "`[B, T, C]` with context `[B, S, Cc]` -> `[B, T, C]`; S may differ from T"
