@@ -24,8 +24,9 @@ from ..check.elaborate import load
 from ..graph.ir import ModelGraph, Program, TensorType
 from ..layers import LAYERS
 from ..layers.loss_torch import compute_loss
-from ..layers.torch_modules import Scope, check_inputs
+from ..layers.torch_modules import Scope, check_inputs, check_lengths, zero_padded
 from .checks import input_checks
+from .lengths import lengths_plan
 from .tp import tp_layout
 
 
@@ -126,6 +127,11 @@ class SeqModel(nn.Module):
         self._frees = {i: tuple(names) for i, names in frees.items()}
         # what check_inputs holds forward's, init_state's and step's tensors to
         self.input_specs, self.position_limits = input_checks(graph)
+        # per-sequence lengths (forward's lengths=): each value's, from its input's; each module's
+        self.lengths_inputs = graph.lengths
+        values, self._len_calls = lengths_plan(graph)
+        codes = {code: compile(code, "<lengths>", "eval") for _, code in values.values()}
+        self._len_values = {name: (origin, code, codes[code]) for name, (origin, code) in values.items()}
         # each outermost repeat copy with layers: (Block path, first plan index, end, inputs, outputs)
         spans: dict[str, list[int]] = {}
         for i, node in enumerate(graph.nodes):
@@ -191,8 +197,9 @@ class SeqModel(nn.Module):
         return super().load_state_dict(sd, strict=strict, assign=assign)
 
     # ---------------------------------------------------------------- run
-    def _run(self, env, states, skip=frozenset(), seg_stream=None):
-        self._run_range(env, states, 0, len(self._plan), skip, blocks=states is None and self._calls_blocks())
+    def _run(self, env, states, skip=frozenset(), seg_stream=None, lens=None):
+        self._run_range(env, states, 0, len(self._plan), skip, blocks=states is None and self._calls_blocks(),
+                        lens=lens)
         outs = tuple(env[o] for o in self._out_nodes)
         return outs[0] if len(outs) == 1 else outs
 
@@ -205,13 +212,13 @@ class SeqModel(nn.Module):
             return True
         return any(b._forward_pre_hooks or b._forward_hooks for b in self.blocks())
 
-    def _run_block(self, env, lo) -> int:
+    def _run_block(self, env, lo, lens=None) -> int:
         """Run the repeat copy starting at plan index lo through its Block; the end index."""
         path, hi, ins, outs = self._units[lo]
 
         def run(*xs):
             sub = dict(zip(ins, xs))
-            self._run_range(sub, None, lo, hi, blocks=False)
+            self._run_range(sub, None, lo, hi, blocks=False, lens=lens)
             return tuple(sub[o] for o in outs)
 
         ys = self._get(path)(run, *(env[s] for s in ins))
@@ -220,7 +227,7 @@ class SeqModel(nn.Module):
             self._free(env, k)
         return hi
 
-    def _run_range(self, env, states, lo, hi, skip=frozenset(), blocks=False):
+    def _run_range(self, env, states, lo, hi, skip=frozenset(), blocks=False, lens=None):
         plan = self._plan
         i = lo
         while i < hi:
@@ -229,7 +236,7 @@ class SeqModel(nn.Module):
                 i += 1
                 continue
             if blocks and i in self._units:
-                i = self._run_block(env, i)
+                i = self._run_block(env, i, lens)
                 continue
             if seg is not None:
                 j = i
@@ -239,7 +246,7 @@ class SeqModel(nn.Module):
                 self._free(env, j - 1)
                 i = j
                 continue
-            self._exec(env, states, kind, name, sources)
+            self._exec(env, states, kind, name, sources, lens=lens)
             self._free(env, i)
             i += 1
 
@@ -252,12 +259,15 @@ class SeqModel(nn.Module):
         for name in self._frees.get(i, ()):
             env.pop(name, None)
 
-    def _exec(self, env, states, kind, name, sources, x_override=None):
+    def _exec(self, env, states, kind, name, sources, x_override=None, lens=None):
         if kind == "add":
             env[name] = self._add(name, env[sources[0]], env[sources[1]])
             return
         args = [env[s] for s in sources]
         mod = self._mods[name]
+        if lens is not None and name in self._len_calls:
+            env[name] = mod(*args, **{key: lens[src] for key, src in self._len_calls[name]})
+            return
         st = None if states is None else states.setdefault(name, {})
         if st is not None or getattr(mod, "memory", None) is not None:
             if st is None:
@@ -321,13 +331,36 @@ class SeqModel(nn.Module):
         for e in exported:
             env[e] = torch.cat(pieces[e], dim=1)
 
-    def forward(self, *inputs):
+    def forward(self, *inputs, lengths=None):
+        """The outputs; with `lengths=` (the inputs declared `lengths`: a
+        tensor [B], or a dict {input: tensor} for several), `(outputs,
+        output_lengths)`: the outputs with every position at or past a
+        sequence's length zeroed, and each output's lengths (None for an
+        output without a time axis), one tensor or a tuple as the outputs."""
         if len(inputs) != len(self.input_names):
             raise TypeError(f"{self.spec_name} takes {len(self.input_names)} inputs "
                             f"({', '.join(self.input_names)}), got {len(inputs)}")
         check_inputs(self, zip(self.input_names, inputs))
         env = dict(zip(self.input_names, inputs))
-        return self._run(env, None)
+        if lengths is None:
+            return self._run(env, None)
+        lens = self._lengths(check_lengths(self, lengths, env))
+        outs = self._run(env, None, lens=lens)
+        outs = outs if len(self._out_nodes) > 1 else (outs,)
+        out_lens = tuple(lens.get(o) for o in self._out_nodes)
+        outs = tuple(y if n is None else zero_padded(y, n) for y, n in zip(outs, out_lens))
+        return (outs, out_lens) if len(outs) > 1 else (outs[0], out_lens[0])
+
+    def _lengths(self, given: dict) -> dict:
+        """Every value's per-sequence lengths from the inputs' (each distinct
+        formula computed once)."""
+        done, lens = {}, {}
+        for name, (origin, code, compiled) in self._len_values.items():
+            key = (origin, code)
+            if key not in done:
+                done[key] = eval(compiled, {"torch": torch, "L": given[origin]})   # noqa: S307 - seqdsl.graph.lengths' integer arithmetic
+            lens[name] = done[key]
+        return lens
 
     def loss(self, outputs, targets, target_lengths=None) -> torch.Tensor:
         """The spec's declared loss (`loss KIND(OUTPUT)`) of forward's `outputs`
@@ -572,8 +605,11 @@ class CompiledSeqModel(nn.Module):
         self.__dict__["_stages"] = plan_stages(model, compile_every_stage, backend=backend, fullgraph=fullgraph,
                                                **kw)
 
-    def forward(self, *inputs):
+    def forward(self, *inputs, lengths=None):
         m = self.model
+        if lengths is not None:
+            raise TypeError(f"{m.spec_name}: a compiled model takes no lengths= yet; build it "
+                            "without compile=True to run per-sequence lengths")
         if len(inputs) != len(m.input_names):
             raise TypeError(f"{m.spec_name} takes {len(m.input_names)} inputs "
                             f"({', '.join(m.input_names)}), got {len(inputs)}")

@@ -194,6 +194,14 @@ class Attention(Layer):
     def is_causal(self, args, inputs=None) -> bool:
         return args.causal
 
+    def check_lengths(self, args, inputs, out):
+        """Non-causal attention masks the padded keys; Transformer-XL's relative
+        scores are laid out by the padded length, which a key mask cannot undo."""
+        if args.pos == "relative" and not args.causal:
+            raise LayerError("pos=relative without causal=true lays its scores out by the padded length, "
+                             "so a shorter sequence alone would score differently", arg="pos",
+                             help="use causal=true, or pos=rope / alibi / none with per-sequence lengths")
+
     def cost(self, args, inputs, out, ctx):
         """The kernels of docs/lowering.md, counted (COST_MODEL.md): projections
         as linears; softmax cores 4·B·C·pairs (C = heads·d_head) with the
