@@ -17,7 +17,7 @@ from .torch_modules import _dense, time_mask, zero_padded
 class Pool(nn.Module):
     def __init__(self, op, ndim, kernel, stride, padding):
         super().__init__()
-        self.op, self.ndim, self.kernel, self.stride, self.padding = ndim, tuple(kernel), tuple(stride), tuple(padding)
+        self.op, self.ndim, self.kernel, self.stride, self.padding = op, ndim, tuple(kernel), tuple(stride), tuple(padding)
         self.fn = getattr(F, f"{op}_pool{ndim}d")
 
     def forward(self, x, lengths=None):
