@@ -594,6 +594,12 @@ class _ModelBuilder:
         tx = x[1]
         if tx.dtype != "float" or tx.rank != 3:
             raise error(f"segments expects a float [B, T, C] input, got {tx}", stage.span)
+        origin = self.node_map[x[0]].lengths
+        if origin is not None:
+            raise error(f"segments(...) cannot run on a value with per-sequence lengths "
+                        f"(input '{origin}' declares `lengths`): it cuts the padded batch into pieces",
+                        stage.span, help=f"drop `lengths` from input '{origin}', or move the segments "
+                                         "stage before the value has lengths")
         if not stage.body:
             raise error("segments body is empty", stage.span)
         inner = scope + (Scope("segments", name, stage.span, None, (("length", length), ("memory", memory))),)
