@@ -112,6 +112,19 @@ model cross {
 }
 """
 
+# token ids with lengths: an encoder over an embedding, a learned posenc
+TOKENS = """
+model text_encoder {
+    input tokens: int[B, T] lengths
+    h = tokens
+        -> embed(50, 16)
+        -> posenc(learned, max_len=64)
+        -> repeat(2) { residual { layernorm -> attention(4, pos=rope) } -> residual { layernorm -> swiglu(32) } }
+    sentence = h -> time_mean
+    output h, sentence
+}
+"""
+
 LENGTHS = [19, 11, 4, 1]      # B = 4, the longest fills the batch
 
 
@@ -124,8 +137,8 @@ def _inputs(graph, lengths: dict, seed=0):
     g = torch.Generator().manual_seed(seed)
     xs = []
     for name, ty in graph.inputs.items():
-        t = max(lengths[name])
-        xs.append(torch.randn(len(lengths[name]), t, *[int(d) for d in ty.dims[2:]], generator=g))
+        shape = (len(lengths[name]), max(lengths[name]), *[int(d) for d in ty.dims[2:]])
+        xs.append(torch.randint(0, 50, shape, generator=g) if ty.dtype == "int" else torch.randn(*shape, generator=g))
     return xs
 
 
@@ -155,8 +168,9 @@ def _check_alone(model, graph, xs, lengths: dict):
 
 
 @pytest.mark.parametrize("text, lengths", [(CORE, LENGTHS), (CONFORMER, LENGTHS), (SPEECH, LENGTHS),
-                                           (KINDS, [19, 11, 5, 3])],     # conv1d(valid) needs 3 steps alone
-                         ids=["core", "conformer", "speech", "kinds"])
+                                           (KINDS, [19, 11, 5, 3]),      # conv1d(valid) needs 3 steps alone
+                                           (TOKENS, LENGTHS)],
+                         ids=["core", "conformer", "speech", "kinds", "tokens"])
 def test_each_sequence_equals_running_it_alone(text, lengths):
     graph, model = _model(text)
     name = next(iter(graph.inputs))
@@ -289,7 +303,7 @@ def test_graph_records_which_values_carry_lengths():
     ("input x: float[B, T, 4] lengths\n y = x -> attention(2, pos=relative)", "pos=relative"),
     ("input x: float[B, T, 4] lengths\n y = x -> segments(length=4, memory=2) { attention(2, causal=true) }",
      "segments"),
-    ("input x: float[B, T, 4] lengths\n input z: float[B, T, 4]\n y = z -> mul(x)", "its input no lengths"),
+    ("input x: float[B, T, 4] lengths\n input z: float[B, T, 4]\n y = z -> mul(x)", "its input carries none"),
     ("input x: float[B, T, 4] lengths\n input z: float[B, T, 4] lengths\n y = x -> add(z)",
      "different per-sequence lengths"),
 ])

@@ -243,9 +243,9 @@ class _ModelBuilder:
             if ctx is None or rule.masks_context:
                 continue
             if ctx != origin or origin is None or ty.rank < 2 or inputs[0].dims[1] != ty.dims[1]:
-                mine = f"input '{origin}'s" if origin else "no"
+                mine = f"input '{origin}'s" if origin else "none"
                 raise error(f"{call.name}: {key}= carries input '{ctx}'s per-sequence lengths, "
-                            f"its input {mine} lengths", call.span,
+                            f"but its input carries {mine}", call.span,
                             help="combine values that carry the same lengths (derived from one input "
                                  "declared `lengths`, the time axis unchanged)")
         if origin is None:
@@ -706,6 +706,7 @@ class _ModelBuilder:
             where = spans.get(exc.arg, call.span) if exc.arg else call.span
             message = exc.message if exc.message.startswith(call.name) else f"{call.name}: {exc.message}"
             raise error(message, where, help=exc.help) from None
+        lengths = self._lengths_of(call, rule, args, sources, inputs, out, in_segments)
         alias = call.alias
         if alias:
             # inside repeat(N) each copy has its own name: in_proj[0], in_proj[1], ...
@@ -714,7 +715,6 @@ class _ModelBuilder:
                 raise error(f"layer name '{alias}' is already used", call.span,
                             help="`as NAME` names one layer instance (inside repeat, one per copy: NAME[i])")
             self.aliases[alias] = name
-        lengths = self._lengths_of(call, rule, args, sources, inputs, out, in_segments)
         node = Node(name, call.name, args, tuple(inputs), out, params, call.span, scope, alias,
                     tuple(sources), lengths)
         self._add_node(node, sources)
