@@ -351,3 +351,22 @@ def test_estimate_counts_the_padded_batch_and_verify_passes():
     assert a.model_dump() == b.model_dump()
     report = verify(graph, seq=[24])
     assert report.ok, [r for r in report.failed]
+
+
+def test_length_formulas_are_exact_integer_arithmetic():
+    """Every output-length form a layer makes, evaluated per sequence (build)
+    and printed (compile -o), equals the shape rule at that length."""
+    import sympy
+    from seqdsl.graph.lengths import length_code, length_fn, length_tree
+    from seqdsl.graph.symbolic import ceil_div, dim_symbol, floor_div
+    t = dim_symbol("T")
+    forms = [t, floor_div(t + 4 - 5, 3) + 1, ceil_div(t, 4), ceil_div(floor_div(t - 3, 2) + 1, 2),
+             floor_div(ceil_div(t, 2) + 2 - 3, 3) + 1, sympy.Max(t - 4, 0), sympy.Min(t, 7), 2 * t + 1]
+    n = torch.arange(1, 200)
+    for form in forms:
+        tree = length_tree(form, "T")
+        want = [int(form.subs(t, int(k))) for k in n]
+        assert length_fn(tree)(n).tolist() == want, form
+        assert eval(length_code(tree, "n"), {"n": n}).tolist() == want, form   # noqa: S307 - the printed source
+    with pytest.raises(ValueError, match="besides T"):
+        length_tree(t + dim_symbol("S"), "T")

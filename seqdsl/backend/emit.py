@@ -33,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..graph.ir import ModelGraph
+from ..graph.lengths import length_code
 from ..graph.symbolic import fmt_dim
 from ..layers import LAYERS
 from ..layers.module_spec import LOWERING_NAME, Tied
@@ -218,9 +219,10 @@ def emit_model(graph: ModelGraph, cls: str | None = None) -> str:
     len_lines, len_var = [], {}
     if graph.lengths:
         in_var = {name: f"L{k}" for k, name in enumerate(graph.lengths)}
-        values, len_calls = lengths_plan(graph, var=lambda origin: in_var[origin])
+        values, len_calls = lengths_plan(graph)
         by_code = {v: v for v in in_var.values()}          # code -> its local
-        for name, (origin, code) in values.items():
+        for name, (origin, tree) in values.items():
+            code = length_code(tree, in_var[origin])
             if code not in by_code:
                 by_code[code] = f"n{len(by_code) - len(in_var) + 1}"
             len_var[name] = by_code[code]

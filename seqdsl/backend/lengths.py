@@ -5,23 +5,22 @@ compile -o` both read this plan, so the two lowerings cannot disagree."""
 from __future__ import annotations
 
 from ..graph.ir import ModelGraph
-from ..graph.lengths import length_code
+from ..graph.lengths import length_tree
 from ..layers import LAYERS
 
 
-def lengths_plan(graph: ModelGraph, var=lambda origin: "L") -> tuple[dict, dict]:
-    """(values, calls). values: node name -> (input name, code) for every
-    value that carries lengths, code the Python expression of its lengths
-    over the variable `var(input name)` (the input's lengths tensor), clamped at 0 (a valid
-    convolution may leave a short sequence no steps); calls: layer node name
-    -> ((keyword, node name), ...), the lengths its module takes
-    (`lengths=` of its input, `context_lengths=` of its context)."""
+def lengths_plan(graph: ModelGraph) -> tuple[dict, dict]:
+    """(values, calls). values: node name -> (input name, tree) for every
+    value that carries lengths, tree its lengths as a function of the
+    input's (seqdsl.graph.lengths), clamped at 0 (a valid convolution may
+    leave a short sequence no steps); calls: layer node name -> ((keyword,
+    node name), ...), the lengths its module takes (`lengths=` of its input,
+    `context_lengths=` of its context)."""
     values, calls = {}, {}
     for n in graph.nodes:
         if n.lengths is not None:
-            name = var(n.lengths)
-            code = length_code(n.output.dims[1], str(graph.inputs[n.lengths].dims[1]), name)
-            values[n.name] = (n.lengths, code if code == name else f"({code}).clamp(min=0)")
+            tree = length_tree(n.output.dims[1], str(graph.inputs[n.lengths].dims[1]))
+            values[n.name] = (n.lengths, tree if tree == ("len",) else ("max", tree, ("int", 0)))
         if n.kind in ("input", "add"):
             continue
         rule = LAYERS[n.kind]

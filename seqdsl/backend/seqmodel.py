@@ -22,6 +22,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import SpecError, error, suggest
 from ..check.elaborate import load
 from ..graph.ir import ModelGraph, Program, TensorType
+from ..graph.lengths import length_fn
 from ..layers import LAYERS
 from ..layers.loss_torch import compute_loss
 from ..layers.torch_modules import Scope, check_inputs, check_lengths, zero_padded
@@ -130,8 +131,8 @@ class SeqModel(nn.Module):
         # per-sequence lengths (forward's lengths=): each value's, from its input's; each module's
         self.lengths_inputs = graph.lengths
         values, self._len_calls = lengths_plan(graph)
-        codes = {code: compile(code, "<lengths>", "eval") for _, code in values.values()}
-        self._len_values = {name: (origin, code, codes[code]) for name, (origin, code) in values.items()}
+        fns = {tree: length_fn(tree) for _, tree in values.values()}
+        self._len_values = {name: (origin, tree, fns[tree]) for name, (origin, tree) in values.items()}
         # each outermost repeat copy with layers: (Block path, first plan index, end, inputs, outputs)
         spans: dict[str, list[int]] = {}
         for i, node in enumerate(graph.nodes):
@@ -355,11 +356,10 @@ class SeqModel(nn.Module):
         """Every value's per-sequence lengths from the inputs' (each distinct
         formula computed once)."""
         done, lens = {}, {}
-        for name, (origin, code, compiled) in self._len_values.items():
-            key = (origin, code)
-            if key not in done:
-                done[key] = eval(compiled, {"torch": torch, "L": given[origin]})   # noqa: S307 - seqdsl.graph.lengths' integer arithmetic
-            lens[name] = done[key]
+        for name, (origin, tree, fn) in self._len_values.items():
+            if (origin, tree) not in done:
+                done[origin, tree] = fn(given[origin])
+            lens[name] = done[origin, tree]
         return lens
 
     def loss(self, outputs, targets, target_lengths=None) -> torch.Tensor:

@@ -14,7 +14,7 @@ import sympy
 
 from ..errors import Span, SpecError, absent_concept, error, suggest
 from ..graph.ir import ModelGraph, Node, Ref, Scope, TensorType
-from ..graph.lengths import length_code
+from ..graph.lengths import length_tree
 from ..graph.symbolic import dim_symbol, dims_equal, fmt_dim, rounding_depth
 from ..lang import ast
 from ..layers import LAYERS, LayerError
@@ -259,7 +259,7 @@ class _ModelBuilder:
         if out.rank < 2 or time not in out.dims[1].free_symbols:
             return None         # the time axis is consumed (time_mean, time_last)
         try:
-            length_code(out.dims[1], str(time), "L")
+            length_tree(out.dims[1], str(time))
         except ValueError as exc:
             raise error(f"{call.name}: cannot follow the per-sequence lengths of input '{origin}': {exc}",
                         call.span, help=f"drop `lengths` from input '{origin}'") from None
