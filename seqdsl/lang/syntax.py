@@ -718,10 +718,16 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
         hint = f"'{token}' is a keyword"
     elif token is not None and str(token) == "//":
         hint = "comments start with '#', not '//'"
+    elif token is not None and re.match(r"\s*input\b.*\]\s*\(\s*lengths\s*\)", source.line(line)):
+        hint = "write the marker without parentheses, after the dims: input x: float[B, T, 80] lengths"
     elif token is not None and set(expected) in _BIND_HEAD and _bare_stage_line(source, line):
         text = source.line(line)
         start = len(text) - len(text.lstrip()) + 1
         word = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text.lstrip()).group()
+        if word == "lengths" and line > 1 and source.line(line - 1).lstrip().startswith("input "):
+            return error("`lengths` on a line of its own is not a statement",
+                         Span(source, line, start, line, start + len(word)),
+                         help="the marker ends the input's own line: input x: float[B, T, 80] lengths")
         return error(f"'{word}' on a line of its own is not a statement",
                      Span(source, line, start, line, start + len(word)),
                      help=f"to continue the pipeline above, write '-> {word}' "
