@@ -370,3 +370,45 @@ def test_length_formulas_are_exact_integer_arithmetic():
         assert eval(length_code(tree, "n"), {"n": n}).tolist() == want, form   # noqa: S307 - the printed source
     with pytest.raises(ValueError, match="besides T"):
         length_tree(t + dim_symbol("S"), "T")
+
+
+@pytest.mark.parametrize("loss", ["ctc(y, target_len=3)", "cross_entropy(y)", "mse(y)"])
+def test_the_loss_counts_only_valid_positions(loss):
+    """model.loss(..., output_lengths=n) on the padded batch equals the
+    per-sequence losses combined as the loss's mean does (ctc: per sequence;
+    cross_entropy and mse: per position)."""
+    text = f"""
+model m {{
+    input x: float[B, T, 6] lengths
+    y = x -> conv1d(8, 3, stride=2, padding=1) -> residual {{ attention(2) }} -> linear(5)
+    output y
+    loss {loss}
+}}
+"""
+    graph, model = _model(text)
+    lengths = [14, 9, 5]
+    (x,) = _inputs(graph, {"x": lengths})
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        y, n = model(x, lengths=torch.tensor(lengths))
+        if loss.startswith("ctc"):
+            targets, target_lengths = torch.randint(1, 5, (3, 3), generator=g), torch.tensor([3, 2, 1])
+        elif loss.startswith("cross"):
+            targets, target_lengths = torch.randint(0, 5, y.shape[:2], generator=g), None
+        else:
+            targets, target_lengths = torch.randn(y.shape, generator=g), None
+        batched = model.loss(y, targets, target_lengths, output_lengths=n)
+        alone, weights = [], []
+        for b, k in enumerate(lengths):
+            ya = model(x[b:b + 1, :k])
+            steps = ya.shape[1]
+            if loss.startswith("ctc"):
+                alone.append(model.loss(ya, targets[b:b + 1, :int(target_lengths[b])]))
+                weights.append(1)
+            else:
+                alone.append(model.loss(ya, targets[b:b + 1, :steps]))
+                weights.append(steps * (ya.shape[-1] if loss.startswith("mse") else 1))
+        want = sum(a * w for a, w in zip(alone, weights)) / sum(weights)
+        padded = model.loss(y, targets, target_lengths)      # without output_lengths: every position counts
+    torch.testing.assert_close(batched, want, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(padded, want, atol=1e-4)

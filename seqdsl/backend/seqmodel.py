@@ -362,16 +362,19 @@ class SeqModel(nn.Module):
             lens[name] = done[origin, tree]
         return lens
 
-    def loss(self, outputs, targets, target_lengths=None) -> torch.Tensor:
+    def loss(self, outputs, targets, target_lengths=None, output_lengths=None) -> torch.Tensor:
         """The spec's declared loss (`loss KIND(OUTPUT)`) of forward's `outputs`
         against `targets` (seqdsl.layers.loss_torch.compute_loss says what each
-        kind takes). A spec without a `loss` statement has none to compute."""
+        kind takes); `output_lengths`: the loss's output's lengths from
+        forward(..., lengths=), so only valid positions count. A spec without a
+        `loss` statement has none to compute."""
         spec = self._graph.loss
         if spec is None:
             raise ValueError(f"{self.spec_name} declares no loss: add a statement such as "
                              f"`loss cross_entropy({self.output_names[0]})` to the model")
         outs = outputs if isinstance(outputs, tuple) else (outputs,)
-        return compute_loss(spec, outs[self.output_names.index(spec.output)], targets, target_lengths)
+        return compute_loss(spec, outs[self.output_names.index(spec.output)], targets, target_lengths,
+                            output_lengths)
 
     # ---------------------------------------------------------------- streaming
     def _static_nodes(self, context_names):
