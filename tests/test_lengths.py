@@ -412,3 +412,23 @@ model m {{
         padded = model.loss(y, targets, target_lengths)      # without output_lengths: every position counts
     torch.testing.assert_close(batched, want, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(padded, want, atol=1e-4)
+
+
+def test_compiled_model_takes_lengths():
+    """compile=True (stage by stage; aot_eager, which traces as inductor does
+    without its code generation) gives the eager model's outputs and lengths,
+    and still runs without lengths=."""
+    graph = parse(CORE).model()
+    eager = seqdsl.build(graph, seed=0).eval()
+    compiled = seqdsl.build(graph, seed=0, compile=True, backend="aot_eager").eval()
+    (x,) = _inputs(graph, {"x": LENGTHS})
+    n = torch.tensor(LENGTHS)
+    with torch.no_grad():
+        (h, pooled), (hn, none) = compiled(x, lengths=n)
+        (h0, pooled0), (hn0, _) = eager(x, lengths=n)
+        plain, plain0 = compiled(x), eager(x)
+    assert none is None and torch.equal(hn, hn0)
+    torch.testing.assert_close(h, h0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pooled, pooled0, atol=1e-5, rtol=1e-5)
+    for a, b in zip(plain, plain0):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -347,7 +347,10 @@ class SeqModel(nn.Module):
             return self._run(env, None)
         lens = self._lengths(check_lengths(self, lengths, env))
         outs = self._run(env, None, lens=lens)
-        outs = outs if len(self._out_nodes) > 1 else (outs,)
+        return self._with_lengths(outs if len(self._out_nodes) > 1 else (outs,), lens)
+
+    def _with_lengths(self, outs: tuple, lens: dict):
+        """(outputs, output_lengths), the outputs' padded positions zeroed."""
         out_lens = tuple(lens.get(o) for o in self._out_nodes)
         outs = tuple(y if n is None else zero_padded(y, n) for y, n in zip(outs, out_lens))
         return (outs, out_lens) if len(outs) > 1 else (outs[0], out_lens[0])
@@ -517,6 +520,9 @@ class _Stage:
         self.needs, self.gives = tuple(needs), tuple(gives)
         self.frees = tuple(frees)          # values last read here: dropped after the stage
         self.dynamic = [_dynamic_dims(types[n], seq) for n in self.needs]
+        # the per-sequence lengths its modules take (forward(..., lengths=)), passed after the values
+        self.len_needs = tuple(dict.fromkeys(src for _, name, _, _ in entries
+                                             for _, src in model._len_calls.get(name, ())))
         self.compiled = None
         if mode == "compiled":
             code = _Stage._run_nodes.__code__.replace()          # a distinct code object
@@ -525,22 +531,25 @@ class _Stage:
 
     def _run_nodes(self, *xs):
         env = dict(zip(self.needs, xs))
+        lens = dict(zip(self.len_needs, xs[len(self.needs):]))
         for kind, name, sources, _ in self.entries:
             if kind == "add":
                 env[name] = self.model._add(name, env[sources[0]], env[sources[1]])
             else:
-                env[name] = self.model._mods[name](*[env[s] for s in sources])
+                kw = {key: lens[src] for key, src in self.model._len_calls.get(name, ()) if lens[src] is not None}
+                env[name] = self.model._mods[name](*[env[s] for s in sources], **kw)
         return tuple(env[n] for n in self.gives)
 
-    def __call__(self, env):
+    def __call__(self, env, lens=None):
         import torch._dynamo   # lazy: torch
+        extra = [None if lens is None else lens[s] for s in self.len_needs]
         if self.mode == "segments":
             self.model._run_segments(env, None, self.entries, self.entries[0][3])
         elif self.mode == "rnn":
             kind, name, sources, _ = self.entries[0]
-            self.model._exec(env, None, kind, name, sources)
+            self.model._exec(env, None, kind, name, sources, lens=lens)
         elif self.mode == "eager":
-            env.update(zip(self.gives, self._run_nodes(*[env[n] for n in self.needs])))
+            env.update(zip(self.gives, self._run_nodes(*[env[n] for n in self.needs], *extra)))
         else:
             # the caller's own tensors are marked through a view: the mark stays off them
             # (another compiled model fed the same tensor would compile dynamic too)
@@ -549,7 +558,7 @@ class _Stage:
             for x, dims in zip(xs, self.dynamic):
                 for i in dims:
                     torch._dynamo.maybe_mark_dynamic(x, i)
-            env.update(zip(self.gives, self.compiled(*xs)))
+            env.update(zip(self.gives, self.compiled(*xs, *extra)))
             del xs
         for name in self.frees:
             env.pop(name, None)
@@ -610,17 +619,17 @@ class CompiledSeqModel(nn.Module):
 
     def forward(self, *inputs, lengths=None):
         m = self.model
-        if lengths is not None:
-            raise TypeError(f"{m.spec_name}: a compiled model takes no lengths= yet; build it "
-                            "without compile=True to run per-sequence lengths")
         if len(inputs) != len(m.input_names):
             raise TypeError(f"{m.spec_name} takes {len(m.input_names)} inputs "
                             f"({', '.join(m.input_names)}), got {len(inputs)}")
         check_inputs(m, zip(m.input_names, inputs))
         env = dict(zip(m.input_names, inputs))
+        lens = None if lengths is None else m._lengths(check_lengths(m, lengths, env))
         for stage in self._stages:
-            stage(env)
+            stage(env, lens)
         outs = tuple(env[o] for o in m._out_nodes)
+        if lens is not None:
+            return m._with_lengths(outs, lens)
         return outs[0] if len(outs) == 1 else outs
 
     @property
