@@ -121,7 +121,8 @@ model text_encoder {
         -> posenc(learned, max_len=64)
         -> repeat(2) { residual { layernorm -> attention(4, pos=rope) } -> residual { layernorm -> swiglu(32) } }
     sentence = h -> time_mean
-    output h, sentence
+    first = h -> time_first
+    output h, sentence, first
 }
 """
 
