@@ -131,3 +131,22 @@ def test_conv_result_layout_and_kernel_one_padding(inputs, body):
     (saved 12,768 bytes estimated, 0 measured; live set 1.33x)."""
     failures = _failures(_model(inputs, body))
     assert not failures, describe(failures)
+
+
+# ------------------------------------------------------------------ attention: rope and relative positions
+@pytest.mark.parametrize("inputs, body", [
+    ("x: float[B, T, 24]", "y = x -> attention(2, pos=rope, rope_base=0.5); output y"),     # seed 1886: 0.82x
+    ("x: float[B, T, 24]", "y = x -> attention(1, pos=rope); output y"),                    # 0.76x, saved 0.83x
+    ("x: float[B, T, 64]", "y = x -> attention(8, kv_heads=1, pos=rope); output y"),
+    ("x: float[B, T, 32]", "y = x -> attention(4, causal=true, pos=rope, rope_dims=2); output y"),
+    ("x: float[B, T, 5, 6, 1]", "y = x -> flatten -> attention(1, pos=relative); output y"),   # seed 489: 1.30x
+    ("x: float[B, T, 30]", "y = x -> attention(1, pos=relative, causal=true); output y"),
+])
+def test_attention_rope_and_relative_live_set(inputs, body):
+    """rope: cos and sin are made for q and again for k (four tables saved,
+    not two: saved 0.83-0.95x), and the live set is q's rotation, then k's
+    beside the rotated q, then the kernel's output (the sum of all was
+    0.76-0.85x). pos=relative with one head: bmm reads q + u and k in place,
+    no copies (1.26-1.3x)."""
+    failures = _failures(_model(inputs, body))
+    assert not failures, describe(failures)
