@@ -443,10 +443,6 @@ OPEN = (
      "saves_inputs is a bool, so the copy is counted at every T (saved 4,096 bytes estimated, 0 "
      "measured, live set 1.33x at T = 32)",
      "input x: float[B, T, 8, 2]\ny = x -> conv2d(16, 2, stride=2)\noutput y"),
-    (("open-rglru-live",), ("inference_live_bytes",), _kind("rglru"),
-     "rglru's inference live set 1.22-1.27x measured (seed 1234: linear(64) -> rglru(1, width=8, "
-     "conv=3)); its workspace is one sum of the forward's temporaries, not its largest moment",
-     "input x: float[B, T, 12]\ny = x -> linear(64) -> rglru(1, width=8, conv=3)\noutput y"),
     (("open-lstm-layout",), ("inference_live_bytes",), _kind("lstm"),
      "lstm's output is a strided view of oneDNN's time-major result: a consumer that needs it dense "
      "(linear, avgpool1d) copies it, which the rule does not count (live set 0.61-0.77x measured, "
