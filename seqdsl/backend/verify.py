@@ -9,7 +9,8 @@ measuring that module must agree. At a few small lengths this measures the
   the kernels it misses or over-counts (seqdsl.backend.measure.FORMULAS). 0.5%.
 * flops_train: forward + backward of `sum(outputs)` in train mode (dropout
   on, as in training). 0.5%.
-* activation_bytes: saved_tensors_hooks, unique storages, weights and inputs
+* activation_bytes: saved_tensors_hooks, unique storages still alive when
+  the forward returns (what backward starts from), weights and inputs
   excluded. 10%.
 * inference_live_bytes: one eval, no_grad forward: the live-tensor tracker
   (CPU) or max_memory_allocated (CUDA), plus the inputs. 15%.
