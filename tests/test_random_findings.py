@@ -89,6 +89,8 @@ def test_the_generator_draws_no_spec_past_its_memory_bound():
      "output y"),                                                                                      # 1991: 1.16x
     ("x: float[B, T, 64]", "y = x -> residual { mamba2(state=2, expand=2, chunk=16, conv_bias=true) } "
      "-> repeat(2) { mamba2(state=4, head_dim=16, groups=2, chunk=8) }; output y"),                    # 1251: 0.78x
+    ("x: float[B, T, 64]", "y = x -> mamba2(chunk=64); output y"),                 # main's open-mamba2-memory: 0.58x
+    ("x: float[B, T, 64]", "y = x -> mamba2(state=8, chunk=16); output y"),        # main's open-mamba2-chunk-live
 ])
 def test_mamba2_live_set_and_saved_bytes_follow_its_forward(inputs, body):
     """mamba2's live set is the largest of its forward's moments (the conv,
