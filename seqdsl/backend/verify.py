@@ -9,7 +9,8 @@ measuring that module must agree. At a few small lengths this measures the
   the kernels it misses or over-counts (seqdsl.backend.measure.FORMULAS). 0.5%.
 * flops_train: forward + backward of `sum(outputs)` in train mode (dropout
   on, as in training). 0.5%.
-* activation_bytes: saved_tensors_hooks, unique storages, weights and inputs
+* activation_bytes: saved_tensors_hooks, unique storages still alive when
+  the forward returns (what backward starts from), weights and inputs
   excluded. 10%.
 * inference_live_bytes: one eval, no_grad forward: the live-tensor tracker
   (CPU) or max_memory_allocated (CUDA), plus the inputs. 15%.
@@ -177,10 +178,13 @@ def _forward_latency(module, inputs, reps: int = 5) -> float:
 
 
 def verify(program_or_path, model: str | None = None, seq=DEFAULT_SEQ, batch: int = 2, device: str = "cpu",
-           dtype: str = "float32", tolerances: dict | None = None, hw: str | None = None) -> VerifyReport:
+           dtype: str = "float32", tolerances: dict | None = None, hw: str | None = None,
+           force: bool = False) -> VerifyReport:
     """Build the module (seed 0), measure it at each length and compare with
     seqdsl.estimate. `seq` takes what seqdsl.estimate takes (ints or
-    {dim: int}); `tolerances` overrides TOLERANCES per figure."""
+    {dim: int}); `tolerances` overrides TOLERANCES per figure. A run whose
+    estimated memory is past MEMORY_SHARE of what is available is refused
+    (UsageError, `check_memory`) before anything is built, unless `force`."""
     graph = _model_of(program_or_path, model)
     tol = dict(TOLERANCES)
     for k, v in (tolerances or {}).items():
@@ -190,6 +194,7 @@ def verify(program_or_path, model: str | None = None, seq=DEFAULT_SEQ, batch: in
     _check_device(device)
     torch_dtype = _torch_dtype(dtype)
     points = resolve_points(graph, seq)
+    check_memory(graph, points, batch, dtype, device, force, "verify")
     est = estimate(graph, seq=points, batch=batch, dtype=dtype)
     for p in est.points:
         if p.warnings:               # a length past a layer's max_len: the module would refuse it

@@ -6,11 +6,10 @@ import json
 import sys
 
 from ..check.elaborate import load
-from ..cost.estimate import resolve_points
 from ..cost.hardware import load_profile
 from ..cost.lengths import parse_int, parse_seq
 from ..errors import UsageError
-from ..backend.verify import DEFAULT_SEQ, TOLERANCES, Row, VerifyReport, _check_device, _torch_dtype, check_memory, verify
+from ..backend.verify import DEFAULT_SEQ, TOLERANCES, Row, VerifyReport, _check_device, _torch_dtype, verify
 from ..units import human_bytes, human_flops
 from .format import grid, seq_label
 
@@ -58,9 +57,8 @@ def run(args) -> int:
         load_profile(args.hw)            # an unknown name or a bad file: UsageError
     graph = load(args.spec).model(args.model)
     seq = parse_seq(args.seq, graph.seq_symbols) or list(DEFAULT_SEQ)
-    check_memory(graph, resolve_points(graph, seq), batch, args.dtype, args.device, args.force, "verify")
     report = verify(graph, seq=seq, batch=batch, device=args.device, dtype=args.dtype, tolerances=tolerances,
-                    hw=args.hw)
+                    hw=args.hw, force=args.force)     # refuses a run past the available memory first
     if args.json:
         print(json.dumps({**report.model_dump(), "ok": report.ok}, separators=(",", ":")))
     else:

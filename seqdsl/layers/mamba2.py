@@ -3,9 +3,11 @@ gated RMSNorm included (gate first, then normalise per group).
 Lowering: mamba2_torch.py; derivations: docs/recurrent_layers.md."""
 from __future__ import annotations
 
+import sympy
+
 from ..graph.symbolic import ceil_div
 from .base import LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, example
-from .costs import LayerCost
+from .costs import LayerCost, transient_peak
 from .mamba import SequenceMixer, short_conv_cost
 
 
@@ -79,15 +81,60 @@ class Mamba2(SequenceMixer):
         flops = proj + conv + ssd
         backward = proj + 2 * rows * di * d + 2 * conv + 2 * ssd
         scores = b * nc * hm * q * q * 4
-        saved = (3 * scores + 5 * b * tp * hm * n * 4 + 3 * b * tp * di * 4 + b * (2 * nc + 1) * hm * p * n * 4
+        # x padded, and its copies for y_diag's and (over more than one chunk: with one, einsum reads
+        # it in place) the chunk states' products (was 1.1x measured with T below one chunk)
+        x_copies = 2 + sympy.Min(1, nc - 1)
+        saved = (3 * scores + 5 * b * tp * hm * n * 4 + x_copies * b * tp * di * 4 + b * (2 * nc + 1) * hm * p * n * 4
                  + 2 * b * hm * tp * 4 + b * hm * (nc + 1) ** 2 * 4 + 2 * (nc + 1) ** 2 + 2 * q * q
                  + rows * (di + cd + hm) * e + b * cd * (t + k - 1) * e + 2 * rows * cd * e
                  + rows * hm * (e + 4) + 4 * rows * di * 4 + rows * g * 4 + rows * di * e + 2 * hm * 4)
         work = 3 * scores + 4 * b * tp * hm * n * 4 + 4 * rows * (di + cd) * e
+        live = self.live_workspace(b, t, d, args, e)
         step = 2 * b * d * (di + cd + hm) + 2 * b * di * d + 2 * b * cd * k + 2 * b * hm * p * n
         return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(first,),
-                         saved_bytes=saved, saves_inputs=(True,), workspace_bytes=work, step_flops=step,
-                         state_bytes=b * cd * k * e + b * hm * p * n * 4, depth=nc + 1, has_weights=True)
+                         saved_bytes=saved, saves_inputs=(True,), workspace_bytes=work, live_workspace_bytes=live,
+                         step_flops=step, state_bytes=b * cd * k * e + b * hm * p * n * 4, depth=nc + 1,
+                         has_weights=True)
+
+    def live_workspace(self, b, t, d, args, e):
+        """The most of the forward's transients alive at once (inference, at
+        float32), moment by moment through mamba2_torch.Mamba2.forward. Held
+        from the in_proj on: its output z (gate, x·B·C, dt: `gate` keeps it to
+        the end), the conv's silu output (xs is a view of it), dt, and B and
+        C repeated to every head (the forward's b, c). ssd_chunk_scan pads x·dt,
+        A·dt, B and C to tp = nc·Q steps, makes the decays (the segment sums:
+        three Q x Q score-sized tensors at once), the scores, y_diag, the
+        chunk states and y_off, each einsum copying its operands to bmm's
+        layout; then the gated norm holds four [B, T, di] fp32 tensors. The
+        moments, each the bytes alive beside the input (found by listing every
+        allocation with seqdsl.backend.measure.LiveTensorTracker; the single
+        moment's rule was 0.58-1.22x measured on the random specs, now
+        0.90-1.08x over 22 shapes)."""
+        di, hm, g, n, k = self.dims(args, d)
+        p, q = args.head_dim, args.chunk
+        cd = di + 2 * g * n
+        nc = ceil_div(t, q)
+        rows, rows_p = b * t, b * nc * q
+        x, dt, bn = rows * di * 4, rows * hm * 4, rows * hm * n * 4             # fp32, T steps
+        xp, ap, bnp = rows_p * di * 4, rows_p * hm * 4, rows_p * hm * n * 4     # fp32, padded to tp
+        scores = b * nc * hm * q * q * 4
+        states, states1 = b * nc * hm * p * n * 4, b * (nc + 1) * hm * p * n * 4
+        z = rows * (di + cd + hm) * e
+        held = z + rows * cd * e + dt + 2 * bn                     # through the scan and the norm
+        padded = held + xp + ap + 2 * bnp + ap                     # the padded inputs and a_cum
+        diag = padded + 2 * scores + xp + bnp                      # decay, scores, y_diag, b·decay
+        before = [z + b * cd * (2 * t + k - 1) * e,                # the conv's padded input and output
+                  held + x + dt + xp + ap + 2 * bnp,               # x·dt, A·dt and their padded copies
+                  padded + 3 * scores,                             # the segment sums
+                  padded + 2 * scores + 2 * bnp,                   # C·B: copies of C and B
+                  padded + 2 * scores + 2 * xp,                    # y_diag: a copy of x
+                  padded + 2 * scores + 2 * xp + 2 * bnp + states,  # the chunk states
+                  diag + states + states1,                         # the states with the first one
+                  diag + 3 * states1,                              # the states handed chunk to chunk
+                  diag + states1 + bnp + states + xp,              # y_off: copies of C and the states
+                  diag + states1 + 2 * xp + ap,                    # y_off, then y_diag + y_off
+                  held + 4 * x]                                    # the gated norm
+        return transient_peak(rows * d * e, before=before, after=[held + x])
 
     def tp_units(self, args, c):
         di, hm, g, n, k = self.dims(args, c)

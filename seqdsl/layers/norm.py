@@ -51,14 +51,18 @@ class Norm(Layer):
         mean/rstd per row (at the input dtype on the CPU); RMSNorm (composite,
         computed in fp32) x·rstd in fp32 for the weight gradient, and, only when
         the input needs a gradient, x — or its fp32 copy under bf16/fp16 — and
-        rstd; batchnorm x, save_mean/invstd and the running buffers (4 x C fp32)."""
+        rstd; batchnorm x, save_mean/invstd and the running buffers (4 x C fp32).
+        Inference: rmsnorm's x² is alive with the mean square and rstd it makes
+        (rsqrt runs before x² is freed), and rstd with x·rstd and the output:
+        x² (or x·rstd) plus one fp32 value per row beside the output, which
+        with one channel is as large as x (the live set was 0.75x measured)."""
         n, c, e = rows(inputs[0]), channels(inputs[0]), ctx.elem
         if self.kind == "rmsnorm":
             upcast = e != STAT_BYTES
             # offset: (offset + w), C floats, which the product keeps for the input gradient
             offset = c * STAT_BYTES if args.offset else 0
             return LayerCost(saves_inputs_if_grad=(not upcast,), has_weights=True,
-                             workspace_bytes=n * c * STAT_BYTES * (2 if upcast else 1),
+                             workspace_bytes=n * c * STAT_BYTES * (2 if upcast else 1) + n * STAT_BYTES,
                              saved_bytes=n * c * STAT_BYTES,
                              saved_if_input_grad=(n * STAT_BYTES + (n * c * STAT_BYTES if upcast else 0) + offset,))
         if self.kind == "layernorm":     # aten.native_layer_norm writes mean and rstd beside the output
