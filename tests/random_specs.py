@@ -477,16 +477,6 @@ OPEN = (
      "so it attends within the segment; the estimate counts the whole context (FLOPs 2-2.7x measured)",
      "input x: float[B, T, 16]\ny = x -> segments(length=8, memory=0) { layernorm -> cross_attention(2, context=x) }\n"
      "output y"),
-    (("open-mamba2-memory",), ("activation_bytes", "inference_live_bytes"), _kind("mamba2"),
-     "mamba2 at T = 19 with head_dim 64 (d = 64): inference live set 0.58x measured (state=128, chunk=64), "
-     "0.78-0.80x (state=2, chunk=16 or 64), saved activations 1.11x (state=2, chunk=64); chunk 20, 32 or "
-     "128, or head_dim 16 or 32, are within tolerance. Found when the `scale` kind shifted the random "
-     "draws (seed 85); the same on main's tree",
-     "input x: float[B, T, 64]\ny = x -> mamba2(chunk=64)\noutput y"),
-    (("open-mamba2-chunk-live",), ("inference_live_bytes",), lambda n, g: n.kind == "mamba2" and n.args.chunk < 256,
-     "mamba2 with a chunk below its default 256 at T = 19: inference live set 0.69-0.80x measured (chunk 4, 16, "
-     "64; C = 64, state 8), on main's tree too; drawn once the emformer and ln_lstm kinds shifted the draws",
-     "input x: float[B, T, 64]\ny = x -> mamba2(state=8, chunk=16)\noutput y"),
 )
 
 
