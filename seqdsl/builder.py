@@ -297,13 +297,17 @@ class ModelBuilder:
         self.statements.append(ast.Let(_name(name, "let"), _expr(value), None))
         return ref(name)
 
-    def input(self, name: str, dtype: str, dims) -> Value:
+    def input(self, name: str, dtype: str, dims, lengths: bool = False) -> Value:
+        """`input NAME: DTYPE[DIMS]`; lengths=True adds the `lengths` marker
+        (each sequence of the batch has its own length along axis 1)."""
         _name(name, "input")
+        if not isinstance(lengths, bool):
+            raise BuilderTypeError(f"input {name!r}: lengths must be True or False, not {lengths!r}")
         if not isinstance(dtype, str) or dtype not in DTYPES:
             raise BuilderError(f"input {name!r}: dtype {dtype!r} is not one of {', '.join(DTYPES)}")
         if isinstance(dims, (str, bytes)) or not isinstance(dims, (list, tuple)) or not dims:
             raise BuilderTypeError(f"input {name!r}: dims must be a non-empty list of dims, not {dims!r}")
-        self.statements.append(ast.Input(name, dtype, None, tuple(_dim(d, name) for d in dims), None))
+        self.statements.append(ast.Input(name, dtype, None, tuple(_dim(d, name) for d in dims), None, lengths))
         return Value(name)
 
     def bind(self, name: str | tuple | list, source: Value | str, *stages):

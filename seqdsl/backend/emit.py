@@ -33,10 +33,12 @@ from collections import Counter
 from pathlib import Path
 
 from ..graph.ir import ModelGraph
+from ..graph.lengths import length_code
 from ..graph.symbolic import fmt_dim
 from ..layers import LAYERS
 from ..layers.module_spec import LOWERING_NAME, Tied
 from .checks import input_checks
+from .lengths import lengths_plan
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -213,6 +215,29 @@ def emit_model(graph: ModelGraph, cls: str | None = None) -> str:
         if n.alias is not None:
             aliases[n.alias] = _path_expr(n.name)
 
+    # per-sequence lengths: one local per input (L0, ...) and per distinct formula (n1, ...)
+    len_lines, len_var = [], {}
+    if graph.lengths:
+        in_var = {name: f"L{k}" for k, name in enumerate(graph.lengths)}
+        values, len_calls = lengths_plan(graph)
+        by_code = {v: v for v in in_var.values()}          # code -> its local
+        for name, (origin, tree) in values.items():
+            code = length_code(tree, in_var[origin])
+            if code not in by_code:
+                by_code[code] = f"n{len(by_code) - len(in_var) + 1}"
+            len_var[name] = by_code[code]
+        len_lines += ["if lengths is None:",
+                      "    " + " = ".join(list(by_code.values()) + ["None"]),
+                      "else:",
+                      f"    lens = check_lengths(self, lengths, {{{''.join(f'{_lit(n)}: {var[n]}, ' for n in graph.inputs)}}})"]
+        len_lines += [f"    {v} = lens[{_lit(n)}]" for n, v in in_var.items()]
+        len_lines += [f"    {v} = {code}" for code, v in by_code.items() if v not in in_var.values()]
+    else:
+        len_calls = {}
+
+    def len_kwargs(n) -> str:
+        return "".join(f", {key}={len_var[src]}" for key, src in len_calls.get(n.name, ()))
+
     i = 0
     seg_count = 0
     while i < len(nodes):
@@ -223,7 +248,7 @@ def emit_model(graph: ModelGraph, cls: str | None = None) -> str:
             if n.kind == "add":
                 fwd.append(f"{v} = {_add_expr(n, var[n.sources[0]], var[n.sources[1]])}")
             else:
-                fwd.append(f"{v} = {_path_expr(n.name)}({', '.join(var[s] for s in n.sources)})"
+                fwd.append(f"{v} = {_path_expr(n.name)}({', '.join(var[s] for s in n.sources)}{len_kwargs(n)})"
                            f"  # {n.kind} -> {n.output}")
             var[n.name] = v
             i += 1
@@ -275,6 +300,15 @@ def emit_model(graph: ModelGraph, cls: str | None = None) -> str:
         i = j
     outs = [var[graph.values[o]] for o in graph.outputs]
     ret = outs[0] if len(outs) == 1 else "(" + ", ".join(outs) + ")"
+    ret_lengths = []
+    if graph.lengths:
+        # forward(..., lengths=None) -> (outputs, output_lengths), as seqdsl.build's SeqModel
+        out_lens = [len_var.get(graph.values[o]) for o in graph.outputs]
+        ys = [y if n is None else f"zero_padded({y}, {n})" for y, n in zip(outs, out_lens)]
+        ns = [n or "None" for n in out_lens]
+        pair = (f"{ys[0]}, {ns[0]}" if len(ys) == 1 else
+                f"({''.join(y + ', ' for y in ys)}), ({''.join(n + ', ' for n in ns)})")
+        ret_lengths = ["if lengths is None:", f"    return {ret}", f"return {pair}"]
     lines = [f"class {cls}(SpecModule):",
              f"    \"\"\"Model {graph.name!r}: inputs {', '.join(args)}; params {graph.params:,}.\"\"\"",
              "",
@@ -283,10 +317,14 @@ def emit_model(graph: ModelGraph, cls: str | None = None) -> str:
              "    def __init__(self):",
              "        super().__init__()"]
     lines += ["        " + s for s in init]
-    lines += ["", f"    def forward(self, {', '.join(args)}):"]
+    if graph.lengths:
+        lines.insert(lines.index("    def __init__(self):") - 1,
+                     f"    lengths_inputs = {_lit(tuple(graph.lengths))}    # inputs declared `lengths`")
+    lines += ["", f"    def forward(self, {', '.join(args + (['lengths=None'] if graph.lengths else []))}):"]
     lines += [f"        check_inputs(self, ({''.join(f'({_lit(n)}, {v}), ' for n, v in zip(graph.inputs, args))}))"]
-    lines += ["        " + s for s in fwd]
-    lines += [f"        return {ret}", ""]
+    lines += ["        " + s for s in len_lines + fwd]
+    lines += ["        " + s for s in ret_lengths] if ret_lengths else [f"        return {ret}"]
+    lines += [""]
     for m in methods:
         lines += [m, ""]
     return "\n".join(lines)

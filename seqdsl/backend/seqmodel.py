@@ -22,10 +22,12 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import SpecError, error, suggest
 from ..check.elaborate import load
 from ..graph.ir import ModelGraph, Program, TensorType
+from ..graph.lengths import length_fn
 from ..layers import LAYERS
 from ..layers.loss_torch import compute_loss
-from ..layers.torch_modules import Scope, check_inputs
+from ..layers.torch_modules import Scope, check_inputs, check_lengths, zero_padded
 from .checks import input_checks
+from .lengths import lengths_plan
 from .tp import tp_layout
 
 
@@ -126,6 +128,11 @@ class SeqModel(nn.Module):
         self._frees = {i: tuple(names) for i, names in frees.items()}
         # what check_inputs holds forward's, init_state's and step's tensors to
         self.input_specs, self.position_limits = input_checks(graph)
+        # per-sequence lengths (forward's lengths=): each value's, from its input's; each module's
+        self.lengths_inputs = graph.lengths
+        values, self._len_calls = lengths_plan(graph)
+        fns = {tree: length_fn(tree) for _, tree in values.values()}
+        self._len_values = {name: (origin, tree, fns[tree]) for name, (origin, tree) in values.items()}
         # each outermost repeat copy with layers: (Block path, first plan index, end, inputs, outputs)
         spans: dict[str, list[int]] = {}
         for i, node in enumerate(graph.nodes):
@@ -191,8 +198,9 @@ class SeqModel(nn.Module):
         return super().load_state_dict(sd, strict=strict, assign=assign)
 
     # ---------------------------------------------------------------- run
-    def _run(self, env, states, skip=frozenset(), seg_stream=None):
-        self._run_range(env, states, 0, len(self._plan), skip, blocks=states is None and self._calls_blocks())
+    def _run(self, env, states, skip=frozenset(), seg_stream=None, lens=None):
+        self._run_range(env, states, 0, len(self._plan), skip, blocks=states is None and self._calls_blocks(),
+                        lens=lens)
         outs = tuple(env[o] for o in self._out_nodes)
         return outs[0] if len(outs) == 1 else outs
 
@@ -205,13 +213,13 @@ class SeqModel(nn.Module):
             return True
         return any(b._forward_pre_hooks or b._forward_hooks for b in self.blocks())
 
-    def _run_block(self, env, lo) -> int:
+    def _run_block(self, env, lo, lens=None) -> int:
         """Run the repeat copy starting at plan index lo through its Block; the end index."""
         path, hi, ins, outs = self._units[lo]
 
         def run(*xs):
             sub = dict(zip(ins, xs))
-            self._run_range(sub, None, lo, hi, blocks=False)
+            self._run_range(sub, None, lo, hi, blocks=False, lens=lens)
             return tuple(sub[o] for o in outs)
 
         ys = self._get(path)(run, *(env[s] for s in ins))
@@ -220,7 +228,7 @@ class SeqModel(nn.Module):
             self._free(env, k)
         return hi
 
-    def _run_range(self, env, states, lo, hi, skip=frozenset(), blocks=False):
+    def _run_range(self, env, states, lo, hi, skip=frozenset(), blocks=False, lens=None):
         plan = self._plan
         i = lo
         while i < hi:
@@ -229,7 +237,7 @@ class SeqModel(nn.Module):
                 i += 1
                 continue
             if blocks and i in self._units:
-                i = self._run_block(env, i)
+                i = self._run_block(env, i, lens)
                 continue
             if seg is not None:
                 j = i
@@ -239,7 +247,7 @@ class SeqModel(nn.Module):
                 self._free(env, j - 1)
                 i = j
                 continue
-            self._exec(env, states, kind, name, sources)
+            self._exec(env, states, kind, name, sources, lens=lens)
             self._free(env, i)
             i += 1
 
@@ -252,12 +260,15 @@ class SeqModel(nn.Module):
         for name in self._frees.get(i, ()):
             env.pop(name, None)
 
-    def _exec(self, env, states, kind, name, sources, x_override=None):
+    def _exec(self, env, states, kind, name, sources, x_override=None, lens=None):
         if kind == "add":
             env[name] = self._add(name, env[sources[0]], env[sources[1]])
             return
         args = [env[s] for s in sources]
         mod = self._mods[name]
+        if lens is not None and name in self._len_calls:
+            env[name] = mod(*args, **{key: lens[src] for key, src in self._len_calls[name]})
+            return
         st = None if states is None else states.setdefault(name, {})
         if st is not None or getattr(mod, "memory", None) is not None:
             if st is None:
@@ -321,24 +332,52 @@ class SeqModel(nn.Module):
         for e in exported:
             env[e] = torch.cat(pieces[e], dim=1)
 
-    def forward(self, *inputs):
+    def forward(self, *inputs, lengths=None):
+        """The outputs; with `lengths=` (the inputs declared `lengths`: a
+        tensor [B], or a dict {input: tensor} for several), `(outputs,
+        output_lengths)`: the outputs with every position at or past a
+        sequence's length zeroed, and each output's lengths (None for an
+        output without a time axis), one tensor or a tuple as the outputs."""
         if len(inputs) != len(self.input_names):
             raise TypeError(f"{self.spec_name} takes {len(self.input_names)} inputs "
                             f"({', '.join(self.input_names)}), got {len(inputs)}")
         check_inputs(self, zip(self.input_names, inputs))
         env = dict(zip(self.input_names, inputs))
-        return self._run(env, None)
+        if lengths is None:
+            return self._run(env, None)
+        lens = self._lengths(check_lengths(self, lengths, env))
+        outs = self._run(env, None, lens=lens)
+        return self._with_lengths(outs if len(self._out_nodes) > 1 else (outs,), lens)
 
-    def loss(self, outputs, targets, target_lengths=None) -> torch.Tensor:
+    def _with_lengths(self, outs: tuple, lens: dict):
+        """(outputs, output_lengths), the outputs' padded positions zeroed."""
+        out_lens = tuple(lens.get(o) for o in self._out_nodes)
+        outs = tuple(y if n is None else zero_padded(y, n) for y, n in zip(outs, out_lens))
+        return (outs, out_lens) if len(outs) > 1 else (outs[0], out_lens[0])
+
+    def _lengths(self, given: dict) -> dict:
+        """Every value's per-sequence lengths from the inputs' (each distinct
+        formula computed once)."""
+        done, lens = {}, {}
+        for name, (origin, tree, fn) in self._len_values.items():
+            if (origin, tree) not in done:
+                done[origin, tree] = fn(given[origin])
+            lens[name] = done[origin, tree]
+        return lens
+
+    def loss(self, outputs, targets, target_lengths=None, output_lengths=None) -> torch.Tensor:
         """The spec's declared loss (`loss KIND(OUTPUT)`) of forward's `outputs`
         against `targets` (seqdsl.layers.loss_torch.compute_loss says what each
-        kind takes). A spec without a `loss` statement has none to compute."""
+        kind takes); `output_lengths`: the loss's output's lengths from
+        forward(..., lengths=), so only valid positions count. A spec without a
+        `loss` statement has none to compute."""
         spec = self._graph.loss
         if spec is None:
             raise ValueError(f"{self.spec_name} declares no loss: add a statement such as "
                              f"`loss cross_entropy({self.output_names[0]})` to the model")
         outs = outputs if isinstance(outputs, tuple) else (outputs,)
-        return compute_loss(spec, outs[self.output_names.index(spec.output)], targets, target_lengths)
+        return compute_loss(spec, outs[self.output_names.index(spec.output)], targets, target_lengths,
+                            output_lengths)
 
     # ---------------------------------------------------------------- streaming
     def _static_nodes(self, context_names):
@@ -489,6 +528,9 @@ class _Stage:
         self.needs, self.gives = tuple(needs), tuple(gives)
         self.frees = tuple(frees)          # values last read here: dropped after the stage
         self.dynamic = [_dynamic_dims(types[n], seq) for n in self.needs]
+        # the per-sequence lengths its modules take (forward(..., lengths=)), passed after the values
+        self.len_needs = tuple(dict.fromkeys(src for _, name, _, _ in entries
+                                             for _, src in model._len_calls.get(name, ())))
         self.compiled = None
         if mode == "compiled":
             code = _Stage._run_nodes.__code__.replace()          # a distinct code object
@@ -497,22 +539,25 @@ class _Stage:
 
     def _run_nodes(self, *xs):
         env = dict(zip(self.needs, xs))
+        lens = dict(zip(self.len_needs, xs[len(self.needs):]))
         for kind, name, sources, _ in self.entries:
             if kind == "add":
                 env[name] = self.model._add(name, env[sources[0]], env[sources[1]])
             else:
-                env[name] = self.model._mods[name](*[env[s] for s in sources])
+                kw = {key: lens[src] for key, src in self.model._len_calls.get(name, ()) if lens[src] is not None}
+                env[name] = self.model._mods[name](*[env[s] for s in sources], **kw)
         return tuple(env[n] for n in self.gives)
 
-    def __call__(self, env):
+    def __call__(self, env, lens=None):
         import torch._dynamo   # lazy: torch
+        extra = [None if lens is None else lens[s] for s in self.len_needs]
         if self.mode == "segments":
             self.model._run_segments(env, None, self.entries, self.entries[0][3])
         elif self.mode == "rnn":
             kind, name, sources, _ = self.entries[0]
-            self.model._exec(env, None, kind, name, sources)
+            self.model._exec(env, None, kind, name, sources, lens=lens)
         elif self.mode == "eager":
-            env.update(zip(self.gives, self._run_nodes(*[env[n] for n in self.needs])))
+            env.update(zip(self.gives, self._run_nodes(*[env[n] for n in self.needs], *extra)))
         else:
             # the caller's own tensors are marked through a view: the mark stays off them
             # (another compiled model fed the same tensor would compile dynamic too)
@@ -521,7 +566,7 @@ class _Stage:
             for x, dims in zip(xs, self.dynamic):
                 for i in dims:
                     torch._dynamo.maybe_mark_dynamic(x, i)
-            env.update(zip(self.gives, self.compiled(*xs)))
+            env.update(zip(self.gives, self.compiled(*xs, *extra)))
             del xs
         for name in self.frees:
             env.pop(name, None)
@@ -580,16 +625,19 @@ class CompiledSeqModel(nn.Module):
         self.__dict__["_stages"] = plan_stages(model, compile_every_stage, backend=backend, fullgraph=fullgraph,
                                                **kw)
 
-    def forward(self, *inputs):
+    def forward(self, *inputs, lengths=None):
         m = self.model
         if len(inputs) != len(m.input_names):
             raise TypeError(f"{m.spec_name} takes {len(m.input_names)} inputs "
                             f"({', '.join(m.input_names)}), got {len(inputs)}")
         check_inputs(m, zip(m.input_names, inputs))
         env = dict(zip(m.input_names, inputs))
+        lens = None if lengths is None else m._lengths(check_lengths(m, lengths, env))
         for stage in self._stages:
-            stage(env)
+            stage(env, lens)
         outs = tuple(env[o] for o in m._out_nodes)
+        if lens is not None:
+            return m._with_lengths(outs, lens)
         return outs[0] if len(outs) == 1 else outs
 
     @property

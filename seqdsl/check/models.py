@@ -14,6 +14,7 @@ import sympy
 
 from ..errors import Span, SpecError, absent_concept, error, suggest
 from ..graph.ir import ModelGraph, Node, Ref, Scope, TensorType
+from ..graph.lengths import length_tree
 from ..graph.symbolic import dim_symbol, dims_equal, fmt_dim, rounding_depth
 from ..lang import ast
 from ..layers import LAYERS, LayerError
@@ -118,7 +119,8 @@ class _ModelBuilder:
             raise SpecError(found[:MAX_DIAGNOSTICS])
         return ModelGraph(self.model.name, self.node_map, self.edges, self.inputs, self.outputs,
                           {k: v[0] for k, v in self.values.items()}, tuple(self.symbols),
-                          self.model.span, loss)
+                          self.model.span, loss,
+                          lengths=tuple(n for n in self.inputs if self.node_map[n].lengths is not None))
 
     def _check_outputs(self, output_stmt) -> None:
         if output_stmt is None:
@@ -203,9 +205,74 @@ class _ModelBuilder:
         if not dims:
             raise error("an input needs at least one dim", st.span)
         t = TensorType(st.dtype, tuple(dims))
+        if st.lengths:
+            self._check_lengths_input(st, t)
         self.inputs[st.name] = t
-        self._add_node(Node(st.name, "input", None, (), t, 0, st.span), ())
+        self._add_node(Node(st.name, "input", None, (), t, 0, st.span,
+                            lengths=st.name if st.lengths else None), ())
         self.values[st.name] = (st.name, t)
+
+    def _check_lengths_input(self, st: ast.Input, t: TensorType) -> None:
+        """`input x: float[B, T, 80] lengths`: axis 1 is a symbolic length, not the batch's."""
+        where = f"input {st.name}: {st.dtype}[B, T, ...] lengths"
+        if t.rank < 2:
+            raise error(f"input '{st.name}' has no time axis for `lengths`: it has {t.rank} dim", st.span,
+                        help=f"lengths run along axis 1, after the batch: {where}")
+        time = t.dims[1]
+        if time.is_Integer or time == t.dims[0]:
+            what = f"the fixed size {time}" if time.is_Integer else f"the batch dim {fmt_dim(time)}"
+            raise error(f"input '{st.name}': `lengths` needs a symbolic sequence length on axis 1, "
+                        f"not {what}", st.dims[1].span if st.dims[1].span else st.span,
+                        help=f"name the length with a symbol ({where}), or drop `lengths`")
+
+    def _lengths_of(self, call: ast.Call, rule, args, sources, inputs, out, in_segments) -> str | None:
+        """The input whose per-sequence lengths the layer's output carries (or
+        None), after the layer's own rule says it can take them
+        (seqdsl.layers.base.Layer.check_lengths; docs/language.md, "Variable lengths")."""
+        carried = [self.node_map[s].lengths for s in sources]
+        origin = carried[0]
+        if not any(carried):
+            return None
+        source = next(c for c in carried if c)
+        if in_segments:
+            raise error(f"{call.name}: segments(...) cannot run on a value with per-sequence lengths "
+                        f"(input '{source}' declares `lengths`)", call.span,
+                        help=f"drop `lengths` from input '{source}', or move the segments stage "
+                             "before the value has lengths")
+        for key, src, ctx, ty in zip(rule.context_args(), sources[1:], carried[1:], inputs[1:]):
+            if ctx is None or rule.masks_context:
+                continue
+            if ctx != origin or origin is None or ty.rank < 2 or inputs[0].dims[1] != ty.dims[1]:
+                mine = f"input '{origin}'s" if origin else "none"
+                raise error(f"{call.name}: {key}= carries input '{ctx}'s per-sequence lengths, "
+                            f"but its input carries {mine}", call.span,
+                            help="combine values that carry the same lengths (derived from one input "
+                                 "declared `lengths`, the time axis unchanged)")
+        if origin is None:
+            return None
+        try:
+            rule.check_lengths(args, inputs, out)
+        except LayerError as exc:
+            message = exc.message if exc.message.startswith(call.name) else f"{call.name}: {exc.message}"
+            raise error(f"{message} (input '{origin}' declares `lengths`)", call.span, help=exc.help) from None
+        time = self.inputs[origin].dims[1]
+        if out.rank < 2 or time not in out.dims[1].free_symbols:
+            return None         # the time axis is consumed (time_mean, time_last)
+        try:
+            length_tree(out.dims[1], str(time))
+        except ValueError as exc:
+            raise error(f"{call.name}: cannot follow the per-sequence lengths of input '{origin}': {exc}",
+                        call.span, help=f"drop `lengths` from input '{origin}'") from None
+        return origin
+
+    def _same_lengths(self, a: str, b: str, span) -> str | None:
+        """An `add`'s lengths: both sides carry the same input's, or none."""
+        la, lb = self.node_map[a].lengths, self.node_map[b].lengths
+        if la != lb:
+            which = " and ".join(f"input '{x}'s" if x else "no" for x in (la, lb))
+            raise error(f"add: the two values carry different per-sequence lengths ({which})", span,
+                        help="add values that carry the same lengths (derived from one input declared `lengths`)")
+        return la
 
     def _bind(self, st: ast.Bind) -> None:
         self._claim(st.name, st.span)
@@ -286,7 +353,8 @@ class _ModelBuilder:
             raise error(f"add needs the same shape: the input is {tx}, the other value is {to}", arg.span,
                         help="no broadcasting: bring both to one shape first (e.g. a linear to the "
                              "same channels, or embed token ids first)")
-        node = Node(name, "add", None, (tx, to), tx, 0, stage.span, scope, None, (x[0], other[0]))
+        node = Node(name, "add", None, (tx, to), tx, 0, stage.span, scope, None, (x[0], other[0]),
+                    self._same_lengths(x[0], other[0], arg.span))
         self._add_node(node, (x[0], other[0]))
         return (name, tx)
 
@@ -508,7 +576,8 @@ class _ModelBuilder:
                         help="x + body(x) needs the body to keep the shape; "
                              f"end the body with a layer back to {fmt_dim(tx.dims[-1])} channels")
         args = ResidualArgs(scale=float(scale)) if scale != 1 else None
-        add = Node(f"{name}.add", "add", args, (tx, ty), tx, 0, stage.span, inner, None, (x[0], y[0]))
+        add = Node(f"{name}.add", "add", args, (tx, ty), tx, 0, stage.span, inner, None, (x[0], y[0]),
+                   self._same_lengths(x[0], y[0], stage.span))
         self._add_node(add, (x[0], y[0]))
         return (add.name, tx)
 
@@ -525,6 +594,12 @@ class _ModelBuilder:
         tx = x[1]
         if tx.dtype != "float" or tx.rank != 3:
             raise error(f"segments expects a float [B, T, C] input, got {tx}", stage.span)
+        origin = self.node_map[x[0]].lengths
+        if origin is not None:
+            raise error(f"segments(...) cannot run on a value with per-sequence lengths "
+                        f"(input '{origin}' declares `lengths`): it cuts the padded batch into pieces",
+                        stage.span, help=f"drop `lengths` from input '{origin}', or move the segments "
+                                         "stage before the value has lengths")
         if not stage.body:
             raise error("segments body is empty", stage.span)
         inner = scope + (Scope("segments", name, stage.span, None, (("length", length), ("memory", memory))),)
@@ -631,6 +706,7 @@ class _ModelBuilder:
             where = spans.get(exc.arg, call.span) if exc.arg else call.span
             message = exc.message if exc.message.startswith(call.name) else f"{call.name}: {exc.message}"
             raise error(message, where, help=exc.help) from None
+        lengths = self._lengths_of(call, rule, args, sources, inputs, out, in_segments)
         alias = call.alias
         if alias:
             # inside repeat(N) each copy has its own name: in_proj[0], in_proj[1], ...
@@ -640,7 +716,7 @@ class _ModelBuilder:
                             help="`as NAME` names one layer instance (inside repeat, one per copy: NAME[i])")
             self.aliases[alias] = name
         node = Node(name, call.name, args, tuple(inputs), out, params, call.span, scope, alias,
-                    tuple(sources))
+                    tuple(sources), lengths)
         self._add_node(node, sources)
         return (name, out)
 

@@ -68,6 +68,9 @@ class Node:
     scope: tuple = ()          # tuple[Scope, ...], outermost first
     alias: str | None = None   # `as NAME`
     sources: tuple = ()        # node names feeding `inputs`, in the same order
+    #: the input (declared `lengths`) whose per-sequence lengths the output
+    #: carries along axis 1, or None (docs/language.md, "Variable lengths")
+    lengths: str | None = None
 
     @property
     def line(self) -> int | None:
@@ -94,6 +97,8 @@ class ModelGraph:
     #: Diagnostics (severity "warning") of a spec that checks but likely not as
     #: meant (seqdsl.check.layout); `seqdsl check` prints them to stderr.
     warnings: list = field(default_factory=list, compare=False)
+    #: the inputs declared with `lengths` (per-sequence lengths along axis 1)
+    lengths: tuple = ()
     _graph: Any = field(default=None, repr=False, compare=False)
 
     @property

@@ -12,9 +12,12 @@ def summary(model: ModelGraph, path: str) -> str:
     """What `seqdsl check` prints for one model."""
     width = max([len(n) for n in list(model.inputs) + list(model.outputs)] + [4])
     lines = [f"model {model.name}  ({path})", "  inputs:"]
-    lines += [f"    {n:<{width}}  {t}" for n, t in model.inputs.items()]
+    lines += [f"    {n:<{width}}  {t}" + ("  lengths" if n in model.lengths else "")
+              for n, t in model.inputs.items()]
     lines.append("  outputs:")
-    lines += [f"    {n:<{width}}  {t}" for n, t in model.outputs.items()]
+    carried = {o: model.node(model.values[o]).lengths for o in model.outputs}
+    lines += [f"    {n:<{width}}  {t}" + (f"  lengths of {carried[n]}" if carried[n] else "")
+              for n, t in model.outputs.items()]
     if model.loss is not None:
         options = "".join(f", {k}={v}" for k, v in model.loss.options)
         lines.append(f"  loss: {model.loss.kind}({model.loss.output}{options})")

@@ -114,6 +114,9 @@ class Input:
     dtype_span: Span
     dims: tuple[Expr, ...]
     span: Span
+    #: `input x: float[B, T, 80] lengths`: each sequence of the batch has its
+    #: own length along axis 1 (the module takes `lengths=`)
+    lengths: bool = False
 
 
 @dataclass(frozen=True)

@@ -243,7 +243,8 @@ class _Printer:
             self.emit(indent, f"let {st.name} = {expr_text(st.value)}", _end_line(st))
         elif isinstance(st, ast.Input):
             dims = ", ".join(expr_text(d) for d in st.dims)
-            self.emit(indent, f"input {st.name}: {st.dtype}[{dims}]", _end_line(st))
+            marker = " lengths" if st.lengths else ""
+            self.emit(indent, f"input {st.name}: {st.dtype}[{dims}]{marker}", _end_line(st))
         elif isinstance(st, ast.Output):
             self.emit(indent, "output " + ", ".join(n.name for n in st.names), _end_line(st))
         elif isinstance(st, ast.Loss):

@@ -232,8 +232,13 @@ class _ToAst(Transformer):
 
     def input_stmt(self, children):
         name, dtype, *dims = self._nodes(children)
+        marker = dims.pop() if type(dims[-1]) is Token else None
+        if marker is not None and str(marker) != "lengths":
+            raise error(f"unknown input marker '{marker}' after the dims", self._tok_span(marker),
+                        help="the one marker is `lengths` (per-sequence lengths along axis 1): "
+                             f"input {name}: {dtype}[...] lengths")
         return self._count(ast.Input(str(name), str(dtype), self._tok_span(dtype), tuple(dims),
-                                     self._span(children)))
+                                     self._span(children), marker is not None))
 
     def bind_stmt(self, children):
         nodes = self._nodes(children)
@@ -713,10 +718,16 @@ def _syntax_error(source: SourceFile, exc: UnexpectedInput) -> SpecError:
         hint = f"'{token}' is a keyword"
     elif token is not None and str(token) == "//":
         hint = "comments start with '#', not '//'"
+    elif token is not None and re.match(r"\s*input\b.*\]\s*\(\s*lengths\s*\)", source.line(line)):
+        hint = "write the marker without parentheses, after the dims: input x: float[B, T, 80] lengths"
     elif token is not None and set(expected) in _BIND_HEAD and _bare_stage_line(source, line):
         text = source.line(line)
         start = len(text) - len(text.lstrip()) + 1
         word = re.match(r"[A-Za-z_][A-Za-z0-9_]*", text.lstrip()).group()
+        if word == "lengths" and line > 1 and source.line(line - 1).lstrip().startswith("input "):
+            return error("`lengths` on a line of its own is not a statement",
+                         Span(source, line, start, line, start + len(word)),
+                         help="the marker ends the input's own line: input x: float[B, T, 80] lengths")
         return error(f"'{word}' on a line of its own is not a statement",
                      Span(source, line, start, line, start + len(word)),
                      help=f"to continue the pipeline above, write '-> {word}' "

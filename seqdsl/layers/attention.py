@@ -88,6 +88,7 @@ def _divisors_hint(n: int, near: int) -> str:
 
 class Attention(Layer):
     kind = "attention"
+    takes_lengths = True       # non-causal: a key padding mask (attention_torch.Attention)
     Args = AttentionArgs
     summary = ("multi-head self-attention: softmax (optionally windowed, grouped key/value heads, "
                "RoPE/ALiBi/relative positions), linear, Performer or Linformer")
@@ -192,6 +193,14 @@ class Attention(Layer):
 
     def is_causal(self, args, inputs=None) -> bool:
         return args.causal
+
+    def check_lengths(self, args, inputs, out):
+        """Non-causal attention masks the padded keys; Transformer-XL's relative
+        scores are laid out by the padded length, which a key mask cannot undo."""
+        if args.pos == "relative" and not args.causal:
+            raise LayerError("pos=relative without causal=true lays its scores out by the padded length, "
+                             "so a shorter sequence alone would score differently", arg="pos",
+                             help="use causal=true, or pos=rope / alibi / none with per-sequence lengths")
 
     def cost(self, args, inputs, out, ctx):
         """The kernels of docs/lowering.md, counted (COST_MODEL.md): projections
@@ -521,6 +530,8 @@ class CrossAttention(Layer):
     """Queries from the input, keys and values from `context` (length S may differ)."""
 
     kind = "cross_attention"
+    takes_lengths = True       # the queries are position-wise
+    masks_context = True       # the context's lengths: a key padding mask
     Args = CrossAttentionArgs
     summary = "multi-head attention from the input (queries) to another bound value (keys and values)"
     shape_rule = "`[B, T, C]` with context `[B, S, Cc]` -> `[B, T, C]`; S may differ from T"

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_modules import _dense, sinusoid
+from .torch_modules import _dense, sinusoid, time_mask
 
 
 def split_heads(x, h):
@@ -73,6 +73,15 @@ def linear_attention(q, k, v, causal: bool, chunk: int = 64):
         s = kv.cumsum(2) - kv                                  # exclusive prefix over chunks
         out = (intra + qc @ s).reshape(b, h, nc * chunk, -1)[:, :, :t]
     return out[..., :-1] / out[..., -1:]
+
+
+def key_mask(lengths, t):
+    """[B, t] bool: the keys each sequence's queries may see under per-sequence
+    lengths; key 0 always, so no query row is empty (a sequence left without
+    steps gives finite values, which its zero length then drops)."""
+    mask = time_mask(lengths, t)
+    mask[:, 0] = True
+    return mask
 
 
 def alibi_slopes(h):
@@ -137,9 +146,11 @@ class Attention(nn.Module):
         # keys are not shifted: the same map in every chunk, so streaming equals forward
         return torch.exp(z) / math.sqrt(self.features.shape[0])
 
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, lengths=None):
         b, t, _ = x.shape
         x = _dense(x)
+        if self.causal or state is not None:
+            lengths = None        # causal: a valid query sees only earlier, valid keys
         q = split_heads(self.q(x), self.h)
         k = split_heads(self.k(x), self.kvh)
         v = split_heads(self.v(x), self.kvh)
@@ -153,24 +164,34 @@ class Attention(nn.Module):
         if self.pos == "rope":
             q, k = rope(q, start, self.rope_dims, self.rope_base), rope(k, start, self.rope_dims, self.rope_base)
         if self.kind in ("linear", "performer"):
-            return self._linear_kind(q, k, v, state)
+            return self._linear_kind(q, k, v, state, lengths)
         if self.kind == "linformer":
             if t > self.max_len:
                 raise ValueError(f"linformer attention has max_len={self.max_len}, got T={t}")
+            if lengths is not None:      # padded keys and values add nothing to the projections
+                valid = time_mask(lengths, t)[:, None, :, None]
+                k, v = k.masked_fill(~valid, 0), v.masked_fill(~valid, 0)
             k = torch.einsum("pt,bhtd->bhpd", self.E[:, :t], k)
             v = torch.einsum("pt,bhtd->bhpd", self.F[:, :t], v)
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
             return self.o(merge_heads(y))
         if state is not None:
             return self._stream_softmax(q, k, v, state, start)
+        keys = None if lengths is None else key_mask(lengths, t)[:, None, None, :]    # (B, 1, 1, T)
         if self.pos == "relative":
-            y = self._relative(q, k, v, None)
+            y = self._relative(q, k, v, keys)
         elif self.window is not None and t > self.window:
-            y = self._windowed(q, k, v)
+            y = self._windowed(q, k, v, lengths)
         elif self.pos == "alibi":
             # (1, H, T, T): a 4-D bias keeps the CPU on the fused kernel (3-D falls to math);
             # passed as a temporary, so inference frees it as soon as the kernel returns
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self._alibi(t, q)[None], dropout_p=drop,
+            bias = self._alibi(t, q)[None]
+            if keys is not None:
+                bias = bias.masked_fill(~keys, float("-inf"))
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop,
+                                               enable_gqa=self.kvh != self.h)
+        elif keys is not None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=drop,
                                                enable_gqa=self.kvh != self.h)
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, dropout_p=drop,
@@ -193,11 +214,13 @@ class Attention(nn.Module):
             bias.abs_().mul_(-slopes)
         return bias.to(q.dtype)
 
-    def _linear_kind(self, q, k, v, state):
+    def _linear_kind(self, q, k, v, state, lengths=None):
         if self.kind == "linear":
             fq, fk = elu1(q), elu1(k)
         else:
             fq, fk = self._performer(q, True), self._performer(k, False)
+        if lengths is not None:          # padded keys add nothing to the sums over keys
+            fk = fk.masked_fill(~key_mask(lengths, fk.shape[2])[:, None, :, None], 0)
         if state is None:
             return self.o(merge_heads(linear_attention(fq, fk, v, self.causal)))
         # streaming (causal): carry S = sum phi(k)^T [v, 1]
@@ -214,8 +237,9 @@ class Attention(nn.Module):
         """Dropout on the attention probabilities: training only."""
         return self.dropout if self.training else 0.0
 
-    def _windowed(self, q, k, v):
-        """Blocked sliding window: O(T·W)."""
+    def _windowed(self, q, k, v, lengths=None):
+        """Blocked sliding window: O(T·W); with per-sequence lengths, no key at
+        or past a sequence's length (but its first)."""
         b, h, t, d = q.shape
         w = self.window
         nb = -(-t // w)
@@ -238,6 +262,8 @@ class Attention(nn.Module):
         else:
             mask = (kpos - qpos).abs() <= w
         mask = mask & (kpos >= 0) & (kpos < t)                           # (nb, W, nk·W)
+        if lengths is not None:
+            mask = (mask & ((kpos < lengths.view(-1, 1, 1, 1)) | (kpos == 0)))[:, None]   # (B, 1, nb, W, nk·W)
         y = F.scaled_dot_product_attention(qb, kk, vv, attn_mask=mask, dropout_p=self._drop())
         return y.reshape(b, h, nb * w, d)[:, :, :t]
 
@@ -339,7 +365,9 @@ class CrossAttention(nn.Module):
         self.v = nn.Linear(cc, kvd, bias=bv)
         self.o = nn.Linear(c, c, bias=bo)
 
-    def forward(self, x, context, state=None):
+    def forward(self, x, context, state=None, lengths=None, context_lengths=None):
+        # the queries are position-wise (lengths= changes nothing); the context's
+        # lengths mask its padded keys
         q = split_heads(self.q(x), self.h)
         if state is not None and "k" in state:     # streaming: the context's keys and values, projected once
             k, v = state["k"], state["v"]
@@ -348,5 +376,6 @@ class CrossAttention(nn.Module):
             v = split_heads(self.v(context), self.kvh)
             if state is not None:
                 state["k"], state["v"] = k, v
-        y = F.scaled_dot_product_attention(q, k, v, enable_gqa=self.kvh != self.h)
+        keys = None if context_lengths is None else key_mask(context_lengths, k.shape[2])[:, None, None, :]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, enable_gqa=self.kvh != self.h)
         return self.o(merge_heads(y))

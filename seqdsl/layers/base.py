@@ -92,6 +92,18 @@ class Layer:
     #: share one derived cost (seqdsl.cost.model). A rule listed here must not
     #: branch in Python on the argument's value.
     symbolic_cost_args: ClassVar[tuple[str, ...]] = ()
+    #: Per-sequence lengths (`input x: ... lengths`, docs/language.md,
+    #: "Variable lengths"): True when the torch module takes `lengths=` (one
+    #: int64 per sequence, of its input's axis 1) and keeps each sequence's
+    #: valid outputs equal to running that sequence alone; its output's
+    #: lengths are its shape rule's axis 1 at each sequence's length. False:
+    #: the layer runs on the padded batch as it is, which `check_lengths`
+    #: allows only for a causal layer that keeps the time axis.
+    takes_lengths: ClassVar[bool] = False
+    #: True when the module masks its `context=` value's padding itself
+    #: (`context_lengths=`, cross_attention's key mask); otherwise a context
+    #: value with lengths must carry its input's.
+    masks_context: ClassVar[bool] = False
 
     def infer_shape(self, args, inputs: list[TensorType], ctx) -> TensorType:
         raise NotImplementedError
@@ -128,6 +140,26 @@ class Layer:
         (seqdsl.cost.parallel). Default: replicated weights, position-wise,
         output replicated; split layers override it beside their `cost`."""
         return ParallelRule()
+
+    def check_lengths(self, args, inputs: list[TensorType], out: TensorType) -> None:
+        """Raise LayerError when the layer cannot run on a padded batch with
+        per-sequence lengths along axis 1. The default: a layer without its own
+        rule (`takes_lengths`) must be causal, so valid positions never read
+        padding (position-wise layers, causal convolutions and recurrences),
+        and keep the time axis where it is."""
+        if self.takes_lengths:
+            return
+        if not self.is_causal(args, inputs):
+            raise LayerError("has no rule for per-sequence lengths: it mixes positions over time, "
+                             "so the padding would change the valid outputs",
+                             help="drop `lengths` from the input (the module then runs on the padded batch "
+                                  "as it is), or use a layer that takes lengths (docs/language.md, "
+                                  "\"Variable lengths\")")
+        x = inputs[0]
+        if out.rank < 2 or x.rank < 2 or out.dims[1] != x.dims[1]:
+            raise LayerError(f"moves or changes the time axis ({x} -> {out}), which carries "
+                             "per-sequence lengths", help="keep axis 1 as the time axis while the "
+                             "value carries lengths (docs/language.md, \"Variable lengths\")")
 
     def context_args(self) -> tuple[str, ...]:
         """Argument names that refer to other bound values (extra inputs)."""

@@ -33,6 +33,7 @@ class ConvArgs(LayerArgs):
 
 class Conv(Layer):
     Args = ConvArgs
+    takes_lengths = True       # padding zeroed: read as the convolution's own zero padding
     params_rule = "out · (C / groups) · prod(kernel) + [bias] · out"
     causal_rule = ("yes with padding=causal (conv1d), or when the time axis is not convolved "
                    "(conv2d on [B, T, H, W, C] frames); otherwise no")
@@ -192,6 +193,19 @@ class Conv(Layer):
         return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(not copied,),
                          saved_bytes=copy, workspace_bytes=copy + raw, live_workspace_bytes=live,
                          step_flops=step, state_bytes=state, time_stride=t_stride, has_weights=True)
+
+    def check_lengths(self, args, inputs, out):
+        """padding=same with a stride pads by the length (TensorFlow's rule): a
+        shorter sequence alone would start its windows elsewhere."""
+        x = inputs[0]
+        if args.padding == "same" and self.time_is_convolved(x):
+            s = self.per_axis(args, "stride")[list(self.conv_axes(x)).index(1)]
+            k = self.per_axis(args, "kernel")[list(self.conv_axes(x)).index(1)]
+            if s > 1:
+                raise LayerError(f"padding=same with stride {s} pads by each length, so a shorter "
+                                 "sequence alone would place its windows differently", arg="padding",
+                                 help=f"pad explicitly (padding={(k - 1) // 2}, or [left, right]) or use "
+                                      "padding=causal or valid")
 
     def is_causal(self, args, inputs=None) -> bool:
         if args.padding == "causal":

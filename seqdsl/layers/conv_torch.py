@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_modules import _dense
+from .torch_modules import _dense, zero_padded
 
 
 class Conv(nn.Module):
@@ -38,7 +38,9 @@ class Conv(nn.Module):
             flat += [lo, hi]
         return flat
 
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, lengths=None):
+        if lengths is not None:      # per-sequence lengths: the padding reads as the convolution's zeros
+            x = zero_padded(x, lengths)
         nd = self.ndim
         lead = x.shape[:x.dim() - 1 - nd]          # B and folded axes
         conv_sizes = list(x.shape[x.dim() - 1 - nd:-1])

@@ -26,6 +26,7 @@ class PoolArgs(LayerArgs):
 
 class Pool(Layer):
     Args = PoolArgs
+    takes_lengths = True       # padding read as pooling's own padding (-inf for max, zeros for avg)
     params_rule = "0"
     causal_rule = "yes when the time axis is not pooled (maxpool2d on [B, T, H, W, C] frames); otherwise no"
     arg_docs = {"padding": "zeros (avg) or -inf (max) on both sides of each pooled axis; at most kernel / 2"}

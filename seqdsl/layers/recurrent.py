@@ -23,6 +23,7 @@ class RnnArgs(RecurrentArgs):
 
 
 class Recurrent(Layer):
+    takes_lengths = True       # bidirectional: packed, so the backward pass starts at each sequence's end
     shape_rule = "`[B, T, C] -> [B, T, hidden]` (`2 · hidden` if bidirectional)"
     causal_rule = "yes unless bidirectional=true"
     arg_docs = {"hidden": "hidden (and output) width per direction", "layers": "stacked layers (at most 64)",

@@ -17,7 +17,13 @@ class Recurrent(nn.Module):
             kw["nonlinearity"] = nonlinearity
         self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[kind](c, hidden, **kw)
 
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, lengths=None):
+        if lengths is not None and state is None and self.rnn.bidirectional:
+            # per-sequence lengths: packed, so the backward direction starts at each sequence's own
+            # end (a unidirectional pass needs nothing: valid steps never read later ones)
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+            y = self.rnn(packed)[0]
+            return nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])[0]
         if state is None:
             return self.rnn(x)[0]
         if x.shape[1] == 0:   # an empty chunk (a strided conv upstream is mid-stride): nothing to step

@@ -155,6 +155,7 @@ class TimePool(Layer):
     """[B, T, C] -> [B, C]: mean over time, the last step, or the first."""
 
     causal_by_default = False
+    takes_lengths = True       # the mean over each sequence's own steps, or its last one
     shape_rule = "`[B, T, C] -> [B, C]`"
     params_rule = "0"
     notes = "Needs the whole sequence: not allowed inside `segments`, and a model using it cannot stream."

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .torch_modules import zero_padded
+
 
 
 class Unsqueeze(nn.Module):
@@ -48,7 +50,16 @@ class TimePool(nn.Module):
         super().__init__()
         self.reduce = reduce
 
-    def forward(self, x):
-        if self.reduce == "mean":
-            return x.mean(1)
-        return x[:, 0] if self.reduce == "first" else x[:, -1]
+    def forward(self, x, lengths=None):
+        if lengths is None:
+            if self.reduce == "mean":
+                return x.mean(1)
+            return x[:, 0] if self.reduce == "first" else x[:, -1]
+        # per-sequence lengths: the mean over each sequence's own steps, its first or its
+        # last step (a sequence a valid convolution left no steps gives zeros)
+        if self.reduce == "first":
+            return zero_padded(x, lengths)[:, 0]
+        if self.reduce == "last":
+            return zero_padded(x, lengths)[torch.arange(x.shape[0], device=x.device), (lengths - 1).clamp(min=0)]
+        n = lengths.clamp(min=1).to(x.dtype).view(-1, *([1] * (x.dim() - 2)))
+        return zero_padded(x, lengths).sum(1) / n

@@ -128,6 +128,55 @@ def check_inputs(model, named, env=None, offsets=None) -> None:
                              + (f" (the stream is at position {start})" if offsets else ""))
 
 
+def check_lengths(model, lengths, inputs: dict) -> dict:
+    """forward's `lengths=` (docs/language.md, "Variable lengths"): one
+    tensor when one input declares `lengths`, else a dict {input name:
+    tensor}; each an integer tensor [B] of lengths 1..T of that input's axis
+    1. Returns {input name: int64 tensor on the input's device}. `model` has
+    spec_name and lengths_inputs (the inputs declared `lengths`)."""
+    spec, names = model.spec_name, tuple(model.lengths_inputs)
+    if not names:
+        raise TypeError(f"{spec}: no input declares `lengths`, so forward takes no lengths=; "
+                        "declare them in the spec: input x: float[B, T, C] lengths")
+    if isinstance(lengths, dict):
+        unknown = [k for k in lengths if k not in names]
+        missing = [k for k in names if k not in lengths]
+        if unknown or missing:
+            raise TypeError(f"{spec}: lengths= names {sorted(map(str, lengths))}, but the inputs declared "
+                            f"`lengths` are {list(names)}: give one tensor for each")
+        given = dict(lengths)
+    elif len(names) == 1:
+        given = {names[0]: lengths}
+    else:
+        raise TypeError(f"{spec}: inputs {list(names)} declare `lengths`: pass a dict, "
+                        f"lengths={{{', '.join(repr(n) + ': ...' for n in names)}}}")
+    out = {}
+    for name, n in given.items():
+        x = inputs[name]
+        if not isinstance(n, torch.Tensor) or n.is_floating_point() or n.is_complex() or n.dtype == torch.bool:
+            raise TypeError(f"{spec}: lengths of input '{name}' must be an integer tensor [B], "
+                            f"not {n.dtype if isinstance(n, torch.Tensor) else type(n).__name__}")
+        if n.dim() != 1 or n.shape[0] != x.shape[0]:
+            raise ValueError(f"{spec}: lengths of input '{name}' has shape {tuple(n.shape)}, but the input "
+                             f"has batch {x.shape[0]}: one length per sequence, shape ({x.shape[0]},)")
+        if not torch.compiler.is_compiling() and n.numel() and (int(n.min()) < 1 or int(n.max()) > x.shape[1]):
+            raise ValueError(f"{spec}: lengths of input '{name}' must be 1..{x.shape[1]} (its axis 1), "
+                             f"got {n.tolist()}")
+        out[name] = n.to(device=x.device, dtype=torch.long)
+    return out
+
+
+def time_mask(lengths, t: int):
+    """[B, t] bool: position j of sequence b is within its length."""
+    return torch.arange(t, device=lengths.device) < lengths[:, None]
+
+
+def zero_padded(x, lengths):
+    """x [B, T, ...] with each sequence's positions at or past its length set to 0."""
+    mask = time_mask(lengths, x.shape[1]).view(x.shape[0], x.shape[1], *([1] * (x.dim() - 2)))
+    return x.masked_fill(~mask, 0)
+
+
 def _dense(x):
     """x made contiguous once. A strided input (a conv's or an RNN's
     channels-last view) sends every nn.Linear on it down matmul: a copy of the
