@@ -153,6 +153,15 @@ def test_too_short_an_input_and_segments_are_refused():
         seqdsl.parse(text).model()
 
 
+@pytest.mark.parametrize("right", [0, 2])
+def test_per_sequence_lengths_are_refused_though_it_streams(right):
+    """It streams (is_causal), but a segment's frames see its later frames:
+    padding would reach the valid outputs, even with no lookahead."""
+    text = spec(f"2, 16, segment=4, right={right}").replace("float[B, T, 16]", "float[B, T, 16] lengths")
+    with pytest.raises(seqdsl.SpecError, match="no rule for per-sequence lengths: a segment's frames"):
+        seqdsl.parse(text).model()
+
+
 def test_the_built_module_refuses_an_input_no_longer_than_the_lookahead():
     module = seqdsl.build(seqdsl.parse(spec("2, 16, segment=4, right=3")).model())
     with pytest.raises(ValueError, match="more than right=3 frames"):

@@ -114,6 +114,12 @@ class Emformer(Layer):
         than its segment's `right` lookahead frames."""
         return True
 
+    def check_lengths(self, args, inputs, out):
+        """Refused: streaming is not causality (is_causal above)."""
+        raise LayerError("has no rule for per-sequence lengths: a segment's frames see its later frames and "
+                         "its lookahead, so the padding would change the valid outputs",
+                         help="drop `lengths` from the input (the module then runs on the padded batch as it is)")
+
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
         require_float(x, "emformer")
