@@ -29,11 +29,17 @@ class EmformerAttention(nn.Module):
         self.emb_to_query = nn.Linear(d, d, bias=True)
         self.out_proj = nn.Linear(d, d, bias=True)
 
-    def forward(self, utterance, right_context, summary, mems, attention_mask):
+    def _attend(self, utterance, right_context, summary, mems, attention_mask, lc_key=None, lc_val=None):
+        """Queries [right context, utterance, summary]; keys and values
+        [mems, right context, (left-context keys and values: infer), utterance]."""
         b = utterance.size(1)
         t = right_context.size(0) + utterance.size(0) + summary.size(0)
         query = self.emb_to_query(torch.cat([right_context, utterance, summary]))
         key, value = self.emb_to_key_value(torch.cat([mems, right_context, utterance])).chunk(2, dim=2)
+        if lc_key is not None:
+            cut = mems.size(0) + right_context.size(0)
+            key = torch.cat([key[:cut], lc_key, key[cut:]])
+            value = torch.cat([value[:cut], lc_val, value[cut:]])
         dh = self.d // self.heads
         q, k, v = (z.contiguous().view(-1, b * self.heads, dh).transpose(0, 1) for z in (query, key, value))
         weights = torch.bmm(q * self.scaling, k.transpose(1, 2))
@@ -45,7 +51,24 @@ class EmformerAttention(nn.Module):
         n_sum = summary.size(0)
         out_rc, out_mems = out[: t - n_sum], out[t - n_sum:]
         out_mems = torch.tanh(out_mems) if self.tanh_on_mem else torch.clamp(out_mems, min=-10, max=10)
+        return out_rc, out_mems, key, value
+
+    def forward(self, utterance, right_context, summary, mems, attention_mask):
+        out_rc, out_mems, _, _ = self._attend(utterance, right_context, summary, mems, attention_mask)
         return out_rc, out_mems[:-1]
+
+    def infer(self, utterance, right_context, summary, mems, lc_key, lc_val):
+        """torchaudio's _EmformerAttention.infer: one segment; every query sees
+        every key except the summary, which does not see the memory bank.
+        Returns the outputs, the memory written (not cut), and the keys and
+        values of [left context, utterance] (the next left context's source)."""
+        q_len = right_context.size(0) + utterance.size(0) + summary.size(0)
+        k_len = mems.size(0) + right_context.size(0) + lc_key.size(0) + utterance.size(0)
+        mask = torch.zeros(q_len, k_len, dtype=torch.bool, device=utterance.device)
+        mask[-1, : mems.size(0)] = True
+        out_rc, out_mems, key, value = self._attend(utterance, right_context, summary, mems, mask, lc_key, lc_val)
+        cut = mems.size(0) + right_context.size(0)
+        return out_rc, out_mems, key[cut:], value[cut:]
 
 
 class EmformerLayer(nn.Module):
@@ -61,6 +84,7 @@ class EmformerLayer(nn.Module):
         self.layer_norm_input = nn.LayerNorm(d)
         self.layer_norm_output = nn.LayerNorm(d)
         self.use_mem = max_memory_size > 0
+        self.max_memory_size, self.segment = max_memory_size, segment
 
     def forward(self, utterance, right_context, mems, attention_mask):
         normed = self.layer_norm_input(torch.cat([right_context, utterance]))
@@ -71,10 +95,51 @@ class EmformerLayer(nn.Module):
         else:
             summary = utterance.new_empty(0)
         rc_output, out_mems = self.attention(utt_n, rc_n, summary, mems, attention_mask)
+        return self._feed_forward(rc_output, utterance, right_context) + (out_mems,)
+
+    def _feed_forward(self, rc_output, utterance, right_context):
+        n_rc = right_context.size(0)
         result = self.dropout(rc_output) + torch.cat([right_context, utterance])
         result = self.pos_ff(result) + result
         result = self.layer_norm_output(result)
-        return result[n_rc:], result[:n_rc], out_mems
+        return result[n_rc:], result[:n_rc]
+
+    def init_state(self, batch, left, device=None):
+        """torchaudio's _EmformerLayer._init_state: [memory bank (M, B, D),
+        left-context keys (L, B, D), values (L, B, D), frames seen (1, B) int32]."""
+        d = self.attention.d
+        return [torch.zeros(self.max_memory_size, batch, d, device=device),
+                torch.zeros(left, batch, d, device=device), torch.zeros(left, batch, d, device=device),
+                torch.zeros(1, batch, dtype=torch.int32, device=device)]
+
+    def infer(self, utterance, right_context, state, mems):
+        """torchaudio's _EmformerLayer.infer: one segment (its utterance frames
+        and right context, (T, B, D) and (R, B, D)) with the state of the
+        segments before it; mems is the memory the layer below wrote for this
+        segment (for the first layer, the segment's average). Returns the
+        utterance and right-context outputs, the new state and this layer's
+        memory for the layer above."""
+        m_max, left = self.max_memory_size, state[1].size(0)
+        normed = self.layer_norm_input(torch.cat([right_context, utterance]))
+        n_rc = right_context.size(0)
+        utt_n, rc_n = normed[n_rc:], normed[:n_rc]
+        past = int(state[3][0][0].item())
+        past_left = min(left, past)
+        past_mem = min(m_max, math.ceil(past / self.segment))
+        pre_mems = state[0][m_max - past_mem:]
+        lc_key, lc_val = state[1][left - past_left:], state[2][left - past_left:]
+        if self.use_mem:
+            summary = self.memory_op(utt_n.permute(1, 2, 0)).permute(2, 0, 1)[:1]
+        else:
+            summary = utterance.new_empty(0)
+        rc_output, next_m, next_k, next_v = self.attention.infer(utt_n, rc_n, summary, pre_mems, lc_key, lc_val)
+        # the state: the memory bank takes the memory given to this layer (not its own
+        # output), the left context the last `left` keys and values, the count the frames
+        new_k, new_v = torch.cat([state[1], next_k]), torch.cat([state[2], next_v])
+        state = [torch.cat([state[0], mems])[-m_max:] if m_max else state[0],
+                 new_k[new_k.size(0) - left:], new_v[new_v.size(0) - left:], state[3] + utterance.size(0)]
+        out_utt, out_rc = self._feed_forward(rc_output, utterance, right_context)
+        return out_utt, out_rc, state, next_m
 
 
 def _mask_block(widths, ones, rows):
@@ -141,6 +206,38 @@ class Emformer(nn.Module):
         for layer in self.emformer_layers:
             out, right_context, mems = layer(out, right_context, mems, mask)
         return out.permute(1, 0, 2)
+
+    def infer(self, x, states=None):
+        """torchaudio's Emformer.infer: one segment at a time. x (B, S + R, D):
+        the segment's S frames (S = segment, or fewer for the last) and the R =
+        right frames after it; states: what the previous call returned (None
+        for the first). Returns the segment's S output frames and the states."""
+        x = x.permute(1, 0, 2)
+        utterance, right_context = x[: x.size(0) - self.right], x[x.size(0) - self.right:]
+        if self.use_mem:
+            mems = self.memory_op(utterance.permute(1, 2, 0)).permute(2, 0, 1)
+        else:
+            mems = x.new_empty(0)
+        if states is None:
+            states = [layer.init_state(x.size(1), self.left, x.device) for layer in self.emformer_layers]
+        out, new_states = utterance, []
+        for layer, state in zip(self.emformer_layers, states):
+            out, right_context, state, mems = layer.infer(out, right_context, state, mems)
+            new_states.append(state)
+        return out.permute(1, 0, 2), new_states
+
+    def infer_stream(self, x):
+        """The whole input (B, T, D) through infer, segment by segment as a
+        streaming caller feeds it: windows of segment + right frames that start
+        every segment frames, the last one shorter (torchaudio's streaming
+        recipes cut the input this way)."""
+        t_utt = x.size(1) - self.right
+        outs, states = [], None
+        for start in range(0, t_utt, self.segment):
+            end = min(start + self.segment, t_utt)
+            y, states = self.infer(x[:, start:end + self.right], states)
+            outs.append(y)
+        return torch.cat(outs, 1)
 
 
 class EmformerEncoder(nn.Module):

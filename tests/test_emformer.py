@@ -1,8 +1,10 @@
 """emformer: torchaudio's Emformer stack (seqdsl/layers/emformer.py) against
 a plain reference written from torchaudio's source (tests/emformer_ref.py):
 outputs equal after loading the reference's weights, forward FLOPs equal to
-FlopCounterMode's count of the reference, parameters equal; its checks and
-diagnostics, `fmt` and builder round trips, and the refusal to stream. The
+FlopCounterMode's count of the reference, parameters equal; its streaming
+(step(), torchaudio's infer) against the reference's infer, its state and
+per-frame FLOPs against the estimate; its checks and diagnostics, `fmt` and
+builder round trips. The
 layer conformance harness (tests/test_layer_harness.py) holds its training
 FLOPs, saved activations and inference live set against the built module."""
 from __future__ import annotations
@@ -20,6 +22,7 @@ from seqdsl.backend import measure  # noqa: E402
 from seqdsl.lang.printer import format_text  # noqa: E402
 
 from emformer_ref import Emformer, emformer_weights  # noqa: E402
+from test_encoder_decoder_generation import nbytes  # noqa: E402  (state bytes, context inputs skipped)
 
 
 @pytest.fixture(autouse=True)
@@ -150,6 +153,15 @@ def test_too_short_an_input_and_segments_are_refused():
         seqdsl.parse(text).model()
 
 
+@pytest.mark.parametrize("right", [0, 2])
+def test_per_sequence_lengths_are_refused_though_it_streams(right):
+    """It streams (is_causal), but a segment's frames see its later frames:
+    padding would reach the valid outputs, even with no lookahead."""
+    text = spec(f"2, 16, segment=4, right={right}").replace("float[B, T, 16]", "float[B, T, 16] lengths")
+    with pytest.raises(seqdsl.SpecError, match="no rule for per-sequence lengths: a segment's frames"):
+        seqdsl.parse(text).model()
+
+
 def test_the_built_module_refuses_an_input_no_longer_than_the_lookahead():
     module = seqdsl.build(seqdsl.parse(spec("2, 16, segment=4, right=3")).model())
     with pytest.raises(ValueError, match="more than right=3 frames"):
@@ -165,13 +177,152 @@ def test_cli_reports_the_error_without_a_traceback(tmp_path):
     assert "Traceback" not in run.stderr
 
 
-def test_streaming_is_refused_with_the_layer_named():
-    graph = seqdsl.parse(spec("2, 16, segment=4, right=1")).model()
-    est = seqdsl.estimate(graph, seq={"T": 64}, batch=1)
-    assert est.points[0].flops_per_token is None
-    module = seqdsl.build(graph)
-    with pytest.raises(seqdsl.SpecError, match="emformer.*looks ahead"):
-        module.init_state(1)
+# ---------------------------------------------------------------- streaming: torchaudio's infer
+def stream(module, x, n, final=True, **context):
+    """x through module.step in chunks of n frames, final=True with the last;
+    (the outputs joined, the state)."""
+    state = module.init_state(x.shape[0], **context)
+    chunks = [x[:, s:s + n] for s in range(0, x.shape[1], n)]
+    outs = []
+    for i, chunk in enumerate(chunks):
+        y, state = module.step(chunk, state=state, final=final and i == len(chunks) - 1)
+        outs.append(y)
+    return torch.cat(outs, 1), state
+
+
+@pytest.mark.parametrize("args, ref_args", CASES, ids=[c[0] for c in CASES])
+def test_reference_infer_over_segments_equals_its_forward(args, ref_args):
+    """torchaudio's infer fed as its streaming recipes feed it (one segment and
+    its lookahead a call, the last segment shorter) equals the training-mode
+    forward: the memory bank, the left context and the right-context rows
+    are the same numbers, only summed in another order."""
+    torch.manual_seed(0)
+    ref = Emformer(16, **ref_args).eval()
+    right = ref_args.get("right_context_length", 0)
+    for t in (right + 1, 24 + right, 37):
+        x = torch.randn(2, t, 16, generator=torch.Generator().manual_seed(t))
+        with torch.no_grad():
+            torch.testing.assert_close(ref.infer_stream(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_reference_infer_differs_from_forward_given_two_segments_at_once():
+    """Where they differ: infer takes all it is given (less the lookahead) as
+    one segment (one summary; every frame sees every other), so a call with
+    two segments is not the forward's two segments."""
+    args, ref_args = CASES[1]                          # segment=5, right=1, memory=2
+    torch.manual_seed(0)
+    ref = Emformer(16, **ref_args).eval()
+    x = torch.randn(1, 11, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        once, _ = ref.infer(x)
+        expected = ref(x)
+    assert once.shape == expected.shape == (1, 10, 16)
+    assert not torch.allclose(once[:, :5], expected[:, :5], atol=1e-3)
+
+
+@pytest.mark.parametrize("args, ref_args", CASES, ids=[c[0] for c in CASES])
+def test_step_equals_the_reference_infer(args, ref_args):
+    """step() over chunks of 1, 3, 17 frames and the whole input, final=True
+    with the last: torchaudio's infer segment by segment, the last segment
+    shorter (and so the forward)."""
+    graph = seqdsl.parse(spec(args)).model()
+    torch.manual_seed(0)
+    ref = Emformer(16, **ref_args).eval()
+    ours = seqdsl.build(graph).eval()
+    ours.load_state_dict(emformer_weights("y.emformer", ref), strict=True)
+    right = ref_args.get("right_context_length", 0)
+    for t in (right + 1, 24 + right, 37):
+        x = torch.randn(2, t, 16, generator=torch.Generator().manual_seed(t))
+        with torch.no_grad():
+            expected = ref.infer_stream(x)
+            for n in (1, 3, 17, t):
+                got, _ = stream(ours, x, n)
+                torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_output_lags_until_a_segment_and_its_lookahead_arrive():
+    """segment=4, right=2: frame by frame, 4 outputs come at input frames 6,
+    10, ... (a segment and its 2 lookahead frames); the last, shorter segment
+    only with final=True, here on an empty chunk."""
+    graph = seqdsl.parse(spec("2, 16, segment=4, left=3, right=2, memory=1")).model()
+    module = seqdsl.build(graph, seed=0).eval()
+    x = torch.randn(1, 13, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        full = module(x)
+        state = module.init_state(1)
+        outs = [module.step(x[:, i:i + 1], state=state)[0] for i in range(13)]
+        assert [y.shape[1] for y in outs] == [0, 0, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0]
+        last, _ = module.step(x[:, 13:], state=state, final=True)
+    assert last.shape[1] == 3
+    torch.testing.assert_close(torch.cat(outs + [last], 1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_a_stream_no_longer_than_the_lookahead_is_refused_at_its_end():
+    module = seqdsl.build(seqdsl.parse(spec("2, 16, segment=4, right=3")).model()).eval()
+    with torch.no_grad(), pytest.raises(ValueError, match="more than right=3 frames"):
+        stream(module, torch.zeros(1, 3, 16), 2)
+
+
+@pytest.mark.parametrize("args", [c[0] for c in CASES])
+def test_streaming_state_and_flops_equal_the_estimate(args):
+    """The state's tensors (input buffer, memory banks, left-context keys and
+    values, allocated whole on the first step) take the estimate's state
+    bytes; the step that completes segment k's window (input length
+    T = k·segment + right) runs segment·(FLOPs per frame at T): the memory
+    bank and left context still filling (k = 1, 2) and full (k = 9)."""
+    graph = seqdsl.parse(spec(args)).model()
+    node = next(n for n in graph.nodes if n.kind == "emformer")
+    seg, right = node.args.segment, node.args.right
+    module = seqdsl.build(graph, seed=0).eval()
+    for k in (1, 2, 9):
+        t = k * seg + right
+        x = torch.randn(2, t, 16, generator=torch.Generator().manual_seed(k))
+        with torch.no_grad():
+            _, state = stream(module, x[:, :t - 1], 64, final=False)
+            with measure.counter() as c:
+                y, state = module.step(x[:, t - 1:], state=state)
+        assert y.shape[1] == seg
+        point = seqdsl.estimate(graph, seq={"T": t}, batch=2).points[0]
+        assert abs(c.get_total_flops() - seg * point.flops_per_token) < seg     # per frame, rounded
+        assert nbytes(state, skip=("__skip__",)) == point.state_bytes == \
+            2 * 16 * 4 * (node.args.layers * (node.args.memory + 2 * node.args.left) + seg + right - 1)
+
+
+RNNT = """model rnnt {
+    input frames: float[B, T, 8]
+    input targets: int[B, U]
+    source = frames -> linear(16) -> emformer(2, 32, segment=3, layers=2, left=4, right=1, memory=2) -> linear(24)
+    target = targets -> embed(11, 24) -> ln_lstm(24)
+    logits = source -> join(target) -> relu -> linear(11)
+    output logits
+}
+"""
+
+
+def test_an_rnnt_streams_its_audio_with_the_labels_given_once():
+    """The labels come last, but join reads them whole: the estimate streams
+    the audio with the labels given once, as init_state(targets=...) does;
+    the stream equals the forward, its state and per-frame FLOPs the
+    estimate's (a whole segment's frames fed one by one, left context and
+    memory bank full)."""
+    graph = seqdsl.parse(RNNT).model()
+    t, u, seg = 31, 4, 3
+    est = seqdsl.estimate(graph, seq={"T": t, "U": u}, batch=2)
+    assert est.streaming and est.stream_context == ["targets"]
+    module = seqdsl.build(graph, seed=0).eval()
+    x = torch.randn(2, t, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 11, (2, u), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = module(x, y)
+        for n in (1, 4, t):
+            got, state = stream(module, x, n, targets=y)
+            torch.testing.assert_close(got, full, rtol=1e-5, atol=1e-5)
+        _, state = stream(module, x[:, :t - seg], 64, final=False, targets=y)
+        with measure.counter() as c:
+            for i in range(t - seg, t):
+                module.step(x[:, i:i + 1], state=state)
+    assert c.get_total_flops() == seg * est.points[0].flops_per_token
+    assert nbytes(state, skip=("targets", "__skip__")) == est.points[0].state_bytes
 
 
 def test_fmt_and_builder_round_trip():

@@ -451,7 +451,12 @@ class SeqModel(nn.Module):
                 "__stream_inputs__": [n for n in self.input_names if n not in context_inputs],
                 "__batch__": batch_size}
 
-    def step(self, *chunks, state):
+    def step(self, *chunks, state, final=False):
+        """Run the next chunk of each streamed input (B, n, ...) and return the
+        outputs for it and the state. final=True: these are the stream's last
+        chunks, so a layer that holds frames back until it has a whole segment
+        and its lookahead (emformer) runs what it holds as a last, shorter
+        segment; its outputs lag its inputs until then (docs/lowering.md)."""
         if not isinstance(state, dict) or "__stream_inputs__" not in state:
             got = "a dict without its keys" if isinstance(state, dict) else type(state).__name__
             raise TypeError(f"step: state must be the dict init_state returned "
@@ -469,6 +474,9 @@ class SeqModel(nn.Module):
         env = dict(state["__static__"])
         env.update(zip(names, chunks))
         skip = state.get("__skip__", frozenset(state["__static__"]))
+        for name, mod in self._mods.items():
+            if getattr(mod, "holds_frames", False) and name not in skip:
+                state.setdefault(name, {})["final"] = bool(final)
         out = self._run(env, state, skip=skip)
         return out, state
 

@@ -462,23 +462,32 @@ def _stream_plan(model: ModelGraph, nodes: list[NodeCost]):
     every layer downstream of the streamed input is causal and reads its
     context (cross_attention's, join's) from the context side only. A layer
     that reads a context whole cannot have it streamed, so a model with one
-    takes the second plan even when every layer is causal (an RNN-T: the
-    audio streams, the predictor's labels are given)."""
+    takes the second plan even when every layer is causal; when its context
+    comes from the last input, each other input is tried as the one streamed
+    (an RNN-T whose labels come last: the audio streams, the predictor's
+    labels are given)."""
     first = _first_non_causal(nodes, set())
     reads_context = any(n.node.kind not in ("input", "add") and LAYERS[n.node.kind].context_args() for n in nodes)
     if (first is None and not reads_context) or len(model.inputs) < 2:
         return first, set()
-    static = set(list(model.inputs)[:-1])
-    for n in nodes:
-        if n.node.kind != "input" and n.node.sources and all(s in static for s in n.node.sources):
-            static.add(n.node.name)
-    for n in nodes:
-        if n.node.kind in ("input", "add") or n.node.name in static:
-            continue
-        if LAYERS[n.node.kind].context_args() and any(s not in static for s in n.node.sources[1:]):
-            return first, set()
-    blocker = _first_non_causal(nodes, static)     # on the streamed side: the layer to change
-    return (None, static) if blocker is None else (blocker, set())
+    names = list(model.inputs)
+    for streamed in reversed(names):
+        static = set(names) - {streamed}
+        for n in nodes:
+            if n.node.kind != "input" and n.node.sources and all(s in static for s in n.node.sources):
+                static.add(n.node.name)
+        clash = next((n for n in nodes if n.node.kind not in ("input", "add") and n.node.name not in static
+                      and LAYERS[n.node.kind].context_args()
+                      and any(s not in static for s in n.node.sources[1:])), None)
+        if clash is None:
+            blocker = _first_non_causal(nodes, static)     # on the streamed side: the layer to change
+            if blocker is None:
+                return None, static
+            if streamed == names[-1]:
+                return blocker, set()
+        elif streamed == names[-1] and LAYERS[clash.node.kind].aligned_context:
+            return first, set()          # read chunk by chunk (mul, concat): every input streams
+    return first, set()
 
 
 def _first_non_causal(nodes: list[NodeCost], static: set):

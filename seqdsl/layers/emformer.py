@@ -7,7 +7,8 @@ segment summaries, and every layer attends over right-context rows the
 layer before it computed: the layers of a stack share state that a
 `[B, T, C] -> [B, T, C]` layer cannot carry, so the stack is one layer
 (`layers=`). Costed as torchaudio's training-mode forward computes it: the
-whole utterance at once, one dense (masked) score matrix per layer.
+whole utterance at once, one dense (masked) score matrix per layer; its
+streaming (step(), torchaudio's infer) per segment (emformer_stream_cost).
 
 Parameters: per layer, query C·C + C, key/value C·2C + 2C, output C·C + C,
 three layer norms 2C each, the feed-forward C·ffn + ffn + ffn·C + C.
@@ -15,6 +16,8 @@ three layer norms 2C each, the feed-forward C·ffn + ffn + ffn·C + C.
 from __future__ import annotations
 
 from typing import Literal
+
+import sympy
 
 from ..graph.ir import TensorType
 from ..graph.symbolic import as_int, ceil_div
@@ -49,6 +52,32 @@ def emformer_rows(t, args):
     return tu, n, rc, rc + tu + mem * n, mem * (n - 1) + rc + tu
 
 
+def emformer_stream_cost(b, n, c, args, e):
+    """(FLOPs per input frame, state bytes) of streaming (docs/lowering.md,
+    torchaudio's infer). At input length n, frame n completes the window of
+    the segment after p = max(n - right - segment, 0) frames, whose run,
+    spread over its `segment` frames, is the figure: per layer, queries Q =
+    right + segment + [memory > 0] (the rows and the summary), keys and
+    values projected for the m = min(memory, ceil(p / segment)) bank slots
+    used and the rows, scores and probabilities @ v over those keys plus the
+    l = min(left, p) cached left-context keys, the output projection over Q,
+    the feed-forward over the rows. The state: per layer the memory bank
+    (`memory` slots) and the left context's keys and values (`left` frames
+    each), and the input buffer (segment + right - 1 frames), allocated at
+    full size on the first step."""
+    s, r, f = args.segment, args.right, args.ffn
+    p = sympy.Max(n - r - s, 0)
+    mem = 1 if args.memory else 0
+    m = sympy.Min(args.memory, ceil_div(p, s)) if args.memory else 0
+    lc = sympy.Min(args.left, p) if args.left else 0
+    q, rows = r + s + mem, r + s
+    keys = lc + m + rows
+    per_layer = (2 * matmul(b * q, c, c) + matmul(b * (m + rows), c, 2 * c) + 2 * matmul(b * c, q, keys)
+                 + matmul(b * rows, c, f) + matmul(b * rows, f, c))
+    state = b * c * e * (args.layers * (args.memory + 2 * args.left) + s + r - 1)
+    return args.layers * per_layer / s, state
+
+
 class Emformer(Layer):
     kind = "emformer"
     Args = EmformerArgs
@@ -57,7 +86,9 @@ class Emformer(Layer):
                "a right-context lookahead and a memory bank, each layer with a feed-forward and three layer norms")
     shape_rule = "`[B, T, C] -> [B, T - right, C]`: the input's last `right` frames are the lookahead"
     params_rule = "layers · (4 · C² + 2 · C · ffn + 11 · C + ffn)"
-    causal_rule = "no: each segment sees its right-context lookahead and its own later frames"
+    causal_rule = ("streams with a lag: step() runs each segment once its `right` lookahead frames have "
+                   "arrived (torchaudio's infer), so an output frame comes `right` frames and the rest of its "
+                   "segment after its input frame; step(..., final=True) runs the last, shorter segment")
     arg_docs = {
         "heads": "attention heads; divides C",
         "ffn": "feed-forward hidden width",
@@ -74,8 +105,20 @@ class Emformer(Layer):
     notes = ("Computed as torchaudio's training-mode forward: the utterance is cut into ceil((T - right) / segment) "
              "segments, each followed by its right-context block (the `right` frames after it), and every layer "
              "attends with one masked score matrix over all queries and keys, so its FLOPs grow with T². "
-             "Not causal (each segment sees its lookahead and its own later frames): a model using it cannot "
-             "stream with step() (torchaudio's per-segment infer() is not lowered). Not allowed inside `segments`.")
+             "Streaming (step()) is torchaudio's infer(): one segment and its lookahead at a time, each layer "
+             "keeping its memory bank and the keys and values of the last `left` frames; outputs equal forward's. "
+             "Not allowed inside `segments`.")
+
+    def is_causal(self, args, inputs=None) -> bool:
+        """It streams (with a lag, segment by segment): no output needs more
+        than its segment's `right` lookahead frames."""
+        return True
+
+    def check_lengths(self, args, inputs, out):
+        """Refused: streaming is not causality (is_causal above)."""
+        raise LayerError("has no rule for per-sequence lengths: a segment's frames see its later frames and "
+                         "its lookahead, so the padding would change the valid outputs",
+                         help="drop `lengths` from the input (the module then runs on the padded batch as it is)")
 
     def infer_shape(self, args, inputs, ctx):
         (x,) = inputs
@@ -161,9 +204,10 @@ class Emformer(Layer):
             per_layer_work += (bq + bk + b * (2 * n - 1) * c) * e
         work = layers * per_layer_work + (b * rc * c + bx) * e + q * k + mem_bank
         live = transient_peak(b * tu * c * e, before=moments)
+        step, state = emformer_stream_cost(b, t, c, args, e)
         return LayerCost(flops=layers * per_layer, backward_flops=2 * layers * per_layer, input_grad_flops=(0,),
                          saves_inputs=(False,), saves_inputs_if_grad=(bool(args.memory),), saved_bytes=saved, workspace_bytes=work,
-                         live_workspace_bytes=live, state_bytes=0, depth=layers, has_weights=True)
+                         live_workspace_bytes=live, step_flops=step, state_bytes=state, depth=layers, has_weights=True)
 
     def parallel(self, args, inputs, elem):
         """Replicated: the stack is one layer here (no tensor-parallel plan)."""
