@@ -158,22 +158,12 @@ class Recurrent(Layer):
             steps = 7 * t if self.kind == "gru" else t + 1
             saved = d * len(ins) * steps * b * h * e + d * copy
             saved += (2 if args.dropout > 0 else 1) * between
+        # inference: the live set moment by moment (`lstm_live`, `rnn_live`); the
+        # decomposed GRU holds the input projection and gate activations of a
+        # direction, 5h (9h for both directions, the first direction's output kept)
         live = None
-        # inference, measured on torch 2.13's CPU kernels (tests/test_layer_harness.py,
-        # tests/test_memory_shapes.py): oneDNN's LSTM holds the time-major copy of
-        # its input, h0/c0 and every layer's final (h, c) throughout; at its last
-        # layer also that layer's input (the previous layer's output) and, when
-        # bidirectional, both directions' outputs beside their concatenation (the
-        # output); its gates live in its own scratchpad. The decomposed GRU
-        # holds the input projection and gate activations of a direction, 5h (9h
-        # for both directions, the first direction's output kept); the RNN:
-        # `rnn_live`
         if self.kind == "lstm":
-            workspace = copy + 4 * args.layers * d * b * h * e
-            if args.layers > 1:
-                workspace += d * b * t * h * e
-            if d == 2:
-                workspace += d * b * t * h * e
+            workspace, live = self.lstm_live(args, b, t, copy, e)
         elif self.kind == "gru":
             workspace = b * t * e * h * (d * (g + 1) + 1)
         else:
@@ -182,6 +172,37 @@ class Recurrent(Layer):
                          saved_bytes=saved, workspace_bytes=workspace, live_workspace_bytes=live,
                          state_bytes=(2 if self.kind == "lstm" else 1) * args.layers * d * h * b * e,
                          depth=args.layers * t, has_weights=True)
+
+    def lstm_live(self, args, b, t, copy, e):
+        """(workspace_bytes, live_workspace_bytes) of the LSTM's inference
+        forward, torch 2.13's CPU path (aten/src/ATen/native/mkldnn/RNN.cpp):
+        h0 and c0 ([layers·dirs, B, h] each) and the time-major copy of the
+        input (`copy`) live throughout; each layer and direction's
+        mkldnn_rnn_layer writes its output [T, B, h] and final h and c, which
+        are kept until h_n and c_n stack them at the end. A layer's outputs
+        (and, bidirectional, their concatenation) live until the next layer
+        has replaced them, so a layer l > 1 runs beside its input. oneDNN's
+        gates are in its own scratchpad, which the measurement cannot see
+        (docs/cost_model.md). Exact against the live-tensor tracker over B
+        1-3, T 1-9, C 3-48, h 4-16, layers 1-3, both directions
+        (tests/test_cost_recurrent.py)."""
+        h, d, n = args.hidden, self.directions(args), args.layers
+        u = b * t * h * e                      # one direction's [T, B, h]
+        s = n * d * b * h * e                  # h0 (c0, the final h, c, h_n, c_n alike)
+        out = d * u
+        # beside the output at the end: h0, c0, the final h and c, h_n, c_n, the
+        # copy and (bidirectional) the last layer's two direction outputs
+        after = 6 * s + copy + (d - 1) * 2 * u
+        # the last layer's largest moment beside its input: its new output
+        # (unidirectional), or both directions' outputs and their concatenation
+        # beside the previous layer's (bidirectional)
+        before = [4 * s + copy + (2 * u if d == 1 else 6 * u)] if n > 1 else []
+        live = transient_peak(out, before=before, after=[after])
+        # each written once: the copy, h0/c0, final states and their stacks,
+        # every layer and direction's output and (bidirectional) every
+        # concatenation, less the output itself
+        workspace = copy + 6 * s + d * n * u + (d - 1) * n * 2 * u - out
+        return workspace, live
 
     def rnn_live(self, args, b, t, c: int, many, e):
         """(workspace_bytes, live_workspace_bytes) of the RNN's inference
