@@ -11,6 +11,9 @@ from .costs import LayerCost, ParallelRule, transient_peak
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 PAGE = 4096     # oneDNN starts each section of an RNN workspace on a page
+# [B, h] temporaries a decomposed cell's step writes besides its hidden
+# product [B, G·h] and its output (GRU: the candidate's pre-activation)
+STEP_TEMPS = {"gru": 1, "rnn": 0}
 
 
 def good_ld(width: int, size: int) -> int:
@@ -158,16 +161,11 @@ class Recurrent(Layer):
             steps = 7 * t if self.kind == "gru" else t + 1
             saved = d * len(ins) * steps * b * h * e + d * copy
             saved += (2 if args.dropout > 0 else 1) * between
-        # inference: the live set moment by moment (`lstm_live`, `rnn_live`); the
-        # decomposed GRU holds the input projection and gate activations of a
-        # direction, 5h (9h for both directions, the first direction's output kept)
-        live = None
+        # inference: the live set moment by moment (`lstm_live`, `decomposed_live`)
         if self.kind == "lstm":
             workspace, live = self.lstm_live(args, b, t, copy, e)
-        elif self.kind == "gru":
-            workspace = b * t * e * h * (d * (g + 1) + 1)
         else:
-            workspace, live = self.rnn_live(args, b, t, c, many, e)
+            workspace, live = self.decomposed_live(args, b, t, c, many, e)
         return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=first_input,
                          saved_bytes=saved, workspace_bytes=workspace, live_workspace_bytes=live,
                          state_bytes=(2 if self.kind == "lstm" else 1) * args.layers * d * h * b * e,
@@ -204,36 +202,48 @@ class Recurrent(Layer):
         workspace = copy + 6 * s + d * n * u + (d - 1) * n * 2 * u - out
         return workspace, live
 
-    def rnn_live(self, args, b, t, c: int, many, e):
-        """(workspace_bytes, live_workspace_bytes) of the RNN's inference
-        forward, torch 2.13's CPU path (aten/src/ATen/native/RNN.cpp): h0,
-        [layers·dirs, B, h], lives throughout. A direction projects its whole
-        input first (P = [T, B, h]; the first layer's input is copied
-        time-major when `many` (`time_major_copy`), and the copy is freed once
-        the bias add has written a second P),
-        then steps (a B x h product and its activation each, T outputs kept)
-        and stacks the outputs (another [T, B, h]) while P is still held. A
-        bidirectional layer keeps the forward direction's outputs and stack
-        while the backward one runs, then concatenates both (2·[T, B, h]). A
-        layer l > 1 holds its input, the previous layer's output, and the
-        final h of the layers before it. At the end the final h of every
-        layer and their stack (h_n) sit beside the output. Exact against the
-        live-tensor tracker over B 1-3, T 1-5, C 3-48, h 4-16, layers 1-3,
-        both directions (tests/test_cost_recurrent.py)."""
-        h, d, n = args.hidden, self.directions(args), args.layers
+    def decomposed_live(self, args, b, t, c: int, many, e):
+        """(workspace_bytes, live_workspace_bytes) of the GRU's or RNN's
+        inference forward, torch 2.13's CPU path (aten/src/ATen/native/RNN.cpp).
+        h0, [layers·dirs, B, h], lives throughout. A direction first projects
+        its whole input, P = [T, B, G·h] (G = 3 for GRU, 1 for RNN); the first
+        layer's input is copied time-major when `many` (`time_major_copy`), the
+        copy freed once the bias add has written a second P. Then it steps:
+        each step writes a hidden product [B, G·h], `STEP_TEMPS` more [B, h]
+        and its output [B, h], all T outputs kept; at the last step (T + G +
+        STEP_TEMPS)·B·h sit beside P. Then it stacks the outputs ([T, B, h])
+        while P is still held. A bidirectional layer keeps the forward
+        direction's outputs and stack while the backward one runs, then
+        concatenates both (2·[T, B, h]). A layer l > 1 holds its input (the
+        previous layer's output) and the final h of the layers before it. At
+        the end the final h of every layer and their stack (h_n) sit beside the
+        output. Exact against the live-tensor tracker over B 1-3, T 1-9, C
+        3-48, h 4-16, layers 1-3, both directions (tests/test_cost_recurrent.py)."""
+        h, d, n, g = args.hidden, self.directions(args), args.layers, self.gates
         u = b * t * h * e                      # one direction's [T, B, h]
+        p = g * u                              # its projection
         h0 = n * d * b * h * e
         copy = many * b * t * c * e
-        first, last = (1, 3) if d == 1 else (4, 7)   # moments past the projections, in u
-        before = [h0 + copy + first * u, h0 + last * u]
-        if n > 1:
-            before.append(h0 + (n - 1) * d * b * h * e + (d + last) * u)
-        live = transient_peak(d * u, before=before, after=[3 * h0])
-        # each transient written once: copies, projections (and the bias-add
-        # copy after a copied input), step outputs, stacks, inner layer outputs
-        # and concatenations, h0, the final h and h_n
-        workspace = d * (copy + many * u) + d * n * 3 * u
-        workspace += (n - 1) * d * u + (n if d == 2 else 0) * 2 * u + 3 * h0
+        steps = (t + g + STEP_TEMPS[self.kind]) * b * h * e    # at the last step
+
+        def moments(projections):
+            """A layer's largest moments beside what it starts with."""
+            if d == 1:
+                return [*projections, p + steps, p + 2 * u]
+            # the backward direction runs beside the forward one's outputs and stack
+            return [2 * u + p + q for q in projections] + [2 * u + p + steps, p + 6 * u]
+
+        before = [h0 + m for m in moments([copy + p, p + many * p])]
+        if n > 1:     # the last layer: beside its input and the earlier layers' final h
+            before += [h0 + (n - 1) * d * b * h * e + d * u + m for m in moments([p])]
+        out = d * u
+        live = transient_peak(out, before=before, after=[3 * h0])
+        # each transient written once: the copies and bias-add copies, every
+        # layer and direction's projection, step products and temporaries, step
+        # outputs and stack, the concatenations (less the output), h0, the
+        # final h and h_n
+        workspace = d * (copy + many * p) + d * n * (p + g * u + STEP_TEMPS[self.kind] * u + 2 * u)
+        workspace += (d - 1) * n * 2 * u - out + 3 * h0
         return workspace, live
 
     def is_causal(self, args, inputs=None) -> bool:
