@@ -28,7 +28,8 @@ def good_ld(width: int, size: int) -> int:
 def time_major_copy(b, t):
     """1 when torch copies a [B, T, C] input into time-major order before the
     recurrence (its [T, B, C] transpose is not contiguous: B > 1 and T > 1),
-    else 0; a Piecewise when B or T is symbolic."""
+    and the module copies the time-major output back into [B, T, C] order
+    (recurrent_torch.py), else 0; a Piecewise when B or T is symbolic."""
     conds = [sympy.StrictGreaterThan(n, 1) for n in (b, t) if not isinstance(n, (int, sympy.Integer))]
     if any(isinstance(n, (int, sympy.Integer)) and n <= 1 for n in (b, t)):
         return 0
@@ -163,7 +164,7 @@ class Recurrent(Layer):
             saved += (2 if args.dropout > 0 else 1) * between
         # inference: the live set moment by moment (`lstm_live`, `decomposed_live`)
         if self.kind == "lstm":
-            workspace, live = self.lstm_live(args, b, t, copy, e)
+            workspace, live = self.lstm_live(args, b, t, c, many, e)
         else:
             workspace, live = self.decomposed_live(args, b, t, c, many, e)
         return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=first_input,
@@ -171,7 +172,7 @@ class Recurrent(Layer):
                          state_bytes=(2 if self.kind == "lstm" else 1) * args.layers * d * h * b * e,
                          depth=args.layers * t, has_weights=True)
 
-    def lstm_live(self, args, b, t, copy, e):
+    def lstm_live(self, args, b, t, c: int, many, e):
         """(workspace_bytes, live_workspace_bytes) of the LSTM's inference
         forward, torch 2.13's CPU path (aten/src/ATen/native/mkldnn/RNN.cpp):
         h0 and c0 ([layers·dirs, B, h] each) and the time-major copy of the
@@ -179,14 +180,17 @@ class Recurrent(Layer):
         mkldnn_rnn_layer writes its output [T, B, h] and final h and c, which
         are kept until h_n and c_n stack them at the end. A layer's outputs
         (and, bidirectional, their concatenation) live until the next layer
-        has replaced them, so a layer l > 1 runs beside its input. oneDNN's
-        gates are in its own scratchpad, which the measurement cannot see
+        has replaced them, so a layer l > 1 runs beside its input. The module
+        then copies the time-major output into [B, T, C] order beside h_n and
+        c_n (when `many`, `time_major_copy`). oneDNN's gates are in its own
+        scratchpad, which the measurement cannot see
         (docs/cost_model.md). Exact against the live-tensor tracker over B
         1-3, T 1-9, C 3-48, h 4-16, layers 1-3, both directions
         (tests/test_cost_recurrent.py)."""
         h, d, n = args.hidden, self.directions(args), args.layers
         u = b * t * h * e                      # one direction's [T, B, h]
         s = n * d * b * h * e                  # h0 (c0, the final h, c, h_n, c_n alike)
+        copy = many * b * t * c * e
         out = d * u
         # beside the output at the end: h0, c0, the final h and c, h_n, c_n, the
         # copy and (bidirectional) the last layer's two direction outputs
@@ -195,11 +199,14 @@ class Recurrent(Layer):
         # (unidirectional), or both directions' outputs and their concatenation
         # beside the previous layer's (bidirectional)
         before = [4 * s + copy + (2 * u if d == 1 else 6 * u)] if n > 1 else []
-        live = transient_peak(out, before=before, after=[after])
+        # then the module's contiguous copy of the output (when the time-major
+        # one is not already [B, T, C]-contiguous: `many`) beside it, h_n and c_n
+        # (recurrent_torch.py)
+        live = transient_peak(out, before=before, after=[after, many * out + 2 * s])
         # each written once: the copy, h0/c0, final states and their stacks,
         # every layer and direction's output and (bidirectional) every
-        # concatenation, less the output itself
-        workspace = copy + 6 * s + d * n * u + (d - 1) * n * 2 * u - out
+        # concatenation (the last one time-major, copied into the output)
+        workspace = copy + 6 * s + d * n * u + (d - 1) * n * 2 * u - (1 - many) * out
         return workspace, live
 
     def decomposed_live(self, args, b, t, c: int, many, e):
@@ -217,7 +224,8 @@ class Recurrent(Layer):
         concatenates both (2·[T, B, h]). A layer l > 1 holds its input (the
         previous layer's output) and the final h of the layers before it. At
         the end the final h of every layer and their stack (h_n) sit beside the
-        output. Exact against the live-tensor tracker over B 1-3, T 1-9, C
+        output, and the module copies the time-major output into [B, T, C]
+        order beside h_n (when `many`). Exact against the live-tensor tracker over B 1-3, T 1-9, C
         3-48, h 4-16, layers 1-3, both directions (tests/test_cost_recurrent.py)."""
         h, d, n, g = args.hidden, self.directions(args), args.layers, self.gates
         u = b * t * h * e                      # one direction's [T, B, h]
@@ -237,13 +245,16 @@ class Recurrent(Layer):
         if n > 1:     # the last layer: beside its input and the earlier layers' final h
             before += [h0 + (n - 1) * d * b * h * e + d * u + m for m in moments([p])]
         out = d * u
-        live = transient_peak(out, before=before, after=[3 * h0])
+        # then the module's contiguous copy of the output (when the time-major
+        # one is not already [B, T, C]-contiguous: `many`) beside it and h_n
+        # (recurrent_torch.py)
+        live = transient_peak(out, before=before, after=[3 * h0, many * out + h0])
         # each transient written once: the copies and bias-add copies, every
         # layer and direction's projection, step products and temporaries, step
-        # outputs and stack, the concatenations (less the output), h0, the
-        # final h and h_n
+        # outputs and stack, the concatenations (the last one time-major, copied
+        # into the output), h0, the final h and h_n
         workspace = d * (copy + many * p) + d * n * (p + g * u + STEP_TEMPS[self.kind] * u + 2 * u)
-        workspace += (d - 1) * n * 2 * u - out + 3 * h0
+        workspace += (d - 1) * n * 2 * u + 3 * h0 - (1 - many) * out
         return workspace, live
 
     def is_causal(self, args, inputs=None) -> bool:
