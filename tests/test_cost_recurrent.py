@@ -98,7 +98,9 @@ GRID = [(5, 8, 1, False, 0.0, 1), (24, 4, 1, False, 0.0, 2), (8, 16, 1, True, 0.
         (48, 8, 1, True, 0.0, 2), (16, 16, 2, False, 0.0, 2), (5, 8, 2, False, 0.25, 3),
         (24, 4, 2, True, 0.25, 1), (8, 16, 2, True, 0.0, 2), (3, 16, 3, False, 0.25, 2),
         (24, 4, 3, True, 0.0, 3), (5, 8, 3, True, 0.25, 2)]
-LENGTHS = [1, 3, 7]      # T small and odd; T = 1 also has no time-major copy
+# T small and odd (T = 1: no time-major copy), and T = 19, where the output's
+# contiguous copy beside the time-major one is the largest moment of a shallow LSTM
+LENGTHS = [1, 3, 19]
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
