@@ -103,8 +103,8 @@ class Recurrent(Layer):
         layer). A row of width w is padded to oneDNN's leading dimension
         (`good_ld`). Gates, h_t and states are at the model dtype (fp32 or
         bf16), the gradient buffers at fp32. Exact (to the byte) on torch
-        2.13's CPU build over B 1-7, T 1-64, in 1-256, h 1-256, fp32 and bf16
-        (tests/test_cost_recurrent.py)."""
+        2.13's CPU build over 744 shapes, B 1-7, T 1-64, in and h 1-256, fp32
+        and bf16; tests/test_cost_recurrent.py keeps 72 of them."""
         rows, states = b * t, 2 * b * (t + 1)
         width = max(i, h)
         sections = (rows * good_ld(4 * h, e) * e,          # gates
@@ -123,8 +123,8 @@ class Recurrent(Layer):
         weight gradients, hidden gradients for steps 1..T-1 (h0 needs none), and
         the input gradient of the first layer only when its input needs one.
         Saved, measured with saved-tensor hooks on torch 2.13 (CPU) and exact
-        over B 1-3, T 1-5, layers 1-3, both directions, with and without
-        dropout (tests/test_cost_recurrent.py):
+        over B 1-3, T 1-33, layers 1-3, both directions, with and without
+        dropout (tests/test_cost_recurrent.py keeps a grid of them):
         * LSTM, per layer and direction: hx, cx, hy, cy, its output and the
           workspace (`onednn_workspace`); once, the time-major copy of the
           input (`time_major_copy`).
