@@ -5,10 +5,37 @@ from typing import Literal
 
 import sympy
 
+from ..graph.symbolic import ceil_div
 from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, Probability, channels, require_float, require_rank, with_channels)
-from .costs import LayerCost, ParallelRule
+from .costs import LayerCost, ParallelRule, transient_peak
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+PAGE = 4096     # oneDNN starts each section of an RNN workspace on a page
+# [B, h] temporaries a decomposed cell's step writes besides its hidden
+# product [B, G·h] and its output (GRU: the candidate's pre-activation)
+STEP_TEMPS = {"gru": 1, "rnn": 0}
+
+
+def good_ld(width: int, size: int) -> int:
+    """oneDNN's leading dimension for a row of `width` elements of `size`
+    bytes: rounded up to 64 bytes, and 64 bytes more when a multiple of 256
+    elements (rnn_utils get_good_ld: avoids 4K aliasing)."""
+    per = 64 // size
+    ld = -(-width // per) * per
+    return ld + per if ld % 256 == 0 else ld
+
+
+def time_major_copy(b, t):
+    """1 when torch copies a [B, T, C] input into time-major order before the
+    recurrence (its [T, B, C] transpose is not contiguous: B > 1 and T > 1),
+    and the module copies the time-major output back into [B, T, C] order
+    (recurrent_torch.py), else 0; a Piecewise when B or T is symbolic."""
+    conds = [sympy.StrictGreaterThan(n, 1) for n in (b, t) if not isinstance(n, (int, sympy.Integer))]
+    if any(isinstance(n, (int, sympy.Integer)) and n <= 1 for n in (b, t)):
+        return 0
+    if not conds:
+        return 1
+    return sympy.Piecewise((1, sympy.And(*conds)), (0, True))
 
 
 class RecurrentArgs(LayerArgs):
@@ -66,12 +93,29 @@ class Recurrent(Layer):
         return per_direction * self.directions(args)
 
     @staticmethod
-    def onednn_workspace(rows, h: int, i: int, e: int):
-        """Bytes of the workspace oneDNN's LSTM saves per layer and direction,
-        fitted on torch 2.13 (CPU): 4·(14h + 3in) a row at fp32 (within 3% once
-        B·T·h >= 16k; page rounding dominates below), about 42h + 11in at
-        bf16/fp16, whose gates stay partly fp32 (within 10%)."""
-        return rows * (4 * (14 * h + 3 * i) if e == 4 else 42 * h + 11 * i)
+    def onednn_workspace(b, t, h: int, i: int, e: int):
+        """Bytes of the workspace oneDNN's LSTM (aten.mkldnn_rnn_layer, one
+        layer and direction, input width i) keeps for backward: the uint8
+        tensor autograd saves. oneDNN 3.x lays out seven sections of it
+        (rnn_utils set_workspace_sizes / set_offsets), each starting on a 4096-byte
+        page: the gates and h_t of every step, T·B rows of 4h and h; then the
+        layer states, c states and the three gradient buffers (layer, iter,
+        iter_c), 2·B·(T + 1) rows each (the layer is stacked on one input
+        layer). A row of width w is padded to oneDNN's leading dimension
+        (`good_ld`). Gates, h_t and states are at the model dtype (fp32 or
+        bf16), the gradient buffers at fp32. Exact (to the byte) on torch
+        2.13's CPU build over 744 shapes, B 1-7, T 1-64, in and h 1-256, fp32
+        and bf16; tests/test_cost_recurrent.py keeps 72 of them."""
+        rows, states = b * t, 2 * b * (t + 1)
+        width = max(i, h)
+        sections = (rows * good_ld(4 * h, e) * e,          # gates
+                    rows * good_ld(h, e) * e,              # h_t
+                    states * good_ld(width, e) * e,        # layer (= iter) states
+                    states * h * e,                        # c states
+                    states * good_ld(width, 4) * 4,        # d(layer states)
+                    states * good_ld(width, 4) * 4,        # d(iter states)
+                    states * h * 4)                        # d(c states)
+        return sum(PAGE * ceil_div(n, PAGE) for n in sections)
 
     def cost(self, args, inputs, out, ctx):
         """Per layer and direction 2·B·T·G·h·(in + h), G = 4 (LSTM), 3 (GRU), 1 (RNN)
@@ -79,59 +123,140 @@ class Recurrent(Layer):
         computes every gradient, 2x the forward. GRU/RNN decompose into mm:
         weight gradients, hidden gradients for steps 1..T-1 (h0 needs none), and
         the input gradient of the first layer only when its input needs one.
-        Saved per layer and direction: oneDNN keeps hx, cx, hy, cy, its output
-        and a workspace (`onednn_workspace`); GRU keeps 7 B x h tensors a
-        step, RNN one (plus h0). Time-major copies of the input (B > 1) and the
-        dropout masks between layers are counted too."""
+        Saved, measured with saved-tensor hooks on torch 2.13 (CPU) and exact
+        over B 1-3, T 1-33, layers 1-3, both directions, with and without
+        dropout (tests/test_cost_recurrent.py keeps a grid of them):
+        * LSTM, per layer and direction: hx, cx, hy, cy, its output and the
+          workspace (`onednn_workspace`); once, the time-major copy of the
+          input (`time_major_copy`).
+        * GRU 7, RNN 1 B x h tensors a step per layer and direction, plus h0
+          (one [layers·dirs, B, h] storage; GRU's first step saves one tensor
+          fewer, the same bytes); each direction's input projection of the
+          first layer copies the input time-major.
+        * Between stacked layers the next layer's input [B, T, dirs·h]: the
+          concatenation of both directions (a unidirectional LSTM's output is
+          already counted; GRU/RNN stack their step outputs into a new
+          tensor); with dropout the mask and the dropped copy instead."""
         x = inputs[0]
         b, t, c = x.dims[0], x.dims[1], channels(x)
         g, h, d, e = self.gates, args.hidden, self.directions(args), ctx.elem
         ins = self.layer_inputs(args, c)
         per = [2 * b * t * g * h * (i + h) for i in ins]           # one direction
         flops = d * sum(per)
-        many = sympy.Piecewise((1, sympy.StrictGreaterThan(b, 1)), (0, True)) \
-            if not isinstance(b, (int, sympy.Integer)) else int(b > 1)
+        many = time_major_copy(b, t)
+        copy = many * b * t * c * e                                # the input, time-major
+        between = (args.layers - 1) * b * t * d * h * e            # each next layer's input
         if self.kind == "lstm":
             # oneDNN's backward computes every gradient, the first input's too
             backward, first_input = 2 * flops, (0,)
-            per_dir = [self.onednn_workspace(b * t, h, i, e) + 4 * b * h * e + t * b * h * e for i in ins]
+            saved = d * sum(self.onednn_workspace(b, t, h, i, e) + 4 * b * h * e + t * b * h * e for i in ins)
+            saved += copy
+            if args.dropout > 0 and args.layers > 1:
+                saved += 2 * between                  # mask and dropped copy
+            elif d == 2:
+                saved += between                      # cat of both directions
         else:
             hidden_grad = 2 * b * (t - 1) * g * h * h
             backward = d * sum(2 * b * t * g * h * (i + h) for i in ins) + d * len(ins) * hidden_grad
             backward += d * sum(2 * b * t * g * h * i for i in ins[1:])
             first_input = (d * 2 * b * t * g * h * ins[0],)
             steps = 7 * t if self.kind == "gru" else t + 1
-            per_dir = [steps * b * h * e for _ in ins]
-        saved = d * sum(per_dir) + many * b * t * c * e
-        if d == 2 and args.layers > 1:          # cat of both directions feeds the next layer
-            saved += (args.layers - 1) * b * t * 2 * h * e
-        elif self.kind != "lstm" and args.layers > 1:   # stacked outputs feed the next layer
-            saved += (args.layers - 1) * b * t * h * e
-        if args.dropout > 0 and args.layers > 1:  # mask and dropped copy between layers
-            saved += (args.layers - 1) * 2 * b * t * d * h * e
-        # inference, measured on torch 2.13's CPU kernels (tests/test_layer_harness.py,
-        # tests/test_memory_shapes.py): oneDNN's LSTM holds the time-major copy of
-        # its input, h0/c0 and every layer's final (h, c) throughout; at its last
-        # layer also that layer's input (the previous layer's output) and, when
-        # bidirectional, both directions' outputs beside their concatenation (the
-        # output); its gates live in its own scratchpad. The decomposed GRU
-        # holds the input projection and gate activations of a direction, 5h (9h
-        # for both directions, the first direction's output kept), the RNN its
-        # input projection and pre-activation, 2h a direction
+            saved = d * len(ins) * steps * b * h * e + d * copy
+            saved += (2 if args.dropout > 0 else 1) * between
+        # inference: the live set moment by moment (`lstm_live`, `decomposed_live`)
         if self.kind == "lstm":
-            workspace = many * b * t * c * e + 4 * args.layers * d * b * h * e
-            if args.layers > 1:
-                workspace += d * b * t * h * e
-            if d == 2:
-                workspace += d * b * t * h * e
-        elif self.kind == "gru":
-            workspace = b * t * e * h * (d * (g + 1) + 1)
+            workspace, live = self.lstm_live(args, b, t, c, many, e)
         else:
-            workspace = b * t * e * 2 * d * h
+            workspace, live = self.decomposed_live(args, b, t, c, many, e)
         return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=first_input,
-                         saved_bytes=saved, workspace_bytes=workspace,
+                         saved_bytes=saved, workspace_bytes=workspace, live_workspace_bytes=live,
                          state_bytes=(2 if self.kind == "lstm" else 1) * args.layers * d * h * b * e,
                          depth=args.layers * t, has_weights=True)
+
+    def lstm_live(self, args, b, t, c: int, many, e):
+        """(workspace_bytes, live_workspace_bytes) of the LSTM's inference
+        forward, torch 2.13's CPU path (aten/src/ATen/native/mkldnn/RNN.cpp):
+        h0 and c0 ([layers·dirs, B, h] each) and the time-major copy of the
+        input (`copy`) live throughout; each layer and direction's
+        mkldnn_rnn_layer writes its output [T, B, h] and final h and c, which
+        are kept until h_n and c_n stack them at the end. A layer's outputs
+        (and, bidirectional, their concatenation) live until the next layer
+        has replaced them, so a layer l > 1 runs beside its input. The module
+        then drops h_n and c_n and copies the time-major output into [B, T, C]
+        order (when `many`, `time_major_copy`). oneDNN's gates are in its own
+        scratchpad, which the measurement cannot see
+        (docs/cost_model.md). Exact against the live-tensor tracker over B
+        1-3, T 1-9, C 3-48, h 4-16, layers 1-3, both directions
+        (tests/test_cost_recurrent.py)."""
+        h, d, n = args.hidden, self.directions(args), args.layers
+        u = b * t * h * e                      # one direction's [T, B, h]
+        s = n * d * b * h * e                  # h0 (c0, the final h, c, h_n, c_n alike)
+        copy = many * b * t * c * e
+        out = d * u
+        # beside the output at the end: h0, c0, the final h and c, h_n, c_n, the
+        # copy and (bidirectional) the last layer's two direction outputs
+        after = 6 * s + copy + (d - 1) * 2 * u
+        # the last layer's largest moment beside its input: its new output
+        # (unidirectional), or both directions' outputs and their concatenation
+        # beside the previous layer's (bidirectional)
+        before = [4 * s + copy + (2 * u if d == 1 else 6 * u)] if n > 1 else []
+        # then the module's contiguous copy of the output beside the time-major
+        # one (when that is not already [B, T, C]-contiguous: `many`), h_n and
+        # c_n already dropped (recurrent_torch.py)
+        live = transient_peak(out, before=before, after=[after, many * out])
+        # each written once: the copy, h0/c0, final states and their stacks,
+        # every layer and direction's output and (bidirectional) every
+        # concatenation (the last one time-major, copied into the output)
+        workspace = copy + 6 * s + d * n * u + (d - 1) * n * 2 * u - (1 - many) * out
+        return workspace, live
+
+    def decomposed_live(self, args, b, t, c: int, many, e):
+        """(workspace_bytes, live_workspace_bytes) of the GRU's or RNN's
+        inference forward, torch 2.13's CPU path (aten/src/ATen/native/RNN.cpp).
+        h0, [layers·dirs, B, h], lives throughout. A direction first projects
+        its whole input, P = [T, B, G·h] (G = 3 for GRU, 1 for RNN); the first
+        layer's input is copied time-major when `many` (`time_major_copy`), the
+        copy freed once the bias add has written a second P. Then it steps:
+        each step writes a hidden product [B, G·h], `STEP_TEMPS` more [B, h]
+        and its output [B, h], all T outputs kept; at the last step (T + G +
+        STEP_TEMPS)·B·h sit beside P. Then it stacks the outputs ([T, B, h])
+        while P is still held. A bidirectional layer keeps the forward
+        direction's outputs and stack while the backward one runs, then
+        concatenates both (2·[T, B, h]). A layer l > 1 holds its input (the
+        previous layer's output) and the final h of the layers before it. At
+        the end the final h of every layer and their stack (h_n) sit beside the
+        output; the module then drops h_n and copies the time-major output
+        into [B, T, C] order (when `many`). Exact against the live-tensor tracker over B 1-3, T 1-9, C
+        3-48, h 4-16, layers 1-3, both directions (tests/test_cost_recurrent.py)."""
+        h, d, n, g = args.hidden, self.directions(args), args.layers, self.gates
+        u = b * t * h * e                      # one direction's [T, B, h]
+        p = g * u                              # its projection
+        h0 = n * d * b * h * e
+        copy = many * b * t * c * e
+        steps = (t + g + STEP_TEMPS[self.kind]) * b * h * e    # at the last step
+
+        def moments(projections):
+            """A layer's largest moments beside what it starts with."""
+            if d == 1:
+                return [*projections, p + steps, p + 2 * u]
+            # the backward direction runs beside the forward one's outputs and stack
+            return [2 * u + p + q for q in projections] + [2 * u + p + steps, p + 6 * u]
+
+        before = [h0 + m for m in moments([copy + p, p + many * p])]
+        if n > 1:     # the last layer: beside its input and the earlier layers' final h
+            before += [h0 + (n - 1) * d * b * h * e + d * u + m for m in moments([p])]
+        out = d * u
+        # then the module's contiguous copy of the output beside the time-major
+        # one (when that is not already [B, T, C]-contiguous: `many`), h_n
+        # already dropped (recurrent_torch.py)
+        live = transient_peak(out, before=before, after=[3 * h0, many * out])
+        # each transient written once: the copies and bias-add copies, every
+        # layer and direction's projection, step products and temporaries, step
+        # outputs and stack, the concatenations (the last one time-major, copied
+        # into the output), h0, the final h and h_n
+        workspace = d * (copy + many * p) + d * n * (p + g * u + STEP_TEMPS[self.kind] * u + 2 * u)
+        workspace += (d - 1) * n * 2 * u + 3 * h0 - (1 - many) * out
+        return workspace, live
 
     def is_causal(self, args, inputs=None) -> bool:
         return not args.bidirectional
