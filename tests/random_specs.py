@@ -440,17 +440,6 @@ OPEN = (
      "saves_inputs is a bool, so the copy is counted at every T (saved 4,096 bytes estimated, 0 "
      "measured, live set 1.33x at T = 32)",
      "input x: float[B, T, 8, 2]\ny = x -> conv2d(16, 2, stride=2)\noutput y"),
-    (("open-lstm-layout",), ("inference_live_bytes",), _kind("lstm"),
-     "lstm's output is a strided view of oneDNN's time-major result: a consumer that needs it dense "
-     "(linear, avgpool1d) copies it, which the rule does not count (live set 0.61-0.77x measured, "
-     "seeds 1092, 1354; still so on the rnnfix branch); the fix is a dense output in "
-     "recurrent_torch.py and its copy in the rule",
-     "input x: float[B, T, 7]\ny = x -> lstm(48) -> linear(8)\noutput y"),
-    (("open-rnn-layout",), ("activation_bytes",), _kind("rnn"),
-     "rnn -> retention: saved activations 0.84-0.87x measured (seed 835; rnn's strided output copied "
-     "by the consumer, as lstm's; still so on the rnnfix branch); linear -> retention is exact",
-     "input x: int[B, T]\ny = x -> embed(50, 8) -> rnn(32, bidirectional=false, nonlinearity=relu) "
-     "-> retention(2, expand_v=1.0, chunk=16)\noutput y"),
     (("open-segments-memory-saved",), ("activation_bytes",),
      lambda n, g: n.segments_scope() is not None and dict(n.segments_scope().args).get("memory", 0) > 0,
      "saved activations of a segments body with memory > 0: batchnorm 0.51x, conv1d 0.72x measured "
