@@ -352,7 +352,7 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
             if not saves:
                 continue
             entry = _segments_entry(n.node, entries)
-            if entry is not None and entry[1] == src:
+            if entry is not None and entry[1] == src and port == 0:    # the piece (a context is whole)
                 entry_saved.add((entry, root[src]))
             else:
                 saved_roots.add(root[src])
