@@ -321,7 +321,7 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
                     train_terms.append((c.input_grad_flops[port], b))
     train = terms.figure(train_terms)
 
-    # ---- storages: a view's storage is its source's (unsqueeze, flatten, time_last, p=0 dropout)
+    # ---- storages: a view's storage is its source's (unsqueeze, flatten, p=0 dropout)
     root: dict[str, str] = {}
     for n in nodes:
         root[n.node.name] = root[n.node.sources[0]] if n.shared.output_is_view else n.node.name

@@ -173,9 +173,11 @@ class TimePool(Layer):
         return TensorType("float", (x.dims[0], x.dims[2]))
 
     def cost(self, args, inputs, out, ctx):
-        """x.mean(1) saves nothing; x[:, -1] is a view."""
+        """x.mean(1) saves nothing; x[:, -1].clone() is a new [B, C] tensor
+        that saves nothing either (a view would keep x's whole storage alive
+        for an elementwise consumer, while a linear saves a copy of it)."""
         if self.reduce == "last":
-            return LayerCost(output_is_view=True, depth=0)
+            return LayerCost(depth=0)
         return LayerCost()
 
     def module(self, node, memory):

@@ -49,4 +49,7 @@ class TimePool(nn.Module):
         self.reduce = reduce
 
     def forward(self, x):
-        return x.mean(1) if self.reduce == "mean" else x[:, -1]
+        # The last step as its own [B, C] tensor, not a view of x: whatever
+        # reads it (a linear's contiguous copy, an elementwise op's view of all
+        # of x) then saves or keeps [B, C], never x's [B, T, C] storage.
+        return x.mean(1) if self.reduce == "mean" else x[:, -1].clone()  # (B, C)
