@@ -291,6 +291,7 @@ class SeqModel(nn.Module):
         while start < t or (start == 0 and t == 0):
             pos = gstate["pos"]
             n = min(length - pos % length, t - start)
+            sub = args = None          # the last piece's values go before this one is cut
             # A fresh copy per piece when there are several: the q/k/v linears
             # would each copy a strided slice, and a contiguous slice would keep
             # the whole input alive for backward.
@@ -323,6 +324,7 @@ class SeqModel(nn.Module):
             for e in exported:
                 pieces[e].append(sub[e])
             start += max(n, 1)
+        sub = piece = args = None      # only the pieces' outputs are left for the concatenation
         for e in exported:
             env[e] = torch.cat(pieces[e], dim=1)
 

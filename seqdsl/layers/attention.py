@@ -499,15 +499,18 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
     # The input gradient reaches k/v only through the segment's own rows: the
     # memory rows are projected from detached activations (no gradient through them).
     input_grad = q + 2 * matmul(n, c, kvd)
-    # Inside segments the pieces' outputs are held until they are concatenated
-    # into the output: after the last segment only they are left beside it.
-    # Outside, q, k, v and the merged heads are left beside the output.
-    out_bytes = n * c * e
-    after = held if ctx.segments is not None else (b * seg_len * c + 2 * b * seg_klen * kvd + n * c) * e
-    live = transient_peak(out_bytes, before=[p + held for p in phases], after=[after])
+    # Inside segments, one piece's (the widest): the pieces held until they are
+    # concatenated are the model walk's (seqdsl.cost.model), and nothing is left
+    # beside the piece's output. Outside, q, k, v and the merged heads are left
+    # beside the output.
+    if ctx.segments is not None:
+        live = transient_peak(b * seg_len * c * e, before=phases, after=[0])
+    else:
+        live = transient_peak(n * c * e, before=phases, after=[(b * seg_len * c + 2 * b * seg_klen * kvd + n * c) * e])
     return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(input_grad,),
                      saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, live_workspace_bytes=live,
-                     step_flops=step, state_bytes=state, has_weights=True)
+                     segment_workspace=ctx.segments is not None, step_flops=step, state_bytes=state,
+                     has_weights=True)
 
 
 class CrossAttentionArgs(LayerArgs):
