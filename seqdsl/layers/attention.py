@@ -504,7 +504,28 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
     # beside the piece's output. Outside, q, k, v and the merged heads are left
     # beside the output.
     if ctx.segments is not None:
-        live = transient_peak(b * seg_len * c * e, before=phases, after=[0])
+        # One piece (the widest, m memory rows; Attention._segment): forward's
+        # frame keeps q, k and v as projected, so with memory the concatenated
+        # k and v come beside them, and the memory rows' own k and v; the layer
+        # keeps its memory (b·m·C) from piece to piece. Beside the output: those,
+        # the bool mask and the attention output. RoPE rotates q and k into new
+        # tensors (with memory the rotated k replaces the concatenated one);
+        # while it rotates k: its four k-sized temporaries and the angles.
+        m_w = seg_klen - seg_len
+        with_mem = (1 if as_int(m_w) else 0) if as_int(m_w) is not None else sympy.Min(1, m_w)
+        kv = 2 * b * m_w * kvd + 2 * b * seg_len * kvd + with_mem * 2 * b * seg_klen * kvd
+        mask = seg_len * seg_klen
+        extra = b * m_w * c * e
+        rope = args.pos == "rope"
+        after = (2 * b * seg_len * c + kv) * e + mask + extra
+        # pos=relative's phases count q, k and v as used; add what the frame and the memory keep
+        before = [p + extra + (kv - 2 * b * seg_klen * kvd) * e for p in phases] if args.pos == "relative" else []
+        if rope:
+            after += (b * seg_len * c + (1 - with_mem) * b * seg_klen * kvd) * e
+            dh = c // h
+            before.append((2 * b * seg_len * c + kv + 4 * b * seg_klen * kvd) * e + mask + extra
+                          + (3 * seg_klen * dh + seg_klen + dh // 2) * 4)
+        live = transient_peak(b * seg_len * c * e, before=before, after=[after])
     else:
         live = transient_peak(n * c * e, before=phases, after=[(b * seg_len * c + 2 * b * seg_klen * kvd + n * c) * e])
     return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(input_grad,),
