@@ -615,16 +615,16 @@ def _segments_peaks(g: _SegmentsGroup, before: list, weights_bytes, terms: "_Ter
         c = n.shared
         if not (c.output_is_view or c.inference_view):
             held = held + tensor_bytes(_at_piece(n.node.output), elem)
-        if c.segment_workspace:      # one piece's already (the widest), in the rule's own terms
-            own = [(c.live_workspace_bytes, n.binding)]
+        if c.segment_workspace is not None:      # the rule's own, per piece (attention's memory)
+            own = [[(w, n.binding)] for w in c.segment_workspace]
             piece = held
         else:
-            own = []
+            own = [[], []]
             piece = held + _piece_workspace(n, elem, cache)
         last_piece = at(out, t - last) + several * at(copy, last) + at(piece, last)
         full_piece = several * (at(out, t - last - length) + at(copy, length) + at(piece, length))
-        for e in (last_piece, full_piece):
-            peaks.append(terms.figure([*before, (e, bind), *own, (weights_bytes, ())]))
+        for e, w in zip((last_piece, full_piece), own):
+            peaks.append(terms.figure([*before, (e, bind), *w, (weights_bytes, ())]))
     whole = sum((tensor_bytes(n.node.output, elem) for n in g.nodes if n.node.name in g.exported), ZERO)
     peaks.append(terms.figure([*before, (2 * whole, ()), (weights_bytes, ())]))
     return peaks

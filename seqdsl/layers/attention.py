@@ -473,13 +473,15 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         # then BD's shifted (padded) copy beside AC and BD; then the scores (BD
         # added in place) with their probabilities and the bool masks; then the
         # probabilities with v's copy and the result
-        qkv = (b * seg_len * c + 2 * b * seg_klen * kvd) * e
-        r, scores = seg_klen * c * e, b * h * seg_len * seg_klen * e
-        operands = (2 * b * seg_len * c + b * seg_klen * c) * e
-        phases = [qkv + r + operands + scores, qkv + r + 2 * scores + operands,
-                  qkv + r + 2 * scores + b * h * seg_len * (seg_klen + 1) * e,
-                  qkv + 2 * scores + 2 * seg_len * seg_klen,
-                  qkv + scores + (b * seg_klen * kvd + b * seg_len * c) * e]
+        def phases_at(p_len, k_len):     # one segment of p_len queries and k_len keys
+            qkv = (b * p_len * c + 2 * b * k_len * kvd) * e
+            r, scores = k_len * c * e, b * h * p_len * k_len * e
+            operands = (2 * b * p_len * c + b * k_len * c) * e
+            return [qkv + r + operands + scores, qkv + r + 2 * scores + operands,
+                    qkv + r + 2 * scores + b * h * p_len * (k_len + 1) * e,
+                    qkv + 2 * scores + 2 * p_len * k_len,
+                    qkv + scores + (b * k_len * kvd + b * p_len * c) * e]
+        phases = phases_at(seg_len, seg_klen)
         step += 3 * matmul(b, c, step_keys) + matmul(1, c, c)
         if args.dropout > 0:      # training: the dropped probabilities and the mask too
             saved += 2 * b * h * pairs * e
@@ -490,6 +492,7 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         saved = (b * mem_rows * c + 2 * b * klen * kvd + 2 * n * c + pairs) * e + b * h * t * STAT_BYTES
         work = (b * seg_klen * c + 2 * b * seg_klen * kvd + 3 * b * seg_len * c + seg_len * seg_klen) * e + held
         phases = [work - held]
+        phases_at = None
         step += 2 * matmul(b, c, step_keys)
         if args.dropout > 0:
             # training with dropout: SDPA's math path (see _softmax_cost): backward 2x,
@@ -504,34 +507,49 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
     # beside the piece's output. Outside, q, k, v and the merged heads are left
     # beside the output.
     if ctx.segments is not None:
-        # One piece (the widest, m memory rows; Attention._segment): forward's
-        # frame keeps q, k and v as projected, so with memory the concatenated
-        # k and v come beside them, and the memory rows' own k and v; the layer
-        # keeps its memory (b·m·C) from piece to piece. Beside the output: those,
-        # the bool mask and the attention output. RoPE rotates q and k into new
-        # tensors (with memory the rotated k replaces the concatenated one);
-        # while it rotates k: its four k-sized temporaries and the angles.
-        m_w = seg_klen - seg_len
-        with_mem = (1 if as_int(m_w) else 0) if as_int(m_w) is not None else sympy.Min(1, m_w)
-        kv = 2 * b * m_w * kvd + 2 * b * seg_len * kvd + with_mem * 2 * b * seg_klen * kvd
-        mask = seg_len * seg_klen
-        extra = b * m_w * c * e
-        rope = args.pos == "rope"
-        after = (2 * b * seg_len * c + kv) * e + mask + extra
-        # pos=relative's phases count q, k and v as used; add what the frame and the memory keep
-        before = [p + extra + (kv - 2 * b * seg_klen * kvd) * e for p in phases] if args.pos == "relative" else []
-        if rope:
-            after += (b * seg_len * c + (1 - with_mem) * b * seg_klen * kvd) * e
-            dh = c // h
-            before.append((2 * b * seg_len * c + kv + 4 * b * seg_klen * kvd) * e + mask + extra
-                          + (3 * seg_klen * dh + seg_klen + dh // 2) * 4)
-        live = transient_peak(b * seg_len * c * e, before=before, after=[after])
+        # One piece (Attention._segment) of p_len steps after m memory rows:
+        # forward's frame keeps q, k and v as projected, so with memory the
+        # concatenated k and v come beside them, and the memory rows' own k and
+        # v; the layer keeps its memory (b·m·C) from piece to piece. Beside the
+        # output: those, the bool mask and the attention output. RoPE rotates q
+        # and k into new tensors (with memory the rotated k replaces the
+        # concatenated one); while it rotates k: its four k-sized temporaries
+        # and the angles.
+        def piece_live(p_len, m):
+            k_len = p_len + m
+            with_mem = (1 if as_int(m) else 0) if as_int(m) is not None else sympy.Min(1, m)
+            kv = 2 * b * m * kvd + 2 * b * p_len * kvd + with_mem * 2 * b * k_len * kvd
+            mask, extra = p_len * k_len, b * m * c * e
+            after = (2 * b * p_len * c + kv) * e + mask + extra
+            # pos=relative's phases count q, k and v as used; add what the frame and the memory keep
+            before = ([p + extra + (kv - 2 * b * k_len * kvd) * e for p in phases_at(p_len, k_len)]
+                      if args.pos == "relative" else [])
+            if args.pos == "rope":
+                after += (b * p_len * c + (1 - with_mem) * b * k_len * kvd) * e
+                dh = c // h
+                before.append((2 * b * p_len * c + kv + 4 * b * k_len * kvd) * e + mask + extra
+                              + (3 * k_len * dh + k_len + dh // 2) * 4)
+            return transient_peak(b * p_len * c * e, before=before, after=[after])
+
+        live = piece_live(seg_len, seg_klen - seg_len)          # the widest piece
+        # the walk's two candidates (seqdsl.cost.model._segments_peaks): the last
+        # piece, and the last full one (none when one piece is the whole input)
+        pieces = ceil_div(t, length)
+        last = t - length * (pieces - 1)
+        several = sympy.Min(1, pieces - 1)
+        before_full = t - last - length
+        if as_int(before_full) is not None:
+            before_full = max(as_int(before_full), 0)
+        else:
+            before_full = sympy.Max(0, before_full)
+        per_piece = (piece_live(last, sympy.Min(memory, t - last)),
+                     several * piece_live(length, sympy.Min(memory, before_full)))
     else:
         live = transient_peak(n * c * e, before=phases, after=[(b * seg_len * c + 2 * b * seg_klen * kvd + n * c) * e])
+        per_piece = None
     return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(input_grad,),
                      saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, live_workspace_bytes=live,
-                     segment_workspace=ctx.segments is not None, step_flops=step, state_bytes=state,
-                     has_weights=True)
+                     segment_workspace=per_piece, step_flops=step, state_bytes=state, has_weights=True)
 
 
 class CrossAttentionArgs(LayerArgs):
