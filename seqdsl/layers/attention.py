@@ -524,8 +524,12 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
             # pos=relative's phases count q, k and v as used; add what the frame and the memory keep
             before = ([p + extra + (kv - 2 * b * k_len * kvd) * e for p in phases_at(p_len, k_len)]
                       if args.pos == "relative" else [])
+            if args.pos != "relative":
+                # inside SDPA: the bool mask made a float one, beside the output and its logsumexp
+                before.append(after + p_len * k_len * e + b * h * p_len * STAT_BYTES)
             if args.pos == "rope":
                 after += (b * p_len * c + (1 - with_mem) * b * k_len * kvd) * e
+                before[-1] += (b * p_len * c + (1 - with_mem) * b * k_len * kvd) * e
                 dh = c // h
                 before.append((2 * b * p_len * c + kv + 4 * b * k_len * kvd) * e + mask + extra
                               + (3 * k_len * dh + k_len + dh // 2) * 4)
