@@ -259,9 +259,10 @@ def emit_model(graph: ModelGraph, cls: str | None = None) -> str:
         group = nodes[i:j]
         names = {g.name for g in group}
         entry = next(s for s in group[0].sources if s not in names)
-        # values from outside the group other than the sliced entry (a
-        # cross_attention context): whole tensors, passed in as e0, e1, ...
-        outer = list(dict.fromkeys(s for g in group for s in g.sources if s not in names and s != entry))
+        # values a stage reads by name (a cross_attention context), the entry
+        # too: whole tensors, passed in as e0, e1, ...; only a stage's pipeline
+        # input (its first source, a residual add's both) is the sliced piece
+        outer = list(dict.fromkeys(s for g in group if g.kind != "add" for s in g.sources[1:] if s not in names))
         consumed_outside = {s for m in nodes[j:] for s in m.sources} | set(graph.values[o] for o in graph.outputs)
         exported = [g.name for g in group if g.name in consumed_outside]
         sa = dict(seg.args)
@@ -271,18 +272,21 @@ def emit_model(graph: ModelGraph, cls: str | None = None) -> str:
         seg_count += 1
         body = [f"    def {mname}(self, x, states{''.join(f', e{q}' for q in range(len(outer)))}):",
                 f"        \"\"\"One piece of segments(length={length}, memory={mem}); states: per attention layer.\"\"\""]
-        local = {entry: "x", **{s: f"e{q}" for q, s in enumerate(outer)}}
+        local = {entry: "x"}
+        whole = {s: f"e{q}" for q, s in enumerate(outer)}
         k = 0
         for g in group:
             v = f"s{k}"
             k += 1
             if g.kind == "add":
                 body.append(f"        {v} = {_add_expr(g, local[g.sources[0]], local[g.sources[1]])}")
-            elif g.kind == "attention":
-                body.append(f"        {v} = {_path_expr(g.name)}({', '.join(local[s] for s in g.sources)}, "
-                            f"state=states[{attn.index(g)}])")
+                local[g.name] = v
+                continue
+            srcs = ", ".join([local[g.sources[0]]] + [local[s] if s in names else whole[s] for s in g.sources[1:]])
+            if g.kind == "attention":
+                body.append(f"        {v} = {_path_expr(g.name)}({srcs}, state=states[{attn.index(g)}])")
             else:
-                body.append(f"        {v} = {_path_expr(g.name)}({', '.join(local[s] for s in g.sources)})")
+                body.append(f"        {v} = {_path_expr(g.name)}({srcs})")
             local[g.name] = v
         body.append(f"        return ({''.join(local[e] + ', ' for e in exported)})")
         methods.append("\n".join(body))

@@ -284,7 +284,10 @@ class SeqModel(nn.Module):
         """Run a segments group piece by piece: each piece ends at a segment
         boundary or the end of the input; a layer with memory closes its segment
         (`end_segment`) at every boundary. An empty streaming chunk (a strided
-        conv upstream is mid-stride) runs once as an empty piece."""
+        conv upstream is mid-stride) runs once as an empty piece. Only the body's
+        pipeline input is the piece: a name read by an argument (a
+        cross_attention's `context=`) is the whole value, even the one the group
+        is entered with (docs/language.md, `segments`)."""
         length, memory = self._seg_args[seg]
         names = {g[1] for g in group}
         entry = next(s for s in group[0][2] if s not in names)
@@ -299,18 +302,21 @@ class SeqModel(nn.Module):
         while start < t or (start == 0 and t == 0):
             pos = gstate["pos"]
             n = min(length - pos % length, t - start)
-            sub = dict(env)
+            sub = args = None          # the last piece's values go before this one is cut
             # A fresh copy per piece when there are several: the q/k/v linears
             # would each copy a strided slice, and a contiguous slice would keep
             # the whole input alive for backward.
             piece = x[:, start:start + n]
-            sub[entry] = piece.clone(memory_format=torch.contiguous_format) if n < t else piece
+            piece = piece.clone(memory_format=torch.contiguous_format) if n < t else piece
+            # The body's values for this piece; its pipeline input is the piece
+            # itself (every stage's first source, and both of a residual's add).
+            sub = {entry: piece}
             for kind, name, sources, _ in group:
                 if kind == "add":
                     sub[name] = self._add(name, sub[sources[0]], sub[sources[1]])
                     continue
                 mod = self._mods[name]
-                args = [sub[s] for s in sources]
+                args = [sub[sources[0]]] + [sub[s] if s in names else env[s] for s in sources[1:]]
                 if getattr(mod, "memory", None) is not None:
                     sub[name] = mod(*args, state=layer_states.setdefault(name, {}))
                 elif streaming:
@@ -329,6 +335,7 @@ class SeqModel(nn.Module):
             for e in exported:
                 pieces[e].append(sub[e])
             start += max(n, 1)
+        sub = piece = args = None      # only the pieces' outputs are left for the concatenation
         for e in exported:
             env[e] = torch.cat(pieces[e], dim=1)
 

@@ -321,7 +321,7 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
                     train_terms.append((c.input_grad_flops[port], b))
     train = terms.figure(train_terms)
 
-    # ---- storages: a view's storage is its source's (unsqueeze, flatten, time_last, p=0 dropout)
+    # ---- storages: a view's storage is its source's (unsqueeze, flatten, p=0 dropout)
     root: dict[str, str] = {}
     for n in nodes:
         root[n.node.name] = root[n.node.sources[0]] if n.shared.output_is_view else n.node.name
@@ -352,7 +352,7 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
             if not saves:
                 continue
             entry = _segments_entry(n.node, entries)
-            if entry is not None and entry[1] == src:
+            if entry is not None and entry[1] == src and port == 0:    # the piece (a context is whole)
                 entry_saved.add((entry, root[src]))
             else:
                 saved_roots.add(root[src])
@@ -376,9 +376,12 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
     saved_tensors = tuple((r, "tensor", size[r]) for r in sorted(saved_roots))
 
     # ---- inference: live storages along the graph (free after the last consumer)
+    groups = _segments_groups(model, nodes)     # segments run piece by piece: _segments_peaks
+    body = {k for g in groups for k in range(g.first, g.end)}
+    cats = {name for g in groups for name in g.exported}
     iroot: dict[str, str] = {}
     for n in nodes:
-        view = n.shared.output_is_view or n.shared.inference_view
+        view = (n.shared.output_is_view or n.shared.inference_view) and n.node.name not in cats
         iroot[n.node.name] = iroot[n.node.sources[0]] if view else n.node.name
     root = iroot
     last_use: dict[str, int] = {}
@@ -390,13 +393,25 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
     live: dict[str, object] = {}
     weights_bytes = model.params * elem
     peaks = []
+    share_len = share and len({g.length for g in groups}) >= SHARE_FROM
+    first = {g.first: g for g in groups}
+    piece_costs: dict = {}
     for i, n in enumerate(nodes):
+        if i in first:
+            peaks += _segments_peaks(first[i], [(v, ()) for v in live.values()], weights_bytes, terms, elem,
+                                     share_len, piece_costs)
         r = root[n.node.name]
-        if r == n.node.name:
-            live[r] = size[r]
-        c = n.shared
-        work = c.workspace_bytes if c.live_workspace_bytes is None else c.live_workspace_bytes
-        peaks.append(terms.figure([*[(v, ()) for v in live.values()], (work, n.binding), (weights_bytes, ())]))
+        if i in body:
+            # one piece at a time (the peaks above); after the group only its
+            # concatenated outputs are left
+            if n.node.name in cats:
+                live[r] = size[r]
+        else:
+            if r == n.node.name:
+                live[r] = size[r]
+            c = n.shared
+            work = c.workspace_bytes if c.live_workspace_bytes is None else c.live_workspace_bytes
+            peaks.append(terms.figure([*[(v, ()) for v in live.values()], (work, n.binding), (weights_bytes, ())]))
         for src in set(n.node.sources):
             rs = root[src]
             if last_use.get(rs) == i and rs not in keep and rs in live:
@@ -521,6 +536,107 @@ def _segments_entry(node: Node, entries: dict):
     """(scope, entry value) of the segments group `node` runs in, or None."""
     seg = node.segments_scope()
     return None if seg is None else entries[seg.path]
+
+
+# ------------------------------------------------------------------ segments: the live set
+# seqmodel._run_segments runs a group's body on one piece of its entry value at a
+# time (a copy of it when there are several pieces), keeps each piece's outputs
+# in a list and concatenates them after the last piece. So while piece p runs,
+# what is live is what was live before the group, the earlier pieces' outputs,
+# and the piece's own body values (each held to the piece's end) with the
+# running layer's workspace, all at the piece's length; then, at the
+# concatenation, the pieces' outputs and the output.
+PIECE = sympy.Symbol("piece@", integer=True, positive=True)    # one piece's length (no dim is named so)
+
+
+@dataclass
+class _SegmentsGroup:
+    first: int                   # index of its first node in the walk
+    end: int                     # one past its last
+    nodes: list                  # its NodeCosts
+    length: int
+    exported: tuple              # its values read after it (concatenated from the pieces)
+
+
+def _segments_groups(model: ModelGraph, nodes: list[NodeCost]) -> list[_SegmentsGroup]:
+    """The segments groups, each a run of consecutive nodes in one segments
+    scope, as seqmodel runs them."""
+    groups, i = [], 0
+    while i < len(nodes):
+        seg = nodes[i].node.segments_scope()
+        if seg is None:
+            i += 1
+            continue
+        j = i
+        while j < len(nodes) and (s := nodes[j].node.segments_scope()) is not None and s.path == seg.path:
+            j += 1
+        names = {n.node.name for n in nodes[i:j]}
+        read = {s for n in nodes[j:] for s in n.node.sources} | {model.values[o] for o in model.outputs}
+        exported = tuple(n.node.name for n in nodes[i:j] if n.node.name in names & read)
+        groups.append(_SegmentsGroup(i, j, nodes[i:j], int(dict(seg.args)["length"]), exported))
+        i = j
+    return groups
+
+
+def _at_piece(t: TensorType, length=PIECE) -> TensorType:
+    return TensorType(t.dtype, (t.dims[0], length, *t.dims[2:]))
+
+
+def _piece_workspace(n: NodeCost, elem: int, cache: dict):
+    """The layer's live workspace on one piece (its pipeline input PIECE steps
+    long, a context whole), as a call outside segments: the rule's per-segment
+    arguments change only FLOPs (cross_attention projects its context once a
+    piece), and attention, whose memory spans pieces, gives its own
+    (segment_workspace)."""
+    node = n.node
+    if node.kind == "add":
+        return ZERO
+    inputs = (_at_piece(node.inputs[0]), *node.inputs[1:])
+    key = (node.kind, node.args, inputs, _at_piece(node.output), elem)
+    try:
+        hash(key)
+    except TypeError:   # an argument value that cannot be hashed: the args object stands for itself
+        key = (node.kind, id(node.args), inputs, _at_piece(node.output), elem)
+    c = cache.get(key)
+    if c is None:
+        c = cache[key] = LAYERS[node.kind].cost(node.args, list(inputs), _at_piece(node.output),
+                                                       CostContext(elem))
+    return c.workspace_bytes if c.live_workspace_bytes is None else c.live_workspace_bytes
+
+
+def _segments_peaks(g: _SegmentsGroup, before: list, weights_bytes, terms: "_Terms", elem: int, share: bool,
+                    cache: dict):
+    """The inference peak candidates of one segments group (Figures), `before`
+    the live terms at its start (its entry among them): at each body layer of
+    the last piece (r steps, after T - r steps of earlier outputs) and of the
+    last full piece (L steps, after T - r - L), and at the concatenation
+    (the outputs twice: the pieces' list and the result)."""
+    t = g.nodes[0].node.inputs[0].dims[1]
+    length, bind = (SEGMENT_LENGTH, ((SEGMENT_LENGTH, g.length),)) if share else (g.length, ())
+    several = _pieces(t, length)                      # 1 with several pieces: each is a copy
+    last = t - length * (ceil_div(t, length) - 1)     # the last piece's steps
+    out = sum((tensor_bytes(_at_piece(n.node.output), elem) for n in g.nodes if n.node.name in g.exported), ZERO)
+    copy = tensor_bytes(_at_piece(g.nodes[0].node.inputs[0]), elem)
+    at = lambda e, p: e.xreplace({PIECE: p})        # noqa: E731
+    held = ZERO                                       # the piece's body values so far, at PIECE steps
+    peaks = []
+    for n in g.nodes:
+        c = n.shared
+        if not (c.output_is_view or c.inference_view):
+            held = held + tensor_bytes(_at_piece(n.node.output), elem)
+        if c.segment_workspace is not None:      # the rule's own, per piece (attention's memory)
+            own = [[(w, n.binding)] for w in c.segment_workspace]
+            piece = held
+        else:
+            own = [[], []]
+            piece = held + _piece_workspace(n, elem, cache)
+        last_piece = at(out, t - last) + several * at(copy, last) + at(piece, last)
+        full_piece = several * (at(out, t - last - length) + at(copy, length) + at(piece, length))
+        for e, w in zip((last_piece, full_piece), own):
+            peaks.append(terms.figure([*before, (e, bind), *w, (weights_bytes, ())]))
+    whole = sum((tensor_bytes(n.node.output, elem) for n in g.nodes if n.node.name in g.exported), ZERO)
+    peaks.append(terms.figure([*before, (2 * whole, ()), (weights_bytes, ())]))
+    return peaks
 
 
 def _several_pieces(seg, first: Node, share: bool):

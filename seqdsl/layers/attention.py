@@ -491,15 +491,17 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         # then BD's shifted (padded) copy beside AC and BD; then the scores (BD
         # added in place) with their probabilities and the bool masks; then the
         # probabilities with v's copy and the result
-        qkv = (b * seg_len * c + 2 * b * seg_klen * kvd) * e
-        r, scores = seg_klen * c * e, b * h * seg_len * seg_klen * e
-        # q + u (or q + v), and with several heads bmm's copies of it and of k (or r);
-        # one head reads them in place (1.26-1.3x measured with one head: seeds 489, 404)
-        operands = (b * seg_len * c + (b * seg_len * c + b * seg_klen * c if h > 1 else 0)) * e
-        phases = [qkv + r + operands + scores, qkv + r + 2 * scores + operands,
-                  qkv + r + 2 * scores + b * h * seg_len * (seg_klen + 1) * e,
-                  qkv + 2 * scores + 2 * seg_len * seg_klen,
-                  qkv + scores + (b * seg_klen * kvd + b * seg_len * c) * e]
+        def phases_at(p_len, k_len):     # one segment of p_len queries and k_len keys
+            qkv = (b * p_len * c + 2 * b * k_len * kvd) * e
+            r, scores = k_len * c * e, b * h * p_len * k_len * e
+            # q + u (or q + v), and with several heads bmm's copies of it and of k (or r);
+            # one head reads them in place (1.26-1.3x measured with one head: seeds 489, 404)
+            operands = (b * p_len * c + (b * p_len * c + b * k_len * c if h > 1 else 0)) * e
+            return [qkv + r + operands + scores, qkv + r + 2 * scores + operands,
+                    qkv + r + 2 * scores + b * h * p_len * (k_len + 1) * e,
+                    qkv + 2 * scores + 2 * p_len * k_len,
+                    qkv + scores + (b * k_len * kvd + b * p_len * c) * e]
+        phases = phases_at(seg_len, seg_klen)
         step += 3 * matmul(b, c, step_keys) + matmul(1, c, c)
         if args.dropout > 0:      # training: the dropped probabilities and the mask too
             saved += 2 * b * h * pairs * e
@@ -510,6 +512,7 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         saved = (b * mem_rows * c + 2 * b * klen * kvd + 2 * n * c + pairs) * e + b * h * t * STAT_BYTES
         work = (b * seg_klen * c + 2 * b * seg_klen * kvd + 3 * b * seg_len * c + seg_len * seg_klen) * e + held
         phases = [work - held]
+        phases_at = None
         step += 2 * matmul(b, c, step_keys)
         if args.dropout > 0:
             # training with dropout: SDPA's math path (see _softmax_cost): backward 2x,
@@ -519,15 +522,58 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
     # The input gradient reaches k/v only through the segment's own rows: the
     # memory rows are projected from detached activations (no gradient through them).
     input_grad = q + 2 * matmul(n, c, kvd)
-    # Inside segments the pieces' outputs are held until they are concatenated
-    # into the output: after the last segment only they are left beside it.
-    # Outside, q, k, v and the merged heads are left beside the output.
-    out_bytes = n * c * e
-    after = held if ctx.segments is not None else (b * seg_len * c + 2 * b * seg_klen * kvd + n * c) * e
-    live = transient_peak(out_bytes, before=[p + held for p in phases], after=[after])
+    # Inside segments, one piece's (the widest): the pieces held until they are
+    # concatenated are the model walk's (seqdsl.cost.model), and nothing is left
+    # beside the piece's output. Outside, q, k, v and the merged heads are left
+    # beside the output.
+    if ctx.segments is not None:
+        # One piece (Attention._segment) of p_len steps after m memory rows:
+        # forward's frame keeps q, k and v as projected, so with memory the
+        # concatenated k and v come beside them, and the memory rows' own k and
+        # v; the layer keeps its memory (b·m·C) from piece to piece. Beside the
+        # output: those, the bool mask and the attention output. RoPE rotates q
+        # and k into new tensors (with memory the rotated k replaces the
+        # concatenated one); while it rotates k: its four k-sized temporaries
+        # and the angles.
+        def piece_live(p_len, m):
+            k_len = p_len + m
+            with_mem = (1 if as_int(m) else 0) if as_int(m) is not None else sympy.Min(1, m)
+            kv = 2 * b * m * kvd + 2 * b * p_len * kvd + with_mem * 2 * b * k_len * kvd
+            mask, extra = p_len * k_len, b * m * c * e
+            after = (2 * b * p_len * c + kv) * e + mask + extra
+            # pos=relative's phases count q, k and v as used; add what the frame and the memory keep
+            before = ([p + extra + (kv - 2 * b * k_len * kvd) * e for p in phases_at(p_len, k_len)]
+                      if args.pos == "relative" else [])
+            if args.pos != "relative":
+                # inside SDPA: the bool mask made a float one, beside the output and its logsumexp
+                before.append(after + p_len * k_len * e + b * h * p_len * STAT_BYTES)
+            if args.pos == "rope":
+                after += (b * p_len * c + (1 - with_mem) * b * k_len * kvd) * e
+                before[-1] += (b * p_len * c + (1 - with_mem) * b * k_len * kvd) * e
+                dh = c // h
+                before.append((2 * b * p_len * c + kv + 4 * b * k_len * kvd) * e + mask + extra
+                              + (3 * k_len * dh + k_len + dh // 2) * 4)
+            return transient_peak(b * p_len * c * e, before=before, after=[after])
+
+        live = piece_live(seg_len, seg_klen - seg_len)          # the widest piece
+        # the walk's two candidates (seqdsl.cost.model._segments_peaks): the last
+        # piece, and the last full one (none when one piece is the whole input)
+        pieces = ceil_div(t, length)
+        last = t - length * (pieces - 1)
+        several = sympy.Min(1, pieces - 1)
+        before_full = t - last - length
+        if as_int(before_full) is not None:
+            before_full = max(as_int(before_full), 0)
+        else:
+            before_full = sympy.Max(0, before_full)
+        per_piece = (piece_live(last, sympy.Min(memory, t - last)),
+                     several * piece_live(length, sympy.Min(memory, before_full)))
+    else:
+        live = transient_peak(n * c * e, before=phases, after=[(b * seg_len * c + 2 * b * seg_klen * kvd + n * c) * e])
+        per_piece = None
     return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(input_grad,),
                      saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, live_workspace_bytes=live,
-                     step_flops=step, state_bytes=state, has_weights=True)
+                     segment_workspace=per_piece, step_flops=step, state_bytes=state, has_weights=True)
 
 
 class CrossAttentionArgs(LayerArgs):

@@ -72,6 +72,10 @@ class LayerCost:
     workspace_bytes: object = ZERO       # transient inference memory besides inputs and output (each written once)
     live_workspace_bytes: object | None = None   # the most of it alive at once, beside the inputs and the
                                                  # output (`transient_peak`); None: all of workspace_bytes
+    segment_workspace: tuple | None = None   # inside segments, a rule that runs per segment (its memory
+                                             # spans pieces): the live workspace on the last piece and
+                                             # on the last full one (0 when one piece is all); None: the
+                                             # model's walk takes the rule at one piece's length
     step_flops: object | None = None     # one generation step; None: position-wise (flops / n)
     state_bytes: object = ZERO           # generation state carried at length n
     depth: object = ONE                  # sequential steps on the critical path

@@ -70,9 +70,10 @@ class Gla(Layer):
         p.forward += lr.gla_core_flops(b * h, t, q, dkh, dvh)
         p.backward += lr.gla_core_backward(b * h, t, q, dkh, dvh)
         step = 2 * b * (c * (2 * dk + 2 * dv + r) + r * dk + dv * c + (2 * dk + dv) * k) + 4 * b * h * dkh * dvh
-        saved, work = lr.gla_memory(b, t, c, h, dk, dv, dkh, dvh, r, k, q, e, gated_keys=True)
+        saved, work, live = lr.gla_memory(b, t, c, h, dk, dv, dkh, dvh, r, k, q, e, gated_keys=True)
         return LayerCost(flops=p.forward, backward_flops=p.backward, input_grad_flops=(p.input_grad,),
-                         saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, step_flops=step,
+                         saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work,
+                         live_workspace_bytes=live, step_flops=step,
                          state_bytes=b * h * dkh * dvh * 4 + b * (2 * dk + dv) * k * e,
                          depth=lr.chunked_depth(t, q), has_weights=True)
 

@@ -10,6 +10,7 @@ import math
 
 from .base import LayerError, channels, require_float, require_rank
 from ..graph.symbolic import as_int, ceil_div
+from .costs import transient_peak
 
 
 def check_sequence(x, kind: str, ctx) -> int:
@@ -147,8 +148,8 @@ def _conv_saved(b, t, width: int, k: int, e):
 
 
 def gla_memory(b, t, c, h, dk, dv, dkh, dvh, r, k, q, e, gated_keys):
-    """(saved, workspace) bytes of gla (gated_keys: per-key decays that need a
-    gradient) or retention (one fixed decay per head)."""
+    """(saved, workspace, live workspace) bytes of gla (gated_keys: per-key
+    decays that need a gradient) or retention (one fixed decay per head)."""
     n, tp = chunks(t, q)
     bh = b * h
     if gated_keys:
@@ -169,8 +170,15 @@ def gla_memory(b, t, c, h, dk, dv, dkh, dvh, r, k, q, e, gated_keys):
     held = 6 * tp * dkh + tp * q + 3 * tp * dvh + n * dkh + 3 * n * dkh * dvh + dkh * dvh
     if not gated_keys:      # the decays are (Q, 1) per chunk
         held += 3 * tp - 4 * tp * dkh + tp * dkh
-    work = bh * held * F32 + q * q + b * t * (2 * dk + dv + (dk if gated_keys else 0)) * e
-    return saved, work
+    layer = b * t * (2 * dk + dv + (dk if gated_keys else 0)) * e       # q, k, v (and gk) at the model dtype
+    work = bh * held * F32 + q * q + layer
+    # The other moment: chunk_gla's intra-chunk scores and their masked copy
+    # (Q x Q per chunk) beside the padded q, k, v, the decays and the decayed
+    # q and k, before any output; the peak when Q is large beside the head
+    # widths (a short T in one chunk of 64: the estimate was 0.84x without it).
+    masked = (bh * (4 * tp * dkh + tp * dvh + tp * (dkh if gated_keys else 1) + 2 * tp * q) * F32
+              + 2 * q * q + layer)
+    return saved, work, transient_peak(b * t * c * e, before=[masked], after=[work])
 
 
 def delta_memory(b, t, c, h, kd, vd, dk, dv, k, q, e, gate):

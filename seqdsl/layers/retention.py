@@ -65,9 +65,10 @@ class Retention(Layer):
         p.forward += lr.gla_core_flops(b * h, t, q, dkh, dvh)
         p.backward += lr.gla_core_backward(b * h, t, q, dkh, dvh)
         step = 2 * b * c * (2 * dk + 3 * dv) + 4 * b * h * dkh * dvh
-        saved, work = lr.gla_memory(b, t, c, h, dk, dv, dkh, dvh, 0, 0, q, e, gated_keys=False)
+        saved, work, live = lr.gla_memory(b, t, c, h, dk, dv, dkh, dvh, 0, 0, q, e, gated_keys=False)
         return LayerCost(flops=p.forward, backward_flops=p.backward, input_grad_flops=(p.input_grad,),
-                         saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work, step_flops=step,
+                         saves_inputs=(True,), saved_bytes=saved, workspace_bytes=work,
+                         live_workspace_bytes=live, step_flops=step,
                          state_bytes=b * h * dkh * dvh * 4, depth=lr.chunked_depth(t, q), has_weights=True)
 
     def examples(self):

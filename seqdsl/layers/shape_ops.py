@@ -180,9 +180,12 @@ class TimePool(Layer):
         return TensorType("float", (x.dims[0], x.dims[2]))
 
     def cost(self, args, inputs, out, ctx):
-        """x.mean(1) saves nothing; x[:, -1] and x[:, 0] are views."""
+        """x.mean(1) saves nothing; x[:, -1].clone() (x[:, 0].clone()) is a new
+        [B, C] tensor that saves nothing either (a view would keep x's whole
+        storage alive for an elementwise consumer, while a linear saves a copy
+        of it)."""
         if self.reduce in ("last", "first"):
-            return LayerCost(output_is_view=True, depth=0)
+            return LayerCost(depth=0)
         return LayerCost()
 
     def module(self, node, memory):

@@ -51,14 +51,17 @@ class TimePool(nn.Module):
         self.reduce = reduce
 
     def forward(self, x, lengths=None):
+        # The first or last step as its own [B, C] tensor, not a view of x:
+        # whatever reads it (a linear's contiguous copy, an elementwise op's view
+        # of all of x) then saves or keeps [B, C], never x's [B, T, C] storage.
         if lengths is None:
             if self.reduce == "mean":
                 return x.mean(1)
-            return x[:, 0] if self.reduce == "first" else x[:, -1]
+            return (x[:, 0] if self.reduce == "first" else x[:, -1]).clone()  # (B, C)
         # per-sequence lengths: the mean over each sequence's own steps, its first or its
         # last step (a sequence a valid convolution left no steps gives zeros)
         if self.reduce == "first":
-            return zero_padded(x, lengths)[:, 0]
+            return zero_padded(x, lengths)[:, 0].clone()
         if self.reduce == "last":
             return zero_padded(x, lengths)[torch.arange(x.shape[0], device=x.device), (lengths - 1).clamp(min=0)]
         n = lengths.clamp(min=1).to(x.dtype).view(-1, *([1] * (x.dim() - 2)))
