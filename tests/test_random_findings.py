@@ -206,3 +206,21 @@ def test_mlstm_final_state_and_chunk_states(inputs, body):
     at C = 1600)."""
     failures = _failures(_model(inputs, body), points=({"T": 19}, {"T": 65}))
     assert not failures, describe(failures)
+
+
+# ------------------------------------------------------------------ mamba: the read-out beside the states
+@pytest.mark.parametrize("inputs, body", [
+    ("x: float[B, T, 32]", "y = x -> time_last -> unsqueeze -> mamba; output y"),       # seed 10: 0.84x
+    ("x: float[B, T, 1]", "y = x -> mamba(state=4, conv=4); output y"),                 # 0.81-0.84x
+    ("x: float[B, T, 1]", "y = x -> mamba(state=2, expand=1, conv=2); output y"),       # 0.72-0.73x
+    ("x: float[B, T, 3]", "y = x -> mamba(state=2, expand=1, conv=2); output y"),       # 0.83-0.85x
+])
+def test_mamba_live_set_follows_its_forward(inputs, body):
+    """mamba's live set is the largest of its forward's moments, the busiest
+    the chunk scan's read-out: the concatenated states, the last chunk's
+    states, C padded and the bmm's output, beside x_proj's output, da and dbx.
+    The sum of the doubling scan's tensors left those out, which only shows
+    where the state's width di·N is as small as x_proj's (0.72-0.84x at
+    C = 1, seed 10's mamba over a one-channel [B, 32, 1])."""
+    failures = _failures(_model(inputs, body), points=({"T": 1}, {"T": 19}, {"T": 65}))
+    assert not failures, describe(failures)
