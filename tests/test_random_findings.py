@@ -206,3 +206,64 @@ def test_mlstm_final_state_and_chunk_states(inputs, body):
     at C = 1600)."""
     failures = _failures(_model(inputs, body), points=({"T": 19}, {"T": 65}))
     assert not failures, describe(failures)
+
+
+# ------------------------------------------------------------------ mamba: the read-out beside the states
+@pytest.mark.parametrize("inputs, body", [
+    ("x: float[B, T, 32]", "y = x -> time_last -> unsqueeze -> mamba; output y"),       # seed 10: 0.84x
+    ("x: float[B, T, 1]", "y = x -> mamba(state=4, conv=4); output y"),                 # 0.81-0.84x
+    ("x: float[B, T, 1]", "y = x -> mamba(state=2, expand=1, conv=2); output y"),       # 0.72-0.73x
+    ("x: float[B, T, 3]", "y = x -> mamba(state=2, expand=1, conv=2); output y"),       # 0.83-0.85x
+])
+def test_mamba_live_set_follows_its_forward(inputs, body):
+    """mamba's live set is the largest of its forward's moments, the busiest
+    the chunk scan's read-out: the concatenated states, the last chunk's
+    states, C padded and the bmm's output, beside x_proj's output, da and dbx.
+    The sum of the doubling scan's tensors left those out, which only shows
+    where the state's width di·N is as small as x_proj's (0.72-0.84x at
+    C = 1, seed 10's mamba over a one-channel [B, 32, 1])."""
+    failures = _failures(_model(inputs, body), points=({"T": 1}, {"T": 19}, {"T": 65}))
+    assert not failures, describe(failures)
+
+
+# ------------------------------------------------------------------ emformer: copies the heads make
+@pytest.mark.parametrize("inputs, body, lengths", [
+    ("x: float[B, T, 32]", "y = x -> silu -> avgpool1d(4) -> emformer(1, 4, 4, right=0, memory=4) -> swiglu(24); "
+     "output y", (4, 19)),                                                        # seed 82: 1.19x, saved 1.08x
+    ("x: float[B, T, 32]", "y = x -> emformer(1, 4, 4); output y", (1, 19)),                         # 1.30-1.33x
+    ("x: float[B, T, 16]", "y = x -> emformer(1, 8, 2, right=1, memory=1, tanh_on_mem=true); output y",
+     (3, 19)),                                                                                      # 1.09-1.32x
+])
+def test_emformer_live_set_and_saved_bytes_follow_its_forward(inputs, body, lengths):
+    """emformer with one head: the score and value bmms read q, k^T and v in
+    place and the merged heads are a view, where the rule counted a copy of
+    each (1.19-1.33x); with one layer its memory squash saves nothing that
+    outlives the forward (seed 82's saved 1.08x)."""
+    failures = _failures(_model(inputs, body), points=tuple({"T": t} for t in lengths))
+    assert not failures, describe(failures)
+
+
+@pytest.mark.parametrize("channels, layer, batch", [
+    (4, "emformer(2, 16, 8, layers=2, memory=3, act=gelu)", 2),   # the feed-forward's moment: 0.90-0.95x
+    (16, "emformer(2, 16, 5, layers=2, left=3, right=2)", 1),      # a batch of one: 1.2-1.3x
+    (8, "emformer(2, 4, 4, memory=4)", 2),                         # saved 1.09-1.14x
+])
+def test_emformer_estimate_equals_the_measurement(channels, layer, batch):
+    """Within verify's tolerances but wrong on the old rule: the feed-forward
+    runs beside the attention's output, which the layer's forward still holds
+    (0.90-0.95x at C = 4, where the feed-forward is the busiest moment); a
+    batch of one merges the batch and head axes, so bmm reads q, k^T and v in
+    place with several heads too (the merged heads are still a copy); the last
+    layer's memory squash saves nothing that outlives the forward, as nothing
+    reads its memory (saved 1.09-1.14x with one layer). The live set is now
+    exact and the saved bytes within 1%."""
+    import torch
+    from seqdsl.backend import measure, seqmodel
+
+    graph = seqdsl.parse(_model(f"x: float[B, T, {channels}]", f"y = x -> {layer}; output y")).model()
+    module = seqmodel.build(graph, seed=0)
+    for t in (3, 4, 9, 19):
+        point = seqdsl.estimate(graph, seq=[{"T": t}], batch=batch).points[0]
+        x = torch.randn(batch, t, channels)
+        assert point.inference_peak_bytes - point.weights_bytes == measure.inference_live_bytes(module, x), t
+        assert point.activation_bytes == pytest.approx(measure.training_pass(module, x)[2], rel=0.01), t

@@ -13,7 +13,7 @@ import sympy
 
 from ..graph.symbolic import as_int, ceil_div
 from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, example, require_float, require_rank, with_channels
-from .costs import LayerCost, ParallelRule
+from .costs import LayerCost, ParallelRule, transient_peak
 
 #: Mamba-1's chunk length (the lowering's chunked scan: a doubling scan inside
 #: a chunk, the state handed chunk to chunk). It changes cost, never the function.
@@ -131,10 +131,46 @@ class Mamba(SequenceMixer):
                  + 11 * b * t * di * e + b * di * (t + k - 1) * e + b * t * (r + 2 * n) * e)
         work = b * di * n * 4 * (4 * tp + 2 * t) + 4 * b * t * di * e
         step = 2 * b * (d * 2 * di + di * (r + 2 * n) + r * di + di * d) + 2 * b * di * k + 2 * b * di * n
+        live = self.live_workspace(b, t, d, args, e)
         return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(first,),
-                         saved_bytes=saved, saves_inputs=(True,), workspace_bytes=work, step_flops=step,
-                         state_bytes=b * di * k * e + b * di * n * 4, depth=ceil_div(t, q) + 1,
+                         saved_bytes=saved, saves_inputs=(True,), workspace_bytes=work, live_workspace_bytes=live,
+                         step_flops=step, state_bytes=b * di * k * e + b * di * n * 4, depth=ceil_div(t, q) + 1,
                          has_weights=True)
+
+    def live_workspace(self, b, t, d, args, e):
+        """The most of the forward's transients alive at once (inference),
+        moment by moment through mamba_torch.Mamba.forward (every allocation
+        listed with seqdsl.backend.measure.LiveTensorTracker). Held from the
+        projections on: in_proj's output (z, a view, keeps it to the end), the
+        conv's silu output xs, x_proj's output (dt, B and C are views of it),
+        dt in fp32 and A; then the decays da and inputs dbx (T steps, fp32,
+        alive until the forward returns). mamba_chunk_scan pads both to
+        Tp = ceil(T/64)·64 steps, each doubling step writes a product, a sum
+        and their concatenation (less than what follows), the chunk states are
+        concatenated beside their list, and the read-out's bmm runs beside the states, the last
+        chunk's states (the final state is a view of it), C padded and its
+        output. The one sum of the doubling scan's tensors (missing x_proj's
+        output, padded C, the read-out and the concatenated states) was
+        0.72-0.94x measured at C = 1-3, where the state's width di·N is as
+        small as x_proj's R + 2N; now 1.00x over 17 configurations x 5-6
+        lengths (C = 1-32, T = 1-200), 0.97x at N = 1, T = 128)."""
+        di, n, k, r = self.dims(args, d)
+        q = MAMBA_CHUNK
+        nc = ceil_div(t, q)
+        rows, rows_p = b * t, b * nc * q
+        x = rows * di * e                                   # xs, and each [B, T, di] temporary
+        z = 2 * x                                           # in_proj's output
+        xp = rows * (r + 2 * n) * e                         # x_proj's output
+        f32 = 0 if e == 4 else rows * (di + n) * 4          # .float() copies below float32 (xs, C)
+        held = z + x + xp + rows * di * 4 + di * n * 4      # ... and dt (fp32), A
+        big, big_p, chunk = rows * di * n * 4, rows_p * di * n * 4, b * q * di * n * 4
+        scan = held + 2 * big + 2 * big_p + f32             # da, dbx and their padded copies
+        before = [z + x + b * di * (t + k - 1) * e,         # the conv's padded input and output
+                  z + 3 * x + xp,                           # dt_proj's product and bias sum
+                  held + 2 * big + rows * di * 4 + f32,     # dbx = (dt·xs)·B
+                  scan + 2 * big_p,                         # the chunk states and their concatenation
+                  scan + big_p + chunk + rows_p * (n + di) * 4]   # the read-out: C padded, its output
+        return transient_peak(rows * d * e, before=before, after=[held + 2 * big + big_p + x])
 
     def module(self, node, memory):
         a = node.args
