@@ -416,16 +416,6 @@ OPEN = (
      "piece are saved too",
      "input x: float[B, T, 64]\ny = x -> avgpool1d(1, stride=1) -> segments(length=4, memory=4) "
      "{ conv1d(12, 3, bias=true) }\noutput y"),
-    (("open-mamba-live-narrow",), ("inference_live_bytes",),
-     lambda n, g: n.kind == "mamba" and n.inputs[0].dims[-1] <= 2,
-     "mamba's inference live set misses about 13 KB that hardly depends on C (B = 2, T = 19): 0.85x "
-     "measured at C = 1, within 15% from C = 2 (seed 145; hidden until rnn's live set stopped "
-     "overcounting)",
-     "input x: float[B, T, 1]\ny = x -> mamba\noutput y"),
-    (("open-mamba-one-channel",), ("inference_live_bytes",),
-     lambda n, g: n.kind == "mamba" and n.inputs[0].channels == 1,
-     "mamba on a one-channel input (C = 1, di = 2): live set 0.83-0.85x measured (C = 2 and up within tolerance)",
-     "input x: float[B, T, 1]\ny = x -> mamba(expand=2)\noutput y"),
 )
 
 
