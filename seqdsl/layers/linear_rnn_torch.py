@@ -137,7 +137,7 @@ def chunk_gla(q, k, v, g, scale, chunk: int = 64, s=None):
     strongly decaying gates."""
     bsz, h, t, dk = q.shape
     dv = v.shape[-1]
-    n = -(-t // chunk)
+    n = (t + chunk - 1) // chunk      # ceil: a floor of -T would give inductor negative ranges
     qc = _chunked(acc(q) * scale, n, chunk)                         # (B, H, n, Q, dk)
     kc, vc = _chunked(acc(k), n, chunk), _chunked(acc(v), n, chunk)
     b = _chunked(acc(g), n, chunk).cumsum(-2)                       # (B, H, n, Q, dk|1): log decay since chunk start

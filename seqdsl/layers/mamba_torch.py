@@ -41,7 +41,7 @@ def mamba_chunk_scan(da, dbx, c, h0=None, chunk=MAMBA_CHUNK):
     """The same as mamba_scan_naive, in chunks of `chunk` steps (T padded to a
     whole number of chunks with identity steps): y (B, T, di), h_T."""
     bsz, t = da.shape[:2]
-    nc = -(-t // chunk)
+    nc = (t + chunk - 1) // chunk      # ceil: a floor of -T would give inductor negative ranges
     pad = nc * chunk - t
     a = F.pad(da, (0, 0, 0, 0, 0, pad), value=1.0).view(bsz, nc, chunk, *da.shape[2:])   # (B, nc, Q, di, N)
     b = F.pad(dbx, (0, 0, 0, 0, 0, pad)).view(bsz, nc, chunk, *dbx.shape[2:])

@@ -62,7 +62,7 @@ def chunk_mlstm(q, k, v, i, f, chunk: int = 64, state=None, eps: float = 1e-6):
     are the masked intra-chunk product plus q·C at the chunk start, both with
     the exact row stabiliser max(intra row max, m_start + a)."""
     bsz, h, t, d = q.shape
-    nc = -(-t // chunk)
+    nc = (t + chunk - 1) // chunk      # ceil: a floor of -T would give inductor negative ranges
     qc = _chunked(q, nc, chunk)                                        # (B, H, n, Q, D)
     kc, vc = _chunked(k / math.sqrt(d), nc, chunk), _chunked(v, nc, chunk)
     a = _chunked(F.logsigmoid(f).unsqueeze(-1), nc, chunk).squeeze(-1).cumsum(-1)   # (B, H, n, Q)

@@ -55,7 +55,7 @@ def rglru_scan_naive(a, x, h0=None):
 def rglru_chunk_scan(a, x, h0=None, chunk=RGLRU_CHUNK):
     """Every state (B, T, W) of h_t = a_t·h_{t-1} + x_t, from h0."""
     bsz, t = x.shape[:2]
-    nc = -(-t // chunk)
+    nc = (t + chunk - 1) // chunk      # ceil: a floor of -T would give inductor negative ranges
     pad = nc * chunk - t                                        # identity steps at the end
     a = F.pad(a, (0, 0, 0, pad), value=1.0).view(bsz, nc, chunk, -1)   # (B, nc, Q, W)
     b = F.pad(x, (0, 0, 0, pad)).view(bsz, nc, chunk, -1)

@@ -231,5 +231,8 @@ def chunk_states_solve(h0, decay, u):
     channel where the loop holds n states, so the eager forward (whose saved
     tensors and FLOPs the cost model counts) keeps the loop."""
     x = torch.cat([h0.unsqueeze(-3), u], -3).transpose(-3, -2)          # (*batch, K, n+1, R)
-    m = torch.diag_embed(-decay.transpose(-1, -2), offset=-1)           # (*batch, K, n+1, n+1)
+    i = torch.arange(x.shape[-2], device=x.device)
+    below = i[:, None] == i[None, :] + 1                                # the subdiagonal (diag_embed's
+    d = F.pad(-decay.transpose(-1, -2), (0, 1)).unsqueeze(-2)           # strides break inductor at a
+    m = torch.where(below, d, torch.zeros((), dtype=d.dtype, device=d.device))   # symbolic n)
     return torch.linalg.solve_triangular(m, x, upper=False, unitriangular=True).transpose(-3, -2)
