@@ -255,12 +255,27 @@ def _timed(run: dict) -> bool:
     return not run.get("compile_only")
 
 
-def merged(results: list[dict]) -> dict:
+def _runs_of(results: list[dict]) -> list[dict]:
+    """A report that is itself merged stands for its runs (its rows split by `run`)."""
+    out = []
+    for r in results:
+        if "runs" not in r:
+            out.append(r)
+            continue
+        for i, run in enumerate(r["runs"], 1):
+            rows = [{k: v for k, v in row.items() if k not in ("run", "compile_run")}
+                    for row in r["layers"] if row.get("run") == i]
+            out.append({**r, **run, "layers": rows})
+    return out
+
+
+def merged(results: list[dict], notes=()) -> dict:
     """Several runs' results as one report (--merge): each layer's timings from
     the first run that timed it (marked with its run), its five-length compile
     from the first run that compiled it (`compile_run`); the runs' commands and
     loads kept. The timed runs must share width, batch, lengths and reps; every
-    run must share the width."""
+    run must share the width. An earlier merged report counts as its runs."""
+    results = _runs_of(results)
     timed = [r for r in results if _timed(r)]
     if not timed:
         raise SystemExit("--merge: every run is --compile-only; give a run with timings first")
@@ -276,16 +291,19 @@ def merged(results: list[dict]) -> dict:
         for row in r["layers"]:
             if _timed(r) and row["kind"] not in rows:
                 rows[row["kind"]] = {**row, "run": i, "compile_run": i}
+    compiled = set()
     for i, r in enumerate(results, 1):
         for row in r["layers"]:
             have = rows.get(row["kind"])
-            if have and "skipped" in have["compile"] and "skipped" not in row["compile"]:
+            if have and row["kind"] not in compiled and "skipped" not in row["compile"]:
                 have.update(compile=row["compile"], compile_run=i)
+                compiled.add(row["kind"])
     res["layers"] = sorted(rows.values(), key=lambda row: list(CALLS).index(row["kind"]))
     res["complete"] = set(rows) == set(CALLS)
     res["loadavg_start"] = [max(r["loadavg_start"][i] for r in results) for i in range(3)]
     res["loadavg_end"] = [max(r["loadavg_end"][i] for r in results) for i in range(3)]
     res["wall_s"] = sum(r["wall_s"] for r in results)
+    res["notes"] = list(notes)
     return res
 
 
@@ -318,7 +336,8 @@ def markdown(res) -> str:
                 "and its ratios are from inside that run (the load figures above are the highest of the runs):"]
                + [f"- run {i}: `{r['command']}` ({r['date']}, {r['jobs']} at once; load {r['loadavg_start'][0]:.2f} "
                   f"at the start, {r['loadavg_end'][0]:.2f} at the end; {r['wall_s']:.0f} s"
-                  f"{'' if r['complete'] else '; cut short'})" for i, r in enumerate(res["runs"], 1)]),
+                  f"{'' if r['complete'] else '; cut short'})" for i, r in enumerate(res["runs"], 1)]
+               + [f"- note: {n}" for n in res.get("notes", [])]),
              "",
              "Columns: seqdsl's built layer (eager); its reference on the same weights; **ref / seqdsl** "
              "(above 1: seqdsl faster); softmax attention of the same width (seqdsl `attention`, causal, SDPA) "
@@ -387,6 +406,8 @@ def parse_args(argv=None):
     p.add_argument("--layers", default=",".join(CALLS), help="comma-separated kinds (default: all eight)")
     p.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
                    help="write one report from earlier runs' JSON files (no measuring)")
+    p.add_argument("--note", action="append", default=[],
+                   help="with --merge: a line for the report (what was measured under which load)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="results folder")
     a = p.parse_args(argv)
     a.layers = [k.strip() for k in a.layers.split(",") if k.strip()]
@@ -434,7 +455,7 @@ def run_layer(kind, args) -> dict:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.merge:
-        res = merged([json.loads(Path(f).read_text()) for f in args.merge])
+        res = merged([json.loads(Path(f).read_text()) for f in args.merge], args.note)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "recurrent_layers.json").write_text(json.dumps(res, indent=1) + "\n")
         (args.out / "recurrent_layers.md").write_text(markdown(res))
