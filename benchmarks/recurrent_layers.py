@@ -5,6 +5,8 @@ width, and eager against torch.compile; then one compile across five lengths.
 
     PYTHONPATH=. .venv/bin/python benchmarks/recurrent_layers.py [--quick] [--reps N]
         [--threads N] [--backend inductor] [--layers mamba,gla] [--out DIR]
+        [--no-compile | --compile-only [--compile-lengths 200,256,500,1024,300]]
+        [--merge RUN.json ...]
 
 Writes DIR/recurrent_layers.md and .json (DIR: benchmarks/results). The
 references (the `reference` extra) are built as tests/test_layers_rec1.py and
@@ -13,6 +15,12 @@ tests/rec2_refs.py, on fla's own naive recurrences, since its kernels need
 Triton); a reference that cannot be built is skipped with its reason in the
 results. `--quick` (small T, one repetition, the `eager` compile backend
 unless --backend says otherwise) is the smoke test tests/test_bench_recurrent.py runs.
+
+A whole run at T = 1,024 and 4,096 takes hours on a shared 2-core machine: run
+subsets (`--layers`; `--no-compile` for the timings alone; `--compile-only`
+for the five-length compile alone, at lengths of your choosing) and join them
+with `--merge`, which takes each layer's timings from the first run that timed
+it and its compile table row from the first run that compiled it.
 """
 from __future__ import annotations
 
@@ -193,6 +201,8 @@ def bench_layer(kind, args, x_of):
     before = compile_seconds()
     comp = None
     row["compile"] = {"backend": args.backend, "lengths": list(args.compile_lengths)}
+    if args.compile_only:
+        row["compile"]["only"] = True     # this run measured the compile and no timings
     if not args.compile:
         row["compile"]["skipped"] = "--no-compile"
     else:
@@ -210,12 +220,14 @@ def bench_layer(kind, args, x_of):
             row["compile"]["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
             comp = None
 
+    row["steps"] = {}
+    if args.compile_only:
+        return row
     variants = {"seqdsl": (model, list(model.parameters())), "attention": (attn, list(attn.parameters()))}
     if ref is not None:
         variants["reference"] = ref
     if comp is not None:
         variants["compiled"] = (comp, list(comp.parameters()))
-    row["steps"] = {}
     for t in args.lengths:
         x = x_of(t)
         outs = {k: train_step(fn, ps, x) for k, (fn, ps) in variants.items()}   # warm-up
@@ -235,26 +247,63 @@ def bench_layer(kind, args, x_of):
 
 
 # ------------------------------------------------------------------ the report
-RUN_KEYS = ("command", "date", "jobs", "loadavg_start", "loadavg_end", "wall_s", "complete", "backend")
+RUN_KEYS = ("command", "date", "jobs", "loadavg_start", "loadavg_end", "wall_s", "complete", "backend",
+            "compile_only", "compile_lengths")
 
 
-def merged(results: list[dict]) -> dict:
-    """Several runs' results as one report (--merge): each layer from the first
-    run that measured it, marked with its run; the runs' commands and loads kept."""
-    first = results[0]
-    for r in results[1:]:
+def _timed(run: dict) -> bool:
+    return not run.get("compile_only")
+
+
+def _runs_of(results: list[dict]) -> list[dict]:
+    """A report that is itself merged stands for its runs (its rows split by `run`)."""
+    out = []
+    for r in results:
+        if "runs" not in r:
+            out.append(r)
+            continue
+        for i, run in enumerate(r["runs"], 1):
+            rows = [{k: v for k, v in row.items() if k not in ("run", "compile_run")}
+                    for row in r["layers"] if row.get("run") == i]
+            out.append({**r, **run, "layers": rows})
+    return out
+
+
+def merged(results: list[dict], notes=()) -> dict:
+    """Several runs' results as one report (--merge): each layer's timings from
+    the first run that timed it (marked with its run), its five-length compile
+    from the first run that compiled it (`compile_run`); the runs' commands and
+    loads kept. The timed runs must share width, batch, lengths and reps; every
+    run must share the width. An earlier merged report counts as its runs."""
+    results = _runs_of(results)
+    timed = [r for r in results if _timed(r)]
+    if not timed:
+        raise SystemExit("--merge: every run is --compile-only; give a run with timings first")
+    first = timed[0]
+    for r in timed[1:]:
         if (r["width"], r["batch"], r["lengths"], r["reps"]) != (first["width"], first["batch"], first["lengths"], first["reps"]):
-            raise SystemExit("--merge: the runs differ in width, batch, lengths or reps")
-    res = {**first, "runs": [{k: r[k] for k in RUN_KEYS} for r in results], "layers": []}
-    seen = set()
+            raise SystemExit("--merge: the timed runs differ in width, batch, lengths or reps")
+    if any(r["width"] != first["width"] for r in results):
+        raise SystemExit("--merge: the runs differ in width")
+    res = {**first, "runs": [{k: r.get(k) for k in RUN_KEYS} for r in results], "layers": []}
+    rows = {}
     for i, r in enumerate(results, 1):
-        res["layers"] += [{**row, "run": i} for row in r["layers"] if row["kind"] not in seen]
-        seen |= {row["kind"] for row in r["layers"]}
-    res["layers"].sort(key=lambda row: list(CALLS).index(row["kind"]))
-    res["complete"] = seen == set(CALLS)
+        for row in r["layers"]:
+            if _timed(r) and row["kind"] not in rows:
+                rows[row["kind"]] = {**row, "run": i, "compile_run": i}
+    compiled = set()
+    for i, r in enumerate(results, 1):
+        for row in r["layers"]:
+            have = rows.get(row["kind"])
+            if have and row["kind"] not in compiled and "skipped" not in row["compile"]:
+                have.update(compile=row["compile"], compile_run=i)
+                compiled.add(row["kind"])
+    res["layers"] = sorted(rows.values(), key=lambda row: list(CALLS).index(row["kind"]))
+    res["complete"] = set(rows) == set(CALLS)
     res["loadavg_start"] = [max(r["loadavg_start"][i] for r in results) for i in range(3)]
     res["loadavg_end"] = [max(r["loadavg_end"][i] for r in results) for i in range(3)]
     res["wall_s"] = sum(r["wall_s"] for r in results)
+    res["notes"] = list(notes)
     return res
 
 
@@ -287,7 +336,8 @@ def markdown(res) -> str:
                 "and its ratios are from inside that run (the load figures above are the highest of the runs):"]
                + [f"- run {i}: `{r['command']}` ({r['date']}, {r['jobs']} at once; load {r['loadavg_start'][0]:.2f} "
                   f"at the start, {r['loadavg_end'][0]:.2f} at the end; {r['wall_s']:.0f} s"
-                  f"{'' if r['complete'] else '; cut short'})" for i, r in enumerate(res["runs"], 1)]),
+                  f"{'' if r['complete'] else '; cut short'})" for i, r in enumerate(res["runs"], 1)]
+               + [f"- note: {n}" for n in res.get("notes", [])]),
              "",
              "Columns: seqdsl's built layer (eager); its reference on the same weights; **ref / seqdsl** "
              "(above 1: seqdsl faster); softmax attention of the same width (seqdsl `attention`, causal, SDPA) "
@@ -295,7 +345,7 @@ def markdown(res) -> str:
              f"(`seqdsl.build(compile=True, backend={res['backend']!r})`: torch.compile with the sequence dim "
              "marked dynamic) and **eager / compiled** (above 1: compiling pays).",
              ""]
-    for t in res["lengths"]:
+    for t in ([] if res.get("compile_only") else res["lengths"]):
         lines += [f"## T = {t:,}", "",
                   "| layer | params | seqdsl (ms) | reference (ms) | ref / seqdsl | attention (ms) | layer / attention "
                   "| compiled (ms) | eager / compiled | max abs diff vs ref |",
@@ -309,12 +359,13 @@ def markdown(res) -> str:
             diff = s.get("max_abs_diff_vs_reference")
             run = f" (run {r['run']})" if "run" in r else ""
             lines.append(f"| `{r['call']}`{run} | {r['params']:,} | {me:.1f} | {f'{ref:.1f}' if ref else 'skipped'} | "
-                         f"{_ratio(ref, me)} | {att:.1f} | {_ratio(me, att)} | {f'{comp:.1f}' if comp else ('not run' if 'skipped' in r['compile'] else 'failed')} | "
+                         f"{_ratio(ref, me)} | {att:.1f} | {_ratio(me, att)} | {f'{comp:.1f}' if comp else ('failed' if 'error' in r['compile'] else 'not run')} | "
                          f"{_ratio(me, comp)} | {_diff(diff, s.get('not_finite'))} |")
         lines.append("")
     lines += ["## One compile across five lengths", "",
               f"`seqdsl.build(compile=True, backend={res['backend']!r})`, then one training step at each of "
-              f"T = {', '.join(str(t) for t in res['compile_lengths'])} in that order, from a reset dynamo: "
+              f"T = {', '.join(str(t) for t in res['compile_lengths'])} in that order (or the lengths the row "
+              "names, from a `--compile-only` run), from a reset dynamo: "
               "the graphs dynamo compiled (`counters['stats']['unique_graphs']`: all lengths, and those compiled "
               "after the first length, i.e. recompiles), graph breaks, compile time (dynamo and backend, forward "
               "and backward: `torch._dynamo.utils.calculate_time_spent`), and the wall time of each first step "
@@ -323,10 +374,13 @@ def markdown(res) -> str:
               "|---|---|---|---|---|---|"]
     for r in res["layers"]:
         c = r["compile"]
+        name = f"`{r['call']}`"
+        if r.get("compile_run", r.get("run")) != r.get("run"):
+            name += f" (run {r['compile_run']}, T = {', '.join(str(t) for t in c['lengths'])})"
         if "error" in c or "skipped" in c:
-            lines.append(f"| `{r['call']}` | {'failed: ' + c['error'] if 'error' in c else 'not run (' + c['skipped'] + ')'} | | | | |")
+            lines.append(f"| {name} | {'failed: ' + c['error'] if 'error' in c else 'not run (' + c['skipped'] + ')'} | | | | |")
         else:
-            lines.append(f"| `{r['call']}` | {c['graphs']} | {c['new_graphs_after_first']} | {c['graph_breaks']} | "
+            lines.append(f"| {name} | {c['graphs']} | {c['new_graphs_after_first']} | {c['graph_breaks']} | "
                          f"{c['compile_s']:.1f} | {', '.join(f'{s:.2f}' for s in c['first_step_s'])} |")
     lines += ["", "## References", ""]
     for r in res["layers"]:
@@ -345,9 +399,15 @@ def parse_args(argv=None):
                    help="layers measured at once, each in its own process (default 1)")
     p.add_argument("--no-compile", dest="compile", action="store_false",
                    help="leave out the compiled columns and the five-length compile")
+    p.add_argument("--compile-only", action="store_true",
+                   help="measure the five-length compile alone (no timings): a subset to --merge with timed runs")
+    p.add_argument("--compile-lengths", default=None,
+                   help="the five lengths of the compile, comma-separated (default 1000,1024,2500,4096,1536)")
     p.add_argument("--layers", default=",".join(CALLS), help="comma-separated kinds (default: all eight)")
     p.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
                    help="write one report from earlier runs' JSON files (no measuring)")
+    p.add_argument("--note", action="append", default=[],
+                   help="with --merge: a line for the report (what was measured under which load)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="results folder")
     a = p.parse_args(argv)
     a.layers = [k.strip() for k in a.layers.split(",") if k.strip()]
@@ -358,11 +418,20 @@ def parse_args(argv=None):
         p.error("--reps must be at least 1")
     if a.threads < 1 or a.jobs < 1:
         p.error("--threads and --jobs must be at least 1")
+    if a.compile_only and not a.compile:
+        p.error("--compile-only and --no-compile leave nothing to measure: give one of them")
+    if a.compile_lengths is not None:
+        try:
+            a.compile_lengths = [int(v) for v in a.compile_lengths.split(",")]
+        except ValueError:
+            p.error(f"--compile-lengths: {a.compile_lengths!r} is not comma-separated integers (e.g. 200,256,500)")
+        if not a.compile_lengths or min(a.compile_lengths) < 2:
+            p.error("--compile-lengths: give lengths of at least 2 (a length of 1 is specialised by torch.compile)")
     a.reps = a.reps or (1 if a.quick else 3)
     a.backend = a.backend or ("eager" if a.quick else "inductor")
     a.width, a.batch = (64, 1) if a.quick else (256, 1)
     a.lengths = [32] if a.quick else [1024, 4096]
-    a.compile_lengths = [16, 32, 40, 24, 48] if a.quick else [1000, 1024, 2500, 4096, 1536]
+    a.compile_lengths = a.compile_lengths or ([16, 32, 40, 24, 48] if a.quick else [1000, 1024, 2500, 4096, 1536])
     return a
 
 
@@ -386,7 +455,7 @@ def run_layer(kind, args) -> dict:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.merge:
-        res = merged([json.loads(Path(f).read_text()) for f in args.merge])
+        res = merged([json.loads(Path(f).read_text()) for f in args.merge], args.note)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "recurrent_layers.json").write_text(json.dumps(res, indent=1) + "\n")
         (args.out / "recurrent_layers.md").write_text(markdown(res))
@@ -400,6 +469,7 @@ def main(argv=None) -> dict:
            "threads": torch.get_num_threads(), "jobs": args.jobs, "loadavg_start": list(os.getloadavg()),
            "quick": args.quick, "reps": args.reps, "backend": args.backend, "width": args.width,
            "batch": args.batch, "lengths": args.lengths, "compile_lengths": args.compile_lengths,
+           "compile_only": args.compile_only,
            "complete": False, "layers": []}
     args.out.mkdir(parents=True, exist_ok=True)
     if args.jobs == 1:

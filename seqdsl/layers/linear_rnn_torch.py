@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_modules import cuda_kernel
+from .torch_modules import chunk_states_solve, cuda_kernel
 
 
 def acc(x):
@@ -137,7 +137,7 @@ def chunk_gla(q, k, v, g, scale, chunk: int = 64, s=None):
     strongly decaying gates."""
     bsz, h, t, dk = q.shape
     dv = v.shape[-1]
-    n = -(-t // chunk)
+    n = (t + chunk - 1) // chunk      # ceil: a floor of -T would give inductor negative ranges
     qc = _chunked(acc(q) * scale, n, chunk)                         # (B, H, n, Q, dk)
     kc, vc = _chunked(acc(k), n, chunk), _chunked(acc(v), n, chunk)
     b = _chunked(acc(g), n, chunk).cumsum(-2)                       # (B, H, n, Q, dk|1): log decay since chunk start
@@ -155,12 +155,18 @@ def chunk_gla(q, k, v, g, scale, chunk: int = 64, s=None):
     return o.reshape(bsz, h, n * chunk, dv)[:, :, :t], s
 
 
-@torch.compiler.disable
 def _carry(s, decay, u):
     """The state passed chunk to chunk, S <- decay·S + U (elementwise): the
     states at each chunk's start, stacked (B, H, n, dk, dv), and the last.
-    Run eagerly under torch.compile, so that one compiled graph serves every
-    number of chunks (a traced loop would be unrolled per T)."""
+    Under torch.compile one triangular solve (torch_modules.chunk_states_solve),
+    so that one graph serves every number of chunks (a traced loop would be
+    unrolled per T); eagerly the loop."""
+    if torch.compiler.is_compiling():
+        bsz, h, n, dk, dv = u.shape
+        kk = decay.shape[3]                                            # dk (gla) or 1 (retention)
+        x = chunk_states_solve(s.reshape(bsz, h, kk, -1), decay[..., 0], u.reshape(bsz, h, n, kk, -1))
+        x = x.reshape(bsz, h, n + 1, dk, dv)
+        return x[:, :, :-1], x[:, :, -1]
     starts = []
     for i in range(u.shape[2]):
         starts.append(s)

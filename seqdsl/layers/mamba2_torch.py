@@ -94,11 +94,13 @@ class MambaGatedRMSNorm(nn.Module):
         self.group_size, self.eps = group_size, eps
 
     def forward(self, x, gate):
+        """x (..., G, di/G) already in groups, gate (..., di) -> (..., di). Every
+        tensor kept for backward is made in groups, none is a view of one: inductor
+        cannot order a saved view's strides over a dynamic length (pytorch#185510)."""
         dtype = x.dtype
-        x = x.float() * F.silu(gate.float())
-        g = x.view(*x.shape[:-1], -1, self.group_size)
+        g = x.float() * F.silu(gate.reshape(x.shape).float())
         g = g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * g.view(x.shape).to(dtype)
+        return self.weight * g.flatten(-2).to(dtype)
 
 
 class Mamba2(nn.Module):
@@ -128,6 +130,8 @@ class Mamba2(nn.Module):
         dt = F.softplus(dt + self.dt_bias).float()                                  # (B, T, H)
         a = -torch.exp(self.A_log.float())                                           # (H,)
         xs = xs.reshape(bsz, t, nh, p).float()
+        if torch.compiler.is_compiling():   # inductor cannot order the strides of a saved view that has
+            xs = xs.contiguous()            # the length in them (pytorch#185510): saved as its own tensor
         b, c = b.reshape(bsz, t, g, n).float(), c.reshape(bsz, t, g, n).float()      # (B, T, G, N)
         h0 = None if state is None else state.get("ssm")
         scan = cuda_kernel("ssd_chunk_scan", x.is_cuda) if not (state is not None and t == 1) else None
@@ -145,6 +149,7 @@ class Mamba2(nn.Module):
                 y, final = ssd_chunk_scan(xs, dt, a, b, c, self.chunk, h0)
                 if state is not None and t:
                     state["ssm"] = final.detach()
-        y = y + xs * self.D[:, None]                                                 # (B, T, H, P)
-        y = self.norm(y.reshape(bsz, t, self.d_inner), gate)
+        groups = (bsz, t, g, self.d_inner // g)                                      # the norm's groups
+        y = y.reshape(groups) + (xs * self.D[:, None]).reshape(groups)
+        y = self.norm(y, gate)
         return self.out_proj(y.to(x.dtype))

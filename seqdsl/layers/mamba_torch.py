@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_modules import causal_conv_silu, cuda_kernel, softplus_inverse_dt
+from .torch_modules import causal_conv_silu, chunk_states_solve, cuda_kernel, softplus_inverse_dt
 
 MAMBA_CHUNK = 64
 
@@ -41,7 +41,7 @@ def mamba_chunk_scan(da, dbx, c, h0=None, chunk=MAMBA_CHUNK):
     """The same as mamba_scan_naive, in chunks of `chunk` steps (T padded to a
     whole number of chunks with identity steps): y (B, T, di), h_T."""
     bsz, t = da.shape[:2]
-    nc = -(-t // chunk)
+    nc = (t + chunk - 1) // chunk      # ceil: a floor of -T would give inductor negative ranges
     pad = nc * chunk - t
     a = F.pad(da, (0, 0, 0, 0, 0, pad), value=1.0).view(bsz, nc, chunk, *da.shape[2:])   # (B, nc, Q, di, N)
     b = F.pad(dbx, (0, 0, 0, 0, 0, pad)).view(bsz, nc, chunk, *dbx.shape[2:])
@@ -51,13 +51,18 @@ def mamba_chunk_scan(da, dbx, c, h0=None, chunk=MAMBA_CHUNK):
         a = torch.cat([a[:, :, :k], a[:, :, k:] * a[:, :, :-k]], 2)
         k *= 2
     h = torch.zeros_like(b[:, 0, 0]) if h0 is None else h0     # (B, di, N)
-    hs = []
-    for i in range(nc):                                         # the state entering chunk i
-        hs.append(b[:, i] + a[:, i] * h[:, None])
-        h = hs[-1][:, -1]
-    hs = torch.cat(hs, 1)                                       # (B, nc·Q, di, N)
+    if torch.compiler.is_compiling():   # every chunk count in one graph: the carry as one solve
+        hc = chunk_states_solve(h.reshape(bsz, -1, 1), a[:, :, -1].reshape(bsz, nc, -1),
+                                b[:, :, -1].reshape(bsz, nc, -1, 1))[:, :nc].reshape(bsz, nc, 1, *h.shape[1:])
+        hs = (b + a * hc).reshape(bsz, nc * chunk, *h.shape[1:])
+    else:
+        hs = []
+        for i in range(nc):                                     # the state entering chunk i
+            hs.append(b[:, i] + a[:, i] * h[:, None])
+            h = hs[-1][:, -1]
+        hs = torch.cat(hs, 1)                                   # (B, nc·Q, di, N)
     y = hs @ F.pad(c, (0, 0, 0, pad))[..., None]                # (B, nc·Q, di, 1)
-    return y[:, :t, :, 0], hs[:, t - 1]
+    return y[:, :t, :, 0], hs[:, :t][:, -1]                   # (a symbolic index would fix T)
 
 
 def mamba_scan_step(h, da, dbx, c):

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .linear_rnn_torch import ShortConv, _chunked, conv_stream
+from .torch_modules import chunk_states_solve
 
 
 def mlstm_step(q, k, v, i, f, c, n, m, eps: float = 1e-6):
@@ -61,7 +62,7 @@ def chunk_mlstm(q, k, v, i, f, chunk: int = 64, state=None, eps: float = 1e-6):
     are the masked intra-chunk product plus q·C at the chunk start, both with
     the exact row stabiliser max(intra row max, m_start + a)."""
     bsz, h, t, d = q.shape
-    nc = -(-t // chunk)
+    nc = (t + chunk - 1) // chunk      # ceil: a floor of -T would give inductor negative ranges
     qc = _chunked(q, nc, chunk)                                        # (B, H, n, Q, D)
     kc, vc = _chunked(k / math.sqrt(d), nc, chunk), _chunked(v, nc, chunk)
     a = _chunked(F.logsigmoid(f).unsqueeze(-1), nc, chunk).squeeze(-1).cumsum(-1)   # (B, H, n, Q)
@@ -83,12 +84,24 @@ def chunk_mlstm(q, k, v, i, f, chunk: int = 64, state=None, eps: float = 1e-6):
     return hs.reshape(bsz, h, nc * chunk, d)[:, :, :t], (c, n, m)
 
 
-@torch.compiler.disable
 def _carry_mlstm(state, a_last, mloc, kv, ksum):
     """(C, n, m) passed chunk to chunk: m' = max(a_Q + m, m_loc), each part
     rescaled to m'. Returns the states at each chunk's start, stacked, and the
-    last. Eager under torch.compile (one graph for every T)."""
+    last. Eagerly a loop over the chunks; under torch.compile (one graph for
+    every chunk count) the same in parallel: m_j = P_j + cummax(m_0, m_loc,i -
+    P_i+1) with P the log decay before chunk j, then (C, n) by one solve
+    (torch_modules.chunk_states_solve) with the rescalings as decays."""
     c, n, m = state
+    if torch.compiler.is_compiling():
+        dd = c.shape[-1] * c.shape[-1]
+        before = F.pad(a_last.cumsum(-1), (1, 0))                          # (B, H, nc+1)
+        ms = before + torch.cat([m.unsqueeze(-1), mloc - before[..., 1:]], -1).cummax(-1).values
+        old, new = (a_last + ms[..., :-1] - ms[..., 1:]).exp(), (mloc - ms[..., 1:]).exp()
+        u = torch.cat([kv.flatten(-2), ksum], -1) * new.unsqueeze(-1)      # (B, H, nc, D·D + D)
+        x = chunk_states_solve(torch.cat([c.flatten(-2), n], -1).unsqueeze(-2), old.unsqueeze(-1),
+                               u.unsqueeze(-2)).squeeze(-2)                 # (B, H, nc+1, D·D + D)
+        cs, ns = x[..., :dd].unflatten(-1, c.shape[-2:]), x[..., dd:]
+        return (cs[:, :, :-1], ns[:, :, :-1], ms[..., :-1]), (cs[:, :, -1], ns[:, :, -1], ms[..., -1])
     cs, ns, ms = [], [], []
     for j in range(kv.shape[2]):
         cs.append(c), ns.append(n), ms.append(m)

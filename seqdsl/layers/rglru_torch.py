@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_modules import causal_depthwise_conv
+from .torch_modules import causal_depthwise_conv, chunk_states_solve
 
 RGLRU_CHUNK = 64
 _MAX_SQRT_GRADIENT = 1000.0
@@ -55,7 +55,7 @@ def rglru_scan_naive(a, x, h0=None):
 def rglru_chunk_scan(a, x, h0=None, chunk=RGLRU_CHUNK):
     """Every state (B, T, W) of h_t = a_t·h_{t-1} + x_t, from h0."""
     bsz, t = x.shape[:2]
-    nc = -(-t // chunk)
+    nc = (t + chunk - 1) // chunk      # ceil: a floor of -T would give inductor negative ranges
     pad = nc * chunk - t                                        # identity steps at the end
     a = F.pad(a, (0, 0, 0, pad), value=1.0).view(bsz, nc, chunk, -1)   # (B, nc, Q, W)
     b = F.pad(x, (0, 0, 0, pad)).view(bsz, nc, chunk, -1)
@@ -65,6 +65,9 @@ def rglru_chunk_scan(a, x, h0=None, chunk=RGLRU_CHUNK):
         a = torch.cat([a[:, :, :k], a[:, :, k:] * a[:, :, :-k]], 2)
         k *= 2
     h = torch.zeros_like(b[:, 0, 0]) if h0 is None else h0     # (B, W)
+    if torch.compiler.is_compiling():   # every chunk count in one graph: the carry as one solve
+        hs = chunk_states_solve(h[..., None], a[:, :, -1], b[:, :, -1, :, None])[:, :nc, :, 0]   # (B, nc, W)
+        return (b + a * hs[:, :, None]).reshape(bsz, nc * chunk, -1)[:, :t]
     out = []
     for i in range(nc):
         out.append(b[:, i] + a[:, i] * h[:, None])

@@ -264,3 +264,24 @@ def softplus_inverse_dt(n: int):
     1e-4), stored as softplus^-1(dt), as the references initialise it."""
     dt = torch.exp(torch.rand(n) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)).clamp(min=1e-4)
     return dt + torch.log(-torch.expm1(-dt))
+
+
+def chunk_states_solve(h0, decay, u):
+    """The state entering every chunk, and the last, of h_i = decay_i·h_{i-1} +
+    u_i handed chunk to chunk (elementwise per channel), as one lower-bidiagonal
+    unit-triangular solve per channel: h0 (*batch, K, R), decay (*batch, n, K),
+    u (*batch, n, K, R) -> (*batch, n + 1, K, R), row i the state entering
+    chunk i (row 0 is h0, row n the last state).
+
+    The chunked lowerings' form under torch.compile (`torch.compiler.is_compiling()`):
+    a Python loop over the chunks would be unrolled, one graph per chunk count,
+    and torch's scan op is wrong in backward under inductor on CPU (torch 2.13),
+    while the solve takes any n in one graph. It holds an (n+1)² matrix per
+    channel where the loop holds n states, so the eager forward (whose saved
+    tensors and FLOPs the cost model counts) keeps the loop."""
+    x = torch.cat([h0.unsqueeze(-3), u], -3).transpose(-3, -2)          # (*batch, K, n+1, R)
+    i = torch.arange(x.shape[-2], device=x.device)
+    below = i[:, None] == i[None, :] + 1                                # the subdiagonal (diag_embed's
+    d = F.pad(-decay.transpose(-1, -2), (0, 1)).unsqueeze(-2)           # strides break inductor at a
+    m = torch.where(below, d, torch.zeros((), dtype=d.dtype, device=d.device))   # symbolic n)
+    return torch.linalg.solve_triangular(m, x, upper=False, unitriangular=True).transpose(-3, -2)
