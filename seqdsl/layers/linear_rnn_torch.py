@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_modules import chunk_states_solve, cuda_kernel
+from .torch_modules import carry_by_solve, chunk_states_solve, cuda_kernel
 
 
 def acc(x):
@@ -161,7 +161,7 @@ def _carry(s, decay, u):
     Under torch.compile one triangular solve (torch_modules.chunk_states_solve),
     so that one graph serves every number of chunks (a traced loop would be
     unrolled per T); eagerly the loop."""
-    if torch.compiler.is_compiling():
+    if carry_by_solve(u.shape[2]):
         bsz, h, n, dk, dv = u.shape
         kk = decay.shape[3]                                            # dk (gla) or 1 (retention)
         x = chunk_states_solve(s.reshape(bsz, h, kk, -1), decay[..., 0], u.reshape(bsz, h, n, kk, -1))

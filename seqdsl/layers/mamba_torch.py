@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_modules import causal_conv_silu, chunk_states_solve, cuda_kernel, softplus_inverse_dt
+from .torch_modules import carry_by_solve, causal_conv_silu, chunk_states_solve, cuda_kernel, softplus_inverse_dt
 
 MAMBA_CHUNK = 64
 
@@ -51,7 +51,7 @@ def mamba_chunk_scan(da, dbx, c, h0=None, chunk=MAMBA_CHUNK):
         a = torch.cat([a[:, :, :k], a[:, :, k:] * a[:, :, :-k]], 2)
         k *= 2
     h = torch.zeros_like(b[:, 0, 0]) if h0 is None else h0     # (B, di, N)
-    if torch.compiler.is_compiling():   # every chunk count in one graph: the carry as one solve
+    if carry_by_solve(nc):   # every chunk count in one graph: the carry as one solve
         hc = chunk_states_solve(h.reshape(bsz, -1, 1), a[:, :, -1].reshape(bsz, nc, -1),
                                 b[:, :, -1].reshape(bsz, nc, -1, 1))[:, :nc].reshape(bsz, nc, 1, *h.shape[1:])
         hs = (b + a * hc).reshape(bsz, nc * chunk, *h.shape[1:])

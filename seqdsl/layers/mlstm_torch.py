@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .linear_rnn_torch import ShortConv, _chunked, conv_stream
-from .torch_modules import chunk_states_solve
+from .torch_modules import carry_by_solve, chunk_states_solve
 
 
 def mlstm_step(q, k, v, i, f, c, n, m, eps: float = 1e-6):
@@ -92,7 +92,7 @@ def _carry_mlstm(state, a_last, mloc, kv, ksum):
     P_i+1) with P the log decay before chunk j, then (C, n) by one solve
     (torch_modules.chunk_states_solve) with the rescalings as decays."""
     c, n, m = state
-    if torch.compiler.is_compiling():
+    if carry_by_solve(a_last.shape[-1]):
         dd = c.shape[-1] * c.shape[-1]
         before = F.pad(a_last.cumsum(-1), (1, 0))                          # (B, H, nc+1)
         ms = before + torch.cat([m.unsqueeze(-1), mloc - before[..., 1:]], -1).cummax(-1).values

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_modules import causal_depthwise_conv, chunk_states_solve
+from .torch_modules import carry_by_solve, causal_depthwise_conv, chunk_states_solve
 
 RGLRU_CHUNK = 64
 _MAX_SQRT_GRADIENT = 1000.0
@@ -65,7 +65,7 @@ def rglru_chunk_scan(a, x, h0=None, chunk=RGLRU_CHUNK):
         a = torch.cat([a[:, :, :k], a[:, :, k:] * a[:, :, :-k]], 2)
         k *= 2
     h = torch.zeros_like(b[:, 0, 0]) if h0 is None else h0     # (B, W)
-    if torch.compiler.is_compiling():   # every chunk count in one graph: the carry as one solve
+    if carry_by_solve(nc):   # every chunk count in one graph: the carry as one solve
         hs = chunk_states_solve(h[..., None], a[:, :, -1], b[:, :, -1, :, None])[:, :nc, :, 0]   # (B, nc, W)
         return (b + a * hs[:, :, None]).reshape(bsz, nc * chunk, -1)[:, :t]
     out = []

@@ -266,6 +266,18 @@ def softplus_inverse_dt(n: int):
     return dt + torch.log(-torch.expm1(-dt))
 
 
+SOLVE_MAX_CHUNKS = 32    # the solve's (n+1)² matrix per channel: at most 1,089 entries
+
+
+def carry_by_solve(n) -> bool:
+    """Whether a chunked lowering hands its states chunk to chunk by
+    `chunk_states_solve`: under torch.compile, up to SOLVE_MAX_CHUNKS chunks
+    (one graph for every such length; a guard on n). Past that the matrix
+    grows as n² per channel (Mamba's di·N channels: 0.4 GB a sequence at 64
+    chunks), so longer inputs take the loop, traced once per chunk count."""
+    return torch.compiler.is_compiling() and n <= SOLVE_MAX_CHUNKS
+
+
 def chunk_states_solve(h0, decay, u):
     """The state entering every chunk, and the last, of h_i = decay_i·h_{i-1} +
     u_i handed chunk to chunk (elementwise per channel), as one lower-bidiagonal
