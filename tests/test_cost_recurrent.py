@@ -20,13 +20,7 @@ from seqdsl.layers.recurrent import Recurrent
 pytestmark = pytest.mark.filterwarnings("ignore:dropout option adds dropout")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small modules on a shared 2-core machine: one intra-op thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from test_backend_build import one_thread  # noqa: E402,F401  (autouse: one intra-op thread)
 
 
 class Rnn(nn.Module):

@@ -25,12 +25,7 @@ from emformer_ref import Emformer, emformer_weights  # noqa: E402
 from test_encoder_decoder_generation import nbytes  # noqa: E402  (state bytes, context inputs skipped)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from test_backend_build import one_thread  # noqa: E402,F401  (autouse: one intra-op thread)
 
 
 def spec(args: str, c: int = 16) -> str:

@@ -28,12 +28,7 @@ def count(module):
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from test_backend_build import one_thread  # noqa: E402,F401  (autouse: one intra-op thread)
 
 
 def test_geglu_with_biases_is_recurrentgemma_mlp():

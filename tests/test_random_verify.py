@@ -40,14 +40,7 @@ SPECS = 200
 POINTS = SEQ_POINTS[:1]        # T = 19, S = 7: one odd length keeps the 200 within a minute
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models on a shared 2-core machine: one intra-op thread."""
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from test_backend_build import one_thread  # noqa: E402,F401  (autouse: one intra-op thread)
 
 
 @functools.lru_cache(maxsize=None)
