@@ -254,6 +254,8 @@ def _called_blocks(stages, blocks):
         if isinstance(stage, ast.Call):
             if stage.name in blocks:
                 yield stage
+        elif isinstance(stage, ast.Line):
+            yield from _called_blocks(stage.stages, blocks)
         else:
             yield from _called_blocks(stage.body, blocks)
 

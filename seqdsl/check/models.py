@@ -29,12 +29,25 @@ class _LayerContext:
 
     builder: "_ModelBuilder"
     in_segments: bool
+    #: inside segments(...), every value read by name was bound in the same
+    #: segments body (so it runs segment by segment too)
+    context_in_segments: bool = False
 
     def lookup_alias(self, name: str, arg: str | None = None) -> Node:
         if name in self.builder.aliases:
             return self.builder.node_map[self.builder.aliases[name]]
         raise LayerError(f"unknown layer name '{name}'", arg=arg,
                          help=suggest(name, self.builder.aliases) or "name a layer earlier in the model with `as NAME`")
+
+
+@dataclass
+class _Local:
+    """A name bound in a body: its value, where it was bound, and the path of
+    the segments body it was bound in (None outside segments)."""
+
+    value: tuple          # (node name, TensorType)
+    span: Span
+    segments: str | None
 
 
 class _ModelBuilder:
@@ -53,6 +66,13 @@ class _ModelBuilder:
         self.outputs: dict[str, TensorType] = {}
         self._rule_cache: dict = {}
         self._size_cache: dict = {}  # (block, its frozen arguments) -> layers it expands to
+        #: names bound inside the bodies being run (docs/language.md, "Names in
+        #: bodies"), visible to the body and those nested in it; a block call
+        #: hides its caller's
+        self.locals: dict[str, _Local] = {}
+        self.read: set[str] = set()     # nodes some node reads
+        self._kept: set[str] = set()    # inputs of the residuals being run (their add reads them)
+        self._alias_bases: set[str] = set()   # `as NAME` names (without a repeat copy's [i])
 
     # ------------------------------------------------------------ statements
     def projected_size(self) -> int:
@@ -296,15 +316,21 @@ class _ModelBuilder:
         self.values[st.name] = x
 
     def _bind_parts(self, st: ast.Bind, x) -> None:
+        """`a, b = h -> ... -> split(2)` as a model statement."""
+        if len(st.stages) > 1:
+            self._check_expansion(st.stages[:-1])
+        values = self._split_parts(st.names, st.stages, x, "", (), self.lets, 0, (), st.span, st.source.name)
+        self.values.update(zip(st.names, values))
+
+    def _split_parts(self, names, stages, x, base, scope, env, depth, stack, span, source) -> list:
         """`a, b = h -> ... -> split(2)`: the stages before the split run once
         (their nodes named after the first name), then one `split` node per
-        name, `part=i`, named `<name>.split`."""
-        names = st.names
-        last = st.stages[-1] if st.stages else None
+        name, `part=i`, named `<base><name>.split`; the values, one per name."""
+        last = stages[-1] if stages else None
         if not (isinstance(last, ast.Call) and last.name == "split"):
             raise error(f"binding {len(names)} names needs the pipeline to end with split({len(names)})",
-                        last.span if last is not None else st.span,
-                        help=f"{', '.join(names)} = {st.source.name} -> ... -> split({len(names)}): "
+                        last.span if last is not None else span,
+                        help=f"{', '.join(names)} = {source} -> ... -> split({len(names)}): "
                              "one name per part of the channels")
         if any(a.key == "part" for a in last.args):
             raise error("split's part= is set by the names bound: one part each", last.span,
@@ -312,20 +338,21 @@ class _ModelBuilder:
         if last.alias:
             raise error("a split that binds several names makes one layer per name: it cannot take `as`",
                         last.span, help="remove the `as NAME`")
-        if len(st.stages) > 1:
-            self._check_expansion(st.stages[:-1])
-            x = self.run_stages(st.stages[:-1], x, names[0], (), self.lets, 0, ())
-        key = self.stage_keys(st.stages)[-1]     # `split`, or `split[1]` after another split
+        if len(stages) > 1:
+            x = self.run_stages(stages[:-1], x, base + names[0], scope, env, depth, stack)
+        key = self.stage_keys(stages)[-1]     # `split`, or `split[1]` after another split
+        values = []
         for i, target in enumerate(names):
             part = ast.Call("split", last.args + (ast.Arg("part", ast.Literal(i, last.span), last.span),),
                             last.span, last.name_span)
-            out = self._layer(part, x, f"{target}.{key}", (), self.lets)
+            out = self._layer(part, x, f"{base}{target}.{key}", scope, env)
             parts = self.node_map[out[0]].args.parts
             count = parts if isinstance(parts, int) else len(parts)
             if count != len(names):
                 raise error(f"split makes {count} parts, but {len(names)} names are bound",
                             last.span, help=f"bind {count} names, or split into {len(names)} parts")
-            self.values[target] = out
+            values.append(out)
+        return values
 
     def _add_value(self, stage: ast.Call, x, name, scope, env):
         """`y = a -> add(b)`: the graph's `add` node (the one a residual
@@ -342,11 +369,12 @@ class _ModelBuilder:
                        if isinstance(value, str) else
                        f"add( ) must name a value bound earlier in the model, got {_describe(value)}")
             raise error(message, arg.span, help=suggest(str(value), self.values) if isinstance(value, str) else None)
-        if any(s.kind == "segments" for s in scope):
+        other = self._ref_value(value)
+        if any(s.kind == "segments" for s in scope) and not self._in_segments(other[0], scope):
             raise error("add cannot combine values inside segments(...): the body runs segment by segment, "
                         "the other value is whole", stage.span,
-                        help="combine the values before or after the segments stage")
-        other = self.values[value.name]
+                        help="combine the values before or after the segments stage, or bind the other "
+                             "value inside the segments body")
         tx, to = x[1], other[1]
         if tx.dtype != "float" or to.dtype != "float" or tx.rank != to.rank or not all(
                 dims_equal(a, b) for a, b in zip(tx.dims, to.dims)):
@@ -368,8 +396,11 @@ class _ModelBuilder:
             if e.name in env:
                 return env[e.name]
             if mode == "arg":
+                local = self.locals.get(e.name)
+                if local is not None:
+                    return Ref(e.name, e.span, local.value[0])
                 if e.name in self.values:
-                    return Ref(e.name, e.span)
+                    return Ref(e.name, e.span, self.values[e.name][0])
                 return Word(e.name)
             raise error(f"unknown name '{e.name}'", e.span,
                         help=_PYTHON_WORDS.get(e.name) or suggest(e.name, env)
@@ -437,29 +468,146 @@ class _ModelBuilder:
         return keys
 
     def run_stages(self, stages, x, prefix: str, scope: tuple, env: dict, depth: int, stack: tuple):
+        """Run a pipeline's stages, or a body's items (stages and `ast.Line`s), on x."""
         if depth > MAX_NESTING:
             raise error(f"combinators and blocks nested more than {MAX_NESTING} deep", stages[0].span)
+        if any(isinstance(s, ast.Line) for s in stages):
+            return self._run_body(stages, x, prefix, scope, env, depth, stack)
         for stage, key in zip(stages, self.stage_keys(stages)):
-            name = f"{prefix}.{key}"
-            if isinstance(stage, ast.Call):
-                if stage.name in VALUE_STAGES:
-                    x = self._add_value(stage, x, name, scope, env)
-                elif stage.name in LAYERS:
-                    x = self._layer(stage, x, name, scope, env)
-                elif stage.name in self.blocks:
-                    x = self._block(stage, x, name, scope, env, depth, stack)
-                else:
-                    candidates = list(LAYERS) + list(self.blocks) + list(COMBINATORS) + list(VALUE_STAGES)
-                    raise error(f"unknown layer '{stage.name}'", stage.name_span,
-                                help=absent_concept(stage.name) or suggest(stage.name, candidates)
-                                or "`seqdsl layers` lists the layer kinds (docs/language.md describes them), or define a block")
-            elif isinstance(stage, ast.Repeat):
-                x = self._repeat(stage, x, name, scope, env, depth, stack)
-            elif isinstance(stage, ast.Residual):
-                x = self._residual(stage, x, name, scope, env, depth, stack)
-            else:
-                x = self._segments(stage, x, name, scope, env, depth, stack)
+            x = self._stage(stage, x, f"{prefix}.{key}", scope, env, depth, stack)
         return x
+
+    def _stage(self, stage, x, name, scope, env, depth, stack):
+        if isinstance(stage, ast.Call):
+            if stage.name in VALUE_STAGES:
+                return self._add_value(stage, x, name, scope, env)
+            if stage.name in LAYERS:
+                return self._layer(stage, x, name, scope, env)
+            if stage.name in self.blocks:
+                return self._block(stage, x, name, scope, env, depth, stack)
+            candidates = list(LAYERS) + list(self.blocks) + list(COMBINATORS) + list(VALUE_STAGES)
+            help = absent_concept(stage.name) or suggest(stage.name, candidates)
+            if stage.name in self.values and not stage.args:
+                help = (f"'{stage.name}' is a value of the model: a line of a body starts from a name bound "
+                        f"in the body; bring a model value in with add({stage.name}) or mul({stage.name})")
+            raise error(f"unknown layer '{stage.name}'", stage.name_span,
+                        help=help or "`seqdsl layers` lists the layer kinds (docs/language.md describes them), "
+                                     "or define a block")
+        if isinstance(stage, ast.Repeat):
+            return self._repeat(stage, x, name, scope, env, depth, stack)
+        if isinstance(stage, ast.Residual):
+            return self._residual(stage, x, name, scope, env, depth, stack)
+        return self._segments(stage, x, name, scope, env, depth, stack)
+
+    # ------------------------------------------------------------ names in bodies
+    def _run_body(self, items, x, prefix, scope, env, depth, stack):
+        """A body with lines that bind names or start from one (docs/language.md,
+        "Names in bodies"). The body's current value starts as x; a line of
+        stages, or a line starting from a bound name without `=`, replaces it;
+        a bind line leaves it and binds its result. The stages that make the
+        current value are named as a body's stages are (`prefix.linear`); a
+        bind line's `prefix.NAME.linear`. The names are the body's own: gone
+        when it ends (each repeat copy binds its own), and each must be read."""
+        main = [s for i in items for s in ((i,) if not isinstance(i, ast.Line) else
+                                           i.stages if not i.names else ())]
+        keys = iter(self.stage_keys(main))
+        taken = {s.alias for s in main if s.alias}
+        bound: list[str] = []
+        seg = next((s.path for s in scope if s.kind == "segments"), None)
+        try:
+            for item in items:
+                if not isinstance(item, ast.Line):
+                    x = self._stage(item, x, f"{prefix}.{next(keys)}", scope, env, depth, stack)
+                    continue
+                start = x
+                if item.source is not None:
+                    start = self._line_source(item.source, scope, seg)
+                if not item.names:
+                    if x[0] not in self.read and x[0] not in self._kept:
+                        raise error("this line starts from a bound name, so the value before it is never used",
+                                    item.source.span,
+                                    help="use that value (bind it: `y = ...`, or combine it: mul(...)), "
+                                         "or remove the stages that make it")
+                    x = start
+                    for stage in item.stages:
+                        x = self._stage(stage, x, f"{prefix}.{next(keys)}", scope, env, depth, stack)
+                    continue
+                for n in item.names:
+                    self._claim_local(n, env, stack, taken, item.names)
+                if len(item.names) > 1:
+                    source = item.source.name if item.source is not None else "..."
+                    values = self._split_parts(item.bound, item.stages, start, prefix + ".", scope, env,
+                                               depth, stack, item.span, source)
+                elif item.stages:
+                    values = [self.run_stages(item.stages, start, f"{prefix}.{item.bound[0]}", scope, env,
+                                              depth, stack)]
+                else:
+                    values = [start]
+                for n, value in zip(item.names, values):
+                    self.locals[n.name] = _Local(value, n.span, seg)
+                    bound.append(n.name)
+            for name in bound:
+                local = self.locals[name]
+                if local.value[0] not in self.read and local.value[0] != x[0]:
+                    raise error(f"'{name}' is bound but never used", local.span,
+                                help=f"use it (e.g. mul({name}), add({name}), or a line `{name} -> ...`), "
+                                     "or remove the bind")
+        finally:
+            for name in bound:
+                self.locals.pop(name, None)
+        return x
+
+    def _line_source(self, name: ast.Name, scope, seg):
+        local = self.locals.get(name.name)
+        if local is None:      # the parser saw it bound; a refused bind is reported already
+            raise error(f"'{name.name}' is not bound", name.span,
+                        help="a line of a body starts from a name bound earlier in it")
+        if seg is not None and local.segments != seg:
+            raise error(f"'{name.name}' is bound outside this segments body: a line inside it may start "
+                        "only from a name bound inside it (the body runs one segment at a time)", name.span,
+                        help=f"bind '{name.name}' inside the segments body, or use it before or after the "
+                             "segments stage")
+        return local.value
+
+    def _claim_local(self, n: ast.Name, env, stack, taken, names) -> None:
+        """Refuse a body-bound name that would shadow another name, at its span."""
+        name, span = n.name, n.span
+        if sum(m.name == name for m in names) > 1:
+            raise error(f"name '{name}' is bound twice in one line", span,
+                        help="each part of a split gets its own name")
+        earlier = self.locals.get(name)
+        if earlier is not None:
+            raise error(f"name '{name}' is already bound in this body (at line {earlier.span.line})", span,
+                        help="a name is bound once per body; choose a new name")
+        what = None
+        if name in env:
+            what = "a block parameter" if stack else "a let"
+        elif name in self.values and not stack:
+            what = f"a value of the model (bound at line {self.bound_at[name].line})" \
+                if name in self.bound_at else "a value of the model"
+        elif name in LAYERS or name in VALUE_STAGES:
+            what = "a layer kind"
+        elif name in self.blocks:
+            what = "a block"
+        elif name in self.symbols:
+            what = "a symbolic dim of an input"
+        elif name in taken or name in self._alias_bases:
+            what = "a layer's `as` name"
+        if what is not None:
+            raise error(f"name '{name}' is already {what}: a name bound in a body may not shadow it", span,
+                        help="choose a new name")
+
+    def _ref_value(self, ref: Ref):
+        """The (node, type) a Ref names: the node it stood for where it was written."""
+        if ref.node is not None:
+            return (ref.node, self.node_map[ref.node].output)
+        return self.values[ref.name]
+
+    def _in_segments(self, node: str, scope) -> bool:
+        """Whether node was made inside the segments body enclosing `scope`."""
+        seg = next((s.path for s in scope if s.kind == "segments"), None)
+        mine = self.node_map[node].segments_scope()
+        return seg is not None and mine is not None and mine.path == seg
 
     def _combinator_args(self, stage, env, schema: list[tuple[str, bool]], numbers: tuple = ()) -> dict:
         """Bind a combinator's args to `schema` [(name, required)]: ints, or
@@ -522,6 +670,8 @@ class _ModelBuilder:
                     total += 1
             elif isinstance(s, ast.Repeat):
                 total += self._repeat_count(s, env) * self._size(s.body, env, stack)
+            elif isinstance(s, ast.Line):     # a split binding n names makes n split layers
+                total += self._size(s.stages, env, stack) + max(0, len(s.names) - 1)
             else:
                 total += self._size(s.body, env, stack) + (1 if isinstance(s, ast.Residual) else 0)
             if total > MAX_NODES:
@@ -568,7 +718,13 @@ class _ModelBuilder:
         if not stage.body:
             raise error("residual body is empty", stage.span)
         inner = scope + (Scope("residual", name, stage.span),)
-        y = self.run_stages(stage.body, x, name, inner, env, depth + 1, stack)
+        kept = x[0] not in self._kept
+        self._kept.add(x[0])
+        try:
+            y = self.run_stages(stage.body, x, name, inner, env, depth + 1, stack)
+        finally:
+            if kept:
+                self._kept.discard(x[0])
         tx, ty = x[1], y[1]
         if tx.dtype != ty.dtype or tx.rank != ty.rank or not all(
                 dims_equal(a, b) for a, b in zip(tx.dims, ty.dims)):
@@ -638,6 +794,7 @@ class _ModelBuilder:
         if not block.body:
             return x
         inner = scope + (Scope("block", name, stage.span),)
+        caller, self.locals = self.locals, {}     # a block body sees its parameters, not the caller's names
         try:
             return self.run_stages(block.body, x, name, inner, body_env, depth + 1, stack + (stage.name,))
         except SpecError as exc:
@@ -648,6 +805,8 @@ class _ModelBuilder:
                 exc.diagnostics[0] = type(d)(d.message, d.span, d.help,
                                              (f"in block '{block.name}' called at {stage.span}",))
             raise
+        finally:
+            self.locals = caller
 
     # ------------------------------------------------------------ layers
     def _layer(self, call: ast.Call, x, name, scope, env):
@@ -682,18 +841,24 @@ class _ModelBuilder:
                            if isinstance(value, str) else
                            f"{key}= must name a value bound earlier in the model, got {_describe(value)}")
                 raise error(message, spans[key], help=suggest(str(value), self.values) if isinstance(value, str) else None)
-            sources.append(self.values[value.name][0])
-            inputs.append(self.values[value.name][1])
+            src, ty = self._ref_value(value)
+            sources.append(src)
+            inputs.append(ty)
         in_segments = any(s.kind == "segments" for s in scope)
+        inside = in_segments and len(sources) > 1 and all(self._in_segments(s, scope) for s in sources[1:])
+        if inside and not rule.aligned_context:
+            raise error(f"{call.name} reads its {rule.context_args()[0]}= whole, but that value is bound inside "
+                        "this segments body, one segment at a time", call.span,
+                        help="bind the value before the segments stage")
         # Repeats and blocks produce many identical layers: validate and infer
         # each distinct (kind, args, input types) once per model.
-        key = (call.name, _freeze(raw), tuple(inputs), in_segments)
+        key = (call.name, _freeze(raw), tuple(inputs), in_segments, inside)
         cached = self._rule_cache.get(key)
         try:
             if cached is None:
                 args = self._validate(call, rule, raw, spans, env)
                 try:
-                    out = rule.infer_shape(args, inputs, _LayerContext(self, in_segments))
+                    out = rule.infer_shape(args, inputs, _LayerContext(self, in_segments, inside))
                     _check_dim_depth(out, call)
                     params = rule.count_params(args, inputs, out)
                 except RecursionError:
@@ -715,6 +880,7 @@ class _ModelBuilder:
                 raise error(f"layer name '{alias}' is already used", call.span,
                             help="`as NAME` names one layer instance (inside repeat, one per copy: NAME[i])")
             self.aliases[alias] = name
+            self._alias_bases.add(call.alias)
         node = Node(name, call.name, args, tuple(inputs), out, params, call.span, scope, alias,
                     tuple(sources), lengths)
         self._add_node(node, sources)
@@ -750,6 +916,7 @@ class _ModelBuilder:
         self.node_map[node.name] = node
         for port, src in enumerate(sources):
             self.edges.append((src, node.name, port))
+        self.read.update(sources)
 
 
 def _check_dim_depth(out: TensorType, call: ast.Call) -> None:

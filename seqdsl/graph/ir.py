@@ -43,6 +43,10 @@ class Ref:
 
     name: str
     span: Span | None = field(default=None, compare=False)
+    #: the node the name stood for where it was written (a name bound in a
+    #: body is one node per repeat copy, and a block argument is resolved in
+    #: the caller's scope)
+    node: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,31 @@ class Segments:
 Stage = Union[Call, Repeat, Residual, Segments]
 
 
+@dataclass(frozen=True)
+class Line:
+    """A line of a body that binds names or starts from one (docs/language.md,
+    "Names in bodies"); a body's other lines are its stages, flattened.
+
+    `g = linear(d) -> sigmoid` (source None): the stages read the body's
+    current value and their result is bound to `g`, the current value left as
+    it was. `y = x -> silu` / `x -> silu` (source `x`, a name bound earlier in
+    this body or an enclosing one): the stages start from that value. Without
+    names the line's result becomes the current value."""
+
+    names: tuple[Name, ...]          # () for a line that binds nothing
+    source: Name | None              # None: the body's current value
+    stages: tuple[Stage, ...]
+    span: Span
+
+    @property
+    def bound(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.names)
+
+
+#: an item of a body: a stage, or a line that binds or starts from a name
+BodyItem = Union[Call, Repeat, Residual, Segments, Line]
+
+
 # ---------------------------------------------------------------- statements
 @dataclass(frozen=True)
 class Let:

@@ -153,6 +153,61 @@ class _Seq:
         self.span = span
 
 
+class _StageLine:
+    """A body line of stages (internal to the parser: `body` flattens it, or
+    keeps it for `_resolve_body` when its first stage may name a bound value)."""
+
+    __slots__ = ("stages",)
+
+    def __init__(self, stages):
+        self.stages = stages
+
+
+def _bare(stage) -> bool:
+    """A call with no arguments and no `as`: a layer (`silu`) or a bound name (`x`)."""
+    return isinstance(stage, ast.Call) and not stage.args and stage.alias is None
+
+
+def _resolve_body(items, visible: frozenset) -> tuple:
+    """A body's items with its lines settled: a line whose first stage is a
+    bare name bound earlier (in this body, or a body around it: `visible`)
+    starts from that value (`ast.Line` with a source); any other line of
+    stages is flattened into the body's stages. Names are bound by the
+    `ast.Line`s that carry names; which of them may be bound (not a layer, a
+    block, a model value) is the checker's to say."""
+    out = []
+    for item in items:
+        if isinstance(item, _StageLine):
+            first, *rest = item.stages
+            if first.name in visible:
+                span = Span(first.span.source, first.span.line, first.span.column,
+                            item.stages[-1].span.end_line, item.stages[-1].span.end_column)
+                out.append(ast.Line((), ast.Name(first.name, first.name_span),
+                                    _resolve_stages(rest, visible), span))
+            else:
+                out.extend(_resolve_stages(item.stages, visible))
+        elif isinstance(item, ast.Line):
+            stages, source = item.stages, item.source
+            if source is None and stages and _bare(stages[0]) and stages[0].name in visible:
+                source, stages = ast.Name(stages[0].name, stages[0].name_span), stages[1:]
+            out.append(replace(item, source=source, stages=_resolve_stages(stages, visible)))
+            visible = visible | set(item.bound)
+        else:
+            out.extend(_resolve_stages((item,), visible))
+    return tuple(out)
+
+
+def _resolve_stages(stages, visible: frozenset) -> tuple:
+    """`_resolve_body` for the bodies of these stages' combinators."""
+    out = []
+    for stage in stages:
+        body = getattr(stage, "body", None)
+        if body and any(isinstance(i, (_StageLine, ast.Line)) or getattr(i, "body", None) for i in body):
+            stage = replace(stage, body=_resolve_body(body, visible))
+        out.append(stage)
+    return tuple(out)
+
+
 # Tokens the AST does not keep: punctuation and keywords (kept by the parser
 # only so that every rule knows where it starts and ends).
 _SKIP = frozenset({"LPAR", "RPAR", "LSQB", "RSQB", "LBRACE", "RBRACE", "COMMA", "EQUAL",
@@ -172,6 +227,9 @@ class _ToAst(Transformer):
         self.source: SourceFile | None = None
         self.expr_depth: dict[int, int] = {}  # id(operator node) -> depth, for the current parse
         self.written = 0  # statements and stages built in the current parse
+        #: a body bind was reduced in the current statement or block, whose
+        #: bodies then go through _resolve_body
+        self.body_binds = False
 
     # -- helpers
     def _count(self, node):
@@ -214,7 +272,11 @@ class _ToAst(Transformer):
 
     def block_def(self, children):
         name, *params, body = self._nodes(children)
-        return ast.BlockDef(str(name), tuple(params), body.items, self._span(children),
+        items = body.items
+        if self.body_binds:
+            items = _resolve_body(items, frozenset())
+            self.body_binds = False
+        return ast.BlockDef(str(name), tuple(params), items, self._span(children),
                             self._tok_span(name))
 
     def param(self, children):
@@ -245,6 +307,9 @@ class _ToAst(Transformer):
         names = [c for c in nodes if type(c) is Token]   # the targets, then the source; stages are nodes
         (name, *more), source = names[:-1], names[-1]
         stages = nodes[len(names):]
+        if self.body_binds:
+            stages = _resolve_stages(stages, frozenset())
+            self.body_binds = False
         return self._count(ast.Bind(str(name), ast.Name(str(source), self._tok_span(source)), tuple(stages),
                                     self._span(children),
                                     tuple(ast.Name(str(n), self._tok_span(n)) for n in more)))
@@ -259,7 +324,26 @@ class _ToAst(Transformer):
 
     # -- stages
     def body(self, children):
-        return _Seq(tuple(self._nodes(children)), self._span(children))
+        items = []
+        for line in self._nodes(children):
+            if isinstance(line, _StageLine):
+                if self.body_binds and _bare(line.stages[0]):
+                    items.append(line)       # maybe a line from a bound name: _resolve_body decides
+                else:
+                    items.extend(line.stages)
+            else:
+                items.append(line)
+        return _Seq(tuple(items), self._span(children))
+
+    def stage_line(self, children):
+        return _StageLine(tuple(self._nodes(children)))
+
+    def body_bind(self, children):
+        nodes = self._nodes(children)
+        names = tuple(ast.Name(str(n), self._tok_span(n)) for n in nodes if type(n) is Token)
+        stages = tuple(n for n in nodes if type(n) is not Token)
+        self.body_binds = True
+        return self._count(ast.Line(names, None, stages, self._span(children)))
 
     def aliased_stage(self, children):
         core, alias = self._nodes(children)
@@ -433,6 +517,7 @@ def parse_module(source: SourceFile, fast: bool = True) -> ast.Module:
                 _TRANSFORMER.source = source
                 _TRANSFORMER.expr_depth = {}
                 _TRANSFORMER.written = 0
+                _TRANSFORMER.body_binds = False
                 tree = run(source.text)
                 if tree is not None:
                     return tree
@@ -472,6 +557,7 @@ def _later_syntax_errors(source: SourceFile, first: SpecError) -> list:
         _TRANSFORMER.source = rest
         _TRANSFORMER.expr_depth = {}
         _TRANSFORMER.written = 0
+        _TRANSFORMER.body_binds = False
         try:
             _parser().parse(rest.text)
             break

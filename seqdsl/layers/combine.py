@@ -38,10 +38,14 @@ def same_shape(x: TensorType, other: TensorType, what: str, channels_too: bool =
 
 
 def not_in_segments(ctx, kind: str) -> None:
-    if ctx.in_segments:
+    """Inside segments(...) the other value must be one bound in the same
+    segments body (segment by segment, as the input is); one from outside
+    is whole."""
+    if ctx.in_segments and not getattr(ctx, "context_in_segments", False):
         raise LayerError(f"{kind} cannot combine values inside segments(...): the body runs segment by "
                          "segment, the other value is whole",
-                         help="combine the values before or after the segments stage")
+                         help="combine the values before or after the segments stage, or bind the other "
+                              "value inside the segments body")
 
 
 class OtherArgs(LayerArgs):
