@@ -732,7 +732,9 @@ class _ModelBuilder:
                         help="x + body(x) needs the body to keep the shape; "
                              f"end the body with a layer back to {fmt_dim(tx.dims[-1])} channels")
         args = ResidualArgs(scale=float(scale)) if scale != 1 else None
-        add = Node(f"{name}.add", "add", args, (tx, ty), tx, 0, stage.span, inner, None, (x[0], y[0]),
+        # `.add`, unless a stage of the body took it (`residual { ... -> add(h) }`)
+        add_name = f"{name}.add" if f"{name}.add" not in self.node_map else f"{name}.residual_add"
+        add = Node(add_name, "add", args, (tx, ty), tx, 0, stage.span, inner, None, (x[0], y[0]),
                    self._same_lengths(x[0], y[0], stage.span))
         self._add_node(add, (x[0], y[0]))
         return (add.name, tx)

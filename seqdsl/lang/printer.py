@@ -169,6 +169,14 @@ def _head_end(stage) -> int | None:
     return max([_line(stage)] + [_end_line(a) for a in getattr(stage, "args", ())])
 
 
+def inline_ok(stage) -> bool:
+    """Whether a stage can be printed on one line: no body in it has a line
+    that binds or starts from a name (such a line ends at a newline)."""
+    if isinstance(stage, ast.Call):
+        return True
+    return all(not isinstance(s, ast.Line) and inline_ok(s) for s in stage.body)
+
+
 def stage_inline(stage) -> str:
     """The stage on one line (bodies inline)."""
     head = _stage_head(stage)
@@ -212,12 +220,12 @@ class _Printer:
     # A stage printed on lines of its own, starting with `prefix`. A comment
     # after code belongs to the last stage that ends on its line (`trailing`).
     def stage(self, indent: int, stage, prefix: str = "", trailing: bool = True) -> None:
-        inline = prefix + stage_inline(stage)
+        inline = prefix + stage_inline(stage) if inline_ok(stage) else None
         last = _end_line(stage)
         head_last = _head_end(stage)
         # comments in the head (`repeat(  # c` ...) go above it either way: only
         # those from the head's last line on keep the body on lines of its own
-        if isinstance(stage, ast.Call) or (self.fits(indent, inline) and not (
+        if isinstance(stage, ast.Call) or (inline is not None and self.fits(indent, inline) and not (
                 self.comments and head_last is not None and self.comments.within(head_last, last))):
             self.emit(indent, inline, last, trailing)
             return
@@ -236,7 +244,34 @@ class _Printer:
                 trailing = trailing_last
             else:
                 trailing = _line(following) is None or _line(following) != _end_line(s)
-            self.stage(indent, s, prefix, trailing)
+            if isinstance(s, ast.Line):
+                self.line(indent, s, trailing)
+            else:
+                self.stage(indent, s, prefix, trailing)
+
+    def line(self, indent: int, item: ast.Line, trailing: bool = True) -> None:
+        """A body line that binds (`g = linear(d) -> sigmoid`, `x, z = ... -> split(2)`)
+        or starts from a bound name (`x -> conv1d(...)`): on one line when it
+        fits, else its first part and then one `-> stage` per line."""
+        head = ", ".join(item.bound) + " = " if item.names else ""
+        ok = all(inline_ok(s) for s in item.stages)
+        parts = ([item.source.name] if item.source is not None else []) + (
+            [stage_inline(s) for s in item.stages] if ok else [])
+        text = head + " -> ".join(parts)
+        if ok and self.fits(indent, text) and not self.has_comments(item):
+            self.emit(indent, text, _end_line(item), trailing)
+            return
+        if item.source is not None:
+            head_last, rest = _line(item.source), item.stages
+            first = _line(rest[0]) if rest else None
+            self.emit(indent, head + item.source.name, head_last,
+                      trailing=first is None or head_last is None or first > head_last)
+        else:
+            rest = item.stages[1:]
+            following = _line(rest[0]) if rest else None
+            self.stage(indent, item.stages[0], head, trailing=trailing if not rest else (
+                following is None or following != _end_line(item.stages[0])))
+        self.stages(indent + 1, rest, "-> ", trailing_last=trailing)
 
     def statement(self, indent: int, st) -> None:
         if isinstance(st, ast.Let):
@@ -251,8 +286,9 @@ class _Printer:
             self.emit(indent, "loss " + stage_inline(st.call), _end_line(st))
         else:
             head = f"{', '.join(st.names)} = {st.source.name}"
-            line = " -> ".join([head] + [stage_inline(s) for s in st.stages])
-            if self.fits(indent, line) and not self.has_comments(st):
+            ok = all(inline_ok(s) for s in st.stages)
+            line = " -> ".join([head] + [stage_inline(s) for s in st.stages]) if ok else ""
+            if ok and self.fits(indent, line) and not self.has_comments(st):
                 self.emit(indent, line, _end_line(st))
                 return
             head_last = _line(st.source)
