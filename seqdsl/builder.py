@@ -266,13 +266,55 @@ def segments(length, memory, *body, as_: str | None = None) -> ast.Segments:
     return _alias(ast.Segments(_args((), {"length": length, "memory": memory}), _stages(body), None), as_)
 
 
-def _stages(stages) -> tuple:
+def bind(names: str | tuple | list, *stages, source: Value | str | None = None) -> ast.Line:
+    """A body line that binds names (docs/language.md, "Names in bodies"):
+    `sb.bind("g", sb.linear(d), sb.sigmoid())` is `g = linear(d) -> sigmoid`,
+    read from the body's current value, which it leaves as it was;
+    `sb.bind(("x", "z"), sb.linear(2 * d), sb.split(2))` binds a split's parts;
+    with `source=`, the stages start from that name bound earlier in the body
+    (`sb.bind("g", sb.silu(), source="z")` is `g = z -> silu`). Use the names
+    in later stages of the body: `sb.mul("g")`, `sb.line("x", ...)`."""
+    names = [names] if isinstance(names, str) else names
+    if not isinstance(names, (list, tuple)) or not names:
+        raise BuilderTypeError(f"bind: names must be a name or a list of names, not {names!r}")
+    src = _source(source, "bind")
+    if src is None and not stages:
+        raise BuilderError(f"bind {names[0]!r}: give the stages that make the value, or source=")
+    return ast.Line(tuple(ast.Name(_name(n, "value"), None) for n in names), src,
+                    _stages(stages, body=False), None)
+
+
+def line(source: Value | str, *stages) -> ast.Line:
+    """A body line that starts from a name bound earlier in the body and makes
+    its result the body's current value: `sb.line("x", sb.conv1d(64, 4), sb.mul("g"))`
+    is `x -> conv1d(64, 4) -> mul(g)`."""
+    return ast.Line((), _source(source, "line"), _stages(stages, body=False), None)
+
+
+def _source(source, what: str) -> ast.Name | None:
+    if source is None:
+        if what == "line":
+            raise BuilderTypeError("line: source must be a Value or a name bound in the body")
+        return None
+    if not isinstance(source, (Value, str)):
+        raise BuilderTypeError(f"{what}: source must be a Value or a name, not {type(source).__name__}")
+    return ast.Name(_name(source.name if isinstance(source, Value) else source, "value"), None)
+
+
+def _stages(stages, body: bool = True) -> tuple:
+    """Stages (of a pipeline), or a body's items (stages and sb.bind/sb.line lines) when `body`."""
     out = []
     for s in stages:
         if isinstance(s, (list, tuple)):
-            out.extend(_stages(s))
+            out.extend(_stages(s, body))
         elif isinstance(s, (ast.Call, ast.Repeat, ast.Residual, ast.Segments)):
             out.append(s)
+        elif isinstance(s, ast.Line) and body:
+            out.append(s)
+        elif isinstance(s, ast.Line):
+            raise BuilderTypeError("sb.bind(...) and sb.line(...) are lines of a body, not stages of a pipeline",
+                                   help="put them in sb.repeat(...), sb.residual(...), sb.segments(...) or "
+                                        "sb.block(...); a model's own binds are m.bind(...)")
         else:
             raise BuilderTypeError(f"{s!r} is not a stage", help="use sb.layer(...), sb.call(...), sb.repeat(...), ...")
     return tuple(out)
@@ -320,7 +362,7 @@ class ModelBuilder:
             raise BuilderTypeError(f"value {name!r}: source must be a Value or a name, not {type(source).__name__}")
         src = source.name if isinstance(source, Value) else source
         self.statements.append(ast.Bind(_name(names[0], "value"), ast.Name(_name(src, "value"), None),
-                                        _stages(stages), None,
+                                        _stages(stages, body=False), None,
                                         tuple(ast.Name(_name(n, "value"), None) for n in names[1:])))
         return Value(name) if isinstance(name, str) else tuple(Value(n) for n in names)
 

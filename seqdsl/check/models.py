@@ -73,6 +73,8 @@ class _ModelBuilder:
         self.read: set[str] = set()     # nodes some node reads
         self._kept: set[str] = set()    # inputs of the residuals being run (their add reads them)
         self._alias_bases: set[str] = set()   # `as NAME` names (without a repeat copy's [i])
+        self._ended: dict[str, Span] = {}     # names of bodies that ended, where they were bound
+        self._hidden: list[dict] = []         # the callers' names, hidden by the block calls being run
 
     # ------------------------------------------------------------ statements
     def projected_size(self) -> int:
@@ -368,7 +370,8 @@ class _ModelBuilder:
             message = (f"unknown name '{value}': add( ) must name a value bound earlier in the model"
                        if isinstance(value, str) else
                        f"add( ) must name a value bound earlier in the model, got {_describe(value)}")
-            raise error(message, arg.span, help=suggest(str(value), self.values) if isinstance(value, str) else None)
+            raise error(message, arg.span, help=(self._unbound_help(value) or suggest(str(value), self.values))
+                        if isinstance(value, str) else None)
         other = self._ref_value(value)
         if any(s.kind == "segments" for s in scope) and not self._in_segments(other[0], scope):
             raise error("add cannot combine values inside segments(...): the body runs segment by segment, "
@@ -554,8 +557,19 @@ class _ModelBuilder:
                                      "or remove the bind")
         finally:
             for name in bound:
-                self.locals.pop(name, None)
+                self._ended[name] = self.locals.pop(name).span
         return x
+
+    def _unbound_help(self, word) -> str | None:
+        """Help for a name that is not a value here, when a body that ended bound it."""
+        if any(str(word) in frame for frame in self._hidden):
+            return (f"'{word}' is bound in the body that calls this block, and a block sees its parameters "
+                    "only: pass the value as an argument (`block b(g) { mul(g) }`, called as `b(g)`)")
+        span = self._ended.get(str(word))
+        if span is None:
+            return None
+        return (f"'{word}' was bound in a body (line {span.line}), and a body's names are its own: "
+                "use it inside that body (or a body nested in it), or pass it to a block as an argument")
 
     def _line_source(self, name: ast.Name, scope, seg):
         local = self.locals.get(name.name)
@@ -581,14 +595,16 @@ class _ModelBuilder:
                         help="a name is bound once per body; choose a new name")
         what = None
         if name in env:
-            what = "a block parameter" if stack else "a let"
+            what = (f"a parameter of block '{stack[-1]}'" if stack else
+                    f"a let (at line {self.bound_at[name].line})" if name in self.bound_at else "a let")
         elif name in self.values and not stack:
             what = f"a value of the model (bound at line {self.bound_at[name].line})" \
                 if name in self.bound_at else "a value of the model"
         elif name in LAYERS or name in VALUE_STAGES:
             what = "a layer kind"
         elif name in self.blocks:
-            what = "a block"
+            where = self.blocks[name].span
+            what = f"a block (defined at {where.path}:{where.line})" if where is not None else "a block"
         elif name in self.symbols:
             what = "a symbolic dim of an input"
         elif name in taken or name in self._alias_bases:
@@ -797,6 +813,7 @@ class _ModelBuilder:
             return x
         inner = scope + (Scope("block", name, stage.span),)
         caller, self.locals = self.locals, {}     # a block body sees its parameters, not the caller's names
+        self._hidden.append(caller)
         try:
             return self.run_stages(block.body, x, name, inner, body_env, depth + 1, stack + (stage.name,))
         except SpecError as exc:
@@ -809,6 +826,7 @@ class _ModelBuilder:
             raise
         finally:
             self.locals = caller
+            self._hidden.pop()
 
     # ------------------------------------------------------------ layers
     def _layer(self, call: ast.Call, x, name, scope, env):
@@ -842,7 +860,8 @@ class _ModelBuilder:
                 message = (f"unknown name '{value}': {key}= must name a value bound earlier in the model"
                            if isinstance(value, str) else
                            f"{key}= must name a value bound earlier in the model, got {_describe(value)}")
-                raise error(message, spans[key], help=suggest(str(value), self.values) if isinstance(value, str) else None)
+                raise error(message, spans[key], help=(self._unbound_help(value) or suggest(str(value), self.values))
+                            if isinstance(value, str) else None)
             src, ty = self._ref_value(value)
             sources.append(src)
             inputs.append(ty)
