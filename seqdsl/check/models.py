@@ -586,7 +586,7 @@ class _ModelBuilder:
     def _claim_local(self, n: ast.Name, env, stack, taken, names) -> None:
         """Refuse a body-bound name that would shadow another name, at its span."""
         name, span = n.name, n.span
-        if sum(m.name == name for m in names) > 1:
+        if any(m.name == name for m in names[:names.index(n)]):
             raise error(f"name '{name}' is bound twice in one line", span,
                         help="each part of a split gets its own name")
         earlier = self.locals.get(name)
