@@ -256,6 +256,15 @@ def test_a_body_name_reaches_a_block_as_an_argument_and_as_cross_attention_conte
     assert graph.node("y.residual.cross_attention").sources == ("x", "y.residual.m.linear")
 
 
+def test_nested_bodies_see_the_names_around_them_and_as_names_each_copy():
+    text = model("repeat(2) {\n        g = linear(d) as gate_proj -> sigmoid\n        residual { mul(g) }\n    }")
+    graph = seqdsl.parse(text.replace("    w = x -> linear(8)\n", "")).model()
+    assert graph.node("y.repeat[1].residual.mul").sources == ("y.repeat[0].residual.add",
+                                                              "y.repeat[1].g.sigmoid")
+    assert [n.alias for n in graph.nodes if n.alias] == ["gate_proj[0]", "gate_proj[1]"]
+    assert graph.node("y.repeat[1].g.gate_proj").kind == "linear"
+
+
 # ------------------------------------------------------------------ refusals
 REFUSED = {
     "shadows a model value": ("residual {\n        w = linear(d)\n        mul(w)\n    }", (6, 9),
