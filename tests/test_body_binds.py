@@ -317,6 +317,8 @@ def test_refusal_help_names_the_fix():
     hidden = first_error(model("residual {\n        g = linear(d)\n        usesg\n        mul(g)\n    }",
                                "block usesg() {\n    mul(g)\n}\n\n"))
     assert hidden[:2] == (2, 9) and "pass the value as an argument" in hidden[3]
+    param = first_error(model("residual { gate(w) }", "block gate(v) {\n    v -> silu\n}\n\n"))
+    assert param[:3] == (2, 5, "unknown layer 'v'") and "'v' is a block parameter" in param[3]
     block = first_error(model("residual {\n        gate = linear(d)\n        mul(gate)\n    }",
                               "block gate() {\n    silu\n}\n\n"))
     assert "'gate' is already a block (defined at bb.seq:1)" in block[2]

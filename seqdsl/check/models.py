@@ -490,9 +490,10 @@ class _ModelBuilder:
                 return self._block(stage, x, name, scope, env, depth, stack)
             candidates = list(LAYERS) + list(self.blocks) + list(COMBINATORS) + list(VALUE_STAGES)
             help = absent_concept(stage.name) or suggest(stage.name, candidates)
-            if stage.name in self.values and not stage.args:
-                help = (f"'{stage.name}' is a value of the model: a line of a body starts from a name bound "
-                        f"in the body; bring a model value in with add({stage.name}) or mul({stage.name})")
+            if not stage.args and (stage.name in self.values or isinstance(env.get(stage.name), Ref)):
+                what = "a value of the model" if stage.name in self.values else "a block parameter"
+                help = (f"'{stage.name}' is {what}: a line of a body starts from a name bound in the body; "
+                        f"bring the value in with add({stage.name}) or mul({stage.name})")
             raise error(f"unknown layer '{stage.name}'", stage.name_span,
                         help=help or "`seqdsl layers` lists the layer kinds (docs/language.md describes them), "
                                      "or define a block")

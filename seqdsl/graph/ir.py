@@ -45,7 +45,8 @@ class Ref:
     span: Span | None = field(default=None, compare=False)
     #: the node the name stood for where it was written (a name bound in a
     #: body is one node per repeat copy, and a block argument is resolved in
-    #: the caller's scope)
+    #: the caller's scope); the checker's: a node's validated args may hold
+    #: the Ref of an identical copy (the graph's edges say which node it reads)
     node: str | None = field(default=None, compare=False)
 
 
