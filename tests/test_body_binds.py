@@ -246,6 +246,19 @@ def test_binds_inside_segments_run_per_segment():
     assert_emitted_equals_built(model(body))
 
 
+def test_binds_carry_per_sequence_lengths():
+    text = GATED.replace("input x: float[B, T, 8]", "input x: float[B, T, 8] lengths")
+    torch.manual_seed(0)
+    built = seqdsl.build(seqdsl.parse(text).model()).eval()
+    x = torch.randn(2, 9, 8)
+    with torch.no_grad():
+        y, n = built(x, lengths=torch.tensor([9, 5]))
+        alone = built(x[1:, :5])
+    assert n.tolist() == [9, 5]
+    assert torch.allclose(y[1, :5], alone[0], atol=1e-5)
+    assert y[1, 5:].abs().max() == 0
+
+
 def test_a_body_name_reaches_a_block_as_an_argument_and_as_cross_attention_context():
     extra = "block gate(v) {\n    mul(v)\n}\n\n"
     text = model("residual {\n        g = linear(d) -> sigmoid\n        gate(g)\n    }", extra)
