@@ -58,7 +58,7 @@ class Mul(Layer):
     summary = "element-wise product of the input and another bound value (a gate: `y = x -> mul(g)`)"
     shape_rule = "`[..]` with other `[..]` (the same shape, float) -> `[..]`"
     params_rule = "0"
-    arg_docs = {"other": "a value bound earlier in the model (or passed to a block), of the input's shape"}
+    arg_docs = {"other": "a value bound earlier in the model or the body (or passed to a block), of the input's shape"}
     notes = "No broadcasting. Position-wise: streams when both values do."
     aligned_context = True
 
@@ -92,7 +92,7 @@ class Concat(Layer):
     summary = "the input and another bound value side by side along the channels (`y = a -> concat(b)`)"
     shape_rule = "`[.., C]` with other `[.., Co]` (equal but for the channels, float) -> `[.., C + Co]`"
     params_rule = "0"
-    arg_docs = {"other": "a value bound earlier in the model (or passed to a block), of the input's shape "
+    arg_docs = {"other": "a value bound earlier in the model or the body (or passed to a block), of the input's shape "
                          "but for the channels"}
     notes = "Its output is a new tensor (a copy of both). Position-wise: streams when both values do."
     aligned_context = True
