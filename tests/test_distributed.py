@@ -55,6 +55,7 @@ HYBRID = """model hybrid {
                residual { rmsnorm -> mamba(state=8) }
                residual { rmsnorm -> attention(4, causal=true) }
                residual { rmsnorm -> swiglu(64) }
+               residual { rmsnorm -> geglu(48, bias=true) }
            }
         -> rmsnorm
         -> linear(64)

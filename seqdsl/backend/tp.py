@@ -26,7 +26,8 @@ def tp_layout(model) -> TPLayout:
     """Megatron's split from the layer kinds: attention's q, k, v column-wise
     and o row-wise (heads split; softmax attention without ALiBi, relative
     positions or segments memory), mlp fc1 column-wise and fc2 row-wise,
-    swiglu w1 and w3 column-wise and w2 row-wise. One all-reduce per layer
+    swiglu and geglu (one module, two activations) w1 and w3 column-wise and
+    w2 row-wise, biases with their rows. One all-reduce per layer
     forward (and one backward). Every other layer stays replicated; those the
     estimate splits are listed with the reason."""
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel   # lazy: torch.distributed
@@ -56,7 +57,7 @@ def tp_layout(model) -> TPLayout:
         elif node.kind == "mlp":
             out.plan[f"{base}.fc1"] = ColwiseParallel()
             out.plan[f"{base}.fc2"] = RowwiseParallel()
-        elif node.kind == "swiglu":
+        elif node.kind in ("swiglu", "geglu"):
             out.plan[f"{base}.w1"] = ColwiseParallel()
             out.plan[f"{base}.w3"] = ColwiseParallel()
             out.plan[f"{base}.w2"] = RowwiseParallel()
