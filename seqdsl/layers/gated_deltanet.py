@@ -6,9 +6,9 @@ state update, a gated RMSNorm per head (gate=true) and the output projection.
 Lowering: gated_deltanet_torch.py."""
 from __future__ import annotations
 
-from .base import Layer, LayerArgs, ModuleSpec, NonNegInt, PositiveInt, example
+from .base import LayerArgs, ModuleSpec, NonNegInt, PositiveInt, example
 from . import linear_rnn as lr
-from .costs import LayerCost, ParallelRule
+from .costs import LayerCost
 
 
 class GatedDeltaNetArgs(LayerArgs):
@@ -21,7 +21,7 @@ class GatedDeltaNetArgs(LayerArgs):
     chunk: PositiveInt = 64
 
 
-class GatedDeltaNet(Layer):
+class GatedDeltaNet(lr.HeadsLayer):
     kind = "gated_deltanet"
     Args = GatedDeltaNetArgs
     summary = ("gated delta rule, exactly flash-linear-attention's GatedDeltaNet: L2-normalised q, k "
@@ -94,11 +94,6 @@ class GatedDeltaNet(Layer):
         return (example("float[B, T, 64]", "gated_deltanet(2, head_dim=16, chunk=16)"),
                 example("float[B, T, 48]", "gated_deltanet(3, head_dim=8, expand_v=1.5, conv=0, gate=false)"))
 
-    def parallel(self, args, inputs, elem):
-        """Heads over tp (projections column-, output row-parallel: one
-        all-reduce); under context parallelism each rank hands its final
-        state on."""
-        return ParallelRule(tp="split", all_reduces=1, cp="state", divides=(("heads", args.heads),))
 
     def module(self, node, memory):
         a, c = node.args, lr.channels(node.inputs[0])

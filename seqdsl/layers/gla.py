@@ -5,9 +5,9 @@ convolution, a per-key-channel decay exp(logsigmoid(gk)/16), a gated RMSNorm
 per head and the output projection. Lowering: gla_torch.py."""
 from __future__ import annotations
 
-from .base import Layer, LayerArgs, ModuleSpec, NonNegInt, PositiveInt, example
+from .base import LayerArgs, ModuleSpec, NonNegInt, PositiveInt, example
 from . import linear_rnn as lr
-from .costs import LayerCost, ParallelRule
+from .costs import LayerCost
 
 class GlaArgs(LayerArgs):
     heads: PositiveInt
@@ -19,7 +19,7 @@ class GlaArgs(LayerArgs):
     chunk: PositiveInt = 64
 
 
-class Gla(Layer):
+class Gla(lr.HeadsLayer):
     kind = "gla"
     Args = GlaArgs
     summary = ("gated linear attention, exactly flash-linear-attention's GatedLinearAttention: a "
@@ -81,11 +81,6 @@ class Gla(Layer):
         return (example("float[B, T, 64]", "gla(2, chunk=16)"),
                 example("float[B, T, 48]", "gla(3, expand_k=1, expand_v=2, gate_rank=8, conv=4, conv_bias=true)"))
 
-    def parallel(self, args, inputs, elem):
-        """Heads over tp (projections column-, output row-parallel: one
-        all-reduce); under context parallelism each rank hands its final
-        state on."""
-        return ParallelRule(tp="split", all_reduces=1, cp="state", divides=(("heads", args.heads),))
 
     def module(self, node, memory):
         a, c = node.args, lr.channels(node.inputs[0])

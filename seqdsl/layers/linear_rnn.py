@@ -1,6 +1,7 @@
 """Rules shared by the linear-attention recurrences (gla, gated_deltanet,
 retention, mlstm): the [B, T, C] -> [B, T, C] shape rule, width checks, the
-short-convolution parameters and the chunked form's closed-form counts.
+short-convolution parameters, the chunked form's closed-form counts and
+the tensor/context-parallel rule (HeadsLayer).
 Lowering: linear_rnn_torch.py; derivations: docs/linear_attention_layers.md."""
 from __future__ import annotations
 
@@ -8,9 +9,18 @@ import sympy
 
 import math
 
-from .base import LayerError, channels, require_float, require_rank
+from .base import Layer, LayerError, channels, require_float, require_rank
 from ..graph.symbolic import as_int, ceil_div
-from .costs import transient_peak
+from .costs import ParallelRule, transient_peak
+
+
+class HeadsLayer(Layer):
+    """A linear-attention recurrence's parallel rule: heads over tp
+    (projections column-, output row-parallel: one all-reduce); under context
+    parallelism each rank hands its final state on."""
+
+    def parallel(self, args, inputs, elem):
+        return ParallelRule(tp="split", all_reduces=1, cp="state", divides=(("heads", args.heads),))
 
 
 def check_sequence(x, kind: str, ctx) -> int:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 
-from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, example
+from .base import LayerArgs, LayerError, ModuleSpec, PositiveInt, example
 from . import linear_rnn as lr
-from .costs import LayerCost, ParallelRule
+from .costs import LayerCost
 
 
 #: chunk length of mlstm's chunked form (the contract gives mlstm no `chunk`)
@@ -25,7 +25,7 @@ class MlstmArgs(LayerArgs):
     bias: bool = False
 
 
-class Mlstm(Layer):
+class Mlstm(lr.HeadsLayer):
     kind = "mlstm"
     Args = MlstmArgs
     summary = ("matrix LSTM, exactly xlstm's mLSTMLayer: up-projection, causal conv, block-diagonal "
@@ -97,11 +97,6 @@ class Mlstm(Layer):
         return (example("float[B, T, 64]", "mlstm(2)"),
                 example("float[B, T, 48]", "mlstm(4, proj=1.5, qkv_block=8, conv=3, bias=true)"))
 
-    def parallel(self, args, inputs, elem):
-        """Heads over tp (projections column-, output row-parallel: one
-        all-reduce); under context parallelism each rank hands its final
-        state on."""
-        return ParallelRule(tp="split", all_reduces=1, cp="state", divides=(("heads", args.heads),))
 
     def module(self, node, memory):
         a, c = node.args, lr.channels(node.inputs[0])

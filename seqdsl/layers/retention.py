@@ -5,9 +5,9 @@ q, k, v, output-gate projections, RoPE on q and k, a fixed decay
 Lowering: retention_torch.py."""
 from __future__ import annotations
 
-from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, example
+from .base import LayerArgs, LayerError, ModuleSpec, PositiveInt, example
 from . import linear_rnn as lr
-from .costs import LayerCost, ParallelRule
+from .costs import LayerCost
 
 
 class RetentionArgs(LayerArgs):
@@ -17,7 +17,7 @@ class RetentionArgs(LayerArgs):
     chunk: PositiveInt = 64
 
 
-class Retention(Layer):
+class Retention(lr.HeadsLayer):
     kind = "retention"
     Args = RetentionArgs
     summary = ("multi-scale retention (RetNet), exactly flash-linear-attention's MultiScaleRetention: "
@@ -75,11 +75,6 @@ class Retention(Layer):
         return (example("float[B, T, 64]", "retention(2, chunk=16)"),
                 example("float[B, T, 48]", "retention(3, expand_k=0.5, expand_v=1)"))
 
-    def parallel(self, args, inputs, elem):
-        """Heads over tp (projections column-, output row-parallel: one
-        all-reduce); under context parallelism each rank hands its final
-        state on."""
-        return ParallelRule(tp="split", all_reduces=1, cp="state", divides=(("heads", args.heads),))
 
     def module(self, node, memory):
         a, c = node.args, lr.channels(node.inputs[0])
