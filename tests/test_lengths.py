@@ -126,6 +126,27 @@ model text_encoder {
 }
 """
 
+# segments with lengths: a sequence is cut where it would be alone, so only its
+# last valid segment is short; non-causal attention masks that segment's
+# padded keys (the memory holds only valid steps before it); a conv in the body
+# reads each piece's padding as its own; a context read whole masks its own
+SEGMENTS = """
+model seg {
+    input x: float[B, T, 8] lengths
+    input c: float[B, S, 8] lengths
+    h = x
+        -> linear(8)
+        -> segments(length=4, memory=3) {
+            residual { layernorm -> attention(2) }
+            residual { attention(2, causal=true, pos=rope) }
+            residual { cross_attention(2, context=c) }
+        }
+        -> segments(length=5, memory=0) { residual { attention(2) } -> conv1d(8, 3, padding=1) }
+    pooled = h -> time_mean
+    output h, pooled
+}
+"""
+
 LENGTHS = [19, 11, 4, 1]      # B = 4, the longest fills the batch
 
 
@@ -185,6 +206,16 @@ def test_cross_attention_masks_the_contexts_padding():
     _check_alone(model, graph, _inputs(graph, lengths), lengths)
 
 
+def test_segments_equal_each_sequence_alone():
+    """Each sequence's segments are cut as alone: 19 steps in segments of 4 end
+    with a short one of 3, 11 with one of 3, 4 fills one, 1 is one short one."""
+    graph, model = _model(SEGMENTS)
+    lengths = {"x": [19, 11, 4, 1], "c": [6, 2, 9, 3]}
+    outs, _ = _check_alone(model, graph, _inputs(graph, lengths), lengths)
+    (h_plain, _) = model(*_inputs(graph, lengths))
+    assert not torch.allclose(outs[0][1, :11], h_plain[1, :11], atol=1e-3)     # the masks matter
+
+
 def test_the_lengths_do_change_the_outputs():
     """Without lengths= the padding leaks in (the tests above are not vacuous)."""
     graph, model = _model(CORE)
@@ -207,7 +238,7 @@ def test_full_lengths_equal_no_lengths():
     torch.testing.assert_close(last, last0)
 
 
-@pytest.mark.parametrize("text", [CORE, SPEECH, CROSS], ids=["core", "speech", "cross"])
+@pytest.mark.parametrize("text", [CORE, SPEECH, CROSS, SEGMENTS], ids=["core", "speech", "cross", "segments"])
 def test_emitted_source_agrees(text, tmp_path):
     graph, model = _model(text)
     path = tmp_path / "gen_lengths.py"
@@ -302,8 +333,8 @@ def test_graph_records_which_values_carry_lengths():
     ("input x: float[B, T, 4] lenghts\n y = x -> relu", "unknown input marker"),
     ("input x: float[B, T, 4] lengths\n y = x -> conv1d(4, 3, stride=2)", "padding=same with stride 2"),
     ("input x: float[B, T, 4] lengths\n y = x -> attention(2, pos=relative)", "pos=relative"),
-    ("input x: float[B, T, 4] lengths\n y = x -> segments(length=4, memory=2) { attention(2, causal=true) }",
-     "segments"),
+    ("input x: float[B, T, 4] lengths\n y = x -> segments(length=4, memory=2) { conv1d(4, 3, stride=2, padding=1) }",
+     "inside segments(...) a layer on a value with per-sequence lengths must keep the time axis"),
     ("input x: float[B, T, 4] lengths\n input z: float[B, T, 4]\n y = z -> mul(x)", "its input carries none"),
     ("input x: float[B, T, 4] lengths\n input z: float[B, T, 4] lengths\n y = x -> add(z)",
      "different per-sequence lengths"),

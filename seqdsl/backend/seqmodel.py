@@ -243,7 +243,7 @@ class SeqModel(nn.Module):
                 j = i
                 while j < len(plan) and plan[j][3] == seg:
                     j += 1
-                self._run_segments(env, states, plan[i:j], seg)
+                self._run_segments(env, states, plan[i:j], seg, lens)
                 self._free(env, j - 1)
                 i = j
                 continue
@@ -280,14 +280,17 @@ class SeqModel(nn.Module):
         else:
             env[name] = mod(*args)
 
-    def _run_segments(self, env, states, group, seg):
+    def _run_segments(self, env, states, group, seg, lens=None):
         """Run a segments group piece by piece: each piece ends at a segment
         boundary or the end of the input; a layer with memory closes its segment
         (`end_segment`) at every boundary. An empty streaming chunk (a strided
         conv upstream is mid-stride) runs once as an empty piece. Only the body's
         pipeline input is the piece: a name read by an argument (a
         cross_attention's `context=`) is the whole value, even the one the group
-        is entered with (docs/language.md, `segments`)."""
+        is entered with (docs/language.md, `segments`). With per-sequence
+        lengths (`lens`), the modules that take lengths get each piece's own:
+        a sequence's valid steps in the piece (the body keeps the time axis,
+        so one count serves every value in it); a value read whole, its own."""
         length, memory = self._seg_args[seg]
         names = {g[1] for g in group}
         entry = next(s for s in group[0][2] if s not in names)
@@ -311,14 +314,19 @@ class SeqModel(nn.Module):
             # The body's values for this piece; its pipeline input is the piece
             # itself (every stage's first source, and both of a residual's add).
             sub = {entry: piece}
+            piece_lens = None if lens is None or entry not in lens else (lens[entry] - start).clamp(0, n)
             for kind, name, sources, _ in group:
                 if kind == "add":
                     sub[name] = self._add(name, sub[sources[0]], sub[sources[1]])
                     continue
                 mod = self._mods[name]
                 args = [sub[sources[0]]] + [sub[s] if s in names else env[s] for s in sources[1:]]
+                kw = {} if lens is None else {key: piece_lens if src in names or src == entry else lens[src]
+                                              for key, src in self._len_calls.get(name, ())}
                 if getattr(mod, "memory", None) is not None:
-                    sub[name] = mod(*args, state=layer_states.setdefault(name, {}))
+                    sub[name] = mod(*args, state=layer_states.setdefault(name, {}), **kw)
+                elif kw:
+                    sub[name] = mod(*args, **kw)
                 elif streaming:
                     try:
                         sub[name] = mod(*args, state=layer_states.setdefault(name, {}))
@@ -559,7 +567,7 @@ class _Stage:
         import torch._dynamo   # lazy: torch
         extra = [None if lens is None else lens[s] for s in self.len_needs]
         if self.mode == "segments":
-            self.model._run_segments(env, None, self.entries, self.entries[0][3])
+            self.model._run_segments(env, None, self.entries, self.entries[0][3], lens)
         elif self.mode == "rnn":
             kind, name, sources, _ = self.entries[0]
             self.model._exec(env, None, kind, name, sources, lens=lens)

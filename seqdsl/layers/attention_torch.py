@@ -149,14 +149,14 @@ class Attention(nn.Module):
     def forward(self, x, state=None, lengths=None):
         b, t, _ = x.shape
         x = _dense(x)
-        if self.causal or state is not None:
+        if self.causal or (state is not None and self.memory is None):
             lengths = None        # causal: a valid query sees only earlier, valid keys
         q = split_heads(self.q(x), self.h)
         k = split_heads(self.k(x), self.kvh)
         v = split_heads(self.v(x), self.kvh)
         drop = self.dropout if self.training else 0.0
         if self.memory is not None:
-            return self._segment(x, q, k, v, state)
+            return self._segment(x, q, k, v, state, lengths)
         start = 0
         if state is not None:
             start = state.get("pos", 0)
@@ -290,9 +290,13 @@ class Attention(nn.Module):
             scores.masked_fill_(~mask, float("-inf"))
         return scores
 
-    def _segment(self, x, q, k, v, state):
+    def _segment(self, x, q, k, v, state, lengths=None):
         """One (piece of a) segment with per-layer memory: `mem` holds the last M
-        inputs of earlier segments, `cur` this segment's earlier inputs (both detached)."""
+        inputs of earlier segments, `cur` this segment's earlier inputs (both detached).
+        lengths (not causal): each sequence's valid steps in this piece; its
+        later keys are masked. The memory and `cur` are all valid: a sequence's
+        padding comes after its real steps, so it reaches the memory only after
+        its last valid piece (whose outputs are then padding too)."""
         mem, cur = state.get("mem"), state.get("cur")
         prev = [z for z in (mem, cur) if z is not None]
         m = sum(z.shape[1] for z in prev)
@@ -303,6 +307,8 @@ class Attention(nn.Module):
             k, v = torch.cat([km, k], 2), torch.cat([vm, v], 2)
         t = q.shape[2]
         mask = _seg_mask(t, m, self.causal, x.device)
+        if lengths is not None:       # keys at or past a sequence's length; key 0 always (no empty row)
+            mask = mask & key_mask(lengths + m, m + t)[:, None, None, :]         # (B, 1, t, m + t)
         if self.pos == "relative":
             y = self._relative(q, k, v, mask)
         else:
