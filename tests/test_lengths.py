@@ -147,6 +147,19 @@ model seg {
 }
 """
 
+# non-causal Transformer-XL relative attention: a key padding mask on scores
+# that depend only on the distance |i - j| (not on the padded length), alone
+# and inside segments
+RELATIVE = """
+model rel {
+    input x: float[B, T, 8] lengths
+    h = x
+        -> residual { layernorm -> attention(2, pos=relative) }
+        -> segments(length=4, memory=3) { residual { attention(2, pos=relative) } }
+    output h
+}
+"""
+
 LENGTHS = [19, 11, 4, 1]      # B = 4, the longest fills the batch
 
 
@@ -191,8 +204,8 @@ def _check_alone(model, graph, xs, lengths: dict):
 
 @pytest.mark.parametrize("text, lengths", [(CORE, LENGTHS), (CONFORMER, LENGTHS), (SPEECH, LENGTHS),
                                            (KINDS, [19, 11, 5, 3]),      # conv1d(valid) needs 3 steps alone
-                                           (TOKENS, LENGTHS)],
-                         ids=["core", "conformer", "speech", "kinds", "tokens"])
+                                           (TOKENS, LENGTHS), (RELATIVE, LENGTHS)],
+                         ids=["core", "conformer", "speech", "kinds", "tokens", "relative"])
 def test_each_sequence_equals_running_it_alone(text, lengths):
     graph, model = _model(text)
     name = next(iter(graph.inputs))
@@ -214,6 +227,26 @@ def test_segments_equal_each_sequence_alone():
     outs, _ = _check_alone(model, graph, _inputs(graph, lengths), lengths)
     (h_plain, _) = model(*_inputs(graph, lengths))
     assert not torch.allclose(outs[0][1, :11], h_plain[1, :11], atol=1e-3)     # the masks matter
+
+
+def test_non_causal_relative_scores_by_distance():
+    """Non-causal pos=relative: BD for query i and key j is (q_i + v)·r_|i-j|,
+    r = r_proj(sinusoid(position)), on both sides of the query (written out
+    here by hand), so a sequence's scores do not depend on the padded length."""
+    from seqdsl.layers.torch_modules import sinusoid
+    graph, model = _model("model m {\n input x: float[B, T, 8]\n y = x -> attention(2, pos=relative)\n output y\n}")
+    att = model.named_layer("y.attention")
+    with torch.no_grad():
+        att.u.normal_(), att.v_bias.normal_()
+        x = torch.randn(2, 7, 8)
+        q, k, v = (att_proj(x).view(2, 7, 2, 4).transpose(1, 2) for att_proj in (att.q, att.k, att.v))
+        r = att.r_proj(sinusoid(7, 8)).view(7, 2, 4)                        # positions 0..6
+        dist = (torch.arange(7)[:, None] - torch.arange(7)[None]).abs()
+        ac = (q + att.u[:, None]) @ k.transpose(-1, -2)
+        bd = torch.einsum("bhid,ijhd->bhij", q + att.v_bias[:, None], r[dist])
+        y = ((ac + bd) / 2).softmax(-1) @ v                                 # sqrt(d_head) = 2
+        want = att.o(y.transpose(1, 2).reshape(2, 7, 8))
+        torch.testing.assert_close(model(x), want, atol=1e-5, rtol=1e-5)
 
 
 def test_the_lengths_do_change_the_outputs():
@@ -332,7 +365,6 @@ def test_graph_records_which_values_carry_lengths():
     ("input x: float[B] lengths\n y = x -> relu", "no time axis"),
     ("input x: float[B, T, 4] lenghts\n y = x -> relu", "unknown input marker"),
     ("input x: float[B, T, 4] lengths\n y = x -> conv1d(4, 3, stride=2)", "padding=same with stride 2"),
-    ("input x: float[B, T, 4] lengths\n y = x -> attention(2, pos=relative)", "pos=relative"),
     ("input x: float[B, T, 4] lengths\n y = x -> segments(length=4, memory=2) { conv1d(4, 3, stride=2, padding=1) }",
      "inside segments(...) a layer on a value with per-sequence lengths must keep the time axis"),
     ("input x: float[B, T, 4] lengths\n input z: float[B, T, 4]\n y = z -> mul(x)", "its input carries none"),
