@@ -28,6 +28,7 @@ from ..layers.loss_torch import compute_loss
 from ..layers.torch_modules import Scope, check_inputs, check_lengths, zero_padded
 from .checks import input_checks
 from .lengths import lengths_plan
+from .step_lengths import carry_rows, check_step_lengths, pieces, refuse_step_lengths, snapshot
 from .tp import tp_layout
 
 
@@ -466,12 +467,17 @@ class SeqModel(nn.Module):
                 "__stream_inputs__": [n for n in self.input_names if n not in context_inputs],
                 "__batch__": batch_size}
 
-    def step(self, *chunks, state, final=False):
+    def step(self, *chunks, state, final=False, lengths=None):
         """Run the next chunk of each streamed input (B, n, ...) and return the
         outputs for it and the state. final=True: these are the stream's last
         chunks, so a layer that holds frames back until it has a whole segment
         and its lookahead (emformer) runs what it holds as a last, shorter
-        segment; its outputs lag its inputs until then (docs/lowering.md)."""
+        segment; its outputs lag its inputs until then (docs/lowering.md).
+        lengths= (an integer tensor [B], one streamed input): each sequence's
+        valid steps in this chunk, for streams that end at different steps;
+        then it returns ((outputs, output_lengths), state) as forward does,
+        a sequence's state is carried unchanged past its valid steps and its
+        outputs there are 0 (seqdsl.backend.step_lengths)."""
         if not isinstance(state, dict) or "__stream_inputs__" not in state:
             got = "a dict without its keys" if isinstance(state, dict) else type(state).__name__
             raise TypeError(f"step: state must be the dict init_state returned "
@@ -492,8 +498,44 @@ class SeqModel(nn.Module):
         for name, mod in self._mods.items():
             if getattr(mod, "holds_frames", False) and name not in skip:
                 state.setdefault(name, {})["final"] = bool(final)
-        out = self._run(env, state, skip=skip)
-        return out, state
+        if lengths is None:
+            return self._run(env, state, skip=skip), state
+        if len(names) != 1:
+            raise TypeError(f"{self.spec_name}: step(lengths=...) takes one streamed input, but the state streams "
+                            f"{names}: give the others to init_state, or stream without lengths=")
+        refuse_step_lengths(self, skip)
+        return self._step_lengths(env, state, skip, names[0], check_step_lengths(self, lengths, chunks[0].shape[1],
+                                                                                 state)), state
+
+    def _step_lengths(self, env, state, skip, name, counts):
+        """step over one chunk with each sequence's valid steps `counts`: the
+        chunk runs piece by piece (cut where some sequence's steps end), each
+        sequence's state rows carried past its padded pieces."""
+        chunk = env[name]
+        layers = [n for n in self._mods if n not in skip]
+        # each layer's state layout: the batch axis (torch's RNNs keep (layers, B, H): state_batch_dim = 1)
+        # and the initial values that are not 0 (mlstm's stabiliser starts at -inf: state_initial)
+        batch_dims = {n: getattr(self._mods[n], "state_batch_dim", 0) for n in layers}
+        initial = {n: getattr(self._mods[n], "state_initial", {}) for n in layers}
+        outs, valid = [], []
+        for lo, hi in pieces(counts, chunk.shape[1]):
+            ok = counts >= max(hi, 1)           # valid throughout the piece (an empty chunk: none)
+            before = None if bool(ok.all()) else snapshot(state, layers)
+            env[name] = chunk[:, lo:hi]
+            y = self._run(dict(env), state, skip=skip)
+            if before is not None:
+                carry_rows(state, before, ~ok, batch_dims, initial)
+            outs.append(y if len(self._out_nodes) > 1 else (y,))
+            valid.append(ok)
+        ended = counts < chunk.shape[1]
+        state["__ended__"] = ended if state.get("__ended__") is None else state["__ended__"] | ended
+        ys, ns = [], []
+        for k in range(len(self._out_nodes)):
+            parts = [o[k] for o in outs]
+            ok = [v.to(p.device).view(-1, *[1] * (p.dim() - 1)) for v, p in zip(valid, parts)]
+            ys.append(torch.cat([p.masked_fill(~m, 0) for p, m in zip(parts, ok)], 1))
+            ns.append(sum(v.long() * p.shape[1] for v, p in zip(valid, parts)).to(ys[-1].device))
+        return (ys[0], ns[0]) if len(ys) == 1 else (tuple(ys), tuple(ns))
 
 
 def _graph_of(program_or_path, model=None) -> ModelGraph:
