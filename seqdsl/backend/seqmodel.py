@@ -28,7 +28,7 @@ from ..layers.loss_torch import compute_loss
 from ..layers.torch_modules import Scope, check_inputs, check_lengths, zero_padded
 from .checks import input_checks
 from .lengths import lengths_plan
-from .step_lengths import carry_rows, check_step_lengths, pieces, refuse_step_lengths, snapshot
+from .step_lengths import carry_rows, check_step_lengths, freeze_rows, pieces, refuse_step_lengths
 from .tp import tp_layout
 
 
@@ -517,18 +517,24 @@ class SeqModel(nn.Module):
         # and the initial values that are not 0 (mlstm's stabiliser starts at -inf: state_initial)
         batch_dims = {n: getattr(self._mods[n], "state_batch_dim", 0) for n in layers}
         initial = {n: getattr(self._mods[n], "state_initial", {}) for n in layers}
+        # the rows of the streams that have ended, kept where each ended (step_lengths.freeze_rows)
+        frozen = state.setdefault("__frozen__", {})
+        ended = state.get("__ended__")
+        ended = torch.zeros_like(counts, dtype=torch.bool) if ended is None else ended
         outs, valid = [], []
         for lo, hi in pieces(counts, chunk.shape[1]):
-            ok = counts >= max(hi, 1)           # valid throughout the piece (an empty chunk: none)
-            before = None if bool(ok.all()) else snapshot(state, layers)
+            ok = counts >= hi if hi > 0 else ~ended       # valid throughout the piece (an empty chunk: the live)
+            ending = ~ok & ~ended
+            if bool(ending.any()):
+                freeze_rows(state, frozen, ending, batch_dims, initial)
+                ended = ended | ending
             env[name] = chunk[:, lo:hi]
             y = self._run(dict(env), state, skip=skip)
-            if before is not None:
-                carry_rows(state, before, ~ok, batch_dims, initial)
+            if not bool(ok.all()):
+                carry_rows(state, frozen, ~ok, batch_dims, initial)
             outs.append(y if len(self._out_nodes) > 1 else (y,))
             valid.append(ok)
-        ended = counts < chunk.shape[1]
-        state["__ended__"] = ended if state.get("__ended__") is None else state["__ended__"] | ended
+        state["__ended__"] = ended
         ys, ns = [], []
         for k in range(len(self._out_nodes)):
             parts = [o[k] for o in outs]

@@ -3,9 +3,10 @@
 this chunk. A stream's valid steps are a prefix of its chunk and, once it has
 ended (a chunk with fewer valid steps than the chunk's length), it has none
 again. SeqModel.step cuts the chunk at the distinct counts (`pieces`) and runs
-each piece as a chunk of its own (streaming is the same for any chunking);
-a sequence for which a piece is padding gets its state rows back as they were
-before the piece (`carry_rows`) and its outputs there zeroed.
+each piece as a chunk of its own (streaming is the same for any chunking).
+Where a stream ends, its state rows are kept (`freeze_rows`); after every
+piece that is padding for it they are put back (`carry_rows`), and its
+outputs there are zeroed.
 """
 from __future__ import annotations
 
@@ -57,33 +58,56 @@ def pieces(counts: torch.Tensor, n: int) -> list[tuple[int, int]]:
     return [(lo, hi) for lo, hi in zip(edges, edges[1:])] or [(0, 0)]
 
 
-def snapshot(states: dict, names) -> dict:
-    """The state entries of the layers `names` as they are now: copies, since
-    a decoding step may write into its state (mamba2's ssd_step)."""
-    return {name: {k: _copy(v) for k, v in states[name].items()} for name in names
-            if isinstance(states.get(name), dict)}
-
-
-def _copy(value):
-    if isinstance(value, (tuple, list)):
-        return type(value)(_copy(v) for v in value)
-    return value.clone() if isinstance(value, torch.Tensor) else value
-
-
-def carry_rows(states: dict, before: dict, padded: torch.Tensor, batch_dims: dict, initial: dict) -> None:
-    """For each layer's state tensors that keep their shape through the piece,
-    put back the rows of the `padded` sequences (bool [B]) as they were
-    before it; a tensor made by this piece (the layer's first step) gets
-    those rows at its initial value (`initial`: layer -> {key: value},
-    else 0). A growing cache (attention's keys and values) changes shape:
-    an ended stream's rows there are never read by a valid query again."""
+def freeze_rows(states: dict, frozen: dict, rows: torch.Tensor, batch_dims: dict, initial: dict) -> None:
+    """Keep the state rows of the sequences `rows` (bool [B]) as they are now,
+    where they end, in `frozen` (layer -> {key: tensor}): copies, since a
+    decoding step may write into its state (mamba2's ssd_step). Other rows
+    keep what they had; a row never kept holds the layer's initial value
+    (`initial`: layer -> {key: value}, else 0)."""
     for name, st in states.items():
         if not isinstance(st, dict) or name.startswith("__"):
             continue
-        old = before.get(name, {})
-        dim = batch_dims.get(name, 0)
+        mine = frozen.setdefault(name, {})
+        dim, init = batch_dims.get(name, 0), initial.get(name, {})
         for key, value in st.items():
-            st[key] = _carry(value, old.get(key), padded, dim, initial.get(name, {}).get(key, 0.0))
+            kept = _keep(value, mine.get(key), rows, dim, init.get(key, 0.0))
+            if kept is not None:
+                mine[key] = kept
+
+
+def _keep(new, old, rows, dim, init):
+    if isinstance(new, (tuple, list)):
+        olds = old if isinstance(old, (tuple, list)) and len(old) == len(new) else [None] * len(new)
+        return type(new)(_keep(a, o, rows, dim, init) for a, o in zip(new, olds))
+    if not isinstance(new, torch.Tensor) or new.dim() <= dim or new.shape[dim] != rows.shape[0]:
+        return None
+    mask = _rows_mask(rows, new, dim)
+    if isinstance(old, torch.Tensor) and old.shape == new.shape:
+        return torch.where(mask, new, old)
+    # none kept yet, or a growing cache (never put back: its shape moves on)
+    return new.masked_fill(~mask, init) if old is None else new.clone()
+
+
+def carry_rows(states: dict, frozen: dict, padded: torch.Tensor, batch_dims: dict, initial: dict) -> None:
+    """Put the `padded` sequences' state rows (bool [B]) back as `frozen`
+    kept them where each one ended: for each layer's state tensors that keep
+    their shape (recurrent states, convolution windows, a full window cache);
+    a tensor first made after a row ended gets that row at its initial
+    value. A growing cache (attention's keys and values) changes shape: an
+    ended stream's rows there are never read by a valid query again."""
+    for name, st in states.items():
+        if not isinstance(st, dict) or name.startswith("__"):
+            continue
+        old = frozen.get(name, {})
+        dim, init = batch_dims.get(name, 0), initial.get(name, {})
+        for key, value in st.items():
+            st[key] = _carry(value, old.get(key), padded, dim, init.get(key, 0.0))
+
+
+def _rows_mask(rows, like, dim):
+    shape = [1] * like.dim()
+    shape[dim] = rows.shape[0]
+    return rows.to(like.device).view(shape)
 
 
 def _carry(new, old, padded, dim, init):
@@ -92,9 +116,7 @@ def _carry(new, old, padded, dim, init):
         return type(new)(_carry(a, o, padded, dim, init) for a, o in zip(new, olds))
     if not isinstance(new, torch.Tensor) or new.dim() <= dim or new.shape[dim] != padded.shape[0]:
         return new
-    shape = [1] * new.dim()
-    shape[dim] = padded.shape[0]
-    mask = padded.to(new.device).view(shape)
+    mask = _rows_mask(padded, new, dim)
     if isinstance(old, torch.Tensor) and old.shape == new.shape:
         return torch.where(mask, old, new)
     if old is None:
