@@ -309,7 +309,8 @@ def test_training_forward_and_backward_with_lengths():
 
 
 def test_streaming_is_unaffected_by_the_marker():
-    """A causal spec with `lengths` streams as before (step takes chunks, no lengths)."""
+    """A causal spec with `lengths` streams as before without step's lengths=
+    (tests/test_lengths_stream.py streams with them)."""
     text = """
 model kws {
     input mfcc: float[B, T, 8] lengths

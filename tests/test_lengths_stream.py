@@ -52,8 +52,8 @@ def _stream(model, x, lengths, chunk):
             y, state = model.step(c, state=state)
         else:
             (y, n), state = model.step(c, state=state, lengths=(torch.tensor(lengths) - i).clamp(0, c.shape[1]))
-            ns.append(n)
-        ys.append(y)
+            ns.append(n if isinstance(n, tuple) else (n,))
+        ys.append(y if isinstance(y, tuple) else (y,))
     outs = tuple(torch.cat(parts, 1) for parts in zip(*ys))
     return outs, (tuple(sum(parts) for parts in zip(*ns)) if ns else None), state
 
@@ -138,3 +138,32 @@ model e {
 """).model(), seed=0).eval()
     with pytest.raises(SpecError, match="holds frames back"):
         model.step(torch.randn(2, 4, 8), state=model.init_state(2), lengths=torch.tensor([4, 2]))
+
+
+def test_segments_stream_with_lengths():
+    """A causal segments body streams piece by piece too: each stream's
+    outputs and its GRU state after the segments equal streaming it alone."""
+    model = seqdsl.build(parse("""
+model s {
+    input x: float[B, T, 6] lengths
+    y = x
+        -> linear(8)
+        -> segments(length=4, memory=3) {
+            residual { attention(2, causal=true, pos=relative) }
+            residual { attention(2, causal=true) }
+        }
+        -> gru(8)
+    output y
+}
+""").model(), seed=0).eval()
+    lengths = [13, 6, 1]
+    x = torch.randn(3, 13, 6, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for chunk in (1, 3, 5):
+            (y,), (n,), state = _stream(model, x, lengths, chunk)
+            for b, length in enumerate(lengths):
+                (ya,), _, alone = _stream(model, x[b:b + 1, :length], None, chunk)
+                assert int(n[b]) == ya.shape[1] == length
+                torch.testing.assert_close(y[b, :length], ya[0], atol=1e-5, rtol=1e-5)
+                assert not y[b, length:].any()
+                torch.testing.assert_close(state["y.gru"]["h"][:, b], alone["y.gru"]["h"][:, 0], atol=1e-5, rtol=1e-5)
