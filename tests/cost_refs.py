@@ -184,7 +184,12 @@ class SegmentAttention(nn.Module):
             r = self.r_proj(sinusoid(klen, C)).view(klen, self.h, self.dh)
             ac = (q + self.u[:, None]) @ k.transpose(-1, -2)
             bd = torch.einsum("bhid,jhd->bhij", q + self.v_bias[:, None], r)
-            bd = F.pad(bd, (1, 0)).view(B, self.h, klen + 1, Ls)[:, :, 1:].view(B, self.h, Ls, klen)
+            if self.causal:
+                bd = F.pad(bd, (1, 0)).view(B, self.h, klen + 1, Ls)[:, :, 1:].view(B, self.h, Ls, klen)
+            else:   # a later key by its distance: column klen-1-|i + m - j| of row i, kept as an int32 index
+                dist = (torch.arange(m, klen)[:, None] - torch.arange(klen)[None]).abs()
+                idx = (torch.arange(Ls)[:, None] * klen + klen - 1 - dist).view(-1).to(torch.int32)
+                bd = bd.flatten(2).index_select(2, idx).view(B, self.h, Ls, klen)
             score = ((ac + bd) / math.sqrt(self.dh)).masked_fill(~allowed, float("-inf"))
             out = score.softmax(-1) @ v
         return self.o(out.transpose(1, 2).reshape(B, Ls, C))

@@ -126,6 +126,40 @@ model text_encoder {
 }
 """
 
+# segments with lengths: a sequence is cut where it would be alone, so only its
+# last valid segment is short; non-causal attention masks that segment's
+# padded keys (the memory holds only valid steps before it); a conv in the body
+# reads each piece's padding as its own; a context read whole masks its own
+SEGMENTS = """
+model seg {
+    input x: float[B, T, 8] lengths
+    input c: float[B, S, 8] lengths
+    h = x
+        -> linear(8)
+        -> segments(length=4, memory=3) {
+            residual { layernorm -> attention(2) }
+            residual { attention(2, causal=true, pos=rope) }
+            residual { cross_attention(2, context=c) }
+        }
+        -> segments(length=5, memory=0) { residual { attention(2) } -> conv1d(8, 3, padding=1) }
+    pooled = h -> time_mean
+    output h, pooled
+}
+"""
+
+# non-causal Transformer-XL relative attention: a key padding mask on scores
+# that depend only on the distance |i - j| (not on the padded length), alone
+# and inside segments
+RELATIVE = """
+model rel {
+    input x: float[B, T, 8] lengths
+    h = x
+        -> residual { layernorm -> attention(2, pos=relative) }
+        -> segments(length=4, memory=3) { residual { attention(2, pos=relative) } }
+    output h
+}
+"""
+
 LENGTHS = [19, 11, 4, 1]      # B = 4, the longest fills the batch
 
 
@@ -170,8 +204,8 @@ def _check_alone(model, graph, xs, lengths: dict):
 
 @pytest.mark.parametrize("text, lengths", [(CORE, LENGTHS), (CONFORMER, LENGTHS), (SPEECH, LENGTHS),
                                            (KINDS, [19, 11, 5, 3]),      # conv1d(valid) needs 3 steps alone
-                                           (TOKENS, LENGTHS)],
-                         ids=["core", "conformer", "speech", "kinds", "tokens"])
+                                           (TOKENS, LENGTHS), (RELATIVE, LENGTHS)],
+                         ids=["core", "conformer", "speech", "kinds", "tokens", "relative"])
 def test_each_sequence_equals_running_it_alone(text, lengths):
     graph, model = _model(text)
     name = next(iter(graph.inputs))
@@ -183,6 +217,36 @@ def test_cross_attention_masks_the_contexts_padding():
     graph, model = _model(CROSS)
     lengths = {"src": [17, 9, 6, 3], "tgt": [5, 12, 1, 7]}
     _check_alone(model, graph, _inputs(graph, lengths), lengths)
+
+
+def test_segments_equal_each_sequence_alone():
+    """Each sequence's segments are cut as alone: 19 steps in segments of 4 end
+    with a short one of 3, 11 with one of 3, 4 fills one, 1 is one short one."""
+    graph, model = _model(SEGMENTS)
+    lengths = {"x": [19, 11, 4, 1], "c": [6, 2, 9, 3]}
+    outs, _ = _check_alone(model, graph, _inputs(graph, lengths), lengths)
+    (h_plain, _) = model(*_inputs(graph, lengths))
+    assert not torch.allclose(outs[0][1, :11], h_plain[1, :11], atol=1e-3)     # the masks matter
+
+
+def test_non_causal_relative_scores_by_distance():
+    """Non-causal pos=relative: BD for query i and key j is (q_i + v)·r_|i-j|,
+    r = r_proj(sinusoid(position)), on both sides of the query (written out
+    here by hand), so a sequence's scores do not depend on the padded length."""
+    from seqdsl.layers.torch_modules import sinusoid
+    graph, model = _model("model m {\n input x: float[B, T, 8]\n y = x -> attention(2, pos=relative)\n output y\n}")
+    att = model.named_layer("y.attention")
+    with torch.no_grad():
+        att.u.normal_(), att.v_bias.normal_()
+        x = torch.randn(2, 7, 8)
+        q, k, v = (att_proj(x).view(2, 7, 2, 4).transpose(1, 2) for att_proj in (att.q, att.k, att.v))
+        r = att.r_proj(sinusoid(7, 8)).view(7, 2, 4)                        # positions 0..6
+        dist = (torch.arange(7)[:, None] - torch.arange(7)[None]).abs()
+        ac = (q + att.u[:, None]) @ k.transpose(-1, -2)
+        bd = torch.einsum("bhid,ijhd->bhij", q + att.v_bias[:, None], r[dist])
+        y = ((ac + bd) / 2).softmax(-1) @ v                                 # sqrt(d_head) = 2
+        want = att.o(y.transpose(1, 2).reshape(2, 7, 8))
+        torch.testing.assert_close(model(x), want, atol=1e-5, rtol=1e-5)
 
 
 def test_the_lengths_do_change_the_outputs():
@@ -207,7 +271,7 @@ def test_full_lengths_equal_no_lengths():
     torch.testing.assert_close(last, last0)
 
 
-@pytest.mark.parametrize("text", [CORE, SPEECH, CROSS], ids=["core", "speech", "cross"])
+@pytest.mark.parametrize("text", [CORE, SPEECH, CROSS, SEGMENTS], ids=["core", "speech", "cross", "segments"])
 def test_emitted_source_agrees(text, tmp_path):
     graph, model = _model(text)
     path = tmp_path / "gen_lengths.py"
@@ -245,7 +309,8 @@ def test_training_forward_and_backward_with_lengths():
 
 
 def test_streaming_is_unaffected_by_the_marker():
-    """A causal spec with `lengths` streams as before (step takes chunks, no lengths)."""
+    """A causal spec with `lengths` streams as before without step's lengths=
+    (tests/test_lengths_stream.py streams with them)."""
     text = """
 model kws {
     input mfcc: float[B, T, 8] lengths
@@ -301,9 +366,8 @@ def test_graph_records_which_values_carry_lengths():
     ("input x: float[B] lengths\n y = x -> relu", "no time axis"),
     ("input x: float[B, T, 4] lenghts\n y = x -> relu", "unknown input marker"),
     ("input x: float[B, T, 4] lengths\n y = x -> conv1d(4, 3, stride=2)", "padding=same with stride 2"),
-    ("input x: float[B, T, 4] lengths\n y = x -> attention(2, pos=relative)", "pos=relative"),
-    ("input x: float[B, T, 4] lengths\n y = x -> segments(length=4, memory=2) { attention(2, causal=true) }",
-     "segments"),
+    ("input x: float[B, T, 4] lengths\n y = x -> segments(length=4, memory=2) { conv1d(4, 3, stride=2, padding=1) }",
+     "inside segments(...) a layer on a value with per-sequence lengths must keep the time axis"),
     ("input x: float[B, T, 4] lengths\n input z: float[B, T, 4]\n y = z -> mul(x)", "its input carries none"),
     ("input x: float[B, T, 4] lengths\n input z: float[B, T, 4] lengths\n y = x -> add(z)",
      "different per-sequence lengths"),
@@ -433,3 +497,78 @@ def test_compiled_model_takes_lengths():
     torch.testing.assert_close(pooled, pooled0, atol=1e-5, rtol=1e-5)
     for a, b in zip(plain, plain0):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+EXPORT_SCRIPT = r"""
+import sys, torch, seqdsl
+torch.set_num_threads(1)
+from seqdsl.backend.seqmodel import SeqModel
+from seqdsl.backend.export import export_model
+texts = ['''
+model enc {
+    input x: float[B, T, 6] lengths
+    h = x -> conv1d(8, 3, padding=1) -> residual { layernorm -> attention(2, pos=alibi) }
+        -> residual { attention(2, pos=relative) } -> attention(2, kind=linear)
+    pooled = h -> time_mean
+    output h, pooled
+}''', '''
+model cross {
+    input src: float[B, S, 8] lengths
+    input tgt: float[B, T, 8] lengths
+    memory = src -> attention(2)
+    y = tgt -> attention(2, causal=true) -> cross_attention(2, context=memory)
+    output y
+}''']
+for i, text in enumerate(texts):
+    g = seqdsl.parse(text).model()
+    path = sys.argv[1] + f".{i}.pt2"
+    torch.manual_seed(0)
+    export_model(g, path, None)
+    torch.manual_seed(0)
+    model = SeqModel(g).eval()          # export_model builds the same weights from the same seed
+    program = torch.export.load(path).module()
+    flat = lambda v: [t for t in (v if isinstance(v, tuple) else (v,)) for t in (t if isinstance(t, tuple) else (t,))]
+    for t, lens in ((64, [64, 7]), (13, [5, 13]), (40, [1, 33])):
+        xs = [torch.randn(2, t, int(ty.dims[2])) for ty in g.inputs.values()]
+        ns = [torch.tensor(lens if k == 0 else lens[::-1]) for k in range(len(xs))]
+        given = ns[0] if len(ns) == 1 else dict(zip(g.inputs, ns))
+        with torch.no_grad():
+            want = model(*xs, lengths=given)
+        got = program(*xs, *ns)
+        pairs = list(zip(flat(got), flat(want)))
+        assert len(flat(got)) == len(flat(want)) > 1
+        for a, b in pairs:
+            assert (a is None and b is None) or torch.allclose(a, b, atol=1e-5), (i, t, lens)
+print("export-lengths-ok")
+"""
+
+
+def test_export_takes_the_lengths_as_inputs(tmp_path):
+    """seqdsl export of a spec with `lengths`: the program takes each
+    declared input's lengths after the inputs (T dynamic as without) and
+    returns (outputs, output_lengths) as the module with lengths= does."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, "-c", EXPORT_SCRIPT, str(tmp_path / "m")], capture_output=True, text=True,
+                       cwd=root, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "export-lengths-ok" in r.stdout
+
+
+def test_compiled_model_runs_segments_with_lengths():
+    """compile=True runs a segments group eagerly between compiled stages; it
+    gets the lengths too (dynamo's eager backend: the stage split is the point)."""
+    graph = parse(SEGMENTS).model()
+    eager = seqdsl.build(graph, seed=0).eval()
+    compiled = seqdsl.build(graph, seed=0, compile=True, backend="eager").eval()
+    assert "segments" in compiled.stage_modes
+    lengths = {"x": [9, 4, 1], "c": [3, 5, 2]}
+    xs = _inputs(graph, lengths)
+    given = {k: torch.tensor(v) for k, v in lengths.items()}
+    with torch.no_grad():
+        (h, pooled), _ = compiled(*xs, lengths=given)
+        (h0, pooled0), _ = eager(*xs, lengths=given)
+    torch.testing.assert_close(h, h0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pooled, pooled0, atol=1e-5, rtol=1e-5)

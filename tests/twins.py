@@ -368,7 +368,11 @@ class Attention(nn.Module):
             r = self.r_proj(sinusoid_table(klen, C, reverse=True).to(x)).view(klen, self.h, self.dh)
             ac = (q + self.u[:, None]) @ k.transpose(-1, -2)                       # (B, H, L, klen)
             bd = torch.einsum("bhid,jhd->bhij", q + self.v_bias[:, None], r)
-            bd = F.pad(bd, (1, 0)).view(B, self.h, klen + 1, L)[:, :, 1:].view(B, self.h, L, klen)  # rel_shift
+            if self.causal:
+                bd = F.pad(bd, (1, 0)).view(B, self.h, klen + 1, L)[:, :, 1:].view(B, self.h, L, klen)  # rel_shift
+            else:   # a later key scored by its distance |i - j| too (as ALiBi's): column klen-1-|i + m - j|
+                dist = (torch.arange(m, klen, device=x.device)[:, None] - torch.arange(klen, device=x.device)).abs()
+                bd = bd.gather(-1, (klen - 1 - dist).expand(B, self.h, L, klen))
             att = ((ac + bd) / math.sqrt(self.dh)).masked_fill(~allowed, float("-inf")).softmax(-1)
             y = F.dropout(att, p) @ v
         else:

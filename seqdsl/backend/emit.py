@@ -270,10 +270,17 @@ def emit_model(graph: ModelGraph, cls: str | None = None) -> str:
         attn = [g for g in group if g.kind == "attention"]
         mname = f"_segments{seg_count}"
         seg_count += 1
-        body = [f"    def {mname}(self, x, states{''.join(f', e{q}' for q in range(len(outer)))}):",
+        # per-sequence lengths: n, each sequence's valid steps in the piece (the body keeps
+        # the time axis); a value read whole, its own lengths (m0, m1, ...)
+        piece_n = entry in len_var
+        outer_n = list(dict.fromkeys(src for g in group for _, src in len_calls.get(g.name, ()) if src not in names
+                                     and src != entry))
+        body = [f"    def {mname}(self, x, states{', n' if piece_n else ''}"
+                f"{''.join(f', e{q}' for q in range(len(outer)))}{''.join(f', m{q}' for q in range(len(outer_n)))}):",
                 f"        \"\"\"One piece of segments(length={length}, memory={mem}); states: per attention layer.\"\"\""]
         local = {entry: "x"}
         whole = {s: f"e{q}" for q, s in enumerate(outer)}
+        seg_len = {s: f"m{q}" for q, s in enumerate(outer_n)}
         k = 0
         for g in group:
             v = f"s{k}"
@@ -283,6 +290,7 @@ def emit_model(graph: ModelGraph, cls: str | None = None) -> str:
                 local[g.name] = v
                 continue
             srcs = ", ".join([local[g.sources[0]]] + [local[s] if s in names else whole[s] for s in g.sources[1:]])
+            srcs += "".join(f", {key}={seg_len.get(src, 'n')}" for key, src in len_calls.get(g.name, ()))
             if g.kind == "attention":
                 body.append(f"        {v} = {_path_expr(g.name)}({srcs}, state=states[{attn.index(g)}])")
             else:
@@ -294,8 +302,10 @@ def emit_model(graph: ModelGraph, cls: str | None = None) -> str:
         fwd.append(f"states = [{{}} for _ in range({len(attn)})]")
         fwd.append("pieces = []")
         fwd.append(f"for start in range(0, {var[entry]}.shape[1], {length}):")
-        fwd.append(f"    pieces.append(self.{mname}({var[entry]}[:, start:start + {length}], states"
-                   f"{''.join(', ' + var[s] for s in outer)}))")
+        piece_arg = (f", None if {len_var[entry]} is None else ({len_var[entry]} - start).clamp(0, {length})"
+                     if piece_n else "")
+        fwd.append(f"    pieces.append(self.{mname}({var[entry]}[:, start:start + {length}], states{piece_arg}"
+                   f"{''.join(', ' + var[s] for s in outer)}{''.join(', ' + len_var[s] for s in outer_n)}))")
         fwd.append(f"    for layer, st in zip(({''.join(_path_expr(a.name) + ', ' for a in attn)}), states):")
         fwd.append("        layer.end_segment(st)")
         for idx, (e, o) in enumerate(zip(exported, outs)):

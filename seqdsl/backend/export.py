@@ -13,6 +13,36 @@ from ..graph.symbolic import evaluate
 from .export_lengths import EXPORT_MAX_LEN, export_lengths, learned_lengths
 from .seqmodel import SeqModel
 
+
+class WithLengths(torch.nn.Module):
+    """The model's forward with per-sequence lengths as positional inputs
+    after its inputs (one per input declared `lengths`, in declaration
+    order), for torch.export and ONNX, which trace positional tensors:
+    `program(x, lengths)` returns `(outputs, output_lengths)` as
+    `model(x, lengths=lengths)` does."""
+
+    def __init__(self, model: SeqModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args):
+        k = len(self.model.input_names)
+        names = self.model.lengths_inputs
+        lengths = args[k] if len(names) == 1 else dict(zip(names, args[k:]))
+        return self.model(*args[:k], lengths=lengths)
+
+
+def example_lengths(graph, env: dict) -> list:
+    """One example lengths tensor [B] per input declared `lengths`: from its
+    whole axis down, each at least 1, so the trace sees different lengths."""
+    out = []
+    for name in graph.lengths:
+        dims = graph.inputs[name].dims
+        b, t = int(evaluate(dims[0], env)), int(evaluate(dims[1], env))
+        out.append(torch.tensor([max(t - i, 1) for i in range(b)]))
+    return out
+
+
 def export_model(graph, output: str, seq: str | None = None) -> str:
     """Export via torch.export (.pt2, dynamic sequence dims) or ONNX (.onnx)."""
     suffix = Path(output).suffix
@@ -42,6 +72,12 @@ def export_model(graph, output: str, seq: str | None = None) -> str:
         dims[s] = Dim(f"seq_{''.join(ch for ch in s if ch.isalnum()) or 'T'}", min=2, max=top.get(s, EXPORT_MAX_LEN))
     dynamic = tuple({i: dims[str(d)] for i, d in enumerate(t.dims) if str(d) in seq_syms}
                     for t in graph.inputs.values())
+    if graph.lengths:
+        # the lengths as inputs after the inputs (WithLengths): [B], B static as the inputs' is
+        model = WithLengths(model)
+        lens = example_lengths(graph, env)
+        inputs += lens
+        dynamic += tuple(None for _ in lens)
     if suffix == ".pt2":
         if rnn:
             n = rnn[0]

@@ -28,6 +28,7 @@ from ..layers.loss_torch import compute_loss
 from ..layers.torch_modules import Scope, check_inputs, check_lengths, zero_padded
 from .checks import input_checks
 from .lengths import lengths_plan
+from .step_lengths import carry_rows, check_step_lengths, freeze_rows, pieces, refuse_step_lengths
 from .tp import tp_layout
 
 
@@ -243,7 +244,7 @@ class SeqModel(nn.Module):
                 j = i
                 while j < len(plan) and plan[j][3] == seg:
                     j += 1
-                self._run_segments(env, states, plan[i:j], seg)
+                self._run_segments(env, states, plan[i:j], seg, lens)
                 self._free(env, j - 1)
                 i = j
                 continue
@@ -280,14 +281,17 @@ class SeqModel(nn.Module):
         else:
             env[name] = mod(*args)
 
-    def _run_segments(self, env, states, group, seg):
+    def _run_segments(self, env, states, group, seg, lens=None):
         """Run a segments group piece by piece: each piece ends at a segment
         boundary or the end of the input; a layer with memory closes its segment
         (`end_segment`) at every boundary. An empty streaming chunk (a strided
         conv upstream is mid-stride) runs once as an empty piece. Only the body's
         pipeline input is the piece: a name read by an argument (a
         cross_attention's `context=`) is the whole value, even the one the group
-        is entered with (docs/language.md, `segments`)."""
+        is entered with (docs/language.md, `segments`). With per-sequence
+        lengths (`lens`), the modules that take lengths get each piece's own:
+        a sequence's valid steps in the piece (the body keeps the time axis,
+        so one count serves every value in it); a value read whole, its own."""
         length, memory = self._seg_args[seg]
         names = {g[1] for g in group}
         entry = next(s for s in group[0][2] if s not in names)
@@ -311,14 +315,19 @@ class SeqModel(nn.Module):
             # The body's values for this piece; its pipeline input is the piece
             # itself (every stage's first source, and both of a residual's add).
             sub = {entry: piece}
+            piece_lens = None if lens is None or entry not in lens else (lens[entry] - start).clamp(0, n)
             for kind, name, sources, _ in group:
                 if kind == "add":
                     sub[name] = self._add(name, sub[sources[0]], sub[sources[1]])
                     continue
                 mod = self._mods[name]
                 args = [sub[sources[0]]] + [sub[s] if s in names else env[s] for s in sources[1:]]
+                kw = {} if lens is None else {key: piece_lens if src in names or src == entry else lens[src]
+                                              for key, src in self._len_calls.get(name, ())}
                 if getattr(mod, "memory", None) is not None:
-                    sub[name] = mod(*args, state=layer_states.setdefault(name, {}))
+                    sub[name] = mod(*args, state=layer_states.setdefault(name, {}), **kw)
+                elif kw:
+                    sub[name] = mod(*args, **kw)
                 elif streaming:
                     try:
                         sub[name] = mod(*args, state=layer_states.setdefault(name, {}))
@@ -458,12 +467,17 @@ class SeqModel(nn.Module):
                 "__stream_inputs__": [n for n in self.input_names if n not in context_inputs],
                 "__batch__": batch_size}
 
-    def step(self, *chunks, state, final=False):
+    def step(self, *chunks, state, final=False, lengths=None):
         """Run the next chunk of each streamed input (B, n, ...) and return the
         outputs for it and the state. final=True: these are the stream's last
         chunks, so a layer that holds frames back until it has a whole segment
         and its lookahead (emformer) runs what it holds as a last, shorter
-        segment; its outputs lag its inputs until then (docs/lowering.md)."""
+        segment; its outputs lag its inputs until then (docs/lowering.md).
+        lengths= (an integer tensor [B], one streamed input): each sequence's
+        valid steps in this chunk, for streams that end at different steps;
+        then it returns ((outputs, output_lengths), state) as forward does,
+        a sequence's state is carried unchanged past its valid steps and its
+        outputs there are 0 (seqdsl.backend.step_lengths)."""
         if not isinstance(state, dict) or "__stream_inputs__" not in state:
             got = "a dict without its keys" if isinstance(state, dict) else type(state).__name__
             raise TypeError(f"step: state must be the dict init_state returned "
@@ -484,8 +498,50 @@ class SeqModel(nn.Module):
         for name, mod in self._mods.items():
             if getattr(mod, "holds_frames", False) and name not in skip:
                 state.setdefault(name, {})["final"] = bool(final)
-        out = self._run(env, state, skip=skip)
-        return out, state
+        if lengths is None:
+            return self._run(env, state, skip=skip), state
+        if len(names) != 1:
+            raise TypeError(f"{self.spec_name}: step(lengths=...) takes one streamed input, but the state streams "
+                            f"{names}: give the others to init_state, or stream without lengths=")
+        refuse_step_lengths(self, skip)
+        return self._step_lengths(env, state, skip, names[0], check_step_lengths(self, lengths, chunks[0].shape[1],
+                                                                                 state)), state
+
+    def _step_lengths(self, env, state, skip, name, counts):
+        """step over one chunk with each sequence's valid steps `counts`: the
+        chunk runs piece by piece (cut where some sequence's steps end), each
+        sequence's state rows carried past its padded pieces."""
+        chunk = env[name]
+        layers = [n for n in self._mods if n not in skip]
+        # each layer's state layout: the batch axis (torch's RNNs keep (layers, B, H): state_batch_dim = 1)
+        # and the initial values that are not 0 (mlstm's stabiliser starts at -inf: state_initial)
+        batch_dims = {n: getattr(self._mods[n], "state_batch_dim", 0) for n in layers}
+        initial = {n: getattr(self._mods[n], "state_initial", {}) for n in layers}
+        # the rows of the streams that have ended, kept where each ended (step_lengths.freeze_rows)
+        frozen = state.setdefault("__frozen__", {})
+        ended = state.get("__ended__")
+        ended = torch.zeros_like(counts, dtype=torch.bool) if ended is None else ended
+        outs, valid = [], []
+        for lo, hi in pieces(counts, chunk.shape[1]):
+            ok = counts >= hi if hi > 0 else ~ended       # valid throughout the piece (an empty chunk: the live)
+            ending = ~ok & ~ended
+            if bool(ending.any()):
+                freeze_rows(state, frozen, ending, batch_dims, initial)
+                ended = ended | ending
+            env[name] = chunk[:, lo:hi]
+            y = self._run(dict(env), state, skip=skip)
+            if not bool(ok.all()):
+                carry_rows(state, frozen, ~ok, batch_dims, initial)
+            outs.append(y if len(self._out_nodes) > 1 else (y,))
+            valid.append(ok)
+        state["__ended__"] = ended
+        ys, ns = [], []
+        for k in range(len(self._out_nodes)):
+            parts = [o[k] for o in outs]
+            ok = [v.to(p.device).view(-1, *[1] * (p.dim() - 1)) for v, p in zip(valid, parts)]
+            ys.append(torch.cat([p.masked_fill(~m, 0) for p, m in zip(parts, ok)], 1))
+            ns.append(sum(v.long() * p.shape[1] for v, p in zip(valid, parts)).to(ys[-1].device))
+        return (ys[0], ns[0]) if len(ys) == 1 else (tuple(ys), tuple(ns))
 
 
 def _graph_of(program_or_path, model=None) -> ModelGraph:
@@ -559,7 +615,7 @@ class _Stage:
         import torch._dynamo   # lazy: torch
         extra = [None if lens is None else lens[s] for s in self.len_needs]
         if self.mode == "segments":
-            self.model._run_segments(env, None, self.entries, self.entries[0][3])
+            self.model._run_segments(env, None, self.entries, self.entries[0][3], lens)
         elif self.mode == "rnn":
             kind, name, sources, _ = self.entries[0]
             self.model._exec(env, None, kind, name, sources, lens=lens)

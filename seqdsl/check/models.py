@@ -255,12 +255,12 @@ class _ModelBuilder:
         origin = carried[0]
         if not any(carried):
             return None
-        source = next(c for c in carried if c)
-        if in_segments:
-            raise error(f"{call.name}: segments(...) cannot run on a value with per-sequence lengths "
-                        f"(input '{source}' declares `lengths`)", call.span,
-                        help=f"drop `lengths` from input '{source}', or move the segments stage "
-                             "before the value has lengths")
+        if in_segments and origin is not None and (out.rank < 2 or out.dims[1] != inputs[0].dims[1]):
+            # each segment's valid steps are cut from its input's lengths: one time axis through the body
+            raise error(f"{call.name}: inside segments(...) a layer on a value with per-sequence lengths must "
+                        f"keep the time axis ({inputs[0]} -> {out}; input '{origin}' declares `lengths`)",
+                        call.span, help="move the layer out of the segments body, or drop `lengths` from "
+                                        f"input '{origin}'")
         for key, src, ctx, ty in zip(rule.context_args(), sources[1:], carried[1:], inputs[1:]):
             if ctx is None or rule.masks_context:
                 continue
@@ -769,12 +769,6 @@ class _ModelBuilder:
         tx = x[1]
         if tx.dtype != "float" or tx.rank != 3:
             raise error(f"segments expects a float [B, T, C] input, got {tx}", stage.span)
-        origin = self.node_map[x[0]].lengths
-        if origin is not None:
-            raise error(f"segments(...) cannot run on a value with per-sequence lengths "
-                        f"(input '{origin}' declares `lengths`): it cuts the padded batch into pieces",
-                        stage.span, help=f"drop `lengths` from input '{origin}', or move the segments "
-                                         "stage before the value has lengths")
         if not stage.body:
             raise error("segments body is empty", stage.span)
         inner = scope + (Scope("segments", name, stage.span, None, (("length", length), ("memory", memory))),)

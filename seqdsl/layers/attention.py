@@ -194,14 +194,6 @@ class Attention(Layer):
     def is_causal(self, args, inputs=None) -> bool:
         return args.causal
 
-    def check_lengths(self, args, inputs, out):
-        """Non-causal attention masks the padded keys; Transformer-XL's relative
-        scores are laid out by the padded length, which a key mask cannot undo."""
-        if args.pos == "relative" and not args.causal:
-            raise LayerError("pos=relative without causal=true lays its scores out by the padded length, "
-                             "so a shorter sequence alone would score differently", arg="pos",
-                             help="use causal=true, or pos=rope / alibi / none with per-sequence lengths")
-
     def cost(self, args, inputs, out, ctx):
         """The kernels of docs/lowering.md, counted (COST_MODEL.md): projections
         as linears; softmax cores 4·B·C·pairs (C = heads·d_head) with the
@@ -484,6 +476,8 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         # r enters autograd twice: sinusoid and r saved by r_proj / the BD einsum, plus the
         # einsum's contiguous copy of r: 3·klen·C
         saved = (b * mem_rows * c + 2 * b * klen * kvd + 3 * klen * c + 3 * n * c + b * h * pairs) * e + pairs
+        if not args.causal:       # BD by distance: index_select keeps its int32 index (attention_torch.distance_index)
+            saved += 4 * pairs
         work = (b * seg_klen * c + 2 * b * seg_klen * kvd + 2 * seg_klen * c + 3 * b * seg_len * c
                 + 2 * b * h * seg_len * seg_klen) * e + held
         # alive at once (one segment, docs/lowering.md): q, k, v and r throughout;
@@ -498,7 +492,8 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
             # one head reads them in place (1.26-1.3x measured with one head: seeds 489, 404)
             operands = (b * p_len * c + (b * p_len * c + b * k_len * c if h > 1 else 0)) * e
             return [qkv + r + operands + scores, qkv + r + 2 * scores + operands,
-                    qkv + r + 2 * scores + b * h * p_len * (k_len + 1) * e,
+                    qkv + r + 2 * scores + (b * h * p_len * (k_len + 1) * e if args.causal  # rel_shift's padded copy
+                                            else scores + 4 * p_len * k_len),   # index_select's copy, its index
                     qkv + 2 * scores + 2 * p_len * k_len,
                     qkv + scores + (b * k_len * kvd + b * p_len * c) * e]
         phases = phases_at(seg_len, seg_klen)

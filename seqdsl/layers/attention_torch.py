@@ -96,6 +96,20 @@ def rel_shift(x):
     return x[:, :, 1:].reshape(b, h, q, k)                     # (B, H, Tq, Tk)
 
 
+def distance_index(tq, tk, device):
+    """(Tq·Tk,) int32: for query i (position Tk - Tq + i) and key j, the
+    flat index in a (Tq, Tk) row-major x scored against positions Tk-1..0 (as
+    rel_shift's) of the distance |i' - j|: i·Tk + Tk-1-|i' - j|. Non-causal
+    relative attention scores a later key by its distance too, as ALiBi's
+    -slope·|i - j| does, so no score depends on the padded length (rel_shift's
+    upper triangle reads the next query's row at Tk-dependent positions).
+    index_select keeps only this index for backward (gather would keep x too)."""
+    qpos = torch.arange(tk - tq, tk, device=device)[:, None]
+    kpos = torch.arange(tk, device=device)[None, :]
+    rows = torch.arange(tq, device=device)[:, None] * tk
+    return (rows + tk - 1 - (qpos - kpos).abs()).view(-1).to(torch.int32)
+
+
 class Attention(nn.Module):
     def __init__(self, c, heads, kv_heads, causal, window, pos, kind, features, proj, max_len,
                  dropout, bias, memory=None, rope_dims=None, rope_base=10000.0):
@@ -149,14 +163,14 @@ class Attention(nn.Module):
     def forward(self, x, state=None, lengths=None):
         b, t, _ = x.shape
         x = _dense(x)
-        if self.causal or state is not None:
+        if self.causal or (state is not None and self.memory is None):
             lengths = None        # causal: a valid query sees only earlier, valid keys
         q = split_heads(self.q(x), self.h)
         k = split_heads(self.k(x), self.kvh)
         v = split_heads(self.v(x), self.kvh)
         drop = self.dropout if self.training else 0.0
         if self.memory is not None:
-            return self._segment(x, q, k, v, state)
+            return self._segment(x, q, k, v, state, lengths)
         start = 0
         if state is not None:
             start = state.get("pos", 0)
@@ -282,7 +296,12 @@ class Attention(nn.Module):
         r = self.r_proj(sinusoid(tk, self.c, q.device, q.dtype).flip(0))   # positions tk-1 .. 0
         r = r.view(tk, self.h, self.dh).transpose(0, 1)                     # (H, Tk, dh)
         scores = (q + self.u[:, None].to(q.dtype)) @ k.transpose(-2, -1)   # AC
-        scores += rel_shift((q + self.v_bias[:, None].to(q.dtype)) @ r.transpose(-2, -1))   # BD
+        bd = (q + self.v_bias[:, None].to(q.dtype)) @ r.transpose(-2, -1)   # (B, H, Tq, Tk) against Tk-1..0
+        if self.causal:
+            scores += rel_shift(bd)         # a key after the query is masked: only the lower triangle counts
+        else:
+            scores += bd.flatten(2).index_select(2, distance_index(tq, tk, q.device)).view(bd.shape)
+        bd = None
         scores /= math.sqrt(self.dh)
         if mask is None:
             mask = _seg_mask(tq, tk - tq, True, q.device) if self.causal else None
@@ -290,9 +309,13 @@ class Attention(nn.Module):
             scores.masked_fill_(~mask, float("-inf"))
         return scores
 
-    def _segment(self, x, q, k, v, state):
+    def _segment(self, x, q, k, v, state, lengths=None):
         """One (piece of a) segment with per-layer memory: `mem` holds the last M
-        inputs of earlier segments, `cur` this segment's earlier inputs (both detached)."""
+        inputs of earlier segments, `cur` this segment's earlier inputs (both detached).
+        lengths (not causal): each sequence's valid steps in this piece; its
+        later keys are masked. The memory and `cur` are all valid: a sequence's
+        padding comes after its real steps, so it reaches the memory only after
+        its last valid piece (whose outputs are then padding too)."""
         mem, cur = state.get("mem"), state.get("cur")
         prev = [z for z in (mem, cur) if z is not None]
         m = sum(z.shape[1] for z in prev)
@@ -303,6 +326,8 @@ class Attention(nn.Module):
             k, v = torch.cat([km, k], 2), torch.cat([vm, v], 2)
         t = q.shape[2]
         mask = _seg_mask(t, m, self.causal, x.device)
+        if lengths is not None:       # keys at or past a sequence's length; key 0 always (no empty row)
+            mask = mask & key_mask(lengths + m, m + t)[:, None, None, :]         # (B, 1, t, m + t)
         if self.pos == "relative":
             y = self._relative(q, k, v, mask)
         else:

@@ -161,6 +161,8 @@ class CausalConv(nn.Module):
 
 
 class MLstm(nn.Module):
+    state_initial = {"m": float("-inf")}     # the stabiliser before the first step (step(lengths=) carries it)
+
     def __init__(self, c, heads, proj=2.0, qkv_block=4, conv=4, bias=False, chunk=64):
         super().__init__()
         di = math.ceil(proj * c / 64) * 64

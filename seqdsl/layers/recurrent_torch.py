@@ -10,6 +10,8 @@ from torch import nn
 
 
 class Recurrent(nn.Module):
+    state_batch_dim = 1      # state["h"]: torch's (layers · dirs, B, hidden)
+
     def __init__(self, kind, c, hidden, layers, bidirectional, dropout, nonlinearity="tanh"):
         super().__init__()
         kw = dict(num_layers=layers, batch_first=True, dropout=dropout, bidirectional=bidirectional)
