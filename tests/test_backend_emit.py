@@ -202,3 +202,45 @@ def test_emitted_file_opens_with_its_usage():
     head = src.split('"""', 1)[0]
     assert "model = Translation()" in head and "logits = model(src, tgt)" in head
     assert "src: int64[B, S]" in head and "logits: float[B, T, 24000]" in head
+
+
+EXPORT_RANGE_SCRIPT = r"""
+import sys, torch, seqdsl
+torch.set_num_threads(1)
+from seqdsl.backend.seqmodel import SeqModel
+from seqdsl.backend.export import export_model
+text = '''
+model sub {
+    input x: float[B, T, 8]
+    y = x -> conv1d(8, 3, stride=2) -> relu -> conv1d(8, 3, stride=2, padding=same)
+        -> residual { layernorm -> attention(2, causal=true) }
+    output y
+}'''
+g = seqdsl.parse(text).model()
+torch.manual_seed(0)
+out, ranges = export_model(g, sys.argv[1], None)
+torch.manual_seed(0)
+model = SeqModel(g).eval()          # export_model builds the same weights from the same seed
+program = torch.export.load(out).module()
+lo, hi = ranges["T"]
+print("range", lo, hi)
+for t in (lo, lo + 1, 64, 101):
+    x = torch.randn(2, t, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(program(x), model(x), rtol=1e-5, atol=1e-5)
+print("export-range-ok")
+"""
+
+
+def test_export_of_strided_convs_starts_its_range_where_every_length_is_two(tmp_path):
+    """torch.export refused any range for stride-2 convolutions ('Constraints
+    violated (seq_T)'): a derived length of 1 at short T is specialised. The
+    range now starts where every derived length is 2 or more (T = 5 for the
+    unpadded conv, 9 with the second), raised where torch cannot prove its
+    guards, and the program equals the module across it."""
+    r = subprocess.run([sys.executable, "-c", EXPORT_RANGE_SCRIPT, str(tmp_path / "s.pt2")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "export-range-ok" in r.stdout
+    lo, hi = map(int, r.stdout.split("range ")[1].split()[:2])
+    assert 9 <= lo <= 64 and hi == 65536

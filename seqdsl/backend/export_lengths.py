@@ -5,10 +5,12 @@ from __future__ import annotations
 from ..cost.estimate import resolve_points
 from ..cost.lengths import parse_seq
 from ..errors import UsageError
+from ..graph.symbolic import evaluate
 from .checks import input_checks
 
 EXPORT_MAX_LEN = 65536     # the dynamic sequence dims' range (Dim max) and the example's bound
 EXPORT_BATCH = 2
+SMALLEST_SEARCH = 4096   # smallest_lengths looks this far
 
 
 def learned_lengths(graph) -> dict:
@@ -19,6 +21,26 @@ def learned_lengths(graph) -> dict:
         if length_of is None and symbols:
             top[symbols[0]] = min(top.get(symbols[0], EXPORT_MAX_LEN), max_len)
     return top
+
+
+def smallest_lengths(graph, env: dict, top: dict | None = None) -> dict:
+    """symbol -> the shortest length (from 2) at which every dim that depends
+    on it, through every layer, is at least 2, the others at their example
+    lengths. torch.export specialises a dim that can be 1 (a strided
+    convolution's output at a short input) and refuses a range that admits
+    it, so the exported range starts here."""
+    top = top or {}
+    out = {}
+    for s in graph.seq_symbols:
+        dims = {d for n in graph.node_map.values() for t in (n.output, *n.inputs)
+                for d in t.dims if s in {str(f) for f in getattr(d, "free_symbols", ())}}
+        out[s] = 2      # none found below SMALLEST_SEARCH: torch.export's own message tells
+        for length in range(2, min(EXPORT_MAX_LEN, top.get(s, EXPORT_MAX_LEN), SMALLEST_SEARCH) + 1):
+            at = {**env, s: length}
+            if all(evaluate(d, at) >= 2 for d in dims):
+                out[s] = length
+                break
+    return out
 
 
 def export_lengths(text, graph, top=None) -> dict:

@@ -33,6 +33,7 @@ def run_export(args) -> int:
     check_output(args.output, spec_files(args.spec))
     export_lengths(args.seq, graph, learned_lengths(graph))   # a bad --seq before torch loads
     from ..backend.export import export_model   # lazy: torch (seconds)
-    out = export_model(graph, args.output, args.seq)
-    print(f"wrote {out}")
+    out, ranges = export_model(graph, args.output, args.seq)
+    dims = ", ".join(f"{s} from {lo:,} to {hi:,}" for s, (lo, hi) in ranges.items())
+    print(f"wrote {out}" + (f" (dynamic {dims})" if dims else ""))
     return 0
