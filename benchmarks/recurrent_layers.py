@@ -4,7 +4,7 @@ own pure-torch path (the same weights), against softmax attention of the same
 width, and eager against torch.compile; then one compile across five lengths.
 
     PYTHONPATH=. .venv/bin/python benchmarks/recurrent_layers.py [--quick] [--reps N]
-        [--threads N] [--backend inductor] [--layers mamba,gla] [--out DIR]
+        [--threads N] [--backend inductor] [--layers mamba,gla] [--lengths 1024,4096] [--out DIR]
         [--no-compile | --compile-only [--compile-lengths 200,256,500,1024,300]]
         [--merge RUN.json ...]
 
@@ -401,6 +401,8 @@ def parse_args(argv=None):
                    help="leave out the compiled columns and the five-length compile")
     p.add_argument("--compile-only", action="store_true",
                    help="measure the five-length compile alone (no timings): a subset to --merge with timed runs")
+    p.add_argument("--lengths", default=None,
+                   help="the timed lengths, comma-separated (default 1024,4096; --quick 32)")
     p.add_argument("--compile-lengths", default=None,
                    help="the five lengths of the compile, comma-separated (default 1000,1024,2500,4096,1536)")
     p.add_argument("--layers", default=",".join(CALLS), help="comma-separated kinds (default: all eight)")
@@ -420,17 +422,21 @@ def parse_args(argv=None):
         p.error("--threads and --jobs must be at least 1")
     if a.compile_only and not a.compile:
         p.error("--compile-only and --no-compile leave nothing to measure: give one of them")
-    if a.compile_lengths is not None:
+    for flag in ("lengths", "compile_lengths"):
+        given = getattr(a, flag)
+        if given is None:
+            continue
+        name = "--" + flag.replace("_", "-")
         try:
-            a.compile_lengths = [int(v) for v in a.compile_lengths.split(",")]
+            setattr(a, flag, [int(v) for v in given.split(",")])
         except ValueError:
-            p.error(f"--compile-lengths: {a.compile_lengths!r} is not comma-separated integers (e.g. 200,256,500)")
-        if not a.compile_lengths or min(a.compile_lengths) < 2:
-            p.error("--compile-lengths: give lengths of at least 2 (a length of 1 is specialised by torch.compile)")
+            p.error(f"{name}: {given!r} is not comma-separated integers (e.g. 200,256,500)")
+        if not getattr(a, flag) or min(getattr(a, flag)) < 2:
+            p.error(f"{name}: give lengths of at least 2 (a length of 1 is specialised by torch.compile)")
     a.reps = a.reps or (1 if a.quick else 3)
     a.backend = a.backend or ("eager" if a.quick else "inductor")
     a.width, a.batch = (64, 1) if a.quick else (256, 1)
-    a.lengths = [32] if a.quick else [1024, 4096]
+    a.lengths = a.lengths or ([32] if a.quick else [1024, 4096])
     a.compile_lengths = a.compile_lengths or ([16, 32, 40, 24, 48] if a.quick else [1000, 1024, 2500, 4096, 1536])
     return a
 
