@@ -248,7 +248,7 @@ def bench_layer(kind, args, x_of):
 
 # ------------------------------------------------------------------ the report
 RUN_KEYS = ("command", "date", "jobs", "loadavg_start", "loadavg_end", "wall_s", "complete", "backend",
-            "compile_only", "compile_lengths")
+            "compile_only", "compile_lengths", "lengths")
 
 
 def _timed(run: dict) -> bool:
@@ -256,50 +256,66 @@ def _timed(run: dict) -> bool:
 
 
 def _runs_of(results: list[dict]) -> list[dict]:
-    """A report that is itself merged stands for its runs (its rows split by `run`)."""
+    """A report that is itself merged stands for its runs: run i gets the
+    timings marked with i (`run` on each length) and the compiles marked with i
+    (`compile_run`), so merging it again gives the same report."""
     out = []
     for r in results:
         if "runs" not in r:
             out.append(r)
             continue
         for i, run in enumerate(r["runs"], 1):
-            rows = [{k: v for k, v in row.items() if k not in ("run", "compile_run")}
-                    for row in r["layers"] if row.get("run") == i]
-            out.append({**r, **run, "layers": rows})
+            rows = []
+            for row in r["layers"]:
+                steps = {t: {k: v for k, v in s.items() if k != "run"}
+                         for t, s in row["steps"].items() if s.get("run", row.get("run")) == i}
+                compiled = row.get("compile_run", row.get("run")) == i
+                if steps or compiled:
+                    rows.append({**{k: v for k, v in row.items() if k not in ("run", "compile_run")}, "steps": steps,
+                                 "compile": row["compile"] if compiled else {"skipped": "taken from another run"}})
+            out.append({**r, **{k: v for k, v in run.items() if v is not None}, "layers": rows})
     return out
 
 
 def merged(results: list[dict], notes=()) -> dict:
-    """Several runs' results as one report (--merge): each layer's timings from
-    the first run that timed it (marked with its run), its five-length compile
-    from the first run that compiled it (`compile_run`); the runs' commands and
-    loads kept. The timed runs must share width, batch, lengths and reps; every
-    run must share the width. An earlier merged report counts as its runs."""
+    """Several runs' results as one report (--merge): each layer's timings at
+    each length from the first run that timed it at that length (marked with its
+    run), its compile across lengths from the run that compiled it over the most
+    lengths, the first of those (`compile_run`); the runs' commands and loads
+    kept. The timed runs must share width, batch and reps (the lengths are the
+    union of theirs); every run must share the width. An earlier merged report
+    counts as its runs (give its notes again with --note: they are not carried)."""
     results = _runs_of(results)
     timed = [r for r in results if _timed(r)]
     if not timed:
         raise SystemExit("--merge: every run is --compile-only; give a run with timings first")
     first = timed[0]
     for r in timed[1:]:
-        if (r["width"], r["batch"], r["lengths"], r["reps"]) != (first["width"], first["batch"], first["lengths"], first["reps"]):
-            raise SystemExit("--merge: the timed runs differ in width, batch, lengths or reps")
+        if (r["width"], r["batch"], r["reps"]) != (first["width"], first["batch"], first["reps"]):
+            raise SystemExit("--merge: the timed runs differ in width, batch or reps")
     if any(r["width"] != first["width"] for r in results):
         raise SystemExit("--merge: the runs differ in width")
-    res = {**first, "runs": [{k: r.get(k) for k in RUN_KEYS} for r in results], "layers": []}
+    res = {**first, "runs": [{k: r.get(k) for k in RUN_KEYS} for r in results], "layers": [],
+           "lengths": sorted({t for r in timed for t in r["lengths"]})}
     rows = {}
     for i, r in enumerate(results, 1):
         for row in r["layers"]:
-            if _timed(r) and row["kind"] not in rows:
-                rows[row["kind"]] = {**row, "run": i, "compile_run": i}
-    compiled = set()
+            if not _timed(r):
+                continue
+            have = rows.setdefault(row["kind"], {**row, "run": i, "compile_run": i, "steps": {}})
+            for t, step in row["steps"].items():
+                have["steps"].setdefault(t, {**step, "run": i})
+    most = {}
     for i, r in enumerate(results, 1):
         for row in r["layers"]:
             have = rows.get(row["kind"])
-            if have and row["kind"] not in compiled and "skipped" not in row["compile"]:
+            n = len(row["compile"]["lengths"]) if "skipped" not in row["compile"] else 0
+            if have and n > most.get(row["kind"], 0):
                 have.update(compile=row["compile"], compile_run=i)
-                compiled.add(row["kind"])
+                most[row["kind"]] = n
     res["layers"] = sorted(rows.values(), key=lambda row: list(CALLS).index(row["kind"]))
-    res["complete"] = set(rows) == set(CALLS)
+    res["complete"] = set(rows) == set(CALLS) and all(str(t) in row["steps"] for row in rows.values()
+                                                      for t in res["lengths"])
     res["loadavg_start"] = [max(r["loadavg_start"][i] for r in results) for i in range(3)]
     res["loadavg_end"] = [max(r["loadavg_end"][i] for r in results) for i in range(3)]
     res["wall_s"] = sum(r["wall_s"] for r in results)
@@ -351,13 +367,16 @@ def markdown(res) -> str:
                   "| compiled (ms) | eager / compiled | max abs diff vs ref |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for r in res["layers"]:
+            if str(t) not in r["steps"]:
+                lines.append(f"| `{r['call']}` | {r['params']:,} | not run at this length | | | | | | | |")
+                continue
             s = r["steps"][str(t)]
             me = s["seqdsl_ms"]["median"]
             ref = s.get("reference_ms", {}).get("median")
             att = s["attention_ms"]["median"]
             comp = s.get("compiled_ms", {}).get("median")
             diff = s.get("max_abs_diff_vs_reference")
-            run = f" (run {r['run']})" if "run" in r else ""
+            run = f" (run {s.get('run', r['run'])})" if "run" in r else ""
             lines.append(f"| `{r['call']}`{run} | {r['params']:,} | {me:.1f} | {f'{ref:.1f}' if ref else 'skipped'} | "
                          f"{_ratio(ref, me)} | {att:.1f} | {_ratio(me, att)} | {f'{comp:.1f}' if comp else ('failed' if 'error' in r['compile'] else 'not run')} | "
                          f"{_ratio(me, comp)} | {_diff(diff, s.get('not_finite'))} |")
@@ -375,7 +394,7 @@ def markdown(res) -> str:
     for r in res["layers"]:
         c = r["compile"]
         name = f"`{r['call']}`"
-        if r.get("compile_run", r.get("run")) != r.get("run"):
+        if r.get("compile_run", r.get("run")) != r.get("run") or c.get("lengths", res["compile_lengths"]) != res["compile_lengths"]:
             name += f" (run {r['compile_run']}, T = {', '.join(str(t) for t in c['lengths'])})"
         if "error" in c or "skipped" in c:
             lines.append(f"| {name} | {'failed: ' + c['error'] if 'error' in c else 'not run (' + c['skipped'] + ')'} | | | | |")
@@ -385,7 +404,7 @@ def markdown(res) -> str:
     lines += ["", "## References", ""]
     for r in res["layers"]:
         lines.append(f"- `{r['kind']}`: " + (r["reference"] if r["reference"] else f"**skipped** ({r['reference_skipped']})")
-                     + f"; this layer's part of the run took {r['wall_s']:.0f} s")
+                     + f"; this layer's part of {'run ' + str(r['run']) if 'run' in r else 'the run'} took {r['wall_s']:.0f} s")
     return "\n".join(lines) + "\n"
 
 
