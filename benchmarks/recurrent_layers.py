@@ -319,6 +319,7 @@ def merged(results: list[dict], notes=()) -> dict:
     res["loadavg_start"] = [max(r["loadavg_start"][i] for r in results) for i in range(3)]
     res["loadavg_end"] = [max(r["loadavg_end"][i] for r in results) for i in range(3)]
     res["wall_s"] = sum(r["wall_s"] for r in results)
+    res["jobs"] = max(r["jobs"] for r in results)
     res["notes"] = list(notes)
     return res
 
@@ -340,7 +341,7 @@ def markdown(res) -> str:
              "",
              *([] if res["complete"] else [f"**Incomplete run**: {len(res['layers'])} layer(s) measured so far.", ""]),
              f"CPU: {res['cpu']}, torch {res['torch']}, {res['threads']} torch thread(s) per process, "
-             f"{res['jobs']} layer(s) measured at once (separate processes); "
+             f"{'up to ' if 'runs' in res else ''}{res['jobs']} layer(s) measured at once (separate processes); "
              f"load average {res['loadavg_start'][0]:.2f} at the start, {res['loadavg_end'][0]:.2f} at the end "
              "(1-minute; the machine is shared)."
              + ("" if "runs" in res else f" Run took {res['wall_s']:.0f} s ({res['date']})."),
