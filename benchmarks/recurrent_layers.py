@@ -17,10 +17,11 @@ results. `--quick` (small T, one repetition, the `eager` compile backend
 unless --backend says otherwise) is the smoke test tests/test_bench_recurrent.py runs.
 
 A whole run at T = 1,024 and 4,096 takes hours on a shared 2-core machine: run
-subsets (`--layers`; `--no-compile` for the timings alone; `--compile-only`
-for the five-length compile alone, at lengths of your choosing) and join them
-with `--merge`, which takes each layer's timings from the first run that timed
-it and its compile table row from the first run that compiled it.
+subsets (`--layers`; `--lengths` for some timed lengths; `--no-compile` for the
+timings alone; `--compile-only` for the five-length compile alone, at lengths
+of your choosing) and join them with `--merge`, which takes each layer's
+timings at each length from the first run that timed it at that length and its
+compile table row from the run that compiled it over the most lengths.
 """
 from __future__ import annotations
 
