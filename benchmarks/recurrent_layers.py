@@ -297,7 +297,8 @@ def merged(results: list[dict], notes=()) -> dict:
     if any(r["width"] != first["width"] for r in results):
         raise SystemExit("--merge: the runs differ in width")
     res = {**first, "runs": [{k: r.get(k) for k in RUN_KEYS} for r in results], "layers": [],
-           "lengths": sorted({t for r in timed for t in r["lengths"]})}
+           "lengths": sorted({t for r in timed for t in r["lengths"]}),
+           "compile_lengths": max((r["compile_lengths"] for r in timed), key=len)}   # the table's heading
     rows = {}
     for i, r in enumerate(results, 1):
         for row in r["layers"]:
