@@ -4,7 +4,7 @@ own pure-torch path (the same weights), against softmax attention of the same
 width, and eager against torch.compile; then one compile across five lengths.
 
     PYTHONPATH=. .venv/bin/python benchmarks/recurrent_layers.py [--quick] [--reps N]
-        [--threads N] [--backend inductor] [--layers mamba,gla] [--out DIR]
+        [--threads N] [--backend inductor] [--layers mamba,gla] [--lengths 1024,4096] [--out DIR]
         [--no-compile | --compile-only [--compile-lengths 200,256,500,1024,300]]
         [--merge RUN.json ...]
 
@@ -17,10 +17,11 @@ results. `--quick` (small T, one repetition, the `eager` compile backend
 unless --backend says otherwise) is the smoke test tests/test_bench_recurrent.py runs.
 
 A whole run at T = 1,024 and 4,096 takes hours on a shared 2-core machine: run
-subsets (`--layers`; `--no-compile` for the timings alone; `--compile-only`
-for the five-length compile alone, at lengths of your choosing) and join them
-with `--merge`, which takes each layer's timings from the first run that timed
-it and its compile table row from the first run that compiled it.
+subsets (`--layers`; `--lengths` for some timed lengths; `--no-compile` for the
+timings alone; `--compile-only` for the five-length compile alone, at lengths
+of your choosing) and join them with `--merge`, which takes each layer's
+timings at each length from the first run that timed it at that length and its
+compile table row from the run that compiled it over the most lengths.
 """
 from __future__ import annotations
 
@@ -248,7 +249,7 @@ def bench_layer(kind, args, x_of):
 
 # ------------------------------------------------------------------ the report
 RUN_KEYS = ("command", "date", "jobs", "loadavg_start", "loadavg_end", "wall_s", "complete", "backend",
-            "compile_only", "compile_lengths")
+            "compile_only", "compile_lengths", "lengths")
 
 
 def _timed(run: dict) -> bool:
@@ -256,53 +257,71 @@ def _timed(run: dict) -> bool:
 
 
 def _runs_of(results: list[dict]) -> list[dict]:
-    """A report that is itself merged stands for its runs (its rows split by `run`)."""
+    """A report that is itself merged stands for its runs: run i gets the
+    timings marked with i (`run` on each length) and the compiles marked with i
+    (`compile_run`), so merging it again gives the same report."""
     out = []
     for r in results:
         if "runs" not in r:
             out.append(r)
             continue
         for i, run in enumerate(r["runs"], 1):
-            rows = [{k: v for k, v in row.items() if k not in ("run", "compile_run")}
-                    for row in r["layers"] if row.get("run") == i]
-            out.append({**r, **run, "layers": rows})
+            rows = []
+            for row in r["layers"]:
+                steps = {t: {k: v for k, v in s.items() if k != "run"}
+                         for t, s in row["steps"].items() if s.get("run", row.get("run")) == i}
+                compiled = row.get("compile_run", row.get("run")) == i
+                if steps or compiled:
+                    rows.append({**{k: v for k, v in row.items() if k not in ("run", "compile_run")}, "steps": steps,
+                                 "compile": row["compile"] if compiled else {"skipped": "taken from another run"}})
+            out.append({**r, **{k: v for k, v in run.items() if v is not None}, "layers": rows})
     return out
 
 
 def merged(results: list[dict], notes=()) -> dict:
-    """Several runs' results as one report (--merge): each layer's timings from
-    the first run that timed it (marked with its run), its five-length compile
-    from the first run that compiled it (`compile_run`); the runs' commands and
-    loads kept. The timed runs must share width, batch, lengths and reps; every
-    run must share the width. An earlier merged report counts as its runs."""
+    """Several runs' results as one report (--merge): each layer's timings at
+    each length from the first run that timed it at that length (marked with its
+    run), its compile across lengths from the run that compiled it over the most
+    lengths, the first of those (`compile_run`); the runs' commands and loads
+    kept. The timed runs must share width, batch and reps (the lengths are the
+    union of theirs); every run must share the width. An earlier merged report
+    counts as its runs (give its notes again with --note: they are not carried)."""
     results = _runs_of(results)
     timed = [r for r in results if _timed(r)]
     if not timed:
         raise SystemExit("--merge: every run is --compile-only; give a run with timings first")
     first = timed[0]
     for r in timed[1:]:
-        if (r["width"], r["batch"], r["lengths"], r["reps"]) != (first["width"], first["batch"], first["lengths"], first["reps"]):
-            raise SystemExit("--merge: the timed runs differ in width, batch, lengths or reps")
+        if (r["width"], r["batch"], r["reps"]) != (first["width"], first["batch"], first["reps"]):
+            raise SystemExit("--merge: the timed runs differ in width, batch or reps")
     if any(r["width"] != first["width"] for r in results):
         raise SystemExit("--merge: the runs differ in width")
-    res = {**first, "runs": [{k: r.get(k) for k in RUN_KEYS} for r in results], "layers": []}
+    res = {**first, "runs": [{k: r.get(k) for k in RUN_KEYS} for r in results], "layers": [],
+           "lengths": sorted({t for r in timed for t in r["lengths"]}),
+           "compile_lengths": max((r["compile_lengths"] for r in timed), key=len)}   # the table's heading
     rows = {}
     for i, r in enumerate(results, 1):
         for row in r["layers"]:
-            if _timed(r) and row["kind"] not in rows:
-                rows[row["kind"]] = {**row, "run": i, "compile_run": i}
-    compiled = set()
+            if not _timed(r):
+                continue
+            have = rows.setdefault(row["kind"], {**row, "run": i, "compile_run": i, "steps": {}})
+            for t, step in row["steps"].items():
+                have["steps"].setdefault(t, {**step, "run": i})
+    most = {}
     for i, r in enumerate(results, 1):
         for row in r["layers"]:
             have = rows.get(row["kind"])
-            if have and row["kind"] not in compiled and "skipped" not in row["compile"]:
+            n = len(row["compile"]["lengths"]) if "skipped" not in row["compile"] else 0
+            if have and n > most.get(row["kind"], 0):
                 have.update(compile=row["compile"], compile_run=i)
-                compiled.add(row["kind"])
+                most[row["kind"]] = n
     res["layers"] = sorted(rows.values(), key=lambda row: list(CALLS).index(row["kind"]))
-    res["complete"] = set(rows) == set(CALLS)
+    res["complete"] = set(rows) == set(CALLS) and all(str(t) in row["steps"] for row in rows.values()
+                                                      for t in res["lengths"])
     res["loadavg_start"] = [max(r["loadavg_start"][i] for r in results) for i in range(3)]
     res["loadavg_end"] = [max(r["loadavg_end"][i] for r in results) for i in range(3)]
     res["wall_s"] = sum(r["wall_s"] for r in results)
+    res["jobs"] = max(r["jobs"] for r in results)
     res["notes"] = list(notes)
     return res
 
@@ -324,7 +343,7 @@ def markdown(res) -> str:
              "",
              *([] if res["complete"] else [f"**Incomplete run**: {len(res['layers'])} layer(s) measured so far.", ""]),
              f"CPU: {res['cpu']}, torch {res['torch']}, {res['threads']} torch thread(s) per process, "
-             f"{res['jobs']} layer(s) measured at once (separate processes); "
+             f"{'up to ' if 'runs' in res else ''}{res['jobs']} layer(s) measured at once (separate processes); "
              f"load average {res['loadavg_start'][0]:.2f} at the start, {res['loadavg_end'][0]:.2f} at the end "
              "(1-minute; the machine is shared)."
              + ("" if "runs" in res else f" Run took {res['wall_s']:.0f} s ({res['date']})."),
@@ -351,13 +370,16 @@ def markdown(res) -> str:
                   "| compiled (ms) | eager / compiled | max abs diff vs ref |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for r in res["layers"]:
+            if str(t) not in r["steps"]:
+                lines.append(f"| `{r['call']}` | {r['params']:,} | not run at this length | | | | | | | |")
+                continue
             s = r["steps"][str(t)]
             me = s["seqdsl_ms"]["median"]
             ref = s.get("reference_ms", {}).get("median")
             att = s["attention_ms"]["median"]
             comp = s.get("compiled_ms", {}).get("median")
             diff = s.get("max_abs_diff_vs_reference")
-            run = f" (run {r['run']})" if "run" in r else ""
+            run = f" (run {s.get('run', r['run'])})" if "run" in r else ""
             lines.append(f"| `{r['call']}`{run} | {r['params']:,} | {me:.1f} | {f'{ref:.1f}' if ref else 'skipped'} | "
                          f"{_ratio(ref, me)} | {att:.1f} | {_ratio(me, att)} | {f'{comp:.1f}' if comp else ('failed' if 'error' in r['compile'] else 'not run')} | "
                          f"{_ratio(me, comp)} | {_diff(diff, s.get('not_finite'))} |")
@@ -375,7 +397,7 @@ def markdown(res) -> str:
     for r in res["layers"]:
         c = r["compile"]
         name = f"`{r['call']}`"
-        if r.get("compile_run", r.get("run")) != r.get("run"):
+        if r.get("compile_run", r.get("run")) != r.get("run") or c.get("lengths", res["compile_lengths"]) != res["compile_lengths"]:
             name += f" (run {r['compile_run']}, T = {', '.join(str(t) for t in c['lengths'])})"
         if "error" in c or "skipped" in c:
             lines.append(f"| {name} | {'failed: ' + c['error'] if 'error' in c else 'not run (' + c['skipped'] + ')'} | | | | |")
@@ -385,7 +407,7 @@ def markdown(res) -> str:
     lines += ["", "## References", ""]
     for r in res["layers"]:
         lines.append(f"- `{r['kind']}`: " + (r["reference"] if r["reference"] else f"**skipped** ({r['reference_skipped']})")
-                     + f"; this layer's part of the run took {r['wall_s']:.0f} s")
+                     + f"; this layer's part of {'run ' + str(r['run']) if 'run' in r else 'the run'} took {r['wall_s']:.0f} s")
     return "\n".join(lines) + "\n"
 
 
@@ -401,6 +423,8 @@ def parse_args(argv=None):
                    help="leave out the compiled columns and the five-length compile")
     p.add_argument("--compile-only", action="store_true",
                    help="measure the five-length compile alone (no timings): a subset to --merge with timed runs")
+    p.add_argument("--lengths", default=None,
+                   help="the timed lengths, comma-separated (default 1024,4096; --quick 32)")
     p.add_argument("--compile-lengths", default=None,
                    help="the five lengths of the compile, comma-separated (default 1000,1024,2500,4096,1536)")
     p.add_argument("--layers", default=",".join(CALLS), help="comma-separated kinds (default: all eight)")
@@ -420,17 +444,21 @@ def parse_args(argv=None):
         p.error("--threads and --jobs must be at least 1")
     if a.compile_only and not a.compile:
         p.error("--compile-only and --no-compile leave nothing to measure: give one of them")
-    if a.compile_lengths is not None:
+    for flag in ("lengths", "compile_lengths"):
+        given = getattr(a, flag)
+        if given is None:
+            continue
+        name = "--" + flag.replace("_", "-")
         try:
-            a.compile_lengths = [int(v) for v in a.compile_lengths.split(",")]
+            setattr(a, flag, [int(v) for v in given.split(",")])
         except ValueError:
-            p.error(f"--compile-lengths: {a.compile_lengths!r} is not comma-separated integers (e.g. 200,256,500)")
-        if not a.compile_lengths or min(a.compile_lengths) < 2:
-            p.error("--compile-lengths: give lengths of at least 2 (a length of 1 is specialised by torch.compile)")
+            p.error(f"{name}: {given!r} is not comma-separated integers (e.g. 200,256,500)")
+        if not getattr(a, flag) or min(getattr(a, flag)) < 2:
+            p.error(f"{name}: give lengths of at least 2 (a length of 1 is specialised by torch.compile)")
     a.reps = a.reps or (1 if a.quick else 3)
     a.backend = a.backend or ("eager" if a.quick else "inductor")
     a.width, a.batch = (64, 1) if a.quick else (256, 1)
-    a.lengths = [32] if a.quick else [1024, 4096]
+    a.lengths = a.lengths or ([32] if a.quick else [1024, 4096])
     a.compile_lengths = a.compile_lengths or ([16, 32, 40, 24, 48] if a.quick else [1000, 1024, 2500, 4096, 1536])
     return a
 

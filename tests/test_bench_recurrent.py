@@ -84,8 +84,44 @@ def test_merge_takes_each_layer_from_the_first_run_that_has_it(bench, quick_all,
     assert "Merged from 2 runs" in md and "`mingru` (run 1)" in md and "(run 2)" in md
 
 
+@pytest.fixture(scope="module")
+def quick_one_length(bench, tmp_path_factory):
+    """mingru alone at T = 24, compiled at that one length."""
+    out = tmp_path_factory.mktemp("quick_one_length")
+    return bench.main(["--quick", "--layers", "mingru", "--lengths", "24", "--compile-lengths", "24",
+                       "--out", str(out)]), out
+
+
+def test_merge_takes_each_length_from_the_first_run_that_timed_it(bench, quick_all, quick_compiled,
+                                                                   quick_one_length, tmp_path):
+    (row,) = quick_one_length[0]["layers"]
+    assert list(row["steps"]) == ["24"] and row["compile"]["lengths"] == [24]
+    runs = [str(quick_one_length[1] / "recurrent_layers.json"), str(quick_compiled[1] / "recurrent_layers.json"),
+            str(quick_all[1] / "recurrent_layers.json")]
+    res = bench.main(["--merge", *runs, "--out", str(tmp_path / "a")])
+    assert res["lengths"] == [24, 32] and not res["complete"]      # seven layers were not timed at 24
+    by_kind = {r["kind"]: r for r in res["layers"]}
+    mingru = by_kind["mingru"]
+    assert {t: s["run"] for t, s in mingru["steps"].items()} == {"24": 1, "32": 2}
+    assert "compiled_ms" in mingru["steps"]["24"]
+    assert mingru["compile_run"] == 2 and len(mingru["compile"]["lengths"]) == 5   # the most lengths wins
+    assert list(by_kind["gla"]["steps"]) == ["32"] and by_kind["gla"]["steps"]["32"]["run"] == 3
+    md = (tmp_path / "a" / "recurrent_layers.md").read_text()
+    t24 = md.split("## T = 24")[1].split("## T = 32")[0]
+    assert "`mingru` (run 1)" in t24 and "| `gla(1)` | " in t24 and "not run at this length" in t24
+    assert "`mingru` (run 2, T = 16, 32, 40, 24, 48)" in md
+
+    # a merged report merged again stands for its runs: the same report
+    again = bench.main(["--merge", str(tmp_path / "a" / "recurrent_layers.json"), "--out", str(tmp_path / "b")])
+    assert again["layers"] == json.loads(json.dumps(res["layers"])) and again["runs"] == res["runs"]
+    assert (tmp_path / "b" / "recurrent_layers.md").read_text() == md
+
+
 def test_bad_arguments_are_refused(bench, capsys):
-    for argv, words in ((["--layers", "mamba,lstm"], "unknown kind(s) lstm"), (["--reps", "0"], "--reps")):
+    assert bench.parse_args(["--lengths", "1024"]).lengths == [1024]
+    for argv, words in ((["--layers", "mamba,lstm"], "unknown kind(s) lstm"), (["--reps", "0"], "--reps"),
+                        (["--lengths", "1024,4k"], "--lengths: '1024,4k' is not comma-separated integers"),
+                        (["--lengths", "1"], "--lengths: give lengths of at least 2")):
         with pytest.raises(SystemExit) as e:
             bench.parse_args(argv)
         assert e.value.code == 2 and words in capsys.readouterr().err
