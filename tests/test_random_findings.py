@@ -368,6 +368,31 @@ def test_performer_saved_bytes_shift_only_the_queries(layer, dtype):
     assert not wrong, wrong
 
 
+@pytest.mark.parametrize("layer", [
+    "attention(1, kind=performer)",                      # seed 550's layer: 0.89x at T = 32, 0.71x at 100
+    "attention(2, kind=performer)",                      # 0.80x at T = 32
+    "attention(2, kind=performer, features=16)",
+    "attention(3, kind=linear)",
+])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_linear_attention_live_set_is_its_busiest_moment(layer, dtype):
+    """Not causal, the live set is the largest of the layer's moments, not
+    its temporaries summed: FAVOR+'s map of k (the projection, the exponent,
+    exp and phi(K) beside q, k, v and phi(Q)) is the busiest with many
+    features (0.71-0.80x measured); then the core (V', KV, the numerator and
+    the quotient). Exact at every length."""
+    import torch
+    from seqdsl.backend import measure, seqmodel
+
+    graph = seqdsl.parse(_model("x: float[B, T, 48]", f"y = x -> {layer}; output y")).model()
+    dt = getattr(torch, dtype)
+    module = seqmodel.build(graph, seed=0).to(dt)
+    for t in (1, 19, 100):
+        point = seqdsl.estimate(graph, seq=[{"T": t}], batch=2, dtype=dtype).points[0]
+        x = torch.randn(2, t, 48, dtype=dt)
+        assert point.inference_peak_bytes - point.weights_bytes == measure.inference_live_bytes(module, x), t
+
+
 # ------------------------------------------------------------------ segments: per piece, and the concatenation
 @pytest.mark.parametrize("inputs, body", [
     ("x: float[B, T, 32]", "y = x -> linear(32) -> segments(length=8, memory=0) { tanh } -> linear(8); output y"),
