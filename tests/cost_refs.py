@@ -98,18 +98,20 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask)  # (B, H, nb, W, dh)
         return out.reshape(B, H, nb * W, dh)[:, :, :T]
 
-    def phi(self, x):
+    def phi(self, x, is_query):
         if self.kind == "linear":
             return F.elu(x) + 1
         dh = x.shape[-1]
         proj = x @ self.W.t() / dh ** 0.25
         norm = (x ** 2).sum(-1, keepdim=True) / (2 * math.sqrt(dh))
         z = proj - norm
-        return torch.exp(z - z.amax(-1, keepdim=True).detach()) / math.sqrt(self.m)
+        if is_query:      # the max shift is per query row, for queries only (docs/lowering.md)
+            z = z - z.amax(-1, keepdim=True).detach()
+        return torch.exp(z) / math.sqrt(self.m)
 
     def linear_core(self, q, k, v):
         B, H, T, dh = q.shape
-        pq, pk = self.phi(q), self.phi(k)
+        pq, pk = self.phi(q, True), self.phi(k, False)
         vv = torch.cat([v, torch.ones_like(v[..., :1])], -1)                 # V' = [V, 1]
         if not self.causal:
             kv = pk.transpose(-1, -2) @ vv                                  # (B, H, m, dh+1)

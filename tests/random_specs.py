@@ -409,13 +409,6 @@ OPEN = (
      "saves_inputs is a bool, so the copy is counted at every T (saved 4,096 bytes estimated, 0 "
      "measured, live set 1.33x at T = 32)",
      "input x: float[B, T, 8, 2]\ny = x -> conv2d(16, 2, stride=2)\noutput y"),
-    (("open-segments-memory-saved",), ("activation_bytes",),
-     lambda n, g: n.segments_scope() is not None and dict(n.segments_scope().args).get("memory", 0) > 0,
-     "saved activations of a segments body with memory > 0: batchnorm 0.51x, conv1d 0.72x measured "
-     "(seeds 1702, 1761; still so on the segfix branch): the memory rows concatenated before each "
-     "piece are saved too",
-     "input x: float[B, T, 64]\ny = x -> avgpool1d(1, stride=1) -> segments(length=4, memory=4) "
-     "{ conv1d(12, 3, bias=true) }\noutput y"),
 )
 
 

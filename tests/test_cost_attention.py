@@ -117,7 +117,7 @@ def test_linear_attention_state_is_constant():
     x = torch.randn(3, 50, C)
     q = ref.q(x).view(3, 50, 4, 8).transpose(1, 2)
     v = ref.v(x).view(3, 50, 4, 8).transpose(1, 2)
-    phi_k = ref.phi(q)
+    phi_k = ref.phi(q, False)
     vv = torch.cat([v, torch.ones_like(v[..., :1])], -1)
     state = phi_k.transpose(-1, -2) @ vv          # S = Σ phi(k)^T [v, 1]
     for t in (1, 50, 10 ** 9):

@@ -11,7 +11,7 @@ sequential depth. Nothing here imports torch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
 import sympy
@@ -94,7 +94,36 @@ def _cost(node: Node, args, ctx: CostContext) -> LayerCost:
         return _input_cost(node, ctx)
     if node.kind == "add":
         return _add_cost(node, ctx)
-    return LAYERS[node.kind].cost(args, list(node.inputs), node.output, ctx)
+    c = LAYERS[node.kind].cost(args, list(node.inputs), node.output, ctx)
+    if ctx.segments is not None and c.segment_workspace is None:
+        c = _saved_per_piece(node, args, c, ctx)
+    return c
+
+
+def _saved_per_piece(node: Node, args, c: LayerCost, ctx: CostContext) -> LayerCost:
+    """Inside segments a layer runs once a piece (seqmodel._run_segments), so
+    what it saves besides its input and output is its rule's at one piece,
+    summed over the pieces: a padded conv's copy (L + K - 1 rows a piece), a
+    batchnorm's per-call statistics (seeds 1246, 1577, 1702, 1761, 1876:
+    0.51-0.91x when taken once at T). Kept as the rule gave it where that is
+    proportional to the piece's length (the sum is the same); a rule that
+    runs per segment itself (attention, whose memory spans pieces: its
+    segment_workspace) is not asked."""
+    inputs = [_at_piece(node.inputs[0]), *node.inputs[1:]]
+    one = LAYERS[node.kind].cost(args, inputs, _at_piece(node.output), CostContext(ctx.elem))
+    length, t = ctx.segments[0], node.inputs[0].dims[1]
+    pieces = ceil_div(t, length)
+    last = t - length * (pieces - 1)
+
+    def summed(piece, whole):
+        piece = sympy.sympify(piece)
+        if sympy.expand(piece.xreplace({PIECE: 2 * PIECE}) - 2 * piece) == 0:
+            return whole
+        return (pieces - 1) * piece.xreplace({PIECE: length}) + piece.xreplace({PIECE: last})
+
+    grads = tuple(summed(p, w) for p, w in zip(one.saved_if_input_grad, c.saved_if_input_grad))
+    return replace(c, saved_bytes=summed(one.saved_bytes, c.saved_bytes),
+                   saved_if_input_grad=grads + c.saved_if_input_grad[len(grads):])
 
 
 # ------------------------------------------------------------------ shared costs
@@ -268,7 +297,8 @@ class ModelCost:
     def activation_parts(self) -> tuple:
         """activation_bytes by owner, for the per-device split (seqdsl.cost.parallel):
         (node name, "internal" | "tensor", bytes); each node's at its own values."""
-        return tuple([(n.node.name, "internal", n.cost.saved_bytes) for n in self.nodes if n.in_backward]
+        return tuple([(n.node.name, "internal", n.cost.saved_bytes + n.cost.saved_buffer_bytes)
+                      for n in self.nodes if n.in_backward]
                      + list(self.saved_tensors))
 
 
@@ -322,10 +352,25 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
     train = terms.figure(train_terms)
 
     # ---- storages: a view's storage is its source's (unsqueeze, flatten, p=0 dropout)
+    size = {n.node.name: tensor_bytes(n.node.output, elem) for n in nodes}
+    # A segments body value read after its group is the concatenation of its
+    # pieces (seqmodel._run_segments: torch.cat, a new storage even of one
+    # piece), not the pieces the body's layers saved: both are kept when a layer
+    # after the group saves it (counted once: 0.86-0.87x measured, seed 1538).
+    group = {n.node.name: (s.path if (s := n.node.segments_scope()) else None) for n in nodes}
+    producer: dict[str, str] = {}        # a concatenation's storage name -> its body value
+
+    def read(src: str, reader: str) -> str:
+        """The storage `reader` reads for its source `src`."""
+        if group[src] is None or group[src] == group[reader]:
+            return root[src]
+        cat = src + " (concatenated)"
+        producer[cat], size[cat] = src, size[src]
+        return cat
+
     root: dict[str, str] = {}
     for n in nodes:
-        root[n.node.name] = root[n.node.sources[0]] if n.shared.output_is_view else n.node.name
-    size = {n.node.name: tensor_bytes(n.node.output, elem) for n in nodes}
+        root[n.node.name] = read(n.node.sources[0], n.node.name) if n.shared.output_is_view else n.node.name
 
     # ---- training: tensors autograd saves, each storage once; model inputs excluded
     saved_roots: set[str] = set()
@@ -337,6 +382,8 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
             continue
         c, bind = n.shared, n.binding
         internal.append((c.saved_bytes, bind))
+        if c.saved_buffer_bytes != 0:
+            internal.append((c.saved_buffer_bytes, bind))
         for port, src in enumerate(n.node.sources):
             if port < len(c.saved_if_input_grad) and by_name[src].needs_grad:
                 internal.append((c.saved_if_input_grad[port], bind))
@@ -353,9 +400,9 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
                 continue
             entry = _segments_entry(n.node, entries)
             if entry is not None and entry[1] == src and port == 0:    # the piece (a context is whole)
-                entry_saved.add((entry, root[src]))
+                entry_saved.add((entry, read(src, n.node.name)))
             else:
-                saved_roots.add(root[src])
+                saved_roots.add(read(src, n.node.name))
     inputs = {n.node.name for n in nodes if n.node.kind == "input"}
     # A segments group over several pieces runs on a copy of each piece of its
     # entry value (docs/lowering.md): the layers save those copies (the value's
@@ -373,7 +420,7 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
             internal.append((products[size[r], 1 - several], bind))
     saved_roots -= inputs
     activation = terms.figure([*internal, *[(size[r], ()) for r in sorted(saved_roots)]])
-    saved_tensors = tuple((r, "tensor", size[r]) for r in sorted(saved_roots))
+    saved_tensors = tuple((producer.get(r, r), "tensor", size[r]) for r in sorted(saved_roots))
 
     # ---- inference: live storages along the graph (free after the last consumer)
     groups = _segments_groups(model, nodes)     # segments run piece by piece: _segments_peaks

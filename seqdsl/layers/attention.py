@@ -367,8 +367,10 @@ def _linear_attention_cost(args, x, c, proj, ctx):
     weights = proj["q"] + proj["kv"] + proj["o"]
     saved = (2 * n * c + n * c) * e                   # q, k (feature maps' inputs), merged output
     if args.kind == "performer":
-        # exp results and their inputs (kept by the row max), the row maxima, the W buffer
-        saved += (4 * bh * t * m + m * dh) * e + 2 * bh * t * STAT_BYTES
+        # the exp results of q and k, q's exp input (kept by its row max, which k,
+        # unshifted, has not: 1.10-1.14x measured when counted for both, random
+        # seed 550), q's row maxima (model dtype), the W buffer
+        saved += (3 * bh * t * m + m * dh + bh * t) * e
     if args.causal:
         nc = ceil_div(t, CHUNK)
         tp = nc * CHUNK
@@ -397,7 +399,16 @@ def _linear_attention_cost(args, x, c, proj, ctx):
         core = 2 * matmul(bh * t, m, dv)
         saved += (2 * bh * t * m + 2 * bh * t * dv + bh * m * dv) * e
         work = (2 * bh * t * m + 2 * bh * t * dv + bh * m * dv + 3 * n * c) * e
-        live = None
+        # alive at once, beside q, k, v: FAVOR+'s map of k (phi(Q) made; the
+        # projection, its shifted exponent, exp and phi(K), with the row norms),
+        # the larger for many features (summed as work: 0.71-0.80x measured);
+        # then phi(Q), phi(K), V' and its ones column, KV, the numerator and the
+        # quotient; after, phi(Q), phi(K) and the merged heads beside the output
+        qkv = 3 * n * c * e
+        moments = [qkv + (2 * bh * t * m + bh * t + 2 * bh * t * dv + bh * m * dv) * e + n * c * e]
+        if args.kind == "performer":
+            moments.append(qkv + (5 * bh * t * m + bh * t) * e)
+        live = transient_peak(n * c * e, before=moments, after=[qkv + (2 * bh * t * m + n * c) * e])
     step = 4 * matmul(b, c, c) + 2 * matmul(bh, dh, m) * (1 if args.kind == "performer" else 0) \
         + 2 * matmul(bh, m, dv)
     return LayerCost(flops=weights + feat + core, backward_flops=weights + proj["o"] + feat + 2 * core,
@@ -505,6 +516,11 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         flops = weights + core
         backward = weights + q + sympy.Rational(5, 2) * core
         saved = (b * mem_rows * c + 2 * b * klen * kvd + 2 * n * c + pairs) * e + b * h * t * STAT_BYTES
+        if args.pos == "rope":
+            # cos and sin (rows, dh) made for each piece's q and again for its k (memory
+            # rows too), each kept by its products (left out: 0.68-0.73x measured, random
+            # seed 1876)
+            saved += 2 * (t + klen) * (c // h) * e
         work = (b * seg_klen * c + 2 * b * seg_klen * kvd + 3 * b * seg_len * c + seg_len * seg_klen) * e + held
         phases = [work - held]
         phases_at = None

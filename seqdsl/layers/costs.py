@@ -62,6 +62,8 @@ class LayerCost:
     input_grad_flops: tuple = ()         # extra backward work per input port, only if that input needs a grad
     saved_bytes: object = ZERO           # saved for backward, other than the inputs/output themselves
     saved_if_input_grad: tuple = ()      # per input port: more saved bytes, only if that input needs a grad
+    saved_buffer_bytes: object = ZERO    # the layer's own buffers autograd keeps (batchnorm's running
+                                         # statistics): one storage however often it runs (segments)
     saves_inputs: tuple = ()             # per input port: autograd keeps that tensor
     saves_inputs_if_grad: tuple = ()     # per input port: kept only when that input needs a gradient
     saves_for_other: bool = False        # ... only while another input needs a gradient (a product

@@ -83,7 +83,9 @@ class Norm(Layer):
         if self.kind == "layernorm":     # aten.native_layer_norm writes mean and rstd beside the output
             return LayerCost(saves_inputs=(True,), saved_bytes=2 * n * e, workspace_bytes=2 * n * e,
                              has_weights=True)
-        return LayerCost(saves_inputs=(True,), saved_bytes=4 * c * STAT_BYTES, has_weights=True)
+        # save_mean and save_invstd are written at each call, the running buffers are the layer's own
+        return LayerCost(saves_inputs=(True,), saved_bytes=2 * c * STAT_BYTES, saved_buffer_bytes=2 * c * STAT_BYTES,
+                         has_weights=True)
 
     def module(self, node, memory):
         """nn.RMSNorm, or with an offset OffsetRMSNorm (norm_torch.py)."""
