@@ -162,8 +162,9 @@ class Conv(Layer):
             else:
                 # the total is (-n mod s) + k - s, above 0 only where n mod s is 1 .. k - 1
                 # (kernel = stride = 2: odd n): `padded` is floor(((-n mod s) + k - 1) / s)
-                padded = floor_div(ceil_div(n, s) * s - n + k - 1, s)
-                return padded * total, padded
+                rest = ceil_div(n, s) * s - n               # -n mod s
+                padded = floor_div(rest + k - 1, s)
+                return (rest if k == s else padded * total), padded
         return sympy.Integer(total), sympy.Integer(1 if total > 0 else 0)
 
     def cost(self, args, inputs, out, ctx):
@@ -216,7 +217,9 @@ class Conv(Layer):
         # the copy and the raw result, then the raw result beside the output; written
         # channels-last, the copy is freed once the output is written
         raw = channels_first * out_bytes
-        live = channels_first * transient_peak(out_bytes, before=[copy + out_bytes], after=[out_bytes]) \
+        live = copy if channels_first == 0 else \
+            transient_peak(out_bytes, before=[copy + out_bytes], after=[out_bytes]) if channels_first == 1 else \
+            channels_first * transient_peak(out_bytes, before=[copy + out_bytes], after=[out_bytes]) \
             + (1 - channels_first) * copy
         return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(1 - copied,),
                          saved_bytes=copy, workspace_bytes=copy + raw, live_workspace_bytes=live,
