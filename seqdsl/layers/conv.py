@@ -214,13 +214,14 @@ class Conv(Layer):
             channels_first = any_padded if c == 1 else sympy.Integer(1)    # not an unpadded one-channel copy
         else:
             channels_first = sympy.Integer(1 if self.ndim == 3 and pointwise else 0)
-        # the copy and the raw result, then the raw result beside the output; written
-        # channels-last, the copy is freed once the output is written
         raw = channels_first * out_bytes
-        live = copy if channels_first == 0 else \
-            transient_peak(out_bytes, before=[copy + out_bytes], after=[out_bytes]) if channels_first == 1 else \
-            channels_first * transient_peak(out_bytes, before=[copy + out_bytes], after=[out_bytes]) \
-            + (1 - channels_first) * copy
+        if channels_first == 0:
+            live = copy                 # the padded copy is freed once the output is written
+        else:
+            # the copy and the raw result, then the raw result beside the output
+            live = transient_peak(out_bytes, before=[copy + out_bytes], after=[out_bytes])
+            if channels_first != 1:
+                live = channels_first * live + (1 - channels_first) * copy
         return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(1 - copied,),
                          saved_bytes=copy, workspace_bytes=copy + raw, live_workspace_bytes=live,
                          step_flops=step, state_bytes=state, time_stride=t_stride, has_weights=True)
