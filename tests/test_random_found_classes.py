@@ -14,6 +14,12 @@ now fixed, each on its smallest spec and on shapes the old rule got wrong:
 * time-last: `time_last` as the view x[:, -1] saved the whole [B, T, C]
   storage behind an elementwise consumer but a [B, C] copy behind a linear
   (estimate 0.67x-32x measured); it is now a [B, C] copy whatever reads it.
+* conv-same-parity: conv2d/conv3d with padding=same, a kernel and a stride
+  above 1 pad the time axis (so convolve a padded copy) at some lengths only
+  (kernel = stride = 2: odd T); the rule counted the copy at every T (live
+  set 1.33x, saved 4,096 bytes for 0 at even T). The copy, and the input
+  saved in its place, are now 0/1 closed forms in T; conv1d over one channel
+  writes channels-last where unpadded, by the same form (1.7x at even T).
 """
 from __future__ import annotations
 
@@ -172,3 +178,30 @@ def test_time_last_saves_its_copy_whatever_reads_it(consumer, c):
                  f"input x: float[B, T, {c}]\ny = x -> linear({c}) -> time_last -> {consumer}\noutput y"):
         failed = _failed(_model(body), (19, 32))
         assert not failed, body + "\n" + "\n".join(failed)
+
+
+# ------------------------------------------------------------------ conv-same-parity
+@pytest.mark.parametrize("body", [
+    "input x: float[B, T, 8, 2]\ny = x -> conv2d(16, 2, stride=2)\noutput y",        # the smallest: 1.33x at even T
+    "input x: float[B, T, 8, 2]\ny = x -> relu -> conv2d(16, 2, stride=2)\noutput y",   # input saved at even T only
+    "input x: float[B, T, 8, 2]\ny = x -> linear(4) -> conv2d(16, [3, 2], stride=[4, 2]) -> tanh\noutput y",
+    "input x: float[B, T, 8, 2, 3]\ny = x -> linear(4) -> conv3d(8, 2, stride=2)\noutput y",
+    "input x: float[B, T, 1]\ny = x -> conv1d(16, 2, stride=2)\noutput y",            # channels-last where unpadded: 1.7x
+])
+def test_conv_same_padding_copies_only_at_the_lengths_it_pads(body):
+    """At lengths that pad and lengths that do not (kernel 3, stride 4: T mod 4
+    of 1 or 2 pads; 3 and 0 do not), the estimate equals the measurement."""
+    failed = _failed(_model(body), (7, 8, 19, 32, 33, 34))
+    assert not failed, "\n".join(failed)
+
+
+def test_conv_same_padding_saves_the_input_or_the_copy_by_the_length():
+    """relu keeps its output, which the conv reads in place at even T (one
+    storage, counted once: the old rule added the copy, 2x) and pads into a
+    copy it keeps beside it at odd T."""
+    graph = seqdsl.parse(_model("input x: float[B, T, 8, 2]\nv = x -> linear(2) -> relu\n"
+                                "y = v -> conv2d(16, 2, stride=2)\noutput y")).model()
+    est = seqdsl.estimate(graph, seq=[{"T": t} for t in (6, 7, 8)], batch=1)
+    relu_out = [t * 8 * 2 * 4 for t in (6, 7, 8)]
+    padded_copy = 1 * 2 * 8 * 8 * 4               # T = 7 padded to 8: [1, 2, 8, 8] channels-first
+    assert [p.activation_bytes for p in est.points] == [relu_out[0], relu_out[1] + padded_copy, relu_out[2]]

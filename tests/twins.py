@@ -312,7 +312,12 @@ class Attention(nn.Module):
             + torch.arange(n_blocks * W, device=q.device).view(1, 1, -1)        # (nb, 1, nW)
         upper = kpos <= qpos if self.causal else kpos <= qpos + W
         mask = (kpos >= 0) & (kpos < T) & (kpos >= qpos - W) & upper              # (nb, W, nW)
-        y = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask[:, None], dropout_p=p,
+        mask = mask[:, None]                                                     # (nb, 1, W, nW)
+        if self.pos == "alibi":                                                  # -slope_h·|i - j| on the band
+            slopes = torch.tensor([2 ** (-8 * (h + 1) / H) for h in range(H)], device=q.device)
+            dist = (qpos - kpos).abs().float()[:, None]                          # (nb, 1, W, nW)
+            mask = (-slopes[:, None, None] * dist).masked_fill(~mask, float("-inf"))   # (nb, H, W, nW)
+        y = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, dropout_p=p,
                                            enable_gqa=self.kvh != self.h)        # (B, nb, H, W, dh)
         return y.transpose(1, 2).reshape(B, H, nb * W, dh)[:, :, :T]
 

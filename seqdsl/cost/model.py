@@ -374,6 +374,7 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
 
     # ---- training: tensors autograd saves, each storage once; model inputs excluded
     saved_roots: set[str] = set()
+    maybe_saved: dict[str, list] = {}     # root -> the 0/1 forms of the lengths it is saved at
     internal = []
     entry_saved: set = set()
     entries, nodes_by_seg = _segments_entries(nodes)
@@ -390,7 +391,14 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
         if c.saves_output and not c.output_is_view:
             saved_roots.add(root[n.node.name])
         for port, src in enumerate(n.node.sources):
-            saves = (port < len(c.saves_inputs) and c.saves_inputs[port]) or \
+            flag = c.saves_inputs[port] if port < len(c.saves_inputs) else False
+            entry = _segments_entry(n.node, entries)
+            if isinstance(flag, sympy.Expr) and not flag.is_number and not (n.binding or entry):
+                # kept at some lengths only (a 0/1 closed form: conv2d/3d read the input in
+                # place where no axis is padded, which can depend on the length's parity)
+                maybe_saved.setdefault(read(src, n.node.name), []).append(flag)
+                continue
+            saves = bool(flag) or \
                 (port < len(c.saves_inputs_if_grad) and c.saves_inputs_if_grad[port]
                  and by_name[src].needs_grad)
             if saves and c.saves_for_other and not any(
@@ -398,7 +406,6 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
                 saves = False   # a product keeps each factor only for the other factor's gradient
             if not saves:
                 continue
-            entry = _segments_entry(n.node, entries)
             if entry is not None and entry[1] == src and port == 0:    # the piece (a context is whole)
                 entry_saved.add((entry, read(src, n.node.name)))
             else:
@@ -419,8 +426,14 @@ def model_cost(model: ModelGraph, dtype: str = "float32", share: bool = True) ->
         if r not in inputs and r not in saved_roots:
             internal.append((products[size[r], 1 - several], bind))
     saved_roots -= inputs
-    activation = terms.figure([*internal, *[(size[r], ()) for r in sorted(saved_roots)]])
-    saved_tensors = tuple((producer.get(r, r), "tensor", size[r]) for r in sorted(saved_roots))
+    # a storage kept at some lengths only counts there, and once beside any keeping it always
+    maybe = {r: size[r] * (f[0] if len(f) == 1 else sympy.Max(*f))
+             for r, f in sorted(maybe_saved.items()) if r not in saved_roots and r not in inputs}
+    activation = terms.figure([*internal, *[(size[r], ()) for r in sorted(saved_roots)],
+                               *[(b, ()) for b in maybe.values()]])
+    saved_tensors = tuple(sorted([(producer.get(r, r), "tensor", size[r]) for r in saved_roots]
+                                 + [(producer.get(r, r), "tensor", b) for r, b in maybe.items()],
+                                 key=lambda e: e[0]))
 
     # ---- inference: live storages along the graph (free after the last consumer)
     groups = _segments_groups(model, nodes)     # segments run piece by piece: _segments_peaks

@@ -156,8 +156,9 @@ def _backward_ops(n: NodeCost, elem: int, needs_grad: dict[str, bool]) -> list[O
     if c.saves_output:
         moved += grad_out
     for port, (src, t) in enumerate(zip(node.sources, node.inputs)):
-        if port < len(c.saves_inputs) and c.saves_inputs[port]:
-            moved += tensor_bytes(t, elem)
+        saves = c.saves_inputs[port] if port < len(c.saves_inputs) else False
+        if saves is not False:      # True, or a 0/1 form where it depends on the length (conv2d's padding)
+            moved += tensor_bytes(t, elem) * (1 if saves is True else saves)
         if needs_grad[src]:
             moved += tensor_bytes(t, elem)
     if node.kind in RECURRENT:   # the hidden gradient runs backward through time, step by step

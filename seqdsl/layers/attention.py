@@ -327,17 +327,29 @@ def _softmax_cost(args, x, c, kvd, proj, ctx):
         band_saved = (b * c * nb * (w + 2 * k_w) + b * h * nb * w * k_w + n * c) * e + rope
         # padded q/k/v, their blocks, the scaled copies, scores and probabilities
         band_work = (2 * b * h * nb * w * k_w + 2 * b * c * nb * (w + 2 * k_w) + 4 * n * c) * e
-        if args.pos == "alibi":
-            band_saved += h * nb * w * k_w * e
-            band_work += h * nb * w * k_w * e
+        # the mask SDPA adds: ALiBi's (H, nb, W, kW) bias, or the boolean band (kept)
+        # and its float copy; only the probabilities' backward reads it, so it is not saved
+        mask = h * nb * w * k_w * e if args.pos == "alibi" else nb * w * k_w * (1 + e)
+        band_work += mask
         if args.dropout > 0:      # training: the dropped probabilities and the mask too
             band_saved += 2 * b * h * nb * w * k_w * e
+        # alive at once (inference): q, k, v; the padded q blocks, k and v padded by a
+        # block each side (nb + 2 blocks), their kW-wide bands, the mask and the int64
+        # positions; then in SDPA's math path, which computes in fp32 (16-bit q, k and
+        # v blocks copied to fp32 first: 0.52-0.55x without), the scaled q and k and the
+        # scores (k freed at the mask's add, the scores' sum beside them), and after the
+        # kernel its output blocks and their merged copy beside the projection's output
+        qkv, qb = (n * c + 2 * n * kvd) * e, b * c * nb * w * e
+        held = qkv + qb + 2 * b * c * (nb + 2) * w * e + 2 * b * c * nb * k_w * e + mask + 8 * nb * (w + k_w)
+        held += 0 if e == 4 else 4 * b * c * nb * (w + 2 * k_w)
+        qs, ks, scores = 4 * b * c * nb * w, 4 * b * c * nb * k_w, 4 * b * h * nb * w * k_w
+        band_live = transient_peak(n * c * e, before=[held + qs + ks + scores, held + qs + 2 * scores],
+                                   after=[qkv + qb + n * c * e])
         flops = _pick(t, w, flops, weights + band)
         bwd = _pick(t, w, bwd, backward + 2 * band)
         saved = _pick(t, w, saved, band_saved)
+        live = _pick(t, w, work if live is None else live, band_live)
         work = _pick(t, w, work, band_work)
-        if live is not None:
-            live = _pick(t, w, live, band_work)
         keys = min_dim(t, w + 1)
         cache = min_dim(t, w)
     step = 2 * matmul(b, c, c) + 2 * matmul(b, c, kvd) + 2 * matmul(b, c, keys)

@@ -258,13 +258,14 @@ class Attention(nn.Module):
         w = self.window
         nb = -(-t // w)
         pad = nb * w - t
-        if self.kvh != self.h:
-            k = k.repeat_interleave(self.h // self.kvh, dim=1)
-            v = v.repeat_interleave(self.h // self.kvh, dim=1)
-        q, k, v = (F.pad(z, (0, 0, 0, pad)) for z in (q, k, v))
-        qb = q.view(b, h, nb, w, d)                                   # (B, H, nb, W, dh)
-        kb = F.pad(k, (0, 0, w, w)).view(b, h, nb + 2, w, d)         # block -1 .. nb
-        vb = F.pad(v, (0, 0, w, w)).view(b, h, nb + 2, w, d)
+        rep = self.h // self.kvh
+        # (B, H, nb, W, dh), contiguous: padding nothing copies q with its heads-transposed
+        # strides, and SDPA would copy the scaled blocks again for its bmm
+        qb = F.pad(q, (0, 0, 0, pad)).contiguous().view(b, h, nb, w, d)
+        # keys and values padded once, by a block before and a block plus `pad` after:
+        # blocks -1 .. nb (heads repeated first when grouped; the repeat is freed here)
+        kb, vb = (F.pad(z.repeat_interleave(rep, dim=1) if rep > 1 else z, (0, 0, w, w + pad))
+                  .view(b, h, nb + 2, w, d) for z in (k, v))
         nk = 2 if self.causal else 3
         kk = torch.cat([kb[:, :, i:i + nb] for i in range(nk)], dim=3)  # (B, H, nb, nk·W, dh)
         vv = torch.cat([vb[:, :, i:i + nb] for i in range(nk)], dim=3)
@@ -278,6 +279,13 @@ class Attention(nn.Module):
         mask = mask & (kpos >= 0) & (kpos < t)                           # (nb, W, nk·W)
         if lengths is not None:
             mask = (mask & ((kpos < lengths.view(-1, 1, 1, 1)) | (kpos == 0)))[:, None]   # (B, 1, nb, W, nk·W)
+        if self.pos == "alibi":
+            # the band's ALiBi bias -slope_h·|i - j| (causal keys are never after the
+            # query), as _alibi and the streaming step make it: (H, nb, W, nk·W)
+            # (B, H, ... with lengths), from float32 distances, cast once to q's dtype
+            dtype = torch.promote_types(q.dtype, torch.float32)
+            mask = ((kpos - qpos).abs().to(dtype) * -self.slopes.to(dtype)[:, None, None, None]
+                    ).masked_fill(~mask, float("-inf")).to(q.dtype)
         y = F.scaled_dot_product_attention(qb, kk, vv, attn_mask=mask, dropout_p=self._drop())
         return y.reshape(b, h, nb * w, d)[:, :, :t]
 

@@ -140,20 +140,32 @@ class Conv(Layer):
         return weight + (args.out if args.bias else 0)
 
     def padding_total(self, args, axis: int, n, k: int, s: int):
-        """F.pad total on the `axis`-th convolved axis (docs/lowering.md): same
-        pads max((ceil(n/s) - 1)·s + k - n, 0) (TensorFlow's rule), causal
-        k - 1, an explicit padding left + right."""
+        """(F.pad total, padded) on the `axis`-th convolved axis (docs/lowering.md):
+        same pads max((ceil(n/s) - 1)·s + k - n, 0) (TensorFlow's rule), causal
+        k - 1, an explicit padding left + right; `padded` is 1 when the total is
+        above 0, else 0, a closed form in n where that depends on n."""
         explicit = self.explicit_pads(args)
         if explicit is not None:
-            return sympy.Integer(sum(explicit[axis]))
-        if args.padding == "valid":
-            return sympy.Integer(0)
-        if args.padding == "causal":
-            return sympy.Integer(k - 1)
-        if k == 1:      # (ceil(n/s) - 1)·s + 1 - n <= 0 for every n: never padded
-            return sympy.Integer(0)
-        total = (ceil_div(n, s) - 1) * s + k - n
-        return sympy.Integer(max(int(total), 0)) if as_int(n) is not None else sympy.Max(total, 0)
+            total = sum(explicit[axis])
+        elif args.padding == "valid":
+            total = 0
+        elif args.padding == "causal":
+            total = k - 1
+        elif k == 1:    # (ceil(n/s) - 1)·s + 1 - n <= 0 for every n: never padded
+            total = 0
+        else:
+            total = (ceil_div(n, s) - 1) * s + k - n
+            if as_int(n) is not None:
+                total = max(int(total), 0)
+            elif k > s:     # (-n mod s) + k - s >= k - s > 0 at every n
+                return total, sympy.Integer(1)
+            else:
+                # the total is (-n mod s) + k - s, above 0 only where n mod s is 1 .. k - 1
+                # (kernel = stride = 2: odd n): `padded` is floor(((-n mod s) + k - 1) / s)
+                rest = ceil_div(n, s) * s - n               # -n mod s
+                padded = floor_div(rest + k - 1, s)
+                return (rest if k == s else padded * total), padded
+        return sympy.Integer(total), sympy.Integer(1 if total > 0 else 0)
 
     def cost(self, args, inputs, out, ctx):
         """2·batch·out_positions·out·(C/groups)·prod(kernel) (aten.convolution);
@@ -171,9 +183,16 @@ class Conv(Layer):
         batch = numel([d for i, d in enumerate(x.dims[:-1]) if i not in axes])
         out_positions = numel([out.dims[i] for i in axes])
         f = 2 * batch * out_positions * args.out * (c // args.groups) * math.prod(kernel)
-        pads = [self.padding_total(args, j, x.dims[i], k, s) for j, (i, k, s) in enumerate(zip(axes, kernel, stride))]
-        copied = self.ndim == 1 or any(p != 0 for p in pads)
-        copy = batch * c * numel([x.dims[i] + p for i, p in zip(axes, pads)]) * ctx.elem if copied else 0
+        pads, padded = zip(*[self.padding_total(args, j, x.dims[i], k, s)
+                             for j, (i, k, s) in enumerate(zip(axes, kernel, stride))])
+        # 1 where some axis is padded, else 0: with padding=same, a kernel and a stride above
+        # 1 this depends on the length (kernel = stride = 2: odd lengths only), and counting
+        # the padded copy at every length was 1.33x (saved 4,096 bytes, 0 measured: seed 642)
+        symbolic = [flag for flag in padded if as_int(flag) is None]
+        any_padded = sympy.Integer(1) if 1 in padded else sympy.Max(*symbolic) if symbolic else sympy.Integer(0)
+        # conv1d always convolves a copy; conv2d/3d only a padded one (else the input in place)
+        copied = sympy.Integer(1) if self.ndim == 1 else any_padded
+        copy = copied * batch * c * numel([x.dims[i] + p for i, p in zip(axes, pads)]) * ctx.elem
         time = 1 in axes
         t_stride = stride[axes.index(1)] if time else 1
         step = None
@@ -189,18 +208,21 @@ class Conv(Layer):
         # copy (F.pad keeps its channels-last strides, and the result follows them); a pointwise
         # conv3d (kernel and stride all 1) always. Measured with LiveTensorTracker: conv1d(16, 1)
         # on [B, T, 5, 1] was 1.83x, conv3d(16, 1) 0.52-0.6x (random specs, seeds 507 and 1832).
+        # (1 or 0, or where an unpadded one-channel conv1d depends on the length, a 0/1 form)
         pointwise = all(k == 1 for k in kernel) and all(s == 1 for s in stride)
-        unpadded_one_channel = c == 1 and all(p == 0 for p in pads)
-        channels_first = (self.ndim == 1 and as_int(out.dims[axes[0]]) != 1 and not unpadded_one_channel) \
-            or (self.ndim == 3 and pointwise)
-        if channels_first:
-            # the copy and the raw result, then the raw result beside the output
-            raw = out_bytes
-            live = transient_peak(out_bytes, before=[copy + raw], after=[raw])
+        if self.ndim == 1 and as_int(out.dims[axes[0]]) != 1:
+            channels_first = any_padded if c == 1 else sympy.Integer(1)    # not an unpadded one-channel copy
         else:
-            raw = 0
+            channels_first = sympy.Integer(1 if self.ndim == 3 and pointwise else 0)
+        raw = channels_first * out_bytes
+        if channels_first == 0:
             live = copy                 # the padded copy is freed once the output is written
-        return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(not copied,),
+        else:
+            # the copy and the raw result, then the raw result beside the output
+            live = transient_peak(out_bytes, before=[copy + out_bytes], after=[out_bytes])
+            if channels_first != 1:
+                live = channels_first * live + (1 - channels_first) * copy
+        return LayerCost(flops=f, backward_flops=f, input_grad_flops=(f,), saves_inputs=(1 - copied,),
                          saved_bytes=copy, workspace_bytes=copy + raw, live_workspace_bytes=live,
                          step_flops=step, state_bytes=state, time_stride=t_stride, has_weights=True)
 

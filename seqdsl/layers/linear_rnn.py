@@ -197,7 +197,20 @@ def gla_memory(b, t, c, h, dk, dv, dkh, dvh, r, k, q, e, gated_keys):
     # widths (a short T in one chunk of 64: the estimate was 0.84x without it).
     masked = (bh * (4 * tp * dkh + tp * dvh + tp * (dkh if gated_keys else 1) + 2 * tp * q) * F32
               + 2 * q * q + layer)
-    return saved, work, transient_peak(b * t * c * e, before=[masked], after=[work])
+    # Then, held from the intra-chunk part to the end: q, k, the decays b, q~, k~
+    # (the decays are (Q, 1) without gated keys), the masked scores, v, the intra
+    # output, the chunks' own states U and the chunk decays; the carry's busiest
+    # moments are its stack (the n + 1 carried states listed beside the n
+    # stacked) and the inter-chunk sum (the stack and the last state beside the
+    # product and both outputs). o_proj runs after all of it is freed: its
+    # output is beside q, k, v (and gk), the gate (gla binds it) and the gated
+    # norm's contiguous output (the sum of both moments with the output on top
+    # was 1.17-1.31x measured: seed 926's gla(chunk=4), C = 256 with narrow heads)
+    base = ((4 * tp * dkh + tp * (dkh if gated_keys else 1) + tp * q + 2 * tp * dvh + n * dkh * dvh
+             + n * (dkh if gated_keys else 1)) * bh * F32 + q * q + layer)
+    carry = [base + (2 * n + 1) * dkh * dvh * bh * F32, base + ((n + 1) * dkh * dvh + 2 * tp * dvh) * bh * F32]
+    tail = layer + (2 if gated_keys else 1) * b * t * dv * e
+    return saved, work, transient_peak(b * t * c * e, before=[masked, *carry], after=[tail])
 
 
 def delta_memory(b, t, c, h, kd, vd, dk, dv, k, q, e, gate):
