@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_modules import carry_by_solve, chunk_states_solve, cuda_kernel
+from .torch_modules import carry_by_solve, chunk_states_solve, cuda_kernel, unpadded
 
 
 def acc(x):
@@ -152,7 +152,7 @@ def chunk_gla(q, k, v, g, scale, chunk: int = 64, s=None):
         s = q.new_zeros(bsz, h, dk, dv, dtype=acc_dtype(q))
     starts, s = _carry(s, decay, u)
     o = o + qe @ starts                                                # inter-chunk: q·S at the chunk start
-    return o.reshape(bsz, h, n * chunk, dv)[:, :, :t], s
+    return unpadded(o.reshape(bsz, h, n * chunk, dv), t, 2), s
 
 
 def _carry(s, decay, u):

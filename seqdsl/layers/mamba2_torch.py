@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_modules import causal_conv_silu, cuda_kernel, softplus_inverse_dt
+from .torch_modules import causal_conv_silu, cuda_kernel, softplus_inverse_dt, unpadded
 
 
 def _segsum(x):
@@ -75,7 +75,7 @@ def ssd_chunk_scan(x, dt, a, b, c, chunk, h0=None):
     states, final = states[:, :-1], states[:, -1]
     # 4. the entering state's contribution to every output
     y_off = torch.einsum("bclhn,bchpn->bclhp", c, states) * torch.exp(a_cum).permute(0, 2, 3, 1)[..., None]
-    y = (y_diag + y_off).reshape(bsz, nc * chunk, nh, p)[:, :t]
+    y = unpadded((y_diag + y_off).reshape(bsz, nc * chunk, nh, p), t, 1)
     return y, final
 
 

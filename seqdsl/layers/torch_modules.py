@@ -266,6 +266,18 @@ def softplus_inverse_dt(n: int):
     return dt + torch.log(-torch.expm1(-dt))
 
 
+def unpadded(x, t, dim: int):
+    """The first t positions of x along `dim`: a chunked lowering's output, its
+    padding to a whole number of chunks cut off. Eagerly the view (what the
+    cost model counts). Under torch.compile a contiguous copy: inductor
+    stores the slice compact anyway, and when a tensor kept for backward has
+    other strides in the trace than in inductor's forward, AOTAutograd
+    (torch 2.13) restrides the backward's input to the first call's concrete
+    strides, which fixes the length: one graph per T (pytorch#194420)."""
+    y = x.narrow(dim, 0, t)
+    return y.contiguous() if torch.compiler.is_compiling() else y
+
+
 SOLVE_MAX_CHUNKS = 32    # the solve's (n+1)² matrix per channel: at most 1,089 entries
 
 
