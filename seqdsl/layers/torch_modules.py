@@ -269,13 +269,16 @@ def softplus_inverse_dt(n: int):
 def unpadded(x, t, dim: int):
     """The first t positions of x along `dim`: a chunked lowering's output, its
     padding to a whole number of chunks cut off. Eagerly the view (what the
-    cost model counts). Under torch.compile a contiguous copy: inductor
-    stores the slice compact anyway, and when a tensor kept for backward has
-    other strides in the trace than in inductor's forward, AOTAutograd
-    (torch 2.13) restrides the backward's input to the first call's concrete
-    strides, which fixes the length: one graph per T (pytorch#194420)."""
-    y = x.narrow(dim, 0, t)
-    return y.contiguous() if torch.compiler.is_compiling() else y
+    cost model counts). Under torch.compile a new tensor (index_select), never
+    a view: inductor computes such a slice compact, and when a tensor kept for
+    backward has other strides in the trace than in inductor's forward,
+    AOTAutograd (torch 2.13) restrides the backward's input to the first
+    call's concrete strides, which fixes the length: one graph per T
+    (pytorch#194420). A contiguous() copy is not enough: the partitioner may
+    keep the view it copies and redo the copy in backward."""
+    if not torch.compiler.is_compiling():
+        return x.narrow(dim, 0, t)
+    return x.index_select(dim, torch.arange(t, device=x.device))
 
 
 SOLVE_MAX_CHUNKS = 32    # the solve's (n+1)² matrix per channel: at most 1,089 entries
@@ -283,10 +286,12 @@ SOLVE_MAX_CHUNKS = 32    # the solve's (n+1)² matrix per channel: at most 1,089
 
 def carry_by_solve(n) -> bool:
     """Whether a chunked lowering hands its states chunk to chunk by
-    `chunk_states_solve`: under torch.compile, up to SOLVE_MAX_CHUNKS chunks
-    (one graph for every such length; a guard on n). Past that the matrix
-    grows as n² per channel (Mamba's di·N channels: 0.4 GB a sequence at 64
-    chunks), so longer inputs take the loop, traced once per chunk count."""
+    `chunk_states_solve` (gated_deltanet, whose transition is a matrix: by its
+    loop padded to SOLVE_MAX_CHUNKS steps): under torch.compile, up to
+    SOLVE_MAX_CHUNKS chunks (one graph for every such length; a guard on n).
+    Past that the matrix grows as n² per channel (Mamba's di·N channels: 0.4 GB
+    a sequence at 64 chunks), so longer inputs take the loop, traced once per
+    chunk count."""
     return torch.compiler.is_compiling() and n <= SOLVE_MAX_CHUNKS
 
 
