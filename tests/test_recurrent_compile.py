@@ -3,9 +3,9 @@ graph for every length (the chunk count included), no graph break, the
 eager function and gradients. Dynamo's graphs are counted with the `eager`
 backend (the graphs and their guards are dynamo's whatever the backend; an
 aot_eager run of the same cases took 380 s on the loaded 2-core machine);
-one real inductor compile, of gla at a tiny width, holds what only inductor
-adds: a guard from its lowering that fixes the length (the tensors kept for
-backward must keep the strides inductor gives them, torch_modules.unpadded)."""
+one real inductor compile, of gla with its convolution at a tiny width, holds
+what only inductor adds: guards from its lowering that fixed the length
+(torch_modules.depthwise_conv1d and unpadded)."""
 from __future__ import annotations
 
 import pytest
@@ -73,17 +73,20 @@ def test_one_graph_for_every_length(call, lengths):
 def test_inductor_compiles_one_graph_for_every_length():
     """A real inductor compile (forward and backward: AOTAutograd compiles the
     backward with the forward when the length is symbolic) over three lengths
-    of 3, 5 and 7 chunks: one graph, the eager outputs and gradients. Once the
-    un-padded output of the chunked form, a view of the padded result, was
-    kept for backward: inductor stores it compact, AOTAutograd restrided the
-    backward's input to the first call's concrete strides, and that fixed the
-    length (a graph per T; pytorch#194420). About 100 s cold on the loaded
-    machine (a test of its own for that: the other cases use the eager backend)."""
+    of 3, 5 and 7 chunks: one graph, the eager outputs and gradients. Two
+    guards of inductor's own once fixed the length (a graph per T): its
+    convolution backward turned the input gradient's strides into ints
+    (torch_modules.depthwise_conv1d), and the un-padded output, a view of the
+    padded result kept for backward, was stored compact while AOTAutograd
+    restrided the backward's input to the first call's concrete strides
+    (torch_modules.unpadded; pytorch#194420). gla with its short convolution
+    has both; the other cases use the eager backend (this one compile takes
+    minutes on the loaded 2-core machine)."""
     import torch._dynamo
     from torch._dynamo.utils import counters
     torch._dynamo.reset()
     counters.clear()
-    eager, compiled = _models("gla(1, chunk=8)", "inductor", width=8)
+    eager, compiled = _models("gla(1, conv=4, chunk=8)", "inductor", width=8)
     for t in (20, 37, 50):
         x = torch.randn(1, t, 8, generator=torch.Generator().manual_seed(t))
         (y, grads), (ye, grads_e) = _step(compiled, x), _step(eager, x)
