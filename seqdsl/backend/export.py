@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from torch.export import Dim
+from torch.export.dynamic_shapes import refine_dynamic_shapes_from_suggested_fixes
 
 from ..atomic import save_atomic
 from ..errors import UsageError, error
@@ -52,7 +53,6 @@ def _export(model, inputs: list, dynamic_shapes):
     smallest (a same-padded strided convolution's padding depends on T's
     parity). A suggestion to make a dim static is not taken: the error stands.
     Returns the program and the dims it was exported with."""
-    from torch.export.dynamic_shapes import refine_dynamic_shapes_from_suggested_fixes
     first = None
     for _ in range(3):
         try:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .linear_rnn_torch import GatedRMSNorm, ShortConv, _chunked, acc, acc_dtype, conv_stream
-from .torch_modules import cuda_kernel
+from .torch_modules import SOLVE_MAX_CHUNKS, carry_by_solve, cuda_kernel, unpadded
 
 
 def delta_step(q, k, v, beta, g, scale, s):
@@ -72,21 +72,31 @@ def chunk_delta_rule(q, k, v, beta, g, scale, chunk: int = 64, s=None):
         s = q.new_zeros(bsz, h, dk, dv, dtype=acc_dtype(q))
     starts, fresh, s = _carry_delta(s, u, w, last, kd)
     o = (qc * b.exp().unsqueeze(-1)) @ starts + p @ fresh
-    return o.reshape(bsz, h, n * chunk, dv)[:, :, :t], s
+    return unpadded(o.reshape(bsz, h, n * chunk, dv), t, 2), s
 
 
-@torch.compiler.disable
 def _carry_delta(s, u, w, last, kd):
     """Chunk by chunk: v_new = u - w S, S <- e^(b_Q) S + (k decayed)^T v_new.
     Returns the states at each chunk's start and the v_new, stacked, and the
-    last state. Eager under torch.compile (one graph for every T)."""
+    last state. The transition is a dk x dk matrix per chunk (not elementwise,
+    so not chunk_states_solve): eagerly the loop over the n chunks; under
+    torch.compile, up to SOLVE_MAX_CHUNKS chunks (carry_by_solve), the same
+    loop over SOLVE_MAX_CHUNKS steps, the chunks past n given u = w = kd = 0
+    and b_Q = 0 (S passes unchanged), so one graph serves every chunk count
+    where a loop over n would be unrolled per length."""
+    n = u.shape[2]
+    steps = n
+    if carry_by_solve(n):
+        steps, pad = SOLVE_MAX_CHUNKS, SOLVE_MAX_CHUNKS - n
+        u, w, kd = (F.pad(z, (0, 0, 0, 0, 0, pad)) for z in (u, w, kd))
+        last = F.pad(last, (0, 0, 0, pad))
     starts, fresh = [], []
-    for i in range(u.shape[2]):
+    for i in range(steps):
         starts.append(s)
         vn = u[:, :, i] - w[:, :, i] @ s                               # (B, H, Q, dv)
         s = s * last[:, :, i].exp()[..., None] + kd[:, :, i].transpose(-1, -2) @ vn
         fresh.append(vn)
-    return torch.stack(starts, 2), torch.stack(fresh, 2), s
+    return unpadded(torch.stack(starts, 2), n, 2), unpadded(torch.stack(fresh, 2), n, 2), s
 
 
 class GatedDeltaNet(nn.Module):

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_modules import carry_by_solve, chunk_states_solve, cuda_kernel
+from .torch_modules import carry_by_solve, chunk_states_solve, cuda_kernel, depthwise_conv1d, unpadded
 
 
 def acc(x):
@@ -50,7 +50,7 @@ class ShortConv(nn.Conv1d):
         else:
             xp = torch.cat([window[..., 1:], xt], -1)                  # (B, D, K-1+T)
             new = torch.cat([window, xt], -1)[..., -k:]
-        y = F.conv1d(xp, self.weight, self.bias, groups=self.groups).transpose(1, 2)
+        y = depthwise_conv1d(xp, self.weight, self.bias).transpose(1, 2)
         return (F.silu(y) if self.act else y), new
 
 
@@ -152,7 +152,7 @@ def chunk_gla(q, k, v, g, scale, chunk: int = 64, s=None):
         s = q.new_zeros(bsz, h, dk, dv, dtype=acc_dtype(q))
     starts, s = _carry(s, decay, u)
     o = o + qe @ starts                                                # inter-chunk: q·S at the chunk start
-    return o.reshape(bsz, h, n * chunk, dv)[:, :, :t], s
+    return unpadded(o.reshape(bsz, h, n * chunk, dv), t, 2), s
 
 
 def _carry(s, decay, u):

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_modules import causal_conv_silu, cuda_kernel, softplus_inverse_dt
+from .torch_modules import causal_conv_silu, cuda_kernel, softplus_inverse_dt, unpadded
 
 
 def _segsum(x):
@@ -50,11 +50,11 @@ def ssd_chunk_scan(x, dt, a, b, c, chunk, h0=None):
     """The reference's chunked SSD (mamba2_chunk_scan) without D: same arguments
     as ssd_naive. Returns y (B, T, H, P) and the final state (B, H, P, N)."""
     bsz, t, nh, p = x.shape
-    pad = (chunk - t % chunk) % chunk
+    nc = (t + chunk - 1) // chunk      # ceil, and the padding from it, as the other chunked forms: the
+    pad = nc * chunk - t               # padded length is nc·Q to the compiler (not T + (Q - T mod Q) mod Q)
     x = x * dt[..., None]
     a = a * dt                                                                      # (B, T, H)
     x, a, b, c = [F.pad(v, (0, 0) * (v.dim() - 2) + (0, pad)) for v in (x, a, b, c)]
-    nc = x.shape[1] // chunk
     x = x.reshape(bsz, nc, chunk, nh, p)                                            # (b, c, l, h, p)
     b = b.reshape(bsz, nc, chunk, nh, -1)                                           # (b, c, l, h, n)
     c = c.reshape(bsz, nc, chunk, nh, -1)
@@ -75,7 +75,7 @@ def ssd_chunk_scan(x, dt, a, b, c, chunk, h0=None):
     states, final = states[:, :-1], states[:, -1]
     # 4. the entering state's contribution to every output
     y_off = torch.einsum("bclhn,bchpn->bclhp", c, states) * torch.exp(a_cum).permute(0, 2, 3, 1)[..., None]
-    y = (y_diag + y_off).reshape(bsz, nc * chunk, nh, p)[:, :t]
+    y = unpadded((y_diag + y_off).reshape(bsz, nc * chunk, nh, p), t, 1)
     return y, final
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_modules import carry_by_solve, causal_conv_silu, chunk_states_solve, cuda_kernel, softplus_inverse_dt
+from .torch_modules import carry_by_solve, causal_conv_silu, chunk_states_solve, cuda_kernel, softplus_inverse_dt, unpadded
 
 MAMBA_CHUNK = 64
 
@@ -62,7 +62,7 @@ def mamba_chunk_scan(da, dbx, c, h0=None, chunk=MAMBA_CHUNK):
             h = hs[-1][:, -1]
         hs = torch.cat(hs, 1)                                   # (B, nc·Q, di, N)
     y = hs @ F.pad(c, (0, 0, 0, pad))[..., None]                # (B, nc·Q, di, 1)
-    return y[:, :t, :, 0], hs[:, :t][:, -1]                   # (a symbolic index would fix T)
+    return unpadded(y, t, 1)[..., 0], hs[:, :t][:, -1]                   # (a symbolic index would fix T)
 
 
 def mamba_scan_step(h, da, dbx, c):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .linear_rnn_torch import ShortConv, _chunked, conv_stream
-from .torch_modules import carry_by_solve, chunk_states_solve
+from .torch_modules import carry_by_solve, chunk_states_solve, unpadded
 
 
 def mlstm_step(q, k, v, i, f, c, n, m, eps: float = 1e-6):
@@ -81,7 +81,7 @@ def chunk_mlstm(q, k, v, i, f, chunk: int = 64, state=None, eps: float = 1e-6):
     num = e @ vc + qs @ cs                                             # (B, H, n, Q, D)
     qn = e.sum(-1) + (qs @ ns.unsqueeze(-1)).squeeze(-1)
     hs = num / (torch.maximum(qn.abs(), (-stab).exp()) + eps).unsqueeze(-1)
-    return hs.reshape(bsz, h, nc * chunk, d)[:, :, :t], (c, n, m)
+    return unpadded(hs.reshape(bsz, h, nc * chunk, d), t, 2), (c, n, m)
 
 
 def _carry_mlstm(state, a_last, mloc, kv, ksum):

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_modules import carry_by_solve, causal_depthwise_conv, chunk_states_solve
+from .torch_modules import carry_by_solve, causal_depthwise_conv, chunk_states_solve, unpadded
 
 RGLRU_CHUNK = 64
 _MAX_SQRT_GRADIENT = 1000.0
@@ -67,12 +67,12 @@ def rglru_chunk_scan(a, x, h0=None, chunk=RGLRU_CHUNK):
     h = torch.zeros_like(b[:, 0, 0]) if h0 is None else h0     # (B, W)
     if carry_by_solve(nc):   # every chunk count in one graph: the carry as one solve
         hs = chunk_states_solve(h[..., None], a[:, :, -1], b[:, :, -1, :, None])[:, :nc, :, 0]   # (B, nc, W)
-        return (b + a * hs[:, :, None]).reshape(bsz, nc * chunk, -1)[:, :t]
+        return unpadded((b + a * hs[:, :, None]).reshape(bsz, nc * chunk, -1), t, 1)
     out = []
     for i in range(nc):
         out.append(b[:, i] + a[:, i] * h[:, None])
         h = out[-1][:, -1]
-    return torch.cat(out, 1)[:, :t]
+    return unpadded(torch.cat(out, 1), t, 1)
 
 
 class RgLru(nn.Module):

@@ -209,7 +209,48 @@ def causal_depthwise_conv(conv, x, state, window: int):
         xp = torch.cat([win[..., window - (k - 1):], x], -1)
         n = xp.shape[-1]
         state["conv"] = xp[..., n - window:] if n >= window else F.pad(xp, (window - n, 0))
-    return F.conv1d(xp, conv.weight, conv.bias, groups=conv.groups)
+    return depthwise_conv1d(xp, conv.weight, conv.bias)
+
+
+def depthwise_conv1d(xp, weight, bias):
+    """F.conv1d(xp, weight, bias, groups=C): a depthwise weight (C, 1, K) over
+    xp (B, C, T + K - 1), already padded, -> (B, C, T). Eagerly F.conv1d (what
+    the cost model counts). Under torch.compile K shifted products
+    (`_ShiftedConv`): inductor's lowering of convolution_backward turns the
+    input gradient's strides into ints (torch 2.13, _inductor/kernel/conv.py:
+    guard_int_seq), which fixes T, one graph per length, in every training
+    graph with a conv over the sequence."""
+    if not torch.compiler.is_compiling():
+        return F.conv1d(xp, weight, bias, groups=weight.shape[0])
+    return _ShiftedConv.apply(xp, weight, bias)
+
+
+class _ShiftedConv(torch.autograd.Function):
+    """depthwise_conv1d as K shifted products, y = sum_i xp[..., i:i+T]·w_i (+ b),
+    with its own backward so that the whole xp is kept for it (the products'
+    autograd would keep slices of xp, views that inductor may store with other
+    strides: see `unpadded`)."""
+
+    @staticmethod
+    def forward(ctx, xp, weight, bias):
+        k = weight.shape[-1]
+        t = xp.shape[-1] - (k - 1)
+        y = xp[..., :t] * weight[:, :, 0]
+        for i in range(1, k):
+            y = y + xp[..., i:i + t] * weight[:, :, i]
+        ctx.save_for_backward(xp, weight)
+        ctx.has_bias = bias is not None
+        return y + bias[:, None] if bias is not None else y
+
+    @staticmethod
+    def backward(ctx, gy):
+        xp, weight = ctx.saved_tensors
+        k, t = weight.shape[-1], gy.shape[-1]
+        gx = F.pad(gy * weight[:, :, 0], (0, k - 1))
+        for i in range(1, k):
+            gx = gx + F.pad(gy * weight[:, :, i], (i, k - 1 - i))
+        gw = torch.stack([(gy * xp[..., i:i + t]).sum((0, 2)) for i in range(k)], -1).unsqueeze(1)   # (C, 1, K)
+        return gx, gw, gy.sum((0, 2)) if ctx.has_bias else None
 
 
 # ---- optional CUDA kernels (the `cuda` extra: mamba-ssm, causal-conv1d,
@@ -266,15 +307,32 @@ def softplus_inverse_dt(n: int):
     return dt + torch.log(-torch.expm1(-dt))
 
 
+def unpadded(x, t, dim: int):
+    """The first t positions of x along `dim`: a chunked lowering's output, its
+    padding to a whole number of chunks cut off. Eagerly the view (what the
+    cost model counts). Under torch.compile a new tensor (index_select), never
+    a view: inductor computes such a slice compact, and when a tensor kept for
+    backward has other strides in the trace than in inductor's forward,
+    AOTAutograd (torch 2.13) restrides the backward's input to the first
+    call's concrete strides, which fixes the length: one graph per T
+    (pytorch#194420). A contiguous() copy is not enough: the partitioner may
+    keep the view it copies and redo the copy in backward."""
+    if not torch.compiler.is_compiling():
+        return x.narrow(dim, 0, t)
+    return x.index_select(dim, torch.arange(t, device=x.device))
+
+
 SOLVE_MAX_CHUNKS = 32    # the solve's (n+1)² matrix per channel: at most 1,089 entries
 
 
 def carry_by_solve(n) -> bool:
     """Whether a chunked lowering hands its states chunk to chunk by
-    `chunk_states_solve`: under torch.compile, up to SOLVE_MAX_CHUNKS chunks
-    (one graph for every such length; a guard on n). Past that the matrix
-    grows as n² per channel (Mamba's di·N channels: 0.4 GB a sequence at 64
-    chunks), so longer inputs take the loop, traced once per chunk count."""
+    `chunk_states_solve` (gated_deltanet, whose transition is a matrix: by its
+    loop padded to SOLVE_MAX_CHUNKS steps): under torch.compile, up to
+    SOLVE_MAX_CHUNKS chunks (one graph for every such length; a guard on n).
+    Past that the matrix grows as n² per channel (Mamba's di·N channels: 0.4 GB
+    a sequence at 64 chunks), so longer inputs take the loop, traced once per
+    chunk count."""
     return torch.compiler.is_compiling() and n <= SOLVE_MAX_CHUNKS
 
 
