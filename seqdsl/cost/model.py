@@ -226,7 +226,9 @@ class _Terms:
         for t in terms:
             e = self.expanded.get(t)
             if e is None:
-                e = self.expanded[t] = sympy.expand(t)
+                # a Max (a peak over moments) is left whole: expanding rebuilds it, and
+                # sympy then compares its arguments pairwise again (seconds on a segments body)
+                e = self.expanded[t] = t if isinstance(t, sympy.Max) else sympy.expand(t)
             out.append(e)
         total = self.sums[key] = sympy.Add(*out)
         return total

@@ -129,7 +129,7 @@ def transient_peak(out, before=(), after=()):
     beside the output. The walk adds the output itself, so moments before it
     count less the output's bytes."""
     terms = [sympy.sympify(b) - out for b in before] + [sympy.sympify(a) for a in after]
-    return terms[0] if len(terms) == 1 else sympy.Max(*terms)
+    return terms[0] if len(terms) == 1 else sympy.Max(*terms, evaluate=False)
 
 
 def segment_sums(T, length: int, memory: int):
