@@ -64,21 +64,30 @@ def freeze_rows(states: dict, frozen: dict, rows: torch.Tensor, batch_dims: dict
     decoding step may write into its state (mamba2's ssd_step). Other rows
     keep what they had; a row never kept holds the layer's initial value
     (`initial`: layer -> {key: value}, else 0)."""
-    for name, st in states.items():
-        if not isinstance(st, dict) or name.startswith("__"):
-            continue
+    for name, st, dim, init in _layer_states(states, batch_dims, initial):
         mine = frozen.setdefault(name, {})
-        dim, init = batch_dims.get(name, 0), initial.get(name, {})
         for key, value in st.items():
             kept = _keep(value, mine.get(key), rows, dim, init.get(key, 0.0))
             if kept is not None:
                 mine[key] = kept
 
 
+def _layer_states(states: dict, batch_dims: dict, initial: dict):
+    """Each layer's state dict (not the model's own `__` entries), with its
+    batch axis and its initial values."""
+    for name, st in states.items():
+        if isinstance(st, dict) and not name.startswith("__"):
+            yield name, st, batch_dims.get(name, 0), initial.get(name, {})
+
+
+def _olds(new, old) -> list:
+    """`old`'s parts beside a tuple state `new`'s (None where it has none)."""
+    return old if isinstance(old, (tuple, list)) and len(old) == len(new) else [None] * len(new)
+
+
 def _keep(new, old, rows, dim, init):
     if isinstance(new, (tuple, list)):
-        olds = old if isinstance(old, (tuple, list)) and len(old) == len(new) else [None] * len(new)
-        return type(new)(_keep(a, o, rows, dim, init) for a, o in zip(new, olds))
+        return type(new)(_keep(a, o, rows, dim, init) for a, o in zip(new, _olds(new, old)))
     if not isinstance(new, torch.Tensor) or new.dim() <= dim or new.shape[dim] != rows.shape[0]:
         return None
     mask = _rows_mask(rows, new, dim)
@@ -95,11 +104,8 @@ def carry_rows(states: dict, frozen: dict, padded: torch.Tensor, batch_dims: dic
     a tensor first made after a row ended gets that row at its initial
     value. A growing cache (attention's keys and values) changes shape: an
     ended stream's rows there are never read by a valid query again."""
-    for name, st in states.items():
-        if not isinstance(st, dict) or name.startswith("__"):
-            continue
+    for name, st, dim, init in _layer_states(states, batch_dims, initial):
         old = frozen.get(name, {})
-        dim, init = batch_dims.get(name, 0), initial.get(name, {})
         for key, value in st.items():
             st[key] = _carry(value, old.get(key), padded, dim, init.get(key, 0.0))
 
@@ -112,8 +118,7 @@ def _rows_mask(rows, like, dim):
 
 def _carry(new, old, padded, dim, init):
     if isinstance(new, (tuple, list)):
-        olds = old if isinstance(old, (tuple, list)) and len(old) == len(new) else [None] * len(new)
-        return type(new)(_carry(a, o, padded, dim, init) for a, o in zip(new, olds))
+        return type(new)(_carry(a, o, padded, dim, init) for a, o in zip(new, _olds(new, old)))
     if not isinstance(new, torch.Tensor) or new.dim() <= dim or new.shape[dim] != padded.shape[0]:
         return new
     mask = _rows_mask(padded, new, dim)
