@@ -92,14 +92,14 @@ def _raise_lower_ends(dynamic_shapes, inputs, names=None):
     for spec, x in zip(dynamic_shapes[0], inputs):
         for i, d in (spec or {}).items():
             lengths[d.__name__] = min(lengths.get(d.__name__, x.shape[i]), x.shape[i])
-    new = {}
+    new, moved = {}, False
     for spec in dynamic_shapes[0]:
         for d in (spec or {}).values():
             if d.__name__ not in new:
                 low = min(2 * d.min, lengths[d.__name__]) if names is None or d.__name__ in names else d.min
+                moved |= low != d.min
                 new[d.__name__] = Dim(d.__name__, min=low, max=d.max)
-    if all(new[n].min == d.min for spec in dynamic_shapes[0] for n, d in
-           ((d.__name__, d) for d in (spec or {}).values())):
+    if not moved:
         return None
     return (tuple(None if spec is None else {i: new[d.__name__] for i, d in spec.items()}
                   for spec in dynamic_shapes[0]),) + tuple(dynamic_shapes[1:])
