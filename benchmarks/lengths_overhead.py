@@ -15,11 +15,7 @@ Writes benchmarks/results/lengths_overhead.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 import torch   # noqa: E402
 
 import seqdsl   # noqa: E402
+from interleaved import machine_line, ratio_rows, time_interleaved   # noqa: E402
 
 SPEC = """
 model speech_encoder {
@@ -67,29 +64,15 @@ def main() -> None:
         "padded batch, lengths=": lambda: model(x, lengths=lengths),
         "each sequence alone (a loop of B)": lambda: [model(x[b:b + 1, :int(lengths[b])]) for b in range(B)],
     }
-    times = {k: [] for k in runs}
-    with torch.no_grad():
-        for fn in runs.values():         # warm-up
-            fn()
-        for _ in range(a.reps):
-            for k, fn in runs.items():
-                t0 = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t0)
-    base = statistics.median(times["padded batch, no lengths="])
-    rows = ["| forward | median ms | min ms | max ms | ratio to no lengths= |", "|---|---:|---:|---:|---:|"]
-    for k, ts in times.items():
-        med = statistics.median(ts)
-        rows.append(f"| {k} | {med * 1e3:.1f} | {min(ts) * 1e3:.1f} | {max(ts) * 1e3:.1f} | {med / base:.2f} |")
+    times = time_interleaved(runs, a.reps)
+    rows = ratio_rows("forward", times, "padded batch, no lengths=", 1)
     text = "\n".join([
         "# Per-sequence lengths: what the masks cost",
         "",
         f"`benchmarks/lengths_overhead.py --reps {a.reps} --threads {a.threads}`: a speech encoder "
         f"(2-D conv subsampling, 4 Conformer-style layers of d 144, a bidirectional LSTM of 160), "
         f"batch {B}, T = {T}, lengths {lengths.tolist()}; eval, no gradient; calls interleaved.",
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{a.threads} thread(s), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"load average {os.getloadavg()[0]:.1f} (a shared machine: read the ratios, not the times).",
+        machine_line(a.threads),
         "",
         *rows,
         "",

@@ -15,11 +15,7 @@ falls on all three alike. Writes benchmarks/results/step_lengths_overhead.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 import torch   # noqa: E402
 
 import seqdsl   # noqa: E402
+from interleaved import machine_line, ratio_rows, time_interleaved   # noqa: E402
 
 SPEC = """
 model streaming_encoder {
@@ -73,20 +70,8 @@ def main() -> None:
         "each stream alone (a loop of B)": lambda: [stream(model, x[b:b + 1, :int(lengths[b])], a.chunk)
                                                     for b in range(B)],
     }
-    times = {k: [] for k in runs}
-    with torch.no_grad():
-        for fn in runs.values():         # warm-up
-            fn()
-        for _ in range(a.reps):
-            for k, fn in runs.items():
-                t0 = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t0)
-    base = statistics.median(times["padded batch, no lengths="])
-    rows = ["| whole stream | median ms | min ms | max ms | ratio to no lengths= |", "|---|---:|---:|---:|---:|"]
-    for k, ts in times.items():
-        med = statistics.median(ts)
-        rows.append(f"| {k} | {med * 1e3:.0f} | {min(ts) * 1e3:.0f} | {max(ts) * 1e3:.0f} | {med / base:.2f} |")
+    times = time_interleaved(runs, a.reps)
+    rows = ratio_rows("whole stream", times, "padded batch, no lengths=", 0)
     ends = sorted({int(n) // a.chunk for n in lengths if int(n) % a.chunk})
     text = "\n".join([
         "# step(..., lengths=): what ending streams costs",
@@ -96,9 +81,7 @@ def main() -> None:
         f"mamba2), batch {B}, T = {T} in chunks of {a.chunk}, lengths {lengths.tolist()} "
         f"({len(ends)} of the {-(-T // a.chunk)} chunks end a stream inside them and run as pieces); "
         "eval, no gradient; calls interleaved.",
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{a.threads} thread(s), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"load average {os.getloadavg()[0]:.1f} (a shared machine: read the ratios, not the times).",
+        machine_line(a.threads),
         "",
         *rows,
         "",
