@@ -17,7 +17,7 @@ from functools import cached_property, lru_cache
 import sympy
 
 from ..graph.ir import ModelGraph, Node, TensorType
-from ..graph.symbolic import ceil_div, compile_expr
+from ..graph.symbolic import ceil_div, compile_expr, smin
 from ..layers import LAYERS
 from ..layers.costs import (DTYPE_BYTES, ONE, SEGMENT_LENGTH, SEGMENT_MEMORY, ZERO, CostContext, LayerCost,
                             cost_symbol, is_cost_symbol, tensor_bytes)
@@ -228,7 +228,7 @@ class _Terms:
             if e is None:
                 # a Max (a peak over moments) is left whole: expanding rebuilds it, and
                 # sympy then compares its arguments pairwise again (seconds on a segments body)
-                e = self.expanded[t] = t if isinstance(t, sympy.Max) else sympy.expand(t)
+                e = self.expanded[t] = t
             out.append(e)
         total = self.sums[key] = sympy.Add(*out)
         return total
@@ -715,7 +715,7 @@ def _several_pieces(seg, first: Node, share: bool):
 @lru_cache(maxsize=1024)
 def _pieces(t, length):
     # built once per (T, length): sympy's Min costs milliseconds (2,000 groups: seconds)
-    return sympy.Min(ONE, ceil_div(t, length) - 1)
+    return smin(ONE, ceil_div(t, length) - 1)
 
 
 

@@ -59,6 +59,27 @@ def min_dim(t, k: int):
     return sympy.Min(t, k)
 
 
+def smin(*args):
+    """min of dims and cost expressions: a plain int when every argument is
+    concrete, else an unevaluated sympy Min. Evaluating one asks sympy's
+    assumptions to compare every pair of arguments (milliseconds each, on
+    every segments or windowed layer of a spec); its value at a length is the
+    same either way."""
+    return _extreme(sympy.Min, min, args)
+
+
+def smax(*args):
+    """max, as smin."""
+    return _extreme(sympy.Max, max, args)
+
+
+def _extreme(cls, pick, args):
+    ints = [as_int(a) for a in args]
+    if None not in ints:
+        return sympy.Integer(pick(ints))
+    return cls(*args, evaluate=False)
+
+
 def floor_div(n, d: int):
     if isinstance(n, (int, sympy.Integer)):
         return sympy.Integer(int(n) // d)

@@ -20,7 +20,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.lexer import PatternRE, PatternStr
 from lark.parsers.lalr_analysis import Shift
 
-from . import ast
+from . import ast, parse_table
 from ..errors import SourceFile, Span, SpecError, error, suggest
 from ..limits import MAX_DIAGNOSTICS, MAX_EXPR_DEPTH, MAX_ITEMS, MAX_LITERAL_DIGITS, MAX_NESTING, MAX_WRITTEN
 
@@ -483,20 +483,29 @@ _TRANSFORMER = _ToAst()
 _LOCK = threading.Lock()
 
 
-@lru_cache(maxsize=1)
-def _parser() -> Lark:
+def grammar_file() -> Path:
     for path in _GRAMMAR_CANDIDATES:
         if path.is_file():
-            grammar = path.read_text()
-            break
-    else:  # pragma: no cover - a broken install
-        raise RuntimeError("grammars/seq.lark not found next to the seqdsl package")
+            return path
+    raise RuntimeError("grammars/seq.lark not found next to the seqdsl package")  # pragma: no cover - a broken install
+
+
+def _build(grammar: str) -> Lark:
     # No `cache=`: Lark's cache is a pickle, and unpickling a file from a
     # shared place (it was $TMPDIR/seqdsl-lark-$UID.cache) runs whatever code
     # another local user planted there, and a FIFO there hangs every command.
-    # Building the LALR table from the grammar takes ~30 ms per process.
     return Lark(grammar, parser="lalr", lexer="basic", postlex=_Newlines(),
                 keep_all_tokens=True, maybe_placeholders=True, transformer=_TRANSFORMER)
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    """The LALR parser: from the table shipped beside the grammar (JSON,
+    seqdsl.lang.parse_table) when it is this grammar's, else built."""
+    path = grammar_file()
+    grammar = path.read_text()
+    return (parse_table.load(path, grammar, postlex=_Newlines(), transformer=_TRANSFORMER)
+            or _build(grammar))
 
 
 def parse_module(source: SourceFile, fast: bool = True) -> ast.Module:

@@ -13,7 +13,7 @@ from typing import Literal
 
 import sympy
 
-from ..graph.symbolic import as_int, ceil_div, min_dim
+from ..graph.symbolic import as_int, ceil_div, min_dim, smax, smin
 from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, PositiveFloat, PositiveInt, Probability, ValueRef, channels, require_float, require_rank)
 from .costs import LayerCost, ParallelRule, STAT_BYTES, matmul, segment_sums, transient_peak
 
@@ -398,7 +398,7 @@ def _linear_attention_cost(args, x, c, proj, ctx):
         base = (3 * n * c + 2 * bh * t * m + bh * t) * e
         # phi(Q), phi(K) are copied dense unless they already are (FAVOR+'s maps) and T
         # needs no padding; V' is (padded or not) one tensor. padded: 1 if tp > T, else 0
-        padded = sympy.Min(1, tp - t) if as_int(t) is None else int(as_int(tp) > as_int(t))
+        padded = smin(1, tp - t) if as_int(t) is None else int(as_int(tp) > as_int(t))
         copies = 1 if args.kind == "linear" else padded
         chunks = (2 * bh * tp * m * copies + bh * tp * dv) * e
         score, states = bh * tp * CHUNK * e, bh * nc * m * dv * e
@@ -478,7 +478,7 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         # (symbolic also when length or memory are cost symbols: seqdsl.cost.model's shared costs)
         concrete = None not in (as_int(t), as_int(seg_len), as_int(memory))
         seg_klen = seg_len + (min(as_int(memory), as_int(t) - as_int(seg_len)) if concrete
-                              else sympy.Min(memory, t - seg_len))
+                              else smin(memory, t - seg_len))
         held = n * c * e
     else:
         pairs, klen = t * t, t
@@ -560,7 +560,7 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         # and the angles.
         def piece_live(p_len, m):
             k_len = p_len + m
-            with_mem = (1 if as_int(m) else 0) if as_int(m) is not None else sympy.Min(1, m)
+            with_mem = (1 if as_int(m) else 0) if as_int(m) is not None else smin(1, m)
             kv = 2 * b * m * kvd + 2 * b * p_len * kvd + with_mem * 2 * b * k_len * kvd
             mask, extra = p_len * k_len, b * m * c * e
             after = (2 * b * p_len * c + kv) * e + mask + extra
@@ -583,14 +583,14 @@ def _segment_attention_cost(args, x, c, kvd, ctx):
         # piece, and the last full one (none when one piece is the whole input)
         pieces = ceil_div(t, length)
         last = t - length * (pieces - 1)
-        several = sympy.Min(1, pieces - 1)
+        several = smin(1, pieces - 1)
         before_full = t - last - length
         if as_int(before_full) is not None:
             before_full = max(as_int(before_full), 0)
         else:
-            before_full = sympy.Max(0, before_full)
-        per_piece = (piece_live(last, sympy.Min(memory, t - last)),
-                     several * piece_live(length, sympy.Min(memory, before_full)))
+            before_full = smax(0, before_full)
+        per_piece = (piece_live(last, smin(memory, t - last)),
+                     several * piece_live(length, smin(memory, before_full)))
     else:
         live = transient_peak(n * c * e, before=phases, after=[(b * seg_len * c + 2 * b * seg_klen * kvd + n * c) * e])
         per_piece = None

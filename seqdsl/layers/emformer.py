@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import sympy
 
 from ..graph.ir import TensorType
-from ..graph.symbolic import as_int, ceil_div
+from ..graph.symbolic import as_int, ceil_div, smax, smin
 from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, NonNegInt, PositiveInt, Probability,
                    channels, require_float, require_rank)
 from .costs import STAT_BYTES, LayerCost, ParallelRule, matmul, transient_peak
@@ -54,7 +53,7 @@ def emformer_rows(t, args):
 
 def more_than_one(n):
     """1 when the positive integer n is more than 1, else 0 (Min(1, n - 1) when symbolic)."""
-    return int(as_int(n) > 1) if as_int(n) is not None else sympy.Min(1, n - 1)
+    return int(as_int(n) > 1) if as_int(n) is not None else smin(1, n - 1)
 
 
 def emformer_stream_cost(b, n, c, args, e):
@@ -71,10 +70,10 @@ def emformer_stream_cost(b, n, c, args, e):
     each), and the input buffer (segment + right - 1 frames), allocated at
     full size on the first step."""
     s, r, f = args.segment, args.right, args.ffn
-    p = sympy.Max(n - r - s, 0)
+    p = smax(n - r - s, 0)
     mem = 1 if args.memory else 0
-    m = sympy.Min(args.memory, ceil_div(p, s)) if args.memory else 0
-    lc = sympy.Min(args.left, p) if args.left else 0
+    m = smin(args.memory, ceil_div(p, s)) if args.memory else 0
+    lc = smin(args.left, p) if args.left else 0
     q, rows = r + s + mem, r + s
     keys = lc + m + rows
     per_layer = (2 * matmul(b * q, c, c) + matmul(b * (m + rows), c, 2 * c) + 2 * matmul(b * c, q, keys)

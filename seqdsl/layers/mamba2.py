@@ -3,9 +3,8 @@ gated RMSNorm included (gate first, then normalise per group).
 Lowering: mamba2_torch.py; derivations: docs/recurrent_layers.md."""
 from __future__ import annotations
 
-import sympy
 
-from ..graph.symbolic import ceil_div
+from ..graph.symbolic import ceil_div, smin
 from .base import LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, example
 from .costs import LayerCost, transient_peak
 from .mamba import SequenceMixer, short_conv_cost
@@ -83,7 +82,7 @@ class Mamba2(SequenceMixer):
         scores = b * nc * hm * q * q * 4
         # x padded, and its copies for y_diag's and (over more than one chunk: with one, einsum reads
         # it in place) the chunk states' products (was 1.1x measured with T below one chunk)
-        x_copies = 2 + sympy.Min(1, nc - 1)
+        x_copies = 2 + smin(1, nc - 1)
         saved = (3 * scores + 5 * b * tp * hm * n * 4 + x_copies * b * tp * di * 4 + b * (2 * nc + 1) * hm * p * n * 4
                  + 2 * b * hm * tp * 4 + b * hm * (nc + 1) ** 2 * 4 + 2 * (nc + 1) ** 2 + 2 * q * q
                  + rows * (di + cd + hm) * e + b * cd * (t + k - 1) * e + 2 * rows * cd * e

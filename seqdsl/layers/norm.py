@@ -1,8 +1,8 @@
 """Normalisations over the channel axis."""
 from __future__ import annotations
 
-import sympy
 
+from ..graph.symbolic import smax
 from .base import example, Layer, LayerArgs, ModuleSpec, PositiveFloat, channels, require_float
 from .costs import LayerCost, STAT_BYTES, rows
 
@@ -73,7 +73,7 @@ class Norm(Layer):
                 # output exists (the fp32 copy, x² and the mean square; the product beside
                 # (offset + w)) are larger with one channel or one row.
                 if upcast:
-                    per_row = sympy.Max(0, n * (STAT_BYTES - e * c), c * STAT_BYTES - n * c * e)
+                    per_row = smax(0, n * (STAT_BYTES - e * c), c * STAT_BYTES - n * c * e)
                 else:
                     per_row = c * STAT_BYTES
             return LayerCost(saves_inputs_if_grad=(not upcast,), has_weights=True,
