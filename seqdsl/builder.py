@@ -331,6 +331,8 @@ def __getattr__(kind: str):
 # ------------------------------------------------------------------ models
 @dataclass
 class ModelBuilder:
+    """A model written from Python (seqdsl.builder)."""
+
     name: str
     statements: list = field(default_factory=list)
     _bound: set = field(default_factory=set)
@@ -395,6 +397,8 @@ class ModelBuilder:
 
 @dataclass
 class BlockBuilder:
+    """A block written from Python (seqdsl.builder)."""
+
     name: str
     params: tuple
     body: tuple

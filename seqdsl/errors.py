@@ -69,6 +69,8 @@ class Span:
 
 @dataclass(frozen=True)
 class Diagnostic:
+    """One compiler-style message: where (span), what, and the fix (help)."""
+
     message: str
     span: Span | None = None
     help: str | None = None

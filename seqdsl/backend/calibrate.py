@@ -111,6 +111,8 @@ def _time_calls(fn, repeat: int, before=None) -> list[float]:
 
 @dataclass
 class Calibration:
+    """A measured profile and the raw figures it was fitted from."""
+
     profile: HardwareProfile
     timings: dict[str, Timing]
 

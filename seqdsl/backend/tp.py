@@ -12,6 +12,8 @@ from ..cost.parallel import rule_of
 
 @dataclass
 class TPLayout:
+    """How each tensor-parallel layer is split."""
+
     plan: dict                                       # fnmatch pattern of a module path -> ParallelStyle
     heads: list = field(default_factory=list)        # attention modules whose heads are split
     replicated: list = field(default_factory=list)   # (layer name, kind, why) the estimate splits, kept whole here

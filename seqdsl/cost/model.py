@@ -26,6 +26,8 @@ from ..layers.loss import loss_bytes as _loss_bytes
 # ------------------------------------------------------------------ per node
 @dataclass
 class NodeCost:
+    """A node with its cost rule's figures and the cost symbols they are bound at."""
+
     node: Node
     shared: LayerCost            # the cost with the node's shared arguments as cost symbols
     binding: tuple               # ((cost symbol, value), ...): the node's values; () when `shared` is its own
@@ -613,6 +615,8 @@ PIECE = sympy.Symbol("piece@", integer=True, positive=True)    # one piece's len
 
 @dataclass
 class _SegmentsGroup:
+    """The nodes of one segments body, walked piece by piece."""
+
     first: int                   # index of its first node in the walk
     end: int                     # one past its last
     nodes: list                  # its NodeCosts

@@ -213,6 +213,8 @@ def _div(expr, d: int):
 
 @dataclass
 class _Stage:
+    """One pipeline stage's share of the model."""
+
     params: Fraction          # parameters this device holds (tp-split ones divided)
     largest: Fraction         # the largest layer's parameters on it (ZeRO-3 gathers one at a time)
     activation: object        # sympy: one micro-batch's saved bytes, before cp
@@ -479,6 +481,8 @@ def comm_seconds(comm: dict[str, int], lay: Parallel, profile: HardwareProfile) 
 # ------------------------------------------------------------------ the inverse question
 @dataclass(frozen=True)
 class Fit:
+    """The largest length and batch whose per-device training peak fits a budget."""
+
     budget: int
     seq: int | None          # the largest length that fits at the batch, None if even 1 does not
     batch: int | None        # the largest micro-batch that fits at the given length

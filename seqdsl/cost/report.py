@@ -18,6 +18,8 @@ from .roofline import node_latency
 
 @dataclass(frozen=True)
 class Report:
+    """What `compile --estimate` prints: the estimate and its optional parts."""
+
     model: ModelGraph
     estimate: Estimate
     layers: list[dict] | None = None      # per layer at the last length (per_layer=True)

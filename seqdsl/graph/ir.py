@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TensorType:
+    """A value's dtype and dims (ints or sympy expressions of the sequence dims)."""
+
     dtype: str                 # "float" | "int"
     dims: tuple                # sympy expressions, batch first, channels last
 
@@ -63,6 +65,8 @@ class Scope:
 
 @dataclass(frozen=True)
 class Node:
+    """One layer of the checked graph: its kind, arguments, inputs and output type."""
+
     name: str                  # hierarchical, e.g. "encoded.repeat[2].residual[0].attention"
     kind: str                  # layer kind, or "input" / "add"
     args: Any                  # the layer's validated pydantic Args, or None
@@ -90,6 +94,8 @@ class Node:
 
 @dataclass
 class ModelGraph:
+    """One checked model: its nodes in order, inputs, outputs and parameter count."""
+
     name: str
     node_map: dict[str, Node]              # construction order, a topological order
     edges: list[tuple[str, str, int]]      # (source node, node, input port)

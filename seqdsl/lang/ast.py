@@ -13,18 +13,24 @@ from ..errors import Span
 # ---------------------------------------------------------------- expressions
 @dataclass(frozen=True)
 class Literal:
+    """A number, `true`/`false` or a quoted string."""
+
     value: object  # int | float | bool | str
     span: Span
 
 
 @dataclass(frozen=True)
 class Name:
+    """A word: a `let`, a parameter, a dim or a bound value."""
+
     name: str
     span: Span
 
 
 @dataclass(frozen=True)
 class BinOp:
+    """`left op right` in a size expression."""
+
     op: str  # + - * / // % **
     left: "Expr"
     right: "Expr"
@@ -33,12 +39,16 @@ class BinOp:
 
 @dataclass(frozen=True)
 class Neg:
+    """`-operand`."""
+
     operand: "Expr"
     span: Span
 
 
 @dataclass(frozen=True)
 class FuncCall:
+    """`min(...)`, `max(...)`, `ceil(...)` or `floor(...)` in a size expression."""
+
     func: str  # min max ceil floor
     args: tuple["Expr", ...]
     span: Span
@@ -46,6 +56,8 @@ class FuncCall:
 
 @dataclass(frozen=True)
 class ListExpr:
+    """`[a, b, ...]`: a list-valued argument."""
+
     items: tuple["Expr", ...]
     span: Span
 
@@ -56,6 +68,8 @@ Expr = Union[Literal, Name, BinOp, Neg, FuncCall, ListExpr]
 # ---------------------------------------------------------------- stages
 @dataclass(frozen=True)
 class Arg:
+    """One argument of a call: `value` or `key=value`."""
+
     key: str | None  # None for a positional argument
     value: Expr
     span: Span
@@ -74,6 +88,8 @@ class Call:
 
 @dataclass(frozen=True)
 class Repeat:
+    """`repeat(n) { body }`: the body n times over."""
+
     args: tuple[Arg, ...]
     body: tuple["Stage", ...]
     span: Span
@@ -82,6 +98,8 @@ class Repeat:
 
 @dataclass(frozen=True)
 class Residual:
+    """`residual { body }`: x + body(x)."""
+
     body: tuple["Stage", ...]
     span: Span
     alias: str | None = None
@@ -90,6 +108,8 @@ class Residual:
 
 @dataclass(frozen=True)
 class Segments:
+    """`segments(length=L, memory=M) { body }`: the body over pieces of L steps."""
+
     args: tuple[Arg, ...]
     body: tuple["Stage", ...]
     span: Span
@@ -127,6 +147,8 @@ BodyItem = Union[Call, Repeat, Residual, Segments, Line]
 # ---------------------------------------------------------------- statements
 @dataclass(frozen=True)
 class Let:
+    """`let name = value`."""
+
     name: str
     value: Expr
     span: Span
@@ -134,6 +156,8 @@ class Let:
 
 @dataclass(frozen=True)
 class Input:
+    """`input name: dtype[dims]`."""
+
     name: str
     dtype: str
     dtype_span: Span
@@ -146,6 +170,8 @@ class Input:
 
 @dataclass(frozen=True)
 class Bind:
+    """`name = source -> stages` (or `a, b = ...`)."""
+
     name: str
     source: Name
     stages: tuple[Stage, ...]
@@ -160,6 +186,8 @@ class Bind:
 
 @dataclass(frozen=True)
 class Output:
+    """`output a, b`."""
+
     names: tuple[Name, ...]
     span: Span
 
@@ -178,6 +206,8 @@ Statement = Union[Let, Input, Bind, Output, Loss]
 # ---------------------------------------------------------------- top level
 @dataclass(frozen=True)
 class Param:
+    """A block parameter, with its default."""
+
     name: str
     default: Expr | None
     span: Span
@@ -185,6 +215,8 @@ class Param:
 
 @dataclass(frozen=True)
 class BlockDef:
+    """`block name(params) { body }`."""
+
     name: str
     params: tuple[Param, ...]
     body: tuple[Stage, ...]
@@ -194,6 +226,8 @@ class BlockDef:
 
 @dataclass(frozen=True)
 class ModelDef:
+    """`model name { statements }`."""
+
     name: str
     statements: tuple[Statement, ...]
     span: Span
@@ -202,6 +236,8 @@ class ModelDef:
 
 @dataclass(frozen=True)
 class Import:
+    """`import "path.seq"`."""
+
     path: str
     span: Span
 
