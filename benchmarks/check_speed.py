@@ -88,6 +88,8 @@ def cold_check(path: Path, runs: int = 7) -> tuple[float, float]:
 
 
 def main() -> None:
+    from estimate_speed import fresh_bytecode   # lazy: the timed processes' bytecode, written once
+    fresh_bytecode()
     import seqdsl
     from seqdsl.lang import syntax
     from seqdsl.errors import SourceFile
