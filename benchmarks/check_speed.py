@@ -23,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from estimate_speed import fresh_bytecode  # noqa: E402
 
 LINES = 10_000
 
@@ -88,7 +90,6 @@ def cold_check(path: Path, runs: int = 7) -> tuple[float, float]:
 
 
 def main() -> None:
-    from estimate_speed import fresh_bytecode   # lazy: the timed processes' bytecode, written once
     fresh_bytecode()
     import seqdsl
     from seqdsl.lang import syntax
