@@ -135,8 +135,11 @@ class Mamba(SequenceMixer):
         flops = proj + conv + scan
         backward = proj + (proj - first) + 2 * conv + 2 * scan   # weight grads; inner input grads
         state = b * di * n * 4                                   # one scan state, fp32
+        f32 = 0 if e == 4 else rows * (di + 2 * n) * 4          # .float() copies below fp32: xs, B, C
         saved = ((t + 1) * state + rows * di * n * 4 + 2 * di * n * 4       # states h_0..h_T, decays exp, A
-                 + 11 * rows * di * e + b * di * (t + k - 1) * e + rows * (r + 2 * n) * e)
+                 + 7 * rows * di * e + 3 * rows * di * 4 + f32               # dt, dt·xs, y + xs·D in fp32
+                 + (if_longer(t, 1, rows * di * e) if di > 1 else 0)         # x_proj's input made contiguous
+                 + b * di * (t + k - 1) * e + rows * (r + 2 * n) * e)
         work = 4 * rows * di * n * 4 + 4 * rows * di * e       # the loop reads h, da, dbx, writes h
         step = 2 * b * (d * 2 * di + di * (r + 2 * n) + r * di + di * d) + 2 * b * di * k + 2 * b * di * n
         live = self.live_workspace(b, t, d, args, e)
@@ -162,13 +165,13 @@ class Mamba(SequenceMixer):
         x = rows * di * e                                   # xs, and each [B, T, di] temporary
         z = 2 * x                                           # in_proj's output
         xp = rows * (r + 2 * n) * e                         # x_proj's output
-        f32 = 0 if e == 4 else rows * (di + n) * 4          # .float() copies below float32 (xs, C)
+        f32 = 0 if e == 4 else rows * n * 4                 # a .float() copy of B or C below fp32
         held = z + x + xp + rows * di * 4 + di * n * 4      # ... and dt (fp32), A
         big, state, ys = rows * di * n * 4, b * di * n * 4, rows * di * 4
-        scan = held + 2 * big + f32                         # da, dbx
+        scan = held + 2 * big + f32                         # da, dbx, C in fp32
         before = [z + x + b * di * (t + k - 1) * e,         # the conv's padded input and output
                   z + 3 * x + xp,                           # dt_proj's product and bias sum
-                  held + 2 * big + rows * di * 4 + f32,     # dbx = (dt·xs)·B
+                  held + 2 * big + rows * di * 4 + f32,     # dbx = (dt·xs)·B, B in fp32
                   scan + 2 * state + ys - b * di * 4,       # the last step's new state beside the old
                   scan + state + 2 * ys,                    # the read-outs stacked beside their list
                   scan + state + 3 * ys + x]                # y, y + xs·D, silu(z) and their product
