@@ -136,9 +136,11 @@ class Mamba(SequenceMixer):
         backward = proj + (proj - first) + 2 * conv + 2 * scan   # weight grads; inner input grads
         state = b * di * n * 4                                   # one scan state, fp32
         f32 = 0 if e == 4 else rows * (di + 2 * n) * 4          # .float() copies below fp32: xs, B, C
+        # x_proj reads xs, the conv's (B, di, T) output transposed: reshaped to
+        # (B·T, di) it is a view unless B, T and di all exceed 1 (then a copy)
         saved = ((t + 1) * state + rows * di * n * 4 + 2 * di * n * 4       # states h_0..h_T, decays exp, A
                  + 7 * rows * di * e + 3 * rows * di * 4 + f32               # dt, dt·xs, y + xs·D in fp32
-                 + (if_longer(t, 1, rows * di * e) if di > 1 else 0)         # x_proj's input made contiguous
+                 + (if_longer(b, 1, if_longer(t, 1, rows * di * e)) if di > 1 else 0)   # x_proj's input copy
                  + b * di * (t + k - 1) * e + rows * (r + 2 * n) * e)
         work = 4 * rows * di * n * 4 + 4 * rows * di * e       # the loop reads h, da, dbx, writes h
         step = 2 * b * (d * 2 * di + di * (r + 2 * n) + r * di + di * d) + 2 * b * di * k + 2 * b * di * n
