@@ -49,9 +49,9 @@ def mamba_loop_scan(da, dbx, c, h0=None):
     """The same as mamba_scan_naive over the steps' slices: y (B, T, di), h_T."""
     h = torch.zeros_like(dbx[:, 0]) if h0 is None else h0
     ys = []
-    for a_t, b_t, c_t in zip(da.unbind(1), dbx.unbind(1), c.unbind(1)):
+    for a_t, b_t, c_t in zip(da.unbind(1), dbx.unbind(1), c[..., None].unbind(1)):
         h = torch.addcmul(b_t, a_t, h)                          # (B, di, N)
-        ys.append(h @ c_t[:, :, None])                          # (B, di, 1)
+        ys.append(torch.bmm(h, c_t))                            # (B, di, 1)
     return torch.stack(ys, 1)[..., 0], h
 
 
