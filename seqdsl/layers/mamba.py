@@ -114,16 +114,17 @@ class Mamba(SequenceMixer):
     def cost(self, args, inputs, out, ctx):
         """Projections in, x, dt and out; the depthwise conv over T; the scan's
         output product h_t·C_t (one (di x N)(N x 1) bmm a step, T steps). The
-        scan itself is elementwise (~9·B·T·di·N by the Mamba authors' count;
-        here the eager loop's multiply-add, 2 reads and a write a step).
+        scan itself is elementwise (~9·B·T·di·N by the Mamba authors' count):
+        not in `flops`; its tensors are in `workspace_bytes`.
 
-        These describe the eager lowering (mamba_torch.mamba_loop_scan, what
-        `seqdsl verify` measures); torch.compile runs the chunked doubling
-        scan (the read-out over T padded to whole chunks, more saved) and a
-        GPU with the `cuda` extra mamba-ssm's fused kernel. The depth is the
-        chunked and fused forms' critical path, ceil(T/64) + 1: the eager
-        loop is a CPU fallback whose T steps are cheap dispatches, not the
-        form a parallel device runs (docs/recurrent_layers.md)."""
+        FLOPs, saved bytes and the live set describe the eager lowering
+        (mamba_torch.mamba_loop_scan, what `seqdsl verify` measures);
+        torch.compile runs the chunked doubling scan (its read-out over T
+        padded to whole chunks, more saved) and a GPU with the `cuda` extra
+        mamba-ssm's fused kernel. The depth is those forms' critical path,
+        ceil(T/64) + 1, not the loop's T: they are the forms for a parallel
+        device; the loop trades that parallelism for one pass over memory,
+        which wins on the CPU (docs/recurrent_layers.md)."""
         x = inputs[0]
         b, t, d, e = x.dims[0], x.dims[1], channels(x), ctx.elem
         di, n, k, r = self.dims(args, d)
@@ -142,7 +143,9 @@ class Mamba(SequenceMixer):
                  + 7 * rows * di * e + 3 * rows * di * 4 + f32               # dt, dt·xs, y + xs·D in fp32
                  + (if_longer(b, 1, if_longer(t, 1, rows * di * e)) if di > 1 else 0)   # x_proj's input copy
                  + b * di * (t + k - 1) * e + rows * (r + 2 * n) * e)
-        work = 4 * rows * di * n * 4 + 4 * rows * di * e       # the loop reads h, da, dbx, writes h
+        # written once, read once: dt·A, da = exp(dt·A), dbx and the loop's T
+        # states (fp32, B·di·N a step), its read-outs and their stack (fp32)
+        work = 4 * rows * di * n * 4 + 2 * rows * di * 4 + 4 * rows * di * e
         step = 2 * b * (d * 2 * di + di * (r + 2 * n) + r * di + di * d) + 2 * b * di * k + 2 * b * di * n
         live = self.live_workspace(b, t, d, args, e)
         return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(first,),
