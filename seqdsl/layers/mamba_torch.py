@@ -2,15 +2,16 @@
 under the same parameter names and shapes (its state_dict loads strict).
 
 The selective scan h_t = exp(dt_t·A) ⊙ h_{t-1} + dt_t·B_t·x_t, y_t = C_t·h_t
-comes in three forms that the tests hold equal:
+comes in four forms that the tests hold equal:
 
 * `mamba_scan_naive`: the readable reference, one step at a time;
 * `mamba_loop_scan`: training and prefill eagerly: a step loop over the
   steps' slices (`unbind`: one stack in backward, where indexing `da[:, t]`
   writes a full-size zero gradient every step), the read-out h_t·C_t in the
   loop (it keeps the states for backward once; a bmm over their stack after
-  the loop keeps them twice, as fast). On the CPU 14-20x faster than the
-  chunked form, which does log2(Q) + 2 passes over (B, T, di, N);
+  the loop keeps them twice and was 1.3x slower). On the CPU the layer's
+  training step is 8-13x faster than with the chunked form, which makes
+  log2(Q) + 2 passes over (B, T, di, N) (benchmarks/mamba_scan.py);
 * `mamba_chunk_scan`: training and prefill under torch.compile, chunks of
   MAMBA_CHUNK steps: a doubling (Hillis-Steele) scan inside every chunk at
   once, then the state handed chunk to chunk, so the critical path is
