@@ -9,8 +9,8 @@ comes in four forms that the tests hold equal:
   steps' slices (`unbind`: one stack in backward, where indexing `da[:, t]`
   writes a full-size zero gradient every step), the read-out h_t·C_t in the
   loop (it keeps the states for backward once; a bmm over their stack after
-  the loop keeps them twice and was 1.3x slower). On the CPU the layer's
-  training step is 8-13x faster than with the chunked form, which makes
+  the loop keeps them twice and was 1.2-1.3x slower). On the CPU the layer's
+  training step is 7-13x faster than with the chunked form, which makes
   log2(Q) + 2 passes over (B, T, di, N) (benchmarks/mamba_scan.py);
 * `mamba_chunk_scan`: training and prefill under torch.compile, chunks of
   MAMBA_CHUNK steps: a doubling (Hillis-Steele) scan inside every chunk at
