@@ -216,12 +216,13 @@ def test_mlstm_final_state_and_chunk_states(inputs, body):
     ("x: float[B, T, 3]", "y = x -> mamba(state=2, expand=1, conv=2); output y"),       # 0.83-0.85x
 ])
 def test_mamba_live_set_follows_its_forward(inputs, body):
-    """mamba's live set is the largest of its forward's moments, the busiest
-    the chunk scan's read-out: the concatenated states, the last chunk's
-    states, C padded and the bmm's output, beside x_proj's output, da and dbx.
-    The sum of the doubling scan's tensors left those out, which only shows
-    where the state's width di·N is as small as x_proj's (0.72-0.84x at
-    C = 1, seed 10's mamba over a one-channel [B, 32, 1])."""
+    """mamba's live set is the largest of its forward's moments, beside
+    x_proj's output, da and dbx (now the eager loop's: its two states and
+    read-outs, their stack, the gate after it). The sum of the doubling
+    scan's tensors, the rule of the chunked form it ran before, left the
+    read-out's out, which only showed where the state's width di·N is as
+    small as x_proj's (0.72-0.84x at C = 1, seed 10's mamba over a
+    one-channel [B, 32, 1])."""
     failures = _failures(_model(inputs, body), points=({"T": 1}, {"T": 19}, {"T": 65}))
     assert not failures, describe(failures)
 

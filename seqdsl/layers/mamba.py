@@ -15,8 +15,9 @@ from ..graph.symbolic import as_int, ceil_div
 from .base import Layer, LayerArgs, LayerError, ModuleSpec, PositiveInt, channels, example, require_float, require_rank, with_channels
 from .costs import LayerCost, ParallelRule, transient_peak
 
-#: Mamba-1's chunk length (the lowering's chunked scan: a doubling scan inside
-#: a chunk, the state handed chunk to chunk). It changes cost, never the function.
+#: Mamba-1's chunk length (the compiled lowering's chunked scan: a doubling
+#: scan inside a chunk, the state handed chunk to chunk; also rglru's). It
+#: changes the depth, never the function.
 MAMBA_CHUNK = 64
 
 
@@ -112,65 +113,74 @@ class Mamba(SequenceMixer):
 
     def cost(self, args, inputs, out, ctx):
         """Projections in, x, dt and out; the depthwise conv over T; the scan's
-        output product h·C (a bmm over the padded length Tp = ceil(T/64)·64).
-        The scan itself (decays, doubling steps: ~9·B·T·di·N) is elementwise."""
+        output product h_t·C_t (one (di x N)(N x 1) bmm a step, T steps). The
+        scan itself is elementwise (~9·B·T·di·N by the Mamba authors' count):
+        not in `flops`; its tensors are in `workspace_bytes`.
+
+        FLOPs, saved bytes and the live set describe the eager lowering
+        (mamba_torch.mamba_loop_scan, what `seqdsl verify` measures);
+        torch.compile runs the chunked doubling scan (its read-out over T
+        padded to whole chunks, more saved) and a GPU with the `cuda` extra
+        mamba-ssm's fused kernel. The depth is those forms' critical path,
+        ceil(T/64) + 1, not the loop's T: they are the forms for a parallel
+        device; the loop trades that parallelism for one pass over memory,
+        which wins on the CPU (docs/recurrent_layers.md)."""
         x = inputs[0]
         b, t, d, e = x.dims[0], x.dims[1], channels(x), ctx.elem
         di, n, k, r = self.dims(args, d)
-        q = MAMBA_CHUNK
-        tp = ceil_div(t, q) * q
         rows = b * t
         first = 2 * rows * d * 2 * di                            # in_proj
         proj = first + 2 * rows * (di * (r + 2 * n) + r * di + di * d)
         conv = short_conv_cost(b, t, di, k)
-        scan = 2 * b * tp * di * n                               # h @ C
+        scan = 2 * b * t * di * n                                # h_t @ C_t, T steps
         flops = proj + conv + scan
         backward = proj + (proj - first) + 2 * conv + 2 * scan   # weight grads; inner input grads
-        saved = (doubling_scan_saved(b, t, q, di * n)
-                 + b * t * di * n * 4 + b * tp * n * 4 + 2 * di * n * 4      # decays exp, padded C, A
-                 + 11 * b * t * di * e + b * di * (t + k - 1) * e + b * t * (r + 2 * n) * e)
-        work = b * di * n * 4 * (4 * tp + 2 * t) + 4 * b * t * di * e
+        state = b * di * n * 4                                   # one scan state, fp32
+        f32 = 0 if e == 4 else rows * (di + 2 * n) * 4          # .float() copies below fp32: xs, B, C
+        # x_proj reads xs, the conv's (B, di, T) output transposed: reshaped to
+        # (B·T, di) it is a view unless B, T and di all exceed 1 (then a copy)
+        saved = ((t + 1) * state + rows * di * n * 4 + 2 * di * n * 4       # states h_0..h_T, decays exp, A
+                 + 7 * rows * di * e + 3 * rows * di * 4 + f32               # dt, dt·xs, y + xs·D in fp32
+                 + (if_longer(b, 1, if_longer(t, 1, rows * di * e)) if di > 1 else 0)   # x_proj's input copy
+                 + b * di * (t + k - 1) * e + rows * (r + 2 * n) * e)
+        # written once, read once: dt·A, da = exp(dt·A), dbx and the loop's T
+        # states (fp32, B·di·N a step), its read-outs and their stack (fp32)
+        work = 4 * rows * di * n * 4 + 2 * rows * di * 4 + 4 * rows * di * e
         step = 2 * b * (d * 2 * di + di * (r + 2 * n) + r * di + di * d) + 2 * b * di * k + 2 * b * di * n
         live = self.live_workspace(b, t, d, args, e)
         return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(first,),
                          saved_bytes=saved, saves_inputs=(True,), workspace_bytes=work, live_workspace_bytes=live,
-                         step_flops=step, state_bytes=b * di * k * e + b * di * n * 4, depth=ceil_div(t, q) + 1,
+                         step_flops=step, state_bytes=b * di * k * e + state, depth=ceil_div(t, MAMBA_CHUNK) + 1,
                          has_weights=True)
 
     def live_workspace(self, b, t, d, args, e):
         """The most of the forward's transients alive at once (inference),
-        moment by moment through mamba_torch.Mamba.forward (every allocation
-        listed with seqdsl.backend.measure.LiveTensorTracker). Held from the
-        projections on: in_proj's output (z, a view, keeps it to the end), the
-        conv's silu output xs, x_proj's output (dt, B and C are views of it),
-        dt in fp32 and A; then the decays da and inputs dbx (T steps, fp32,
-        alive until the forward returns). mamba_chunk_scan pads both to
-        Tp = ceil(T/64)·64 steps, each doubling step writes a product, a sum
-        and their concatenation (less than what follows), the chunk states are
-        concatenated beside their list, and the read-out's bmm runs beside the states, the last
-        chunk's states (the final state is a view of it), C padded and its
-        output. The one sum of the doubling scan's tensors (missing x_proj's
-        output, padded C, the read-out and the concatenated states) was
-        0.72-0.94x measured at C = 1-3, where the state's width di·N is as
-        small as x_proj's R + 2N; now 1.00x over 17 configurations x 5-6
-        lengths (C = 1-32, T = 1-200), 0.97x at N = 1, T = 128)."""
+        moment by moment through mamba_torch.Mamba.forward and its eager scan
+        mamba_loop_scan (every allocation listed with
+        seqdsl.backend.measure.LiveTensorTracker). Held from the projections
+        on: in_proj's output (z, a view, keeps it to the end), the conv's
+        silu output xs, x_proj's output (dt, B and C are views of it), dt in
+        fp32 and A; then the decays da and inputs dbx (T steps, fp32, alive
+        until the forward returns). The loop holds the state and the next one
+        (2 x B·di·N) beside the read-outs so far (B·di a step), then their
+        stack beside the list; the stacked y and the final state stay while
+        `(y + xs·D)·silu(z)` makes its sum, gate and product."""
         di, n, k, r = self.dims(args, d)
-        q = MAMBA_CHUNK
-        nc = ceil_div(t, q)
-        rows, rows_p = b * t, b * nc * q
+        rows = b * t
         x = rows * di * e                                   # xs, and each [B, T, di] temporary
         z = 2 * x                                           # in_proj's output
         xp = rows * (r + 2 * n) * e                         # x_proj's output
-        f32 = 0 if e == 4 else rows * (di + n) * 4          # .float() copies below float32 (xs, C)
+        f32 = 0 if e == 4 else rows * n * 4                 # a .float() copy of B or C below fp32
         held = z + x + xp + rows * di * 4 + di * n * 4      # ... and dt (fp32), A
-        big, big_p, chunk = rows * di * n * 4, rows_p * di * n * 4, b * q * di * n * 4
-        scan = held + 2 * big + 2 * big_p + f32             # da, dbx and their padded copies
+        big, state, ys = rows * di * n * 4, b * di * n * 4, rows * di * 4
+        scan = held + 2 * big + f32                         # da, dbx, C in fp32
         before = [z + x + b * di * (t + k - 1) * e,         # the conv's padded input and output
                   z + 3 * x + xp,                           # dt_proj's product and bias sum
-                  held + 2 * big + rows * di * 4 + f32,     # dbx = (dt·xs)·B
-                  scan + 2 * big_p,                         # the chunk states and their concatenation
-                  scan + big_p + chunk + rows_p * (n + di) * 4]   # the read-out: C padded, its output
-        return transient_peak(rows * d * e, before=before, after=[held + 2 * big + big_p + x])
+                  held + 2 * big + rows * di * 4 + f32,     # dbx = (dt·xs)·B, B in fp32
+                  scan + 2 * state + ys - b * di * 4,       # the last step's new state beside the old
+                  scan + state + 2 * ys,                    # the read-outs stacked beside their list
+                  scan + state + 3 * ys + x]                # y, y + xs·D, silu(z) and their product
+        return transient_peak(rows * d * e, before=before, after=[scan + state + ys])
 
     def module(self, node, memory):
         a = node.args
