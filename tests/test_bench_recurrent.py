@@ -125,3 +125,13 @@ def test_bad_arguments_are_refused(bench, capsys):
         with pytest.raises(SystemExit) as e:
             bench.parse_args(argv)
         assert e.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_reference_max_length_leaves_the_reference_out_above_it_and_says_so(bench, tmp_path):
+    res = bench.main(["--quick", "--no-compile", "--layers", "mingru", "--lengths", "16,32",
+                      "--reference-max-length", "16", "--out", str(tmp_path)])
+    (row,) = res["layers"]
+    assert "reference_ms" in row["steps"]["16"] and "reference_skipped" not in row["steps"]["16"]
+    assert "reference_ms" not in row["steps"]["32"] and "16" in row["steps"]["32"]["reference_skipped"]
+    md = (tmp_path / "recurrent_layers.md").read_text()
+    assert "not run (--reference-max-length)" in md.split("## T = 32")[1].split("##")[0]
