@@ -47,36 +47,54 @@ def ssd_naive(x, dt, a, b, c, h0=None):
 
 
 def ssd_chunk_scan(x, dt, a, b, c, chunk, h0=None):
-    """The reference's chunked SSD (mamba2_chunk_scan) without D: same arguments
-    as ssd_naive. Returns y (B, T, H, P) and the final state (B, H, P, N)."""
+    """The reference's chunked SSD (mamba2_chunk_scan) without D, B and C read
+    per group: x (B, T, H, P), dt (B, T, H), a (H,), b/c (B, T, G, N) fp32, the
+    H/G heads of a group consecutive (G = H: ssd_naive's per-head b, c). Returns
+    y (B, T, H, P) and the final state (B, H, P, N).
+
+    Laid out so that every product is one bmm on its operands in place, none of
+    the (Q, Q) tensors copied: x and the outputs time-major (b, c, l, h, p), the
+    decays and scores head-major (b, h, c, l, s). Within a chunk the decay from
+    s to l is exp(a_cum[l] - a_cum[s]), as mamba-ssm's kernel computes it, plus
+    the rounding error of the fp32 cumulative sum (from an fp64 one, no
+    gradient): as accurate as the reference's cumsum of each segment, without
+    its (Q, Q) cumsum."""
     bsz, t, nh, p = x.shape
-    nc = (t + chunk - 1) // chunk      # ceil, and the padding from it, as the other chunked forms: the
-    pad = nc * chunk - t               # padded length is nc·Q to the compiler (not T + (Q - T mod Q) mod Q)
-    x = x * dt[..., None]
-    a = a * dt                                                                      # (B, T, H)
-    x, a, b, c = [F.pad(v, (0, 0) * (v.dim() - 2) + (0, pad)) for v in (x, a, b, c)]
-    x = x.reshape(bsz, nc, chunk, nh, p)                                            # (b, c, l, h, p)
-    b = b.reshape(bsz, nc, chunk, nh, -1)                                           # (b, c, l, h, n)
-    c = c.reshape(bsz, nc, chunk, nh, -1)
-    a = a.reshape(bsz, nc, chunk, nh).permute(0, 3, 1, 2)                           # (b, h, c, l)
+    g, n, q = b.shape[2], b.shape[3], chunk
+    k = nh // g                        # heads per group
+    nc = (t + q - 1) // q              # ceil, and the padding from it, as the other chunked forms: the
+    pad = nc * q - t                   # padded length is nc·Q to the compiler (not T + (Q - T mod Q) mod Q)
+    xs = F.pad(x * dt[..., None], (0, 0, 0, 0, 0, pad)).view(bsz, nc, q, nh, p)   # (b, c, l, h, p)
+    a = F.pad((a * dt).transpose(1, 2), (0, pad)).view(bsz, nh, nc, q)           # (b, h, c, l)
+    b = F.pad(b.transpose(1, 2), (0, 0, 0, pad)).view(bsz, g, nc, q, n)           # (b, g, c, s, n)
+    c = F.pad(c.transpose(1, 2), (0, 0, 0, pad)).view(bsz, g, nc, q, n)
     a_cum = torch.cumsum(a, dim=-1)
-    # 1. within each chunk: attention-like scores C·B masked by the decays
-    decay = torch.exp(_segsum(a))                                                   # (b, h, c, l, s)
-    scores = torch.einsum("bclhn,bcshn->bclsh", c, b) * decay.permute(0, 2, 3, 4, 1)
-    y_diag = torch.einsum("bclsh,bcshp->bclhp", scores, x)
-    # 2. each chunk's own final state
-    b_decay = b * torch.exp(a_cum[..., -1:] - a_cum).permute(0, 2, 3, 1)[..., None]
-    states = torch.einsum("bclhn,bclhp->bchpn", b_decay, x)                         # (b, c, h, p, n)
-    # 3. the state entering every chunk, from the initial one
-    first = torch.zeros_like(states[:, :1]) if h0 is None else h0[:, None].to(states.dtype)
-    states = torch.cat([first, states], dim=1)
-    chunk_decay = torch.exp(_segsum(F.pad(a_cum[..., -1], (1, 0)))).transpose(1, 3)  # (b, z, c, h)
-    states = torch.einsum("bzch,bzhpn->bchpn", chunk_decay, states)
-    states, final = states[:, :-1], states[:, -1]
+    # 1. within each chunk: the scores C·Bᵀ per group, times each head's decays, applied to x
+    with torch.no_grad():              # the fp32 cumsum's rounding error, and -inf above the diagonal
+        lo = (torch.cumsum(a.double(), dim=-1) - a_cum.double()).float()
+        above = ~torch.tril(torch.ones(q, q, dtype=torch.bool, device=x.device))
+        exact = (lo[..., :, None] - lo[..., None, :]).masked_fill_(above, -torch.inf)
+    decay = torch.exp((a_cum[..., :, None] - a_cum[..., None, :]).add_(exact))     # (b, h, c, l, s)
+    scores = c @ b.transpose(-1, -2)                                                # (b, g, c, l, s)
+    scores = (decay.view(bsz, g, k, nc, q, q) * scores[:, :, None]).view(bsz, nh, nc, q, q)
+    y_diag = scores @ xs.permute(0, 3, 1, 2, 4)                                    # (b, h, c, l, p)
+    # 2. each chunk's own final state: x decayed to the chunk's end, times B
+    xd = xs * torch.exp(a_cum[..., -1:] - a_cum).permute(0, 2, 3, 1)[..., None]    # (b, c, l, h, p)
+    xd = xd.view(bsz, nc, q, g, k * p).permute(0, 1, 3, 4, 2)                      # (b, c, g, kp, l)
+    states = (xd @ b.transpose(1, 2)).view(bsz, nc, nh, p, n)                      # (b, c, h, p, n)
+    # 3. the state entering every chunk (and the final one), from the initial one when streaming
+    w = torch.exp(_segsum(F.pad(a_cum[..., -1], (1, 0))))                          # (b, h, nc+1, nc+1)
+    states = w[..., 1:] @ states.permute(0, 2, 1, 3, 4).reshape(bsz, nh, nc, p * n)  # (b, h, nc+1, pn)
+    if h0 is not None:
+        states = states + w[..., :1] * h0.to(states.dtype).reshape(bsz, nh, 1, p * n)
+    final = states[:, :, -1].view(bsz, nh, p, n)
+    states = states[:, :, :-1].transpose(1, 2).reshape(bsz, nc, g, k * p, n)       # (b, c, g, kp, n)
     # 4. the entering state's contribution to every output
-    y_off = torch.einsum("bclhn,bchpn->bclhp", c, states) * torch.exp(a_cum).permute(0, 2, 3, 1)[..., None]
-    y = unpadded((y_diag + y_off).reshape(bsz, nc * chunk, nh, p), t, 1)
-    return y, final
+    y_off = (c.transpose(1, 2) @ states.transpose(-1, -2)).transpose(2, 3)         # (b, c, l, g, kp)
+    y_off = y_off.reshape(bsz, nc, q, nh, p).contiguous()                          # a copy when G > 1
+    y_off = y_off * torch.exp(a_cum).permute(0, 2, 3, 1)[..., None]
+    y = y_off + y_diag.permute(0, 2, 3, 1, 4)                                      # (b, c, l, h, p)
+    return unpadded(y.view(bsz, nc * q, nh, p), t, 1), final
 
 
 def ssd_step(h, x, dt, a, b, c):
@@ -140,11 +158,11 @@ class Mamba2(nn.Module):
             if state is not None:
                 state["ssm"] = final.detach()
         else:
-            b, c = b.repeat_interleave(nh // g, dim=2), c.repeat_interleave(nh // g, dim=2)   # (B, T, H, N)
             if state is not None and t == 1:
                 if h0 is None:
                     h0 = state["ssm"] = xs.new_zeros(bsz, nh, p, n)
-                y = ssd_step(h0, xs[:, 0], dt[:, 0], a, b[:, 0], c[:, 0])[:, None]
+                b, c = b[:, 0].repeat_interleave(nh // g, dim=1), c[:, 0].repeat_interleave(nh // g, dim=1)
+                y = ssd_step(h0, xs[:, 0], dt[:, 0], a, b, c)[:, None]                  # b, c (B, H, N)
             else:
                 y, final = ssd_chunk_scan(xs, dt, a, b, c, self.chunk, h0)
                 if state is not None and t:
