@@ -35,6 +35,41 @@ def _segsum(x):
     return s.masked_fill(~torch.tril(torch.ones(q, q, dtype=torch.bool, device=x.device), 0), -torch.inf)
 
 
+class SsdDecayedScores(torch.autograd.Function):
+    """ssd_chunk_scan's intra-chunk scores (b, h, c, l, s) = exp(a_cum[l] -
+    a_cum[s])·cb[l, s] from a (b, h, c, l), its cumulative sum a_cum and the
+    causal (lower-triangular) group scores cb (b, g, c, l, s), each group's H/G
+    heads consecutive.
+
+    The segment sum is the difference of cumulative sums (as mamba-ssm's kernel
+    computes it) plus the fp32 cumsum's rounding error there (from an fp64
+    cumsum): as accurate as the reference's cumsum over each segment (its (Q, Q)
+    masked cumsum, whose backward flips), measured against an fp64 recurrence.
+    It is clamped to [-80, 0] before exp: exp is 10-50x slower on inputs past
+    -87, where it underflows (those decays become e^-80, not 0: below 1e-34,
+    beside the diagonal's 1), and above the diagonal, where cb is 0, it never
+    overflows. Its own backward, the segment sums' gradient gs·scores summed over
+    each row and column, is two passes over the scores where autograd's is five,
+    and keeps no pre-exp copy."""
+
+    @staticmethod
+    def forward(ctx, a, a_cum, cb):
+        bsz, nh, nc, q = a_cum.shape
+        lo = (torch.cumsum(a.double(), dim=-1) - a_cum.double()).float()
+        decay = a_cum[..., :, None] - a_cum[..., None, :]
+        decay.add_(lo[..., :, None]).sub_(lo[..., None, :]).clamp_(-80.0, 0.0).exp_()
+        scores = decay.view(bsz, cb.shape[1], -1, nc, q, q) * cb[:, :, None]
+        ctx.save_for_backward(decay, cb, scores)
+        return scores.view(bsz, nh, nc, q, q)
+
+    @staticmethod
+    def backward(ctx, gs):
+        decay, cb, scores = ctx.saved_tensors
+        gs = gs.reshape(scores.shape)
+        gd = (gs * scores).flatten(1, 2)               # the segment sums' gradient (b, h, c, l, s)
+        return None, gd.sum(-1) - gd.sum(-2), (gs * decay.view(scores.shape)).sum(2)
+
+
 def ssd_naive(x, dt, a, b, c, h0=None):
     """x (B, T, H, P), dt (B, T, H), a (H,), b/c (B, T, H, N) fp32. y (B, T, H, P), h_T."""
     h = x.new_zeros(x.shape[0], x.shape[2], x.shape[3], b.shape[-1]) if h0 is None else h0
@@ -69,14 +104,8 @@ def ssd_chunk_scan(x, dt, a, b, c, chunk, h0=None):
     b = F.pad(b.transpose(1, 2), (0, 0, 0, pad)).view(bsz, g, nc, q, n)           # (b, g, c, s, n)
     c = F.pad(c.transpose(1, 2), (0, 0, 0, pad)).view(bsz, g, nc, q, n)
     a_cum = torch.cumsum(a, dim=-1)
-    # 1. within each chunk: the scores C·Bᵀ per group, times each head's decays, applied to x
-    with torch.no_grad():              # the fp32 cumsum's rounding error, and -inf above the diagonal
-        lo = (torch.cumsum(a.double(), dim=-1) - a_cum.double()).float()
-        above = ~torch.tril(torch.ones(q, q, dtype=torch.bool, device=x.device))
-        exact = (lo[..., :, None] - lo[..., None, :]).masked_fill_(above, -torch.inf)
-    decay = torch.exp((a_cum[..., :, None] - a_cum[..., None, :]).add_(exact))     # (b, h, c, l, s)
-    scores = c @ b.transpose(-1, -2)                                                # (b, g, c, l, s)
-    scores = (decay.view(bsz, g, k, nc, q, q) * scores[:, :, None]).view(bsz, nh, nc, q, q)
+    # 1. within each chunk: the scores C·Bᵀ per group, causal, decayed per head, applied to x
+    scores = SsdDecayedScores.apply(a, a_cum, torch.tril(c @ b.transpose(-1, -2)))  # (b, h, c, l, s)
     y_diag = scores @ xs.permute(0, 3, 1, 2, 4)                                    # (b, h, c, l, p)
     # 2. each chunk's own final state: x decayed to the chunk's end, times B
     xd = xs * torch.exp(a_cum[..., -1:] - a_cum).permute(0, 2, 3, 1)[..., None]    # (b, c, l, h, p)
