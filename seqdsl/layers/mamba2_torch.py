@@ -176,9 +176,10 @@ class Mamba2(nn.Module):
         xs, b, c = xbc.split([self.d_inner, g * n, g * n], dim=-1)
         dt = F.softplus(dt + self.dt_bias).float()                                  # (B, T, H)
         a = -torch.exp(self.A_log.float())                                           # (H,)
-        xs = xs.reshape(bsz, t, nh, p).float()
-        if torch.compiler.is_compiling():   # inductor cannot order the strides of a saved view that has
-            xs = xs.contiguous()            # the length in them (pytorch#185510): saved as its own tensor
+        # x heads time-major in a tensor of their own (the conv's output is channels-first): the scan's
+        # products read it in place, and no saved view has the length in its strides, which inductor
+        # cannot order (pytorch#185510)
+        xs = xs.reshape(bsz, t, nh, p).to(torch.float32, memory_format=torch.contiguous_format)
         b, c = b.reshape(bsz, t, g, n).float(), c.reshape(bsz, t, g, n).float()      # (B, T, G, N)
         h0 = None if state is None else state.get("ssm")
         scan = cuda_kernel("ssd_chunk_scan", x.is_cuda) if not (state is not None and t == 1) else None
