@@ -38,7 +38,7 @@ def _segsum(x):
 class SsdDecayedScores(torch.autograd.Function):
     """ssd_chunk_scan's intra-chunk scores (b, h, c, l, s) = exp(a_cum[l] -
     a_cum[s])·cb[l, s] from a (b, h, c, l), its cumulative sum a_cum and the
-    causal (lower-triangular) group scores cb (b, g, c, l, s), each group's H/G
+    causal (lower-triangular) group scores cb (b, c, g, l, s), each group's H/G
     heads consecutive.
 
     The segment sum is the difference of cumulative sums (as mamba-ssm's kernel
@@ -58,7 +58,7 @@ class SsdDecayedScores(torch.autograd.Function):
         lo = (torch.cumsum(a.double(), dim=-1) - a_cum.double()).float()
         decay = a_cum[..., :, None] - a_cum[..., None, :]
         decay.add_(lo[..., :, None]).sub_(lo[..., None, :]).clamp_(-80.0, 0.0).exp_()
-        scores = decay.view(bsz, cb.shape[1], -1, nc, q, q) * cb[:, :, None]
+        scores = decay.view(bsz, cb.shape[2], -1, nc, q, q) * cb.transpose(1, 2)[:, :, None]
         ctx.save_for_backward(decay, cb, scores)
         return scores.view(bsz, nh, nc, q, q)
 
@@ -67,7 +67,9 @@ class SsdDecayedScores(torch.autograd.Function):
         decay, cb, scores = ctx.saved_tensors
         gs = gs.reshape(scores.shape)
         gd = (gs * scores).flatten(1, 2)               # the segment sums' gradient (b, h, c, l, s)
-        return None, gd.sum(-1) - gd.sum(-2), (gs * decay.view(scores.shape)).sum(2)
+        ga_cum = gd.sum(-1, dtype=torch.float64) - gd.sum(-2, dtype=torch.float64)
+        ga = ga_cum.flip(-1).cumsum(-1).flip(-1)        # each a[j]: the segments over it, s < j <= l
+        return ga.float(), None, (gs * decay.view(scores.shape)).sum(2).transpose(1, 2)
 
 
 def ssd_naive(x, dt, a, b, c, h0=None):
@@ -99,30 +101,34 @@ def ssd_chunk_scan(x, dt, a, b, c, chunk, h0=None):
     k = nh // g                        # heads per group
     nc = (t + q - 1) // q              # ceil, and the padding from it, as the other chunked forms: the
     pad = nc * q - t                   # padded length is nc·Q to the compiler (not T + (Q - T mod Q) mod Q)
-    xs = F.pad(x * dt[..., None], (0, 0, 0, 0, 0, pad)).view(bsz, nc, q, nh, p)   # (b, c, l, h, p)
-    a = F.pad((a * dt).transpose(1, 2), (0, pad)).view(bsz, nh, nc, q)           # (b, h, c, l)
-    b = F.pad(b.transpose(1, 2), (0, 0, 0, pad)).view(bsz, g, nc, q, n)           # (b, g, c, s, n)
-    c = F.pad(c.transpose(1, 2), (0, 0, 0, pad)).view(bsz, g, nc, q, n)
+    # padded as 3-d tensors, whose padded copies are always contiguous (a 4-d one laid out channels-last
+    # stays so): x, B and C time-major, then B and C with the groups before the time (a copy when G > 1)
+    xs = F.pad((x * dt[..., None]).flatten(2), (0, 0, 0, pad)).view(bsz, nc, q, nh, p)   # (b, c, l, h, p)
+    a = F.pad((a * dt).transpose(1, 2), (0, pad)).view(bsz, nh, nc, q)                 # (b, h, c, l)
+    b, c = [F.pad(v.flatten(2), (0, 0, 0, pad)).view(bsz, nc, q, g, n).transpose(2, 3).contiguous()
+            for v in (b, c)]                                                            # (b, c, g, s, n)
     a_cum = torch.cumsum(a, dim=-1)
-    # 1. within each chunk: the scores C·Bᵀ per group, causal, decayed per head, applied to x
-    scores = SsdDecayedScores.apply(a, a_cum, torch.tril(c @ b.transpose(-1, -2)))  # (b, h, c, l, s)
-    y_diag = scores @ xs.permute(0, 3, 1, 2, 4)                                    # (b, h, c, l, p)
-    # 2. each chunk's own final state: x decayed to the chunk's end, times B
-    xd = xs * torch.exp(a_cum[..., -1:] - a_cum).permute(0, 2, 3, 1)[..., None]    # (b, c, l, h, p)
-    xd = xd.view(bsz, nc, q, g, k * p).permute(0, 1, 3, 4, 2)                      # (b, c, g, kp, l)
-    states = (xd @ b.transpose(1, 2)).view(bsz, nc, nh, p, n)                      # (b, c, h, p, n)
-    # 3. the state entering every chunk (and the final one), from the initial one when streaming
-    w = torch.exp(_segsum(F.pad(a_cum[..., -1], (1, 0))))                          # (b, h, nc+1, nc+1)
-    states = w[..., 1:] @ states.permute(0, 2, 1, 3, 4).reshape(bsz, nh, nc, p * n)  # (b, h, nc+1, pn)
+    # 1. within each chunk: the scores C·Bᵀ per group, causal, decayed per head, applied to x (head-major:
+    # a copy unless H = 1)
+    scores = SsdDecayedScores.apply(a, a_cum, torch.tril(c @ b.transpose(-1, -2)))   # (b, h, c, l, s)
+    y_diag = scores @ xs.permute(0, 3, 1, 2, 4).contiguous()                          # (b, h, c, l, p)
+    # 2. each chunk's own final state: x decayed to the chunk's end, times B (bmm copies x·decay when
+    # G > 1: its groups are not a batch dimension)
+    xd = xs * torch.exp(a_cum[..., -1:] - a_cum).permute(0, 2, 3, 1)[..., None]       # (b, c, l, h, p)
+    xd = xd.view(bsz, nc, q, g, k * p).permute(0, 1, 3, 4, 2)                         # (b, c, g, kp, l)
+    states = (xd @ b).view(bsz, nc, nh, p, n)                                         # (b, c, h, p, n)
+    # 3. the state entering every chunk and the final one, from the initial one when streaming (the
+    # chunk states head-major: a copy unless H = 1 or one chunk)
+    w = torch.exp(_segsum(F.pad(a_cum[..., -1], (1, 0))))                             # (b, h, nc+1, nc+1)
+    states = w[..., 1:] @ states.permute(0, 2, 1, 3, 4).reshape(bsz, nh, nc, p * n)   # (b, h, nc+1, pn)
     if h0 is not None:
         states = states + w[..., :1] * h0.to(states.dtype).reshape(bsz, nh, 1, p * n)
     final = states[:, :, -1].view(bsz, nh, p, n)
-    states = states[:, :, :-1].transpose(1, 2).reshape(bsz, nc, g, k * p, n)       # (b, c, g, kp, n)
-    # 4. the entering state's contribution to every output
-    y_off = (c.transpose(1, 2) @ states.transpose(-1, -2)).transpose(2, 3)         # (b, c, l, g, kp)
-    y_off = y_off.reshape(bsz, nc, q, nh, p).contiguous()                          # a copy when G > 1
-    y_off = y_off * torch.exp(a_cum).permute(0, 2, 3, 1)[..., None]
-    y = y_off + y_diag.permute(0, 2, 3, 1, 4)                                      # (b, c, l, h, p)
+    states = states[:, :, :-1].transpose(1, 2).contiguous().view(bsz, nc, g, k * p, n)  # (b, c, g, kp, n)
+    # 4. the entering state's contribution to every output, made time-major (a copy when G > 1)
+    y_off = (c @ states.transpose(-1, -2)).transpose(2, 3)                            # (b, c, l, g, kp)
+    y_off = y_off.reshape(bsz, nc, q, nh, p).contiguous() * torch.exp(a_cum).permute(0, 2, 3, 1)[..., None]
+    y = y_off + y_diag.permute(0, 2, 3, 1, 4)                                         # (b, c, l, h, p)
     return unpadded(y.view(bsz, nc * q, nh, p), t, 1), final
 
 
