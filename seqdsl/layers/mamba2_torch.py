@@ -112,11 +112,12 @@ def ssd_chunk_scan(x, dt, a, b, c, chunk, h0=None):
     # a copy unless H = 1)
     scores = SsdDecayedScores.apply(a, a_cum, torch.tril(c @ b.transpose(-1, -2)))   # (b, h, c, l, s)
     y_diag = scores @ xs.permute(0, 3, 1, 2, 4).contiguous()                          # (b, h, c, l, p)
+    del scores                         # (kept for backward when training)
     # 2. each chunk's own final state: x decayed to the chunk's end, times B (bmm copies x·decay when
     # G > 1: its groups are not a batch dimension)
     xd = xs * torch.exp(a_cum[..., -1:] - a_cum).permute(0, 2, 3, 1)[..., None]       # (b, c, l, h, p)
-    xd = xd.view(bsz, nc, q, g, k * p).permute(0, 1, 3, 4, 2)                         # (b, c, g, kp, l)
-    states = (xd @ b).view(bsz, nc, nh, p, n)                                         # (b, c, h, p, n)
+    states = (xd.view(bsz, nc, q, g, k * p).permute(0, 1, 3, 4, 2) @ b).view(bsz, nc, nh, p, n)
+    del xd                                                                            # states (b, c, h, p, n)
     # 3. the state entering every chunk and the final one, from the initial one when streaming (the
     # chunk states head-major: a copy unless H = 1 or one chunk)
     w = torch.exp(_segsum(F.pad(a_cum[..., -1], (1, 0))))                             # (b, h, nc+1, nc+1)
@@ -203,6 +204,7 @@ class Mamba2(nn.Module):
                 y, final = ssd_chunk_scan(xs, dt, a, b, c, self.chunk, h0)
                 if state is not None and t:
                     state["ssm"] = final.detach()
+                del final             # a view of all the states handed between chunks: not held to the end
         groups = (bsz, t, g, self.d_inner // g)                                      # the norm's groups
         y = y.reshape(groups) + (xs * self.D[:, None]).reshape(groups)
         y = self.norm(y, gate)
