@@ -113,15 +113,15 @@ def ssd_chunk_scan(x, dt, a, b, c, chunk, h0=None):
     scores = SsdDecayedScores.apply(a, a_cum, torch.tril(c @ b.transpose(-1, -2)))   # (b, h, c, l, s)
     y_diag = scores @ xs.permute(0, 3, 1, 2, 4).contiguous()                          # (b, h, c, l, p)
     del scores                         # (kept for backward when training)
-    # 2. each chunk's own final state: x decayed to the chunk's end, times B (bmm copies x·decay when
-    # G > 1: its groups are not a batch dimension)
+    # 2. each chunk's own final state: x decayed to the chunk's end (groups first: a copy when G > 1), times B
     xd = xs * torch.exp(a_cum[..., -1:] - a_cum).permute(0, 2, 3, 1)[..., None]       # (b, c, l, h, p)
-    states = (xd.view(bsz, nc, q, g, k * p).permute(0, 1, 3, 4, 2) @ b).view(bsz, nc, nh, p, n)
-    del xd                                                                            # states (b, c, h, p, n)
+    xd = xd.view(bsz, nc, q, g, k * p).transpose(2, 3).contiguous()                   # (b, c, g, l, kp)
+    states = (xd.transpose(-1, -2) @ b).view(bsz, nc, nh, p, n)                       # (b, c, h, p, n)
+    del xd
     # 3. the state entering every chunk and the final one, from the initial one when streaming (the
-    # chunk states head-major: a copy unless H = 1 or one chunk)
+    # chunk states head-major: a copy unless H = 1 or one chunk, whatever the batch)
     w = torch.exp(_segsum(F.pad(a_cum[..., -1], (1, 0))))                             # (b, h, nc+1, nc+1)
-    states = w[..., 1:] @ states.permute(0, 2, 1, 3, 4).reshape(bsz, nh, nc, p * n)   # (b, h, nc+1, pn)
+    states = w[..., 1:] @ states.permute(0, 2, 1, 3, 4).contiguous().view(bsz, nh, nc, p * n)  # (b, h, nc+1, pn)
     if h0 is not None:
         states = states + w[..., :1] * h0.to(states.dtype).reshape(bsz, nh, 1, p * n)
     final = states[:, :, -1].view(bsz, nh, p, n)
@@ -185,8 +185,8 @@ class Mamba2(nn.Module):
         a = -torch.exp(self.A_log.float())                                           # (H,)
         # x heads time-major in a tensor of their own (the conv's output is channels-first): the scan's
         # products read it in place, and no saved view has the length in its strides, which inductor
-        # cannot order (pytorch#185510)
-        xs = xs.reshape(bsz, t, nh, p).to(torch.float32, memory_format=torch.contiguous_format)
+        # cannot order (pytorch#185510). (.to(memory_format=) skips the copy at B = 1, torch 2.13.)
+        xs = xs.reshape(bsz, t, nh, p).contiguous().float()
         b, c = b.reshape(bsz, t, g, n).float(), c.reshape(bsz, t, g, n).float()      # (B, T, G, N)
         h0 = None if state is None else state.get("ssm")
         scan = cuda_kernel("ssd_chunk_scan", x.is_cuda) if not (state is not None and t == 1) else None
