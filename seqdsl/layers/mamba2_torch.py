@@ -6,9 +6,11 @@ The SSD recurrence per head h_t = exp(dt_t·A)·h_{t-1} + dt_t·x_t ⊗ B_t,
 y_t = h_t·C_t + D·x_t comes in three forms that the tests hold equal:
 
 * `ssd_naive`: the readable reference, one step at a time;
-* `ssd_chunk_scan`: training and prefill, the reference's chunked form (chunks
-  of `chunk` steps: intra-chunk products, chunk states, the state handed chunk
-  to chunk, state-to-output products), from an initial state when streaming;
+* `ssd_chunk_scan`: training and prefill, the reference's chunked algorithm
+  (chunks of `chunk` steps: intra-chunk products, chunk states, the state
+  handed chunk to chunk, state-to-output products) with the scores C·Bᵀ once
+  per group and every product a bmm on its operands in place, from an
+  initial state when streaming;
 * `ssd_step`: one decoding step on the carried state.
 
 On a GPU with mamba-ssm and causal-conv1d installed (the `cuda` extra) the
@@ -43,8 +45,9 @@ class SsdDecayedScores(torch.autograd.Function):
 
     The segment sum is the difference of cumulative sums (as mamba-ssm's kernel
     computes it) plus the fp32 cumsum's rounding error there (from an fp64
-    cumsum): as accurate as the reference's cumsum over each segment (its (Q, Q)
-    masked cumsum, whose backward flips), measured against an fp64 recurrence.
+    cumsum), and the backward sums each a's segments in fp64: as accurate as
+    the reference's cumsum over each segment (its (Q, Q) masked cumsum, whose
+    backward flips; benchmarks/mamba2_accuracy.py).
     It is clamped to [-80, 0] before exp: exp is 10-50x slower on inputs past
     -87, where it underflows (those decays become e^-80, not 0: below 1e-34,
     beside the diagonal's 1), and above the diagonal, where cb is 0, it never
