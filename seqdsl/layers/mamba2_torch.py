@@ -69,9 +69,9 @@ class SsdDecayedScores(torch.autograd.Function):
     def backward(ctx, gs):
         decay, cb, scores = ctx.saved_tensors
         gs = gs.reshape(scores.shape)
-        gd = (gs * scores).flatten(1, 2)               # the segment sums' gradient (b, h, c, l, s)
-        ga_cum = gd.sum(-1, dtype=torch.float64) - gd.sum(-2, dtype=torch.float64)
-        ga = ga_cum.flip(-1).cumsum(-1).flip(-1)        # each a[j]: the segments over it, s < j <= l
+        gd = torch.empty(scores.shape, dtype=torch.float64, device=gs.device)
+        gd = torch.mul(gs, scores, out=gd).flatten(1, 2)   # the segment sums' gradient (b, h, c, l, s), fp64
+        ga = (gd.sum(-1) - gd.sum(-2)).flip(-1).cumsum(-1).flip(-1)   # each a[j]: its segments, s < j <= l
         return ga.float(), None, (gs * decay.view(scores.shape)).sum(2).transpose(1, 2)
 
 
