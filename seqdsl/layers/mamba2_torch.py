@@ -69,8 +69,7 @@ class SsdDecayedScores(torch.autograd.Function):
     def backward(ctx, gs):
         decay, cb, scores = ctx.saved_tensors
         gs = gs.reshape(scores.shape)
-        gd = torch.empty(scores.shape, dtype=torch.float64, device=gs.device)
-        gd = torch.mul(gs, scores, out=gd).flatten(1, 2)   # the segment sums' gradient (b, h, c, l, s), fp64
+        gd = (gs * scores).flatten(1, 2).double()       # the segment sums' gradient (b, h, c, l, s), fp64
         ga = (gd.sum(-1) - gd.sum(-2)).flip(-1).cumsum(-1).flip(-1)   # each a[j]: its segments, s < j <= l
         return ga.float(), None, (gs * decay.view(scores.shape)).sum(2).transpose(1, 2)
 
