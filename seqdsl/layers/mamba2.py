@@ -89,7 +89,7 @@ class Mamba2(SequenceMixer):
         backward = proj + 2 * rows * di * d + 2 * conv + 2 * ssd
         scores, group_scores = b * nc * hm * q * q * 4, b * nc * g * q * q * 4
         xp, states = b * tp * di * 4, b * nc * hm * p * n * 4
-        x_copies = 3 + (hm > 1)                # x padded, x·decay, y_off's product; x head-major unless H = 1
+        x_copies = 3 + int(hm > 1)             # x padded, x·decay, y_off's product; x head-major unless H = 1
         saved = (2 * scores + group_scores + 2 * b * tp * g * n * 4 + x_copies * xp + 2 * b * hm * tp * 4
                  + 2 * states + b * hm * (nc + 1) ** 2 * 4 + 2 * (nc + 1) ** 2
                  + rows * (di + cd + hm) * e + b * cd * (t + k - 1) * e + rows * cd * e + rows * di * 4
@@ -108,7 +108,7 @@ class Mamba2(SequenceMixer):
         (each moment the bytes alive beside the input, found by listing every
         allocation with seqdsl.backend.measure.LiveTensorTracker). Held from the
         in_proj on: its output z (`gate` keeps it to the end), the conv's silu
-        output, dt and x heads in fp32 (and B, C in fp32 below fp32). The scan
+        output, dt and x heads in fp32 (and B, C copied to fp32 below it). The scan
         pads x·dt, A·dt, B and C to tp = nc·Q steps (B and C copied with the
         groups first when G > 1) and keeps A·dt's cumulative sum; then, one
         at a time: the group scores C·Bᵀ and their causal copy; the fp64
