@@ -85,9 +85,12 @@ def notes() -> list[str]:
     lines = ["", "\\* transformers' fallback causal conv (no `causal_conv1d` package) pads kernel − 1 on both "
              "sides and drops the last kernel − 1 outputs: 2 · channels · kernel · (kernel − 1) FLOPs per layer "
              "past the function (24 layers × 2 × 1,536 × 4 × 3 = 884,736 for Mamba, 24 × 2 × 1,792 × 4 × 3 = "
-             "1,032,192 for Mamba-2), the whole difference; RecurrentGemma's recurrent block pads its conv1d the "
-             "same way (18 recurrent layers × 2 × 2,560 × 4 × 3 = 1,105,920); tests/test_zoo.py checks "
-             "estimate + that overhang == measured. RecurrentGemma's lengths are inside its attention window "
+             "1,032,192 for Mamba-2), the whole difference for Mamba; RecurrentGemma's recurrent block pads its "
+             "conv1d the same way (18 recurrent layers × 2 × 2,560 × 4 × 3 = 1,105,920). Mamba-2's reference also "
+             "computes its SSD's scores C·Bᵀ for each of its 24 heads, where the `mamba2` lowering computes them "
+             "once per group (1 here), and hands the states over with an (nc+1)² decay matrix where ours is "
+             "(nc+1)·nc: 24 × (2·nc·256²·128·23 + 2·24·(nc+1)·64·128) FLOPs more, nc = ceil(T/256) "
+             "(tests/zoo_refs.py `ssd_overhang`). tests/test_zoo.py checks estimate + the overhang == measured. RecurrentGemma's lengths are inside its attention window "
              "(2,048): past it the reference's SDPA still computes the whole masked T × T score square, "
              "its count growing as T², where `attention(window=)`'s banded kernel and the estimate do not."]
     if NOT_WRITTEN:

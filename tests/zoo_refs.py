@@ -43,7 +43,7 @@ class Entry(NamedTuple):
     load: Callable | None                       # load(ours, ref): weights across, or None
     run: Callable                               # run(ref, *inputs) -> the tensor ours returns
     lengths: tuple = (16, 40)                   # the small config's lengths the test runs
-    extra: Callable[[bool], int] = lambda small: 0   # FLOPs the reference spends past the function
+    extra: Callable[[bool, int], int] = lambda small, t: 0   # FLOPs the reference spends past ours at t
     full: Callable[[int], tuple] | None = None  # published size: t -> (the spec's symbols, inputs)
 
 
@@ -213,12 +213,26 @@ def mamba2(small: bool):
     return tf.Mamba2ForCausalLM(cfg).eval()
 
 
-def conv_overhang(channels: int, kernel: int = 4) -> Callable[[bool], int]:
+def conv_overhang(channels: int, kernel: int = 4) -> Callable[[bool, int], int]:
     """transformers' causal_conv1d fallback pads kernel - 1 on both sides and
     drops the last kernel - 1 outputs: it computes kernel - 1 outputs per layer
     past the causal conv's T (2 FLOPs per weight each, batch 1), at any T;
     2 layers in the small config, 24 at the published size."""
-    return lambda small: (2 if small else 24) * 2 * channels * kernel * (kernel - 1)
+    return lambda small, t: (2 if small else 24) * 2 * channels * kernel * (kernel - 1)
+
+
+def ssd_overhang(heads: int, groups: int, state: int, head_dim: int, chunk: int) -> Callable[[bool, int], int]:
+    """transformers' torch SSD computes the intra-chunk scores C·Bᵀ for every
+    head, where the `mamba2` lowering computes them once per group (H - G more
+    products of Q x Q x N per chunk), and hands the states over with an
+    (nc+1) x (nc+1) decay matrix where ours is (nc+1) x nc (one more column of
+    P·N products per head): FLOPs past ours per layer at batch 1, nc = ceil(T/Q);
+    2 layers in the small config, 24 at the published size."""
+    def extra(small: bool, t: int) -> int:
+        nc = -(-t // chunk)
+        per_layer = 2 * nc * chunk * chunk * state * (heads - groups) + 2 * heads * (nc + 1) * head_dim * state
+        return (2 if small else 24) * per_layer
+    return extra
 
 
 def ssm_loader(embed: str, mixer: str):
@@ -393,7 +407,9 @@ ENTRIES: dict[str, Entry] = {
                         ssm_loader("embeddings", "mamba"), logits,
                         lengths=(64, 128), extra=conv_overhang(2 * 768), full=full_tokens(50280)),
     "mamba2_130m": Entry("mamba2_130m", {"layers": 2, "vocab": 512}, mamba2, tokens(512), lambda t: {"T": t},
-                         ssm_loader("wte", "mamba2"), logits, extra=conv_overhang(2 * 768 + 2 * 128),
+                         ssm_loader("wte", "mamba2"), logits,
+                         extra=lambda small, t: (conv_overhang(2 * 768 + 2 * 128)(small, t)
+                                                 + ssd_overhang(24, 1, 128, 64, 256)(small, t)),
                          full=full_tokens(50288)),
     "wav2letter": Entry("wav2letter", {}, lambda small: Wav2Letter(), waveform, lambda t: {"T": t},
                         wav2letter_load, channels_first, lengths=(3200, 8000), full=full_features(1)),
@@ -631,7 +647,7 @@ def recurrentgemma_load(ours, ref):
     ours.load_state_dict(out, strict=True)
 
 
-def rg_conv_overhang(small: bool) -> int:
+def rg_conv_overhang(small: bool, t: int) -> int:
     """transformers' RecurrentGemmaRecurrentBlock pads its depthwise conv by
     kernel - 1 on both sides and drops the last kernel - 1 outputs: 2 · width
     · 4 · 3 FLOPs per recurrent layer past the function (4 layers small, 18 at

@@ -61,9 +61,16 @@ class Mamba2(SequenceMixer):
     def cost(self, args, inputs, out, ctx):
         """in_proj and out_proj; the depthwise conv over x, B, C; the chunked
         SSD's products over nc = ceil(T/Q) chunks of Q = chunk (T padded to
-        nc·Q): scores C·B and their product with x (2·B·nc·H·Q²·(N + P)), each
-        chunk's state and its read-out (2 x 2·B·nc·H·Q·P·N), the states handed
-        between chunks (2·B·H·(nc+1)²·P·N). Decays and the gated norm are elementwise."""
+        nc·Q): the scores C·Bᵀ once per group and their product with x
+        (2·B·nc·Q²·(G·N + H·P)), each chunk's state and its read-out
+        (2 x 2·B·nc·H·Q·P·N), the states handed between chunks (an (nc+1) x nc
+        decay matrix: 2·B·H·(nc+1)·nc·P·N). Decays and the gated norm are
+        elementwise. Saved for backward (mamba2_torch.ssd_chunk_scan): the
+        decays and the decayed scores per head, the causal scores per group,
+        B and C padded, x padded, x·decay and y_off's product (and x head-major
+        unless H = 1), the chunk states before and after the hand-over, the
+        decays to each chunk's end and from its start, the hand-over's decay
+        matrix; beside the projections', conv's and norm's per-position tensors."""
         x = inputs[0]
         b, t, d, e = x.dims[0], x.dims[1], channels(x), ctx.elem
         di, hm, g, n, k = self.dims(args, d)
@@ -75,19 +82,18 @@ class Mamba2(SequenceMixer):
         first = 2 * rows * d * (di + cd + hm)
         proj = first + 2 * rows * di * d
         conv = short_conv_cost(b, t, cd, k)
-        ssd = (2 * b * nc * hm * q * q * (n + p) + 2 * 2 * b * nc * hm * q * p * n
-               + 2 * b * hm * (nc + 1) ** 2 * p * n)
+        ssd = (2 * b * nc * q * q * (g * n + hm * p) + 2 * 2 * b * nc * hm * q * p * n
+               + 2 * b * hm * (nc + 1) * nc * p * n)
         flops = proj + conv + ssd
         backward = proj + 2 * rows * di * d + 2 * conv + 2 * ssd
-        scores = b * nc * hm * q * q * 4
-        # x padded, and its copies for y_diag's and (over more than one chunk: with one, einsum reads
-        # it in place) the chunk states' products (was 1.1x measured with T below one chunk)
-        x_copies = 2 + smin(1, nc - 1)
-        saved = (3 * scores + 5 * b * tp * hm * n * 4 + x_copies * b * tp * di * 4 + b * (2 * nc + 1) * hm * p * n * 4
-                 + 2 * b * hm * tp * 4 + b * hm * (nc + 1) ** 2 * 4 + 2 * (nc + 1) ** 2 + 2 * q * q
-                 + rows * (di + cd + hm) * e + b * cd * (t + k - 1) * e + 2 * rows * cd * e
+        scores, group_scores = b * nc * hm * q * q * 4, b * nc * g * q * q * 4
+        xp, states = b * tp * di * 4, b * nc * hm * p * n * 4
+        x_copies = 3 + int(hm > 1)             # x padded, x·decay, y_off's product; x head-major unless H = 1
+        saved = (2 * scores + group_scores + 2 * b * tp * g * n * 4 + x_copies * xp + 2 * b * hm * tp * 4
+                 + 2 * states + b * hm * (nc + 1) ** 2 * 4 + 2 * (nc + 1) ** 2
+                 + rows * (di + cd + hm) * e + b * cd * (t + k - 1) * e + rows * cd * e + rows * di * 4
                  + rows * hm * (e + 4) + 4 * rows * di * 4 + rows * g * 4 + rows * di * e + 2 * hm * 4)
-        work = 3 * scores + 4 * b * tp * hm * n * 4 + 4 * rows * (di + cd) * e
+        work = 2 * scores + 2 * group_scores + 8 * xp + 2 * b * tp * g * n * 4 + 4 * rows * (di + cd) * e
         live = self.live_workspace(b, t, d, args, e)
         step = 2 * b * d * (di + cd + hm) + 2 * b * di * d + 2 * b * cd * k + 2 * b * hm * p * n
         return LayerCost(flops=flops, backward_flops=backward, input_grad_flops=(first,),
@@ -96,43 +102,54 @@ class Mamba2(SequenceMixer):
                          has_weights=True)
 
     def live_workspace(self, b, t, d, args, e):
-        """The most of the forward's transients alive at once (inference, at
-        float32), moment by moment through mamba2_torch.Mamba2.forward. Held
-        from the in_proj on: its output z (gate, x·B·C, dt: `gate` keeps it to
-        the end), the conv's silu output (xs is a view of it), dt, and B and
-        C repeated to every head (the forward's b, c). ssd_chunk_scan pads x·dt,
-        A·dt, B and C to tp = nc·Q steps, makes the decays (the segment sums:
-        three Q x Q score-sized tensors at once), the scores, y_diag, the
-        chunk states and y_off, each einsum copying its operands to bmm's
-        layout; then the gated norm holds four [B, T, di] fp32 tensors. The
-        moments, each the bytes alive beside the input (found by listing every
-        allocation with seqdsl.backend.measure.LiveTensorTracker; the single
-        moment's rule was 0.58-1.22x measured on the random specs, now
-        0.90-1.08x over 22 shapes)."""
+        """The most of the forward's transients alive at once (inference),
+        moment by moment through mamba2_torch.Mamba2.forward and ssd_chunk_scan
+        (each moment the bytes alive beside the input, found by listing every
+        allocation with seqdsl.backend.measure.LiveTensorTracker). Held from the
+        in_proj on: its output z (`gate` keeps it to the end), the conv's silu
+        output, dt and x heads in fp32 (and B, C copied to fp32 below it). The scan
+        pads x·dt, A·dt, B and C to tp = nc·Q steps (B and C copied with the
+        groups first when G > 1) and keeps A·dt's cumulative sum; then, one
+        at a time: the group scores C·Bᵀ and their causal copy; the fp64
+        rounding error of that sum; the decays and the decayed scores; y_diag
+        (x copied head-major unless H = 1); x·decay (copied when G > 1) and the
+        chunk states; the hand-over's decay matrix (its segment sums), the
+        states copied head-major (from two chunks on, unless H = 1) and handed
+        over; the entering states copied back; y_off (copied when G > 1) and
+        its decay; y. Then D·x and the gated norm, three [B, T, di] fp32
+        tensors beside its input."""
         di, hm, g, n, k = self.dims(args, d)
         p, q = args.head_dim, args.chunk
         cd = di + 2 * g * n
         nc = ceil_div(t, q)
         rows, rows_p = b * t, b * nc * q
-        x, dt, bn = rows * di * 4, rows * hm * 4, rows * hm * n * 4             # fp32, T steps
-        xp, ap, bnp = rows_p * di * 4, rows_p * hm * 4, rows_p * hm * n * 4     # fp32, padded to tp
-        scores = b * nc * hm * q * q * 4
+        x = rows * di * 4
+        xp, ap, bp = rows_p * di * 4, rows_p * hm * 4, rows_p * g * n * 4       # fp32, padded to tp
+        scores, group_scores = b * nc * hm * q * q * 4, b * nc * g * q * q * 4
         states, states1 = b * nc * hm * p * n * 4, b * (nc + 1) * hm * p * n * 4
+        hand = b * hm * (nc + 1) ** 2 * 4                                        # the hand-over's decays
+        g_copy = int(g > 1 and q > 1)                                            # groups moved before time
+        h_copy = int(hm > 1)                                                     # x and states head-major
         z = rows * (di + cd + hm) * e
-        held = z + rows * cd * e + dt + 2 * bn                     # through the scan and the norm
-        padded = held + xp + ap + 2 * bnp + ap                     # the padded inputs and a_cum
-        diag = padded + 2 * scores + xp + bnp                      # decay, scores, y_diag, b·decay
-        before = [z + b * cd * (2 * t + k - 1) * e,                # the conv's padded input and output
-                  held + x + dt + xp + ap + 2 * bnp,               # x·dt, A·dt and their padded copies
-                  padded + 3 * scores,                             # the segment sums
-                  padded + 2 * scores + 2 * bnp,                   # C·B: copies of C and B
-                  padded + 2 * scores + 2 * xp,                    # y_diag: a copy of x
-                  padded + 2 * scores + 2 * xp + 2 * bnp + states,  # the chunk states
-                  diag + states + states1,                         # the states with the first one
-                  diag + 3 * states1,                              # the states handed chunk to chunk
-                  diag + states1 + bnp + states + xp,              # y_off: copies of C and the states
-                  diag + states1 + 2 * xp + ap,                    # y_off, then y_diag + y_off
-                  held + 4 * x]                                    # the gated norm
+        held = z + rows * cd * e + rows * hm * 4 + x + (0 if e == 4 else 2 * rows * g * n * 4)
+        padded = held + xp + 2 * ap + 2 * bp                     # x·dt, A·dt, its cumsum, B, C padded
+        diag = padded + xp                                       # ... and y_diag
+        handed = diag + hand + states1                           # ... and the states entering each chunk
+        before = [z + b * cd * (2 * t + k - 1) * e,              # the conv's padded input and output
+                  held + x + xp,                                 # x·dt and its padded copy
+                  held + xp + ap + (2 + g_copy) * bp,            # B and C padded (and copied)
+                  padded + 2 * group_scores,                     # C·Bᵀ and its causal copy
+                  padded + group_scores + 6 * ap,                # the fp64 cumulative sum's rounding error
+                  padded + group_scores + ap + 2 * scores,       # the decays and the decayed scores
+                  padded + scores + (1 + h_copy) * xp,           # y_diag
+                  diag + ap + xp,                                # x·decay
+                  diag + (1 + g_copy) * xp + states,             # the chunk states
+                  diag + states + 3 * hand + (nc + 1) ** 2,      # the hand-over's segment sums (_segsum)
+                  diag + hand + (1 + h_copy * smin(1, nc - 1)) * states + states1,   # handed over
+                  handed + states + (2 + g_copy) * xp + ap,      # y_off
+                  handed + states + 2 * xp,                      # y = y_diag + y_off
+                  held + xp + 2 * x,                             # D·x added
+                  held + 3 * x]                                  # the gated norm
         return transient_peak(rows * d * e, before=before, after=[held + x])
 
     def tp_units(self, args, c):
