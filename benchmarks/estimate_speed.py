@@ -101,7 +101,7 @@ def fresh_bytecode() -> None:
     compileall.compile_dir(str(ROOT / "seqdsl"), quiet=1)
 
 
-def over_floor_table(specs: list[Path], rounds: int = 7) -> str:
+def over_floor_table(specs: list[Path], rounds: int = 11) -> str:
     """Every bundled spec's cold `seqdsl check` and `seqdsl compile --estimate`
     (default lengths, --no-cache: the closed forms derived), timed in turn with
     the import floor in every round, so that each sees the same load: best and

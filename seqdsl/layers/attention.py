@@ -262,8 +262,7 @@ def _pick(t, limit, small, big):
     if as_int(t) is not None and as_int(limit) is not None:
         return small if as_int(t) <= as_int(limit) else big
     if isinstance(t, sympy.Basic) and t.is_Symbol and small != big:   # canonical already: skip sympy's evaluation (ms per distinct limit)
-        return sympy.Piecewise((sympy.expand(small), sympy.LessThan(t, limit, evaluate=False)),
-                               (sympy.expand(big), True), evaluate=False)
+        return sympy.Piecewise((small, sympy.LessThan(t, limit, evaluate=False)), (big, True), evaluate=False)
     return sympy.Piecewise((small, sympy.LessThan(t, limit)), (big, True))
 
 
