@@ -290,7 +290,8 @@ def merged(results: list[dict], notes=()) -> dict:
     lengths, the first of those (`compile_run`); the runs' commands and loads
     kept. The timed runs must share width, batch and reps (the lengths are the
     union of theirs); every run must share the width. An earlier merged report
-    counts as its runs (give its notes again with --note: they are not carried)."""
+    counts as its runs (give its notes again with --note: they are not carried).
+    Runs no row is from are left out (_drop_unused_runs)."""
     results = _runs_of(results)
     timed = [r for r in results if _timed(r)]
     if not timed:
@@ -321,14 +322,29 @@ def merged(results: list[dict], notes=()) -> dict:
                 have.update(compile=row["compile"], compile_run=i)
                 most[row["kind"]] = n
     res["layers"] = sorted(rows.values(), key=lambda row: list(CALLS).index(row["kind"]))
+    _drop_unused_runs(res, results)
     res["complete"] = set(rows) == set(CALLS) and all(str(t) in row["steps"] for row in rows.values()
                                                       for t in res["lengths"])
-    res["loadavg_start"] = [max(r["loadavg_start"][i] for r in results) for i in range(3)]
-    res["loadavg_end"] = [max(r["loadavg_end"][i] for r in results) for i in range(3)]
-    res["wall_s"] = sum(r["wall_s"] for r in results)
-    res["jobs"] = max(r["jobs"] for r in results)
     res["notes"] = list(notes)
     return res
+
+
+def _drop_unused_runs(res: dict, results: list[dict]) -> None:
+    """Keep only the runs some row is from (timings or compile), renumbered in
+    order: a run whose every row a later one superseded says nothing here."""
+    used = sorted({s["run"] for row in res["layers"] for s in row["steps"].values()}
+                  | {row["compile_run"] for row in res["layers"]})
+    new = {old: i for i, old in enumerate(used, 1)}
+    for row in res["layers"]:
+        for step in row["steps"].values():
+            step["run"] = new[step["run"]]
+        row["run"], row["compile_run"] = new[row["run"]], new[row["compile_run"]]
+    res["runs"] = [res["runs"][i - 1] for i in used]
+    kept = [results[i - 1] for i in used]
+    res["loadavg_start"] = [max(r["loadavg_start"][i] for r in kept) for i in range(3)]
+    res["loadavg_end"] = [max(r["loadavg_end"][i] for r in kept) for i in range(3)]
+    res["wall_s"] = sum(r["wall_s"] for r in kept)
+    res["jobs"] = max(r["jobs"] for r in kept)
 
 
 def _ratio(a, b):

@@ -135,3 +135,11 @@ def test_reference_max_length_leaves_the_reference_out_above_it_and_says_so(benc
     assert "reference_ms" not in row["steps"]["32"] and "16" in row["steps"]["32"]["reference_skipped"]
     md = (tmp_path / "recurrent_layers.md").read_text()
     assert "not run (--reference-max-length)" in md.split("## T = 32")[1].split("##")[0]
+
+
+def test_merge_leaves_out_runs_no_row_is_from(bench, quick_all, tmp_path):
+    path = str(quick_all[1] / "recurrent_layers.json")
+    res = bench.main(["--merge", path, path, "--out", str(tmp_path)])
+    assert len(res["runs"]) == 1
+    assert {r["run"] for r in res["layers"]} == {r["compile_run"] for r in res["layers"]} == {1}
+    assert "run 2" not in (tmp_path / "recurrent_layers.md").read_text()
