@@ -81,11 +81,10 @@ def import_floor() -> tuple[float, float]:
     """(best, median) of 7 for a process that only starts Python and imports
     what every estimate needs (sympy, pydantic, lark): the part of the cold
     process that is not seqdsl's own work."""
-    code = FLOOR_CODE
     times = []
     for _ in range(7):
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True)
+        subprocess.run([sys.executable, "-c", FLOOR_CODE], check=True)
         times.append(time.perf_counter() - t)
     return min(times), statistics.median(times)
 

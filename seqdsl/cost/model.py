@@ -171,7 +171,7 @@ def _shared_key(node: Node, elem: int):
 
 @dataclass(frozen=True)
 class Figure:
-    """A closed form as a sum: `base` (expanded, no cost symbols) plus `bound`,
+    """A closed form as a sum: `base` (no cost symbols) plus `bound`,
     ((expression, ((cost symbol, value), ...)), ...) terms, each its expression
     at its binding."""
 
@@ -179,20 +179,19 @@ class Figure:
     bound: tuple = ()
 
     def closed_form(self):
-        """The whole sum as one expanded sympy expression (slow on thousands of
-        bound terms: the estimate never asks for it)."""
+        """The whole sum as one sympy expression, the bound terms expanded
+        (slow on thousands of bound terms: the estimate never asks for it)."""
         if not self.bound:
             return self.base
         return sympy.Add(self.base, *[sympy.expand(e.xreplace(dict(b))) for e, b in self.bound])
 
 
 class _Terms:
-    """Builds Figures; expansions and cost-symbol lookups are memoised across
-    the totals, which repeat the same per-layer terms."""
+    """Builds Figures; sums and cost-symbol lookups are memoised across the
+    totals, which repeat the same per-layer terms."""
 
     def __init__(self):
-        self.expanded: dict = {}    # term -> sympy.expand(term)
-        self.sums: dict = {}        # tuple of terms -> their expanded sum
+        self.sums: dict = {}        # tuple of terms -> their sum
         self.symbols: dict = {}     # expression -> the cost symbols it reads
         self.kept: dict = {}        # (those symbols, binding) -> the binding restricted to them
 
@@ -217,22 +216,15 @@ class _Terms:
         return Figure(self.sum(base), tuple(bound))
 
     def sum(self, terms):
-        """sympy.expand(Add(*terms)), expanding each distinct term once;
-        expanding a whole total rebuilds, and so re-evaluates, every Piecewise
-        and Min in it."""
+        """Add(*terms), each term as its rule built it, memoised by the terms.
+        Nothing is expanded: expanding rebuilds, and so re-evaluates, every
+        Piecewise, Min and Max in a term (sympy compares a Max's arguments
+        pairwise again: seconds on a segments body), and the compiled closed
+        forms and --formula read the sums as they are."""
         key = tuple(terms)
-        hit = self.sums.get(key)
-        if hit is not None:
-            return hit
-        out = []
-        for t in terms:
-            e = self.expanded.get(t)
-            if e is None:
-                # a Max (a peak over moments) is left whole: expanding rebuilds it, and
-                # sympy then compares its arguments pairwise again (seconds on a segments body)
-                e = self.expanded[t] = t
-            out.append(e)
-        total = self.sums[key] = sympy.Add(*out)
+        total = self.sums.get(key)
+        if total is None:
+            total = self.sums[key] = sympy.Add(*terms)
         return total
 
 

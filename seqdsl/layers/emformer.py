@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-
 from ..graph.ir import TensorType
 from ..graph.symbolic import as_int, ceil_div, smax, smin
 from .base import (example, Layer, LayerArgs, LayerError, ModuleSpec, NonNegInt, PositiveInt, Probability,

@@ -1,7 +1,6 @@
 """Normalisations over the channel axis."""
 from __future__ import annotations
 
-
 from ..graph.symbolic import smax
 from .base import example, Layer, LayerArgs, ModuleSpec, PositiveFloat, channels, require_float
 from .costs import LayerCost, STAT_BYTES, rows
